@@ -1,0 +1,739 @@
+//! PEP 3333 environ values from a request head.
+//!
+//! What it does: turns what the runtime already parsed (method, target,
+//! version, header fields, socket addresses) into the CGI-style strings of a
+//! WSGI environ: `REQUEST_METHOD`, `SCRIPT_NAME`, `PATH_INFO`,
+//! `QUERY_STRING`, `SERVER_*`, `REMOTE_*`, `CONTENT_TYPE`, `CONTENT_LENGTH`,
+//! the `HTTP_*` variables and `wsgi.url_scheme`. Every string follows PEP 3333
+//! §"Unicode Issues": bytes from the wire become a `str` whose code points are
+//! those bytes ("bytes as latin-1"); the Python bridge only copies them.
+//!
+//! What it does not do: no Python objects, no `wsgi.*` keys other than the
+//! scheme, no body handling (what `CONTENT_LENGTH` shows is decided by
+//! `body::plan` and passed in), no framing checks (`request::check_framing`
+//! runs first), and no trusted proxy headers (`Forwarded`, `X-Forwarded-*`):
+//! addresses are the socket's own.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::header::HeaderName;
+use http::HeaderMap;
+use percent_encoding::percent_decode_str;
+
+use crate::proto::request::HTTP2_CONNECTION_SPECIFIC;
+
+/// The protocol version of a request, as far as the environ is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpVersion {
+    Http10,
+    Http11,
+    Http2,
+}
+
+impl HttpVersion {
+    /// The `SERVER_PROTOCOL` string (PEP 3333 §"environ Variables"; "HTTP/2"
+    /// is the version name RFC 9113 §3 uses, without a minor version).
+    pub fn server_protocol(self) -> &'static str {
+        match self {
+            HttpVersion::Http10 => "HTTP/1.0",
+            HttpVersion::Http11 => "HTTP/1.1",
+            HttpVersion::Http2 => "HTTP/2",
+        }
+    }
+}
+
+/// What `build` needs to know about one request. Borrowed from the runtime's
+/// own request head; nothing is copied until `build`.
+#[derive(Clone, Copy, Debug)]
+pub struct EnvironInput<'a> {
+    pub method: &'a str,
+    /// Raw path of the request target, still percent-encoded (`http::Uri::path()`).
+    pub path: &'a str,
+    /// Raw query (`http::Uri::query()`).
+    pub query: Option<&'a str>,
+    pub version: HttpVersion,
+    pub headers: &'a HeaderMap,
+    /// HTTP/2 `:authority`, or the authority of an absolute-form target.
+    pub authority: Option<&'a str>,
+    pub https: bool,
+    /// `None` on unix sockets.
+    pub local_addr: Option<SocketAddr>,
+    /// `None` on unix sockets.
+    pub peer_addr: Option<SocketAddr>,
+    /// The configured `--root-path`, e.g. "/app" (a trailing "/" is ignored).
+    pub root_path: &'a str,
+    /// What `CONTENT_LENGTH` shows (decided by `body::plan` / the runtime).
+    pub content_length: Option<u64>,
+    /// Drop `HTTP_CONTENT_ENCODING`: the server decodes the body.
+    pub strip_content_encoding: bool,
+}
+
+/// The CGI-style part of a WSGI environ, as Rust strings whose chars are all
+/// U+0000..=U+00FF (PEP 3333 "native strings").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Environ {
+    pub request_method: String,
+    pub script_name: String,
+    /// Percent-decoded, then each byte -> char (latin-1).
+    pub path_info: String,
+    /// Raw (not percent-decoded), "" if none.
+    pub query_string: String,
+    pub server_name: String,
+    pub server_port: String,
+    pub server_protocol: &'static str,
+    /// "" on unix sockets.
+    pub remote_addr: String,
+    /// "" on unix sockets.
+    pub remote_port: String,
+    /// "http" | "https".
+    pub url_scheme: &'static str,
+    pub content_type: Option<String>,
+    pub content_length: Option<String>,
+    /// `("HTTP_USER_AGENT", value)`, in the order the fields were first seen.
+    pub headers: Vec<(String, String)>,
+}
+
+// ---------------------------------------------------------------------------
+// RULES: everything that decides what an application sees in the environ
+// lives below.
+//
+// Theory of operation: each environ value has one source.
+//
+//   SCRIPT_NAME     --root-path, without its trailing "/"
+//   PATH_INFO       the target path, percent-decoded, minus SCRIPT_NAME
+//   QUERY_STRING    the target query, as sent
+//   SERVER_NAME/    the request's host (authority, else Host), else the local
+//   SERVER_PORT     socket address, else "localhost" and the scheme's port
+//   REMOTE_*        the peer socket address ("" on unix sockets)
+//   CONTENT_TYPE    the Content-Type field
+//   CONTENT_LENGTH  the caller's decision (`body::plan`), never the raw field
+//   HTTP_*          every other field, except the ones `route` drops
+// ---------------------------------------------------------------------------
+
+/// Builds the environ strings for one request.
+pub fn build(input: &EnvironInput<'_>) -> Environ {
+    let (script_name, path_info) = script_name_and_path_info(input.root_path, input.path);
+    let host = request_host(input);
+    let default_port = if input.https { "443" } else { "80" };
+    let (server_name, server_port) = match host.as_deref().filter(|h| !h.is_empty()) {
+        Some(host) => {
+            let (name, port) = split_host_port(host);
+            // A port that is empty ("host:", allowed by RFC 3986 §3.2.3) or not
+            // a number means the scheme's default: applications call
+            // int(SERVER_PORT).
+            let port = match port {
+                Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p,
+                _ => default_port,
+            };
+            (name.to_owned(), port.to_owned())
+        }
+        None => match input.local_addr {
+            Some(addr) => (canonical_ip(addr).to_string(), addr.port().to_string()),
+            None => ("localhost".to_owned(), default_port.to_owned()),
+        },
+    };
+    let (content_type, headers) = header_variables(input, host);
+    Environ {
+        request_method: input.method.to_owned(),
+        script_name,
+        path_info,
+        query_string: latin1(input.query.unwrap_or("").as_bytes()),
+        server_name,
+        server_port,
+        server_protocol: input.version.server_protocol(),
+        remote_addr: input
+            .peer_addr
+            .map_or_else(String::new, |addr| canonical_ip(addr).to_string()),
+        remote_port: input
+            .peer_addr
+            .map_or_else(String::new, |addr| addr.port().to_string()),
+        url_scheme: if input.https { "https" } else { "http" },
+        content_type,
+        content_length: input.content_length.map(|n| n.to_string()),
+        headers,
+    }
+}
+
+/// SCRIPT_NAME and PATH_INFO (PEP 3333 §"environ Variables", §"URL
+/// Reconstruction").
+///
+/// The path is percent-decoded first, as CGI servers do, so "%2F" becomes "/"
+/// and cannot be told apart from a real "/" (every PEP 3333 server behaves
+/// so). Invalid escapes such as "%zz" stay literal. The decoded bytes become
+/// chars one for one (latin-1), so UTF-8 paths arrive as PEP 3333 wants them:
+/// `environ["PATH_INFO"].encode("latin-1").decode("utf-8")` recovers them.
+///
+/// SCRIPT_NAME is always the root path, like uvicorn: when the decoded path
+/// starts with it (followed by "/" or nothing), PATH_INFO is the rest;
+/// otherwise PATH_INFO is the whole path. A request outside the root path is
+/// not refused here; routing it is the application's business. The root path
+/// is configuration text, so its UTF-8 bytes are mapped to latin-1 chars like
+/// the path's (uvicorn does `.encode("utf8").decode("latin1")` as well).
+///
+/// `OPTIONS *` needs no special case: "*" decodes to "*".
+fn script_name_and_path_info(root_path: &str, raw_path: &str) -> (String, String) {
+    let root = root_path.trim_end_matches('/').as_bytes();
+    let decoded: Vec<u8> = percent_decode_str(raw_path).collect();
+    let path_info = match decoded.strip_prefix(root) {
+        Some(rest) if !root.is_empty() && (rest.is_empty() || rest[0] == b'/') => rest,
+        _ => &decoded[..],
+    };
+    (latin1(root), latin1(path_info))
+}
+
+/// The host the request is for, as latin-1 text: the target's authority when
+/// there is one, else the first Host field.
+///
+/// The authority wins over Host: RFC 9112 §3.2.2 says a server receiving an
+/// absolute-form target MUST ignore Host, and RFC 9113 §8.3.1 says in HTTP/2
+/// the two must name the same thing. Userinfo ("user@") is not part of the
+/// host (RFC 9110 §4.2.4 deprecates it) and is removed.
+fn request_host(input: &EnvironInput<'_>) -> Option<String> {
+    match input.authority {
+        Some(authority) => {
+            let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+            Some(latin1(host.as_bytes()))
+        }
+        None => input
+            .headers
+            .get(http::header::HOST)
+            .map(|value| latin1(value.as_bytes())),
+    }
+}
+
+/// Splits "host:port", "[v6]:port", "host", "[v6]" into name and port.
+///
+/// SERVER_NAME of an IPv6 literal is given without brackets ("::1"), the way
+/// the local address is written when there is no Host and the way uvicorn
+/// writes it; gunicorn would keep them. URL reconstruction (PEP 3333) uses
+/// HTTP_HOST, which keeps the brackets, so nothing is lost.
+/// A bare IPv6 address without brackets is not a valid host (RFC 3986 §3.2.2);
+/// it is taken whole as the name, with no port.
+fn split_host_port(host: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = host.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((v6, after)) => (v6, after.strip_prefix(':')),
+            None => (host, None),
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') => (name, Some(port)),
+        _ => (host, None),
+    }
+}
+
+/// An IPv4 peer on a dual-stack IPv6 socket appears as "::ffff:a.b.c.d";
+/// applications compare REMOTE_ADDR against IPv4 strings, so show "a.b.c.d".
+fn canonical_ip(addr: SocketAddr) -> IpAddr {
+    addr.ip().to_canonical()
+}
+
+/// Where one request header field goes in the environ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// `CONTENT_TYPE` (PEP 3333 §"environ Variables": no `HTTP_` prefix).
+    ContentType,
+    /// `HTTP_HOST`: the request host, which may come from the authority.
+    Host,
+    /// `HTTP_<NAME>`, repeated fields joined with `separator`.
+    Http { separator: &'static str },
+    /// Not shown to the application.
+    Drop,
+}
+
+fn route(name: &HeaderName, input: &EnvironInput<'_>) -> Route {
+    let name = name.as_str(); // always lower case
+    match name {
+        "content-type" => Route::ContentType,
+        // CONTENT_LENGTH comes only from the body plan: with chunked or
+        // decoded bodies the field (if any) does not describe what the
+        // application reads.
+        "content-length" => Route::Drop,
+        // httpoxy (CVE-2016-5385): HTTP_PROXY would be read as the proxy
+        // environment variable by CGI-style HTTP clients.
+        "proxy" => Route::Drop,
+        // The server decodes the body, so the coding no longer applies.
+        "content-encoding" if input.strip_content_encoding => Route::Drop,
+        // "X_Forwarded_For" and "X-Forwarded-For" would both become
+        // HTTP_X_FORWARDED_FOR; a client could spoof a header a proxy set.
+        // gunicorn and nginx drop them too.
+        _ if name.contains('_') => Route::Drop,
+        // RFC 9113 §8.2.2: not valid in HTTP/2 (`request::check_framing`
+        // refuses them; this is the second line of defence).
+        _ if input.version == HttpVersion::Http2 && HTTP2_CONNECTION_SPECIFIC.contains(&name) => {
+            Route::Drop
+        }
+        "host" => Route::Host,
+        // RFC 9113 §8.2.3: HTTP/2 clients may split Cookie into one field per
+        // cookie; "; " is the separator that rebuilds one Cookie header
+        // (RFC 6265 §5.4), whatever the version.
+        "cookie" => Route::Http { separator: "; " },
+        // RFC 9110 §5.3: repeated fields are one comma-separated list.
+        _ => Route::Http { separator: ", " },
+    }
+}
+
+/// CONTENT_TYPE and the `HTTP_*` variables, in first-seen field order.
+///
+/// `host` is the request host chosen by `request_host`. When it came from the
+/// authority and the request has no Host field (HTTP/2 clients usually send
+/// only `:authority`), HTTP_HOST is added first, where `:authority` stood.
+fn header_variables(
+    input: &EnvironInput<'_>,
+    host: Option<String>,
+) -> (Option<String>, Vec<(String, String)>) {
+    let mut content_type = None;
+    let mut variables = Vec::with_capacity(input.headers.keys_len() + 1);
+    if !input.headers.contains_key(http::header::HOST) {
+        if let Some(host) = host.clone() {
+            variables.push(("HTTP_HOST".to_owned(), host));
+        }
+    }
+    for name in input.headers.keys() {
+        match route(name, input) {
+            Route::Drop => {}
+            Route::ContentType => content_type = Some(joined(input.headers, name, ", ")),
+            Route::Host => {
+                let value = match (&host, input.authority) {
+                    (Some(host), Some(_)) => host.clone(),
+                    _ => joined(input.headers, name, ", "),
+                };
+                variables.push(("HTTP_HOST".to_owned(), value));
+            }
+            Route::Http { separator } => {
+                variables.push((cgi_name(name), joined(input.headers, name, separator)));
+            }
+        }
+    }
+    (content_type, variables)
+}
+
+/// "user-agent" -> "HTTP_USER_AGENT" (PEP 3333 §"environ Variables", CGI
+/// RFC 3875 §4.1.18).
+fn cgi_name(name: &HeaderName) -> String {
+    let mut cgi = String::with_capacity(5 + name.as_str().len());
+    cgi.push_str("HTTP_");
+    cgi.extend(
+        name.as_str()
+            .chars()
+            .map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }),
+    );
+    cgi
+}
+
+/// All values of one field, in order, latin-1 decoded and joined.
+fn joined(headers: &HeaderMap, name: &HeaderName, separator: &str) -> String {
+    let mut out = String::new();
+    for (i, value) in headers.get_all(name).iter().enumerate() {
+        if i > 0 {
+            out.push_str(separator);
+        }
+        out.extend(value.as_bytes().iter().map(|&b| char::from(b)));
+    }
+    out
+}
+
+/// Bytes as latin-1: each byte becomes the char with the same code point
+/// (PEP 3333 §"Unicode Issues").
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::syntax::header_map as headers;
+    use HttpVersion::{Http10, Http11, Http2};
+
+    fn addr(s: &str) -> Option<SocketAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    /// A plain HTTP/1.1 GET over TCP; tests change what they look at.
+    fn base(headers: &HeaderMap) -> EnvironInput<'_> {
+        EnvironInput {
+            method: "GET",
+            path: "/",
+            query: None,
+            version: Http11,
+            headers,
+            authority: None,
+            https: false,
+            local_addr: addr("127.0.0.1:8000"),
+            peer_addr: addr("127.0.0.1:50000"),
+            root_path: "",
+            content_length: None,
+            strip_content_encoding: false,
+        }
+    }
+
+    #[test]
+    fn server_protocol_names() {
+        for (version, expected) in [(Http10, "HTTP/1.0"), (Http11, "HTTP/1.1"), (Http2, "HTTP/2")] {
+            assert_eq!(version.server_protocol(), expected);
+            let h = HeaderMap::new();
+            assert_eq!(build(&EnvironInput { version, ..base(&h) }).server_protocol, expected);
+        }
+    }
+
+    /// (root_path, raw path, SCRIPT_NAME, PATH_INFO)
+    const PATHS: &[(&str, &str, &str, &str)] = &[
+        ("", "/", "", "/"),
+        ("", "", "", ""),
+        ("", "*", "", "*"),
+        ("", "/a/b", "", "/a/b"),
+        ("", "/a%20b", "", "/a b"),
+        // "%2F" decodes to "/", as every PEP 3333 server does.
+        ("", "/a%2Fb", "", "/a/b"),
+        ("", "/a%2fb", "", "/a/b"),
+        // Invalid escapes stay literal.
+        ("", "/%zz", "", "/%zz"),
+        ("", "/%", "", "/%"),
+        ("", "/%4", "", "/%4"),
+        ("", "/100%", "", "/100%"),
+        ("", "/%%41", "", "/%A"),
+        // Decoded bytes become latin-1 chars: UTF-8 "é" is two chars.
+        ("", "/caf%C3%A9", "", "/caf\u{c3}\u{a9}"),
+        ("", "/%FF%80", "", "/\u{ff}\u{80}"),
+        ("", "/%00", "", "/\u{0}"),
+        // The root path is stripped when the path starts with it.
+        ("/app", "/app", "/app", ""),
+        ("/app", "/app/", "/app", "/"),
+        ("/app", "/app/x/y", "/app", "/x/y"),
+        ("/app/", "/app/x", "/app", "/x"),
+        ("/app", "/app%2Fx", "/app", "/x"),
+        ("/a b", "/a%20b/x", "/a b", "/x"),
+        ("/app", "/APP/x", "/app", "/APP/x"),
+        // ...only at a segment boundary; otherwise PATH_INFO is the whole path.
+        ("/app", "/application", "/app", "/application"),
+        ("/app", "/other", "/app", "/other"),
+        ("/app", "/", "/app", "/"),
+        ("/app", "", "/app", ""),
+        ("/app", "*", "/app", "*"),
+        ("/", "/x", "", "/x"),
+        ("/caf\u{e9}", "/caf%C3%A9/x", "/caf\u{c3}\u{a9}", "/x"),
+    ];
+
+    #[test]
+    fn script_name_and_path_info_table() {
+        let h = HeaderMap::new();
+        for (root_path, path, script_name, path_info) in PATHS {
+            let env = build(&EnvironInput { root_path, path, ..base(&h) });
+            assert_eq!(
+                (env.script_name.as_str(), env.path_info.as_str()),
+                (*script_name, *path_info),
+                "root {root_path:?} path {path:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn query_string_is_raw() {
+        let h = HeaderMap::new();
+        for (query, expected) in [
+            (None, ""),
+            (Some(""), ""),
+            (Some("a=1&b=%20"), "a=1&b=%20"),
+            (Some("q=caf\u{e9}"), "q=caf\u{c3}\u{a9}"),
+        ] {
+            assert_eq!(build(&EnvironInput { query, ..base(&h) }).query_string, expected);
+        }
+    }
+
+    struct HostCase {
+        version: HttpVersion,
+        host: &'static [&'static [u8]],
+        authority: Option<&'static str>,
+        https: bool,
+        local_addr: Option<&'static str>,
+        server_name: &'static str,
+        server_port: &'static str,
+        http_host: Option<&'static str>,
+    }
+
+    const fn host(
+        version: HttpVersion,
+        host: &'static [&'static [u8]],
+        authority: Option<&'static str>,
+        https: bool,
+        local_addr: Option<&'static str>,
+        expected: (&'static str, &'static str, Option<&'static str>),
+    ) -> HostCase {
+        HostCase {
+            version,
+            host,
+            authority,
+            https,
+            local_addr,
+            server_name: expected.0,
+            server_port: expected.1,
+            http_host: expected.2,
+        }
+    }
+
+    const LOCAL: Option<&str> = Some("10.0.0.1:8000");
+    #[rustfmt::skip]
+    const HOSTS: &[HostCase] = &[
+        // Host with and without port; default port by scheme.
+        host(Http11, &[b"example.com:8080"], None, false, LOCAL, ("example.com", "8080", Some("example.com:8080"))),
+        host(Http11, &[b"example.com"], None, false, LOCAL, ("example.com", "80", Some("example.com"))),
+        host(Http11, &[b"example.com"], None, true, LOCAL, ("example.com", "443", Some("example.com"))),
+        host(Http11, &[b"example.com:"], None, true, LOCAL, ("example.com", "443", Some("example.com:"))),
+        host(Http11, &[b"example.com:x1"], None, false, LOCAL, ("example.com", "80", Some("example.com:x1"))),
+        host(Http11, &[b"127.0.0.1:9"], None, false, LOCAL, ("127.0.0.1", "9", Some("127.0.0.1:9"))),
+        // IPv6 literals: SERVER_NAME without brackets, HTTP_HOST as sent.
+        host(Http11, &[b"[::1]:8443"], None, true, LOCAL, ("::1", "8443", Some("[::1]:8443"))),
+        host(Http11, &[b"[::1]"], None, false, LOCAL, ("::1", "80", Some("[::1]"))),
+        host(Http11, &[b"[fe80::1%25eth0]:81"], None, false, LOCAL, ("fe80::1%25eth0", "81", Some("[fe80::1%25eth0]:81"))),
+        host(Http11, &[b"[::1"], None, false, LOCAL, ("[::1", "80", Some("[::1"))),
+        host(Http11, &[b"::1"], None, false, LOCAL, ("::1", "80", Some("::1"))),
+        // Latin-1 bytes in Host survive as chars.
+        host(Http11, &[b"caf\xe9:81"], None, false, LOCAL, ("caf\u{e9}", "81", Some("caf\u{e9}:81"))),
+        // Repeated Host: the first names the server, HTTP_HOST shows all.
+        host(Http11, &[b"a:1", b"b:2"], None, false, LOCAL, ("a", "1", Some("a:1, b:2"))),
+        // No Host (HTTP/1.0): the local address, IPv6 without brackets.
+        host(Http10, &[], None, false, LOCAL, ("10.0.0.1", "8000", None)),
+        host(Http10, &[], None, false, Some("[::1]:8001"), ("::1", "8001", None)),
+        host(Http10, &[], None, false, Some("[::ffff:10.1.2.3]:8001"), ("10.1.2.3", "8001", None)),
+        host(Http11, &[b""], None, false, LOCAL, ("10.0.0.1", "8000", Some(""))),
+        // No Host on a unix socket: "localhost" and the scheme's port.
+        host(Http10, &[], None, false, None, ("localhost", "80", None)),
+        host(Http10, &[], None, true, None, ("localhost", "443", None)),
+        // HTTP/2 :authority without Host becomes HTTP_HOST.
+        host(Http2, &[], Some("example.com:8443"), true, LOCAL, ("example.com", "8443", Some("example.com:8443"))),
+        host(Http2, &[], Some("example.com"), true, None, ("example.com", "443", Some("example.com"))),
+        host(Http2, &[], Some("[::1]:9000"), false, LOCAL, ("::1", "9000", Some("[::1]:9000"))),
+        host(Http2, &[b"example.com"], Some("example.com"), false, LOCAL, ("example.com", "80", Some("example.com"))),
+        host(Http2, &[], None, false, LOCAL, ("10.0.0.1", "8000", None)),
+        // Absolute-form target: the authority wins over Host (RFC 9112 §3.2.2).
+        host(Http11, &[b"evil.example"], Some("good.example:81"), false, LOCAL, ("good.example", "81", Some("good.example:81"))),
+        host(Http11, &[], Some("user:pw@good.example"), false, LOCAL, ("good.example", "80", Some("good.example"))),
+    ];
+
+    #[test]
+    fn server_name_port_and_http_host_table() {
+        for case in HOSTS {
+            let fields: Vec<(&str, &[u8])> = case.host.iter().map(|v| ("host", *v)).collect();
+            let h = headers(&fields);
+            let env = build(&EnvironInput {
+                version: case.version,
+                authority: case.authority,
+                https: case.https,
+                local_addr: case.local_addr.map(|a| a.parse().unwrap()),
+                ..base(&h)
+            });
+            let http_host: Vec<&str> = env
+                .headers
+                .iter()
+                .filter(|(k, _)| k == "HTTP_HOST")
+                .map(|(_, v)| v.as_str())
+                .collect();
+            assert_eq!(
+                (env.server_name.as_str(), env.server_port.as_str(), http_host.first().copied()),
+                (case.server_name, case.server_port, case.http_host),
+                "host {:?} authority {:?}",
+                case.host,
+                case.authority
+            );
+            assert!(http_host.len() <= 1, "one HTTP_HOST: {:?}", env.headers);
+        }
+    }
+
+    #[test]
+    fn http_host_from_authority_comes_first() {
+        let h = headers(&[("user-agent", "t"), ("accept", "*/*")]);
+        let env = build(&EnvironInput { version: Http2, authority: Some("a.example"), ..base(&h) });
+        let names: Vec<&str> = env.headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["HTTP_HOST", "HTTP_USER_AGENT", "HTTP_ACCEPT"]);
+    }
+
+    struct HeaderCase {
+        version: HttpVersion,
+        strip_content_encoding: bool,
+        fields: &'static [(&'static str, &'static [u8])],
+        content_type: Option<&'static str>,
+        expected: &'static [(&'static str, &'static str)],
+    }
+
+    const HEADERS: &[HeaderCase] = &[
+        HeaderCase {
+            version: Http11,
+            strip_content_encoding: false,
+            fields: &[],
+            content_type: None,
+            expected: &[],
+        },
+        // Names map to HTTP_*, order is first-seen, repeats join with ", ".
+        HeaderCase {
+            version: Http11,
+            strip_content_encoding: false,
+            fields: &[
+                ("host", b"h"),
+                ("user-agent", b"curl/8"),
+                ("accept", b"text/html"),
+                ("x-a", b"1"),
+                ("accept", b"*/*"),
+                ("x-a", b"2"),
+            ],
+            content_type: None,
+            expected: &[
+                ("HTTP_HOST", "h"),
+                ("HTTP_USER_AGENT", "curl/8"),
+                ("HTTP_ACCEPT", "text/html, */*"),
+                ("HTTP_X_A", "1, 2"),
+            ],
+        },
+        // Cookies split across fields (RFC 9113 §8.2.3) join with "; ".
+        HeaderCase {
+            version: Http2,
+            strip_content_encoding: false,
+            fields: &[("cookie", b"a=1"), ("x-b", b"b"), ("cookie", b"b=2"), ("cookie", b"c=3")],
+            content_type: None,
+            expected: &[("HTTP_COOKIE", "a=1; b=2; c=3"), ("HTTP_X_B", "b")],
+        },
+        HeaderCase {
+            version: Http11,
+            strip_content_encoding: false,
+            fields: &[("cookie", b"a=1; b=2")],
+            content_type: None,
+            expected: &[("HTTP_COOKIE", "a=1; b=2")],
+        },
+        // Content-Type is CONTENT_TYPE; Content-Length never shows as a header.
+        HeaderCase {
+            version: Http11,
+            strip_content_encoding: false,
+            fields: &[
+                ("content-type", b"text/plain; charset=utf-8"),
+                ("content-length", b"5"),
+                ("x-c", b"c"),
+            ],
+            content_type: Some("text/plain; charset=utf-8"),
+            expected: &[("HTTP_X_C", "c")],
+        },
+        // Underscore names and Proxy (httpoxy) are dropped.
+        HeaderCase {
+            version: Http11,
+            strip_content_encoding: false,
+            fields: &[
+                ("x_forwarded_for", b"6.6.6.6"),
+                ("x-forwarded-for", b"1.2.3.4"),
+                ("proxy", b"http://evil:1"),
+                ("_", b"u"),
+            ],
+            content_type: None,
+            expected: &[("HTTP_X_FORWARDED_FOR", "1.2.3.4")],
+        },
+        // Content-Encoding is kept unless the server decodes the body.
+        HeaderCase {
+            version: Http11,
+            strip_content_encoding: false,
+            fields: &[("content-encoding", b"gzip")],
+            content_type: None,
+            expected: &[("HTTP_CONTENT_ENCODING", "gzip")],
+        },
+        HeaderCase {
+            version: Http11,
+            strip_content_encoding: true,
+            fields: &[("content-encoding", b"gzip"), ("x-d", b"d")],
+            content_type: None,
+            expected: &[("HTTP_X_D", "d")],
+        },
+        // Latin-1 bytes 0x80..0xFF become U+0080..U+00FF; HTAB is kept.
+        HeaderCase {
+            version: Http11,
+            strip_content_encoding: false,
+            fields: &[("x-latin", b"caf\xe9 \x80\xff"), ("x-tab", b"a\tb")],
+            content_type: None,
+            expected: &[("HTTP_X_LATIN", "caf\u{e9} \u{80}\u{ff}"), ("HTTP_X_TAB", "a\tb")],
+        },
+        // Connection-specific fields: dropped in HTTP/2 only (RFC 9113 §8.2.2).
+        HeaderCase {
+            version: Http2,
+            strip_content_encoding: false,
+            fields: &[
+                ("connection", b"close"),
+                ("keep-alive", b"timeout=5"),
+                ("proxy-connection", b"keep-alive"),
+                ("transfer-encoding", b"chunked"),
+                ("upgrade", b"h2c"),
+                ("te", b"trailers"),
+            ],
+            content_type: None,
+            expected: &[("HTTP_TE", "trailers")],
+        },
+        HeaderCase {
+            version: Http11,
+            strip_content_encoding: false,
+            fields: &[
+                ("connection", b"keep-alive"),
+                ("transfer-encoding", b"chunked"),
+                ("upgrade", b"websocket"),
+            ],
+            content_type: None,
+            expected: &[
+                ("HTTP_CONNECTION", "keep-alive"),
+                ("HTTP_TRANSFER_ENCODING", "chunked"),
+                ("HTTP_UPGRADE", "websocket"),
+            ],
+        },
+    ];
+
+    #[test]
+    fn header_variables_table() {
+        for (i, case) in HEADERS.iter().enumerate() {
+            let h = headers(case.fields);
+            let env = build(&EnvironInput {
+                version: case.version,
+                strip_content_encoding: case.strip_content_encoding,
+                ..base(&h)
+            });
+            let got: Vec<(&str, &str)> =
+                env.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            assert_eq!(got, case.expected, "case {i}");
+            assert_eq!(env.content_type.as_deref(), case.content_type, "case {i}");
+        }
+    }
+
+    #[test]
+    fn content_length_comes_from_the_body_plan_only() {
+        let h = headers(&[("content-length", b"5")]);
+        for (content_length, expected) in [(None, None), (Some(0), Some("0")), (Some(5), Some("5"))] {
+            let env = build(&EnvironInput { content_length, ..base(&h) });
+            assert_eq!(env.content_length.as_deref(), expected);
+            assert!(env.headers.is_empty());
+        }
+    }
+
+    /// (peer, https, REMOTE_ADDR, REMOTE_PORT, wsgi.url_scheme)
+    #[test]
+    fn remote_address_and_scheme_table() {
+        let h = HeaderMap::new();
+        for (peer, https, remote_addr, remote_port, scheme) in [
+            (Some("192.0.2.7:54321"), false, "192.0.2.7", "54321", "http"),
+            (Some("[2001:db8::1]:443"), true, "2001:db8::1", "443", "https"),
+            (Some("[::ffff:192.0.2.7]:1"), false, "192.0.2.7", "1", "http"),
+            (None, false, "", "", "http"), // unix socket
+            (None, true, "", "", "https"),
+        ] {
+            let env = build(&EnvironInput {
+                peer_addr: peer.map(|a| a.parse().unwrap()),
+                local_addr: None,
+                https,
+                ..base(&h)
+            });
+            assert_eq!(
+                (env.remote_addr.as_str(), env.remote_port.as_str(), env.url_scheme),
+                (remote_addr, remote_port, scheme),
+                "peer {peer:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_method_is_copied() {
+        let h = HeaderMap::new();
+        for method in ["GET", "HEAD", "OPTIONS", "PROPFIND"] {
+            assert_eq!(build(&EnvironInput { method, ..base(&h) }).request_method, method);
+        }
+    }
+}

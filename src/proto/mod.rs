@@ -1,0 +1,25 @@
+//! Protocol rules: the parts of HTTP and WSGI that are decisions, not I/O.
+//!
+//! Everything here is a pure function or a small state machine over plain Rust
+//! types: no sockets, no tokio, no pyo3. The runtime (`src/runtime`) feeds it
+//! what hyper parsed and acts on the answer; the Python bridge (`src/py`)
+//! turns the answers into Python objects. That is why every rule in this
+//! folder can be tested with a table of cases and nothing else.
+//!
+//! - [`request`]: request framing rules hyper does not enforce for us (400s).
+//! - [`body`]: what the request body looks like to the application (413,
+//!   request decompression, what `CONTENT_LENGTH` shows).
+//! - [`environ`]: PEP 3333 environ strings from a request head.
+//! - [`response`]: validating `start_response` arguments (status, headers).
+//! - [`length`]: response `Content-Length` enforcement while the body is sent.
+//!
+//! Callers name items by their module (`proto::environ::build`,
+//! `proto::length::ResponseLength`); there are deliberately no re-exports, so
+//! each name is found in one place.
+
+pub mod body;
+pub mod environ;
+pub mod length;
+pub mod request;
+pub mod response;
+mod syntax;

@@ -1,0 +1,259 @@
+//! Request framing rules that hyper does not enforce for us.
+//!
+//! What it does: looks at a parsed request head (version and header fields)
+//! and decides whether its message framing is trustworthy. A request that
+//! could be read two ways by two HTTP implementations (request smuggling) is
+//! refused with the status to answer with, before any application code runs.
+//!
+//! What it does not do: parse anything (hyper did), read the body, decide how
+//! the body is decoded (`body::plan`), or check limits on head size and header
+//! count (the runtime answers those with 431). It never closes a connection
+//! itself: an `Err` means "answer with `status`, then close" for HTTP/1.x
+//! (RFC 9112 §6.3 asks a server to close after a framing error) and "answer
+//! with `status` on this stream" for HTTP/2.
+
+use std::fmt;
+
+use http::header::{CONTENT_LENGTH, TE, TRANSFER_ENCODING};
+use http::HeaderMap;
+
+use crate::proto::environ::HttpVersion;
+use crate::proto::syntax::{parse_decimal, trim_ows};
+
+/// A request the server refuses: the status to answer with and a short reason
+/// for the log. The reason is for people, not for matching on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestError {
+    pub status: u16,
+    pub reason: &'static str,
+}
+
+impl RequestError {
+    const fn bad_request(reason: &'static str) -> Self {
+        RequestError { status: 400, reason }
+    }
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.reason, self.status)
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+/// Connection-specific header fields that must not appear in HTTP/2
+/// (RFC 9113 §8.2.2, which names these five). `environ` drops them too, so the
+/// list lives here, once.
+pub const HTTP2_CONNECTION_SPECIFIC: [&str; 5] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];
+
+// ---------------------------------------------------------------------------
+// RULES: every decision about request framing lives below.
+//
+// Theory of operation: framing is decided by Content-Length and
+// Transfer-Encoding (RFC 9112 §6.3). When a sender and a receiver can
+// disagree about where a body ends, an attacker can hide a second request
+// inside the first one. So we accept only the unambiguous cases:
+//
+//   every version   Content-Length values are 1*DIGIT and all equal
+//                   (RFC 9110 §8.6)
+//   HTTP/1.x        Content-Length and Transfer-Encoding together -> 400
+//                   (RFC 9112 §6.1: a server MAY reject; we do)
+//   HTTP/1.0        any Transfer-Encoding -> 400 (RFC 9112 §6.1: the framing
+//                   "is faulty")
+//   HTTP/1.1        Transfer-Encoding must end with chunked, once
+//                   (RFC 9112 §6.3 item 4, RFC 9112 §7)
+//   HTTP/2          no connection-specific fields; TE only "trailers"
+//                   (RFC 9113 §8.2.2)
+// ---------------------------------------------------------------------------
+
+/// Checks the framing headers of a request head. `Ok(())` means the body
+/// framing hyper chose is the only reading of this request.
+pub fn check_framing(version: HttpVersion, headers: &HeaderMap) -> Result<(), RequestError> {
+    let content_length = declared_content_length(headers)?;
+    match version {
+        HttpVersion::Http10 | HttpVersion::Http11 => {
+            check_transfer_encoding(version, headers, content_length.is_some())
+        }
+        HttpVersion::Http2 => check_http2_fields(headers),
+    }
+}
+
+/// The declared Content-Length, if any. Several field lines, or one line with
+/// a comma-separated list, are accepted only when every value is the same
+/// number (RFC 9110 §8.6: a recipient MAY replace such duplicates with one
+/// value; differing values are "an unrecoverable error", RFC 9112 §6.3 item 5).
+fn declared_content_length(headers: &HeaderMap) -> Result<Option<u64>, RequestError> {
+    let mut declared: Option<u64> = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for element in value.as_bytes().split(|&b| b == b',') {
+            let n = parse_decimal(trim_ows(element))
+                .ok_or(RequestError::bad_request("malformed Content-Length"))?;
+            match declared {
+                Some(previous) if previous != n => {
+                    return Err(RequestError::bad_request("conflicting Content-Length values"));
+                }
+                _ => declared = Some(n),
+            }
+        }
+    }
+    Ok(declared)
+}
+
+fn check_transfer_encoding(
+    version: HttpVersion,
+    headers: &HeaderMap,
+    has_content_length: bool,
+) -> Result<(), RequestError> {
+    if !headers.contains_key(TRANSFER_ENCODING) {
+        return Ok(());
+    }
+    if version == HttpVersion::Http10 {
+        return Err(RequestError::bad_request("Transfer-Encoding in an HTTP/1.0 request"));
+    }
+    if has_content_length {
+        return Err(RequestError::bad_request("Content-Length together with Transfer-Encoding"));
+    }
+    // Empty list elements are ignored, as RFC 9110 §5.6.1 asks of recipients.
+    let codings: Vec<&[u8]> = list_elements(headers, TRANSFER_ENCODING).collect();
+    let is_chunked = |coding: &&[u8]| coding.eq_ignore_ascii_case(b"chunked");
+    match codings.split_last() {
+        Some((last, _)) if !is_chunked(last) => Err(RequestError::bad_request(
+            "Transfer-Encoding does not end with chunked",
+        )),
+        Some((_, earlier)) if earlier.iter().any(is_chunked) => Err(RequestError::bad_request(
+            "chunked transfer coding applied more than once",
+        )),
+        Some(_) => Ok(()),
+        None => Err(RequestError::bad_request("empty Transfer-Encoding")),
+    }
+}
+
+fn check_http2_fields(headers: &HeaderMap) -> Result<(), RequestError> {
+    if HTTP2_CONNECTION_SPECIFIC
+        .iter()
+        .any(|name| headers.contains_key(*name))
+    {
+        return Err(RequestError::bad_request(
+            "connection-specific header field in an HTTP/2 request",
+        ));
+    }
+    if list_elements(headers, TE).any(|v| !v.eq_ignore_ascii_case(b"trailers")) {
+        return Err(RequestError::bad_request(
+            "TE other than \"trailers\" in an HTTP/2 request",
+        ));
+    }
+    Ok(())
+}
+
+/// The non-empty, OWS-trimmed elements of a comma-separated list field,
+/// across all its field lines (RFC 9110 §5.3 and §5.6.1).
+fn list_elements<'h>(
+    headers: &'h HeaderMap,
+    name: http::header::HeaderName,
+) -> impl Iterator<Item = &'h [u8]> + 'h {
+    headers
+        .get_all(name)
+        .into_iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(trim_ows)
+        .filter(|element| !element.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::syntax::header_map as headers;
+    use HttpVersion::{Http10, Http11, Http2};
+
+    /// (version, header fields, expected status: None = accepted)
+    #[rustfmt::skip]
+    const CASES: &[(HttpVersion, &[(&str, &str)], Option<u16>)] = &[
+        // No framing headers at all.
+        (Http10, &[], None),
+        (Http11, &[], None),
+        (Http2, &[], None),
+        (Http11, &[("host", "a")], None),
+        // Content-Length: 1*DIGIT, duplicates must agree (RFC 9110 §8.6).
+        (Http11, &[("content-length", "0")], None),
+        (Http11, &[("content-length", "42")], None),
+        (Http11, &[("content-length", "007")], None),
+        (Http11, &[("content-length", " 5\t")], None),
+        (Http11, &[("content-length", "5"), ("content-length", "5")], None),
+        (Http11, &[("content-length", "5, 5")], None),
+        (Http11, &[("content-length", "5,05")], None),
+        (Http11, &[("content-length", "18446744073709551615")], None),
+        (Http11, &[("content-length", "18446744073709551616")], Some(400)),
+        (Http11, &[("content-length", "5"), ("content-length", "6")], Some(400)),
+        (Http11, &[("content-length", "5, 6")], Some(400)),
+        (Http11, &[("content-length", "5,")], Some(400)),
+        (Http11, &[("content-length", "")], Some(400)),
+        (Http11, &[("content-length", "-1")], Some(400)),
+        (Http11, &[("content-length", "+1")], Some(400)),
+        (Http11, &[("content-length", "0x10")], Some(400)),
+        (Http11, &[("content-length", "1 2")], Some(400)),
+        (Http11, &[("content-length", "1.0")], Some(400)),
+        (Http10, &[("content-length", "abc")], Some(400)),
+        (Http2, &[("content-length", "12")], None),
+        (Http2, &[("content-length", "1"), ("content-length", "2")], Some(400)),
+        (Http2, &[("content-length", "x")], Some(400)),
+        // Transfer-Encoding on HTTP/1.1 (RFC 9112 §6.1, §6.3, §7).
+        (Http11, &[("transfer-encoding", "chunked")], None),
+        (Http11, &[("transfer-encoding", "Chunked")], None),
+        (Http11, &[("transfer-encoding", " chunked ")], None),
+        (Http11, &[("transfer-encoding", "gzip, chunked")], None),
+        (Http11, &[("transfer-encoding", "gzip"), ("transfer-encoding", "chunked")], None),
+        (Http11, &[("transfer-encoding", "chunked,")], None),
+        (Http11, &[("transfer-encoding", "gzip")], Some(400)),
+        (Http11, &[("transfer-encoding", "chunked, gzip")], Some(400)),
+        (Http11, &[("transfer-encoding", "chunked"), ("transfer-encoding", "gzip")], Some(400)),
+        (Http11, &[("transfer-encoding", "chunked, chunked")], Some(400)),
+        (Http11, &[("transfer-encoding", "chunked;ext=1")], Some(400)),
+        (Http11, &[("transfer-encoding", "xchunked")], Some(400)),
+        (Http11, &[("transfer-encoding", "")], Some(400)),
+        (Http11, &[("transfer-encoding", " , ")], Some(400)),
+        // Content-Length with Transfer-Encoding: smuggling (RFC 9112 §6.1).
+        (Http11, &[("content-length", "5"), ("transfer-encoding", "chunked")], Some(400)),
+        (Http11, &[("transfer-encoding", "chunked"), ("content-length", "0")], Some(400)),
+        // HTTP/1.0 has no Transfer-Encoding (RFC 9112 §6.1).
+        (Http10, &[("transfer-encoding", "chunked")], Some(400)),
+        (Http10, &[("content-length", "3")], None),
+        // HTTP/2 connection-specific fields (RFC 9113 §8.2.2).
+        (Http2, &[("connection", "keep-alive")], Some(400)),
+        (Http2, &[("keep-alive", "timeout=5")], Some(400)),
+        (Http2, &[("proxy-connection", "keep-alive")], Some(400)),
+        (Http2, &[("transfer-encoding", "chunked")], Some(400)),
+        (Http2, &[("upgrade", "websocket")], Some(400)),
+        (Http2, &[("te", "trailers")], None),
+        (Http2, &[("te", "Trailers")], None),
+        (Http2, &[("te", "gzip")], Some(400)),
+        (Http2, &[("te", "trailers, deflate")], Some(400)),
+        // The same fields are fine in HTTP/1.1 (hop-by-hop, hyper handles them).
+        (Http11, &[("connection", "keep-alive"), ("te", "gzip")], None),
+        (Http11, &[("upgrade", "websocket"), ("connection", "upgrade")], None),
+    ];
+
+    #[test]
+    fn check_framing_table() {
+        for (version, fields, expected) in CASES {
+            let result = check_framing(*version, &headers(fields));
+            assert_eq!(
+                result.as_ref().err().map(|e| e.status),
+                *expected,
+                "{version:?} {fields:?}: {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_display_reason_and_status() {
+        let err = check_framing(Http11, &headers(&[("content-length", "x")])).unwrap_err();
+        assert_eq!(err.to_string(), "malformed Content-Length (400)");
+    }
+}

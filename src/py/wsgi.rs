@@ -1,0 +1,606 @@
+//! Calling a WSGI application (PEP 3333, WSGI 1.1) and driving its response.
+//!
+//! Theory of operation. The runtime hands us a `Call`. On a pool thread we build
+//! the environ dict, call `app(environ, start_response)` and look at the result:
+//!
+//! - a `propylon.FileWrapper` over a regular file: the head goes out with a
+//!   `FileBody` (Rust reads the file from `tell()`, at most Content-Length bytes)
+//!   and the wrapper is closed at once (the body owns a duplicate descriptor);
+//! - an exact `list` or `tuple`: every chunk is known, so the body goes out as
+//!   one buffer (hyper then sets Content-Length when the app did not);
+//! - any other iterable: a `Driver` calls `next()` and queues each chunk on a
+//!   bounded channel. When the channel is full (a slow client) the driver stops
+//!   and the thread is free; the channel resumes it as a new pool job once the
+//!   client has drained it. So a slow reader never holds a Python thread.
+//!
+//! The head is sent when the first non-empty chunk is ready, or at the end of
+//! the iterable, or at the first `write()` (PEP 3333 "Buffering and
+//! Streaming"). Content-Length is enforced on every path (`proto::length`):
+//! surplus bytes are dropped and iteration stops; a short body aborts the
+//! response. `close()` on the result is called exactly once on every path.
+//!
+//! What it does not do: HTTP framing or I/O (the runtime's), or validation rules
+//! (`proto::response`): here they are only applied.
+
+use std::fs::File;
+use std::os::fd::FromRawFd;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH};
+use http::StatusCode;
+use pyo3::exceptions::{PyAssertionError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyString, PyTuple};
+use pyo3::{intern, IntoPyObjectExt};
+
+use super::input::Input;
+use super::types;
+use crate::proto::environ::Environ;
+use crate::proto::length::{Admit, ResponseLength};
+use crate::proto::response::{check_header, parse_content_length, parse_status};
+use crate::runtime::exchange::{Application, Busy, Call, Reply, ResponseHead};
+use crate::runtime::pool::Pool;
+use crate::runtime::response::{channel, ChunkSink, FileBody, Push, ResponseBody};
+use crate::runtime::service::error_response;
+
+pub struct WsgiApp {
+    app: Arc<Py<PyAny>>,
+    pool: Arc<Pool>,
+}
+
+impl WsgiApp {
+    pub fn new(app: Py<PyAny>, pool: Arc<Pool>) -> WsgiApp {
+        WsgiApp { app: Arc::new(app), pool }
+    }
+}
+
+impl Application for WsgiApp {
+    fn dispatch(&self, call: Call) -> Result<(), Busy> {
+        let app = self.app.clone();
+        let pool = self.pool.clone();
+        let job = Box::new(move || Python::attach(|py| run(py, &app, call, pool)));
+        self.pool.try_submit(job).map_err(|_| Busy)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The exchange: what start_response, write() and the driver share.
+
+struct Head {
+    status: StatusCode,
+    headers: HeaderMap,
+    content_length: Option<u64>,
+}
+
+enum Sending {
+    /// Nothing sent yet; the head (if start_response was called) is pending.
+    NotYet(Reply),
+    /// The head went out with a streamed body.
+    Streaming(ChunkSink),
+    /// The response is complete, aborted, or needs no body (HEAD).
+    Done,
+}
+
+struct Exchange {
+    head: Option<Head>,
+    sending: Sending,
+    length: ResponseLength,
+    is_head: bool,
+}
+
+type Shared = Arc<Mutex<Exchange>>;
+
+impl Exchange {
+    fn sent(&self) -> bool {
+        !matches!(self.sending, Sending::NotYet(_))
+    }
+
+    /// Send the pending head with a streamed body (or no body for HEAD).
+    fn open_stream(&mut self) -> PyResult<()> {
+        if self.sent() {
+            return Ok(());
+        }
+        let head = self.head.take().ok_or_else(|| {
+            PyAssertionError::new_err("the application produced a body before calling start_response (PEP 3333)")
+        })?;
+        let Sending::NotYet(reply) = std::mem::replace(&mut self.sending, Sending::Done) else { unreachable!() };
+        if self.is_head {
+            reply.send(ResponseHead { status: head.status, headers: head.headers, body: ResponseBody::Empty });
+            return Ok(());
+        }
+        let (sink, body) = channel();
+        if reply.send(ResponseHead { status: head.status, headers: head.headers, body: ResponseBody::Stream(body) }) {
+            self.sending = Sending::Streaming(sink);
+        }
+        Ok(())
+    }
+
+    /// Send a complete response whose body is known now.
+    fn send_full(&mut self, body: Bytes) -> PyResult<()> {
+        let head = self.head.take().ok_or_else(|| {
+            PyAssertionError::new_err("the application returned without calling start_response (PEP 3333)")
+        })?;
+        let Sending::NotYet(reply) = std::mem::replace(&mut self.sending, Sending::Done) else {
+            return Err(PyRuntimeError::new_err("response already started"));
+        };
+        let body = if self.is_head { ResponseBody::Empty } else { ResponseBody::full(body) };
+        reply.send(ResponseHead { status: head.status, headers: head.headers, body });
+        Ok(())
+    }
+
+    /// Admit `chunk` under Content-Length and queue it. Returns what the channel
+    /// said, or `None` when the response is now complete (or has no body).
+    fn push(&mut self, chunk: Bytes, blocking: bool, py: Python<'_>) -> Option<Push> {
+        let chunk = match self.length.admit(chunk.len()) {
+            Admit::All => chunk,
+            Admit::Truncate(n) => {
+                log_surplus(&self.length);
+                chunk.slice(..n)
+            }
+            Admit::Complete => {
+                log_surplus(&self.length);
+                return None;
+            }
+        };
+        let Sending::Streaming(sink) = &self.sending else { return None };
+        let pushed = if blocking { py.detach(|| sink.push_blocking(chunk)) } else { sink.push(chunk) };
+        if self.length.is_complete() {
+            self.finish();
+            return None;
+        }
+        Some(pushed)
+    }
+
+    /// The body is over: complete the response, or abort it when it is shorter
+    /// than its Content-Length.
+    fn finish(&mut self) {
+        match std::mem::replace(&mut self.sending, Sending::Done) {
+            Sending::Streaming(sink) => match self.length.finish() {
+                Ok(()) => sink.finish(),
+                Err(short) => {
+                    log::error!(
+                        target: "propylon.error",
+                        "response body has {} bytes but Content-Length is {}; closing the connection",
+                        short.sent,
+                        short.declared
+                    );
+                    sink.abort("body shorter than Content-Length");
+                }
+            },
+            other => self.sending = other,
+        }
+    }
+
+    /// The application failed. Before anything was sent: an error response
+    /// (413/400 for body errors it let through, else 500). After: abort.
+    fn fail(&mut self, py: Python<'_>, err: &PyErr) {
+        let status = types::get(py).map_or(500, |t| {
+            if err.is_instance(py, t.too_large.bind(py)) {
+                413
+            } else if err.is_instance(py, t.invalid_body.bind(py)) || err.is_instance(py, t.client_disconnected.bind(py)) {
+                400
+            } else {
+                500
+            }
+        });
+        match std::mem::replace(&mut self.sending, Sending::Done) {
+            Sending::NotYet(reply) => {
+                let reason = StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
+                let (parts, body) = error_response(status, reason, status != 500).into_parts();
+                reply.send(ResponseHead { status: parts.status, headers: parts.headers, body });
+            }
+            Sending::Streaming(sink) => sink.abort("application error after the response started"),
+            Sending::Done => {}
+        }
+    }
+}
+
+fn log_surplus(length: &ResponseLength) {
+    log::warn!(
+        target: "propylon.error",
+        "the application produced more than its Content-Length of {} bytes; the surplus was not sent",
+        length.declared().unwrap_or(0)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// start_response and write (PEP 3333).
+
+#[pyclass(module = "propylon._core", name = "StartResponse")]
+pub struct StartResponse {
+    exchange: Shared,
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, exc_info=None))]
+    fn __call__(
+        &self,
+        py: Python<'_>,
+        status: &Bound<'_, PyAny>,
+        headers: &Bound<'_, PyAny>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Write> {
+        let mut ex = self.exchange.lock().unwrap();
+        match exc_info.filter(|e| !e.is_none()) {
+            Some(info) => {
+                if ex.sent() {
+                    // PEP 3333: re-raise once headers have been sent.
+                    let value = info.get_item(1)?;
+                    return Err(PyErr::from_value(value));
+                }
+            }
+            None if ex.head.is_some() => {
+                return Err(PyAssertionError::new_err(
+                    "start_response() called a second time without exc_info (PEP 3333)",
+                ));
+            }
+            None => {}
+        }
+        let head = parse_head(py, status, headers)?;
+        ex.length = ResponseLength::new(head.content_length);
+        ex.head = Some(head);
+        Ok(Write { exchange: self.exchange.clone() })
+    }
+}
+
+/// The `write()` callable returned by start_response: sends its argument at once
+/// (after the head), waiting while the client is slow.
+#[pyclass(module = "propylon._core", name = "Write")]
+pub struct Write {
+    exchange: Shared,
+}
+
+#[pymethods]
+impl Write {
+    fn __call__(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let data = data
+            .cast::<PyBytes>()
+            .map_err(|_| PyTypeError::new_err(format!("write() takes bytes, not {}", data.get_type().name().map(|n| n.to_string()).unwrap_or_default())))?;
+        let mut ex = self.exchange.lock().unwrap();
+        ex.open_stream()?;
+        if !data.as_bytes().is_empty() {
+            ex.push(Bytes::copy_from_slice(data.as_bytes()), true, py);
+        }
+        Ok(())
+    }
+}
+
+fn parse_head(py: Python<'_>, status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<Head> {
+    let status: &Bound<'_, PyString> = status
+        .cast()
+        .map_err(|_| PyTypeError::new_err("status must be a str such as \"200 OK\" (PEP 3333)"))?;
+    let code = parse_status(&status.to_cow()?).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let status = StatusCode::from_u16(code).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let mut map = HeaderMap::new();
+    let mut content_length = None;
+    for item in headers.try_iter()? {
+        let item = item?;
+        let pair: &Bound<'_, PyTuple> = item
+            .cast()
+            .map_err(|_| PyTypeError::new_err("each response header must be a (name, value) tuple of str (PEP 3333)"))?;
+        if pair.len() != 2 {
+            return Err(PyTypeError::new_err("each response header must be a (name, value) tuple of str (PEP 3333)"));
+        }
+        let (name, value): (String, String) = pair
+            .extract()
+            .map_err(|_: PyErr| PyTypeError::new_err("response header names and values must be str (PEP 3333)"))?;
+        check_header(&name, &value).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        if header_name == CONTENT_LENGTH {
+            let n = parse_content_length(&value).map_err(|e| PyValueError::new_err(e.to_string()))?;
+            if content_length.is_some_and(|m| m != n) {
+                return Err(PyValueError::new_err("conflicting Content-Length headers"));
+            }
+            content_length = Some(n);
+            map.insert(CONTENT_LENGTH, HeaderValue::from(n));
+            continue;
+        }
+        // check_header guaranteed latin-1: one byte per char.
+        let bytes: Vec<u8> = value.chars().map(|c| c as u32 as u8).collect();
+        let header_value = HeaderValue::from_bytes(&bytes).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        map.append(header_name, header_value);
+    }
+    let _ = py;
+    Ok(Head { status, headers: map, content_length })
+}
+
+// ---------------------------------------------------------------------------
+// Running a call.
+
+fn run(py: Python<'_>, app: &Py<PyAny>, call: Call, pool: Arc<Pool>) {
+    let Call { environ, body, is_head, reply } = call;
+    let exchange: Shared = Arc::new(Mutex::new(Exchange {
+        head: None,
+        sending: Sending::NotYet(reply),
+        length: ResponseLength::new(None),
+        is_head,
+    }));
+    let result = (|| -> PyResult<Bound<'_, PyAny>> {
+        let environ = environ_dict(py, environ, Input::new(body))?;
+        let start_response = Py::new(py, StartResponse { exchange: exchange.clone() })?;
+        app.bind(py).call1((environ, start_response))
+    })();
+    match result {
+        Err(err) => fail(py, &exchange, &err),
+        Ok(result) => respond(py, result, exchange, pool),
+    }
+}
+
+fn fail(py: Python<'_>, exchange: &Shared, err: &PyErr) {
+    let disconnected = types::get(py).is_ok_and(|t| err.is_instance(py, t.client_disconnected.bind(py)));
+    if disconnected {
+        log::info!(target: "propylon.error", "request ended: {}", err.value(py));
+    } else {
+        types::log_error(py, "Error in WSGI application", err);
+    }
+    exchange.lock().unwrap().fail(py, err);
+}
+
+fn close(py: Python<'_>, result: &Bound<'_, PyAny>) {
+    if let Ok(true) = result.hasattr(intern!(py, "close")) {
+        if let Err(err) = result.call_method0(intern!(py, "close")) {
+            types::log_error(py, "Error in the close() method of a WSGI response", &err);
+        }
+    }
+}
+
+fn respond(py: Python<'_>, result: Bound<'_, PyAny>, exchange: Shared, pool: Arc<Pool>) {
+    if let Ok(t) = types::get(py) {
+        if result.is_instance(t.file_wrapper.bind(py)).unwrap_or(false) {
+            match send_file(py, &result, &exchange) {
+                Ok(true) => {
+                    close(py, &result);
+                    return;
+                }
+                Ok(false) => {} // not a regular file: iterate it below
+                Err(err) => {
+                    fail(py, &exchange, &err);
+                    close(py, &result);
+                    return;
+                }
+            }
+        }
+    }
+    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+        let sent = send_sequence(py, &result, &exchange);
+        if let Err(err) = sent {
+            fail(py, &exchange, &err);
+        }
+        return;
+    }
+    match result.try_iter() {
+        Ok(iter) => Driver { result: result.clone().unbind(), iter: iter.unbind(), exchange, pool }.pump(py),
+        Err(err) => {
+            let err = PyTypeError::new_err(format!(
+                "the WSGI application returned a non-iterable {} ({})",
+                result.get_type().name().map(|n| n.to_string()).unwrap_or_default(),
+                err.value(py)
+            ));
+            fail(py, &exchange, &err);
+            close(py, &result);
+        }
+    }
+}
+
+/// A list or tuple: all chunks are here, send them as one buffer.
+fn send_sequence(py: Python<'_>, result: &Bound<'_, PyAny>, exchange: &Shared) -> PyResult<()> {
+    let mut chunks: Vec<Bound<'_, PyBytes>> = Vec::new();
+    let mut total = 0;
+    for item in result.try_iter()? {
+        let item = item?;
+        let bytes = item.cast_into::<PyBytes>().map_err(|e| not_bytes(e.into_inner()))?;
+        total += bytes.as_bytes().len();
+        chunks.push(bytes);
+    }
+    let mut ex = exchange.lock().unwrap();
+    if ex.sent() {
+        // write() was used: the rest goes the streaming way.
+        for c in chunks {
+            ex.push(Bytes::copy_from_slice(c.as_bytes()), true, py);
+        }
+        ex.finish();
+        return Ok(());
+    }
+    let mut body = Vec::with_capacity(total);
+    for c in &chunks {
+        body.extend_from_slice(c.as_bytes());
+    }
+    let declared = ex.length.declared();
+    match declared {
+        Some(n) if (n as usize) < body.len() => {
+            log_surplus(&ex.length);
+            body.truncate(n as usize);
+            ex.send_full(Bytes::from(body))
+        }
+        Some(n) if (n as usize) > body.len() && !ex.is_head => {
+            // Too short: send what there is, then abort the response.
+            ex.open_stream()?;
+            ex.push(Bytes::from(body), false, py);
+            ex.finish();
+            Ok(())
+        }
+        _ => ex.send_full(Bytes::from(body)),
+    }
+}
+
+fn not_bytes(item: Bound<'_, PyAny>) -> PyErr {
+    PyTypeError::new_err(format!(
+        "the WSGI response iterable yielded {} instead of bytes (PEP 3333)",
+        item.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+    ))
+}
+
+/// `wsgi.file_wrapper` over a regular file: send it from Rust. Returns false
+/// when the file-like has no usable descriptor (then it is iterated instead).
+fn send_file(py: Python<'_>, wrapper: &Bound<'_, PyAny>, exchange: &Shared) -> PyResult<bool> {
+    let filelike = wrapper.getattr(intern!(py, "filelike"))?;
+    let Ok(fd) = filelike.call_method0(intern!(py, "fileno")).and_then(|f| f.extract::<i32>()) else {
+        return Ok(false);
+    };
+    let Ok(position) = filelike.call_method0(intern!(py, "tell")).and_then(|p| p.extract::<u64>()) else {
+        return Ok(false);
+    };
+    // SAFETY: dup() of a descriptor Python says is open; the new descriptor is
+    // owned by `file` alone and closed when the body is done.
+    let dup = unsafe { libc::dup(fd) };
+    if dup < 0 {
+        return Ok(false);
+    }
+    let file = unsafe { File::from_raw_fd(dup) };
+    let size = match file.metadata() {
+        Ok(meta) if meta.is_file() => meta.len(),
+        _ => return Ok(false),
+    };
+    let available = size.saturating_sub(position);
+    let mut ex = exchange.lock().unwrap();
+    if ex.sent() {
+        return Ok(false);
+    }
+    let head = ex.head.as_mut().ok_or_else(|| {
+        PyAssertionError::new_err("the application returned a file_wrapper without calling start_response (PEP 3333)")
+    })?;
+    // At most Content-Length bytes; a file shorter than that aborts the
+    // response when it runs out (FileBody logs it). Without a Content-Length,
+    // it is the rest of the file.
+    let len = match head.content_length {
+        Some(declared) => declared,
+        None => {
+            head.headers.insert(CONTENT_LENGTH, HeaderValue::from(available));
+            available
+        }
+    };
+    let head = ex.head.take().unwrap();
+    let Sending::NotYet(reply) = std::mem::replace(&mut ex.sending, Sending::Done) else { unreachable!() };
+    let body = if ex.is_head { ResponseBody::Empty } else { ResponseBody::File(FileBody::new(file, position, len)) };
+    reply.send(ResponseHead { status: head.status, headers: head.headers, body });
+    Ok(true)
+}
+
+/// Iterates a response iterable, a chunk per `next()`, pausing while the client
+/// is slow. Owns the iterable until it is closed.
+struct Driver {
+    result: Py<PyAny>,
+    iter: Py<PyIterator>,
+    exchange: Shared,
+    pool: Arc<Pool>,
+}
+
+enum Step {
+    Continue,
+    Pause,
+    Stop,
+}
+
+impl Driver {
+    fn pump(self, py: Python<'_>) {
+        loop {
+            match self.step(py) {
+                Ok(Step::Continue) => continue,
+                Ok(Step::Pause) => return self.pause(),
+                Ok(Step::Stop) => break,
+                Err(err) => {
+                    fail(py, &self.exchange, &err);
+                    break;
+                }
+            }
+        }
+        close(py, self.result.bind(py));
+    }
+
+    fn step(&self, py: Python<'_>) -> PyResult<Step> {
+        {
+            let ex = self.exchange.lock().unwrap();
+            if let Sending::Streaming(sink) = &ex.sending {
+                if sink.is_closed() {
+                    log::debug!(target: "propylon.server", "client went away; closing the response iterable");
+                    return Ok(Step::Stop);
+                }
+            }
+            if matches!(ex.sending, Sending::Done) && ex.head.is_none() {
+                return Ok(Step::Stop);
+            }
+        }
+        let next = self.iter.bind(py).clone().next();
+        let mut ex = self.exchange.lock().unwrap();
+        match next {
+            None => {
+                if !ex.sent() {
+                    if ex.head.is_none() {
+                        return Err(PyAssertionError::new_err(
+                            "the WSGI response iterable ended without start_response being called (PEP 3333)",
+                        ));
+                    }
+                    ex.open_stream()?;
+                }
+                ex.finish();
+                Ok(Step::Stop)
+            }
+            Some(Err(err)) => Err(err),
+            Some(Ok(item)) => {
+                let bytes = item.cast_into::<PyBytes>().map_err(|e| not_bytes(e.into_inner()))?;
+                let data = bytes.as_bytes();
+                if data.is_empty() {
+                    return Ok(Step::Continue);
+                }
+                ex.open_stream()?;
+                if ex.is_head {
+                    return Ok(Step::Stop);
+                }
+                match ex.push(Bytes::copy_from_slice(data), false, py) {
+                    Some(Push::Ready) => Ok(Step::Continue),
+                    Some(Push::Full) => Ok(Step::Pause),
+                    Some(Push::Closed) | None => Ok(Step::Stop),
+                }
+            }
+        }
+    }
+
+    /// Free this thread; continue as a new pool job once the client drained.
+    fn pause(self) {
+        let exchange = self.exchange.clone();
+        let ex = exchange.lock().unwrap();
+        let Sending::Streaming(sink) = &ex.sending else { unreachable!("paused without a stream") };
+        let pool = self.pool.clone();
+        sink.pause(Box::new(move || {
+            pool.submit_resumed(Box::new(move || Python::attach(|py| self.pump(py))));
+        }));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The environ dict.
+
+fn environ_dict<'py>(py: Python<'py>, e: Environ, input: Input) -> PyResult<Bound<'py, PyDict>> {
+    let t = types::get(py)?;
+    let d = PyDict::new(py);
+    d.set_item(intern!(py, "REQUEST_METHOD"), e.request_method)?;
+    d.set_item(intern!(py, "SCRIPT_NAME"), e.script_name)?;
+    d.set_item(intern!(py, "PATH_INFO"), e.path_info)?;
+    d.set_item(intern!(py, "QUERY_STRING"), e.query_string)?;
+    d.set_item(intern!(py, "SERVER_NAME"), e.server_name)?;
+    d.set_item(intern!(py, "SERVER_PORT"), e.server_port)?;
+    d.set_item(intern!(py, "SERVER_PROTOCOL"), e.server_protocol)?;
+    d.set_item(intern!(py, "REMOTE_ADDR"), e.remote_addr)?;
+    d.set_item(intern!(py, "REMOTE_PORT"), e.remote_port)?;
+    if let Some(ct) = e.content_type {
+        d.set_item(intern!(py, "CONTENT_TYPE"), ct)?;
+    }
+    if let Some(cl) = e.content_length {
+        d.set_item(intern!(py, "CONTENT_LENGTH"), cl)?;
+    }
+    for (key, value) in e.headers {
+        d.set_item(key, value)?;
+    }
+    d.set_item(intern!(py, "wsgi.version"), t.wsgi_version.bind(py))?;
+    d.set_item(intern!(py, "wsgi.url_scheme"), e.url_scheme)?;
+    d.set_item(intern!(py, "wsgi.input"), input.into_py_any(py)?)?;
+    d.set_item(intern!(py, "wsgi.errors"), t.error_stream.bind(py))?;
+    d.set_item(intern!(py, "wsgi.multithread"), true)?;
+    d.set_item(intern!(py, "wsgi.multiprocess"), false)?;
+    d.set_item(intern!(py, "wsgi.run_once"), false)?;
+    d.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+    d.set_item(intern!(py, "wsgi.file_wrapper"), t.file_wrapper.bind(py))?;
+    Ok(d)
+}

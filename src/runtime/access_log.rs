@@ -1,0 +1,154 @@
+//! The access log, as a body wrapper: counts the bytes sent and writes one line
+//! when the response ends (or is dropped: a client that went away still gets a
+//! line, with the bytes actually sent).
+//!
+//! Format (gunicorn's default, plus the duration in seconds):
+//! `127.0.0.1 - - [24/Nov/2026:00:00:00 +0000] "GET /path?q HTTP/1.1" 200 13 "-" "curl/8" 0.001234`
+//!
+//! What it does not do: decide where the line goes. It logs on the
+//! `propylon.access` target; the bridge forwards that to Python `logging`.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::Request;
+use http_body::{Body, Frame, SizeHint};
+
+pub struct AccessRecord {
+    peer: String,
+    request_line: String,
+    referer: String,
+    user_agent: String,
+    status: u16,
+    started: Option<Instant>,
+}
+
+impl AccessRecord {
+    pub fn start<B>(req: &Request<B>, peer: Option<SocketAddr>) -> AccessRecord {
+        let header = |name: http::header::HeaderName| {
+            req.headers()
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_else(|| "-".to_string())
+        };
+        let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        AccessRecord {
+            peer: peer.map_or_else(|| "-".to_string(), |p| p.ip().to_string()),
+            request_line: format!("{} {} {:?}", req.method(), target, req.version()),
+            referer: header(http::header::REFERER),
+            user_agent: header(http::header::USER_AGENT),
+            status: 0,
+            started: None,
+        }
+    }
+
+    pub fn with_status(mut self, status: u16, started: Instant) -> AccessRecord {
+        self.status = status;
+        self.started = Some(started);
+        self
+    }
+
+    fn write(&self, sent: u64) {
+        let elapsed = self.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        log::info!(
+            target: "propylon.access",
+            "{} - - [{}] \"{}\" {} {} \"{}\" \"{}\" {:.6}",
+            self.peer,
+            clf_time(SystemTime::now()),
+            self.request_line,
+            self.status,
+            sent,
+            self.referer,
+            self.user_agent,
+            elapsed
+        );
+    }
+}
+
+pub struct Logged<B> {
+    inner: B,
+    record: Option<AccessRecord>,
+    sent: u64,
+}
+
+impl<B> Logged<B> {
+    pub fn new(inner: B, record: Option<AccessRecord>) -> Logged<B> {
+        Logged { inner, record, sent: 0 }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Logged<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.sent += data.len() as u64;
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for Logged<B> {
+    fn drop(&mut self) {
+        if let Some(record) = self.record.take() {
+            record.write(self.sent);
+        }
+    }
+}
+
+/// Common Log Format time, in UTC: `24/Nov/2026:00:22:13 +0000`.
+fn clf_time(now: SystemTime) -> String {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let secs = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn clf_dates() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_479_733);
+        assert_eq!(clf_time(t), "24/Nov/2026:00:22:13 +0000");
+        assert_eq!(clf_time(SystemTime::UNIX_EPOCH), "01/Jan/1970:00:00:00 +0000");
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(clf_time(leap), "29/Feb/2000:00:00:00 +0000");
+    }
+}

@@ -1,0 +1,470 @@
+//! Request bodies as a blocking, terminated byte stream (WSGI 1.1 `wsgi.input`).
+//!
+//! What it does: `BodyReader` gives `read(n)`, `read_to_end()` and
+//! `read_line(limit)` over a request body, on a pool thread (the caller releases
+//! the GIL). Bytes come from hyper's `Incoming` (each read waits on the tokio
+//! runtime with a timeout; the first poll is what makes hyper send
+//! `100 Continue`), are decoded when the body has a `Content-Encoding` the server
+//! was asked to decode, and are counted against the maximum body size before and
+//! after decoding (a zip bomb ends with `TooLarge`). After the end every read
+//! returns empty at once; after an error every read repeats the error.
+//!
+//! `buffer()` reads a whole body into memory, spilling to an unlinked temporary
+//! file past a threshold, for the WSGI 1.0 compatibility mode.
+//!
+//! What it does not do: decide *whether* to decode or what CONTENT_LENGTH says
+//! (that is `proto::body::plan`), or raise Python exceptions (the bridge maps
+//! `BodyError` to `propylon.errors`).
+
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::proto::body::Coding;
+
+/// Decoded bytes produced per step: bounds the memory one read can allocate
+/// whatever the compression ratio.
+const DECODE_STEP: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// The client went away (or stopped sending) before the body was complete.
+    Disconnected(String),
+    /// The body, raw or decoded, is larger than the configured maximum.
+    TooLarge(u64),
+    /// Bad chunked framing or an undecodable Content-Encoding.
+    Invalid(String),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Disconnected(why) => write!(f, "client disconnected before the request body was complete ({why})"),
+            BodyError::TooLarge(max) => write!(f, "request body is larger than the maximum of {max} bytes"),
+            BodyError::Invalid(why) => write!(f, "invalid request body: {why}"),
+        }
+    }
+}
+impl std::error::Error for BodyError {}
+
+/// Where raw body bytes come from.
+pub enum Source {
+    Empty,
+    Incoming { body: Incoming, rt: tokio::runtime::Handle, timeout: Duration },
+    Memory(Bytes),
+    File(File),
+}
+
+impl Source {
+    fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
+        match self {
+            Source::Empty => Ok(None),
+            Source::Memory(b) => Ok(if b.is_empty() { None } else { Some(std::mem::take(b)) }),
+            Source::File(f) => {
+                let mut buf = vec![0u8; DECODE_STEP];
+                let n = f.read(&mut buf).map_err(|e| BodyError::Invalid(format!("buffered body: {e}")))?;
+                buf.truncate(n);
+                Ok(if n == 0 { None } else { Some(Bytes::from(buf)) })
+            }
+            Source::Incoming { body, rt, timeout } => loop {
+                let frame = rt.block_on(async { tokio::time::timeout(*timeout, body.frame()).await });
+                match frame {
+                    Err(_) => return Err(BodyError::Disconnected("timed out waiting for the body".into())),
+                    Ok(None) => return Ok(None),
+                    Ok(Some(Err(e))) => return Err(classify(&e)),
+                    Ok(Some(Ok(frame))) => {
+                        if let Ok(data) = frame.into_data() {
+                            if !data.is_empty() {
+                                return Ok(Some(data));
+                            }
+                        } // trailers: not exposed through WSGI; keep reading
+                    }
+                }
+            },
+        }
+    }
+}
+
+fn classify(e: &hyper::Error) -> BodyError {
+    use std::error::Error as _;
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<io::Error>() {
+            return match io.kind() {
+                io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput => {
+                    BodyError::Invalid(io.to_string())
+                }
+                _ => BodyError::Disconnected(io.to_string()),
+            };
+        }
+        source = s.source();
+    }
+    BodyError::Disconnected(e.to_string())
+}
+
+/// `Source` as `std::io::Read`, counting raw bytes against the limit, so the
+/// decoders of flate2, brotli and zstd can pull from it.
+struct RawReader {
+    source: Source,
+    current: Bytes,
+    raw_total: u64,
+    max: u64,
+}
+
+impl RawReader {
+    fn next(&mut self) -> Result<Option<Bytes>, BodyError> {
+        if !self.current.is_empty() {
+            return Ok(Some(std::mem::take(&mut self.current)));
+        }
+        let chunk = self.source.next_chunk()?;
+        if let Some(c) = &chunk {
+            self.raw_total += c.len() as u64;
+            if self.raw_total > self.max {
+                return Err(BodyError::TooLarge(self.max));
+            }
+        }
+        Ok(chunk)
+    }
+}
+
+impl Read for RawReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.current.is_empty() {
+            match self.next() {
+                Ok(Some(c)) => self.current = c,
+                Ok(None) => return Ok(0),
+                Err(e) => return Err(io::Error::other(e)),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
+        Ok(n)
+    }
+}
+
+enum Stage {
+    Raw(RawReader),
+    Decoded { decoder: Box<dyn Read + Send>, decoded_total: u64, max: u64 },
+}
+
+impl Stage {
+    fn next(&mut self) -> Result<Option<Bytes>, BodyError> {
+        match self {
+            Stage::Raw(raw) => raw.next(),
+            Stage::Decoded { decoder, decoded_total, max } => {
+                let mut buf = vec![0u8; DECODE_STEP];
+                let n = loop {
+                    match decoder.read(&mut buf) {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(decode_error(e)),
+                    }
+                };
+                if n == 0 {
+                    return Ok(None);
+                }
+                *decoded_total += n as u64;
+                if *decoded_total > *max {
+                    return Err(BodyError::TooLarge(*max));
+                }
+                buf.truncate(n);
+                Ok(Some(Bytes::from(buf)))
+            }
+        }
+    }
+}
+
+fn decode_error(e: io::Error) -> BodyError {
+    // Our own errors travel through the decoders wrapped in io::Error.
+    if e.get_ref().and_then(|inner| inner.downcast_ref::<BodyError>()).is_some() {
+        let inner = e.into_inner().unwrap();
+        return *inner.downcast::<BodyError>().unwrap();
+    }
+    BodyError::Invalid(format!("cannot decode the Content-Encoding: {e}"))
+}
+
+/// Sniffs whether a `deflate` body is zlib-wrapped (RFC 9110 §8.4.1.2 says it
+/// is) or raw DEFLATE (which some clients send anyway), as browsers do.
+struct DeflateAuto {
+    inner: Option<Box<dyn Read + Send>>,
+    raw: Option<RawReader>,
+}
+
+impl Read for DeflateAuto {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.inner.is_none() {
+            let mut raw = self.raw.take().expect("raw reader present until sniffed");
+            let mut head = [0u8; 2];
+            let mut got = 0;
+            while got < 2 {
+                let n = raw.read(&mut head[got..])?;
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            let zlib = got == 2 && head[0] & 0x0f == 8 && (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0;
+            let prefix = io::Cursor::new(head[..got].to_vec());
+            let chained = Read::chain(prefix, raw);
+            self.inner = Some(if zlib {
+                Box::new(flate2::read::ZlibDecoder::new(chained))
+            } else {
+                Box::new(flate2::read::DeflateDecoder::new(chained))
+            });
+        }
+        self.inner.as_mut().unwrap().read(buf)
+    }
+}
+
+pub struct BodyReader {
+    stage: Stage,
+    pending: BytesMut,
+    state: ReadState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ReadState {
+    Open,
+    Done,
+    Failed(BodyError),
+}
+
+impl BodyReader {
+    pub fn new(source: Source, decode: Option<Coding>, max_body_size: u64) -> BodyReader {
+        let raw = RawReader { source, current: Bytes::new(), raw_total: 0, max: max_body_size };
+        let stage = match decode {
+            None => Stage::Raw(raw),
+            Some(coding) => {
+                let decoder: Box<dyn Read + Send> = match coding {
+                    Coding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+                    Coding::Deflate => Box::new(DeflateAuto { inner: None, raw: Some(raw) }),
+                    Coding::Brotli => Box::new(brotli::Decompressor::new(raw, 16 * 1024)),
+                    Coding::Zstd => match zstd::stream::read::Decoder::new(raw) {
+                        Ok(d) => Box::new(d),
+                        Err(e) => {
+                            return BodyReader {
+                                stage: Stage::Raw(RawReader {
+                                    source: Source::Empty,
+                                    current: Bytes::new(),
+                                    raw_total: 0,
+                                    max: 0,
+                                }),
+                                pending: BytesMut::new(),
+                                state: ReadState::Failed(BodyError::Invalid(e.to_string())),
+                            }
+                        }
+                    },
+                };
+                Stage::Decoded { decoder, decoded_total: 0, max: max_body_size }
+            }
+        };
+        BodyReader { stage, pending: BytesMut::new(), state: ReadState::Open }
+    }
+
+    pub fn empty() -> BodyReader {
+        BodyReader::new(Source::Empty, None, 0)
+    }
+
+    /// Pull one more chunk into `pending`. Ok(false) at the end of the body.
+    fn fill(&mut self) -> Result<bool, BodyError> {
+        match &self.state {
+            ReadState::Done => return Ok(false),
+            ReadState::Failed(e) => return Err(e.clone()),
+            ReadState::Open => {}
+        }
+        match self.stage.next() {
+            Ok(Some(chunk)) => {
+                self.pending.extend_from_slice(&chunk);
+                Ok(true)
+            }
+            Ok(None) => {
+                self.state = ReadState::Done;
+                Ok(false)
+            }
+            Err(e) => {
+                self.state = ReadState::Failed(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Up to `n` bytes; fewer only at the end of the body. Empty at the end.
+    pub fn read(&mut self, n: usize) -> Result<Bytes, BodyError> {
+        while self.pending.len() < n {
+            if !self.fill()? {
+                break;
+            }
+        }
+        let take = n.min(self.pending.len());
+        Ok(self.pending.split_to(take).freeze())
+    }
+
+    /// Whatever is available without waiting past one chunk: at least one byte
+    /// unless the body has ended. (For `read(n)` callers that loop anyway.)
+    pub fn read_some(&mut self, n: usize) -> Result<Bytes, BodyError> {
+        if self.pending.is_empty() {
+            self.fill()?;
+        }
+        let take = n.min(self.pending.len());
+        Ok(self.pending.split_to(take).freeze())
+    }
+
+    pub fn read_to_end(&mut self) -> Result<Bytes, BodyError> {
+        while self.fill()? {}
+        Ok(std::mem::take(&mut self.pending).freeze())
+    }
+
+    /// One line including its `\n`, at most `limit` bytes (None: no limit).
+    pub fn read_line(&mut self, limit: Option<usize>) -> Result<Bytes, BodyError> {
+        let mut scanned = 0;
+        loop {
+            if let Some(pos) = self.pending[scanned..].iter().position(|&b| b == b'\n') {
+                let end = scanned + pos + 1;
+                let take = limit.map_or(end, |l| l.min(end));
+                return Ok(self.pending.split_to(take).freeze());
+            }
+            scanned = self.pending.len();
+            if let Some(l) = limit {
+                if scanned >= l {
+                    return Ok(self.pending.split_to(l).freeze());
+                }
+            }
+            if !self.fill()? {
+                let take = limit.map_or(self.pending.len(), |l| l.min(self.pending.len()));
+                return Ok(self.pending.split_to(take).freeze());
+            }
+        }
+    }
+
+    /// Read the whole body now; keep it in memory up to `memory_limit` bytes,
+    /// past that in an unlinked temporary file. Returns the exact length and a
+    /// reader over the buffered copy (which no longer decodes or limits).
+    pub fn buffer(mut self, memory_limit: usize) -> Result<(u64, BodyReader), BodyError> {
+        let mut memory = BytesMut::new();
+        let mut file: Option<File> = None;
+        let mut total = 0u64;
+        loop {
+            if self.pending.is_empty() && !self.fill()? {
+                break;
+            }
+            let chunk = std::mem::take(&mut self.pending);
+            total += chunk.len() as u64;
+            match &mut file {
+                Some(f) => f.write_all(&chunk).map_err(spill_error)?,
+                None if memory.len() + chunk.len() > memory_limit => {
+                    let mut f = tempfile::tempfile().map_err(spill_error)?;
+                    f.write_all(&memory).map_err(spill_error)?;
+                    f.write_all(&chunk).map_err(spill_error)?;
+                    memory = BytesMut::new();
+                    file = Some(f);
+                }
+                None => memory.extend_from_slice(&chunk),
+            }
+        }
+        let source = match file {
+            Some(mut f) => {
+                f.rewind().map_err(spill_error)?;
+                Source::File(f)
+            }
+            None => Source::Memory(memory.freeze()),
+        };
+        Ok((total, BodyReader::new(source, None, u64::MAX)))
+    }
+}
+
+fn spill_error(e: io::Error) -> BodyError {
+    // Not the client's fault, but the request cannot go on; report it as invalid
+    // so the application sees an error rather than a short body.
+    BodyError::Invalid(format!("cannot buffer the request body in a temporary file: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn memory(data: &[u8], decode: Option<Coding>, max: u64) -> BodyReader {
+        BodyReader::new(Source::Memory(Bytes::copy_from_slice(data)), decode, max)
+    }
+
+    #[test]
+    fn terminated_reads() {
+        let mut r = memory(b"line one\nline two\nrest", None, 1000);
+        assert_eq!(&r.read_line(None).unwrap()[..], b"line one\n");
+        assert_eq!(&r.read_line(Some(4)).unwrap()[..], b"line");
+        assert_eq!(&r.read_line(None).unwrap()[..], b" two\n");
+        assert_eq!(&r.read(2).unwrap()[..], b"re");
+        assert_eq!(&r.read_to_end().unwrap()[..], b"st");
+        assert!(r.read(10).unwrap().is_empty());
+        assert!(r.read_line(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn raw_limit() {
+        let mut r = memory(&[1u8; 100], None, 99);
+        assert_eq!(r.read_to_end(), Err(BodyError::TooLarge(99)));
+        assert_eq!(r.read(1), Err(BodyError::TooLarge(99)), "errors are sticky");
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn decodes_gzip_deflate_brotli_zstd() {
+        let data = b"hello hello hello hello".repeat(100);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&data).unwrap();
+        let zlib = z.finish().unwrap();
+        let mut d = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        d.write_all(&data).unwrap();
+        let raw_deflate = d.finish().unwrap();
+        let mut br = Vec::new();
+        {
+            let mut w = brotli::CompressorWriter::new(&mut br, 4096, 5, 22);
+            w.write_all(&data).unwrap();
+        }
+        let zst = zstd::encode_all(&data[..], 3).unwrap();
+        for (coding, encoded) in [
+            (Coding::Gzip, gzip(&data)),
+            (Coding::Deflate, zlib),
+            (Coding::Deflate, raw_deflate),
+            (Coding::Brotli, br),
+            (Coding::Zstd, zst),
+        ] {
+            let mut r = memory(&encoded, Some(coding), 1 << 20);
+            assert_eq!(r.read_to_end().unwrap(), data, "{coding:?}");
+        }
+    }
+
+    #[test]
+    fn zip_bomb_is_bounded() {
+        let bomb = gzip(&vec![0u8; 10 << 20]);
+        let mut r = memory(&bomb, Some(Coding::Gzip), 1 << 20);
+        assert_eq!(r.read_to_end(), Err(BodyError::TooLarge(1 << 20)));
+    }
+
+    #[test]
+    fn invalid_gzip() {
+        let mut r = memory(b"not gzip at all", Some(Coding::Gzip), 1 << 20);
+        assert!(matches!(r.read_to_end(), Err(BodyError::Invalid(_))));
+    }
+
+    #[test]
+    fn buffering_spills_to_a_file() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let (len, mut r) = memory(&data, None, 1 << 20).buffer(1000).unwrap();
+        assert_eq!(len, data.len() as u64);
+        assert_eq!(r.read_to_end().unwrap(), data);
+        let (len, mut r) = memory(b"small", None, 1 << 20).buffer(1000).unwrap();
+        assert_eq!(len, 5);
+        assert_eq!(&r.read_to_end().unwrap()[..], b"small");
+    }
+}

@@ -1,0 +1,62 @@
+//! The hand-off between the HTTP runtime and an application bridge.
+//!
+//! What it does: a `Call` is one request, ready for the application: its WSGI
+//! environ values (plain Rust strings), its body reader, and a `Reply` through
+//! which the bridge sends the response head exactly once. `Application` is what
+//! a bridge implements: start a call on the pool, or give it back when full.
+//!
+//! What it does not do: any Python. The WSGI bridge in `crate::py` implements
+//! `Application`; tests in this crate can implement it in plain Rust.
+
+use http::{HeaderMap, StatusCode};
+use tokio::sync::oneshot;
+
+use super::body::BodyReader;
+use super::response::ResponseBody;
+use crate::proto::environ::Environ;
+
+pub struct Call {
+    pub environ: Environ,
+    pub body: BodyReader,
+    /// HEAD: the bridge sends the head and skips the body.
+    pub is_head: bool,
+    pub reply: Reply,
+}
+
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: ResponseBody,
+}
+
+/// Sends the response head to the connection task. Dropping it unsent answers
+/// 500 (the bridge failed before it could say anything).
+pub struct Reply {
+    tx: oneshot::Sender<ResponseHead>,
+}
+
+impl Reply {
+    pub(crate) fn new() -> (Reply, oneshot::Receiver<ResponseHead>) {
+        let (tx, rx) = oneshot::channel();
+        (Reply { tx }, rx)
+    }
+
+    /// False when the connection is already gone.
+    pub fn send(self, head: ResponseHead) -> bool {
+        self.tx.send(head).is_ok()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// The worker pool and its queue are full.
+#[derive(Debug)]
+pub struct Busy;
+
+pub trait Application: Send + Sync + 'static {
+    /// Start `call` on the worker pool, or refuse it when the pool's queue is
+    /// full (the runtime answers 503).
+    fn dispatch(&self, call: Call) -> Result<(), Busy>;
+}

@@ -1,0 +1,401 @@
+//! Response bodies handed to hyper, and the channel that feeds them from the
+//! application side.
+//!
+//! What it does: `ResponseBody` is the one body type the server returns: empty,
+//! a complete buffer, a file read in Rust (`pread`, no Python, no GIL), or a
+//! stream fed through a bounded `channel()`. The channel's producer never blocks
+//! a pool thread on a slow client: `ChunkSink::push` reports `Full` above the high
+//! watermark, the producer then `pause`s with a resume callback, and the consumer
+//! (hyper polling the body) calls it once the queue drains below the low watermark.
+//!
+//! What it does not do: enforce Content-Length (the producer does that with
+//! `proto::length::ResponseLength`), or know about Python.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+/// Above this many queued bytes the producer is told to stop (a client that
+/// reads slowly costs at most this much memory per response).
+const HIGH_WATERMARK: usize = 256 * 1024;
+/// The producer is resumed once the queue drains to this many bytes.
+const LOW_WATERMARK: usize = 64 * 1024;
+/// Block size for file bodies: large reads keep syscalls per MiB low (Granian
+/// and nginx's `sendfile_max_chunk` use similar sizes).
+const FILE_BLOCK: usize = 256 * 1024;
+
+/// The error a body reports to hyper to abort the response: hyper closes an
+/// HTTP/1.1 connection, or resets an HTTP/2 stream.
+#[derive(Debug)]
+pub struct Aborted(pub &'static str);
+
+impl std::fmt::Display for Aborted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "response aborted: {}", self.0)
+    }
+}
+impl std::error::Error for Aborted {}
+
+pub enum ResponseBody {
+    Empty,
+    Full(Option<Bytes>),
+    Stream(StreamBody),
+    File(FileBody),
+}
+
+impl ResponseBody {
+    pub fn full(data: Bytes) -> ResponseBody {
+        if data.is_empty() {
+            ResponseBody::Empty
+        } else {
+            ResponseBody::Full(Some(data))
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Aborted;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Aborted>>> {
+        match self.get_mut() {
+            ResponseBody::Empty => Poll::Ready(None),
+            ResponseBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ResponseBody::Stream(s) => s.poll_chunk(cx).map(|o| o.map(|r| r.map(Frame::data))),
+            ResponseBody::File(f) => f.poll_chunk(cx).map(|o| o.map(|r| r.map(Frame::data))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Empty => true,
+            ResponseBody::Full(data) => data.is_none(),
+            ResponseBody::Stream(_) => false,
+            ResponseBody::File(f) => f.remaining == 0,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Empty => SizeHint::with_exact(0),
+            ResponseBody::Full(data) => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            ResponseBody::Stream(_) => SizeHint::default(),
+            ResponseBody::File(f) => SizeHint::with_exact(f.remaining),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Stream: a bounded channel from a producer (a pool thread) to hyper.
+
+struct ChanState {
+    queue: VecDeque<Bytes>,
+    queued: usize,
+    end: Option<Result<(), &'static str>>,
+    consumer: Option<Waker>,
+    consumer_gone: bool,
+    resume: Option<Box<dyn FnOnce() + Send>>,
+}
+
+struct Chan {
+    state: Mutex<ChanState>,
+    space: Condvar,
+}
+
+/// The producer's end.
+pub struct ChunkSink {
+    chan: Arc<Chan>,
+}
+
+/// The consumer's end, polled by hyper.
+pub struct StreamBody {
+    chan: Arc<Chan>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Push {
+    /// Accepted; there is room for more.
+    Ready,
+    /// Accepted; the queue is above its high watermark: `pause` now.
+    Full,
+    /// The client is gone: stop producing.
+    Closed,
+}
+
+pub fn channel() -> (ChunkSink, StreamBody) {
+    let chan = Arc::new(Chan {
+        state: Mutex::new(ChanState {
+            queue: VecDeque::new(),
+            queued: 0,
+            end: None,
+            consumer: None,
+            consumer_gone: false,
+            resume: None,
+        }),
+        space: Condvar::new(),
+    });
+    (ChunkSink { chan: chan.clone() }, StreamBody { chan })
+}
+
+impl ChunkSink {
+    /// Queue a chunk without blocking.
+    pub fn push(&self, chunk: Bytes) -> Push {
+        let mut s = self.chan.state.lock().unwrap();
+        if s.consumer_gone {
+            return Push::Closed;
+        }
+        if !chunk.is_empty() {
+            s.queued += chunk.len();
+            s.queue.push_back(chunk);
+        }
+        let waker = s.consumer.take();
+        let full = s.queued > HIGH_WATERMARK;
+        drop(s);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        if full {
+            Push::Full
+        } else {
+            Push::Ready
+        }
+    }
+
+    /// Queue a chunk, waiting (on this thread) while the queue is full. For the
+    /// PEP 3333 `write()` callable, which is blocking by definition.
+    pub fn push_blocking(&self, chunk: Bytes) -> Push {
+        let mut s = self.chan.state.lock().unwrap();
+        while s.queued > HIGH_WATERMARK && !s.consumer_gone {
+            s = self.chan.space.wait(s).unwrap();
+        }
+        drop(s);
+        match self.push(chunk) {
+            Push::Full => Push::Ready,
+            other => other,
+        }
+    }
+
+    /// After `Push::Full`: run `resume` once the consumer has drained the queue
+    /// (or has gone away). Runs it at once when that already happened.
+    pub fn pause(&self, resume: Box<dyn FnOnce() + Send>) {
+        let mut s = self.chan.state.lock().unwrap();
+        if s.consumer_gone || s.queued <= LOW_WATERMARK {
+            drop(s);
+            resume();
+        } else {
+            s.resume = Some(resume);
+        }
+    }
+
+    /// The response is complete.
+    pub fn finish(self) {
+        self.end(Ok(()));
+    }
+
+    /// The response cannot be completed: abort it (connection closed or stream reset).
+    pub fn abort(self, why: &'static str) {
+        self.end(Err(why));
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.chan.state.lock().unwrap().consumer_gone
+    }
+
+    fn end(&self, result: Result<(), &'static str>) {
+        let mut s = self.chan.state.lock().unwrap();
+        if s.end.is_none() {
+            s.end = Some(result);
+        }
+        let waker = s.consumer.take();
+        drop(s);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl Drop for ChunkSink {
+    fn drop(&mut self) {
+        // A producer that vanished without finishing aborts the response.
+        self.end(Err("the response producer stopped"));
+    }
+}
+
+impl StreamBody {
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Aborted>>> {
+        let mut s = self.chan.state.lock().unwrap();
+        if let Some(chunk) = s.queue.pop_front() {
+            s.queued -= chunk.len();
+            let resume = if s.queued <= LOW_WATERMARK { s.resume.take() } else { None };
+            drop(s);
+            self.chan.space.notify_all();
+            if let Some(resume) = resume {
+                resume();
+            }
+            return Poll::Ready(Some(Ok(chunk)));
+        }
+        match s.end {
+            Some(Ok(())) => Poll::Ready(None),
+            Some(Err(why)) => Poll::Ready(Some(Err(Aborted(why)))),
+            None => {
+                s.consumer = Some(cx.waker().clone());
+                let resume = s.resume.take();
+                drop(s);
+                if let Some(resume) = resume {
+                    resume();
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for StreamBody {
+    fn drop(&mut self) {
+        let mut s = self.chan.state.lock().unwrap();
+        s.consumer_gone = true;
+        s.queue.clear();
+        s.queued = 0;
+        let resume = s.resume.take();
+        drop(s);
+        self.chan.space.notify_all();
+        if let Some(resume) = resume {
+            resume();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// File: positioned reads on the blocking pool, never touching Python.
+
+pub struct FileBody {
+    file: Arc<File>,
+    offset: u64,
+    remaining: u64,
+    pending: Option<tokio::task::JoinHandle<io::Result<Bytes>>>,
+}
+
+impl FileBody {
+    /// Send `len` bytes of `file` starting at `offset`. If the file turns out to
+    /// be shorter, the response is aborted (the declared length cannot be met).
+    pub fn new(file: File, offset: u64, len: u64) -> FileBody {
+        FileBody { file: Arc::new(file), offset, remaining: len, pending: None }
+    }
+
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Aborted>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let handle = self.pending.get_or_insert_with(|| {
+            let file = self.file.clone();
+            let offset = self.offset;
+            let want = (self.remaining as usize).min(FILE_BLOCK);
+            tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; want];
+                let n = file.read_at(&mut buf, offset)?;
+                buf.truncate(n);
+                Ok(Bytes::from(buf))
+            })
+        });
+        let result = match Pin::new(handle).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(r) => r,
+        };
+        self.pending = None;
+        match result {
+            Ok(Ok(chunk)) if !chunk.is_empty() => {
+                self.offset += chunk.len() as u64;
+                self.remaining -= chunk.len() as u64;
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Ok(Ok(_)) => {
+                log::error!(
+                    target: "propylon.error",
+                    "file ended {} bytes before the declared Content-Length; closing the connection",
+                    self.remaining
+                );
+                self.remaining = 0;
+                Poll::Ready(Some(Err(Aborted("file shorter than Content-Length"))))
+            }
+            Ok(Err(e)) => {
+                log::error!(target: "propylon.error", "reading the response file failed: {e}");
+                self.remaining = 0;
+                Poll::Ready(Some(Err(Aborted("file read failed"))))
+            }
+            Err(_) => Poll::Ready(Some(Err(Aborted("file read task failed")))),
+        }
+    }
+}
+
+use std::future::Future;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn noop_cx() -> Context<'static> {
+        Context::from_waker(Waker::noop())
+    }
+
+    #[test]
+    fn stream_delivers_in_order_and_ends() {
+        let (sink, mut body) = channel();
+        assert_eq!(sink.push(Bytes::from_static(b"a")), Push::Ready);
+        assert_eq!(sink.push(Bytes::from_static(b"b")), Push::Ready);
+        sink.finish();
+        let mut cx = noop_cx();
+        let mut got = Vec::new();
+        while let Poll::Ready(Some(Ok(c))) = body.poll_chunk(&mut cx) {
+            got.extend_from_slice(&c);
+        }
+        assert_eq!(got, b"ab");
+        assert!(matches!(body.poll_chunk(&mut cx), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn full_queue_pauses_until_drained() {
+        let (sink, mut body) = channel();
+        let big = Bytes::from(vec![0u8; HIGH_WATERMARK + 1]);
+        assert_eq!(sink.push(big), Push::Full);
+        let resumed = Arc::new(AtomicBool::new(false));
+        let r = resumed.clone();
+        sink.pause(Box::new(move || r.store(true, Ordering::SeqCst)));
+        assert!(!resumed.load(Ordering::SeqCst));
+        let mut cx = noop_cx();
+        assert!(matches!(body.poll_chunk(&mut cx), Poll::Ready(Some(Ok(_)))));
+        assert!(resumed.load(Ordering::SeqCst), "draining resumes the producer");
+    }
+
+    #[test]
+    fn dropped_consumer_resumes_and_reports_closed() {
+        let (sink, body) = channel();
+        assert_eq!(sink.push(Bytes::from(vec![0u8; HIGH_WATERMARK + 1])), Push::Full);
+        let resumed = Arc::new(AtomicBool::new(false));
+        let r = resumed.clone();
+        sink.pause(Box::new(move || r.store(true, Ordering::SeqCst)));
+        drop(body);
+        assert!(resumed.load(Ordering::SeqCst));
+        assert_eq!(sink.push(Bytes::from_static(b"x")), Push::Closed);
+    }
+
+    #[test]
+    fn dropped_producer_aborts() {
+        let (sink, mut body) = channel();
+        drop(sink);
+        let mut cx = noop_cx();
+        assert!(matches!(body.poll_chunk(&mut cx), Poll::Ready(Some(Err(_)))));
+    }
+}

@@ -1,0 +1,151 @@
+//! One request, from hyper's `Request` to hyper's `Response`.
+//!
+//! What it does: applies the framing rules (`proto::request`), plans the body
+//! (`proto::body`: 413 before the application is called, decoding, what
+//! CONTENT_LENGTH says), optionally buffers the body (WSGI 1.0 compatibility),
+//! builds the environ values (`proto::environ`), dispatches the call to the
+//! application's pool (503 when full), and turns the reply into a response.
+//!
+//! What it does not do: parse HTTP (hyper does), run Python (the bridge does),
+//! or decide on connection lifetimes (the connection task in `server` does).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+
+use super::access_log::{AccessRecord, Logged};
+use super::body::{BodyError, BodyReader, Source};
+use super::config::ServerConfig;
+use super::exchange::{Application, Call, Reply};
+use super::response::ResponseBody;
+use crate::proto::body::{plan, Framing};
+use crate::proto::environ::{build, EnvironInput, HttpVersion};
+use crate::proto::request::check_framing;
+
+/// What every request on a connection shares.
+pub struct ConnContext {
+    pub config: Arc<ServerConfig>,
+    pub app: Arc<dyn Application>,
+    pub rt: tokio::runtime::Handle,
+    pub local: Option<SocketAddr>,
+    pub peer: Option<SocketAddr>,
+    pub https: bool,
+}
+
+pub type HttpResponse = Response<Logged<ResponseBody>>;
+
+pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnContext>) -> Result<HttpResponse, std::convert::Infallible> {
+    let started = Instant::now();
+    let record = ctx.config.access_log.then(|| AccessRecord::start(&req, ctx.peer));
+    let response = respond(req, &ctx).await;
+    let (parts, body) = response.into_parts();
+    let status = parts.status.as_u16();
+    Ok(Response::from_parts(parts, Logged::new(body, record.map(|r| r.with_status(status, started)))))
+}
+
+async fn respond(req: Request<Incoming>, ctx: &ConnContext) -> Response<ResponseBody> {
+    let version = match req.version() {
+        Version::HTTP_10 | Version::HTTP_09 => HttpVersion::Http10,
+        Version::HTTP_2 | Version::HTTP_3 => HttpVersion::Http2,
+        _ => HttpVersion::Http11,
+    };
+    if let Err(e) = check_framing(version, req.headers()) {
+        log::info!(target: "propylon.server", "rejected request: {e}");
+        return error_response(e.status, e.reason, true);
+    }
+    let (parts, incoming) = req.into_parts();
+    let framing = match incoming.size_hint().exact() {
+        Some(0) if incoming.is_end_stream() => Framing::Empty,
+        Some(0) => Framing::Empty,
+        Some(n) => Framing::Length(n),
+        None => Framing::Streamed,
+    };
+    let config = &ctx.config;
+    let body_plan = match plan(&parts.headers, framing, &config.body) {
+        Ok(p) => p,
+        Err(e) => {
+            log::info!(target: "propylon.server", "rejected request: {e}");
+            return error_response(e.status, e.reason, true);
+        }
+    };
+    let source = match framing {
+        Framing::Empty => Source::Empty,
+        _ => Source::Incoming { body: incoming, rt: ctx.rt.clone(), timeout: config.body_timeout },
+    };
+    let mut body = BodyReader::new(source, body_plan.decode, config.body.max_body_size);
+    let mut content_length = body_plan.environ_content_length;
+    if config.body.buffer && framing != Framing::Empty {
+        let limit = config.buffer_memory_limit;
+        match tokio::task::spawn_blocking(move || body.buffer(limit)).await {
+            Ok(Ok((len, buffered))) => {
+                content_length = Some(len);
+                body = buffered;
+            }
+            Ok(Err(e)) => return body_error_response(&e),
+            Err(_) => return error_response(500, "Internal Server Error", true),
+        }
+    }
+
+    let environ = build(&EnvironInput {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        version,
+        headers: &parts.headers,
+        authority: parts.uri.authority().map(|a| a.as_str()),
+        https: ctx.https,
+        local_addr: ctx.local,
+        peer_addr: ctx.peer,
+        root_path: &config.root_path,
+        content_length,
+        strip_content_encoding: body_plan.strip_content_encoding,
+    });
+    let (reply, head) = Reply::new();
+    let call = Call { environ, body, is_head: parts.method == Method::HEAD, reply };
+    if ctx.app.dispatch(call).is_err() {
+        log::warn!(target: "propylon.server", "worker pool and queue are full; answering 503");
+        return error_response(503, "Service Unavailable", false);
+    }
+    match head.await {
+        Ok(head) => {
+            let mut response = Response::new(head.body);
+            *response.status_mut() = head.status;
+            *response.headers_mut() = head.headers;
+            response
+        }
+        // The bridge dropped the reply without answering: it has logged why.
+        Err(_) => error_response(500, "Internal Server Error", false),
+    }
+}
+
+/// The response for a body error that ends a request before the application ran
+/// (or that the application let propagate).
+pub fn body_error_response(e: &BodyError) -> Response<ResponseBody> {
+    match e {
+        BodyError::TooLarge(_) => error_response(413, "Content Too Large", true),
+        BodyError::Invalid(_) => error_response(400, "Bad Request", true),
+        BodyError::Disconnected(_) => error_response(400, "Bad Request", true),
+    }
+}
+
+/// A small plain-text error response. `close`: the rest of the request may be
+/// unread, so an HTTP/1.1 connection must not be reused.
+pub fn error_response(status: u16, reason: &str, close: bool) -> Response<ResponseBody> {
+    let body = Bytes::from(format!("{status} {reason}\n"));
+    let mut response = Response::new(ResponseBody::Empty);
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if close {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    *response.body_mut() = ResponseBody::full(body);
+    response
+}

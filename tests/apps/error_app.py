@@ -1,0 +1,113 @@
+"""Applications that break PEP 3333 on purpose (``tests.apps.error_app:app``).
+
+Not wrapped in wsgiref.validate: the validator would reject these mistakes
+itself (with its own AssertionError), and the point is to see what *the server*
+does with them. Each failure message contains ``boom <route>`` so a test can
+find it in the server's log.
+
+``/ok`` answers ``hello`` so a test can check the server still serves.
+"""
+
+from __future__ import annotations
+
+import sys
+from urllib.parse import parse_qs
+
+TEXT = [("Content-Type", "text/plain")]
+
+
+def _raise_before_start(environ, start_response):
+    raise RuntimeError("boom raise-before-start")
+
+
+def _raise_after_start(environ, start_response):
+    start_response("200 OK", TEXT)
+    raise RuntimeError("boom raise-after-start")
+
+
+def _raise_after_first_chunk(environ, start_response):
+    start_response("200 OK", TEXT)
+
+    def body():
+        yield b"first chunk "
+        raise RuntimeError("boom raise-after-first-chunk")
+
+    return body()
+
+
+def _non_iterable(environ, start_response):
+    start_response("200 OK", TEXT)
+    return 42
+
+
+def _start_twice(environ, start_response):
+    start_response("200 OK", TEXT)
+    start_response("200 OK", TEXT)  # no exc_info: the server must refuse (PEP 3333)
+    return [b"should not be sent"]
+
+
+def _yield_str(environ, start_response):
+    start_response("200 OK", TEXT)
+    return ["boom yield-str: a str, not bytes"]
+
+
+def _status(status):
+    def app(environ, start_response):
+        start_response(status, TEXT)
+        return [b"should not be sent"]
+
+    return app
+
+
+def _header(name, value):
+    def app(environ, start_response):
+        start_response("200 OK", TEXT + [(name, value)])
+        return [b"should not be sent"]
+
+    return app
+
+
+def _hop_by_hop(environ, start_response):
+    name = parse_qs(environ["QUERY_STRING"])["name"][0]
+    start_response("200 OK", TEXT + [(name, "close" if name.lower() == "connection" else "x")])
+    return [b"should not be sent"]
+
+
+def _exc_info_after_send(environ, start_response):
+    write = start_response("200 OK", TEXT)
+    write(b"partial ")
+    try:
+        raise ValueError("boom exc-info-after-send")
+    except ValueError:
+        # Headers are out: start_response must re-raise (PEP 3333).
+        start_response("500 Internal Server Error", TEXT, sys.exc_info())
+    return [b"should not be sent"]
+
+
+def _ok(environ, start_response):
+    start_response("200 OK", TEXT + [("Content-Length", "5")])
+    return [b"hello"]
+
+
+ROUTES = {
+    "/": _ok,
+    "/ok": _ok,
+    "/raise-before-start": _raise_before_start,
+    "/raise-after-start": _raise_after_start,
+    "/raise-after-first-chunk": _raise_after_first_chunk,
+    "/non-iterable": _non_iterable,
+    "/start-twice": _start_twice,
+    "/yield-str": _yield_str,
+    "/status-no-reason": _status("200"),
+    "/status-no-code": _status("OK"),
+    "/status-four-digits": _status("2000 X"),
+    "/header-newline": _header("X-Bad", "a\nb"),
+    "/header-not-latin1": _header("X-Bad", "caf\u20ac"),
+    "/header-bad-name": _header("Bad Name", "x"),
+    "/hop-by-hop": _hop_by_hop,
+    "/exc-info-after-send": _exc_info_after_send,
+}
+
+
+def app(environ, start_response):
+    return ROUTES[environ["PATH_INFO"]](environ, start_response)
