@@ -9,7 +9,7 @@ from propylon.config import Config
 __version__: str
 """Version of the compiled crate; equals ``propylon.__version__``."""
 
-def serve(config: Config, app: object) -> None:
+def serve(config: Config, app: object) -> bool:
     """Serve ``app`` until SIGINT or SIGTERM, then drain and return.
 
     Binds every address in ``config.binds`` first; if one cannot be bound
@@ -21,4 +21,8 @@ def serve(config: Config, app: object) -> None:
     Python threads; the GIL is released while the server waits. On a signal it
     stops accepting, lets requests in flight finish for up to
     ``config.graceful_timeout`` seconds, and returns.
+
+    Returns True when every request finished in time; False when application
+    code was still running when the timeout expired (the caller should then
+    exit without waiting for those threads, e.g. with ``os._exit``).
     """

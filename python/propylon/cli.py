@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TypeVar
@@ -182,9 +183,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as exc:
         return _fail(f"propylon's compiled module is missing ({exc}); reinstall propylon", EXIT_FAILURE)
     try:
-        _core.serve(config, app)
+        clean = _core.serve(config, app)
     except OSError as exc:
         return _fail(str(exc), EXIT_FAILURE)
+    except KeyboardInterrupt:
+        # The server handled SIGINT itself (and drained); Python's own handler
+        # also noted it and raises here on the way out. Not an error.
+        clean = True
+    if not clean:
+        # Application code is still running past --graceful-timeout on worker
+        # threads; waiting for it would defeat the timeout.
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

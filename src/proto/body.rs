@@ -226,7 +226,9 @@ mod tests {
                     assert_eq!(plan.environ_content_length, *content_length, "case {i}");
                     assert_eq!(plan.strip_content_encoding, decode.is_some(), "case {i}");
                 }
-                (got, _) => panic!("case {i} {fields:?} {framing:?}: got {got:?}, expected {expected:?}"),
+                (got, _) => {
+                    panic!("case {i} {fields:?} {framing:?}: got {got:?}, expected {expected:?}")
+                }
             }
         }
     }

@@ -113,7 +113,16 @@ pub struct Environ {
 /// Builds the environ strings for one request.
 pub fn build(input: &EnvironInput<'_>) -> Environ {
     let (script_name, path_info) = script_name_and_path_info(input.root_path, input.path);
-    let host = request_host(input);
+    // The authority wins over Host: RFC 9112 §3.2.2 says a server receiving
+    // an absolute-form target MUST ignore Host, and RFC 9113 §8.3.1 says in
+    // HTTP/2 the two must name the same thing.
+    let authority = input.authority.map(authority_host);
+    let host = authority.clone().or_else(|| {
+        input
+            .headers
+            .get(http::header::HOST)
+            .map(|value| latin1(value.as_bytes()))
+    });
     let default_port = if input.https { "443" } else { "80" };
     let (server_name, server_port) = match host.as_deref().filter(|h| !h.is_empty()) {
         Some(host) => {
@@ -132,7 +141,7 @@ pub fn build(input: &EnvironInput<'_>) -> Environ {
             None => ("localhost".to_owned(), default_port.to_owned()),
         },
     };
-    let (content_type, headers) = header_variables(input, host);
+    let (content_type, headers) = header_variables(input, authority.as_deref());
     Environ {
         request_method: input.method.to_owned(),
         script_name,
@@ -181,27 +190,16 @@ fn script_name_and_path_info(root_path: &str, raw_path: &str) -> (String, String
     (latin1(root), latin1(path_info))
 }
 
-/// The host the request is for, as latin-1 text: the target's authority when
-/// there is one, else the first Host field.
-///
-/// The authority wins over Host: RFC 9112 §3.2.2 says a server receiving an
-/// absolute-form target MUST ignore Host, and RFC 9113 §8.3.1 says in HTTP/2
-/// the two must name the same thing. Userinfo ("user@") is not part of the
-/// host (RFC 9110 §4.2.4 deprecates it) and is removed.
-fn request_host(input: &EnvironInput<'_>) -> Option<String> {
-    match input.authority {
-        Some(authority) => {
-            let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-            Some(latin1(host.as_bytes()))
-        }
-        None => input
-            .headers
-            .get(http::header::HOST)
-            .map(|value| latin1(value.as_bytes())),
-    }
+/// The host of an authority, as latin-1 text. Userinfo ("user@") is not
+/// part of the host (RFC 9110 §4.2.4 deprecates it) and is removed.
+fn authority_host(authority: &str) -> String {
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    latin1(host.as_bytes())
 }
 
-/// Splits "host:port", "[v6]:port", "host", "[v6]" into name and port.
+/// Splits `host:port`, `[v6]:port`, `host`, `[v6]` into name and port.
 ///
 /// SERVER_NAME of an IPv6 literal is given without brackets ("::1"), the way
 /// the local address is written when there is no Host and the way uvicorn
@@ -233,7 +231,7 @@ fn canonical_ip(addr: SocketAddr) -> IpAddr {
 enum Route {
     /// `CONTENT_TYPE` (PEP 3333 §"environ Variables": no `HTTP_` prefix).
     ContentType,
-    /// `HTTP_HOST`: the request host, which may come from the authority.
+    /// `HTTP_HOST`: the Host field, or the authority when there is one.
     Host,
     /// `HTTP_<NAME>`, repeated fields joined with `separator`.
     Http { separator: &'static str },
@@ -275,18 +273,18 @@ fn route(name: &HeaderName, input: &EnvironInput<'_>) -> Route {
 
 /// CONTENT_TYPE and the `HTTP_*` variables, in first-seen field order.
 ///
-/// `host` is the request host chosen by `request_host`. When it came from the
-/// authority and the request has no Host field (HTTP/2 clients usually send
-/// only `:authority`), HTTP_HOST is added first, where `:authority` stood.
+/// When the request has an authority, HTTP_HOST is that authority's host: in
+/// the Host field's place, or first (where HTTP/2's `:authority` stood) when
+/// there is no Host field, as HTTP/2 clients usually send none.
 fn header_variables(
     input: &EnvironInput<'_>,
-    host: Option<String>,
+    authority: Option<&str>,
 ) -> (Option<String>, Vec<(String, String)>) {
     let mut content_type = None;
     let mut variables = Vec::with_capacity(input.headers.keys_len() + 1);
-    if !input.headers.contains_key(http::header::HOST) {
-        if let Some(host) = host.clone() {
-            variables.push(("HTTP_HOST".to_owned(), host));
+    if let Some(authority) = authority {
+        if !input.headers.contains_key(http::header::HOST) {
+            variables.push(("HTTP_HOST".to_owned(), authority.to_owned()));
         }
     }
     for name in input.headers.keys() {
@@ -294,9 +292,9 @@ fn header_variables(
             Route::Drop => {}
             Route::ContentType => content_type = Some(joined(input.headers, name, ", ")),
             Route::Host => {
-                let value = match (&host, input.authority) {
-                    (Some(host), Some(_)) => host.clone(),
-                    _ => joined(input.headers, name, ", "),
+                let value = match authority {
+                    Some(authority) => authority.to_owned(),
+                    None => joined(input.headers, name, ", "),
                 };
                 variables.push(("HTTP_HOST".to_owned(), value));
             }
@@ -313,11 +311,13 @@ fn header_variables(
 fn cgi_name(name: &HeaderName) -> String {
     let mut cgi = String::with_capacity(5 + name.as_str().len());
     cgi.push_str("HTTP_");
-    cgi.extend(
-        name.as_str()
-            .chars()
-            .map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }),
-    );
+    cgi.extend(name.as_str().chars().map(|c| {
+        if c == '-' {
+            '_'
+        } else {
+            c.to_ascii_uppercase()
+        }
+    }));
     cgi
 }
 
@@ -369,10 +369,21 @@ mod tests {
 
     #[test]
     fn server_protocol_names() {
-        for (version, expected) in [(Http10, "HTTP/1.0"), (Http11, "HTTP/1.1"), (Http2, "HTTP/2")] {
+        for (version, expected) in [
+            (Http10, "HTTP/1.0"),
+            (Http11, "HTTP/1.1"),
+            (Http2, "HTTP/2"),
+        ] {
             assert_eq!(version.server_protocol(), expected);
             let h = HeaderMap::new();
-            assert_eq!(build(&EnvironInput { version, ..base(&h) }).server_protocol, expected);
+            assert_eq!(
+                build(&EnvironInput {
+                    version,
+                    ..base(&h)
+                })
+                .server_protocol,
+                expected
+            );
         }
     }
 
@@ -418,7 +429,11 @@ mod tests {
     fn script_name_and_path_info_table() {
         let h = HeaderMap::new();
         for (root_path, path, script_name, path_info) in PATHS {
-            let env = build(&EnvironInput { root_path, path, ..base(&h) });
+            let env = build(&EnvironInput {
+                root_path,
+                path,
+                ..base(&h)
+            });
             assert_eq!(
                 (env.script_name.as_str(), env.path_info.as_str()),
                 (*script_name, *path_info),
@@ -436,7 +451,10 @@ mod tests {
             (Some("a=1&b=%20"), "a=1&b=%20"),
             (Some("q=caf\u{e9}"), "q=caf\u{c3}\u{a9}"),
         ] {
-            assert_eq!(build(&EnvironInput { query, ..base(&h) }).query_string, expected);
+            assert_eq!(
+                build(&EnvironInput { query, ..base(&h) }).query_string,
+                expected
+            );
         }
     }
 
@@ -529,7 +547,11 @@ mod tests {
                 .map(|(_, v)| v.as_str())
                 .collect();
             assert_eq!(
-                (env.server_name.as_str(), env.server_port.as_str(), http_host.first().copied()),
+                (
+                    env.server_name.as_str(),
+                    env.server_port.as_str(),
+                    http_host.first().copied()
+                ),
                 (case.server_name, case.server_port, case.http_host),
                 "host {:?} authority {:?}",
                 case.host,
@@ -542,7 +564,11 @@ mod tests {
     #[test]
     fn http_host_from_authority_comes_first() {
         let h = headers(&[("user-agent", "t"), ("accept", "*/*")]);
-        let env = build(&EnvironInput { version: Http2, authority: Some("a.example"), ..base(&h) });
+        let env = build(&EnvironInput {
+            version: Http2,
+            authority: Some("a.example"),
+            ..base(&h)
+        });
         let names: Vec<&str> = env.headers.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(names, ["HTTP_HOST", "HTTP_USER_AGENT", "HTTP_ACCEPT"]);
     }
@@ -587,7 +613,12 @@ mod tests {
         HeaderCase {
             version: Http2,
             strip_content_encoding: false,
-            fields: &[("cookie", b"a=1"), ("x-b", b"b"), ("cookie", b"b=2"), ("cookie", b"c=3")],
+            fields: &[
+                ("cookie", b"a=1"),
+                ("x-b", b"b"),
+                ("cookie", b"b=2"),
+                ("cookie", b"c=3"),
+            ],
             content_type: None,
             expected: &[("HTTP_COOKIE", "a=1; b=2; c=3"), ("HTTP_X_B", "b")],
         },
@@ -644,7 +675,10 @@ mod tests {
             strip_content_encoding: false,
             fields: &[("x-latin", b"caf\xe9 \x80\xff"), ("x-tab", b"a\tb")],
             content_type: None,
-            expected: &[("HTTP_X_LATIN", "caf\u{e9} \u{80}\u{ff}"), ("HTTP_X_TAB", "a\tb")],
+            expected: &[
+                ("HTTP_X_LATIN", "caf\u{e9} \u{80}\u{ff}"),
+                ("HTTP_X_TAB", "a\tb"),
+            ],
         },
         // Connection-specific fields: dropped in HTTP/2 only (RFC 9113 §8.2.2).
         HeaderCase {
@@ -687,8 +721,11 @@ mod tests {
                 strip_content_encoding: case.strip_content_encoding,
                 ..base(&h)
             });
-            let got: Vec<(&str, &str)> =
-                env.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let got: Vec<(&str, &str)> = env
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             assert_eq!(got, case.expected, "case {i}");
             assert_eq!(env.content_type.as_deref(), case.content_type, "case {i}");
         }
@@ -697,8 +734,12 @@ mod tests {
     #[test]
     fn content_length_comes_from_the_body_plan_only() {
         let h = headers(&[("content-length", b"5")]);
-        for (content_length, expected) in [(None, None), (Some(0), Some("0")), (Some(5), Some("5"))] {
-            let env = build(&EnvironInput { content_length, ..base(&h) });
+        for (content_length, expected) in [(None, None), (Some(0), Some("0")), (Some(5), Some("5"))]
+        {
+            let env = build(&EnvironInput {
+                content_length,
+                ..base(&h)
+            });
             assert_eq!(env.content_length.as_deref(), expected);
             assert!(env.headers.is_empty());
         }
@@ -710,8 +751,20 @@ mod tests {
         let h = HeaderMap::new();
         for (peer, https, remote_addr, remote_port, scheme) in [
             (Some("192.0.2.7:54321"), false, "192.0.2.7", "54321", "http"),
-            (Some("[2001:db8::1]:443"), true, "2001:db8::1", "443", "https"),
-            (Some("[::ffff:192.0.2.7]:1"), false, "192.0.2.7", "1", "http"),
+            (
+                Some("[2001:db8::1]:443"),
+                true,
+                "2001:db8::1",
+                "443",
+                "https",
+            ),
+            (
+                Some("[::ffff:192.0.2.7]:1"),
+                false,
+                "192.0.2.7",
+                "1",
+                "http",
+            ),
             (None, false, "", "", "http"), // unix socket
             (None, true, "", "", "https"),
         ] {
@@ -722,7 +775,11 @@ mod tests {
                 ..base(&h)
             });
             assert_eq!(
-                (env.remote_addr.as_str(), env.remote_port.as_str(), env.url_scheme),
+                (
+                    env.remote_addr.as_str(),
+                    env.remote_port.as_str(),
+                    env.url_scheme
+                ),
                 (remote_addr, remote_port, scheme),
                 "peer {peer:?}"
             );
@@ -733,7 +790,10 @@ mod tests {
     fn request_method_is_copied() {
         let h = HeaderMap::new();
         for method in ["GET", "HEAD", "OPTIONS", "PROPFIND"] {
-            assert_eq!(build(&EnvironInput { method, ..base(&h) }).request_method, method);
+            assert_eq!(
+                build(&EnvironInput { method, ..base(&h) }).request_method,
+                method
+            );
         }
     }
 }

@@ -195,7 +195,13 @@ mod tests {
     }
 
     /// (declared, body, bytes sent, complete, finish)
-    type Case = (Option<u64>, &'static [u8], usize, bool, Result<(), ShortBody>);
+    type Case = (
+        Option<u64>,
+        &'static [u8],
+        usize,
+        bool,
+        Result<(), ShortBody>,
+    );
     const CASES: &[Case] = &[
         // No declared length: everything goes, nothing is short.
         (None, b"", 0, false, Ok(())),
@@ -209,9 +215,36 @@ mod tests {
         (Some(1), b"xy", 1, true, Ok(())),
         (Some(5), b"hello world", 5, true, Ok(())),
         // Fewer than declared: an error when the body ends.
-        (Some(1), b"", 0, false, Err(ShortBody { declared: 1, sent: 0 })),
-        (Some(20), b"hello world", 11, false, Err(ShortBody { declared: 20, sent: 11 })),
-        (Some(u64::MAX), b"abc", 3, false, Err(ShortBody { declared: u64::MAX, sent: 3 })),
+        (
+            Some(1),
+            b"",
+            0,
+            false,
+            Err(ShortBody {
+                declared: 1,
+                sent: 0,
+            }),
+        ),
+        (
+            Some(20),
+            b"hello world",
+            11,
+            false,
+            Err(ShortBody {
+                declared: 20,
+                sent: 11,
+            }),
+        ),
+        (
+            Some(u64::MAX),
+            b"abc",
+            3,
+            false,
+            Err(ShortBody {
+                declared: u64::MAX,
+                sent: 3,
+            }),
+        ),
     ];
 
     #[test]
@@ -254,7 +287,10 @@ mod tests {
 
     #[test]
     fn short_body_display() {
-        let short = ShortBody { declared: 10, sent: 3 };
+        let short = ShortBody {
+            declared: 10,
+            sent: 3,
+        };
         assert_eq!(
             short.to_string(),
             "response body ended after 3 of 10 declared bytes (Content-Length)"

@@ -30,7 +30,10 @@ pub struct RequestError {
 
 impl RequestError {
     const fn bad_request(reason: &'static str) -> Self {
-        RequestError { status: 400, reason }
+        RequestError {
+            status: 400,
+            reason,
+        }
     }
 }
 
@@ -78,9 +81,11 @@ pub const HTTP2_CONNECTION_SPECIFIC: [&str; 5] = [
 pub fn check_framing(version: HttpVersion, headers: &HeaderMap) -> Result<(), RequestError> {
     let content_length = declared_content_length(headers)?;
     match version {
-        HttpVersion::Http10 | HttpVersion::Http11 => {
+        HttpVersion::Http11 => {
+            check_host(headers)?;
             check_transfer_encoding(version, headers, content_length.is_some())
         }
+        HttpVersion::Http10 => check_transfer_encoding(version, headers, content_length.is_some()),
         HttpVersion::Http2 => check_http2_fields(headers),
     }
 }
@@ -97,13 +102,26 @@ fn declared_content_length(headers: &HeaderMap) -> Result<Option<u64>, RequestEr
                 .ok_or(RequestError::bad_request("malformed Content-Length"))?;
             match declared {
                 Some(previous) if previous != n => {
-                    return Err(RequestError::bad_request("conflicting Content-Length values"));
+                    return Err(RequestError::bad_request(
+                        "conflicting Content-Length values",
+                    ));
                 }
                 _ => declared = Some(n),
             }
         }
     }
     Ok(declared)
+}
+
+/// RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code
+/// to any HTTP/1.1 request message that lacks a Host header field and to any
+/// request message that contains more than one Host header field line".
+fn check_host(headers: &HeaderMap) -> Result<(), RequestError> {
+    match headers.get_all(http::header::HOST).iter().count() {
+        1 => Ok(()),
+        0 => Err(RequestError::bad_request("HTTP/1.1 request without a Host header")),
+        _ => Err(RequestError::bad_request("more than one Host header")),
+    }
 }
 
 fn check_transfer_encoding(
@@ -115,10 +133,14 @@ fn check_transfer_encoding(
         return Ok(());
     }
     if version == HttpVersion::Http10 {
-        return Err(RequestError::bad_request("Transfer-Encoding in an HTTP/1.0 request"));
+        return Err(RequestError::bad_request(
+            "Transfer-Encoding in an HTTP/1.0 request",
+        ));
     }
     if has_content_length {
-        return Err(RequestError::bad_request("Content-Length together with Transfer-Encoding"));
+        return Err(RequestError::bad_request(
+            "Content-Length together with Transfer-Encoding",
+        ));
     }
     // Empty list elements are ignored, as RFC 9110 §5.6.1 asks of recipients.
     let codings: Vec<&[u8]> = list_elements(headers, TRANSFER_ENCODING).collect();
@@ -154,10 +176,10 @@ fn check_http2_fields(headers: &HeaderMap) -> Result<(), RequestError> {
 
 /// The non-empty, OWS-trimmed elements of a comma-separated list field,
 /// across all its field lines (RFC 9110 §5.3 and §5.6.1).
-fn list_elements<'h>(
-    headers: &'h HeaderMap,
+fn list_elements(
+    headers: &HeaderMap,
     name: http::header::HeaderName,
-) -> impl Iterator<Item = &'h [u8]> + 'h {
+) -> impl Iterator<Item = &[u8]> + '_ {
     headers
         .get_all(name)
         .into_iter()
@@ -173,13 +195,22 @@ mod tests {
     use HttpVersion::{Http10, Http11, Http2};
 
     /// (version, header fields, expected status: None = accepted)
+    type Case = (
+        HttpVersion,
+        &'static [(&'static str, &'static str)],
+        Option<u16>,
+    );
     #[rustfmt::skip]
-    const CASES: &[(HttpVersion, &[(&str, &str)], Option<u16>)] = &[
+    const CASES: &[Case] = &[
         // No framing headers at all.
         (Http10, &[], None),
-        (Http11, &[], None),
         (Http2, &[], None),
         (Http11, &[("host", "a")], None),
+        // Host on HTTP/1.1: exactly one (RFC 9112 §3.2). The other HTTP/1.1
+        // cases get a Host added by the test loop.
+        (Http11, &[("x-no-host", "1")], Some(400)),
+        (Http11, &[("host", "a"), ("host", "b")], Some(400)),
+        (Http10, &[], None),
         // Content-Length: 1*DIGIT, duplicates must agree (RFC 9110 §8.6).
         (Http11, &[("content-length", "0")], None),
         (Http11, &[("content-length", "42")], None),
@@ -242,7 +273,12 @@ mod tests {
     #[test]
     fn check_framing_table() {
         for (version, fields, expected) in CASES {
-            let result = check_framing(*version, &headers(fields));
+            let mut map = headers(fields);
+            let wants_host = *version == Http11 && !fields.iter().any(|(n, _)| *n == "host" || *n == "x-no-host");
+            if wants_host {
+                map.insert(http::header::HOST, http::HeaderValue::from_static("example.com"));
+            }
+            let result = check_framing(*version, &map);
             assert_eq!(
                 result.as_ref().err().map(|e| e.status),
                 *expected,
@@ -253,7 +289,7 @@ mod tests {
 
     #[test]
     fn errors_display_reason_and_status() {
-        let err = check_framing(Http11, &headers(&[("content-length", "x")])).unwrap_err();
+        let err = check_framing(Http10, &headers(&[("content-length", "x")])).unwrap_err();
         assert_eq!(err.to_string(), "malformed Content-Length (400)");
     }
 }

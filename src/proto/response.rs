@@ -95,16 +95,12 @@ const HOP_BY_HOP: [&str; 8] = [
 /// Parses a WSGI status string such as "200 OK" into its code.
 pub fn parse_status(status: &str) -> Result<u16, ResponseError> {
     let bad = || ResponseError::BadStatus(status.to_owned());
-    let bytes = status.as_bytes();
-    if bytes.len() < 3 || !bytes[..3].iter().all(u8::is_ascii_digit) {
-        return Err(bad());
-    }
-    let code = bytes[..3]
-        .iter()
-        .fold(0u16, |n, &b| n * 10 + u16::from(b - b'0'));
-    if code < 100 {
-        return Err(bad());
-    }
+    let code = status
+        .get(..3)
+        .and_then(|digits| parse_decimal(digits.as_bytes()))
+        .filter(|code| (100..=999).contains(code))
+        .and_then(|code| u16::try_from(code).ok())
+        .ok_or_else(bad)?;
     match status[3..].strip_prefix(' ') {
         None if status.len() == 3 => Ok(code),
         Some(reason) if reason.chars().all(is_field_char) => Ok(code),
@@ -195,7 +191,11 @@ mod tests {
             let got = parse_status(status);
             match expected {
                 Some(code) => assert_eq!(got, Ok(*code), "{status:?}"),
-                None => assert_eq!(got, Err(ResponseError::BadStatus(status.to_string())), "{status:?}"),
+                None => assert_eq!(
+                    got,
+                    Err(ResponseError::BadStatus(status.to_string())),
+                    "{status:?}"
+                ),
             }
         }
     }
@@ -219,7 +219,11 @@ mod tests {
         ("(x)", "v", Err(ResponseError::BadHeaderName)),
         ("X-Quote\"", "v", Err(ResponseError::BadHeaderName)),
         // Values: latin-1, no CR/LF/NUL/other CTL (header injection).
-        ("X-A", "a\r\nSet-Cookie: x=1", Err(ResponseError::BadHeaderValue)),
+        (
+            "X-A",
+            "a\r\nSet-Cookie: x=1",
+            Err(ResponseError::BadHeaderValue),
+        ),
         ("X-A", "a\nb", Err(ResponseError::BadHeaderValue)),
         ("X-A", "a\rb", Err(ResponseError::BadHeaderValue)),
         ("X-A", "a\u{0}b", Err(ResponseError::BadHeaderValue)),
@@ -285,17 +289,35 @@ mod tests {
             let got = parse_content_length(value);
             match expected {
                 Some(n) => assert_eq!(got, Ok(*n), "{value:?}"),
-                None => assert_eq!(got, Err(ResponseError::ContentLength(value.to_string())), "{value:?}"),
+                None => assert_eq!(
+                    got,
+                    Err(ResponseError::ContentLength(value.to_string())),
+                    "{value:?}"
+                ),
             }
         }
     }
 
     #[test]
     fn hop_by_hop_names() {
-        for name in ["connection", "Keep-Alive", "TE", "trailer", "Transfer-Encoding", "UPGRADE"] {
+        for name in [
+            "connection",
+            "Keep-Alive",
+            "TE",
+            "trailer",
+            "Transfer-Encoding",
+            "UPGRADE",
+        ] {
             assert!(is_hop_by_hop(name), "{name}");
         }
-        for name in ["Trailers", "Content-Length", "Proxy", "X-Connection", "Set-Cookie", ""] {
+        for name in [
+            "Trailers",
+            "Content-Length",
+            "Proxy",
+            "X-Connection",
+            "Set-Cookie",
+            "",
+        ] {
             assert!(!is_hop_by_hop(name), "{name}");
         }
     }
@@ -307,6 +329,9 @@ mod tests {
             "hop-by-hop header \"Connection\" is not allowed from a WSGI application (PEP 3333)"
         );
         let injected = ResponseError::BadStatus("200 OK\r\nX: y".into()).to_string();
-        assert!(!injected.contains('\n') && !injected.contains('\r'), "{injected}");
+        assert!(
+            !injected.contains('\n') && !injected.contains('\r'),
+            "{injected}"
+        );
     }
 }

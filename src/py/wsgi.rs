@@ -272,6 +272,10 @@ fn parse_head(py: Python<'_>, status: &Bound<'_, PyAny>, headers: &Bound<'_, PyA
         .cast()
         .map_err(|_| PyTypeError::new_err("status must be a str such as \"200 OK\" (PEP 3333)"))?;
     let code = parse_status(&status.to_cow()?).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    if code < 200 {
+        // 1xx are interim responses (RFC 9110 §15.2); a WSGI response is final.
+        return Err(PyValueError::new_err(format!("status {code} is informational (1xx) and cannot be a WSGI response")));
+    }
     let status = StatusCode::from_u16(code).map_err(|e| PyValueError::new_err(e.to_string()))?;
     let mut map = HeaderMap::new();
     let mut content_length = None;

@@ -386,7 +386,7 @@ fn spill_error(e: io::Error) -> BodyError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write as _;
+
 
     fn memory(data: &[u8], decode: Option<Coding>, max: u64) -> BodyReader {
         BodyReader::new(Source::Memory(Bytes::copy_from_slice(data)), decode, max)
