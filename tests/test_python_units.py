@@ -16,9 +16,8 @@ import types
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import propylon
+import pytest
 from propylon import _logging, cli
 from propylon.config import GIB, KIB, MIB, Bind, Config, ConfigError, parse_bind, parse_size
 from propylon.filewrapper import FileWrapper
@@ -409,7 +408,11 @@ def fake_core(monkeypatch: pytest.MonkeyPatch, restore_logging: None) -> list[tu
     """Replace the compiled module with one whose serve() records its arguments."""
     calls: list[tuple[Config, object]] = []
     core = types.ModuleType("propylon._core")
-    core.serve = lambda config, app: calls.append((config, app))  # type: ignore[attr-defined]
+    def serve(config: Config, app: object) -> bool:
+        calls.append((config, app))
+        return True  # every request finished: main() returns normally
+
+    core.serve = serve  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "propylon._core", core)
     monkeypatch.setattr(propylon, "_core", core, raising=False)
     monkeypatch.setattr(sys, "path", list(sys.path))

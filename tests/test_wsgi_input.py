@@ -156,8 +156,19 @@ def test_large_chunked_upload(input_server):
 # ------------------------------------------------------------------ truncated bodies
 
 
+def wait_until_app_started(record_path):
+    wait_for_file(record_path, lambda text: text.startswith("started\n"))
+
+
+def body_report(record_path) -> dict:
+    """The JSON line /body-report records after its ``started`` line."""
+    lines = wait_for_file(record_path, lambda text: len(text.splitlines()) >= 2).splitlines()
+    assert lines[0] == "started", lines
+    return json.loads(lines[1])
+
+
 def assert_client_disconnected(record_path):
-    seen = json.loads(wait_for_file(record_path).splitlines()[0])
+    seen = body_report(record_path)
     assert seen["error"] == "ClientDisconnected", seen
     assert seen["is_oserror"] and seen["is_RequestBodyError"] and seen["is_ClientDisconnected"], seen
     assert seen["bytes_read"] <= 1000, seen
@@ -175,6 +186,7 @@ def test_client_closing_mid_body_raises_client_disconnected(input_server, tmp_pa
     with RawConnection(input_server.port) as raw:
         raw.send(b"POST /body-report HTTP/1.1\r\nHost: t\r\nX-Record-Path: " + str(record_path).encode()
                  + b"\r\n" + head + b"\r\n" + partial)
+        wait_until_app_started(record_path)
     assert_client_disconnected(record_path)
     assert_serving(input_server.port)
 
@@ -197,6 +209,7 @@ def _h2_partial_upload(port: int, record_path) -> tuple[socket.socket, h2.connec
 def test_http2_connection_closed_mid_body_raises_client_disconnected(input_server, tmp_path):
     record_path = tmp_path / "record.json"
     sock, _ = _h2_partial_upload(input_server.port, record_path)
+    wait_until_app_started(record_path)
     sock.close()
     assert_client_disconnected(record_path)
     assert_serving(input_server.port)
@@ -206,6 +219,7 @@ def test_http2_stream_reset_mid_body_raises_client_disconnected(input_server, tm
     record_path = tmp_path / "record.json"
     sock, conn = _h2_partial_upload(input_server.port, record_path)
     try:
+        wait_until_app_started(record_path)
         conn.reset_stream(1)
         sock.sendall(conn.data_to_send())
         assert_client_disconnected(record_path)
@@ -275,7 +289,7 @@ def test_gzip_bomb_read_raises_request_body_too_large(decompress_server, gzip_bo
     record_path = tmp_path / "record.json"
     status, data = post(decompress_server.port, "/body-report", gzip_bomb, "content-length",
                         headers={"Content-Encoding": "gzip", "X-Record-Path": str(record_path)})
-    seen = json.loads(wait_for_file(record_path).splitlines()[0])
+    seen = body_report(record_path)
     assert seen["error"] == "RequestBodyTooLarge", seen
     assert seen["is_RequestBodyTooLarge"] and seen["is_RequestBodyError"] and seen["is_oserror"], seen
     assert seen["bytes_read"] <= 10 * 1024 * 1024
@@ -303,7 +317,7 @@ def test_invalid_gzip_read_raises_invalid_request_body(decompress_server, tmp_pa
     record_path = tmp_path / "record.json"
     post(decompress_server.port, "/body-report", b"\x1f\x8b but not really gzip", "content-length",
          headers={"Content-Encoding": "gzip", "X-Record-Path": str(record_path)})
-    seen = json.loads(wait_for_file(record_path).splitlines()[0])
+    seen = body_report(record_path)
     assert seen["error"] == "InvalidRequestBody", seen
     assert seen["is_InvalidRequestBody"] and seen["is_RequestBodyError"] and seen["is_oserror"], seen
 
@@ -314,7 +328,7 @@ def test_truncated_gzip_is_an_error_not_an_end(decompress_server, tmp_path):
     truncated = gzip.compress(DECODED)[:-100]
     post(decompress_server.port, "/body-report", truncated, "content-length",
          headers={"Content-Encoding": "gzip", "X-Record-Path": str(record_path)})
-    seen = json.loads(wait_for_file(record_path).splitlines()[0])
+    seen = body_report(record_path)
     assert seen["error"] == "InvalidRequestBody", seen
 
 

@@ -6,9 +6,6 @@ applications that get it wrong.
 from __future__ import annotations
 
 import http.client
-import json
-import socket
-import uuid
 
 import pytest
 
@@ -69,18 +66,30 @@ def test_close_called_after_normal_response(server, tmp_path):
     assert wait_for_file(record) == "closed after 3 chunks\n"
 
 
-def test_close_called_after_error_mid_iteration(server, tmp_path):
-    record = tmp_path / "record"
-    start = server.mark()
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=CLIENT_TIMEOUT)
+def assert_cut_short(port: int, path: str, headers: dict[str, str] | None = None) -> None:
+    """The response to GET ``path`` is a 200 cut short, or the connection closes with no response.
+
+    The app failed after its first chunk: the server may or may not have flushed
+    the status line before it aborted, but it must never finish the response.
+    """
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT)
     try:
-        conn.request("GET", "/close-record?mode=error", headers={"X-Record-Path": str(record)})
-        response = conn.getresponse()
-        assert response.status == 200  # the headers went out with the first chunk
-        with pytest.raises(http.client.IncompleteRead):
+        conn.request("GET", path, headers=headers or {})
+        try:
+            response = conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError):
+            return
+        assert response.status == 200
+        with pytest.raises((http.client.IncompleteRead, ConnectionResetError)):
             response.read()
     finally:
         conn.close()
+
+
+def test_close_called_after_error_mid_iteration(server, tmp_path):
+    record = tmp_path / "record"
+    start = server.mark()
+    assert_cut_short(server.port, "/close-record?mode=error", {"X-Record-Path": str(record)})
     assert wait_for_file(record) == "closed after 1 chunks\n"
     server.wait_for_line("boom close-record error", start)
     assert_serving(server.port)
@@ -123,15 +132,22 @@ def test_more_bytes_than_content_length_are_not_sent(server):
 
 
 def test_fewer_bytes_than_content_length_closes_the_connection(server):
+    # The client must not take 10 bytes for the whole body: either it sees the
+    # declared 20 and a short read, or (if the server noticed before flushing
+    # anything) the connection closes without a response.
     start = server.mark()
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=CLIENT_TIMEOUT)
     try:
         conn.request("GET", "/cl-less")
-        response = conn.getresponse()
-        assert response.getheader("Content-Length") == "20"
-        with pytest.raises(http.client.IncompleteRead) as info:
-            response.read()
-        assert info.value.partial == b"0123456789"
+        try:
+            response = conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError):
+            response = None
+        if response is not None:
+            assert response.getheader("Content-Length") == "20"
+            with pytest.raises(http.client.IncompleteRead) as info:
+                response.read()
+            assert b"0123456789".startswith(info.value.partial)
     finally:
         conn.close()
     server.wait_for_line(r"(?i)content.length", start)
@@ -222,15 +238,8 @@ def test_hop_by_hop_header_from_app_is_500(error_server, name):
 def test_app_error_after_headers_aborts_the_response(error_server, path, marker):
     # Once the status line is out, the only honest signal left is to cut the
     # response short: the chunked body never gets its last-chunk.
+    # (Whether the head itself left before the abort is a race the client cannot see.)
     start = error_server.mark()
-    conn = http.client.HTTPConnection("127.0.0.1", error_server.port, timeout=CLIENT_TIMEOUT)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        assert response.status == 200
-        with pytest.raises((http.client.IncompleteRead, ConnectionResetError)):
-            response.read()
-    finally:
-        conn.close()
+    assert_cut_short(error_server.port, path)
     assert_logged_error(error_server, start, marker)
     assert get(error_server.port, "/ok") == (200, b"hello")

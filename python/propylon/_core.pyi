@@ -6,6 +6,8 @@ This stub is the module's documented interface; keep it in step with
 
 from propylon.config import Config
 
+__all__ = ["__version__", "serve"]
+
 __version__: str
 """Version of the compiled crate; equals ``propylon.__version__``."""
 

@@ -119,7 +119,9 @@ fn declared_content_length(headers: &HeaderMap) -> Result<Option<u64>, RequestEr
 fn check_host(headers: &HeaderMap) -> Result<(), RequestError> {
     match headers.get_all(http::header::HOST).iter().count() {
         1 => Ok(()),
-        0 => Err(RequestError::bad_request("HTTP/1.1 request without a Host header")),
+        0 => Err(RequestError::bad_request(
+            "HTTP/1.1 request without a Host header",
+        )),
         _ => Err(RequestError::bad_request("more than one Host header")),
     }
 }
@@ -274,9 +276,15 @@ mod tests {
     fn check_framing_table() {
         for (version, fields, expected) in CASES {
             let mut map = headers(fields);
-            let wants_host = *version == Http11 && !fields.iter().any(|(n, _)| *n == "host" || *n == "x-no-host");
+            let wants_host = *version == Http11
+                && !fields
+                    .iter()
+                    .any(|(n, _)| *n == "host" || *n == "x-no-host");
             if wants_host {
-                map.insert(http::header::HOST, http::HeaderValue::from_static("example.com"));
+                map.insert(
+                    http::header::HOST,
+                    http::HeaderValue::from_static("example.com"),
+                );
             }
             let result = check_framing(*version, &map);
             assert_eq!(

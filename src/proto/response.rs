@@ -92,7 +92,10 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-/// Parses a WSGI status string such as "200 OK" into its code.
+/// Parses a WSGI status string such as "200 OK" into its code. PEP 3333: "a
+/// status code and a reason phrase, in that order and separated by a single
+/// space" -- so "200" alone is refused (as `wsgiref.validate` does); an empty
+/// reason after the space ("200 ") is accepted, as RFC 9112 §4 allows.
 pub fn parse_status(status: &str) -> Result<u16, ResponseError> {
     let bad = || ResponseError::BadStatus(status.to_owned());
     let code = status
@@ -102,7 +105,6 @@ pub fn parse_status(status: &str) -> Result<u16, ResponseError> {
         .and_then(|code| u16::try_from(code).ok())
         .ok_or_else(bad)?;
     match status[3..].strip_prefix(' ') {
-        None if status.len() == 3 => Ok(code),
         Some(reason) if reason.chars().all(is_field_char) => Ok(code),
         _ => Err(bad()),
     }
@@ -159,7 +161,7 @@ mod tests {
         ("404 Not Found", Some(404)),
         ("100 Continue", Some(100)),
         ("999 Whatever", Some(999)),
-        ("200", Some(200)),
+        ("200", None),
         ("200 ", Some(200)),
         ("200 OK\tfine", Some(200)),
         ("200 Ol\u{e9}", Some(200)),

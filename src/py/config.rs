@@ -45,7 +45,10 @@ pub fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
         .into_iter()
         .map(|b| match (b.path, b.host) {
             (Some(path), _) => BindAddr::Unix(PathBuf::from(path)),
-            (None, host) => BindAddr::Tcp { host: host.unwrap_or_else(|| "127.0.0.1".into()), port: b.port.unwrap_or(0) },
+            (None, host) => BindAddr::Tcp {
+                host: host.unwrap_or_else(|| "127.0.0.1".into()),
+                port: b.port.unwrap_or(0),
+            },
         })
         .collect();
     let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
@@ -53,7 +56,11 @@ pub fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
         binds,
         threads: c.threads,
         queue_size: c.queue_size,
-        body: BodyOptions { decompress: c.decompress, max_body_size: c.max_body_size, buffer: c.buffer_body },
+        body: BodyOptions {
+            decompress: c.decompress,
+            max_body_size: c.max_body_size,
+            buffer: c.buffer_body,
+        },
         buffer_memory_limit: c.buffer_memory_limit,
         max_header_size: c.max_header_size,
         max_headers: c.max_headers,

@@ -18,7 +18,9 @@ pub struct Input {
 
 impl Input {
     pub fn new(reader: BodyReader) -> Input {
-        Input { reader: Mutex::new(reader) }
+        Input {
+            reader: Mutex::new(reader),
+        }
     }
 
     fn with_reader<T: Send>(
@@ -26,7 +28,8 @@ impl Input {
         py: Python<'_>,
         f: impl FnOnce(&mut BodyReader) -> Result<T, BodyError> + Send,
     ) -> PyResult<T> {
-        py.detach(|| f(&mut self.reader.lock().unwrap())).map_err(|e| types::body_error(py, &e))
+        py.detach(|| f(&mut self.reader.lock().unwrap()))
+            .map_err(|e| types::body_error(py, &e))
     }
 }
 

@@ -15,7 +15,11 @@ use pyo3::prelude::*;
 const QUEUE: usize = 16 * 1024;
 
 enum Msg {
-    Record { target: String, level: u8, text: String },
+    Record {
+        target: String,
+        level: u8,
+        text: String,
+    },
     Flush(Sender<()>),
 }
 
@@ -36,8 +40,16 @@ impl log::Log for Forward {
             return;
         }
         let target = record.target();
-        let target = if target.starts_with("propylon") { target.to_string() } else { format!("propylon.rust.{}", target.replace("::", ".")) };
-        let msg = Msg::Record { target, level: python_level(record.level()), text: record.args().to_string() };
+        let target = if target.starts_with("propylon") {
+            target.to_string()
+        } else {
+            format!("propylon.rust.{}", target.replace("::", "."))
+        };
+        let msg = Msg::Record {
+            target,
+            level: python_level(record.level()),
+            text: record.args().to_string(),
+        };
         if self.tx.lock().unwrap().try_send(msg).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -61,8 +73,16 @@ fn python_level(level: log::Level) -> u8 {
 pub fn install(py: Python<'_>) -> PyResult<()> {
     let logging = py.import("logging")?;
     let mut lowest = 50u8;
-    for name in ["propylon.server", "propylon.error", "propylon.access", "propylon.rust"] {
-        let level: u8 = logging.call_method1("getLogger", (name,))?.call_method0("getEffectiveLevel")?.extract()?;
+    for name in [
+        "propylon.server",
+        "propylon.error",
+        "propylon.access",
+        "propylon.rust",
+    ] {
+        let level: u8 = logging
+            .call_method1("getLogger", (name,))?
+            .call_method0("getEffectiveLevel")?
+            .extract()?;
         lowest = lowest.min(level);
     }
     let max = match lowest {
@@ -74,7 +94,10 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
     };
     if FORWARD.get().is_none() {
         let (tx, rx) = sync_channel(QUEUE);
-        let forward = Forward { tx: Mutex::new(tx), dropped: AtomicU64::new(0) };
+        let forward = Forward {
+            tx: Mutex::new(tx),
+            dropped: AtomicU64::new(0),
+        };
         if FORWARD.set(forward).is_ok() {
             std::thread::Builder::new()
                 .name("propylon-log".into())
@@ -112,7 +135,9 @@ fn forward_loop(rx: Receiver<Msg>) {
         }
         let mut acks = Vec::new();
         Python::attach(|py| {
-            let Ok(logging) = py.import("logging") else { return };
+            let Ok(logging) = py.import("logging") else {
+                return;
+            };
             if let Some(f) = FORWARD.get() {
                 let dropped = f.dropped.swap(0, Ordering::Relaxed);
                 if dropped > 0 {
@@ -123,7 +148,11 @@ fn forward_loop(rx: Receiver<Msg>) {
             }
             for msg in batch {
                 match msg {
-                    Msg::Record { target, level, text } => {
+                    Msg::Record {
+                        target,
+                        level,
+                        text,
+                    } => {
                         let result = logging
                             .call_method1("getLogger", (target,))
                             .and_then(|l| l.call_method1("log", (level, text)));

@@ -18,8 +18,5 @@ use pyo3::prelude::*;
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(serve::serve, m)?)?;
-    m.add_class::<input::Input>()?;
-    m.add_class::<wsgi::StartResponse>()?;
-    m.add_class::<wsgi::Write>()?;
     Ok(())
 }

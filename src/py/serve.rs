@@ -29,7 +29,8 @@ pub fn serve(py: Python<'_>, config: &Bound<'_, PyAny>, app: Py<PyAny>) -> PyRes
         Python::attach(|py| py.detach(body));
     });
     let pool = Arc::new(
-        Pool::new(config.threads, config.queue_size, thread_main).map_err(|e| PyOSError::new_err(e.to_string()))?,
+        Pool::new(config.threads, config.queue_size, thread_main)
+            .map_err(|e| PyOSError::new_err(e.to_string()))?,
     );
     let app = wsgi::WsgiApp::new(app, pool.clone());
     let (stopped, pool_idle) = py.detach(move || {

@@ -40,7 +40,9 @@ pub fn get(py: Python<'_>) -> PyResult<&Types> {
 
 /// The `propylon.errors` exception for a body error.
 pub fn body_error(py: Python<'_>, e: &BodyError) -> PyErr {
-    let Ok(t) = get(py) else { return PyOSError::new_err(e.to_string()) };
+    let Ok(t) = get(py) else {
+        return PyOSError::new_err(e.to_string());
+    };
     let class = match e {
         BodyError::Disconnected(_) => &t.client_disconnected,
         BodyError::TooLarge(_) => &t.too_large,
@@ -54,7 +56,13 @@ pub fn body_error(py: Python<'_>, e: &BodyError) -> PyErr {
 
 /// Log `err` with its traceback on `propylon.error`.
 pub fn log_error(py: Python<'_>, message: &str, err: &PyErr) {
-    let logged = get(py).and_then(|t| t.log_app_error.bind(py).call1((message, err.value(py))).map(drop));
+    // The traceback travels beside the exception in a PyErr; put it back on the
+    // exception so `logging` prints it.
+    let value = err.value(py);
+    if let Some(tb) = err.traceback(py) {
+        let _ = value.setattr("__traceback__", tb);
+    }
+    let logged = get(py).and_then(|t| t.log_app_error.bind(py).call1((message, value)).map(drop));
     if logged.is_err() {
         err.print(py);
     }

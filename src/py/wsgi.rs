@@ -51,7 +51,10 @@ pub struct WsgiApp {
 
 impl WsgiApp {
     pub fn new(app: Py<PyAny>, pool: Arc<Pool>) -> WsgiApp {
-        WsgiApp { app: Arc::new(app), pool }
+        WsgiApp {
+            app: Arc::new(app),
+            pool,
+        }
     }
 }
 
@@ -87,6 +90,7 @@ struct Exchange {
     sending: Sending,
     length: ResponseLength,
     is_head: bool,
+    surplus_logged: bool,
 }
 
 type Shared = Arc<Mutex<Exchange>>;
@@ -102,15 +106,27 @@ impl Exchange {
             return Ok(());
         }
         let head = self.head.take().ok_or_else(|| {
-            PyAssertionError::new_err("the application produced a body before calling start_response (PEP 3333)")
+            PyAssertionError::new_err(
+                "the application produced a body before calling start_response (PEP 3333)",
+            )
         })?;
-        let Sending::NotYet(reply) = std::mem::replace(&mut self.sending, Sending::Done) else { unreachable!() };
+        let Sending::NotYet(reply) = std::mem::replace(&mut self.sending, Sending::Done) else {
+            unreachable!()
+        };
         if self.is_head {
-            reply.send(ResponseHead { status: head.status, headers: head.headers, body: ResponseBody::Empty });
+            reply.send(ResponseHead {
+                status: head.status,
+                headers: head.headers,
+                body: ResponseBody::Empty,
+            });
             return Ok(());
         }
         let (sink, body) = channel();
-        if reply.send(ResponseHead { status: head.status, headers: head.headers, body: ResponseBody::Stream(body) }) {
+        if reply.send(ResponseHead {
+            status: head.status,
+            headers: head.headers,
+            body: ResponseBody::Stream(body),
+        }) {
             self.sending = Sending::Streaming(sink);
         }
         Ok(())
@@ -119,13 +135,23 @@ impl Exchange {
     /// Send a complete response whose body is known now.
     fn send_full(&mut self, body: Bytes) -> PyResult<()> {
         let head = self.head.take().ok_or_else(|| {
-            PyAssertionError::new_err("the application returned without calling start_response (PEP 3333)")
+            PyAssertionError::new_err(
+                "the application returned without calling start_response (PEP 3333)",
+            )
         })?;
         let Sending::NotYet(reply) = std::mem::replace(&mut self.sending, Sending::Done) else {
             return Err(PyRuntimeError::new_err("response already started"));
         };
-        let body = if self.is_head { ResponseBody::Empty } else { ResponseBody::full(body) };
-        reply.send(ResponseHead { status: head.status, headers: head.headers, body });
+        let body = if self.is_head {
+            ResponseBody::Empty
+        } else {
+            ResponseBody::full(body)
+        };
+        reply.send(ResponseHead {
+            status: head.status,
+            headers: head.headers,
+            body,
+        });
         Ok(())
     }
 
@@ -135,16 +161,22 @@ impl Exchange {
         let chunk = match self.length.admit(chunk.len()) {
             Admit::All => chunk,
             Admit::Truncate(n) => {
-                log_surplus(&self.length);
+                self.log_surplus();
                 chunk.slice(..n)
             }
             Admit::Complete => {
-                log_surplus(&self.length);
+                self.log_surplus();
                 return None;
             }
         };
-        let Sending::Streaming(sink) = &self.sending else { return None };
-        let pushed = if blocking { py.detach(|| sink.push_blocking(chunk)) } else { sink.push(chunk) };
+        let Sending::Streaming(sink) = &self.sending else {
+            return None;
+        };
+        let pushed = if blocking {
+            py.detach(|| sink.push_blocking(chunk))
+        } else {
+            sink.push(chunk)
+        };
         if self.length.is_complete() {
             self.finish();
             return None;
@@ -178,7 +210,9 @@ impl Exchange {
         let status = types::get(py).map_or(500, |t| {
             if err.is_instance(py, t.too_large.bind(py)) {
                 413
-            } else if err.is_instance(py, t.invalid_body.bind(py)) || err.is_instance(py, t.client_disconnected.bind(py)) {
+            } else if err.is_instance(py, t.invalid_body.bind(py))
+                || err.is_instance(py, t.client_disconnected.bind(py))
+            {
                 400
             } else {
                 500
@@ -186,9 +220,16 @@ impl Exchange {
         });
         match std::mem::replace(&mut self.sending, Sending::Done) {
             Sending::NotYet(reply) => {
-                let reason = StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
+                let reason = StatusCode::from_u16(status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("Error");
                 let (parts, body) = error_response(status, reason, status != 500).into_parts();
-                reply.send(ResponseHead { status: parts.status, headers: parts.headers, body });
+                reply.send(ResponseHead {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                });
             }
             Sending::Streaming(sink) => sink.abort("application error after the response started"),
             Sending::Done => {}
@@ -196,12 +237,17 @@ impl Exchange {
     }
 }
 
-fn log_surplus(length: &ResponseLength) {
-    log::warn!(
-        target: "propylon.error",
-        "the application produced more than its Content-Length of {} bytes; the surplus was not sent",
-        length.declared().unwrap_or(0)
-    );
+impl Exchange {
+    fn log_surplus(&mut self) {
+        if std::mem::replace(&mut self.surplus_logged, true) {
+            return;
+        }
+        log::warn!(
+            target: "propylon.error",
+            "the application produced more than its Content-Length of {} bytes; the surplus was not sent",
+            self.length.declared().unwrap_or(0)
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -224,14 +270,10 @@ impl StartResponse {
     ) -> PyResult<Write> {
         let mut ex = self.exchange.lock().unwrap();
         match exc_info.filter(|e| !e.is_none()) {
-            Some(info) => {
-                if ex.sent() {
-                    // PEP 3333: re-raise once headers have been sent.
-                    let value = info.get_item(1)?;
-                    return Err(PyErr::from_value(value));
-                }
-            }
-            None if ex.head.is_some() => {
+            // PEP 3333: with exc_info after the headers were sent, re-raise.
+            Some(info) if ex.sent() => return Err(PyErr::from_value(info.get_item(1)?)),
+            Some(_) => {}
+            None if ex.head.is_some() || ex.sent() => {
                 return Err(PyAssertionError::new_err(
                     "start_response() called a second time without exc_info (PEP 3333)",
                 ));
@@ -241,7 +283,9 @@ impl StartResponse {
         let head = parse_head(py, status, headers)?;
         ex.length = ResponseLength::new(head.content_length);
         ex.head = Some(head);
-        Ok(Write { exchange: self.exchange.clone() })
+        Ok(Write {
+            exchange: self.exchange.clone(),
+        })
     }
 }
 
@@ -255,9 +299,15 @@ pub struct Write {
 #[pymethods]
 impl Write {
     fn __call__(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let data = data
-            .cast::<PyBytes>()
-            .map_err(|_| PyTypeError::new_err(format!("write() takes bytes, not {}", data.get_type().name().map(|n| n.to_string()).unwrap_or_default())))?;
+        let data = data.cast::<PyBytes>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "write() takes bytes, not {}",
+                data.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
         let mut ex = self.exchange.lock().unwrap();
         ex.open_stream()?;
         if !data.as_bytes().is_empty() {
@@ -267,33 +317,45 @@ impl Write {
     }
 }
 
-fn parse_head(py: Python<'_>, status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<Head> {
+fn parse_head(
+    py: Python<'_>,
+    status: &Bound<'_, PyAny>,
+    headers: &Bound<'_, PyAny>,
+) -> PyResult<Head> {
     let status: &Bound<'_, PyString> = status
         .cast()
         .map_err(|_| PyTypeError::new_err("status must be a str such as \"200 OK\" (PEP 3333)"))?;
     let code = parse_status(&status.to_cow()?).map_err(|e| PyValueError::new_err(e.to_string()))?;
     if code < 200 {
         // 1xx are interim responses (RFC 9110 §15.2); a WSGI response is final.
-        return Err(PyValueError::new_err(format!("status {code} is informational (1xx) and cannot be a WSGI response")));
+        return Err(PyValueError::new_err(format!(
+            "status {code} is informational (1xx) and cannot be a WSGI response"
+        )));
     }
     let status = StatusCode::from_u16(code).map_err(|e| PyValueError::new_err(e.to_string()))?;
     let mut map = HeaderMap::new();
     let mut content_length = None;
     for item in headers.try_iter()? {
         let item = item?;
-        let pair: &Bound<'_, PyTuple> = item
-            .cast()
-            .map_err(|_| PyTypeError::new_err("each response header must be a (name, value) tuple of str (PEP 3333)"))?;
+        let pair: &Bound<'_, PyTuple> = item.cast().map_err(|_| {
+            PyTypeError::new_err(
+                "each response header must be a (name, value) tuple of str (PEP 3333)",
+            )
+        })?;
         if pair.len() != 2 {
-            return Err(PyTypeError::new_err("each response header must be a (name, value) tuple of str (PEP 3333)"));
+            return Err(PyTypeError::new_err(
+                "each response header must be a (name, value) tuple of str (PEP 3333)",
+            ));
         }
-        let (name, value): (String, String) = pair
-            .extract()
-            .map_err(|_: PyErr| PyTypeError::new_err("response header names and values must be str (PEP 3333)"))?;
+        let (name, value): (String, String) = pair.extract().map_err(|_: PyErr| {
+            PyTypeError::new_err("response header names and values must be str (PEP 3333)")
+        })?;
         check_header(&name, &value).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let header_name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
         if header_name == CONTENT_LENGTH {
-            let n = parse_content_length(&value).map_err(|e| PyValueError::new_err(e.to_string()))?;
+            let n =
+                parse_content_length(&value).map_err(|e| PyValueError::new_err(e.to_string()))?;
             if content_length.is_some_and(|m| m != n) {
                 return Err(PyValueError::new_err("conflicting Content-Length headers"));
             }
@@ -303,27 +365,43 @@ fn parse_head(py: Python<'_>, status: &Bound<'_, PyAny>, headers: &Bound<'_, PyA
         }
         // check_header guaranteed latin-1: one byte per char.
         let bytes: Vec<u8> = value.chars().map(|c| c as u32 as u8).collect();
-        let header_value = HeaderValue::from_bytes(&bytes).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let header_value =
+            HeaderValue::from_bytes(&bytes).map_err(|e| PyValueError::new_err(e.to_string()))?;
         map.append(header_name, header_value);
     }
     let _ = py;
-    Ok(Head { status, headers: map, content_length })
+    Ok(Head {
+        status,
+        headers: map,
+        content_length,
+    })
 }
 
 // ---------------------------------------------------------------------------
 // Running a call.
 
 fn run(py: Python<'_>, app: &Py<PyAny>, call: Call, pool: Arc<Pool>) {
-    let Call { environ, body, is_head, reply } = call;
+    let Call {
+        environ,
+        body,
+        is_head,
+        reply,
+    } = call;
     let exchange: Shared = Arc::new(Mutex::new(Exchange {
         head: None,
         sending: Sending::NotYet(reply),
         length: ResponseLength::new(None),
         is_head,
+        surplus_logged: false,
     }));
     let result = (|| -> PyResult<Bound<'_, PyAny>> {
         let environ = environ_dict(py, environ, Input::new(body))?;
-        let start_response = Py::new(py, StartResponse { exchange: exchange.clone() })?;
+        let start_response = Py::new(
+            py,
+            StartResponse {
+                exchange: exchange.clone(),
+            },
+        )?;
         app.bind(py).call1((environ, start_response))
     })();
     match result {
@@ -333,7 +411,8 @@ fn run(py: Python<'_>, app: &Py<PyAny>, call: Call, pool: Arc<Pool>) {
 }
 
 fn fail(py: Python<'_>, exchange: &Shared, err: &PyErr) {
-    let disconnected = types::get(py).is_ok_and(|t| err.is_instance(py, t.client_disconnected.bind(py)));
+    let disconnected =
+        types::get(py).is_ok_and(|t| err.is_instance(py, t.client_disconnected.bind(py)));
     if disconnected {
         log::info!(target: "propylon.error", "request ended: {}", err.value(py));
     } else {
@@ -353,12 +432,9 @@ fn close(py: Python<'_>, result: &Bound<'_, PyAny>) {
 fn respond(py: Python<'_>, result: Bound<'_, PyAny>, exchange: Shared, pool: Arc<Pool>) {
     if let Ok(t) = types::get(py) {
         if result.is_instance(t.file_wrapper.bind(py)).unwrap_or(false) {
-            match send_file(py, &result, &exchange) {
-                Ok(true) => {
-                    close(py, &result);
-                    return;
-                }
-                Ok(false) => {} // not a regular file: iterate it below
+            match send_file(py, &result, &exchange, &pool) {
+                Ok(true) => return, // closed by the body when it is done
+                Ok(false) => {}     // not a regular file: iterate it below
                 Err(err) => {
                     fail(py, &exchange, &err);
                     close(py, &result);
@@ -375,11 +451,21 @@ fn respond(py: Python<'_>, result: Bound<'_, PyAny>, exchange: Shared, pool: Arc
         return;
     }
     match result.try_iter() {
-        Ok(iter) => Driver { result: result.clone().unbind(), iter: iter.unbind(), exchange, pool }.pump(py),
+        Ok(iter) => Driver {
+            result: result.clone().unbind(),
+            iter: iter.unbind(),
+            exchange,
+            pool,
+        }
+        .pump(py),
         Err(err) => {
             let err = PyTypeError::new_err(format!(
                 "the WSGI application returned a non-iterable {} ({})",
-                result.get_type().name().map(|n| n.to_string()).unwrap_or_default(),
+                result
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
                 err.value(py)
             ));
             fail(py, &exchange, &err);
@@ -394,7 +480,9 @@ fn send_sequence(py: Python<'_>, result: &Bound<'_, PyAny>, exchange: &Shared) -
     let mut total = 0;
     for item in result.try_iter()? {
         let item = item?;
-        let bytes = item.cast_into::<PyBytes>().map_err(|e| not_bytes(e.into_inner()))?;
+        let bytes = item
+            .cast_into::<PyBytes>()
+            .map_err(|e| not_bytes(e.into_inner()))?;
         total += bytes.as_bytes().len();
         chunks.push(bytes);
     }
@@ -414,7 +502,7 @@ fn send_sequence(py: Python<'_>, result: &Bound<'_, PyAny>, exchange: &Shared) -
     let declared = ex.length.declared();
     match declared {
         Some(n) if (n as usize) < body.len() => {
-            log_surplus(&ex.length);
+            ex.log_surplus();
             body.truncate(n as usize);
             ex.send_full(Bytes::from(body))
         }
@@ -432,18 +520,32 @@ fn send_sequence(py: Python<'_>, result: &Bound<'_, PyAny>, exchange: &Shared) -
 fn not_bytes(item: Bound<'_, PyAny>) -> PyErr {
     PyTypeError::new_err(format!(
         "the WSGI response iterable yielded {} instead of bytes (PEP 3333)",
-        item.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+        item.get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default()
     ))
 }
 
 /// `wsgi.file_wrapper` over a regular file: send it from Rust. Returns false
 /// when the file-like has no usable descriptor (then it is iterated instead).
-fn send_file(py: Python<'_>, wrapper: &Bound<'_, PyAny>, exchange: &Shared) -> PyResult<bool> {
+fn send_file(
+    py: Python<'_>,
+    wrapper: &Bound<'_, PyAny>,
+    exchange: &Shared,
+    pool: &Arc<Pool>,
+) -> PyResult<bool> {
     let filelike = wrapper.getattr(intern!(py, "filelike"))?;
-    let Ok(fd) = filelike.call_method0(intern!(py, "fileno")).and_then(|f| f.extract::<i32>()) else {
+    let Ok(fd) = filelike
+        .call_method0(intern!(py, "fileno"))
+        .and_then(|f| f.extract::<i32>())
+    else {
         return Ok(false);
     };
-    let Ok(position) = filelike.call_method0(intern!(py, "tell")).and_then(|p| p.extract::<u64>()) else {
+    let Ok(position) = filelike
+        .call_method0(intern!(py, "tell"))
+        .and_then(|p| p.extract::<u64>())
+    else {
         return Ok(false);
     };
     // SAFETY: dup() of a descriptor Python says is open; the new descriptor is
@@ -463,7 +565,9 @@ fn send_file(py: Python<'_>, wrapper: &Bound<'_, PyAny>, exchange: &Shared) -> P
         return Ok(false);
     }
     let head = ex.head.as_mut().ok_or_else(|| {
-        PyAssertionError::new_err("the application returned a file_wrapper without calling start_response (PEP 3333)")
+        PyAssertionError::new_err(
+            "the application returned a file_wrapper without calling start_response (PEP 3333)",
+        )
     })?;
     // At most Content-Length bytes; a file shorter than that aborts the
     // response when it runs out (FileBody logs it). Without a Content-Length,
@@ -471,14 +575,39 @@ fn send_file(py: Python<'_>, wrapper: &Bound<'_, PyAny>, exchange: &Shared) -> P
     let len = match head.content_length {
         Some(declared) => declared,
         None => {
-            head.headers.insert(CONTENT_LENGTH, HeaderValue::from(available));
+            head.headers
+                .insert(CONTENT_LENGTH, HeaderValue::from(available));
             available
         }
     };
     let head = ex.head.take().unwrap();
-    let Sending::NotYet(reply) = std::mem::replace(&mut ex.sending, Sending::Done) else { unreachable!() };
-    let body = if ex.is_head { ResponseBody::Empty } else { ResponseBody::File(FileBody::new(file, position, len)) };
-    reply.send(ResponseHead { status: head.status, headers: head.headers, body });
+    let Sending::NotYet(reply) = std::mem::replace(&mut ex.sending, Sending::Done) else {
+        unreachable!()
+    };
+    let wrapper = wrapper.clone().unbind();
+    if ex.is_head {
+        reply.send(ResponseHead {
+            status: head.status,
+            headers: head.headers,
+            body: ResponseBody::Empty,
+        });
+        close(py, wrapper.bind(py));
+        return Ok(true);
+    }
+    // PEP 3333: close() once the response is complete (or abandoned), on a
+    // pool thread, as for any iterable.
+    let pool = pool.clone();
+    let on_done = Box::new(move || {
+        pool.submit_resumed(Box::new(move || {
+            Python::attach(|py| close(py, wrapper.bind(py)))
+        }));
+    });
+    let body = ResponseBody::File(FileBody::new(file, position, len, on_done));
+    reply.send(ResponseHead {
+        status: head.status,
+        headers: head.headers,
+        body,
+    });
     Ok(true)
 }
 
@@ -543,7 +672,9 @@ impl Driver {
             }
             Some(Err(err)) => Err(err),
             Some(Ok(item)) => {
-                let bytes = item.cast_into::<PyBytes>().map_err(|e| not_bytes(e.into_inner()))?;
+                let bytes = item
+                    .cast_into::<PyBytes>()
+                    .map_err(|e| not_bytes(e.into_inner()))?;
                 let data = bytes.as_bytes();
                 if data.is_empty() {
                     return Ok(Step::Continue);
@@ -555,8 +686,27 @@ impl Driver {
                 match ex.push(Bytes::copy_from_slice(data), false, py) {
                     Some(Push::Ready) => Ok(Step::Continue),
                     Some(Push::Full) => Ok(Step::Pause),
-                    Some(Push::Closed) | None => Ok(Step::Stop),
+                    Some(Push::Closed) => Ok(Step::Stop),
+                    None if ex.length.is_complete() && !ex.surplus_logged => {
+                        // Content-Length is met: stop, but look once more so
+                        // that an application producing more gets a log line.
+                        drop(ex);
+                        self.check_surplus(py);
+                        Ok(Step::Stop)
+                    }
+                    None => Ok(Step::Stop),
                 }
+            }
+        }
+    }
+
+    fn check_surplus(&self, py: Python<'_>) {
+        if let Some(Ok(item)) = self.iter.bind(py).clone().next() {
+            if item
+                .cast::<PyBytes>()
+                .map_or(true, |b| !b.as_bytes().is_empty())
+            {
+                self.exchange.lock().unwrap().log_surplus();
             }
         }
     }
@@ -565,7 +715,9 @@ impl Driver {
     fn pause(self) {
         let exchange = self.exchange.clone();
         let ex = exchange.lock().unwrap();
-        let Sending::Streaming(sink) = &ex.sending else { unreachable!("paused without a stream") };
+        let Sending::Streaming(sink) = &ex.sending else {
+            unreachable!("paused without a stream")
+        };
         let pool = self.pool.clone();
         sink.pause(Box::new(move || {
             pool.submit_resumed(Box::new(move || Python::attach(|py| self.pump(py))));

@@ -1,6 +1,7 @@
-//! The access log, as a body wrapper: counts the bytes sent and writes one line
-//! when the response ends (or is dropped: a client that went away still gets a
-//! line, with the bytes actually sent).
+//! The access log, and the body wrapper that reports the end of a response:
+//! `Tracked` counts the bytes sent and runs a callback when the response ends
+//! (or is dropped: a client that went away still gets a line, with the bytes
+//! actually sent). The connection uses the same callback for its idle timer.
 //!
 //! Format (gunicorn's default, plus the duration in seconds):
 //! `127.0.0.1 - - [24/Nov/2026:00:00:00 +0000] "GET /path?q HTTP/1.1" 200 13 "-" "curl/8" 0.001234`
@@ -51,7 +52,7 @@ impl AccessRecord {
         self
     }
 
-    fn write(&self, sent: u64) {
+    pub fn write(&self, sent: u64) {
         let elapsed = self.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
         log::info!(
             target: "propylon.access",
@@ -68,23 +69,33 @@ impl AccessRecord {
     }
 }
 
-pub struct Logged<B> {
+/// Runs once when the response ends, with the number of body bytes sent.
+pub type OnEnd = Box<dyn FnOnce(u64) + Send>;
+
+pub struct Tracked<B> {
     inner: B,
-    record: Option<AccessRecord>,
+    on_end: Option<OnEnd>,
     sent: u64,
 }
 
-impl<B> Logged<B> {
-    pub fn new(inner: B, record: Option<AccessRecord>) -> Logged<B> {
-        Logged { inner, record, sent: 0 }
+impl<B> Tracked<B> {
+    pub fn new(inner: B, on_end: OnEnd) -> Tracked<B> {
+        Tracked {
+            inner,
+            on_end: Some(on_end),
+            sent: 0,
+        }
     }
 }
 
-impl<B: Body<Data = Bytes> + Unpin> Body for Logged<B> {
+impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
     type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
@@ -104,18 +115,22 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Logged<B> {
     }
 }
 
-impl<B> Drop for Logged<B> {
+impl<B> Drop for Tracked<B> {
     fn drop(&mut self) {
-        if let Some(record) = self.record.take() {
-            record.write(self.sent);
+        if let Some(on_end) = self.on_end.take() {
+            on_end(self.sent);
         }
     }
 }
 
 /// Common Log Format time, in UTC: `24/Nov/2026:00:22:13 +0000`.
 fn clf_time(now: SystemTime) -> String {
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let secs = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil-from-days (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -147,7 +162,10 @@ mod tests {
     fn clf_dates() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_479_733);
         assert_eq!(clf_time(t), "24/Nov/2026:00:22:13 +0000");
-        assert_eq!(clf_time(SystemTime::UNIX_EPOCH), "01/Jan/1970:00:00:00 +0000");
+        assert_eq!(
+            clf_time(SystemTime::UNIX_EPOCH),
+            "01/Jan/1970:00:00:00 +0000"
+        );
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(clf_time(leap), "29/Feb/2000:00:00:00 +0000");
     }

@@ -43,8 +43,13 @@ pub enum BodyError {
 impl std::fmt::Display for BodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BodyError::Disconnected(why) => write!(f, "client disconnected before the request body was complete ({why})"),
-            BodyError::TooLarge(max) => write!(f, "request body is larger than the maximum of {max} bytes"),
+            BodyError::Disconnected(why) => write!(
+                f,
+                "client disconnected before the request body was complete ({why})"
+            ),
+            BodyError::TooLarge(max) => {
+                write!(f, "request body is larger than the maximum of {max} bytes")
+            }
             BodyError::Invalid(why) => write!(f, "invalid request body: {why}"),
         }
     }
@@ -54,7 +59,16 @@ impl std::error::Error for BodyError {}
 /// Where raw body bytes come from.
 pub enum Source {
     Empty,
-    Incoming { body: Incoming, rt: tokio::runtime::Handle, timeout: Duration },
+    /// `declared`: the Content-Length, checked at the end of the stream (hyper
+    /// takes an HTTP/2 RST_STREAM(NO_ERROR) for a normal end, RFC 9113 §8.1;
+    /// for a request body it means the client gave up).
+    Incoming {
+        body: Incoming,
+        rt: tokio::runtime::Handle,
+        timeout: Duration,
+        declared: Option<u64>,
+        received: u64,
+    },
     Memory(Bytes),
     File(File),
 }
@@ -63,22 +77,47 @@ impl Source {
     fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
         match self {
             Source::Empty => Ok(None),
-            Source::Memory(b) => Ok(if b.is_empty() { None } else { Some(std::mem::take(b)) }),
+            Source::Memory(b) => Ok(if b.is_empty() {
+                None
+            } else {
+                Some(std::mem::take(b))
+            }),
             Source::File(f) => {
                 let mut buf = vec![0u8; DECODE_STEP];
-                let n = f.read(&mut buf).map_err(|e| BodyError::Invalid(format!("buffered body: {e}")))?;
+                let n = f
+                    .read(&mut buf)
+                    .map_err(|e| BodyError::Invalid(format!("buffered body: {e}")))?;
                 buf.truncate(n);
                 Ok(if n == 0 { None } else { Some(Bytes::from(buf)) })
             }
-            Source::Incoming { body, rt, timeout } => loop {
-                let frame = rt.block_on(async { tokio::time::timeout(*timeout, body.frame()).await });
+            Source::Incoming {
+                body,
+                rt,
+                timeout,
+                declared,
+                received,
+            } => loop {
+                let frame =
+                    rt.block_on(async { tokio::time::timeout(*timeout, body.frame()).await });
                 match frame {
-                    Err(_) => return Err(BodyError::Disconnected("timed out waiting for the body".into())),
-                    Ok(None) => return Ok(None),
+                    Err(_) => {
+                        return Err(BodyError::Disconnected(
+                            "timed out waiting for the body".into(),
+                        ))
+                    }
+                    Ok(None) => {
+                        return match declared {
+                            Some(n) if *received < *n => Err(BodyError::Disconnected(format!(
+                                "the stream ended after {received} of {n} bytes"
+                            ))),
+                            _ => Ok(None),
+                        }
+                    }
                     Ok(Some(Err(e))) => return Err(classify(&e)),
                     Ok(Some(Ok(frame))) => {
                         if let Ok(data) = frame.into_data() {
                             if !data.is_empty() {
+                                *received += data.len() as u64;
                                 return Ok(Some(data));
                             }
                         } // trailers: not exposed through WSGI; keep reading
@@ -149,14 +188,52 @@ impl Read for RawReader {
 
 enum Stage {
     Raw(RawReader),
-    Decoded { decoder: Box<dyn Read + Send>, decoded_total: u64, max: u64 },
+    Undecided {
+        raw: RawReader,
+        coding: Coding,
+        max: u64,
+    },
+    Decoded {
+        decoder: Box<dyn Read + Send>,
+        decoded_total: u64,
+        max: u64,
+    },
+    Taken,
+}
+
+fn decoder(raw: RawReader, coding: Coding) -> Result<Box<dyn Read + Send>, BodyError> {
+    Ok(match coding {
+        Coding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+        Coding::Deflate => Box::new(DeflateAuto {
+            inner: None,
+            raw: Some(raw),
+        }),
+        Coding::Brotli => Box::new(brotli::Decompressor::new(raw, 16 * 1024)),
+        Coding::Zstd => Box::new(zstd::stream::read::Decoder::new(raw).map_err(decode_error)?),
+    })
 }
 
 impl Stage {
     fn next(&mut self) -> Result<Option<Bytes>, BodyError> {
+        if matches!(self, Stage::Undecided { .. }) {
+            let Stage::Undecided { raw, coding, max } = std::mem::replace(self, Stage::Taken)
+            else {
+                unreachable!()
+            };
+            *self = Stage::Decoded {
+                decoder: decoder(raw, coding)?,
+                decoded_total: 0,
+                max,
+            };
+        }
         match self {
+            Stage::Taken | Stage::Undecided { .. } => Ok(None),
             Stage::Raw(raw) => raw.next(),
-            Stage::Decoded { decoder, decoded_total, max } => {
+            Stage::Decoded {
+                decoder,
+                decoded_total,
+                max,
+            } => {
                 let mut buf = vec![0u8; DECODE_STEP];
                 let n = loop {
                     match decoder.read(&mut buf) {
@@ -181,7 +258,10 @@ impl Stage {
 
 fn decode_error(e: io::Error) -> BodyError {
     // Our own errors travel through the decoders wrapped in io::Error.
-    if e.get_ref().and_then(|inner| inner.downcast_ref::<BodyError>()).is_some() {
+    if e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<BodyError>())
+        .is_some()
+    {
         let inner = e.into_inner().unwrap();
         return *inner.downcast::<BodyError>().unwrap();
     }
@@ -208,7 +288,9 @@ impl Read for DeflateAuto {
                 }
                 got += n;
             }
-            let zlib = got == 2 && head[0] & 0x0f == 8 && (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0;
+            let zlib = got == 2
+                && head[0] & 0x0f == 8
+                && (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0;
             let prefix = io::Cursor::new(head[..got].to_vec());
             let chained = Read::chain(prefix, raw);
             self.inner = Some(if zlib {
@@ -236,34 +318,27 @@ enum ReadState {
 
 impl BodyReader {
     pub fn new(source: Source, decode: Option<Coding>, max_body_size: u64) -> BodyReader {
-        let raw = RawReader { source, current: Bytes::new(), raw_total: 0, max: max_body_size };
+        let raw = RawReader {
+            source,
+            current: Bytes::new(),
+            raw_total: 0,
+            max: max_body_size,
+        };
         let stage = match decode {
             None => Stage::Raw(raw),
-            Some(coding) => {
-                let decoder: Box<dyn Read + Send> = match coding {
-                    Coding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
-                    Coding::Deflate => Box::new(DeflateAuto { inner: None, raw: Some(raw) }),
-                    Coding::Brotli => Box::new(brotli::Decompressor::new(raw, 16 * 1024)),
-                    Coding::Zstd => match zstd::stream::read::Decoder::new(raw) {
-                        Ok(d) => Box::new(d),
-                        Err(e) => {
-                            return BodyReader {
-                                stage: Stage::Raw(RawReader {
-                                    source: Source::Empty,
-                                    current: Bytes::new(),
-                                    raw_total: 0,
-                                    max: 0,
-                                }),
-                                pending: BytesMut::new(),
-                                state: ReadState::Failed(BodyError::Invalid(e.to_string())),
-                            }
-                        }
-                    },
-                };
-                Stage::Decoded { decoder, decoded_total: 0, max: max_body_size }
-            }
+            // Decoders read their header when built, so they are built on the
+            // first read (on a pool thread), never here (on an I/O thread).
+            Some(coding) => Stage::Undecided {
+                raw,
+                coding,
+                max: max_body_size,
+            },
         };
-        BodyReader { stage, pending: BytesMut::new(), state: ReadState::Open }
+        BodyReader {
+            stage,
+            pending: BytesMut::new(),
+            state: ReadState::Open,
+        }
     }
 
     pub fn empty() -> BodyReader {
@@ -380,13 +455,14 @@ impl BodyReader {
 fn spill_error(e: io::Error) -> BodyError {
     // Not the client's fault, but the request cannot go on; report it as invalid
     // so the application sees an error rather than a short body.
-    BodyError::Invalid(format!("cannot buffer the request body in a temporary file: {e}"))
+    BodyError::Invalid(format!(
+        "cannot buffer the request body in a temporary file: {e}"
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
 
     fn memory(data: &[u8], decode: Option<Coding>, max: u64) -> BodyReader {
         BodyReader::new(Source::Memory(Bytes::copy_from_slice(data)), decode, max)

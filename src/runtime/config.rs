@@ -11,7 +11,10 @@ use crate::proto::body::BodyOptions;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BindAddr {
     /// Host as given (an IP literal or a name to resolve) and port (0: any).
-    Tcp { host: String, port: u16 },
+    Tcp {
+        host: String,
+        port: u16,
+    },
     Unix(PathBuf),
 }
 

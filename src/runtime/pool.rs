@@ -41,7 +41,11 @@ struct Queues {
 }
 
 impl Pool {
-    pub fn new(threads: usize, queue_size: usize, thread_main: ThreadMain) -> std::io::Result<Pool> {
+    pub fn new(
+        threads: usize,
+        queue_size: usize,
+        thread_main: ThreadMain,
+    ) -> std::io::Result<Pool> {
         let shared = Arc::new(Shared {
             state: Mutex::new(Queues {
                 fresh: VecDeque::new(),
@@ -63,7 +67,10 @@ impl Pool {
                 .spawn(move || main(Box::new(move || worker_loop(&shared))))?;
             handles.push(handle);
         }
-        Ok(Pool { shared, handles: Mutex::new(handles) })
+        Ok(Pool {
+            shared,
+            handles: Mutex::new(handles),
+        })
     }
 
     /// Queue a new request's first job; gives the job back when the queue is full.
@@ -155,8 +162,13 @@ mod tests {
         started_rx.recv().unwrap();
         let (done_tx, done_rx) = mpsc::channel::<u32>();
         let d = done_tx.clone();
-        assert!(pool.try_submit(Box::new(move || d.send(1).unwrap())).is_ok());
-        assert!(pool.try_submit(Box::new(|| {})).is_err(), "queue of 1 is full");
+        assert!(pool
+            .try_submit(Box::new(move || d.send(1).unwrap()))
+            .is_ok());
+        assert!(
+            pool.try_submit(Box::new(|| {})).is_err(),
+            "queue of 1 is full"
+        );
         // Continuations are never refused.
         pool.submit_resumed(Box::new(move || done_tx.send(2).unwrap()));
         block_tx.send(()).unwrap();

@@ -122,6 +122,35 @@ pub struct ChunkSink {
 /// The consumer's end, polled by hyper.
 pub struct StreamBody {
     chan: Arc<Chan>,
+    flush_first: FlushFirst,
+}
+
+/// Reports an abort only on a poll after the one that returned the last data,
+/// so hyper gets to flush that data first: the client then sees the part of the
+/// response that was sent, and then the close (hyper drops unflushed bytes when
+/// a body fails).
+#[derive(Default)]
+struct FlushFirst {
+    data_returned: bool,
+}
+
+impl FlushFirst {
+    fn data(&mut self) {
+        self.data_returned = true;
+    }
+
+    /// Poll::Pending (waking at once) if data went out on the previous poll.
+    fn abort(
+        &mut self,
+        cx: &mut Context<'_>,
+        why: &'static str,
+    ) -> Poll<Option<Result<Bytes, Aborted>>> {
+        if std::mem::take(&mut self.data_returned) {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(Some(Err(Aborted(why))))
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -146,7 +175,13 @@ pub fn channel() -> (ChunkSink, StreamBody) {
         }),
         space: Condvar::new(),
     });
-    (ChunkSink { chan: chan.clone() }, StreamBody { chan })
+    (
+        ChunkSink { chan: chan.clone() },
+        StreamBody {
+            chan,
+            flush_first: FlushFirst::default(),
+        },
+    )
 }
 
 impl ChunkSink {
@@ -238,17 +273,25 @@ impl StreamBody {
         let mut s = self.chan.state.lock().unwrap();
         if let Some(chunk) = s.queue.pop_front() {
             s.queued -= chunk.len();
-            let resume = if s.queued <= LOW_WATERMARK { s.resume.take() } else { None };
+            let resume = if s.queued <= LOW_WATERMARK {
+                s.resume.take()
+            } else {
+                None
+            };
             drop(s);
             self.chan.space.notify_all();
             if let Some(resume) = resume {
                 resume();
             }
+            self.flush_first.data();
             return Poll::Ready(Some(Ok(chunk)));
         }
         match s.end {
             Some(Ok(())) => Poll::Ready(None),
-            Some(Err(why)) => Poll::Ready(Some(Err(Aborted(why)))),
+            Some(Err(why)) => {
+                drop(s);
+                self.flush_first.abort(cx, why)
+            }
             None => {
                 s.consumer = Some(cx.waker().clone());
                 let resume = s.resume.take();
@@ -285,16 +328,32 @@ pub struct FileBody {
     offset: u64,
     remaining: u64,
     pending: Option<tokio::task::JoinHandle<io::Result<Bytes>>>,
+    on_done: Option<Box<dyn FnOnce() + Send>>,
+    failed: Option<&'static str>,
+    flush_first: FlushFirst,
 }
 
 impl FileBody {
     /// Send `len` bytes of `file` starting at `offset`. If the file turns out to
     /// be shorter, the response is aborted (the declared length cannot be met).
-    pub fn new(file: File, offset: u64, len: u64) -> FileBody {
-        FileBody { file: Arc::new(file), offset, remaining: len, pending: None }
+    /// `on_done` runs once the body is finished with, sent or not (the bridge
+    /// closes the application's file wrapper then, PEP 3333 `close()`).
+    pub fn new(file: File, offset: u64, len: u64, on_done: Box<dyn FnOnce() + Send>) -> FileBody {
+        FileBody {
+            file: Arc::new(file),
+            offset,
+            remaining: len,
+            pending: None,
+            on_done: Some(on_done),
+            failed: None,
+            flush_first: FlushFirst::default(),
+        }
     }
 
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Aborted>>> {
+        if let Some(why) = self.failed {
+            return self.flush_first.abort(cx, why);
+        }
         if self.remaining == 0 {
             return Poll::Ready(None);
         }
@@ -318,6 +377,7 @@ impl FileBody {
             Ok(Ok(chunk)) if !chunk.is_empty() => {
                 self.offset += chunk.len() as u64;
                 self.remaining -= chunk.len() as u64;
+                self.flush_first.data();
                 Poll::Ready(Some(Ok(chunk)))
             }
             Ok(Ok(_)) => {
@@ -326,15 +386,26 @@ impl FileBody {
                     "file ended {} bytes before the declared Content-Length; closing the connection",
                     self.remaining
                 );
-                self.remaining = 0;
-                Poll::Ready(Some(Err(Aborted("file shorter than Content-Length"))))
+                self.failed = Some("file shorter than Content-Length");
+                self.poll_chunk(cx)
             }
             Ok(Err(e)) => {
                 log::error!(target: "propylon.error", "reading the response file failed: {e}");
-                self.remaining = 0;
-                Poll::Ready(Some(Err(Aborted("file read failed"))))
+                self.failed = Some("file read failed");
+                self.poll_chunk(cx)
             }
-            Err(_) => Poll::Ready(Some(Err(Aborted("file read task failed")))),
+            Err(_) => {
+                self.failed = Some("file read task failed");
+                self.poll_chunk(cx)
+            }
+        }
+    }
+}
+
+impl Drop for FileBody {
+    fn drop(&mut self) {
+        if let Some(on_done) = self.on_done.take() {
+            on_done();
         }
     }
 }
@@ -376,13 +447,19 @@ mod tests {
         assert!(!resumed.load(Ordering::SeqCst));
         let mut cx = noop_cx();
         assert!(matches!(body.poll_chunk(&mut cx), Poll::Ready(Some(Ok(_)))));
-        assert!(resumed.load(Ordering::SeqCst), "draining resumes the producer");
+        assert!(
+            resumed.load(Ordering::SeqCst),
+            "draining resumes the producer"
+        );
     }
 
     #[test]
     fn dropped_consumer_resumes_and_reports_closed() {
         let (sink, body) = channel();
-        assert_eq!(sink.push(Bytes::from(vec![0u8; HIGH_WATERMARK + 1])), Push::Full);
+        assert_eq!(
+            sink.push(Bytes::from(vec![0u8; HIGH_WATERMARK + 1])),
+            Push::Full
+        );
         let resumed = Arc::new(AtomicBool::new(false));
         let r = resumed.clone();
         sink.pause(Box::new(move || r.store(true, Ordering::SeqCst)));
@@ -396,6 +473,9 @@ mod tests {
         let (sink, mut body) = channel();
         drop(sink);
         let mut cx = noop_cx();
-        assert!(matches!(body.poll_chunk(&mut cx), Poll::Ready(Some(Err(_)))));
+        assert!(matches!(
+            body.poll_chunk(&mut cx),
+            Poll::Ready(Some(Err(_)))
+        ));
     }
 }

@@ -12,8 +12,11 @@
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -68,18 +71,29 @@ impl Server {
     /// Build the runtime and bind every address. Errors name the address.
     pub fn bind(config: ServerConfig) -> io::Result<Server> {
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()).min(4))
+            .worker_threads(
+                std::thread::available_parallelism()
+                    .map_or(2, |n| n.get())
+                    .min(4),
+            )
             .thread_name("propylon-io")
             .enable_all()
             .build()?;
         let mut listeners = Vec::new();
         for bind in &config.binds {
             let listener = rt.block_on(bind_one(bind)).map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot bind {}: {}", describe_bind(bind), e))
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot bind {}: {}", describe_bind(bind), e),
+                )
             })?;
             listeners.push(listener);
         }
-        Ok(Server { rt, listeners, config: Arc::new(config) })
+        Ok(Server {
+            rt,
+            listeners,
+            config: Arc::new(config),
+        })
     }
 
     pub fn listeners(&self) -> &[Listener] {
@@ -92,7 +106,11 @@ impl Server {
 
     /// Serve until SIGINT or SIGTERM, then drain. Blocks the calling thread.
     pub fn run(self, app: Arc<dyn Application>) -> io::Result<Stopped> {
-        let Server { rt, listeners, config } = self;
+        let Server {
+            rt,
+            listeners,
+            config,
+        } = self;
         let handle = rt.handle().clone();
         let stopped = rt.block_on(async move {
             let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -150,7 +168,12 @@ async fn bind_one(bind: &BindAddr) -> io::Result<Listener> {
             let addr = (host.as_str(), *port)
                 .to_socket_addrs()?
                 .next()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the host name resolved to no address"))?;
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "the host name resolved to no address",
+                    )
+                })?;
             let socket = socket2::Socket::new(
                 socket2::Domain::for_address(addr),
                 socket2::Type::STREAM,
@@ -173,7 +196,10 @@ async fn bind_one(bind: &BindAddr) -> io::Result<Listener> {
                 if meta.file_type().is_socket() {
                     std::fs::remove_file(path)?;
                 } else {
-                    return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the path exists and is not a socket"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "the path exists and is not a socket",
+                    ));
                 }
             }
             Ok(Listener::Unix(UnixListener::bind(path)?, path.clone()))
@@ -190,8 +216,9 @@ fn connection_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .max_buf_size(config.max_header_size.max(8192))
         .max_headers(config.max_headers)
         .header_read_timeout(config.header_timeout)
-        .keep_alive(true)
-        .pipeline_flush(true);
+        // Not `pipeline_flush(true)`: with it hyper 1.x does not flush its
+        // automatic 400/431 for a malformed request before closing.
+        .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -230,8 +257,15 @@ async fn accept_loop(
             local,
             peer,
             https: false,
+            activity: Arc::new(Activity::new()),
         });
-        tokio::spawn(serve_connection(io, builder.clone(), ctx, shutdown.clone(), alive.clone()));
+        tokio::spawn(serve_connection(
+            io,
+            builder.clone(),
+            ctx,
+            shutdown.clone(),
+            alive.clone(),
+        ));
     }
 }
 
@@ -240,7 +274,9 @@ enum Stream {
     Unix(tokio::net::UnixStream),
 }
 
-async fn accept(listener: &Listener) -> io::Result<(Stream, Option<SocketAddr>, Option<SocketAddr>)> {
+async fn accept(
+    listener: &Listener,
+) -> io::Result<(Stream, Option<SocketAddr>, Option<SocketAddr>)> {
     match listener {
         Listener::Tcp(l) => {
             let (stream, peer) = l.accept().await?;
@@ -277,6 +313,8 @@ async fn drive<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let activity = ctx.activity.clone();
+    let keep_alive = ctx.config.keep_alive_timeout;
     let service = service_fn(move |req| handle(req, ctx.clone()));
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
@@ -286,10 +324,69 @@ async fn drive<I>(
             conn.as_mut().graceful_shutdown();
             conn.await
         }
+        _ = activity.idle_for(keep_alive) => {
+            // An idle keep-alive connection: close it (graceful_shutdown closes
+            // at once when no request is in flight).
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
     };
     if let Err(e) = result {
         // Malformed requests, resets and timeouts: the client's doing, not an
         // error of the server's. hyper has already answered 400/431 where it could.
         log::debug!(target: "propylon.server", "connection ended: {e}");
+    }
+}
+
+/// Requests in flight on one connection, and since when it has been idle: the
+/// keep-alive timer. (hyper's own header-read timeout also runs while a
+/// connection waits for its next request, so it bounds idle time too; this
+/// timer makes the keep-alive limit its own setting, as in gunicorn and uvicorn.)
+pub struct Activity {
+    state: Mutex<(usize, Instant)>,
+    changed: Notify,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            state: Mutex::new((0, Instant::now())),
+            changed: Notify::new(),
+        }
+    }
+
+    pub fn begin(&self) {
+        self.state.lock().unwrap().0 += 1;
+        self.changed.notify_waiters();
+    }
+
+    pub fn end(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.0 = s.0.saturating_sub(1);
+        s.1 = Instant::now();
+        drop(s);
+        self.changed.notify_waiters();
+    }
+
+    /// Completes once no request has been in flight for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (active, since) = *self.state.lock().unwrap();
+            if active > 0 {
+                notified.await;
+                continue;
+            }
+            let deadline = since + limit;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = notified => {}
+            }
+        }
     }
 }

@@ -19,11 +19,12 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
-use super::access_log::{AccessRecord, Logged};
+use super::access_log::{AccessRecord, Tracked};
 use super::body::{BodyError, BodyReader, Source};
 use super::config::ServerConfig;
 use super::exchange::{Application, Call, Reply};
 use super::response::ResponseBody;
+use super::server::Activity;
 use crate::proto::body::{plan, Framing};
 use crate::proto::environ::{build, EnvironInput, HttpVersion};
 use crate::proto::request::check_framing;
@@ -36,17 +37,32 @@ pub struct ConnContext {
     pub local: Option<SocketAddr>,
     pub peer: Option<SocketAddr>,
     pub https: bool,
+    pub activity: Arc<Activity>,
 }
 
-pub type HttpResponse = Response<Logged<ResponseBody>>;
+pub type HttpResponse = Response<Tracked<ResponseBody>>;
 
-pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnContext>) -> Result<HttpResponse, std::convert::Infallible> {
+pub async fn handle(
+    req: Request<Incoming>,
+    ctx: Arc<ConnContext>,
+) -> Result<HttpResponse, std::convert::Infallible> {
     let started = Instant::now();
-    let record = ctx.config.access_log.then(|| AccessRecord::start(&req, ctx.peer));
+    ctx.activity.begin();
+    let record = ctx
+        .config
+        .access_log
+        .then(|| AccessRecord::start(&req, ctx.peer));
     let response = respond(req, &ctx).await;
     let (parts, body) = response.into_parts();
-    let status = parts.status.as_u16();
-    Ok(Response::from_parts(parts, Logged::new(body, record.map(|r| r.with_status(status, started)))))
+    let record = record.map(|r| r.with_status(parts.status.as_u16(), started));
+    let activity = ctx.activity.clone();
+    let on_end = Box::new(move |sent: u64| {
+        if let Some(record) = record {
+            record.write(sent);
+        }
+        activity.end();
+    });
+    Ok(Response::from_parts(parts, Tracked::new(body, on_end)))
 }
 
 async fn respond(req: Request<Incoming>, ctx: &ConnContext) -> Response<ResponseBody> {
@@ -60,9 +76,10 @@ async fn respond(req: Request<Incoming>, ctx: &ConnContext) -> Response<Response
         return error_response(e.status, e.reason, true);
     }
     let (parts, incoming) = req.into_parts();
+    // hyper knows the framing (Content-Length, chunked, HTTP/2 END_STREAM); a
+    // declared "Content-Length: 0" stays Length(0) so CONTENT_LENGTH shows "0".
     let framing = match incoming.size_hint().exact() {
-        Some(0) if incoming.is_end_stream() => Framing::Empty,
-        Some(0) => Framing::Empty,
+        Some(0) if !parts.headers.contains_key(CONTENT_LENGTH) => Framing::Empty,
         Some(n) => Framing::Length(n),
         None => Framing::Streamed,
     };
@@ -75,12 +92,25 @@ async fn respond(req: Request<Incoming>, ctx: &ConnContext) -> Response<Response
         }
     };
     let source = match framing {
-        Framing::Empty => Source::Empty,
-        _ => Source::Incoming { body: incoming, rt: ctx.rt.clone(), timeout: config.body_timeout },
+        Framing::Empty | Framing::Length(0) => Source::Empty,
+        Framing::Length(n) => Source::Incoming {
+            body: incoming,
+            rt: ctx.rt.clone(),
+            timeout: config.body_timeout,
+            declared: Some(n),
+            received: 0,
+        },
+        Framing::Streamed => Source::Incoming {
+            body: incoming,
+            rt: ctx.rt.clone(),
+            timeout: config.body_timeout,
+            declared: None,
+            received: 0,
+        },
     };
     let mut body = BodyReader::new(source, body_plan.decode, config.body.max_body_size);
     let mut content_length = body_plan.environ_content_length;
-    if config.body.buffer && framing != Framing::Empty {
+    if config.body.buffer && !matches!(framing, Framing::Empty | Framing::Length(0)) {
         let limit = config.buffer_memory_limit;
         match tokio::task::spawn_blocking(move || body.buffer(limit)).await {
             Ok(Ok((len, buffered))) => {
@@ -107,7 +137,12 @@ async fn respond(req: Request<Incoming>, ctx: &ConnContext) -> Response<Response
         strip_content_encoding: body_plan.strip_content_encoding,
     });
     let (reply, head) = Reply::new();
-    let call = Call { environ, body, is_head: parts.method == Method::HEAD, reply };
+    let call = Call {
+        environ,
+        body,
+        is_head: parts.method == Method::HEAD,
+        reply,
+    };
     if ctx.app.dispatch(call).is_err() {
         log::warn!(target: "propylon.server", "worker pool and queue are full; answering 503");
         return error_response(503, "Service Unavailable", false);
@@ -139,9 +174,13 @@ pub fn body_error_response(e: &BodyError) -> Response<ResponseBody> {
 pub fn error_response(status: u16, reason: &str, close: bool) -> Response<ResponseBody> {
     let body = Bytes::from(format!("{status} {reason}\n"));
     let mut response = Response::new(ResponseBody::Empty);
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     if close {
         headers.insert(CONNECTION, HeaderValue::from_static("close"));

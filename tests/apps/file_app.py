@@ -9,7 +9,8 @@
   P's bytes (a file-like without ``fileno()``), whose close() is recorded.
 - ``seek``: position to ``seek()`` to before wrapping (the server sends from ``tell()``).
 - ``cl``: the Content-Length the app declares: absent (default, the server must
-  set it for a regular file), a number, or ``size+N`` (more than the file has).
+  set it for a regular file), a number, or ``more`` (``extra`` bytes more than
+  the file has, default 1000).
 - ``blksize``: the wrapper's block size.
 
 Records go to the file named by the ``X-Record-Path`` request header.
@@ -23,6 +24,7 @@ import os
 from urllib.parse import parse_qs
 
 import propylon
+
 from tests.apps._validate import validated
 
 
@@ -69,8 +71,8 @@ def file_response(environ, start_response):
     headers = [("Content-Type", "application/octet-stream")]
     cl = params.get("cl")
     if cl is not None:
-        if cl.startswith("size+"):
-            cl = str(size + int(cl[len("size+") :]))
+        if cl == "more":
+            cl = str(size + int(params.get("extra", "1000")))
         headers.append(("Content-Length", cl))
     start_response("200 OK", headers)
 

@@ -12,7 +12,8 @@ client cannot be told (e.g. after a disconnect).
                     and reports the pieces, their hash, and what reads after
                     the end returned
 ``/hash``           reads the body in 64 KiB blocks, errors propagate; JSON
-``/body-report``    like /hash but catches the read error and records it
+``/body-report``    records ``started``, reads like /hash but catches the read
+                    error, and records what it saw as a JSON line
 ``/called``         logs ``APP-CALLED <token>`` on wsgi.errors, then like /hash
 ``/chunked``        ``n`` chunks, no Content-Length (chunked on HTTP/1.1)
 ``/empty-chunks``   empty chunks around "ab" and "cd"; ``cl=1`` adds Content-Length
@@ -43,6 +44,7 @@ import time
 from urllib.parse import parse_qs
 
 import propylon
+
 from tests.apps._validate import validated
 
 TEXT = [("Content-Type", "text/plain")]
@@ -202,6 +204,7 @@ def called(environ, start_response):
 def body_report(environ, start_response):
     inp = environ["wsgi.input"]
     seen = {"bytes_read": 0}
+    record(environ, "started")  # lets a test wait until the app runs before it disconnects
     try:
         while block := inp.read(4096):
             seen["bytes_read"] += len(block)

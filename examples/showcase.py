@@ -1,0 +1,92 @@
+"""A small WSGI 1.1 application that shows what Propylon does.
+
+Run it from the repository root::
+
+    propylon examples.showcase:app
+    # then open http://127.0.0.1:8000/ , or try HTTP/2 by prior knowledge:
+    curl --http2-prior-knowledge http://127.0.0.1:8000/env
+
+Pages:
+
+- ``/``        this list
+- ``/echo``    sends the request body back (try a chunked or gzip'd upload with --decompress)
+- ``/stream``  a generator response without Content-Length (chunked on HTTP/1.1, DATA frames on HTTP/2)
+- ``/file``    this file, through ``environ["wsgi.file_wrapper"]`` (sent by the server, not by Python)
+- ``/env``     the WSGI environ as JSON (``wsgi.version`` is ``[1, 1]``)
+
+Plain WSGI: it runs on any PEP 3333 server too.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+
+INDEX = """<!doctype html>
+<html lang="en">
+<meta charset="utf-8">
+<title>Propylon showcase</title>
+<h1>Propylon showcase</h1>
+<p>Served over {protocol} by a Rust server running a plain WSGI 1.1 application.</p>
+<ul>
+  <li><a href="/echo">/echo</a>: POST a body and get it back
+      (<code>curl -T file.bin -H 'Transfer-Encoding: chunked' http://HOST/echo</code>)</li>
+  <li><a href="/stream">/stream</a>: a generator response, streamed as it is produced</li>
+  <li><a href="/file">/file</a>: this application's source, through <code>wsgi.file_wrapper</code></li>
+  <li><a href="/env">/env</a>: the WSGI environ as JSON</li>
+</ul>
+"""
+
+
+def index(environ, start_response):
+    body = INDEX.format(protocol=html.escape(environ["SERVER_PROTOCOL"])).encode()
+    start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def echo(environ, start_response):
+    # WSGI 1.1: the input is terminated, so read() to the end works for chunked
+    # and HTTP/2 bodies that have no CONTENT_LENGTH.
+    body = environ["wsgi.input"].read()
+    if environ["REQUEST_METHOD"] == "GET":
+        body = b"POST something here and it comes back.\n"
+    content_type = environ.get("CONTENT_TYPE") or "application/octet-stream"
+    start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def stream(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+
+    def lines():
+        for i in range(1, 11):
+            yield f"line {i} of 10, produced at {time.strftime('%H:%M:%S')}\n".encode()
+
+    return lines()
+
+
+def source_file(environ, start_response):
+    f = open(__file__, "rb")
+    # No Content-Length: for a regular file the server sets it (size - position).
+    start_response("200 OK", [("Content-Type", "text/x-python; charset=utf-8")])
+    return environ["wsgi.file_wrapper"](f, 64 * 1024)
+
+
+def env(environ, start_response):
+    shown = {key: value for key, value in environ.items() if isinstance(value, (str, bool, int))}
+    shown["wsgi.version"] = list(environ["wsgi.version"])
+    body = json.dumps(shown, indent=2, sort_keys=True).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+ROUTES = {"/": index, "/echo": echo, "/stream": stream, "/file": source_file, "/env": env}
+
+
+def app(environ, start_response):
+    handler = ROUTES.get(environ["PATH_INFO"])
+    if handler is None:
+        start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "10")])
+        return [b"not found\n"]
+    return handler(environ, start_response)

@@ -1,0 +1,236 @@
+"""The ``propylon`` command and the server process: options, binds, start-up errors,
+graceful shutdown, access log, ``--factory``; and the showcase example.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import httpx
+import propylon
+import pytest
+
+from tests.support import CLIENT_TIMEOUT, REPO, UnixHTTPConnection, http_request
+
+LOG_LINE = re.compile(r"^\[[^\]]+\] \[[A-Z]+\] [\w.]+: ")
+
+
+def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "propylon", *args], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=timeout)
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str], code: int) -> str:
+    """Exit ``code`` and exactly one non-log line on stderr, ``propylon: error: ...``, no traceback."""
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    other = [line for line in result.stderr.splitlines() if line.strip() and not LOG_LINE.match(line)]
+    assert len(other) == 1 and other[0].startswith("propylon: error: "), result.stderr
+    return other[0]
+
+
+# ------------------------------------------------------------------ the command
+
+
+def test_version():
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert propylon.__version__ in result.stdout
+    assert result.stdout.strip() == f"propylon {propylon.__version__}"
+
+
+def test_help_lists_the_options():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for option in ("--bind", "--threads", "--queue-size", "--factory", "--max-body-size", "--decompress",
+                   "--buffer-body", "--max-header-size", "--max-headers", "--access-log", "--root-path"):
+        assert option in result.stdout, option
+
+
+def test_console_script_matches_python_m():
+    script = Path(sys.executable).with_name("propylon")
+    if not script.exists():
+        script = shutil.which("propylon")
+        if script is None:
+            pytest.skip("the propylon console script is not installed")
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    assert result.stdout == run_cli("--version").stdout
+
+
+def test_python_m_propylon_serves(start_server):
+    # Every server in this suite runs as ``python -m propylon``; this one also
+    # checks the default attribute lookup (``application`` before ``app``).
+    srv = start_server("tests.apps.factory_app")
+    assert http_request(srv.port, "GET", "/")[2] == b"from application"
+
+
+def test_factory(start_server):
+    srv = start_server("tests.apps.factory_app:create_app", "--factory")
+    assert http_request(srv.port, "GET", "/")[2] == b"from factory"
+
+
+@pytest.mark.parametrize("args, code", [
+    (["tests.apps.no_such_module:app"], 1),
+    (["tests.apps.wsgi_app:no_such_attr"], 1),
+    (["tests.apps.wsgi_app:TEXT"], 1),  # a list, not callable
+    (["tests.apps.wsgi_app:app", "--bind", "nonsense:port"], 2),
+    (["tests.apps.wsgi_app:app", "--threads", "many"], 2),
+    (["tests.apps.wsgi_app:app", "--no-such-option"], 2),
+])
+def test_user_errors_are_one_line(args, code):
+    assert_one_error_line(run_cli(*args), code)
+
+
+def test_address_in_use_is_one_line_and_exit_1():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run_cli("tests.apps.wsgi_app:app", "--bind", f"127.0.0.1:{port}")
+    line = assert_one_error_line(result, 1)
+    assert str(port) in line, line
+
+
+# ------------------------------------------------------------------ binds
+
+
+def test_unix_socket_bind(start_server, tmp_path):
+    path = tmp_path / "propylon.sock"
+    srv = start_server("tests.apps.wsgi_app:app", binds=[f"unix:{path}"])
+    assert srv.listeners == [f"unix:{path}"]
+    conn = UnixHTTPConnection(str(path))
+    try:
+        conn.request("GET", "/env")
+        response = conn.getresponse()
+        env = json.loads(response.read())
+        conn.request("GET", "/")  # keep-alive over the unix socket too
+        assert conn.getresponse().read() == b"hello"
+    finally:
+        conn.close()
+    assert response.status == 200
+    assert env["REMOTE_ADDR"] == ""
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_unix_socket_http2_with_curl(start_server, tmp_path):
+    path = tmp_path / "propylon.sock"
+    start_server("tests.apps.wsgi_app:app", binds=[f"unix:{path}"])
+    result = subprocess.run(["curl", "-sS", "--max-time", "20", "--http2-prior-knowledge", "--unix-socket",
+                             str(path), "http://localhost/env"], capture_output=True, timeout=30, check=True)
+    assert json.loads(result.stdout)["SERVER_PROTOCOL"] == "HTTP/2"
+
+
+def _ipv6_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_available(), reason="no IPv6 loopback")
+def test_ipv6_bind(start_server):
+    srv = start_server("tests.apps.wsgi_app:app", binds=["[::1]:0"])
+    assert re.fullmatch(r"http://\[::1\]:\d+", srv.listeners[0]), srv.listeners
+    with httpx.Client(timeout=CLIENT_TIMEOUT) as client:
+        response = client.get(f"{srv.listeners[0]}/env")
+    assert response.status_code == 200
+    assert response.json()["REMOTE_ADDR"] == "::1"
+
+
+def test_two_binds_on_one_server(start_server, tmp_path):
+    path = tmp_path / "second.sock"
+    srv = start_server("tests.apps.wsgi_app:app", binds=["127.0.0.1:0", "127.0.0.1:0", f"unix:{path}"])
+    tcp = [address for address in srv.listeners if address.startswith("http://")]
+    assert len(tcp) == 2 and tcp[0] != tcp[1], srv.listeners
+    for address in tcp:
+        assert httpx.get(f"{address}/", timeout=CLIENT_TIMEOUT).content == b"hello"
+    conn = UnixHTTPConnection(str(path))
+    try:
+        conn.request("GET", "/")
+        assert conn.getresponse().read() == b"hello"
+    finally:
+        conn.close()
+
+
+# ------------------------------------------------------------------ shutdown and logging
+
+
+def test_sigterm_lets_in_flight_request_finish_then_exits_0(start_server, tmp_path):
+    srv = start_server("tests.apps.wsgi_app:app")
+    release = tmp_path / "release"
+    token = uuid.uuid4().hex
+    outcome: dict[str, object] = {}
+
+    def slow_request() -> None:
+        try:
+            outcome["response"] = http_request(srv.port, "GET", f"/block?release={release}&token={token}")
+        except Exception as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=slow_request, daemon=True)
+    thread.start()
+    try:
+        srv.wait_for_line(f"BLOCK-STARTED {token}")
+        start = srv.mark()
+        srv.terminate()
+        srv.wait_for_line("Shutting down", start)
+    finally:
+        release.touch()
+    thread.join(CLIENT_TIMEOUT)
+    assert "error" not in outcome, outcome
+    status, _, body = outcome["response"]
+    assert (status, body) == (200, b"released")
+    assert srv.wait() == 0
+    srv.wait_for_line("Stopped", start)
+
+
+def test_access_log_line_per_request(start_server):
+    srv = start_server("tests.apps.wsgi_app:app", "--access-log")
+    start = srv.mark()
+    http_request(srv.port, "GET", "/env?q=1", headers={"User-Agent": "e2e-agent/1.0"})
+    http_request(srv.port, "POST", "/echo", body=b"12345", headers={"User-Agent": "e2e-agent/2.0"})
+    first = srv.wait_for_line(r"propylon\.access: .*e2e-agent/1\.0", start).string
+    second = srv.wait_for_line(r"propylon\.access: .*e2e-agent/2\.0", start).string
+    assert re.search(r'\[INFO\] propylon\.access: 127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
+                     r'"GET /env\?q=1 HTTP/1\.1" 200 \d+ "-" "e2e-agent/1\.0" \d+\.\d+$', first), first
+    assert '"POST /echo HTTP/1.1" 200 5 ' in second, second
+
+
+def test_no_access_log_by_default(server):
+    token = uuid.uuid4().hex
+    http_request(server.port, "GET", f"/?{token}")
+    server.sync_log(f"sync-{token}")
+    assert not [line for line in server.stderr_lines() if "propylon.access" in line]
+
+
+# ------------------------------------------------------------------ examples/showcase.py
+
+
+def test_showcase_example(start_server):
+    srv = start_server("examples.showcase:app")
+    with httpx.Client(timeout=CLIENT_TIMEOUT) as client:
+        index = client.get(f"{srv.url}/")
+        assert index.status_code == 200
+        for link in ("/echo", "/stream", "/file", "/env"):
+            assert link in index.text
+        assert client.post(f"{srv.url}/echo", content=b"ping").content == b"ping"
+        stream = client.get(f"{srv.url}/stream")
+        assert stream.status_code == 200 and stream.content
+        assert client.get(f"{srv.url}/file").content == (REPO / "examples" / "showcase.py").read_bytes()
+        assert client.get(f"{srv.url}/env").json()["wsgi.version"] == [1, 1]
+    with httpx.Client(http1=False, http2=True, timeout=CLIENT_TIMEOUT) as client:
+        assert client.get(f"{srv.url}/env").json()["SERVER_PROTOCOL"] == "HTTP/2"

@@ -1,0 +1,111 @@
+"""Server limits: a full thread pool and queue answer 503; ``--max-body-size`` answers 413."""
+
+from __future__ import annotations
+
+import http.client
+import queue
+import threading
+import uuid
+
+import httpx
+import pytest
+
+from tests.support import CLIENT_TIMEOUT, RawConnection, assert_serving, chunks_of, http_request
+
+# ------------------------------------------------------------------ pool and queue
+
+
+@pytest.fixture
+def tiny_pool_server(start_server):
+    return start_server("tests.apps.wsgi_app:app", "--threads", "1", "--queue-size", "1")
+
+
+def test_full_pool_and_queue_answer_503_then_recover(tiny_pool_server, tmp_path):
+    srv = tiny_pool_server
+    release = tmp_path / "release"
+    results: queue.Queue[tuple[str, int, bytes]] = queue.Queue()
+
+    def call(name: str, path: str) -> None:
+        try:
+            status, _, body = http_request(srv.port, "GET", path)
+        except Exception as exc:  # reported through the queue, so the test fails clearly
+            status, body = -1, repr(exc).encode()
+        results.put((name, status, body))
+
+    def start(name: str, path: str) -> threading.Thread:
+        thread = threading.Thread(target=call, args=(name, path), daemon=True)
+        thread.start()
+        return thread
+
+    token = uuid.uuid4().hex
+    start_mark = srv.mark()
+    threads = [start("running", f"/block?release={release}&token={token}")]
+    try:
+        # The one thread is now inside the app.
+        srv.wait_for_line(f"BLOCK-STARTED {token}", start_mark)
+        # One of the next two waits in the queue (size 1); the other finds pool and
+        # queue full and must be answered 503 at once -- while the first still blocks.
+        # Which of the two is refused depends on which the server sees first.
+        threads.append(start("second", f"/block?release={release}&token={token}-2"))
+        threads.append(start("third", f"/block?release={release}&token={token}-3"))
+        name, status, body = results.get(timeout=CLIENT_TIMEOUT)
+        assert status == 503, f"first answer was {status} {body!r} from {name}, expected 503"
+        assert name in ("second", "third")
+    finally:
+        release.touch()
+    for thread in threads:
+        thread.join(CLIENT_TIMEOUT)
+    rest = sorted((results.get_nowait() for _ in range(2)), key=lambda r: r[0])
+    assert [(status, body) for _, status, body in rest] == [(200, b"released")] * 2, rest
+    assert_serving(srv.port)
+
+
+# ------------------------------------------------------------------ --max-body-size
+
+
+@pytest.fixture(scope="module")
+def small_body_server(start_module_server):
+    return start_module_server("tests.apps.wsgi_app:app", "--max-body-size", "1000")
+
+
+def test_declared_content_length_too_large_is_413_without_calling_the_app(small_body_server):
+    srv = small_body_server
+    token = uuid.uuid4().hex
+    with RawConnection(srv.port) as raw:
+        # Only the head: a 413 must come before the body is even sent.
+        raw.send(f"POST /called?token={token} HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\n\r\n".encode())
+        response = raw.read_head()
+    assert response is not None and response.status == 413
+    srv.sync_log(f"sync-{token}")
+    assert not [line for line in srv.stderr_lines() if f"APP-CALLED {token}" in line], "the app was called"
+    assert_serving(srv.port)
+
+
+def test_content_length_at_the_limit_is_accepted(small_body_server):
+    status, _, body = http_request(small_body_server.port, "POST", "/hash", body=b"x" * 1000)
+    assert status == 200
+
+
+def test_chunked_body_crossing_the_limit_is_413(small_body_server):
+    conn = http.client.HTTPConnection("127.0.0.1", small_body_server.port, timeout=CLIENT_TIMEOUT)
+    try:
+        conn.request("POST", "/hash", body=chunks_of(b"x" * 5000, 500), encode_chunked=True,
+                     headers={"Transfer-Encoding": "chunked"})
+        assert conn.getresponse().status == 413
+    finally:
+        conn.close()
+    assert_serving(small_body_server.port)
+
+
+def test_http2_body_crossing_the_limit_is_413(small_body_server):
+    with httpx.Client(http1=False, http2=True, timeout=CLIENT_TIMEOUT) as client:
+        response = client.post(f"{small_body_server.url}/hash", content=chunks_of(b"x" * 5000, 500))
+        assert response.status_code == 413
+        # The connection (only the stream failed) still serves.
+        assert client.get(f"{small_body_server.url}/").content == b"hello"
+
+
+def test_http2_declared_length_too_large_is_413(small_body_server):
+    with httpx.Client(http1=False, http2=True, timeout=CLIENT_TIMEOUT) as client:
+        response = client.post(f"{small_body_server.url}/hash", content=b"x" * 5000)
+    assert response.status_code == 413
