@@ -385,6 +385,33 @@ class RawConnection:
         assert rest == b"", f"expected the connection to close, got more bytes: {rest[:300]!r}"
 
 
+def send_refusable(port: int, method: str, path: str, body: bytes, headers: dict[str, str] | None = None,
+                   chunked: bool = False, chunk: int = 16384) -> RawResponse | None:
+    """Send a whole request at once on a raw socket and read the response, for requests the
+    server may refuse before reading all of the body (413, 400).
+
+    Such a server may answer and close while the body is still being sent, so a
+    client that writes piece by piece (http.client does) can fail on a send with
+    EPIPE before it gets to read the answer. Here a failed send is ignored and
+    the answer, already in the receive queue, is read anyway.
+    """
+    fields = dict(headers or {})
+    if chunked:
+        fields["Transfer-Encoding"] = "chunked"
+        payload = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in chunks_of(body, chunk)) + b"0\r\n\r\n"
+    else:
+        fields["Content-Length"] = str(len(body))
+        payload = body
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in fields.items()) + "\r\n"
+    with RawConnection(port) as raw:
+        try:
+            raw.send(head.encode("latin-1") + payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        return raw.read_response(method)
+
+
 def http_request(port: int, method: str, path: str, body: bytes | None = None,
                  headers: dict[str, str] | None = None, host: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
     """One request on a fresh http.client connection: (status, headers, body)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import queue
 import threading
 import uuid
@@ -10,7 +9,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.support import CLIENT_TIMEOUT, RawConnection, assert_serving, chunks_of, http_request
+from tests.support import CLIENT_TIMEOUT, RawConnection, assert_serving, chunks_of, http_request, send_refusable
 
 # ------------------------------------------------------------------ pool and queue
 
@@ -87,13 +86,9 @@ def test_content_length_at_the_limit_is_accepted(small_body_server):
 
 
 def test_chunked_body_crossing_the_limit_is_413(small_body_server):
-    conn = http.client.HTTPConnection("127.0.0.1", small_body_server.port, timeout=CLIENT_TIMEOUT)
-    try:
-        conn.request("POST", "/hash", body=chunks_of(b"x" * 5000, 500), encode_chunked=True,
-                     headers={"Transfer-Encoding": "chunked"})
-        assert conn.getresponse().status == 413
-    finally:
-        conn.close()
+    response = send_refusable(small_body_server.port, "POST", "/hash", b"x" * 5000, chunked=True, chunk=500)
+    assert response is not None, "connection closed without a response"
+    assert response.status == 413
     assert_serving(small_body_server.port)
 
 

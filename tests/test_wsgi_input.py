@@ -22,7 +22,14 @@ import h2.connection
 import httpx
 import pytest
 
-from tests.support import CLIENT_TIMEOUT, RawConnection, assert_serving, chunks_of, wait_for_file
+from tests.support import (
+    CLIENT_TIMEOUT,
+    RawConnection,
+    assert_serving,
+    chunks_of,
+    send_refusable,
+    wait_for_file,
+)
 
 #: Lines of many lengths, an empty line, a CRLF line and a last line without a newline.
 BODY = (
@@ -287,8 +294,8 @@ def gzip_bomb():
 
 def test_gzip_bomb_read_raises_request_body_too_large(decompress_server, gzip_bomb, tmp_path):
     record_path = tmp_path / "record.json"
-    status, data = post(decompress_server.port, "/body-report", gzip_bomb, "content-length",
-                        headers={"Content-Encoding": "gzip", "X-Record-Path": str(record_path)})
+    send_refusable(decompress_server.port, "POST", "/body-report", gzip_bomb,
+                   headers={"Content-Encoding": "gzip", "X-Record-Path": str(record_path)})
     seen = body_report(record_path)
     assert seen["error"] == "RequestBodyTooLarge", seen
     assert seen["is_RequestBodyTooLarge"] and seen["is_RequestBodyError"] and seen["is_oserror"], seen
@@ -297,9 +304,10 @@ def test_gzip_bomb_read_raises_request_body_too_large(decompress_server, gzip_bo
 
 @pytest.mark.parametrize("transport", ["content-length", "chunked"])
 def test_gzip_bomb_propagated_is_413(decompress_server, gzip_bomb, transport):
-    status, _ = post(decompress_server.port, "/hash", gzip_bomb, transport,
-                     headers={"Content-Encoding": "gzip"}, chunk=16384)
-    assert status == 413
+    response = send_refusable(decompress_server.port, "POST", "/hash", gzip_bomb,
+                              headers={"Content-Encoding": "gzip"}, chunked=transport == "chunked")
+    assert response is not None, "connection closed without a response"
+    assert response.status == 413
     assert_serving(decompress_server.port)
 
 
@@ -307,16 +315,17 @@ def test_gzip_bomb_propagated_is_413(decompress_server, gzip_bomb, transport):
 def test_invalid_compressed_body_propagated_is_400(decompress_server, encoding):
     if encoding in ("br", "zstd"):
         ENCODERS[encoding](b"")  # skips like the encoder tests when the library is missing
-    status, _ = post(decompress_server.port, "/hash", b"this is not compressed data at all" * 10,
-                     "content-length", headers={"Content-Encoding": encoding})
-    assert status == 400
+    response = send_refusable(decompress_server.port, "POST", "/hash", b"this is not compressed data at all" * 10,
+                              headers={"Content-Encoding": encoding})
+    assert response is not None, "connection closed without a response"
+    assert response.status == 400
     assert_serving(decompress_server.port)
 
 
 def test_invalid_gzip_read_raises_invalid_request_body(decompress_server, tmp_path):
     record_path = tmp_path / "record.json"
-    post(decompress_server.port, "/body-report", b"\x1f\x8b but not really gzip", "content-length",
-         headers={"Content-Encoding": "gzip", "X-Record-Path": str(record_path)})
+    send_refusable(decompress_server.port, "POST", "/body-report", b"\x1f\x8b but not really gzip",
+                   headers={"Content-Encoding": "gzip", "X-Record-Path": str(record_path)})
     seen = body_report(record_path)
     assert seen["error"] == "InvalidRequestBody", seen
     assert seen["is_InvalidRequestBody"] and seen["is_RequestBodyError"] and seen["is_oserror"], seen
@@ -326,8 +335,8 @@ def test_truncated_gzip_is_an_error_not_an_end(decompress_server, tmp_path):
     # DESIGN §1: a truncated body is an error, not an end -- also once decoded.
     record_path = tmp_path / "record.json"
     truncated = gzip.compress(DECODED)[:-100]
-    post(decompress_server.port, "/body-report", truncated, "content-length",
-         headers={"Content-Encoding": "gzip", "X-Record-Path": str(record_path)})
+    send_refusable(decompress_server.port, "POST", "/body-report", truncated,
+                   headers={"Content-Encoding": "gzip", "X-Record-Path": str(record_path)})
     seen = body_report(record_path)
     assert seen["error"] == "InvalidRequestBody", seen
 

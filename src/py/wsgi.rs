@@ -42,6 +42,7 @@ use crate::proto::response::{check_header, parse_content_length, parse_status};
 use crate::runtime::exchange::{Application, Busy, Call, Reply, ResponseHead};
 use crate::runtime::pool::Pool;
 use crate::runtime::response::{channel, ChunkSink, FileBody, Push, ResponseBody};
+use crate::runtime::sendfile::SendQueue;
 use crate::runtime::service::error_response;
 
 pub struct WsgiApp {
@@ -91,6 +92,7 @@ struct Exchange {
     length: ResponseLength,
     is_head: bool,
     surplus_logged: bool,
+    zero_copy: Option<Arc<SendQueue>>,
 }
 
 type Shared = Arc<Mutex<Exchange>>;
@@ -385,6 +387,7 @@ fn run(py: Python<'_>, app: &Py<PyAny>, call: Call, pool: Arc<Pool>) {
         environ,
         body,
         is_head,
+        zero_copy,
         reply,
     } = call;
     let exchange: Shared = Arc::new(Mutex::new(Exchange {
@@ -393,6 +396,7 @@ fn run(py: Python<'_>, app: &Py<PyAny>, call: Call, pool: Arc<Pool>) {
         length: ResponseLength::new(None),
         is_head,
         surplus_logged: false,
+        zero_copy,
     }));
     let result = (|| -> PyResult<Bound<'_, PyAny>> {
         let environ = environ_dict(py, environ, Input::new(body))?;
@@ -602,7 +606,13 @@ fn send_file(
             Python::attach(|py| close(py, wrapper.bind(py)))
         }));
     });
-    let body = ResponseBody::File(FileBody::new(file, position, len, on_done));
+    let body = ResponseBody::File(FileBody::new(
+        file,
+        position,
+        len,
+        ex.zero_copy.clone(),
+        on_done,
+    ));
     reply.send(ResponseHead {
         status: head.status,
         headers: head.headers,

@@ -8,11 +8,14 @@
 //! What it does not do: any Python. The WSGI bridge in `crate::py` implements
 //! `Application`; tests in this crate can implement it in plain Rust.
 
+use std::sync::Arc;
+
 use http::{HeaderMap, StatusCode};
 use tokio::sync::oneshot;
 
 use super::body::BodyReader;
 use super::response::ResponseBody;
+use super::sendfile::SendQueue;
 use crate::proto::environ::Environ;
 
 pub struct Call {
@@ -20,6 +23,8 @@ pub struct Call {
     pub body: BodyReader,
     /// HEAD: the bridge sends the head and skips the body.
     pub is_head: bool,
+    /// Set on plain-TCP HTTP/1.x connections: file bodies may use sendfile.
+    pub zero_copy: Option<Arc<SendQueue>>,
     pub reply: Reply,
 }
 

@@ -11,5 +11,6 @@ pub mod config;
 pub mod exchange;
 pub mod pool;
 pub mod response;
+pub mod sendfile;
 pub mod server;
 pub mod service;

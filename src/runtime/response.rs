@@ -22,6 +22,8 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
+use super::sendfile::SendQueue;
+
 /// Above this many queued bytes the producer is told to stop (a client that
 /// reads slowly costs at most this much memory per response).
 const HIGH_WATERMARK: usize = 256 * 1024;
@@ -331,6 +333,7 @@ pub struct FileBody {
     on_done: Option<Box<dyn FnOnce() + Send>>,
     failed: Option<&'static str>,
     flush_first: FlushFirst,
+    zero_copy: Option<Arc<SendQueue>>,
 }
 
 impl FileBody {
@@ -338,7 +341,15 @@ impl FileBody {
     /// be shorter, the response is aborted (the declared length cannot be met).
     /// `on_done` runs once the body is finished with, sent or not (the bridge
     /// closes the application's file wrapper then, PEP 3333 `close()`).
-    pub fn new(file: File, offset: u64, len: u64, on_done: Box<dyn FnOnce() + Send>) -> FileBody {
+    /// With `zero_copy` (HTTP/1.x on plain TCP) the bytes go out with
+    /// `sendfile` (see `runtime::sendfile`); otherwise they are read with `pread`.
+    pub fn new(
+        file: File,
+        offset: u64,
+        len: u64,
+        zero_copy: Option<Arc<SendQueue>>,
+        on_done: Box<dyn FnOnce() + Send>,
+    ) -> FileBody {
         FileBody {
             file: Arc::new(file),
             offset,
@@ -347,6 +358,7 @@ impl FileBody {
             on_done: Some(on_done),
             failed: None,
             flush_first: FlushFirst::default(),
+            zero_copy,
         }
     }
 
@@ -356,6 +368,13 @@ impl FileBody {
         }
         if self.remaining == 0 {
             return Poll::Ready(None);
+        }
+        if let Some(queue) = &self.zero_copy {
+            let len = (self.remaining as usize).min(super::sendfile::CHUNK);
+            let placeholder = queue.push(self.file.clone(), self.offset, len);
+            self.offset += len as u64;
+            self.remaining -= len as u64;
+            return Poll::Ready(Some(Ok(placeholder)));
         }
         let handle = self.pending.get_or_insert_with(|| {
             let file = self.file.clone();

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::config::{BindAddr, ServerConfig};
 use super::exchange::Application;
+use super::sendfile::{SendQueue, SendfileStream};
 use super::service::{handle, ConnContext};
 
 /// Max concurrent HTTP/2 streams per connection: the value nginx, Go and
@@ -216,6 +217,8 @@ fn connection_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .max_buf_size(config.max_header_size.max(8192))
         .max_headers(config.max_headers)
         .header_read_timeout(config.header_timeout)
+        // Body buffers reach the transport as they are: `sendfile` needs that.
+        .writev(true)
         // Not `pipeline_flush(true)`: with it hyper 1.x does not flush its
         // automatic 400/431 for a malformed request before closing.
         .keep_alive(true);
@@ -241,7 +244,7 @@ async fn accept_loop(
             _ = shutdown.changed() => return,
             a = accept(&listener) => a,
         };
-        let (io, local, peer) = match accepted {
+        let (io, local, peer, zero_copy) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
@@ -258,6 +261,7 @@ async fn accept_loop(
             peer,
             https: false,
             activity: Arc::new(Activity::new()),
+            zero_copy,
         });
         tokio::spawn(serve_connection(
             io,
@@ -270,23 +274,30 @@ async fn accept_loop(
 }
 
 enum Stream {
-    Tcp(tokio::net::TcpStream),
+    Tcp(SendfileStream),
     Unix(tokio::net::UnixStream),
 }
 
-async fn accept(
-    listener: &Listener,
-) -> io::Result<(Stream, Option<SocketAddr>, Option<SocketAddr>)> {
+type Accepted = (
+    Stream,
+    Option<SocketAddr>,
+    Option<SocketAddr>,
+    Option<Arc<SendQueue>>,
+);
+
+async fn accept(listener: &Listener) -> io::Result<Accepted> {
     match listener {
         Listener::Tcp(l) => {
             let (stream, peer) = l.accept().await?;
             let _ = stream.set_nodelay(true);
             let local = stream.local_addr().ok();
-            Ok((Stream::Tcp(stream), local, Some(peer)))
+            let queue = Arc::new(SendQueue::default());
+            let stream = Stream::Tcp(SendfileStream::new(stream, queue.clone()));
+            Ok((stream, local, Some(peer), Some(queue)))
         }
         Listener::Unix(l, _) => {
             let (stream, _) = l.accept().await?;
-            Ok((Stream::Unix(stream), None, None))
+            Ok((Stream::Unix(stream), None, None, None))
         }
     }
 }

@@ -24,6 +24,7 @@ use super::body::{BodyError, BodyReader, Source};
 use super::config::ServerConfig;
 use super::exchange::{Application, Call, Reply};
 use super::response::ResponseBody;
+use super::sendfile::SendQueue;
 use super::server::Activity;
 use crate::proto::body::{plan, Framing};
 use crate::proto::environ::{build, EnvironInput, HttpVersion};
@@ -38,6 +39,8 @@ pub struct ConnContext {
     pub peer: Option<SocketAddr>,
     pub https: bool,
     pub activity: Arc<Activity>,
+    /// Plain TCP connections: the queue `sendfile` works from.
+    pub zero_copy: Option<Arc<SendQueue>>,
 }
 
 pub type HttpResponse = Response<Tracked<ResponseBody>>;
@@ -137,10 +140,15 @@ async fn respond(req: Request<Incoming>, ctx: &ConnContext) -> Response<Response
         strip_content_encoding: body_plan.strip_content_encoding,
     });
     let (reply, head) = Reply::new();
+    let zero_copy = match version {
+        HttpVersion::Http2 => None,
+        HttpVersion::Http10 | HttpVersion::Http11 => ctx.zero_copy.clone(),
+    };
     let call = Call {
         environ,
         body,
         is_head: parts.method == Method::HEAD,
+        zero_copy,
         reply,
     };
     if ctx.app.dispatch(call).is_err() {
