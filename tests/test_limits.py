@@ -1,7 +1,9 @@
-"""Server limits: a full thread pool and queue answer 503; ``--max-body-size`` answers 413."""
+"""Server limits: a full thread pool and queue answer 503; ``--max-body-size`` answers 413;
+idle, slow-head and stalled-body connections are ended by their timeouts."""
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import uuid
@@ -9,7 +11,15 @@ import uuid
 import httpx
 import pytest
 
-from tests.support import CLIENT_TIMEOUT, RawConnection, assert_serving, chunks_of, http_request, send_refusable
+from tests.support import (
+    CLIENT_TIMEOUT,
+    RawConnection,
+    assert_serving,
+    chunks_of,
+    http_request,
+    send_refusable,
+    wait_for_file,
+)
 
 # ------------------------------------------------------------------ pool and queue
 
@@ -104,3 +114,47 @@ def test_http2_declared_length_too_large_is_413(small_body_server):
     with httpx.Client(http1=False, http2=True, timeout=CLIENT_TIMEOUT) as client:
         response = client.post(f"{small_body_server.url}/hash", content=b"x" * 5000)
     assert response.status_code == 413
+
+
+# ------------------------------------------------------------------ timeouts
+#
+# These wait for the server to act on its own timeouts (set to 1 s here) and
+# only assert *that* it acts, within the client's generous socket timeout --
+# never how fast.
+
+
+@pytest.fixture(scope="module")
+def impatient_server(start_module_server):
+    return start_module_server("tests.apps.wsgi_app:app", "--keep-alive-timeout", "1", "--header-timeout", "1",
+                               "--body-timeout", "1")
+
+
+def test_idle_keep_alive_connection_is_closed(impatient_server):
+    with RawConnection(impatient_server.port) as raw:
+        raw.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert raw.read_response().body == b"hello"
+        raw.expect_close()
+
+
+def test_slow_request_head_is_cut_off(impatient_server):
+    # Slowloris: a head that never completes must not hold the connection forever.
+    with RawConnection(impatient_server.port) as raw:
+        raw.send(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        response = raw.read_head()
+        if response is not None:
+            assert response.status == 408
+        raw.read_until_close()
+    assert_serving(impatient_server.port)
+
+
+def test_stalled_body_raises_client_disconnected(impatient_server, tmp_path):
+    # The client sends part of the body and then nothing, without closing:
+    # after --body-timeout the app's read raises ClientDisconnected.
+    record = tmp_path / "record.json"
+    with RawConnection(impatient_server.port) as raw:
+        raw.send(b"POST /body-report HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\nX-Record-Path: "
+                 + str(record).encode() + b"\r\n\r\n" + b"a" * 10)
+        lines = wait_for_file(record, lambda text: len(text.splitlines()) >= 2).splitlines()
+    seen = json.loads(lines[1])
+    assert seen["error"] == "ClientDisconnected" and seen["is_oserror"], seen
+    assert seen["bytes_read"] <= 10, seen  # read(4096) waits for a full block or the end
