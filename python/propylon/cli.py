@@ -19,7 +19,17 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn, TypeVar
 
 from propylon import __version__, _logging
-from propylon.config import GIB, KIB, LOG_LEVELS, MIB, Config, ConfigError, parse_bind, parse_size
+from propylon.config import (
+    CLIENT_CERT_MODES,
+    GIB,
+    KIB,
+    LOG_LEVELS,
+    MIB,
+    Config,
+    ConfigError,
+    parse_bind,
+    parse_size,
+)
 from propylon.loader import AppLoadError, load_app
 
 __all__ = ["main"]
@@ -81,6 +91,52 @@ def build_parser() -> argparse.ArgumentParser:
         "-b", "--bind", dest="binds", action="append", type=_checked(parse_bind), metavar="ADDR",
         help="address to listen on: HOST:PORT, [IPV6]:PORT or unix:PATH; port 0 picks a free port; "
         f"repeat for several (default: {', '.join(map(str, defaults.binds))})",
+    )
+
+    listen.add_argument(
+        "--insecure-bind", dest="insecure_binds", action="append", type=_checked(parse_bind), metavar="ADDR",
+        help="with TLS, a cleartext address to listen on as well; repeatable (default: none)",
+    )
+
+    tls = parser.add_argument_group("TLS (every --bind speaks TLS once --certfile is given)")
+    tls.add_argument("--certfile", metavar="PEM", help="certificate chain (PEM)")
+    tls.add_argument("--keyfile", metavar="PEM", help="private key (PEM; RSA, ECDSA or Ed25519)")
+    tls.add_argument("--keyfile-password", metavar="PASSWORD", help="password of an encrypted PKCS#8 key")
+    tls.add_argument("--ca-certs", metavar="PEM", help="CA bundle for verifying client certificates")
+    tls.add_argument(
+        "--client-cert", choices=CLIENT_CERT_MODES, metavar="MODE",
+        help=f"ask clients for a certificate: {', '.join(CLIENT_CERT_MODES)} (default: {defaults.client_cert})",
+    )
+
+    h2 = parser.add_argument_group("HTTP/2")
+    h2.add_argument(
+        "--h2-max-concurrent-streams", type=int, metavar="N",
+        help=f"streams open at once per connection (default: {defaults.h2_max_concurrent_streams})",
+    )
+    h2.add_argument(
+        "--h2-initial-stream-window-size", type=_checked(parse_size), metavar="BYTES",
+        help=f"flow-control window per stream (default: {_size_text(defaults.h2_initial_stream_window_size)})",
+    )
+    h2.add_argument(
+        "--h2-initial-connection-window-size", type=_checked(parse_size), metavar="BYTES",
+        help="flow-control window per connection "
+        f"(default: {_size_text(defaults.h2_initial_connection_window_size)})",
+    )
+    h2.add_argument(
+        "--h2-max-frame-size", type=_checked(parse_size), metavar="BYTES",
+        help=f"largest frame accepted (default: {_size_text(defaults.h2_max_frame_size)})",
+    )
+    h2.add_argument(
+        "--h2-max-header-list-size", type=_checked(parse_size), metavar="BYTES",
+        help=f"largest decoded header list (default: {_size_text(defaults.h2_max_header_list_size)})",
+    )
+    h2.add_argument(
+        "--h2-keep-alive-interval", type=float, metavar="S",
+        help=f"seconds between keep-alive PINGs, 0 for none (default: {defaults.h2_keep_alive_interval:g})",
+    )
+    h2.add_argument(
+        "--h2-keep-alive-timeout", type=float, metavar="S",
+        help=f"close when a PING is not answered within S (default: {defaults.h2_keep_alive_timeout:g})",
     )
 
     workers = parser.add_argument_group("threads")

@@ -30,6 +30,9 @@ KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
 
+#: Accepted ``client_cert`` values: never ask, ask but accept none, require one.
+CLIENT_CERT_MODES = ("none", "optional", "required")
+
 #: Accepted ``log_level`` values, most to least severe (the ``logging`` names).
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -114,6 +117,38 @@ class Config:
     #: URL prefix the application is mounted at: ``SCRIPT_NAME``, stripped from ``PATH_INFO``.
     root_path: str = ""
 
+    # TLS. With ``certfile``, every address in ``binds`` speaks TLS (ALPN h2 and
+    # http/1.1); ``insecure_binds`` are cleartext listeners beside them (Hypercorn's
+    # ``--insecure-bind``).
+    #: Cleartext addresses to listen on as well (``--insecure-bind``, repeatable).
+    insecure_binds: list[Bind] = field(default_factory=list)
+    #: PEM certificate chain; turns TLS on for ``binds``.
+    certfile: str | None = None
+    #: PEM private key (RSA, ECDSA or Ed25519; PKCS#8, PKCS#1 or SEC1; or encrypted PKCS#8).
+    keyfile: str | None = None
+    #: Password of an encrypted ``keyfile``.
+    keyfile_password: str | None = None
+    #: PEM CA bundle that client certificates must chain to.
+    ca_certs: str | None = None
+    #: Ask for client certificates: one of :data:`CLIENT_CERT_MODES`.
+    client_cert: str = "none"
+
+    # HTTP/2 (RFC 9113 §6.5.2); CLI flags are the same names with ``--h2-`` prefixes.
+    #: Streams a client may have open at once on one connection.
+    h2_max_concurrent_streams: int = 100
+    #: Flow-control window of each stream: request body bytes the server buffers per stream.
+    h2_initial_stream_window_size: int = 1 * MIB
+    #: Flow-control window of each connection: request body bytes buffered per connection.
+    h2_initial_connection_window_size: int = 2 * MIB
+    #: Largest frame payload the server accepts (16 KiB to 16 MiB - 1).
+    h2_max_frame_size: int = 16 * KIB
+    #: Largest decoded request header list; larger requests are refused.
+    h2_max_header_list_size: int = 64 * KIB
+    #: Seconds between keep-alive PINGs on an HTTP/2 connection; 0 sends none.
+    h2_keep_alive_interval: float = 30.0
+    #: Seconds to wait for a PING's acknowledgement before closing the connection.
+    h2_keep_alive_timeout: float = 20.0
+
     def __post_init__(self) -> None:
         if not self.binds:
             raise ConfigError("binds must name at least one address")
@@ -132,11 +167,46 @@ class Config:
         if self.log_level not in LOG_LEVELS:
             levels = ", ".join(LOG_LEVELS)
             raise ConfigError(f"log_level must be one of {levels}; got {self.log_level!r}")
+        self._check_tls()
+        self._check_http2()
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
             raise ConfigError(
                 "root_path must be empty or start with '/' and not end with '/' (e.g. /api), "
                 f"got {self.root_path!r}"
             )
+
+
+    def _check_tls(self) -> None:
+        for bind in self.insecure_binds:
+            if not isinstance(bind, Bind):
+                raise ConfigError(f"insecure_binds must hold Bind objects, got {bind!r}")
+        if self.client_cert not in CLIENT_CERT_MODES:
+            raise ConfigError(f"client_cert must be one of {', '.join(CLIENT_CERT_MODES)}; got {self.client_cert!r}")
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ConfigError("TLS needs both certfile and keyfile (--certfile and --keyfile)")
+        if self.certfile is None:
+            for name in ("keyfile_password", "ca_certs"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(f"{name} needs TLS: give --certfile and --keyfile too")
+            if self.client_cert != "none":
+                raise ConfigError("client_cert needs TLS: give --certfile and --keyfile too")
+        if self.client_cert != "none" and self.ca_certs is None:
+            raise ConfigError(f"client_cert {self.client_cert} needs ca_certs (--ca-certs) to verify them against")
+
+    def _check_http2(self) -> None:
+        _at_least("h2_max_concurrent_streams", self.h2_max_concurrent_streams, 1)
+        # RFC 9113 §6.5.2 bounds the windows and the frame size.
+        for name in ("h2_initial_stream_window_size", "h2_initial_connection_window_size"):
+            value = getattr(self, name)
+            if not 1 <= value <= 2**31 - 1:
+                raise ConfigError(f"{name} must be between 1 and 2147483647 bytes (RFC 9113 §6.9.2), got {value}")
+        if not 16 * KIB <= self.h2_max_frame_size <= 16 * MIB - 1:
+            raise ConfigError(
+                f"h2_max_frame_size must be between 16384 and 16777215 (RFC 9113 §6.5.2), got {self.h2_max_frame_size}"
+            )
+        _at_least("h2_max_header_list_size", self.h2_max_header_list_size, 1)
+        _seconds("h2_keep_alive_interval", self.h2_keep_alive_interval, allow_zero=True)
+        _seconds("h2_keep_alive_timeout", self.h2_keep_alive_timeout, allow_zero=False)
 
 
 def _at_least(name: str, value: int, minimum: int) -> None:

@@ -91,6 +91,27 @@ pub struct Environ {
     pub content_length: Option<String>,
     /// `("HTTP_USER_AGENT", value)`, in the order the fields were first seen.
     pub headers: Vec<(String, String)>,
+    /// TLS variables (see [`tls_variables`]); empty on cleartext connections.
+    pub tls: Vec<(&'static str, String)>,
+}
+
+/// The CGI/mod_ssl variables for a TLS connection: `HTTPS=on`, the protocol
+/// and cipher, and the client's certificate (PEM) when it sent one. These are
+/// the names Apache's mod_ssl, mod_wsgi and Werkzeug's dev server use.
+pub fn tls_variables(
+    protocol: &str,
+    cipher: &str,
+    client_cert_pem: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let mut vars = vec![
+        ("HTTPS", "on".to_string()),
+        ("SSL_PROTOCOL", protocol.to_string()),
+        ("SSL_CIPHER", cipher.to_string()),
+    ];
+    if let Some(pem) = client_cert_pem {
+        vars.push(("SSL_CLIENT_CERT", pem.to_string()));
+    }
+    vars
 }
 
 // ---------------------------------------------------------------------------
@@ -160,6 +181,7 @@ pub fn build(input: &EnvironInput<'_>) -> Environ {
         content_type,
         content_length: input.content_length.map(|n| n.to_string()),
         headers,
+        tls: Vec::new(),
     }
 }
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 use pyo3::prelude::*;
 
 use crate::proto::body::BodyOptions;
-use crate::runtime::config::{BindAddr, ServerConfig};
+use crate::runtime::config::{BindAddr, Http2Config, ServerConfig};
+use crate::runtime::tls::{ClientCert, TlsSettings};
 
 #[derive(FromPyObject)]
 struct PyBind {
@@ -22,6 +23,19 @@ struct PyBind {
 #[derive(FromPyObject)]
 struct PyConfig {
     binds: Vec<PyBind>,
+    insecure_binds: Vec<PyBind>,
+    certfile: Option<String>,
+    keyfile: Option<String>,
+    keyfile_password: Option<String>,
+    ca_certs: Option<String>,
+    client_cert: String,
+    h2_max_concurrent_streams: u32,
+    h2_initial_stream_window_size: u32,
+    h2_initial_connection_window_size: u32,
+    h2_max_frame_size: u32,
+    h2_max_header_list_size: u32,
+    h2_keep_alive_interval: f64,
+    h2_keep_alive_timeout: f64,
     threads: usize,
     queue_size: usize,
     max_body_size: u64,
@@ -40,20 +54,47 @@ struct PyConfig {
 
 pub fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
     let c: PyConfig = config.extract()?;
-    let binds = c
-        .binds
-        .into_iter()
-        .map(|b| match (b.path, b.host) {
-            (Some(path), _) => BindAddr::Unix(PathBuf::from(path)),
-            (None, host) => BindAddr::Tcp {
-                host: host.unwrap_or_else(|| "127.0.0.1".into()),
-                port: b.port.unwrap_or(0),
-            },
-        })
-        .collect();
+    let binds = |binds: Vec<PyBind>| -> Vec<BindAddr> {
+        binds
+            .into_iter()
+            .map(|b| match (b.path, b.host) {
+                (Some(path), _) => BindAddr::Unix(PathBuf::from(path)),
+                (None, host) => BindAddr::Tcp {
+                    host: host.unwrap_or_else(|| "127.0.0.1".into()),
+                    port: b.port.unwrap_or(0),
+                },
+            })
+            .collect()
+    };
     let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
+    let tls = match (c.certfile, c.keyfile) {
+        (Some(certfile), Some(keyfile)) => Some(TlsSettings {
+            certfile: certfile.into(),
+            keyfile: keyfile.into(),
+            keyfile_password: c.keyfile_password,
+            ca_certs: c.ca_certs.map(PathBuf::from),
+            client_cert: match c.client_cert.as_str() {
+                "optional" => ClientCert::Optional,
+                "required" => ClientCert::Required,
+                _ => ClientCert::None,
+            },
+        }),
+        _ => None,
+    };
     Ok(ServerConfig {
-        binds,
+        binds: binds(c.binds),
+        insecure_binds: binds(c.insecure_binds),
+        tls,
+        http2: Http2Config {
+            max_concurrent_streams: c.h2_max_concurrent_streams,
+            initial_stream_window_size: c.h2_initial_stream_window_size,
+            initial_connection_window_size: c.h2_initial_connection_window_size,
+            max_frame_size: c.h2_max_frame_size,
+            max_header_list_size: c.h2_max_header_list_size,
+            keep_alive_interval: (c.h2_keep_alive_interval > 0.0)
+                .then(|| secs(c.h2_keep_alive_interval)),
+            keep_alive_timeout: secs(c.h2_keep_alive_timeout),
+        },
         threads: c.threads,
         queue_size: c.queue_size,
         body: BodyOptions {

@@ -759,6 +759,9 @@ fn environ_dict<'py>(py: Python<'py>, e: Environ, input: Input) -> PyResult<Boun
     for (key, value) in e.headers {
         d.set_item(key, value)?;
     }
+    for (key, value) in e.tls {
+        d.set_item(key, value)?;
+    }
     d.set_item(intern!(py, "wsgi.version"), t.wsgi_version.bind(py))?;
     d.set_item(intern!(py, "wsgi.url_scheme"), e.url_scheme)?;
     d.set_item(intern!(py, "wsgi.input"), input.into_py_any(py)?)?;

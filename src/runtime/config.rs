@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::proto::body::BodyOptions;
+use crate::runtime::tls::TlsSettings;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BindAddr {
@@ -18,9 +19,26 @@ pub enum BindAddr {
     Unix(PathBuf),
 }
 
+/// HTTP/2 settings (RFC 9113 §6.5.2) and keep-alive pings.
+#[derive(Debug, Clone)]
+pub struct Http2Config {
+    pub max_concurrent_streams: u32,
+    pub initial_stream_window_size: u32,
+    pub initial_connection_window_size: u32,
+    pub max_frame_size: u32,
+    pub max_header_list_size: u32,
+    /// None: no keep-alive pings.
+    pub keep_alive_interval: Option<Duration>,
+    pub keep_alive_timeout: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// With `tls`, these listeners speak TLS; `insecure_binds` never do.
     pub binds: Vec<BindAddr>,
+    pub insecure_binds: Vec<BindAddr>,
+    pub tls: Option<TlsSettings>,
+    pub http2: Http2Config,
     pub threads: usize,
     pub queue_size: usize,
     pub body: BodyOptions,

@@ -18,37 +18,84 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use bytes::Bytes;
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 
 use super::config::{BindAddr, ServerConfig};
 use super::exchange::Application;
+use super::h2c::{PendingUpgrade, UpgradeRequest, UpgradeStream};
 use super::sendfile::{SendQueue, SendfileStream};
 use super::service::{handle, ConnContext};
+use super::tls::{TlsInfo, TlsState};
 
-/// Max concurrent HTTP/2 streams per connection: the value nginx, Go and
-/// hyper's own examples use (RFC 9113 §6.5.2 recommends no less than 100).
-const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Streams a client may reset before the server accepted them, per
+/// connection, before it gets GOAWAY(ENHANCE_YOUR_CALM): h2's default since
+/// the rapid-reset fix (CVE-2023-44487).
+const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// Streams the server may reset for protocol errors before it gives up on the
+/// connection with GOAWAY(ENHANCE_YOUR_CALM): hyper's default.
+const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// Listen backlog, as gunicorn's default (`--backlog 2048`).
 const LISTEN_BACKLOG: i32 = 2048;
 
-pub enum Listener {
+/// Run a hyper connection to its end: until it closes, the server shuts down
+/// (graceful: in-flight requests finish), or it has been idle for the
+/// keep-alive timeout. A macro because hyper's connection types share
+/// `graceful_shutdown` by name only.
+macro_rules! drive {
+    ($conn:expr, $shutdown:expr, $activity:expr, $keep_alive:expr) => {{
+        let conn = $conn;
+        let mut shutdown = $shutdown;
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            r = conn.as_mut() => r,
+            _ = shutdown.changed() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+            _ = $activity.idle_for($keep_alive) => {
+                // An idle keep-alive connection: close it (graceful_shutdown
+                // closes at once when no request is in flight).
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = result {
+            // Malformed requests, resets and timeouts: the client's doing, not
+            // an error of the server's. hyper already answered 400/431 where it could.
+            log::debug!(target: "propylon.server", "connection ended: {e}");
+        }
+    }};
+}
+
+pub struct Listener {
+    socket: Socket,
+    /// Connections on this listener start with a TLS handshake.
+    tls: bool,
+}
+
+enum Socket {
     Tcp(TcpListener),
     Unix(UnixListener, std::path::PathBuf),
 }
 
 impl Listener {
     pub fn describe(&self) -> String {
-        match self {
-            Listener::Tcp(l) => match l.local_addr() {
-                Ok(SocketAddr::V6(a)) => format!("http://[{}]:{}", a.ip(), a.port()),
-                Ok(a) => format!("http://{a}"),
-                Err(_) => "http://?".to_string(),
+        let scheme = if self.tls { "https" } else { "http" };
+        match &self.socket {
+            Socket::Tcp(l) => match l.local_addr() {
+                Ok(SocketAddr::V6(a)) => format!("{scheme}://[{}]:{}", a.ip(), a.port()),
+                Ok(a) => format!("{scheme}://{a}"),
+                Err(_) => format!("{scheme}://?"),
             },
-            Listener::Unix(_, path) => format!("unix:{}", path.display()),
+            Socket::Unix(_, path) => format!("unix:{}", path.display()),
         }
     }
 }
@@ -66,11 +113,21 @@ pub struct Server {
     rt: tokio::runtime::Runtime,
     listeners: Vec<Listener>,
     config: Arc<ServerConfig>,
+    tls: Option<Arc<TlsState>>,
 }
 
 impl Server {
-    /// Build the runtime and bind every address. Errors name the address.
+    /// Build the runtime, load the TLS configuration and bind every address.
+    /// Errors name the address or the file.
     pub fn bind(config: ServerConfig) -> io::Result<Server> {
+        let tls = match &config.tls {
+            Some(settings) => {
+                Some(Arc::new(TlsState::new(settings.clone()).map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+                })?))
+            }
+            None => None,
+        };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(
                 std::thread::available_parallelism()
@@ -81,19 +138,22 @@ impl Server {
             .enable_all()
             .build()?;
         let mut listeners = Vec::new();
-        for bind in &config.binds {
-            let listener = rt.block_on(bind_one(bind)).map_err(|e| {
+        let secure = config.binds.iter().map(|b| (b, tls.is_some()));
+        let insecure = config.insecure_binds.iter().map(|b| (b, false));
+        for (bind, tls) in secure.chain(insecure) {
+            let socket = rt.block_on(bind_one(bind)).map_err(|e| {
                 io::Error::new(
                     e.kind(),
                     format!("cannot bind {}: {}", describe_bind(bind), e),
                 )
             })?;
-            listeners.push(listener);
+            listeners.push(Listener { socket, tls });
         }
         Ok(Server {
             rt,
             listeners,
             config: Arc::new(config),
+            tls,
         })
     }
 
@@ -101,44 +161,60 @@ impl Server {
         &self.listeners
     }
 
-    pub fn handle(&self) -> tokio::runtime::Handle {
-        self.rt.handle().clone()
-    }
-
-    /// Serve until SIGINT or SIGTERM, then drain. Blocks the calling thread.
+    /// Serve until SIGINT or SIGTERM, then drain. SIGHUP reloads the TLS
+    /// certificate and key. Blocks the calling thread.
     pub fn run(self, app: Arc<dyn Application>) -> io::Result<Stopped> {
         let Server {
             rt,
             listeners,
             config,
+            tls,
         } = self;
         let handle = rt.handle().clone();
         let stopped = rt.block_on(async move {
-            let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-            let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut sigint = signal(SignalKind::interrupt())?;
+            let mut sigterm = signal(SignalKind::terminate())?;
+            let mut sighup = signal(SignalKind::hangup())?;
             let (shutdown_tx, shutdown_rx) = watch::channel(false);
             // Every connection task holds a clone; when all are dropped, recv() is None.
             let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
-            let builder = Arc::new(connection_builder(&config));
+            let serving = Arc::new(Serving {
+                builder: connection_builder(&config),
+                h2_upgraded: upgraded_builder(&config),
+                config: config.clone(),
+                app,
+                rt: handle,
+                tls: tls.clone(),
+                shutdown: shutdown_rx,
+                alive: alive_tx,
+            });
             for listener in listeners {
                 log::info!(target: "propylon.server", "Listening on {}", listener.describe());
-                tokio::spawn(accept_loop(
-                    listener,
-                    builder.clone(),
-                    config.clone(),
-                    app.clone(),
-                    handle.clone(),
-                    shutdown_rx.clone(),
-                    alive_tx.clone(),
-                ));
+                tokio::spawn(accept_loop(listener, serving.clone()));
             }
-            drop(alive_tx);
-            tokio::select! {
-                _ = sigint.recv() => {}
-                _ = sigterm.recv() => {}
+            let shutdown_serving = serving.clone();
+            drop(serving);
+            loop {
+                tokio::select! {
+                    _ = sigint.recv() => break,
+                    _ = sigterm.recv() => break,
+                    _ = sighup.recv() => match &tls {
+                        Some(tls) => match tls.reload() {
+                            Ok(()) => log::info!(target: "propylon.server", "SIGHUP: reloaded the TLS certificate and key"),
+                            Err(e) => log::error!(target: "propylon.server", "SIGHUP: keeping the old TLS configuration: {e}"),
+                        },
+                        None => log::info!(target: "propylon.server", "SIGHUP: nothing to reload"),
+                    },
+                }
             }
-            log::info!(target: "propylon.server", "Shutting down: draining in-flight requests (up to {:?})", config.graceful_timeout);
+            log::info!(
+                target: "propylon.server",
+                "Shutting down: draining in-flight requests (up to {:?})",
+                config.graceful_timeout
+            );
             let _ = shutdown_tx.send(true);
+            drop(shutdown_serving);
             let drained = tokio::select! {
                 _ = alive_rx.recv() => true,
                 _ = tokio::time::sleep(config.graceful_timeout) => false,
@@ -155,6 +231,18 @@ impl Server {
     }
 }
 
+/// What every connection of a running server shares.
+pub struct Serving {
+    builder: auto::Builder<TokioExecutor>,
+    h2_upgraded: http2::Builder<TokioExecutor>,
+    config: Arc<ServerConfig>,
+    app: Arc<dyn Application>,
+    rt: tokio::runtime::Handle,
+    tls: Option<Arc<TlsState>>,
+    shutdown: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+}
+
 fn describe_bind(bind: &BindAddr) -> String {
     match bind {
         BindAddr::Tcp { host, port } if host.contains(':') => format!("[{host}]:{port}"),
@@ -163,7 +251,7 @@ fn describe_bind(bind: &BindAddr) -> String {
     }
 }
 
-async fn bind_one(bind: &BindAddr) -> io::Result<Listener> {
+async fn bind_one(bind: &BindAddr) -> io::Result<Socket> {
     match bind {
         BindAddr::Tcp { host, port } => {
             let addr = (host.as_str(), *port)
@@ -187,7 +275,7 @@ async fn bind_one(bind: &BindAddr) -> io::Result<Listener> {
             socket.set_nonblocking(true)?;
             socket.bind(&addr.into())?;
             socket.listen(LISTEN_BACKLOG)?;
-            Ok(Listener::Tcp(TcpListener::from_std(socket.into())?))
+            Ok(Socket::Tcp(TcpListener::from_std(socket.into())?))
         }
         BindAddr::Unix(path) => {
             // A stale socket file from a previous run is replaced, as gunicorn does;
@@ -203,7 +291,7 @@ async fn bind_one(bind: &BindAddr) -> io::Result<Listener> {
                     ));
                 }
             }
-            Ok(Listener::Unix(UnixListener::bind(path)?, path.clone()))
+            Ok(Socket::Unix(UnixListener::bind(path)?, path.clone()))
         }
     }
 }
@@ -222,131 +310,189 @@ fn connection_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
         // Not `pipeline_flush(true)`: with it hyper 1.x does not flush its
         // automatic 400/431 for a malformed request before closing.
         .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
-        .max_header_list_size(config.max_header_size as u32);
+    let mut h2 = builder.http2();
+    apply_http2(&mut h2, config);
     builder
 }
 
-async fn accept_loop(
-    listener: Listener,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    config: Arc<ServerConfig>,
-    app: Arc<dyn Application>,
-    rt: tokio::runtime::Handle,
-    mut shutdown: watch::Receiver<bool>,
-    alive: mpsc::Sender<()>,
-) {
+macro_rules! http2_settings {
+    ($builder:expr, $config:expr) => {{
+        let h2 = &$config.http2;
+        $builder
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(h2.max_concurrent_streams)
+            .initial_stream_window_size(h2.initial_stream_window_size)
+            .initial_connection_window_size(h2.initial_connection_window_size)
+            .max_frame_size(h2.max_frame_size)
+            .max_header_list_size(h2.max_header_list_size)
+            .keep_alive_interval(h2.keep_alive_interval)
+            .keep_alive_timeout(h2.keep_alive_timeout)
+            // CVE-2023-44487 (rapid reset): streams the client resets before
+            // they were even accepted; h2's default, stated here on purpose.
+            .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
+            .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS);
+    }};
+}
+
+fn apply_http2(builder: &mut auto::Http2Builder<'_, TokioExecutor>, config: &ServerConfig) {
+    http2_settings!(builder, config);
+}
+
+fn upgraded_builder(config: &ServerConfig) -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    http2_settings!(builder, config);
+    builder
+}
+
+async fn accept_loop(listener: Listener, serving: Arc<Serving>) {
+    let mut shutdown = serving.shutdown.clone();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.changed() => return,
-            a = accept(&listener) => a,
+            a = accept(&listener.socket) => a,
         };
-        let (io, local, peer, zero_copy) = match accepted {
-            Ok(a) => a,
+        match accepted {
+            Ok(raw) => {
+                tokio::spawn(connection(raw, listener.tls, serving.clone()));
+            }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
                 log::error!(target: "propylon.server", "accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
             }
-        };
-        let ctx = Arc::new(ConnContext {
-            config: config.clone(),
-            app: app.clone(),
-            rt: rt.clone(),
-            local,
-            peer,
-            https: false,
-            activity: Arc::new(Activity::new()),
-            zero_copy,
-        });
-        tokio::spawn(serve_connection(
-            io,
-            builder.clone(),
-            ctx,
-            shutdown.clone(),
-            alive.clone(),
-        ));
+        }
     }
 }
 
-enum Stream {
-    Tcp(SendfileStream),
-    Unix(tokio::net::UnixStream),
+enum Raw {
+    Tcp(TcpStream, SocketAddr, Option<SocketAddr>),
+    Unix(UnixStream),
 }
 
-type Accepted = (
-    Stream,
-    Option<SocketAddr>,
-    Option<SocketAddr>,
-    Option<Arc<SendQueue>>,
-);
-
-async fn accept(listener: &Listener) -> io::Result<Accepted> {
-    match listener {
-        Listener::Tcp(l) => {
+async fn accept(socket: &Socket) -> io::Result<Raw> {
+    match socket {
+        Socket::Tcp(l) => {
             let (stream, peer) = l.accept().await?;
             let _ = stream.set_nodelay(true);
             let local = stream.local_addr().ok();
-            let queue = Arc::new(SendQueue::default());
-            let stream = Stream::Tcp(SendfileStream::new(stream, queue.clone()));
-            Ok((stream, local, Some(peer), Some(queue)))
+            Ok(Raw::Tcp(stream, peer, local))
         }
-        Listener::Unix(l, _) => {
-            let (stream, _) = l.accept().await?;
-            Ok((Stream::Unix(stream), None, None, None))
-        }
+        Socket::Unix(l, _) => Ok(Raw::Unix(l.accept().await?.0)),
     }
 }
 
-async fn serve_connection(
-    stream: Stream,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    ctx: Arc<ConnContext>,
-    shutdown: watch::Receiver<bool>,
-    alive: mpsc::Sender<()>,
-) {
-    match stream {
-        Stream::Tcp(s) => drive(TokioIo::new(s), &builder, ctx, shutdown).await,
-        Stream::Unix(s) => drive(TokioIo::new(s), &builder, ctx, shutdown).await,
+impl Serving {
+    fn context(
+        self: &Arc<Self>,
+        local: Option<SocketAddr>,
+        peer: Option<SocketAddr>,
+        tls: Option<Arc<TlsInfo>>,
+        zero_copy: Option<Arc<SendQueue>>,
+        upgrade: Option<PendingUpgrade>,
+    ) -> Arc<ConnContext> {
+        Arc::new(ConnContext {
+            config: self.config.clone(),
+            app: self.app.clone(),
+            rt: self.rt.clone(),
+            local,
+            peer,
+            tls,
+            activity: Arc::new(Activity::new()),
+            zero_copy,
+            upgrade,
+            serving: self.clone(),
+        })
+    }
+
+    /// Serve an h2c-upgraded connection: HTTP/2 from the first byte after the
+    /// 101, with the upgrade request inserted as stream 1.
+    pub fn spawn_upgraded(
+        self: &Arc<Self>,
+        on_upgrade: OnUpgrade,
+        frames: Bytes,
+        request: UpgradeRequest,
+        parent: &ConnContext,
+    ) {
+        let ctx = self.context(
+            parent.local,
+            parent.peer,
+            None,
+            None,
+            Some(PendingUpgrade::new(request)),
+        );
+        let serving = self.clone();
+        tokio::spawn(async move {
+            let alive = serving.alive.clone();
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let io = TokioIo::new(UpgradeStream::new(TokioIo::new(upgraded), frames));
+                    let activity = ctx.activity.clone();
+                    let keep_alive = ctx.config.keep_alive_timeout;
+                    let service = service_fn(move |req| handle(req, ctx.clone()));
+                    let conn = serving.h2_upgraded.serve_connection(io, service);
+                    drive!(conn, serving.shutdown.clone(), activity, keep_alive);
+                }
+                Err(e) => log::debug!(target: "propylon.server", "h2c upgrade failed: {e}"),
+            }
+            drop(alive);
+        });
+    }
+}
+
+async fn connection(raw: Raw, tls: bool, serving: Arc<Serving>) {
+    let alive = serving.alive.clone();
+    match raw {
+        Raw::Unix(stream) => {
+            let ctx = serving.context(None, None, None, None, None);
+            serve(TokioIo::new(stream), &serving, ctx).await;
+        }
+        Raw::Tcp(stream, peer, local) if tls => {
+            let Some(state) = &serving.tls else { return };
+            let acceptor = TlsAcceptor::from(state.current());
+            // The handshake counts against the header timeout (slowloris).
+            let stream = match tokio::time::timeout(
+                serving.config.header_timeout,
+                acceptor.accept(stream),
+            )
+            .await
+            {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    log::info!(target: "propylon.server", "TLS handshake with {peer} failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    log::info!(target: "propylon.server", "TLS handshake with {peer} timed out");
+                    return;
+                }
+            };
+            let info = Arc::new(TlsInfo::from_connection(stream.get_ref().1));
+            let ctx = serving.context(local, Some(peer), Some(info), None, None);
+            serve(TokioIo::new(stream), &serving, ctx).await;
+        }
+        Raw::Tcp(stream, peer, local) => {
+            let queue = Arc::new(SendQueue::default());
+            let ctx = serving.context(local, Some(peer), None, Some(queue.clone()), None);
+            serve(
+                TokioIo::new(SendfileStream::new(stream, queue)),
+                &serving,
+                ctx,
+            )
+            .await;
+        }
     }
     drop(alive);
 }
 
-async fn drive<I>(
-    io: I,
-    builder: &auto::Builder<TokioExecutor>,
-    ctx: Arc<ConnContext>,
-    mut shutdown: watch::Receiver<bool>,
-) where
+async fn serve<I>(io: I, serving: &Serving, ctx: Arc<ConnContext>)
+where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let activity = ctx.activity.clone();
     let keep_alive = ctx.config.keep_alive_timeout;
     let service = service_fn(move |req| handle(req, ctx.clone()));
-    let conn = builder.serve_connection(io, service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = shutdown.changed() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-        _ = activity.idle_for(keep_alive) => {
-            // An idle keep-alive connection: close it (graceful_shutdown closes
-            // at once when no request is in flight).
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = result {
-        // Malformed requests, resets and timeouts: the client's doing, not an
-        // error of the server's. hyper has already answered 400/431 where it could.
-        log::debug!(target: "propylon.server", "connection ended: {e}");
-    }
+    let conn = serving.builder.serve_connection_with_upgrades(io, service);
+    drive!(conn, serving.shutdown.clone(), activity, keep_alive);
 }
 
 /// Requests in flight on one connection, and since when it has been idle: the

@@ -17,17 +17,20 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
 use super::access_log::{AccessRecord, Tracked};
 use super::body::{BodyError, BodyReader, Source};
 use super::config::ServerConfig;
 use super::exchange::{Application, Call, Reply};
+use super::h2c::{self, PendingUpgrade, UpgradeRequest};
 use super::response::ResponseBody;
 use super::sendfile::SendQueue;
-use super::server::Activity;
+use super::server::{Activity, Serving};
+use super::tls::TlsInfo;
 use crate::proto::body::{plan, Framing};
-use crate::proto::environ::{build, EnvironInput, HttpVersion};
+use crate::proto::environ::{build, tls_variables, EnvironInput, HttpVersion};
 use crate::proto::request::check_framing;
 
 /// What every request on a connection shares.
@@ -37,10 +40,14 @@ pub struct ConnContext {
     pub rt: tokio::runtime::Handle,
     pub local: Option<SocketAddr>,
     pub peer: Option<SocketAddr>,
-    pub https: bool,
+    /// TLS connections: what the handshake established.
+    pub tls: Option<Arc<TlsInfo>>,
     pub activity: Arc<Activity>,
     /// Plain TCP connections: the queue `sendfile` works from.
     pub zero_copy: Option<Arc<SendQueue>>,
+    /// An h2c-upgraded connection: the upgrade request, for stream 1.
+    pub upgrade: Option<PendingUpgrade>,
+    pub serving: Arc<Serving>,
 }
 
 pub type HttpResponse = Response<Tracked<ResponseBody>>;
@@ -78,13 +85,16 @@ async fn respond(req: Request<Incoming>, ctx: &ConnContext) -> Response<Response
         log::info!(target: "propylon.server", "rejected request: {e}");
         return error_response(e.status, e.reason, true);
     }
+    if version == HttpVersion::Http11 && ctx.tls.is_none() && h2c::is_upgrade_request(req.headers())
+    {
+        return upgrade_to_h2c(req, ctx).await;
+    }
     let (parts, incoming) = req.into_parts();
-    // hyper knows the framing (Content-Length, chunked, HTTP/2 END_STREAM); a
-    // declared "Content-Length: 0" stays Length(0) so CONTENT_LENGTH shows "0".
-    let framing = match incoming.size_hint().exact() {
-        Some(0) if !parts.headers.contains_key(CONTENT_LENGTH) => Framing::Empty,
-        Some(n) => Framing::Length(n),
-        None => Framing::Streamed,
+    // The request an h2c upgrade carried arrives as stream 1, its body read.
+    let upgraded = ctx.upgrade.as_ref().and_then(|u| u.take());
+    let framing = match &upgraded {
+        Some(u) => u.framing,
+        None => framing_of(&parts.headers, &incoming),
     };
     let config = &ctx.config;
     let body_plan = match plan(&parts.headers, framing, &config.body) {
@@ -95,6 +105,7 @@ async fn respond(req: Request<Incoming>, ctx: &ConnContext) -> Response<Response
         }
     };
     let source = match framing {
+        _ if upgraded.is_some() => Source::Memory(upgraded.map(|u| u.body).unwrap_or_default()),
         Framing::Empty | Framing::Length(0) => Source::Empty,
         Framing::Length(n) => Source::Incoming {
             body: incoming,
@@ -125,20 +136,23 @@ async fn respond(req: Request<Incoming>, ctx: &ConnContext) -> Response<Response
         }
     }
 
-    let environ = build(&EnvironInput {
+    let mut environ = build(&EnvironInput {
         method: parts.method.as_str(),
         path: parts.uri.path(),
         query: parts.uri.query(),
         version,
         headers: &parts.headers,
         authority: parts.uri.authority().map(|a| a.as_str()),
-        https: ctx.https,
+        https: ctx.tls.is_some(),
         local_addr: ctx.local,
         peer_addr: ctx.peer,
         root_path: &config.root_path,
         content_length,
         strip_content_encoding: body_plan.strip_content_encoding,
     });
+    if let Some(tls) = &ctx.tls {
+        environ.tls = tls_variables(&tls.protocol, &tls.cipher, tls.client_cert_pem.as_deref());
+    }
     let (reply, head) = Reply::new();
     let zero_copy = match version {
         HttpVersion::Http2 => None,
@@ -194,5 +208,60 @@ pub fn error_response(status: u16, reason: &str, close: bool) -> Response<Respon
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
     }
     *response.body_mut() = ResponseBody::full(body);
+    response
+}
+
+/// hyper knows the framing (Content-Length, chunked, HTTP/2 END_STREAM); a
+/// declared "Content-Length: 0" stays Length(0) so CONTENT_LENGTH shows "0".
+fn framing_of(headers: &http::HeaderMap, incoming: &Incoming) -> Framing {
+    match incoming.size_hint().exact() {
+        Some(0) if !headers.contains_key(CONTENT_LENGTH) => Framing::Empty,
+        Some(n) => Framing::Length(n),
+        None => Framing::Streamed,
+    }
+}
+
+/// `Upgrade: h2c` (RFC 7540 §3.2): read the request body in HTTP/1.1, answer
+/// 101, and serve the connection as HTTP/2 with this request on stream 1.
+async fn upgrade_to_h2c(mut req: Request<Incoming>, ctx: &ConnContext) -> Response<ResponseBody> {
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let (parts, mut incoming) = req.into_parts();
+    let framing = framing_of(&parts.headers, &incoming);
+    let max = ctx.config.body.max_body_size;
+    if let Framing::Length(n) = framing {
+        if n > max {
+            return error_response(413, "Content Too Large", true);
+        }
+    }
+    let mut body = bytes::BytesMut::new();
+    loop {
+        match tokio::time::timeout(ctx.config.body_timeout, incoming.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    if (body.len() + data.len()) as u64 > max {
+                        return error_response(413, "Content Too Large", true);
+                    }
+                    body.extend_from_slice(data);
+                }
+            }
+            Ok(None) => break,
+            Ok(Some(Err(_))) | Err(_) => return error_response(400, "Bad Request", true),
+        }
+    }
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let frames = h2c::stream_one_headers(parts.method.as_str(), target, &parts.headers);
+    let request = UpgradeRequest {
+        body: body.freeze(),
+        framing,
+    };
+    ctx.serving.spawn_upgraded(on_upgrade, frames, request, ctx);
+    let mut response = Response::new(ResponseBody::Empty);
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    response
+        .headers_mut()
+        .insert(http::header::UPGRADE, HeaderValue::from_static("h2c"));
     response
 }
