@@ -193,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default: {defaults.body_timeout:g})",
     )
     limits.add_argument(
+        "--send-timeout", type=float, metavar="S",
+        help="close a connection whose client takes no response data for S "
+        f"(default: {defaults.send_timeout:g})",
+    )
+    limits.add_argument(
         "--graceful-timeout", type=float, metavar="S",
         help="on SIGINT/SIGTERM, time given to requests in flight "
         f"(default: {defaults.graceful_timeout:g})",

@@ -108,6 +108,9 @@ class Config:
     header_timeout: float = 10.0
     #: Seconds a ``wsgi.input`` read may wait for data before raising ``ClientDisconnected``.
     body_timeout: float = 60.0
+    #: Seconds a response may wait for a client that takes no data (a full TCP
+    #: buffer, or an HTTP/2 window left at zero) before its connection is closed.
+    send_timeout: float = 60.0
     #: Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     graceful_timeout: float = 30.0
     #: Log one line per request on ``propylon.access``.
@@ -161,7 +164,7 @@ class Config:
         _at_least("buffer_memory_limit", self.buffer_memory_limit, 0)
         _at_least("max_header_size", self.max_header_size, 1)
         _at_least("max_headers", self.max_headers, 1)
-        for name in ("keep_alive_timeout", "header_timeout", "body_timeout"):
+        for name in ("keep_alive_timeout", "header_timeout", "body_timeout", "send_timeout"):
             _seconds(name, getattr(self, name), allow_zero=False)
         _seconds("graceful_timeout", self.graceful_timeout, allow_zero=True)
         if self.log_level not in LOG_LEVELS:

@@ -176,6 +176,23 @@ fn check_http2_fields(headers: &HeaderMap) -> Result<(), RequestError> {
     Ok(())
 }
 
+/// RFC 9113 §8.3.1: "A server SHOULD treat a request as malformed if it
+/// contains a Host header field that identifies an entity that differs from
+/// the entity in the :authority pseudo-header field." Host names compare
+/// case-insensitively (RFC 3986 §6.2.2.1).
+pub fn check_authority(headers: &HeaderMap, authority: Option<&str>) -> Result<(), RequestError> {
+    let (Some(authority), Some(host)) = (authority, headers.get(http::header::HOST)) else {
+        return Ok(());
+    };
+    if host.as_bytes().eq_ignore_ascii_case(authority.as_bytes()) {
+        Ok(())
+    } else {
+        Err(RequestError::bad_request(
+            "Host header differs from :authority",
+        ))
+    }
+}
+
 /// The non-empty, OWS-trimmed elements of a comma-separated list field,
 /// across all its field lines (RFC 9110 §5.3 and §5.6.1).
 fn list_elements(
@@ -299,5 +316,29 @@ mod tests {
     fn errors_display_reason_and_status() {
         let err = check_framing(Http10, &headers(&[("content-length", "x")])).unwrap_err();
         assert_eq!(err.to_string(), "malformed Content-Length (400)");
+    }
+
+    #[test]
+    fn host_must_match_authority() {
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>, bool);
+        let cases: &[Case] = &[
+            (&[("host", "example.com")], Some("example.com"), true),
+            (
+                &[("host", "Example.COM:8443")],
+                Some("example.com:8443"),
+                true,
+            ),
+            (&[("host", "evil.com")], Some("example.com"), false),
+            (&[("host", "example.com:1")], Some("example.com"), false),
+            (&[], Some("example.com"), true),
+            (&[("host", "example.com")], None, true),
+        ];
+        for (fields, authority, ok) in cases {
+            assert_eq!(
+                check_authority(&headers(fields), *authority).is_ok(),
+                *ok,
+                "{fields:?} {authority:?}"
+            );
+        }
     }
 }

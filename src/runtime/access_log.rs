@@ -14,9 +14,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::Request;
 use http_body::{Body, Frame, SizeHint};
+
+use super::activity::Progress;
 
 pub struct AccessRecord {
     peer: String,
@@ -76,14 +80,16 @@ pub struct Tracked<B> {
     inner: B,
     on_end: Option<OnEnd>,
     sent: u64,
+    progress: Arc<Progress>,
 }
 
 impl<B> Tracked<B> {
-    pub fn new(inner: B, on_end: OnEnd) -> Tracked<B> {
+    pub fn new(inner: B, progress: Arc<Progress>, on_end: OnEnd) -> Tracked<B> {
         Tracked {
             inner,
             on_end: Some(on_end),
             sent: 0,
+            progress,
         }
     }
 }
@@ -98,10 +104,14 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                this.sent += data.len() as u64;
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.sent += data.len() as u64;
+                    this.progress.gave_data();
+                }
             }
+            _ => this.progress.waiting(),
         }
         polled
     }

@@ -48,6 +48,8 @@ pub struct ServerConfig {
     pub keep_alive_timeout: Duration,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    /// A response the client takes no data from for this long closes its connection.
+    pub send_timeout: Duration,
     pub graceful_timeout: Duration,
     pub access_log: bool,
     pub root_path: String,

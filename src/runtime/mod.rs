@@ -6,10 +6,12 @@
 //! application work, `access_log` writes one line per response.
 
 pub mod access_log;
+pub mod activity;
 pub mod body;
 pub mod config;
 pub mod exchange;
 pub mod h2c;
+pub mod h2guard;
 pub mod pool;
 pub mod response;
 pub mod sendfile;

@@ -12,11 +12,8 @@
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::sync::Notify;
-use tokio::time::Instant;
 
 use bytes::Bytes;
 use hyper::server::conn::http2;
@@ -24,13 +21,16 @@ use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
+use super::activity::Activity;
 use super::config::{BindAddr, ServerConfig};
 use super::exchange::Application;
 use super::h2c::{PendingUpgrade, UpgradeRequest, UpgradeStream};
+use super::h2guard::{Guard, GuardHandle, ENHANCE_YOUR_CALM};
 use super::sendfile::{SendQueue, SendfileStream};
 use super::service::{handle, ConnContext};
 use super::tls::{TlsInfo, TlsState};
@@ -50,30 +50,41 @@ const LISTEN_BACKLOG: i32 = 2048;
 /// keep-alive timeout. A macro because hyper's connection types share
 /// `graceful_shutdown` by name only.
 macro_rules! drive {
-    ($conn:expr, $shutdown:expr, $activity:expr, $keep_alive:expr) => {{
+    ($conn:expr, $shutdown:expr, $ctx:expr) => {{
         let conn = $conn;
         let mut shutdown = $shutdown;
+        let ctx: &ConnContext = $ctx;
         tokio::pin!(conn);
         let result = tokio::select! {
-            r = conn.as_mut() => r,
+            r = conn.as_mut() => Some(r),
             _ = shutdown.changed() => {
                 conn.as_mut().graceful_shutdown();
-                conn.await
+                Some(conn.await)
             }
-            _ = $activity.idle_for($keep_alive) => {
+            _ = ctx.activity.idle_for(ctx.config.keep_alive_timeout) => {
                 // An idle keep-alive connection: close it (graceful_shutdown
                 // closes at once when no request is in flight).
                 conn.as_mut().graceful_shutdown();
-                conn.await
+                Some(conn.await)
+            }
+            _ = ctx.activity.stalled_for(ctx.config.send_timeout) => {
+                // The client takes no data: GOAWAY (HTTP/2) and close. If hyper
+                // does not come back to the transport soon, drop the connection.
+                ctx.guard.trip(ENHANCE_YOUR_CALM, "a response stalled: the client takes no data");
+                tokio::time::timeout(STALL_GRACE, conn.as_mut()).await.ok()
             }
         };
-        if let Err(e) = result {
+        if let Some(Err(e)) = result {
             // Malformed requests, resets and timeouts: the client's doing, not
             // an error of the server's. hyper already answered 400/431 where it could.
             log::debug!(target: "propylon.server", "connection ended: {e}");
         }
     }};
 }
+
+/// After tripping the guard of a stalled connection, how long hyper gets to
+/// notice before the connection is dropped outright.
+const STALL_GRACE: Duration = Duration::from_secs(1);
 
 pub struct Listener {
     socket: Socket,
@@ -401,6 +412,7 @@ impl Serving {
             zero_copy,
             upgrade,
             serving: self.clone(),
+            guard: GuardHandle::default(),
         })
     }
 
@@ -425,12 +437,12 @@ impl Serving {
             let alive = serving.alive.clone();
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    let io = TokioIo::new(UpgradeStream::new(TokioIo::new(upgraded), frames));
-                    let activity = ctx.activity.clone();
-                    let keep_alive = ctx.config.keep_alive_timeout;
-                    let service = service_fn(move |req| handle(req, ctx.clone()));
+                    let io = UpgradeStream::new(TokioIo::new(upgraded), frames);
+                    let io = TokioIo::new(Guard::new(io, ctx.guard.clone()));
+                    let service_ctx = ctx.clone();
+                    let service = service_fn(move |req| handle(req, service_ctx.clone()));
                     let conn = serving.h2_upgraded.serve_connection(io, service);
-                    drive!(conn, serving.shutdown.clone(), activity, keep_alive);
+                    drive!(conn, serving.shutdown.clone(), &ctx);
                 }
                 Err(e) => log::debug!(target: "propylon.server", "h2c upgrade failed: {e}"),
             }
@@ -444,7 +456,7 @@ async fn connection(raw: Raw, tls: bool, serving: Arc<Serving>) {
     match raw {
         Raw::Unix(stream) => {
             let ctx = serving.context(None, None, None, None, None);
-            serve(TokioIo::new(stream), &serving, ctx).await;
+            serve(stream, &serving, ctx).await;
         }
         Raw::Tcp(stream, peer, local) if tls => {
             let Some(state) = &serving.tls else { return };
@@ -468,82 +480,26 @@ async fn connection(raw: Raw, tls: bool, serving: Arc<Serving>) {
             };
             let info = Arc::new(TlsInfo::from_connection(stream.get_ref().1));
             let ctx = serving.context(local, Some(peer), Some(info), None, None);
-            serve(TokioIo::new(stream), &serving, ctx).await;
+            serve(stream, &serving, ctx).await;
         }
         Raw::Tcp(stream, peer, local) => {
             let queue = Arc::new(SendQueue::default());
             let ctx = serving.context(local, Some(peer), None, Some(queue.clone()), None);
-            serve(
-                TokioIo::new(SendfileStream::new(stream, queue)),
-                &serving,
-                ctx,
-            )
-            .await;
+            serve(SendfileStream::new(stream, queue), &serving, ctx).await;
         }
     }
     drop(alive);
 }
 
+/// Serve one connection (HTTP/1.1 or HTTP/2, detected from its first bytes),
+/// behind the HTTP/2 abuse guard.
 async fn serve<I>(io: I, serving: &Serving, ctx: Arc<ConnContext>)
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let activity = ctx.activity.clone();
-    let keep_alive = ctx.config.keep_alive_timeout;
-    let service = service_fn(move |req| handle(req, ctx.clone()));
+    let io = TokioIo::new(Guard::new(io, ctx.guard.clone()));
+    let service_ctx = ctx.clone();
+    let service = service_fn(move |req| handle(req, service_ctx.clone()));
     let conn = serving.builder.serve_connection_with_upgrades(io, service);
-    drive!(conn, serving.shutdown.clone(), activity, keep_alive);
-}
-
-/// Requests in flight on one connection, and since when it has been idle: the
-/// keep-alive timer. (hyper's own header-read timeout also runs while a
-/// connection waits for its next request, so it bounds idle time too; this
-/// timer makes the keep-alive limit its own setting, as in gunicorn and uvicorn.)
-pub struct Activity {
-    state: Mutex<(usize, Instant)>,
-    changed: Notify,
-}
-
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            state: Mutex::new((0, Instant::now())),
-            changed: Notify::new(),
-        }
-    }
-
-    pub fn begin(&self) {
-        self.state.lock().unwrap().0 += 1;
-        self.changed.notify_waiters();
-    }
-
-    pub fn end(&self) {
-        let mut s = self.state.lock().unwrap();
-        s.0 = s.0.saturating_sub(1);
-        s.1 = Instant::now();
-        drop(s);
-        self.changed.notify_waiters();
-    }
-
-    /// Completes once no request has been in flight for `limit`.
-    async fn idle_for(&self, limit: Duration) {
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let (active, since) = *self.state.lock().unwrap();
-            if active > 0 {
-                notified.await;
-                continue;
-            }
-            let deadline = since + limit;
-            if Instant::now() >= deadline {
-                return;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => {}
-                _ = notified => {}
-            }
-        }
-    }
+    drive!(conn, serving.shutdown.clone(), &ctx);
 }

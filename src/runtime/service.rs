@@ -21,17 +21,19 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
 use super::access_log::{AccessRecord, Tracked};
+use super::activity::Activity;
 use super::body::{BodyError, BodyReader, Source};
 use super::config::ServerConfig;
 use super::exchange::{Application, Call, Reply};
 use super::h2c::{self, PendingUpgrade, UpgradeRequest};
+use super::h2guard::GuardHandle;
 use super::response::ResponseBody;
 use super::sendfile::SendQueue;
-use super::server::{Activity, Serving};
+use super::server::Serving;
 use super::tls::TlsInfo;
 use crate::proto::body::{plan, Framing};
 use crate::proto::environ::{build, tls_variables, EnvironInput, HttpVersion};
-use crate::proto::request::check_framing;
+use crate::proto::request::{check_authority, check_framing};
 
 /// What every request on a connection shares.
 pub struct ConnContext {
@@ -48,6 +50,8 @@ pub struct ConnContext {
     /// An h2c-upgraded connection: the upgrade request, for stream 1.
     pub upgrade: Option<PendingUpgrade>,
     pub serving: Arc<Serving>,
+    /// Closes the connection (GOAWAY on HTTP/2) when a response stalls.
+    pub guard: GuardHandle,
 }
 
 pub type HttpResponse = Response<Tracked<ResponseBody>>;
@@ -72,7 +76,11 @@ pub async fn handle(
         }
         activity.end();
     });
-    Ok(Response::from_parts(parts, Tracked::new(body, on_end)))
+    let progress = ctx.activity.watch();
+    Ok(Response::from_parts(
+        parts,
+        Tracked::new(body, progress, on_end),
+    ))
 }
 
 async fn respond(req: Request<Incoming>, ctx: &ConnContext) -> Response<ResponseBody> {
@@ -81,7 +89,13 @@ async fn respond(req: Request<Incoming>, ctx: &ConnContext) -> Response<Response
         Version::HTTP_2 | Version::HTTP_3 => HttpVersion::Http2,
         _ => HttpVersion::Http11,
     };
-    if let Err(e) = check_framing(version, req.headers()) {
+    let authority_ok = match version {
+        HttpVersion::Http2 => {
+            check_authority(req.headers(), req.uri().authority().map(|a| a.as_str()))
+        }
+        _ => Ok(()),
+    };
+    if let Err(e) = authority_ok.and_then(|()| check_framing(version, req.headers())) {
         log::info!(target: "propylon.server", "rejected request: {e}");
         return error_response(e.status, e.reason, true);
     }
