@@ -7,7 +7,7 @@ use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 
 use super::{config, logging, types, wsgi};
-use crate::runtime::pool::{Pool, ThreadMain};
+use crate::runtime::pool::{Pool, ThreadMain, Worker};
 use crate::runtime::server::{Server, Stopped};
 
 /// How long, after the connections are gone, work still on the pool may take
@@ -23,10 +23,20 @@ pub fn serve(py: Python<'_>, config: &Bound<'_, PyAny>, app: Py<PyAny>) -> PyRes
     logging::install(py)?;
     types::get(py)?;
     let server = Server::bind(config.clone()).map_err(|e| PyOSError::new_err(e.to_string()))?;
-    // Each pool thread attaches to the interpreter once, for its whole life, and
-    // detaches while it waits for work: a job then only re-takes the GIL.
-    let thread_main: ThreadMain = Arc::new(|body: Box<dyn FnOnce() + Send>| {
-        Python::attach(|py| py.detach(body));
+    // Each pool thread attaches to the interpreter once, for its whole life,
+    // runs jobs back to back while there are any, and detaches only to wait for
+    // more: a busy server does not hand the GIL over once per request.
+    let thread_main: ThreadMain = Arc::new(|mut worker: Worker| {
+        Python::attach(|py| loop {
+            if let Some(job) = worker.next(false) {
+                Worker::run(job);
+                continue;
+            }
+            match py.detach(|| worker.next(true)) {
+                Some(job) => Worker::run(job),
+                None => break,
+            }
+        });
     });
     let pool = Arc::new(
         Pool::new(config.threads, config.queue_size, thread_main)

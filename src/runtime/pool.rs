@@ -6,9 +6,13 @@
 //! response iterable, a `close()` call) enter a second queue that is never refused
 //! and is served first, so work already started finishes before new work begins.
 //!
-//! What it does not do: it knows nothing about Python. The bridge passes a
-//! `thread_main` that wraps each thread's loop (to attach the thread to the
-//! interpreter once, for the thread's whole life).
+//! Each thread runs a loop the embedder writes around a `Worker`: take a job
+//! without waiting while there is one (`next(false)`), and wait for one only
+//! when the queues are empty (`next(true)`). That lets the Python bridge keep a
+//! thread attached to the interpreter across consecutive jobs and detach only
+//! to wait, instead of handing the GIL over once per job.
+//!
+//! What it does not do: it knows nothing about Python.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
@@ -17,8 +21,11 @@ use std::time::{Duration, Instant};
 
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
 
-/// Wraps the body of every pool thread; receives the loop to run.
-pub type ThreadMain = Arc<dyn Fn(Box<dyn FnOnce() + Send>) + Send + Sync>;
+/// Times an idle worker yields the CPU before it sleeps (see `Worker::next`).
+const YIELDS_BEFORE_WAIT: u32 = 2;
+
+/// Runs on each pool thread; must call `Worker::next` until it returns None.
+pub type ThreadMain = Arc<dyn Fn(Worker) + Send + Sync>;
 
 pub struct Pool {
     shared: Arc<Shared>,
@@ -37,7 +44,80 @@ struct Queues {
     fresh: VecDeque<Job>,
     resumed: VecDeque<Job>,
     busy: usize,
+    /// Threads blocked in `next(true)`: only they need a wake-up.
+    waiting: usize,
     stopping: bool,
+}
+
+/// A pool thread's handle on the queues.
+pub struct Worker {
+    shared: Arc<Shared>,
+    holding: bool,
+}
+
+impl Worker {
+    /// The next job, resumed work first. With `wait`, blocks until there is one
+    /// (None: the pool is shutting down); without, None when the queues are empty.
+    pub fn next(&mut self, wait: bool) -> Option<Job> {
+        let shared = &self.shared;
+        let mut q = shared.state.lock().unwrap();
+        if std::mem::take(&mut self.holding) {
+            q.busy -= 1;
+        }
+        let mut yields = if wait { YIELDS_BEFORE_WAIT } else { 0 };
+        loop {
+            if let Some(job) = q.resumed.pop_front().or_else(|| q.fresh.pop_front()) {
+                q.busy += 1;
+                self.holding = true;
+                return Some(job);
+            }
+            if q.busy == 0 {
+                shared.idle.notify_all();
+            }
+            if !wait || q.stopping {
+                return None;
+            }
+            if yields > 0 {
+                // Let the I/O threads run first: they usually have more
+                // requests ready, and taking them in one batch costs one
+                // wake-up instead of one per request.
+                yields -= 1;
+                drop(q);
+                std::thread::yield_now();
+                q = shared.state.lock().unwrap();
+                continue;
+            }
+            q.waiting += 1;
+            q = shared.work.wait(q).unwrap();
+            q.waiting -= 1;
+        }
+    }
+
+    /// Run a job so that a panic does not take the thread (and its queue) down.
+    pub fn run(job: Job) {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if self.holding {
+            let mut q = self.shared.state.lock().unwrap();
+            q.busy -= 1;
+            if q.busy == 0 {
+                self.shared.idle.notify_all();
+            }
+        }
+    }
+}
+
+/// The loop for threads that need no setup: wait, run, repeat.
+pub fn plain_thread_main() -> ThreadMain {
+    Arc::new(|mut worker: Worker| {
+        while let Some(job) = worker.next(true) {
+            Worker::run(job);
+        }
+    })
 }
 
 impl Pool {
@@ -51,6 +131,7 @@ impl Pool {
                 fresh: VecDeque::new(),
                 resumed: VecDeque::new(),
                 busy: 0,
+                waiting: 0,
                 stopping: false,
             }),
             work: Condvar::new(),
@@ -58,13 +139,16 @@ impl Pool {
             queue_size,
             threads: threads.max(1),
         });
-        let mut handles = Vec::with_capacity(threads);
+        let mut handles = Vec::with_capacity(shared.threads);
         for index in 0..shared.threads {
-            let shared = shared.clone();
+            let worker = Worker {
+                shared: shared.clone(),
+                holding: false,
+            };
             let main = thread_main.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("propylon-worker-{index}"))
-                .spawn(move || main(Box::new(move || worker_loop(&shared))))?;
+                .spawn(move || main(worker))?;
             handles.push(handle);
         }
         Ok(Pool {
@@ -81,8 +165,11 @@ impl Pool {
             return Err(job);
         }
         q.fresh.push_back(job);
+        let wake = q.waiting > 0;
         drop(q);
-        self.shared.work.notify_one();
+        if wake {
+            self.shared.work.notify_one();
+        }
         Ok(())
     }
 
@@ -90,8 +177,11 @@ impl Pool {
     pub fn submit_resumed(&self, job: Job) {
         let mut q = self.shared.state.lock().unwrap();
         q.resumed.push_back(job);
+        let wake = q.waiting > 0;
         drop(q);
-        self.shared.work.notify_one();
+        if wake {
+            self.shared.work.notify_one();
+        }
     }
 
     /// Stop the threads once the queues are empty. Returns true when every thread
@@ -109,6 +199,7 @@ impl Pool {
                 }
                 q = self.shared.idle.wait_timeout(q, deadline - now).unwrap().0;
             }
+            self.shared.work.notify_all();
         }
         for handle in self.handles.lock().unwrap().drain(..) {
             let _ = handle.join();
@@ -117,40 +208,14 @@ impl Pool {
     }
 }
 
-fn worker_loop(shared: &Shared) {
-    let mut q = shared.state.lock().unwrap();
-    loop {
-        let job = q.resumed.pop_front().or_else(|| q.fresh.pop_front());
-        match job {
-            Some(job) => {
-                q.busy += 1;
-                drop(q);
-                // A panicking job must not take the thread (and its queue) down.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                q = shared.state.lock().unwrap();
-                q.busy -= 1;
-                if q.busy == 0 && q.fresh.is_empty() && q.resumed.is_empty() {
-                    shared.idle.notify_all();
-                }
-            }
-            None if q.stopping => return,
-            None => q = shared.work.wait(q).unwrap(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::mpsc;
 
-    fn plain() -> ThreadMain {
-        Arc::new(|f: Box<dyn FnOnce() + Send>| f())
-    }
-
     #[test]
     fn runs_jobs_and_refuses_past_the_queue() {
-        let pool = Pool::new(1, 1, plain()).unwrap();
+        let pool = Pool::new(1, 1, plain_thread_main()).unwrap();
         let (block_tx, block_rx) = mpsc::channel::<()>();
         let (started_tx, started_rx) = mpsc::channel::<()>();
         pool.try_submit(Box::new(move || {
@@ -175,6 +240,19 @@ mod tests {
         // The continuation runs before the queued fresh job.
         assert_eq!(done_rx.recv().unwrap(), 2);
         assert_eq!(done_rx.recv().unwrap(), 1);
+        assert!(pool.shutdown(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_panicking_job_does_not_kill_its_thread() {
+        let pool = Pool::new(1, 4, plain_thread_main()).unwrap();
+        pool.try_submit(Box::new(|| panic!("boom"))).ok().unwrap();
+        let (tx, rx) = mpsc::channel();
+        pool.try_submit(Box::new(move || tx.send(()).unwrap()))
+            .ok()
+            .unwrap();
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("the thread survived the panic");
         assert!(pool.shutdown(Duration::from_secs(5)));
     }
 }
