@@ -280,12 +280,18 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guard<I> {
         if let Some((code, why)) = this.tripped() {
             return this.poll_close(cx, code, why).map(Err);
         }
-        this.handle.0.lock().unwrap().reader = Some(cx.waker().clone());
+        {
+            // Remember who to wake for `GuardHandle::trip` (cloning only when
+            // the task changed: a clone per read is measurable).
+            let mut shared = this.handle.0.lock().unwrap();
+            if !shared.reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                shared.reader = Some(cx.waker().clone());
+            }
+        }
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = result {
-            let new = buf.filled()[before..].to_vec();
-            this.inspect(&new);
+            this.inspect(&buf.filled()[before..]);
             if let Some((code, why)) = this.tripped() {
                 return this.poll_close(cx, code, why).map(Err);
             }
