@@ -120,8 +120,10 @@ impl Activity {
     }
 
     /// Completes once some response has waited `limit` for the client to take
-    /// its data. Checks a few times per `limit`.
-    pub async fn stalled_for(&self, limit: Duration) {
+    /// its data, and no response bytes went out for as long (`sent_nothing_for`:
+    /// the transport's view, so that a slow but steady reader of a large chunk
+    /// is not taken for a stalled one). Checks a few times per `limit`.
+    pub async fn stalled_for(&self, limit: Duration, sent_nothing_for: impl Fn(Duration) -> bool) {
         let every = (limit / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         loop {
             tokio::time::sleep(every).await;
@@ -133,7 +135,7 @@ impl Activity {
                     .filter_map(Weak::upgrade)
                     .any(|p| p.stalled_for(limit))
             };
-            if stalled {
+            if stalled && sent_nothing_for(limit) {
                 return;
             }
         }
@@ -150,9 +152,12 @@ mod tests {
         let progress = activity.watch();
         progress.gave_data();
         let limit = Duration::from_secs(10);
-        tokio::time::timeout(Duration::from_secs(12), activity.stalled_for(limit))
-            .await
-            .expect("stall detected");
+        tokio::time::timeout(
+            Duration::from_secs(12),
+            activity.stalled_for(limit, |_| true),
+        )
+        .await
+        .expect("stall detected");
     }
 
     #[tokio::test(start_paused = true)]
@@ -162,11 +167,12 @@ mod tests {
         progress.gave_data();
         progress.waiting();
         let limit = Duration::from_secs(10);
-        assert!(
-            tokio::time::timeout(Duration::from_secs(60), activity.stalled_for(limit))
-                .await
-                .is_err()
-        );
+        assert!(tokio::time::timeout(
+            Duration::from_secs(60),
+            activity.stalled_for(limit, |_| true)
+        )
+        .await
+        .is_err());
     }
 
     #[tokio::test(start_paused = true)]

@@ -44,10 +44,22 @@ const MAX_WINDOW_UPDATES: u32 = 10_000;
 /// RFC 9113 §7.
 pub const ENHANCE_YOUR_CALM: u32 = 0xb;
 
-#[derive(Default)]
 struct Shared {
     tripped: Option<(u32, &'static str)>,
     reader: Option<Waker>,
+    /// When response bytes last went out: any write on HTTP/1.1, DATA frame
+    /// bytes on HTTP/2 (control frames such as PING acks do not count).
+    sent_data_at: Instant,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            tripped: None,
+            reader: None,
+            sent_data_at: Instant::now(),
+        }
+    }
 }
 
 /// Lets the connection close a guarded connection with a GOAWAY.
@@ -55,6 +67,11 @@ struct Shared {
 pub struct GuardHandle(Arc<Mutex<Shared>>);
 
 impl GuardHandle {
+    /// Whether no response bytes have gone out for `limit`.
+    pub fn no_data_sent_for(&self, limit: Duration) -> bool {
+        self.0.lock().unwrap().sent_data_at.elapsed() >= limit
+    }
+
     /// Close the connection with GOAWAY(`code`) at the next frame boundary.
     pub fn trip(&self, code: u32, why: &'static str) {
         let mut s = self.0.lock().unwrap();
@@ -129,6 +146,8 @@ pub struct Guard<I> {
     last_stream: u32,
     /// Bytes of the frame h2 is writing that are still to come (0: at a boundary).
     outbound_left: usize,
+    /// Whether that frame is a DATA frame.
+    outbound_data: bool,
     outbound_header: ([u8; FRAME_HEADER], usize),
     /// The GOAWAY being written, and how much of it is out.
     goaway: Option<([u8; 17], usize)>,
@@ -143,6 +162,7 @@ impl<I> Guard<I> {
             counters: Counters::new(),
             last_stream: 0,
             outbound_left: 0,
+            outbound_data: false,
             outbound_header: ([0; FRAME_HEADER], 0),
             goaway: None,
         }
@@ -201,9 +221,13 @@ impl<I> Guard<I> {
         }
     }
 
-    /// Follow the frame boundaries in bytes h2 wrote.
+    /// Follow the frame boundaries in bytes h2 wrote; note response progress.
     fn track_written(&mut self, mut data: &[u8]) {
-        if self.inbound == Inbound::Transparent {
+        if data.is_empty() {
+            return;
+        }
+        if self.inbound == Inbound::Transparent || matches!(self.inbound, Inbound::Preface(_)) {
+            self.handle.0.lock().unwrap().sent_data_at = Instant::now();
             return;
         }
         while !data.is_empty() {
@@ -211,6 +235,9 @@ impl<I> Guard<I> {
                 let n = data.len().min(self.outbound_left);
                 self.outbound_left -= n;
                 data = &data[n..];
+                if self.outbound_data {
+                    self.handle.0.lock().unwrap().sent_data_at = Instant::now();
+                }
                 continue;
             }
             let (buf, have) = &mut self.outbound_header;
@@ -221,6 +248,7 @@ impl<I> Guard<I> {
             if *have == FRAME_HEADER {
                 self.outbound_left =
                     (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
+                self.outbound_data = buf[3] == 0x0;
                 *have = 0;
             }
         }
@@ -284,7 +312,11 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guard<I> {
             // Remember who to wake for `GuardHandle::trip` (cloning only when
             // the task changed: a clone per read is measurable).
             let mut shared = this.handle.0.lock().unwrap();
-            if !shared.reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            if !shared
+                .reader
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
                 shared.reader = Some(cx.waker().clone());
             }
         }

@@ -67,7 +67,7 @@ macro_rules! drive {
                 conn.as_mut().graceful_shutdown();
                 Some(conn.await)
             }
-            _ = ctx.activity.stalled_for(ctx.config.send_timeout) => {
+            _ = ctx.activity.stalled_for(ctx.config.send_timeout, |t| ctx.guard.no_data_sent_for(t)) => {
                 // The client takes no data: GOAWAY (HTTP/2) and close. If hyper
                 // does not come back to the transport soon, drop the connection.
                 ctx.guard.trip(ENHANCE_YOUR_CALM, "a response stalled: the client takes no data");
