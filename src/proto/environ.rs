@@ -331,26 +331,29 @@ fn header_variables(
 /// "user-agent" -> "HTTP_USER_AGENT" (PEP 3333 §"environ Variables", CGI
 /// RFC 3875 §4.1.18).
 fn cgi_name(name: &HeaderName) -> String {
-    let mut cgi = String::with_capacity(5 + name.as_str().len());
-    cgi.push_str("HTTP_");
-    cgi.extend(name.as_str().chars().map(|c| {
-        if c == '-' {
-            '_'
+    // Header names are lowercase ASCII tokens (the http crate guarantees it).
+    let mut cgi = Vec::with_capacity(5 + name.as_str().len());
+    cgi.extend_from_slice(b"HTTP_");
+    cgi.extend(name.as_str().bytes().map(|b| {
+        if b == b'-' {
+            b'_'
         } else {
-            c.to_ascii_uppercase()
+            b.to_ascii_uppercase()
         }
     }));
-    cgi
+    String::from_utf8(cgi).expect("ASCII")
 }
 
 /// All values of one field, in order, latin-1 decoded and joined.
 fn joined(headers: &HeaderMap, name: &HeaderName, separator: &str) -> String {
-    let mut out = String::new();
-    for (i, value) in headers.get_all(name).iter().enumerate() {
-        if i > 0 {
-            out.push_str(separator);
-        }
-        out.extend(value.as_bytes().iter().map(|&b| char::from(b)));
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return String::new();
+    };
+    let mut out = latin1(first.as_bytes());
+    for value in values {
+        out.push_str(separator);
+        out.push_str(&latin1(value.as_bytes()));
     }
     out
 }
@@ -358,6 +361,10 @@ fn joined(headers: &HeaderMap, name: &HeaderName, separator: &str) -> String {
 /// Bytes as latin-1: each byte becomes the char with the same code point
 /// (PEP 3333 §"Unicode Issues").
 fn latin1(bytes: &[u8]) -> String {
+    // ASCII (nearly every value) is the same in latin-1 and UTF-8: one copy.
+    if bytes.is_ascii() {
+        return String::from_utf8(bytes.to_vec()).expect("ASCII");
+    }
     bytes.iter().map(|&b| char::from(b)).collect()
 }
 

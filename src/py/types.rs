@@ -3,7 +3,7 @@
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyTuple, PyType};
+use pyo3::types::{PyDict, PyTuple, PyType};
 
 use crate::runtime::body::BodyError;
 
@@ -12,8 +12,15 @@ pub struct Types {
     pub too_large: Py<PyType>,
     pub invalid_body: Py<PyType>,
     pub file_wrapper: Py<PyType>,
-    pub error_stream: Py<PyAny>,
     pub log_app_error: Py<PyAny>,
+    /// The constant entries of every WSGI environ.
+    pub environ_template: Py<PyDict>,
+}
+
+/// What the environ template is made of.
+pub struct Constants {
+    pub file_wrapper: Py<PyType>,
+    pub error_stream: Py<PyAny>,
     pub wsgi_version: Py<PyTuple>,
 }
 
@@ -26,14 +33,18 @@ pub fn get(py: Python<'_>) -> PyResult<&Types> {
         let class = |m: &Bound<'_, PyModule>, name: &str| -> PyResult<Py<PyType>> {
             Ok(m.getattr(name)?.cast_into::<PyType>()?.unbind())
         };
+        let constants = Constants {
+            file_wrapper: class(&py.import("propylon.filewrapper")?, "FileWrapper")?,
+            error_stream: logging.getattr("ErrorStream")?.call0()?.unbind(),
+            wsgi_version: PyTuple::new(py, [1, 1])?.unbind(),
+        };
         Ok(Types {
             client_disconnected: class(&errors, "ClientDisconnected")?,
             too_large: class(&errors, "RequestBodyTooLarge")?,
             invalid_body: class(&errors, "InvalidRequestBody")?,
-            file_wrapper: class(&py.import("propylon.filewrapper")?, "FileWrapper")?,
-            error_stream: logging.getattr("ErrorStream")?.call0()?.unbind(),
+            file_wrapper: constants.file_wrapper.clone_ref(py),
             log_app_error: logging.getattr("log_app_error")?.unbind(),
-            wsgi_version: PyTuple::new(py, [1, 1])?.unbind(),
+            environ_template: super::wsgi::environ_template(py, &constants)?.unbind(),
         })
     })
 }

@@ -740,14 +740,21 @@ impl Driver {
 
 fn environ_dict<'py>(py: Python<'py>, e: Environ, input: Input) -> PyResult<Bound<'py, PyDict>> {
     let t = types::get(py)?;
-    let d = PyDict::new(py);
+    // The constant entries are copied from a template (one table copy), the
+    // rest set one by one.
+    let d = t.environ_template.bind(py).copy()?;
     d.set_item(intern!(py, "REQUEST_METHOD"), e.request_method)?;
     d.set_item(intern!(py, "SCRIPT_NAME"), e.script_name)?;
     d.set_item(intern!(py, "PATH_INFO"), e.path_info)?;
     d.set_item(intern!(py, "QUERY_STRING"), e.query_string)?;
     d.set_item(intern!(py, "SERVER_NAME"), e.server_name)?;
     d.set_item(intern!(py, "SERVER_PORT"), e.server_port)?;
-    d.set_item(intern!(py, "SERVER_PROTOCOL"), e.server_protocol)?;
+    let protocol = match e.server_protocol {
+        "HTTP/1.1" => intern!(py, "HTTP/1.1"),
+        "HTTP/2" => intern!(py, "HTTP/2"),
+        _ => intern!(py, "HTTP/1.0"),
+    };
+    d.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
     d.set_item(intern!(py, "REMOTE_ADDR"), e.remote_addr)?;
     d.set_item(intern!(py, "REMOTE_PORT"), e.remote_port)?;
     if let Some(ct) = e.content_type {
@@ -757,19 +764,52 @@ fn environ_dict<'py>(py: Python<'py>, e: Environ, input: Input) -> PyResult<Boun
         d.set_item(intern!(py, "CONTENT_LENGTH"), cl)?;
     }
     for (key, value) in e.headers {
-        d.set_item(key, value)?;
+        d.set_item(header_key(py, &key), value)?;
     }
     for (key, value) in e.tls {
         d.set_item(key, value)?;
     }
-    d.set_item(intern!(py, "wsgi.version"), t.wsgi_version.bind(py))?;
-    d.set_item(intern!(py, "wsgi.url_scheme"), e.url_scheme)?;
+    let scheme = if e.url_scheme == "https" {
+        intern!(py, "https")
+    } else {
+        intern!(py, "http")
+    };
+    d.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
     d.set_item(intern!(py, "wsgi.input"), input.into_py_any(py)?)?;
-    d.set_item(intern!(py, "wsgi.errors"), t.error_stream.bind(py))?;
-    d.set_item(intern!(py, "wsgi.multithread"), true)?;
-    d.set_item(intern!(py, "wsgi.multiprocess"), false)?;
-    d.set_item(intern!(py, "wsgi.run_once"), false)?;
-    d.set_item(intern!(py, "wsgi.input_terminated"), true)?;
-    d.set_item(intern!(py, "wsgi.file_wrapper"), t.file_wrapper.bind(py))?;
     Ok(d)
+}
+
+/// The constant part of every environ (PEP 3333 `wsgi.*` and WSGI 1.1).
+pub fn environ_template<'py>(
+    py: Python<'py>,
+    t: &types::Constants,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("wsgi.version", t.wsgi_version.bind(py))?;
+    d.set_item("wsgi.errors", t.error_stream.bind(py))?;
+    d.set_item("wsgi.multithread", true)?;
+    d.set_item("wsgi.multiprocess", false)?;
+    d.set_item("wsgi.run_once", false)?;
+    d.set_item("wsgi.input_terminated", true)?;
+    d.set_item("wsgi.file_wrapper", t.file_wrapper.bind(py))?;
+    Ok(d)
+}
+
+/// Environ keys for header fields ("HTTP_USER_AGENT"), interned and kept: the
+/// same few dozen names recur on every request. Bounded, so that clients
+/// inventing header names cannot grow it.
+fn header_key<'py>(py: Python<'py>, key: &str) -> Bound<'py, PyString> {
+    const MAX_CACHED: usize = 512;
+    static CACHE: std::sync::OnceLock<Mutex<std::collections::HashMap<String, Py<PyString>>>> =
+        std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap();
+    if let Some(k) = cache.get(key) {
+        return k.bind(py).clone();
+    }
+    let k = PyString::intern(py, key);
+    if cache.len() < MAX_CACHED {
+        cache.insert(key.to_owned(), k.clone().unbind());
+    }
+    k
 }
