@@ -126,6 +126,14 @@ impl Activity {
     pub async fn stalled_for(&self, limit: Duration, sent_nothing_for: impl Fn(Duration) -> bool) {
         let every = (limit / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         loop {
+            // An idle connection runs no timer: it waits for a request.
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.state.lock().unwrap().in_flight == 0 {
+                notified.await;
+                continue;
+            }
             tokio::time::sleep(every).await;
             let stalled = {
                 let mut s = self.state.lock().unwrap();
@@ -149,6 +157,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_body_that_gave_data_and_is_not_asked_again_stalls() {
         let activity = Activity::new();
+        activity.begin();
         let progress = activity.watch();
         progress.gave_data();
         let limit = Duration::from_secs(10);
@@ -163,6 +172,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_body_waiting_for_the_application_does_not_stall() {
         let activity = Activity::new();
+        activity.begin();
         let progress = activity.watch();
         progress.gave_data();
         progress.waiting();

@@ -456,39 +456,46 @@ async fn connection(raw: Raw, tls: bool, serving: Arc<Serving>) {
     match raw {
         Raw::Unix(stream) => {
             let ctx = serving.context(None, None, None, None, None);
-            serve(stream, &serving, ctx).await;
+            Box::pin(serve(stream, &serving, ctx)).await;
         }
+        // Boxed: each kind of connection is its own allocation of its own
+        // size (a TLS session is large; plain connections should not pay for it).
         Raw::Tcp(stream, peer, local) if tls => {
-            let Some(state) = &serving.tls else { return };
-            let acceptor = TlsAcceptor::from(state.current());
-            // The handshake counts against the header timeout (slowloris).
-            let stream = match tokio::time::timeout(
-                serving.config.header_timeout,
-                acceptor.accept(stream),
-            )
-            .await
-            {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    log::info!(target: "propylon.server", "TLS handshake with {peer} failed: {e}");
-                    return;
-                }
-                Err(_) => {
-                    log::info!(target: "propylon.server", "TLS handshake with {peer} timed out");
-                    return;
-                }
-            };
-            let info = Arc::new(TlsInfo::from_connection(stream.get_ref().1));
-            let ctx = serving.context(local, Some(peer), Some(info), None, None);
-            serve(stream, &serving, ctx).await;
+            Box::pin(tls_connection(stream, peer, local, &serving)).await
         }
         Raw::Tcp(stream, peer, local) => {
             let queue = Arc::new(SendQueue::default());
             let ctx = serving.context(local, Some(peer), None, Some(queue.clone()), None);
-            serve(SendfileStream::new(stream, queue), &serving, ctx).await;
+            Box::pin(serve(SendfileStream::new(stream, queue), &serving, ctx)).await;
         }
     }
     drop(alive);
+}
+
+async fn tls_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    serving: &Arc<Serving>,
+) {
+    let Some(state) = &serving.tls else { return };
+    let acceptor = TlsAcceptor::from(state.current());
+    // The handshake counts against the header timeout (slowloris).
+    let stream =
+        match tokio::time::timeout(serving.config.header_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                log::info!(target: "propylon.server", "TLS handshake with {peer} failed: {e}");
+                return;
+            }
+            Err(_) => {
+                log::info!(target: "propylon.server", "TLS handshake with {peer} timed out");
+                return;
+            }
+        };
+    let info = Arc::new(TlsInfo::from_connection(stream.get_ref().1));
+    let ctx = serving.context(local, Some(peer), Some(info), None, None);
+    serve(stream, serving, ctx).await;
 }
 
 /// Serve one connection (HTTP/1.1 or HTTP/2, detected from its first bytes),
