@@ -288,7 +288,10 @@ impl<I: AsyncWrite + Unpin> Guard<I> {
                     _ => break,
                 }
             }
-            let _ = Pin::new(&mut self.inner).poll_flush(cx);
+            // Over TLS the frame is only written once the record is flushed.
+            if let Poll::Pending = Pin::new(&mut self.inner).poll_flush(cx) {
+                return Poll::Pending;
+            }
         }
         Poll::Ready(io::Error::new(io::ErrorKind::ConnectionAborted, why))
     }
