@@ -181,15 +181,19 @@ fn check_http2_fields(headers: &HeaderMap) -> Result<(), RequestError> {
 /// the entity in the :authority pseudo-header field." Host names compare
 /// case-insensitively (RFC 3986 §6.2.2.1).
 pub fn check_authority(headers: &HeaderMap, authority: Option<&str>) -> Result<(), RequestError> {
-    let (Some(authority), Some(host)) = (authority, headers.get(http::header::HOST)) else {
+    let Some(authority) = authority else {
         return Ok(());
     };
-    if host.as_bytes().eq_ignore_ascii_case(authority.as_bytes()) {
-        Ok(())
-    } else {
+    let differs = headers
+        .get_all(http::header::HOST)
+        .iter()
+        .any(|host| !host.as_bytes().eq_ignore_ascii_case(authority.as_bytes()));
+    if differs {
         Err(RequestError::bad_request(
             "Host header differs from :authority",
         ))
+    } else {
+        Ok(())
     }
 }
 
@@ -331,6 +335,11 @@ mod tests {
             (&[("host", "evil.com")], Some("example.com"), false),
             (&[("host", "example.com:1")], Some("example.com"), false),
             (&[], Some("example.com"), true),
+            (
+                &[("host", "example.com"), ("host", "evil.com")],
+                Some("example.com"),
+                false,
+            ),
             (&[("host", "example.com")], None, true),
         ];
         for (fields, authority, ok) in cases {

@@ -138,10 +138,10 @@ pub fn build(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| error(format!("TLS setup failed: {e}")))?;
-    let builder = match (settings.client_cert, &settings.ca_certs) {
-        (ClientCert::None, _) => builder.with_no_client_auth(),
-        (_, None) => return Err(error("--client-cert optional|required needs --ca-certs")),
-        (mode, Some(ca)) => {
+    // A CA bundle given is read and checked even when client certificates are
+    // not asked for: a typo in its path should not wait for the day it is used.
+    let roots = match &settings.ca_certs {
+        Some(ca) => {
             let mut roots = RootCertStore::empty();
             for cert in load_certs(ca, "CA file")? {
                 roots.add(cert).map_err(|e| {
@@ -151,6 +151,14 @@ pub fn build(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
                     ))
                 })?;
             }
+            Some(roots)
+        }
+        None => None,
+    };
+    let builder = match (settings.client_cert, roots) {
+        (ClientCert::None, _) => builder.with_no_client_auth(),
+        (_, None) => return Err(error("--client-cert optional|required needs --ca-certs")),
+        (mode, Some(roots)) => {
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = if mode == ClientCert::Optional {
                 verifier.allow_unauthenticated()
