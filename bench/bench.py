@@ -1,0 +1,1229 @@
+#!/usr/bin/env python3
+"""Propylon's benchmark: the same WSGI apps on several servers, same load, same CPU.
+
+Usage (from anywhere; needs root for apt-get on a fresh machine):
+
+    python3 bench/bench.py            # the full run: install, build, measure, report
+    python3 bench/bench.py --quick    # a smoke run: 1 s per measurement, 1 repeat
+    python3 bench/bench.py --help     # every option
+
+Theory of operation
+-------------------
+1. Setup (skipped with --skip-install): apt-get installs wrk and h2load if they
+   are missing; bench/.venv gets the pinned peers (requirements.txt) and
+   Propylon itself from this repository with pip (a release build, like a
+   user's); cargo builds the Rust-only reference in bench/hyper-ref.
+2. Plan: every (scenario, server) pair where the server lists the scenario in
+   SERVERS. Each measurement starts a fresh server pinned to CPU 0
+   (``taskset -c 0``: all its threads and processes inherit it), waits until a
+   TCP connect and an HTTP GET succeed (with a deadline, never a fixed sleep),
+   checks one response, warms up, measures with the load generator pinned to
+   CPU 1, samples the server's memory, and stops it. Repeats interleave the
+   servers (A B C A B C) so that machine drift hits all of them alike.
+3. Report: a Markdown table of medians with the min-max spread and the ratio to
+   Propylon per scenario, a memory table, and Propylon's fraction of the hyper
+   ceiling; raw numbers go to bench/results/<timestamp>.json. A full run also
+   rewrites the "Latest results" section of bench/README.md (between the
+   ``<!-- results:start -->`` / ``<!-- results:end -->`` markers).
+
+Every subprocess has a deadline, and every server and load generator runs in
+its own process group, killed on exit, on error and on Ctrl-C.
+
+Adding a server is one line in SERVERS; adding a scenario is one line in
+SCENARIOS plus its name in the servers' scenario lists (the groups below).
+
+What this script does not do: tune the kernel, measure TLS, or compare
+frameworks. It measures servers on deliberately trivial applications.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+VENV = BENCH / ".venv"
+APPS = BENCH / "apps"
+RESULTS = BENCH / "results"
+README = BENCH / "README.md"
+HYPER_REF = BENCH / "hyper-ref"
+HOST = "127.0.0.1"
+SERVER_CPU = "0"  # taskset list for servers
+LOAD_CPU = "1"  # taskset list for load generators and the idle client
+
+# Settings every server gets where it has the knob (see README "Settings").
+THREADS = 8  # Python threads running the application
+IDLE_TIMEOUT = 120  # seconds a keep-alive connection may stay idle
+CONNECTION_LIMIT = 10240  # for servers that cap connections (waitress, gunicorn gthread, granian)
+FD_LIMIT = 65536  # RLIMIT_NOFILE for the bench and everything it starts
+FILE_SIZE = 10 * 1024 * 1024  # the file scenario's file
+GENERATOR_SATURATED = 0.90  # load generator CPU share from which a result is a floor
+BUSY_MACHINE = 0.10  # share of a CPU used by others from which the machine is not quiet
+
+READY_DEADLINE = 30.0  # seconds for a server to answer its first request
+STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+RESULTS_START = "<!-- results:start -->"
+RESULTS_END = "<!-- results:end -->"
+
+
+# --------------------------------------------------------------------------
+# Scenarios: name, title, app attribute in apps/wsgi_apps.py, load command.
+# Load command fields: {url} {duration} {connections} {lua} {python} {bench}.
+# kind "load" runs the command and parses its output (parser "wrk", "h2load",
+# or "json" for bulk_client.py); kind "idle" runs the idle
+# client instead. `http` is what a server's {http} field becomes (Granian's
+# --http). `check` is (method, body size, expected response size) for the one
+# request checked before measuring.
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    app: str
+    load: str
+    parser: str = "wrk"
+    kind: str = "load"
+    http: str = "1"
+    metric: str = "req/s"  # or "MiB/s"
+    check: tuple = ("GET", 0, None)
+
+
+# fmt: off
+WRK = "wrk -t1 -c{connections} -d{duration}s --timeout 10s --latency"
+H2LOAD = "h2load -t1 -c16 -m16 -D {duration}"
+# wrk reads 8 KiB per recv(2) and saturates its core on 10 MiB bodies long
+# before the server does; bulk_client.py reads 256 KiB at a time.
+BULK = "{python} {bench}/bulk_client.py --connections 16 --duration {duration}"
+SCENARIOS = [
+    Scenario("hello", "WSGI hello world (13 B body), wrk, 64 connections", "hello", WRK + " {url}", check=("GET", 0, 13)),
+    Scenario("bytes64k", "WSGI 64 KiB response, wrk, 64 connections", "bytes64k", WRK + " {url}", check=("GET", 0, 65536)),
+    Scenario("echo64k", "WSGI POST echo of a 64 KiB body, wrk + lua, 64 connections", "echo", WRK + " -s {lua}/post64k.lua {url}", check=("POST", 65536, 65536)),
+    Scenario("file10m", "10 MiB file via wsgi.file_wrapper (or a read loop), bulk_client.py, 16 connections", "file", BULK + " {url}", parser="json", metric="MiB/s", check=("GET", 0, FILE_SIZE)),
+    Scenario("h2", "HTTP/2 cleartext hello world, h2load, 16 connections x 16 streams", "hello", H2LOAD + " {url}", parser="h2load", http="2", check=("GET", 0, 13)),
+    Scenario("idle10k", "memory with 10,000 idle keep-alive connections (one request each)", "hello", "", kind="idle", check=("GET", 0, 13)),
+]
+# fmt: on
+
+# --------------------------------------------------------------------------
+# Servers: name, command template, scenarios. Command fields: {venv} {bench}
+# {port} {app} (MODULE:ATTR) {attr} {threads} {idle} {limit} {http}. Every
+# command runs with cwd and PYTHONPATH = bench/apps, under taskset -c 0.
+# --------------------------------------------------------------------------
+
+WSGI_H1 = ("hello", "bytes64k", "echo64k", "file10m", "idle10k")
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    command: str
+    scenarios: tuple
+    note: str = ""
+
+
+# fmt: off
+SERVERS = [
+    Server("propylon", "{venv}/bin/propylon {app} --bind 127.0.0.1:{port} --threads {threads} --keep-alive-timeout {idle}", WSGI_H1 + ("h2",)),
+    Server("granian", "{venv}/bin/granian --interface wsgi --host 127.0.0.1 --port {port} --workers 1 --runtime-threads 1 --blocking-threads {threads} --backpressure {limit} --http {http} --no-ws {app}", WSGI_H1 + ("h2",)),
+    Server("gunicorn-sync", "{venv}/bin/gunicorn -w 1 -b 127.0.0.1:{port} {app}", WSGI_H1, "sync worker: one request at a time, closes every connection"),
+    Server("gunicorn-gthread", "{venv}/bin/gunicorn -w 1 -k gthread --threads {threads} --keep-alive {idle} --worker-connections {limit} -b 127.0.0.1:{port} {app}", WSGI_H1),
+    Server("waitress", "{venv}/bin/waitress-serve --listen=127.0.0.1:{port} --threads={threads} --connection-limit={limit} --channel-timeout={idle} --asyncore-use-poll {app}", WSGI_H1),
+    Server("pyruvate", "{venv}/bin/python {bench}/servers/pyruvate_serve.py {app} 127.0.0.1:{port} {threads}", WSGI_H1),
+    Server("hypercorn", "{venv}/bin/hypercorn -w 1 --keep-alive {idle} --backlog 2048 -b 127.0.0.1:{port} wsgi:{app}", ("hello", "h2", "idle10k"), "WSGI through its ASGI adapter; threads: asyncio's default executor"),
+    Server("hyper-ref", "{bench}/hyper-ref/target/release/hyper-ref --bind 127.0.0.1:{port}", ("hello", "h2", "idle10k"), "Rust only, not a WSGI server: the ceiling"),
+]
+# fmt: on
+
+REFERENCE = "propylon"
+CEILING = "hyper-ref"
+
+
+# --------------------------------------------------------------------------
+# Processes: every child in its own session, remembered until reaped, killed
+# (the whole process group) on exit.
+# --------------------------------------------------------------------------
+
+LIVE: dict[int, subprocess.Popen] = {}
+
+
+# If the bench itself is killed (SIGKILL: no cleanup runs), the kernel kills its
+# direct children too; their own children (gunicorn's and granian's workers)
+# exit when their parent does.
+DEATH_SIGNAL = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
+
+
+# Granian's worker outlives its killed master, so each group is also written
+# down here; the next run kills what a SIGKILLed run left behind.
+GROUPS_FILE = RESULTS / ".process-groups"
+
+
+def spawn(argv, **kwargs) -> subprocess.Popen:
+    proc = subprocess.Popen([*DEATH_SIGNAL, *argv], start_new_session=True, **kwargs)
+    LIVE[proc.pid] = proc
+    with open(GROUPS_FILE, "a") as groups:
+        groups.write(f"{proc.pid}\n")
+    return proc
+
+
+def kill_leftovers() -> None:
+    """Kill processes of groups a previous run started and never stopped (it was SIGKILLed)."""
+    try:
+        groups = {int(line) for line in GROUPS_FILE.read_text().split()}
+    except (OSError, ValueError):
+        groups = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        # Only our own processes: in a recorded group and running from bench/.
+        if int(stat[stat.rindex(")") + 2 :].split()[2]) in groups and str(BENCH).encode() in cmdline:
+            print(f"bench: killing process {entry} left behind by an earlier run", flush=True)
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except OSError:
+                pass
+    GROUPS_FILE.write_text("")
+
+
+def kill_group(proc: subprocess.Popen, sig=signal.SIGKILL) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def reap(proc: subprocess.Popen, timeout: float):
+    """Wait for proc with a deadline; kill its group if it is late. Returns rusage."""
+    deadline = time.monotonic() + timeout
+    usage = None
+    while True:
+        try:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            break
+        if time.monotonic() > deadline:
+            kill_group(proc)
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            break
+        time.sleep(0.02)
+    kill_group(proc)  # anything the leader left behind in its group
+    LIVE.pop(proc.pid, None)
+    return usage
+
+
+def kill_all() -> None:
+    for proc in list(LIVE.values()):
+        kill_group(proc)
+        try:
+            proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        LIVE.pop(proc.pid, None)
+
+
+def run(argv, timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    """subprocess.run with a deadline, in its own group (killed on timeout)."""
+    proc = spawn(
+        argv,
+        stdout=kwargs.pop("stdout", subprocess.PIPE),
+        stderr=kwargs.pop("stderr", subprocess.STDOUT),
+        text=True,
+        **kwargs,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        out, err = proc.communicate()
+        LIVE.pop(proc.pid, None)
+        raise SystemExit(f"bench: error: timed out after {timeout:.0f} s: {shlex.join(argv)}\n{(out or '')[-2000:]}")
+    LIVE.pop(proc.pid, None)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def on_signal(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# --------------------------------------------------------------------------
+# /proc: the server's process tree is its session (start_new_session=True).
+# --------------------------------------------------------------------------
+
+
+def session_pids(sid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[3]) == sid:  # field 6 (session), counted after "state"
+            pids.append(int(entry))
+    return pids
+
+
+def tree_cpu_seconds(sid: int) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in session_pids(sid):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def tree_affinity(sid: int) -> list[str]:
+    """The distinct CPU lists that the tree's threads may run on (["0"] when pinned)."""
+    lists = set()
+    for pid in session_pids(sid):
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+            except OSError:
+                continue
+            match = re.search(r"^Cpus_allowed_list:\s*(\S+)", status, re.MULTILINE)
+            if match:
+                lists.add(match.group(1))
+    return sorted(lists)
+
+
+def cpu_times(cpu: str) -> tuple[int, int]:
+    """(busy, total) jiffies of one CPU from /proc/stat."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{cpu} "):
+            values = list(map(int, line.split()[1:]))
+            idle = values[3] + values[4]  # idle + iowait
+            return sum(values[:8]) - idle, sum(values[:8])
+    return 0, 0
+
+
+def cpu_busy(cpu: str, before: tuple[int, int]) -> float:
+    busy, total = cpu_times(cpu)
+    return (busy - before[0]) / (total - before[1]) if total > before[1] else 0.0
+
+
+def tree_memory_kib(sid: int) -> dict:
+    """Sum of VmHWM (peak resident) and VmRSS over the tree, and process count."""
+    hwm = rss = count = 0
+    for pid in session_pids(sid):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if "VmHWM" not in fields:  # a zombie
+            continue
+        hwm += int(fields["VmHWM"].split()[0])
+        rss += int(fields["VmRSS"].split()[0])
+        count += 1
+    return {"peak_kib": hwm, "rss_kib": rss, "processes": count}
+
+
+# --------------------------------------------------------------------------
+# One server instance
+# --------------------------------------------------------------------------
+
+
+def quietness(seconds: float = 1.0) -> dict:
+    """Busy share of the two CPUs the bench uses, over `seconds` with nothing of ours running."""
+    before = {cpu: cpu_times(cpu) for cpu in (SERVER_CPU, LOAD_CPU)}
+    time.sleep(seconds)  # a measurement window, not a wait for readiness
+    return {cpu: round(cpu_busy(cpu, before[cpu]), 3) for cpu in before}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def http_request(port: int, method: str, body: bytes, timeout: float) -> tuple[int, dict, bytes]:
+    """One HTTP/1.1 request on a fresh connection: (status, headers, body)."""
+    import http.client
+
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        headers = {"Content-Type": "application/octet-stream"} if body else {}
+        conn.request(method, "/", body=body or None, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+    finally:
+        conn.close()
+
+
+class RunningServer:
+    def __init__(self, server: Server, scenario: Scenario, env: dict, log_path: Path):
+        self.server = server
+        self.scenario = scenario
+        self.port = free_port()
+        fields = {
+            "venv": VENV,
+            "bench": BENCH,
+            "port": self.port,
+            "app": f"wsgi_apps:{scenario.app}",
+            "attr": scenario.app,
+            "threads": THREADS,
+            "idle": IDLE_TIMEOUT,
+            "limit": CONNECTION_LIMIT,
+            "http": scenario.http,
+        }
+        self.command = server.command.format(**fields)
+        self.log_path = log_path
+        self.log = open(log_path, "wb")  # noqa: SIM115 (open for the server's life; closed in stop())
+        self.proc = spawn(
+            ["taskset", "-c", SERVER_CPU, *shlex.split(self.command)],
+            cwd=APPS,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log_tail(self, lines=15) -> str:
+        self.log.flush()
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def wait_ready(self, deadline: float) -> None:
+        """Poll TCP connect + HTTP GET until it answers, the process dies, or the deadline."""
+        end = time.monotonic() + deadline
+        last_error = "no attempt"
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"exited with {self.proc.returncode} before it was ready:\n{self.log_tail()}")
+            try:
+                with socket.create_connection((HOST, self.port), timeout=1.0):
+                    pass
+                if self.scenario.http == "2":
+                    # A server started for HTTP/2 only (Granian --http 2) resets HTTP/1.1.
+                    if h2_probe(self.port)["requests"]:
+                        return
+                elif http_request(self.port, "GET", b"", timeout=2.0)[0]:
+                    return
+            except Exception as error:  # noqa: BLE001 (refused, reset, bad status line: not ready yet)
+                last_error = repr(error)
+            time.sleep(0.05)
+        raise RuntimeError(f"not ready after {deadline:.0f} s ({last_error}):\n{self.log_tail()}")
+
+    def check(self) -> dict:
+        """One request of the scenario's kind; its answer must be 200 and of the expected size."""
+        method, body_size, expected = self.scenario.check
+        if self.scenario.http == "2":
+            probe = h2_probe(self.port, requests=16)
+            if probe["requests"] != 16 or probe["non_2xx"] or probe.get("data_bytes") != 16 * expected:
+                raise RuntimeError(f"check failed: 16 HTTP/2 requests: {probe}")
+            return {}
+        status, headers, data = http_request(self.port, method, b"x" * body_size, timeout=10.0)
+        if status != 200 or (expected is not None and len(data) != expected):
+            raise RuntimeError(
+                f"check failed: {method} / answered {status} with {len(data)} bytes, expected 200 with {expected}"
+            )
+        return {"file_path": headers.get("x-bench-file")} if "x-bench-file" in headers else {}
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            kill_group(self.proc, signal.SIGTERM)
+        reap(self.proc, STOP_GRACE)
+        self.log.close()
+
+
+# --------------------------------------------------------------------------
+# Load generators and their output
+# --------------------------------------------------------------------------
+
+UNITS = {"": 1, "k": 1e3, "m": 1e6, "b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
+TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def seconds(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    return float(match.group(1)) * TIME_UNITS[match.group(2)] if match else float("nan")
+
+
+def parse_wrk(out: str) -> dict:
+    result = {}
+    match = re.search(r"(\d+) requests in ([\d.]+)(\w+), ([\d.]+)(\w*B) read", out)
+    if match:
+        result["requests"] = int(match.group(1))
+        result["seconds"] = seconds(match.group(2) + match.group(3))
+        result["bytes"] = float(match.group(4)) * UNITS[match.group(5).lower()]
+    match = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    result["socket_errors"] = (
+        dict(zip(("connect", "read", "write", "timeout"), map(int, match.groups()))) if match else {}
+    )
+    match = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    result["non_2xx"] = int(match.group(1)) if match else 0
+    for pct in ("50", "99"):
+        match = re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+\w+)", out, re.MULTILINE)
+        if match:
+            result[f"latency_p{pct}_ms"] = seconds(match.group(1)) * 1e3
+    return result
+
+
+def parse_h2load(out: str) -> dict:
+    result = {}
+    match = re.search(r"finished in ([\d.]+)(\w+), ([\d.]+) req/s", out)
+    if match:
+        result["seconds"] = seconds(match.group(1) + match.group(2))
+    match = re.search(
+        r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout",
+        out,
+    )
+    if match:
+        _total, _started, _done, ok, failed, errored, timeout = map(int, match.groups())
+        result["requests"] = ok
+        result["failed"] = failed + errored + timeout
+    match = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    result["non_2xx"] = sum(map(int, match.groups()[1:])) if match else 0
+    match = re.search(r"traffic: .*?\((\d+)\) total.*?\((\d+)\) data", out)
+    if match:
+        result["bytes"], result["data_bytes"] = int(match.group(1)), int(match.group(2))
+    match = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    if match:
+        result["latency_mean_ms"] = seconds(match.group(3)) * 1e3
+    return result
+
+
+def parse_json(out: str) -> dict:
+    """bulk_client.py's one JSON line."""
+    for line in reversed(out.splitlines()):
+        if line.startswith("{"):
+            result = json.loads(line)
+            result["failed"] = result.pop("errors") + result.pop("timeouts")
+            return result
+    return {}
+
+
+PARSERS = {"wrk": parse_wrk, "h2load": parse_h2load, "json": parse_json}
+
+
+def h2_probe(port: int, requests: int = 1) -> dict:
+    """`requests` h2c requests on one connection with h2load: parsed counts (0 on any failure)."""
+    argv = ["h2load", "-n", str(requests), "-c", "1", "-m", str(requests), f"http://{HOST}:{port}/"]
+    proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+    try:
+        out, _ = proc.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        out = ""
+    reap(proc, 1)
+    parsed = parse_h2load(out)
+    parsed.setdefault("requests", 0)
+    return parsed
+
+
+def run_load(scenario: Scenario, port: int, duration: int) -> dict:
+    """Run the load generator on LOAD_CPU; returns parsed output plus its CPU share."""
+    command = scenario.load.format(
+        url=f"http://{HOST}:{port}/",
+        duration=duration,
+        connections=64,
+        lua=BENCH / "lua",
+        python=sys.executable,
+        bench=BENCH,
+    )
+    argv = ["taskset", "-c", LOAD_CPU, *shlex.split(command)]
+    started = time.monotonic()
+    with tempfile.TemporaryFile("w+") as out:
+        proc = spawn(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        usage = reap(proc, duration + 30)
+        wall = time.monotonic() - started
+        out.seek(0)
+        text = out.read()
+    parsed = PARSERS[scenario.parser](text)
+    if proc.returncode != 0 or "requests" not in parsed:
+        raise RuntimeError(f"{scenario.parser} load generator failed (exit {proc.returncode}):\n{text[-1500:]}")
+    cpu = (usage.ru_utime + usage.ru_stime) if usage else float("nan")
+    parsed["generator_cpu"] = cpu / wall if wall > 0 else float("nan")
+    parsed["wall"] = wall
+    parsed["output"] = text
+    return parsed
+
+
+def run_idle(port: int, count: int, deadline: float) -> tuple[dict, subprocess.Popen]:
+    argv = [
+        "taskset",
+        "-c",
+        LOAD_CPU,
+        sys.executable,
+        str(BENCH / "idle_client.py"),
+        HOST,
+        str(port),
+        str(count),
+        "--deadline",
+        str(deadline),
+    ]
+    proc = spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = read_line(proc, deadline + 15)
+    try:
+        return json.loads(line), proc
+    except json.JSONDecodeError:
+        reap(proc, 1)
+        raise RuntimeError(f"idle client failed: {line}")
+
+
+def read_line(proc: subprocess.Popen, timeout: float) -> str:
+    """One line of proc's stdout, or kill it when the deadline passes first."""
+    box = []
+    reader = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not box:
+        kill_group(proc)
+        reader.join(2)
+        return "(no answer before the deadline)"
+    return box[0]
+
+
+# --------------------------------------------------------------------------
+# One measurement
+# --------------------------------------------------------------------------
+
+
+def measure(server: Server, scenario: Scenario, repeat: int, opts, env: dict, log_dir: Path) -> dict:
+    record = {"server": server.name, "scenario": scenario.name, "repeat": repeat, "ok": False}
+    log_path = log_dir / f"{scenario.name}-{server.name}-{repeat}.log"
+    try:
+        instance = RunningServer(server, scenario, env, log_path)
+    except OSError as error:  # the executable is missing: report it, go on with the others
+        record["error"] = f"cannot start {server.name}: {error}"
+        return record
+    record["command"] = instance.command
+    started = time.monotonic()
+    try:
+        instance.wait_ready(READY_DEADLINE)
+        record["startup_seconds"] = round(time.monotonic() - started, 3)
+        record.update(instance.check())
+        if scenario.kind == "idle":
+            record.update(measure_idle(instance, opts))
+        else:
+            if opts.warmup > 0:
+                run_load(scenario, instance.port, opts.warmup)
+            cpu_before = tree_cpu_seconds(instance.proc.pid)
+            cores_before = {cpu: cpu_times(cpu) for cpu in (SERVER_CPU, LOAD_CPU)}
+            load = run_load(scenario, instance.port, opts.duration)
+            cpu_after = tree_cpu_seconds(instance.proc.pid)
+            record["server_cpu"] = (cpu_after - cpu_before) / load["wall"]
+            # What else ran on the two CPUs: other processes of a busy machine
+            # (and a little kernel networking work, which is nobody's).
+            record["foreign_cpu"] = {
+                SERVER_CPU: max(0.0, cpu_busy(SERVER_CPU, cores_before[SERVER_CPU]) - record["server_cpu"]),
+                LOAD_CPU: max(0.0, cpu_busy(LOAD_CPU, cores_before[LOAD_CPU]) - load["generator_cpu"]),
+            }
+            record["memory"] = tree_memory_kib(instance.proc.pid)
+            output = load.pop("output")
+            record.update(load)
+            record["rps"] = load["requests"] / load["seconds"]
+            record["mib_s"] = (
+                load["requests"] * FILE_SIZE / 1024**2 / load["seconds"] if scenario.metric == "MiB/s" else None
+            )
+            errors = sum(load.get("socket_errors", {}).values()) + load.get("non_2xx", 0) + load.get("failed", 0)
+            record["errors"] = errors
+            if errors:
+                record["output_tail"] = output[-800:]
+            if instance.proc.poll() is not None:
+                raise RuntimeError(
+                    f"server exited during the load (code {instance.proc.returncode}):\n{instance.log_tail()}"
+                )
+        record["affinity"] = tree_affinity(instance.proc.pid)  # after the load: every thread has started
+        record["ok"] = True
+    except Exception as error:  # noqa: BLE001 (one failed measurement is reported, not fatal)
+        record["error"] = str(error) if isinstance(error, RuntimeError) else f"{type(error).__name__}: {error}"
+    finally:
+        stopping = time.monotonic()
+        instance.stop()
+        record["stop_seconds"] = round(time.monotonic() - stopping, 3)
+        record["total_seconds"] = round(time.monotonic() - started, 3)
+    return record
+
+
+def measure_idle(instance: RunningServer, opts) -> dict:
+    stats, client = run_idle(instance.port, opts.idle_connections, opts.idle_deadline)
+    try:
+        memory = tree_memory_kib(instance.proc.pid)
+        client.stdin.write("check\n")
+        client.stdin.flush()
+        held = json.loads(read_line(client, 30)).get("held", 0)
+        client.stdin.write("close\n")
+        client.stdin.flush()
+    except (OSError, ValueError) as error:
+        raise RuntimeError(f"idle client failed: {error!r}")
+    finally:
+        reap(client, 30)
+    alive = instance.proc.poll() is None
+    return {"idle": stats, "held": held if alive else 0, "memory": memory, "server_alive": alive}
+
+
+# --------------------------------------------------------------------------
+# Setup
+# --------------------------------------------------------------------------
+
+
+def ensure_tools() -> None:
+    missing = [
+        pkg
+        for tool, pkg in (("wrk", "wrk"), ("h2load", "nghttp2-client"), ("taskset", "util-linux"))
+        if shutil.which(tool) is None
+    ]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise SystemExit(
+            f"bench: error: missing {', '.join(missing)}; install them: sudo apt-get install -y {' '.join(missing)}"
+        )
+    print(f"bench: installing {' '.join(missing)} with apt-get", flush=True)
+    run(["apt-get", "update", "-q"], timeout=300, stdout=subprocess.DEVNULL)
+    result = run(
+        ["apt-get", "install", "-y", "-q", *missing],
+        timeout=600,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"bench: error: apt-get install {' '.join(missing)} failed:\n{result.stdout[-2000:]}")
+
+
+def step(title: str, argv: list, timeout: float, **kwargs) -> None:
+    print(f"bench: {title} ...", end="", flush=True)
+    started = time.monotonic()
+    result = run(argv, timeout=timeout, **kwargs)
+    if result.returncode != 0:
+        print(" failed", flush=True)
+        raise SystemExit(
+            f"bench: error: {shlex.join(map(str, argv))} exited with {result.returncode}:\n{result.stdout[-3000:]}"
+        )
+    print(f" done ({time.monotonic() - started:.0f} s)", flush=True)
+
+
+def install() -> None:
+    if not (VENV / "bin" / "python").exists():
+        step("creating bench/.venv", [sys.executable, "-m", "venv", str(VENV)], 120)
+    pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    step("installing the peers (bench/requirements.txt)", [*pip, "-r", str(BENCH / "requirements.txt")], 600)
+    # A release build of this repository, like a user's `pip install`.
+    step(
+        "building and installing Propylon from this repository (release)",
+        [*pip, "--force-reinstall", "--no-deps", str(REPO)],
+        1800,
+    )
+    step(
+        "building the hyper reference (cargo --release)",
+        ["cargo", "build", "--release", "--quiet", "--manifest-path", str(HYPER_REF / "Cargo.toml")],
+        1200,
+    )
+
+
+def versions() -> dict:
+    code = (
+        "import json, importlib.metadata as m\n"
+        "names = ['propylon', 'granian', 'gunicorn', 'waitress', 'pyruvate', 'hypercorn']\n"
+        "out = {}\n"
+        "for n in names:\n"
+        "    try: out[n] = m.version(n)\n"
+        "    except m.PackageNotFoundError: out[n] = None\n"
+        "print(json.dumps(out))\n"
+    )
+    found = json.loads(run([str(VENV / "bin" / "python"), "-c", code], timeout=60).stdout)
+    lock = (HYPER_REF / "Cargo.lock").read_text() if (HYPER_REF / "Cargo.lock").exists() else ""
+    match = re.search(r'name = "hyper"\nversion = "([^"]+)"', lock)
+    found["hyper (hyper-ref)"] = match.group(1) if match else None
+    found["python"] = run(
+        [str(VENV / "bin" / "python"), "-c", "import sys; print(sys.version.split()[0])"], timeout=30
+    ).stdout.strip()
+    wrk = run(["wrk", "-v"], timeout=10).stdout
+    found["wrk"] = (re.search(r"wrk (\S+)", wrk) or [None, None])[1]
+    h2load = run(["h2load", "--version"], timeout=10).stdout
+    found["h2load"] = (re.search(r"nghttp2/(\S+)", h2load) or [None, None])[1]
+    return found
+
+
+def machine() -> dict:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"model name\s*:\s*(.+)", cpuinfo)
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model.group(1).strip() if model else platform.processor(),
+        "kernel": platform.release(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3, 1),
+        "os": platform.freedesktop_os_release().get("PRETTY_NAME", "")
+        if hasattr(platform, "freedesktop_os_release")
+        else "",
+    }
+
+
+# --------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------
+
+
+def fmt_number(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:,.1f}"
+
+
+def summarize(records: list) -> dict:
+    """{scenario: {server: summary}} with medians over the successful repeats."""
+    out = {}
+    for record in records:
+        out.setdefault(record["scenario"], {}).setdefault(record["server"], []).append(record)
+    summary = {}
+    for scenario_name, by_server in out.items():
+        scenario = SCENARIO_BY_NAME[scenario_name]
+        summary[scenario_name] = {}
+        for server_name, runs in by_server.items():
+            ok = [r for r in runs if r["ok"]]
+            entry = {"runs": len(runs), "ok": len(ok), "errors": [r["error"] for r in runs if not r["ok"]]}
+            if ok:
+                peak = [r["memory"]["peak_kib"] / 1024 for r in ok if "memory" in r]
+                entry["peak_mib"] = statistics.median(peak) if peak else None
+                entry["processes"] = max(r["memory"]["processes"] for r in ok if "memory" in r)
+                if scenario.kind == "idle":
+                    entry["held"] = min(r["held"] for r in ok)
+                    entry["target"] = ok[0]["idle"]["target"]
+                    entry["open_seconds"] = statistics.median(r["idle"]["seconds"] for r in ok)
+                    entry["peak_range"] = (min(peak), max(peak))
+                else:
+                    values = [r["mib_s"] if scenario.metric == "MiB/s" else r["rps"] for r in ok]
+                    entry["median"] = statistics.median(values)
+                    entry["min"], entry["max"] = min(values), max(values)
+                    entry["server_cpu"] = statistics.median(r["server_cpu"] for r in ok)
+                    entry["foreign_cpu"] = {
+                        cpu: statistics.median(r["foreign_cpu"][cpu] for r in ok) for cpu in (SERVER_CPU, LOAD_CPU)
+                    }
+                    entry["unpinned"] = sorted({cpus for r in ok for cpus in r["affinity"] if cpus != SERVER_CPU})
+                    entry["generator_cpu"] = max(r["generator_cpu"] for r in ok)
+                    entry["load_errors"] = sum(r.get("errors", 0) for r in ok)
+                    entry["latency_p99_ms"] = statistics.median(r.get("latency_p99_ms", float("nan")) for r in ok)
+                    paths = {r["file_path"] for r in ok if r.get("file_path")}
+                    if paths:
+                        entry["file_path"] = ", ".join(sorted(paths))
+            summary[scenario_name][server_name] = entry
+    return summary
+
+
+def render_tables(summary: dict, server_order: list) -> str:
+    lines = []
+    for scenario in SCENARIOS:
+        if scenario.kind != "load" or scenario.name not in summary:
+            continue
+        rows = summary[scenario.name]
+        reference = rows.get(REFERENCE, {}).get("median")
+        lines += [f"### {scenario.name}: {scenario.title}", ""]
+        lines += [
+            f"| server | {scenario.metric} (median) | min–max | vs Propylon | p99 latency | server CPU | load-gen CPU | notes |",
+            "|---|--:|--:|--:|--:|--:|--:|---|",
+        ]
+        for name in server_order:
+            if name not in rows:
+                continue
+            entry = rows[name]
+            if "median" not in entry:
+                lines.append(f"| {name} | failed | | | | | | {first_line(entry['errors'])} |")
+                continue
+            notes = []
+            if entry["generator_cpu"] >= GENERATOR_SATURATED:
+                notes.append(
+                    f"⚠ load generator saturated ({entry['generator_cpu']:.0%} CPU): a floor, not the server's limit"
+                )
+            foreign = entry.get("foreign_cpu", {})
+            foreign = foreign if isinstance(foreign, dict) else {SERVER_CPU: foreign}  # results of older runs
+            busy = [f"{share:.0%} of CPU {cpu}" for cpu, share in foreign.items() if share >= BUSY_MACHINE]
+            if busy:
+                notes.append(f"⚠ busy machine: other work took {' and '.join(busy)}")
+            if entry.get("unpinned"):
+                notes.append(f"⚠ threads not pinned (CPUs {', '.join(entry['unpinned'])})")
+            if entry["load_errors"]:
+                notes.append(f"{entry['load_errors']} errors/non-2xx")
+            if entry.get("file_path"):
+                notes.append(entry["file_path"])
+            if entry["ok"] < entry["runs"]:
+                notes.append(f"{entry['runs'] - entry['ok']} of {entry['runs']} runs failed")
+            ratio = f"{entry['median'] / reference:.2f}×" if reference else "–"
+            lines.append(
+                f"| {name} | {fmt_number(entry['median'])} | {fmt_number(entry['min'])}–{fmt_number(entry['max'])} | {ratio} "
+                f"| {entry['latency_p99_ms']:.1f} ms | {entry['server_cpu']:.0%} | {entry['generator_cpu']:.0%} | {'; '.join(notes)} |"
+                if entry["latency_p99_ms"] == entry["latency_p99_ms"]
+                else f"| {name} | {fmt_number(entry['median'])} | {fmt_number(entry['min'])}–{fmt_number(entry['max'])} | {ratio} "
+                f"| – | {entry['server_cpu']:.0%} | {entry['generator_cpu']:.0%} | {'; '.join(notes)} |"
+            )
+        lines.append("")
+    lines += render_memory(summary, server_order)
+    lines += render_ceiling(summary)
+    return "\n".join(lines)
+
+
+def render_memory(summary: dict, server_order: list) -> list:
+    hello, idle = summary.get("hello", {}), summary.get("idle10k", {})
+    if not hello and not idle:
+        return []
+    lines = ["### Memory: peak RSS of the server's whole process tree (sum of VmHWM), MiB; lower is better", ""]
+    target = next((e["target"] for e in idle.values() if "target" in e), 10000)
+    lines += [
+        f"| server | after hello world | vs Propylon | with {target:,} idle keep-alive connections | vs Propylon | time to open them | processes |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    ref_hello = hello.get(REFERENCE, {}).get("peak_mib")
+    ref_idle = (
+        idle.get(REFERENCE, {}).get("peak_mib")
+        if idle.get(REFERENCE, {}).get("held", 0) >= 0.99 * idle.get(REFERENCE, {}).get("target", 1)
+        else None
+    )
+    for name in server_order:
+        if name not in hello and name not in idle:
+            continue
+        h, i = hello.get(name, {}), idle.get(name, {})
+        h_text = f"{h['peak_mib']:.1f}" if h.get("peak_mib") else ("failed" if h else "–")
+        h_ratio = f"{h['peak_mib'] / ref_hello:.2f}×" if h.get("peak_mib") and ref_hello else "–"
+        if i.get("peak_mib") is None:
+            i_text, i_ratio = ("failed: " + first_line(i.get("errors", []))) if i else "–", "–"
+        elif i["held"] < 0.99 * i["target"]:
+            i_text, i_ratio = f"can't hold {i['target']:,}: held {i['held']:,} ({i['peak_mib']:.1f} MiB)", "–"
+        else:
+            i_text = f"{i['peak_mib']:.1f}"
+            i_ratio = f"{i['peak_mib'] / ref_idle:.2f}×" if ref_idle else "–"
+        processes = max(h.get("processes", 0), i.get("processes", 0)) or "–"
+        opened = f"{i['open_seconds']:.1f} s" if i.get("open_seconds") is not None else "–"
+        lines.append(f"| {name} | {h_text} | {h_ratio} | {i_text} | {i_ratio} | {opened} | {processes} |")
+    lines.append("")
+    return lines
+
+
+def render_ceiling(summary: dict) -> list:
+    lines = []
+    for scenario_name in ("hello", "h2"):
+        rows = summary.get(scenario_name, {})
+        ours, ceiling = rows.get(REFERENCE, {}).get("median"), rows.get(CEILING, {}).get("median")
+        if ours and ceiling:
+            floor = (
+                " (the ceiling's number is a floor: its load generator was saturated)"
+                if rows[CEILING]["generator_cpu"] >= GENERATOR_SATURATED
+                else ""
+            )
+            lines.append(
+                f"- {scenario_name}: Propylon reaches **{ours / ceiling:.0%}** of the Rust-only hyper reference ({fmt_number(ours)} of {fmt_number(ceiling)} req/s){floor}."
+            )
+    return (["### Propylon against the hyper ceiling", ""] + lines + [""]) if lines else []
+
+
+def first_line(errors: list) -> str:
+    return (errors[0].splitlines()[0] if errors and errors[0] else "")[:160].replace("|", "\\|")
+
+
+def render_report(data: dict) -> str:
+    meta = data["meta"]
+    m = meta["machine"]
+    order = [s.name for s in SERVERS if s.name in meta["servers"]]
+    head = [
+        f"Run of {meta['date']} — {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, {m.get('os', '')}.",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v) + ".",
+        "",
+        f"Settings: {meta['duration']} s per measurement after {meta['warmup']} s of warm-up, {meta['repeats']} repeat(s) "
+        f"(servers interleaved), servers on CPU {SERVER_CPU}, load generator on CPU {LOAD_CPU}, "
+        f"{meta['threads']} application threads; {meta['elapsed_minutes']:.1f} min in all. "
+        f"CPUs busy before the run: "
+        + ", ".join(f"CPU {c} {b:.0%}" for c, b in meta.get("cpu_busy_at_start", {}).items())
+        + ".",
+        "",
+        f"Command: `{meta['command']}`",
+        "",
+    ]
+    commands = [
+        "<details><summary>Exact server commands of this run (cwd and PYTHONPATH bench/apps, under taskset -c 0; Granian's --http is 2 in the h2 scenario)</summary>",
+        "",
+    ]
+    commands += [
+        f"- {name}: `{meta['server_commands'][name]}`" for name in order if name in meta.get("server_commands", {})
+    ]
+    commands += ["", "</details>", ""]
+    return "\n".join(head) + "\n" + render_tables(data["summary"], order) + "\n" + "\n".join(commands)
+
+
+def write_readme(report: str) -> None:
+    text = README.read_text()
+    start, end = text.find(RESULTS_START), text.find(RESULTS_END)
+    if start < 0 or end < start:
+        raise SystemExit(f"bench: error: {README} has no {RESULTS_START} ... {RESULTS_END} markers")
+    text = text[: start + len(RESULTS_START)] + "\n" + report.rstrip() + "\n" + text[end:]
+    README.write_text(text)
+    print(f"bench: wrote the results into {README.relative_to(REPO)}")
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+SCENARIO_BY_NAME = {s.name: s for s in SCENARIOS}
+SERVER_BY_NAME = {s.name: s for s in SERVERS}
+SETUP_ESTIMATE = 6 * 60  # seconds: Propylon's release build and hyper-ref's on a fresh clone, 2 cores
+OVERHEAD_ESTIMATE = 0.7  # seconds per measurement: start, readiness, check, stop (measured: 0.1-0.5)
+IDLE_ESTIMATE = 6.0  # seconds per idle-connection measurement (measured: 0.5-6, waitress 24)
+
+
+def plan(opts) -> list:
+    servers = [SERVER_BY_NAME[n] for n in opts.servers]
+    scenarios = [SCENARIO_BY_NAME[n] for n in opts.scenarios]
+    return [(scenario, [s for s in servers if scenario.name in s.scenarios]) for scenario in scenarios]
+
+
+def estimate(steps: list, opts) -> float:
+    total = 0.0
+    for scenario, servers in steps:
+        per = IDLE_ESTIMATE if scenario.kind == "idle" else opts.duration + opts.warmup + OVERHEAD_ESTIMATE
+        total += per * len(servers) * opts.repeats
+    return total
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Propylon's benchmark against peer servers (see bench/README.md).")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: --duration 1 --warmup 0 --repeats 1, README untouched"
+    )
+    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement (default 5)")
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="seconds of load before each measurement, not counted (default 1)"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="measurements per server and scenario (default 3)")
+    parser.add_argument(
+        "--servers", default=",".join(SERVER_BY_NAME), help="comma-separated subset of: " + ", ".join(SERVER_BY_NAME)
+    )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIO_BY_NAME),
+        help="comma-separated subset of: " + ", ".join(SCENARIO_BY_NAME),
+    )
+    parser.add_argument(
+        "--idle-connections", type=int, default=10000, help="connections held in the idle10k scenario (default 10000)"
+    )
+    parser.add_argument("--idle-deadline", type=float, default=60.0, help="seconds to open them all (default 60)")
+    parser.add_argument(
+        "--skip-install", action="store_true", help="use bench/.venv and hyper-ref as they are (no pip, no cargo)"
+    )
+    readme = parser.add_mutually_exclusive_group()
+    readme.add_argument(
+        "--readme", action="store_true", help="write README's results even for a --quick or partial run"
+    )
+    readme.add_argument("--no-readme", action="store_true", help="do not touch bench/README.md")
+    parser.add_argument("--render", metavar="JSON", help="only render README's results from a saved results file")
+    parser.add_argument("--plan", action="store_true", help="print the measurements and the time estimate, run nothing")
+    opts = parser.parse_args(argv)
+    if opts.quick:
+        opts.duration, opts.warmup, opts.repeats = 1, 0, 1
+    opts.servers = [n for n in opts.servers.split(",") if n]
+    opts.scenarios = [n for n in opts.scenarios.split(",") if n]
+    for name in opts.servers:
+        if name not in SERVER_BY_NAME:
+            parser.error(f"unknown server {name!r}; known: {', '.join(SERVER_BY_NAME)}")
+    for name in opts.scenarios:
+        if name not in SCENARIO_BY_NAME:
+            parser.error(f"unknown scenario {name!r}; known: {', '.join(SCENARIO_BY_NAME)}")
+    if opts.duration < 1 or opts.repeats < 1 or opts.warmup < 0:
+        parser.error("--duration and --repeats must be at least 1, --warmup at least 0")
+    return opts
+
+
+def main(argv=None) -> int:
+    opts = parse_args(argv)
+    if opts.render:
+        data = json.loads(Path(opts.render).read_text())
+        write_readme(render_report(data))
+        return 0
+    full = not opts.quick and set(opts.servers) == set(SERVER_BY_NAME) and set(opts.scenarios) == set(SCENARIO_BY_NAME)
+    signal.signal(signal.SIGTERM, on_signal)
+    # Servers and the idle client inherit the limit (10,000 sockets each, and more).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(FD_LIMIT, soft), max(FD_LIMIT, hard)))
+    except (ValueError, OSError):  # no CAP_SYS_RESOURCE: up to the hard limit
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if "idle10k" in opts.scenarios and soft < opts.idle_connections + 1024:
+        print(
+            f"bench: warning: RLIMIT_NOFILE is {soft}, too low for {opts.idle_connections:,} connections: "
+            "idle10k will report what the servers could hold; raise the hard limit (ulimit -Hn) first",
+            file=sys.stderr,
+        )
+    if (os.cpu_count() or 1) < 2:
+        raise SystemExit("bench: error: needs 2 CPUs (servers on CPU 0, load generator on CPU 1)")
+
+    steps = plan(opts)
+    measurements = sum(len(servers) for _, servers in steps) * opts.repeats
+    seconds_needed = estimate(steps, opts)
+    setup = 0 if opts.skip_install else SETUP_ESTIMATE
+    print(
+        f"bench: {measurements} measurements ({opts.duration} s each after {opts.warmup} s warm-up, {opts.repeats} repeat(s)); "
+        f"estimated {seconds_needed / 60:.1f} min"
+        + (f" + up to {setup / 60:.0f} min of setup on a fresh clone" if setup else ""),
+        flush=True,
+    )
+
+    if opts.plan:
+        for scenario, servers in steps:
+            print(f"  {scenario.name:9} x{opts.repeats}: {', '.join(s.name for s in servers)}")
+        return 0
+
+    started = time.monotonic()
+    records = []
+    quiet = {}
+    interrupted = False
+    RESULTS.mkdir(exist_ok=True)
+    kill_leftovers()
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    log_dir = RESULTS / f"logs-{stamp}"
+    log_dir.mkdir()
+    data_dir = Path(tempfile.mkdtemp(prefix="propylon-bench-"))
+    try:
+        ensure_tools()
+        if not opts.skip_install:
+            install()
+        for path, what in (
+            (VENV / "bin" / "propylon", "Propylon in bench/.venv"),
+            (HYPER_REF / "target" / "release" / "hyper-ref", "bench/hyper-ref"),
+        ):
+            if not path.exists():
+                raise SystemExit(f"bench: error: {what} is missing ({path}); run without --skip-install")
+        quiet = quietness()
+        if max(quiet.values()) >= BUSY_MACHINE:
+            print(
+                f"bench: warning: the machine is not quiet ({', '.join(f'CPU {c} {b:.0%} busy' for c, b in quiet.items())} "
+                "before the first server started): the numbers will be noisy; the tables flag measurements disturbed by other work",
+                flush=True,
+            )
+        file_path = data_dir / "file-10MiB.bin"
+        file_path.write_bytes(os.urandom(FILE_SIZE))
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(APPS),
+            "PROPYLON_BENCH_FILE": str(file_path),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        env.pop("VIRTUAL_ENV", None)
+
+        done = 0
+        for scenario, servers in steps:
+            for repeat in range(opts.repeats):
+                for server in servers:
+                    done += 1
+                    record = measure(server, scenario, repeat, opts, env, log_dir)
+                    records.append(record)
+                    print(
+                        f"[{done}/{measurements}] {scenario.name:9} {server.name:17} #{repeat + 1} {describe(record, scenario)}",
+                        flush=True,
+                    )
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; stopping every server and load generator", file=sys.stderr)
+        interrupted = True
+    finally:
+        kill_all()
+        GROUPS_FILE.write_text("")
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+    if not records:
+        return 130 if interrupted else 1
+    elapsed = time.monotonic() - started
+    data = {
+        "meta": {
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": shlex.join(["python3", "bench/bench.py", *(sys.argv[1:] if argv is None else argv)]),
+            "machine": machine(),
+            "versions": versions(),
+            "duration": opts.duration,
+            "warmup": opts.warmup,
+            "repeats": opts.repeats,
+            "threads": THREADS,
+            "idle_timeout": IDLE_TIMEOUT,
+            "idle_connections": opts.idle_connections,
+            "servers": opts.servers,
+            "scenarios": opts.scenarios,
+            "quick": opts.quick,
+            "interrupted": interrupted,
+            "elapsed_minutes": elapsed / 60,
+            "cpu_busy_at_start": quiet,
+            "server_commands": {s.name: display_command(s) for s in SERVERS if s.name in opts.servers},
+        },
+        "summary": summarize(records),
+        "records": records,
+    }
+    out_path = RESULTS / f"{stamp}.json"
+    out_path.write_text(json.dumps(data, indent=1, default=str))
+    report = render_report(data)
+    print("\n" + report)
+    print(
+        f"bench: {elapsed / 60:.1f} min; raw results in {out_path.relative_to(REPO)}, server logs in {log_dir.relative_to(REPO)}/"
+    )
+    if interrupted:
+        print("bench: interrupted: the results above are partial; README untouched", file=sys.stderr)
+        return 130
+    if (full or opts.readme) and not opts.no_readme:
+        write_readme(report)
+    return 0
+
+
+def display_command(server: Server) -> str:
+    """The server's command as the README shows it: paths from the repository root."""
+    return server.command.format(
+        venv="bench/.venv",
+        bench="bench",
+        port="PORT",
+        app="wsgi_apps:APP",
+        attr="APP",
+        threads=THREADS,
+        idle=IDLE_TIMEOUT,
+        limit=CONNECTION_LIMIT,
+        http="1|2",
+    )
+
+
+def describe(record: dict, scenario: Scenario) -> str:
+    if not record["ok"]:
+        return "FAILED: " + first_line([record.get("error", "")])
+    if scenario.kind == "idle":
+        return (
+            f"held {record['held']:,}/{record['idle']['target']:,}, peak {record['memory']['peak_kib'] / 1024:.1f} MiB"
+        )
+    value = f"{record['mib_s']:,.0f} MiB/s" if scenario.metric == "MiB/s" else f"{record['rps']:,.0f} req/s"
+    flag = " (load generator saturated)" if record["generator_cpu"] >= GENERATOR_SATURATED else ""
+    errors = f", {record['errors']} errors" if record.get("errors") else ""
+    return f"{value}, server CPU {record['server_cpu']:.0%}, gen CPU {record['generator_cpu']:.0%}{errors}{flag}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

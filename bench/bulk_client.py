@@ -1,0 +1,156 @@
+"""Load generator for large responses: keep-alive GETs read with big buffers.
+
+Usage: python bulk_client.py URL [--connections N] [--duration S] [--buffer BYTES]
+
+Why not wrk: wrk reads 8 KiB per recv(2). For a 10 MiB body that is 1,280
+system calls per response, and on loopback wrk's core saturates long before
+the server's does (worse when the server uses sendfile(2), whose page-backed
+segments cost the receiver more per call). This client reads into a 256 KiB
+buffer, so the load generator stays off the critical path and the number is
+the server's.
+
+Theory of operation: one thread, non-blocking sockets, epoll. Each of the N
+connections sends ``GET`` and reads the response head and exactly
+Content-Length body bytes into a reused buffer (the body is counted, not kept),
+then sends the next request on the same connection; if the server answered
+``Connection: close`` or closed it, the connection is reopened. After
+``--duration`` seconds it prints one JSON line: requests completed, body bytes,
+seconds, latency percentiles, non-2xx answers and errors.
+
+What it does not do: chunked responses, pipelining, HTTP/2, or verifying body
+contents (the bench checks one response before measuring).
+"""
+
+import argparse
+import json
+import selectors
+import socket
+import time
+from urllib.parse import urlsplit
+
+
+class Connection:
+    __slots__ = ("head", "keep_alive", "left", "length", "sent_at", "sock", "status")
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.head = b""
+        self.length = 0
+        self.left = None  # body bytes still to read; None while reading the head
+        self.keep_alive = True
+        self.status = 0
+        self.sent_at = 0.0
+
+
+def parse_head(head: bytes):
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    length, keep_alive = 0, True
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        name = name.strip().lower()
+        if name == "content-length":
+            length = int(value)
+        elif name == "connection" and "close" in value.lower():
+            keep_alive = False
+    return status, length, keep_alive
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("url")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--buffer", type=int, default=256 * 1024)
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds without progress before a connection counts as timed out"
+    )
+    args = parser.parse_args()
+    url = urlsplit(args.url)
+    address = (url.hostname, url.port or 80)
+    request = (
+        f"GET {url.path or '/'} HTTP/1.1\r\nHost: {url.netloc}\r\nUser-Agent: propylon-bench-bulk\r\n\r\n".encode()
+    )
+    buffer = memoryview(bytearray(args.buffer))
+    sel = selectors.DefaultSelector()
+    stats = {"requests": 0, "bytes": 0, "non_2xx": 0, "errors": 0, "timeouts": 0, "reconnects": 0}
+    latencies = []
+
+    def open_connection():
+        sock = socket.create_connection(address, timeout=args.timeout)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = Connection(sock)
+        send(conn)
+        sel.register(sock, selectors.EVENT_READ, conn)
+
+    def send(conn):
+        conn.head, conn.left, conn.sent_at = b"", None, time.monotonic()
+        conn.sock.setblocking(True)
+        conn.sock.sendall(request)
+        conn.sock.setblocking(False)
+
+    def reopen(conn, counter):
+        if counter:
+            stats[counter] += 1
+        sel.unregister(conn.sock)
+        conn.sock.close()
+        if time.monotonic() < end:
+            open_connection()
+
+    started = time.monotonic()
+    end = started + args.duration
+    for _ in range(args.connections):
+        open_connection()
+    while time.monotonic() < end:
+        events = sel.select(timeout=0.2)
+        now = time.monotonic()
+        for key, _ in events:
+            conn = key.data
+            try:
+                if conn.left is None:
+                    data = conn.sock.recv(65536)
+                    if not data:
+                        reopen(conn, "errors")
+                        continue
+                    conn.head += data
+                    if b"\r\n\r\n" not in conn.head:
+                        continue
+                    head, _, rest = conn.head.partition(b"\r\n\r\n")
+                    conn.status, conn.length, conn.keep_alive = parse_head(head)
+                    conn.left = conn.length - len(rest)
+                else:
+                    n = conn.sock.recv_into(buffer[: min(conn.left, len(buffer))])
+                    if n == 0:
+                        reopen(conn, "errors")
+                        continue
+                    conn.left -= n
+            except BlockingIOError:
+                continue
+            except (OSError, ValueError, IndexError):
+                reopen(conn, "errors")
+                continue
+            if conn.left is not None and conn.left <= 0:
+                stats["requests"] += 1
+                stats["bytes"] += conn.length
+                stats["non_2xx"] += not 200 <= conn.status < 300
+                latencies.append(now - conn.sent_at)
+                if conn.keep_alive:
+                    send(conn)
+                else:
+                    reopen(conn, "reconnects")
+        for key in list(sel.get_map().values()):
+            conn = key.data
+            if now - conn.sent_at > args.timeout:
+                reopen(conn, "timeouts")
+    elapsed = time.monotonic() - started
+    latencies.sort()
+
+    def pct(p):
+        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1e3 if latencies else None
+
+    print(json.dumps({**stats, "seconds": elapsed, "latency_p50_ms": pct(50), "latency_p99_ms": pct(99)}))
+
+
+if __name__ == "__main__":
+    main()
