@@ -289,7 +289,7 @@ impl<I: AsyncWrite + Unpin> Guard<I> {
                 }
             }
             // Over TLS the frame is only written once the record is flushed.
-            if let Poll::Pending = Pin::new(&mut self.inner).poll_flush(cx) {
+            if Pin::new(&mut self.inner).poll_flush(cx).is_pending() {
                 return Poll::Pending;
             }
         }

@@ -19,12 +19,13 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
+use tokio::sync::oneshot;
 
 use super::access_log::{AccessRecord, Tracked};
 use super::activity::Activity;
 use super::body::{BodyError, BodyReader, Source};
 use super::config::ServerConfig;
-use super::exchange::{Application, Call, Reply};
+use super::exchange::{Application, Call, Reply, ResponseHead};
 use super::h2c::{self, PendingUpgrade, UpgradeRequest};
 use super::h2guard::GuardHandle;
 use super::response::ResponseBody;
@@ -83,7 +84,68 @@ pub async fn handle(
     ))
 }
 
+/// What the head of a request leads to, decided without waiting.
+enum Next {
+    /// Answer now (an error found in the head, or the pool is full).
+    Respond(Response<ResponseBody>),
+    /// The call is on the pool: wait for its response head.
+    Await(oneshot::Receiver<ResponseHead>),
+    /// WSGI 1.0 compatibility: read the whole body first (rare; boxed).
+    Buffer(Box<Pending>),
+    /// `Upgrade: h2c` (rare; boxed).
+    Upgrade(Request<Incoming>),
+}
+
+/// A request whose body must be buffered before the call is made.
+struct Pending {
+    body: BodyReader,
+    prepare: Box<dyn FnOnce(BodyReader, Option<u64>) -> Next + Send>,
+}
+
+/// The await points are kept few and small: this future is allocated (and
+/// moved) once per request, per HTTP/2 stream.
 async fn respond(req: Request<Incoming>, ctx: &ConnContext) -> Response<ResponseBody> {
+    match start(req, ctx) {
+        Next::Respond(response) => response,
+        Next::Await(head) => await_head(head).await,
+        Next::Buffer(pending) => {
+            Box::pin(buffer_then_call(*pending, ctx.config.buffer_memory_limit)).await
+        }
+        Next::Upgrade(req) => Box::pin(upgrade_to_h2c(req, ctx)).await,
+    }
+}
+
+async fn await_head(head: oneshot::Receiver<ResponseHead>) -> Response<ResponseBody> {
+    match head.await {
+        Ok(head) => {
+            let mut response = Response::new(head.body);
+            *response.status_mut() = head.status;
+            *response.headers_mut() = head.headers;
+            response
+        }
+        // The bridge dropped the reply without answering: it has logged why.
+        Err(_) => error_response(500, "Internal Server Error", false),
+    }
+}
+
+async fn buffer_then_call(pending: Pending, limit: usize) -> Response<ResponseBody> {
+    let Pending { body, prepare } = pending;
+    match tokio::task::spawn_blocking(move || body.buffer(limit)).await {
+        Ok(Ok((len, buffered))) => match prepare(buffered, Some(len)) {
+            Next::Respond(response) => response,
+            Next::Await(head) => await_head(head).await,
+            Next::Buffer(_) | Next::Upgrade(_) => {
+                error_response(500, "Internal Server Error", true)
+            }
+        },
+        Ok(Err(e)) => body_error_response(&e),
+        Err(_) => error_response(500, "Internal Server Error", true),
+    }
+}
+
+/// Everything about a request that needs no waiting: framing rules, the body
+/// plan, the environ, and the dispatch to the pool.
+fn start(req: Request<Incoming>, ctx: &ConnContext) -> Next {
     let version = match req.version() {
         Version::HTTP_10 | Version::HTTP_09 => HttpVersion::Http10,
         Version::HTTP_2 | Version::HTTP_3 => HttpVersion::Http2,
@@ -97,11 +159,11 @@ async fn respond(req: Request<Incoming>, ctx: &ConnContext) -> Response<Response
     };
     if let Err(e) = authority_ok.and_then(|()| check_framing(version, req.headers())) {
         log::info!(target: "propylon.server", "rejected request: {e}");
-        return error_response(e.status, e.reason, true);
+        return Next::Respond(error_response(e.status, e.reason, true));
     }
     if version == HttpVersion::Http11 && ctx.tls.is_none() && h2c::is_upgrade_request(req.headers())
     {
-        return upgrade_to_h2c(req, ctx).await;
+        return Next::Upgrade(req);
     }
     let (parts, incoming) = req.into_parts();
     // The request an h2c upgrade carried arrives as stream 1, its body read.
@@ -115,7 +177,7 @@ async fn respond(req: Request<Incoming>, ctx: &ConnContext) -> Response<Response
         Ok(p) => p,
         Err(e) => {
             log::info!(target: "propylon.server", "rejected request: {e}");
-            return error_response(e.status, e.reason, true);
+            return Next::Respond(error_response(e.status, e.reason, true));
         }
     };
     let source = match framing {
@@ -136,63 +198,55 @@ async fn respond(req: Request<Incoming>, ctx: &ConnContext) -> Response<Response
             received: 0,
         },
     };
-    let mut body = BodyReader::new(source, body_plan.decode, config.body.max_body_size);
-    let mut content_length = body_plan.environ_content_length;
-    if config.body.buffer && !matches!(framing, Framing::Empty | Framing::Length(0)) {
-        let limit = config.buffer_memory_limit;
-        match tokio::task::spawn_blocking(move || body.buffer(limit)).await {
-            Ok(Ok((len, buffered))) => {
-                content_length = Some(len);
-                body = buffered;
-            }
-            Ok(Err(e)) => return body_error_response(&e),
-            Err(_) => return error_response(500, "Internal Server Error", true),
-        }
-    }
-
-    let mut environ = build(&EnvironInput {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query(),
-        version,
-        headers: &parts.headers,
-        authority: parts.uri.authority().map(|a| a.as_str()),
-        https: ctx.tls.is_some(),
-        local_addr: ctx.local,
-        peer_addr: ctx.peer,
-        root_path: &config.root_path,
-        content_length,
-        strip_content_encoding: body_plan.strip_content_encoding,
-    });
-    if let Some(tls) = &ctx.tls {
-        environ.tls = tls_variables(&tls.protocol, &tls.cipher, tls.client_cert_pem.as_deref());
-    }
-    let (reply, head) = Reply::new();
+    let body = BodyReader::new(source, body_plan.decode, config.body.max_body_size);
+    let tls = ctx.tls.clone();
+    let local = ctx.local;
+    let peer = ctx.peer;
+    let app = ctx.app.clone();
+    let root_path = config.root_path.clone();
     let zero_copy = match version {
         HttpVersion::Http2 => None,
         HttpVersion::Http10 | HttpVersion::Http11 => ctx.zero_copy.clone(),
     };
-    let call = Call {
-        environ,
-        body,
-        is_head: parts.method == Method::HEAD,
-        zero_copy,
-        reply,
-    };
-    if ctx.app.dispatch(call).is_err() {
-        log::warn!(target: "propylon.server", "worker pool and queue are full; answering 503");
-        return error_response(503, "Service Unavailable", false);
-    }
-    match head.await {
-        Ok(head) => {
-            let mut response = Response::new(head.body);
-            *response.status_mut() = head.status;
-            *response.headers_mut() = head.headers;
-            response
+    let call = move |body: BodyReader, content_length: Option<u64>| -> Next {
+        let mut environ = build(&EnvironInput {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            version,
+            headers: &parts.headers,
+            authority: parts.uri.authority().map(|a| a.as_str()),
+            https: tls.is_some(),
+            local_addr: local,
+            peer_addr: peer,
+            root_path: &root_path,
+            content_length,
+            strip_content_encoding: body_plan.strip_content_encoding,
+        });
+        if let Some(tls) = &tls {
+            environ.tls = tls_variables(&tls.protocol, &tls.cipher, tls.client_cert_pem.as_deref());
         }
-        // The bridge dropped the reply without answering: it has logged why.
-        Err(_) => error_response(500, "Internal Server Error", false),
+        let (reply, head) = Reply::new();
+        let call = Call {
+            environ,
+            body,
+            is_head: parts.method == Method::HEAD,
+            zero_copy,
+            reply,
+        };
+        if app.dispatch(call).is_err() {
+            log::warn!(target: "propylon.server", "worker pool and queue are full; answering 503");
+            return Next::Respond(error_response(503, "Service Unavailable", false));
+        }
+        Next::Await(head)
+    };
+    if config.body.buffer && !matches!(framing, Framing::Empty | Framing::Length(0)) {
+        return Next::Buffer(Box::new(Pending {
+            body,
+            prepare: Box::new(call),
+        }));
     }
+    call(body, body_plan.environ_content_length)
 }
 
 /// The response for a body error that ends a request before the application ran
