@@ -32,8 +32,15 @@ its own process group, killed on exit, on error and on Ctrl-C.
 Adding a server is one line in SERVERS; adding a scenario is one line in
 SCENARIOS plus its name in the servers' scenario lists (the groups below).
 
-What this script does not do: tune the kernel, measure TLS, or compare
-frameworks. It measures servers on deliberately trivial applications.
+TLS scenarios (tls: True) need a certificate: one self-signed P-256
+certificate for 127.0.0.1 is made with openssl at the start of each run, in the
+run's temporary directory (deleted at the end, never in the repository). A
+server's TLS arguments are its own (Server.tls) and replace the {tls} field of
+its command in TLS scenarios only.
+
+What this script does not do: tune the kernel, measure TLS handshakes (the
+TLS scenarios keep their connections open), or compare frameworks. It measures
+servers on deliberately trivial applications.
 """
 
 from __future__ import annotations
@@ -90,7 +97,8 @@ RESULTS_END = "<!-- results:end -->"
 # kind "load" runs the command and parses its output (parser "wrk", "h2load",
 # or "json" for bulk_client.py); kind "idle" runs the idle
 # client instead. `http` is what a server's {http} field becomes (Granian's
-# --http). `check` is (method, body size, expected response size) for the one
+# --http). `tls` makes {url} https and gives each server its TLS arguments.
+# `check` is (method, body size, expected response size) for the one
 # request checked before measuring.
 # --------------------------------------------------------------------------
 
@@ -106,11 +114,15 @@ class Scenario:
     http: str = "1"
     metric: str = "req/s"  # or "MiB/s"
     check: tuple = ("GET", 0, None)
+    tls: bool = False
 
 
 # fmt: off
 WRK = "wrk -t1 -c{connections} -d{duration}s --timeout 10s --latency"
 H2LOAD = "h2load -t1 -c16 -m16 -D {duration}"
+# h2load offers h2 and http/1.1 by default and would fall back to HTTP/1.1
+# silently; over TLS it offers h2 only.
+H2LOAD_TLS = H2LOAD + " --npn-list=h2"
 # wrk reads 8 KiB per recv(2) and saturates its core on 10 MiB bodies long
 # before the server does; bulk_client.py reads 256 KiB at a time.
 BULK = "{python} {bench}/bulk_client.py --connections 16 --duration {duration}"
@@ -121,16 +133,22 @@ SCENARIOS = [
     Scenario("file10m", "10 MiB file via wsgi.file_wrapper (or a read loop), bulk_client.py, 16 connections", "file", BULK + " {url}", parser="json", metric="MiB/s", check=("GET", 0, FILE_SIZE)),
     Scenario("h2", "HTTP/2 cleartext hello world, h2load, 16 connections x 16 streams", "hello", H2LOAD + " {url}", parser="h2load", http="2", check=("GET", 0, 13)),
     Scenario("idle10k", "memory with 10,000 idle keep-alive connections (one request each)", "hello", "", kind="idle", check=("GET", 0, 13)),
+    Scenario("tls-hello", "WSGI hello world over HTTPS/1.1 (TLS 1.3, P-256 certificate), wrk, 64 connections", "hello", WRK + " {url}", tls=True, check=("GET", 0, 13)),
+    Scenario("tls-h2", "HTTP/2 over TLS (ALPN h2) hello world, h2load, 16 connections x 16 streams", "hello", H2LOAD_TLS + " {url}", parser="h2load", http="2", tls=True, check=("GET", 0, 13)),
 ]
 # fmt: on
 
 # --------------------------------------------------------------------------
-# Servers: name, command template, scenarios. Command fields: {venv} {bench}
-# {port} {app} (MODULE:ATTR) {attr} {threads} {idle} {limit} {http}. Every
-# command runs with cwd and PYTHONPATH = bench/apps, under taskset -c 0.
+# Servers: name, command template, scenarios, TLS arguments. Command fields:
+# {venv} {bench} {port} {app} (MODULE:ATTR) {attr} {threads} {idle} {limit}
+# {http} {tls}. {tls} is the server's own TLS arguments (fields {cert} {key})
+# in TLS scenarios and empty otherwise; a server listing a TLS scenario must
+# have them. Every command runs with cwd and PYTHONPATH = bench/apps, under
+# taskset -c 0.
 # --------------------------------------------------------------------------
 
 WSGI_H1 = ("hello", "bytes64k", "echo64k", "file10m", "idle10k")
+TLS_CERT = "--certfile {cert} --keyfile {key}"  # Propylon's, gunicorn's, hypercorn's and hyper-ref's flags
 
 
 @dataclass(frozen=True)
@@ -139,18 +157,19 @@ class Server:
     command: str
     scenarios: tuple
     note: str = ""
+    tls: str = ""  # TLS arguments, fields {cert} {key}; {tls} in the command in TLS scenarios
 
 
 # fmt: off
 SERVERS = [
-    Server("propylon", "{venv}/bin/propylon {app} --bind 127.0.0.1:{port} --threads {threads} --keep-alive-timeout {idle}", WSGI_H1 + ("h2",)),
-    Server("granian", "{venv}/bin/granian --interface wsgi --host 127.0.0.1 --port {port} --workers 1 --runtime-threads 1 --blocking-threads {threads} --backpressure {limit} --http {http} --no-ws {app}", WSGI_H1 + ("h2",)),
+    Server("propylon", "{venv}/bin/propylon {app} --bind 127.0.0.1:{port} --threads {threads} --keep-alive-timeout {idle} {tls}", WSGI_H1 + ("h2", "tls-hello", "tls-h2"), tls=TLS_CERT),
+    Server("granian", "{venv}/bin/granian --interface wsgi --host 127.0.0.1 --port {port} --workers 1 --runtime-threads 1 --blocking-threads {threads} --backpressure {limit} --http {http} --no-ws {tls} {app}", WSGI_H1 + ("h2", "tls-hello", "tls-h2"), tls="--ssl-certificate {cert} --ssl-keyfile {key}"),
     Server("gunicorn-sync", "{venv}/bin/gunicorn -w 1 -b 127.0.0.1:{port} {app}", WSGI_H1, "sync worker: one request at a time, closes every connection"),
-    Server("gunicorn-gthread", "{venv}/bin/gunicorn -w 1 -k gthread --threads {threads} --keep-alive {idle} --worker-connections {limit} -b 127.0.0.1:{port} {app}", WSGI_H1),
+    Server("gunicorn-gthread", "{venv}/bin/gunicorn -w 1 -k gthread --threads {threads} --keep-alive {idle} --worker-connections {limit} -b 127.0.0.1:{port} {tls} {app}", WSGI_H1 + ("tls-hello",), tls=TLS_CERT),
     Server("waitress", "{venv}/bin/waitress-serve --listen=127.0.0.1:{port} --threads={threads} --connection-limit={limit} --channel-timeout={idle} --asyncore-use-poll {app}", WSGI_H1),
     Server("pyruvate", "{venv}/bin/python {bench}/servers/pyruvate_serve.py {app} 127.0.0.1:{port} {threads}", WSGI_H1),
-    Server("hypercorn", "{venv}/bin/hypercorn -w 1 --keep-alive {idle} --backlog 2048 -b 127.0.0.1:{port} wsgi:{app}", ("hello", "h2", "idle10k"), "WSGI through its ASGI adapter; threads: asyncio's default executor"),
-    Server("hyper-ref", "{bench}/hyper-ref/target/release/hyper-ref --bind 127.0.0.1:{port}", ("hello", "h2", "idle10k"), "Rust only, not a WSGI server: the ceiling"),
+    Server("hypercorn", "{venv}/bin/hypercorn -w 1 --keep-alive {idle} --backlog 2048 -b 127.0.0.1:{port} {tls} wsgi:{app}", ("hello", "h2", "idle10k", "tls-hello", "tls-h2"), "WSGI through its ASGI adapter; threads: asyncio's default executor", tls=TLS_CERT),
+    Server("hyper-ref", "{bench}/hyper-ref/target/release/hyper-ref --bind 127.0.0.1:{port} {tls}", ("hello", "h2", "idle10k", "tls-hello", "tls-h2"), "Rust only, not a WSGI server: the ceiling", tls=TLS_CERT),
 ]
 # fmt: on
 
@@ -375,25 +394,71 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def http_request(port: int, method: str, body: bytes, timeout: float) -> tuple[int, dict, bytes]:
-    """One HTTP/1.1 request on a fresh connection: (status, headers, body)."""
+@dataclass(frozen=True)
+class Tls:
+    """The run's self-signed certificate: what servers are given, and what the checks trust."""
+
+    cert: Path
+    key: Path
+
+    def client_context(self, alpn: tuple = ("http/1.1",)):
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(self.cert))  # verifies the chain and the IP in the SAN
+        context.set_alpn_protocols(list(alpn))
+        return context
+
+
+def make_certificate(directory: Path) -> Tls:
+    """A self-signed P-256 certificate for 127.0.0.1 (PKCS#8 key: Granian reads no other format)."""
+    tls = Tls(directory / "cert.pem", directory / "key.pem")
+    argv = [
+        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", str(tls.key), "-out", str(tls.cert), "-days", "2", "-subj", f"/CN={HOST}",
+        "-addext", f"subjectAltName=IP:{HOST}",
+    ]  # fmt: skip
+    result = run(argv, timeout=30)
+    if result.returncode != 0 or "BEGIN PRIVATE KEY" not in tls.key.read_text(errors="replace"):
+        raise SystemExit(f"bench: error: cannot make the TLS certificate ({shlex.join(argv)}):\n{result.stdout[-2000:]}")
+    return tls
+
+
+def http_request(port: int, method: str, body: bytes, timeout: float, tls: Tls | None = None) -> tuple:
+    """One HTTP/1.1 request on a fresh connection (HTTPS with `tls`): (status, headers, body, TLS summary)."""
     import http.client
 
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    if tls:
+        conn = http.client.HTTPSConnection(HOST, port, timeout=timeout, context=tls.client_context())
+    else:
+        conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
         headers = {"Content-Type": "application/octet-stream"} if body else {}
         conn.request(method, "/", body=body or None, headers=headers)
+        summary = f"{conn.sock.version()} {conn.sock.cipher()[0]}" if tls else None
         response = conn.getresponse()
         data = response.read()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, data, summary
     finally:
         conn.close()
 
 
+def tls_handshake(port: int, tls: Tls, alpn: str, timeout: float) -> str:
+    """A verified TLS handshake offering only `alpn`; the server must select it. Returns a summary."""
+    context = tls.client_context((alpn,))
+    with socket.create_connection((HOST, port), timeout=timeout) as raw:
+        with context.wrap_socket(raw, server_hostname=HOST) as sock:
+            if sock.selected_alpn_protocol() != alpn:
+                raise RuntimeError(f"check failed: offered ALPN {alpn}, the server selected {sock.selected_alpn_protocol()}")
+            return f"{sock.version()} {sock.cipher()[0]}"
+
+
 class RunningServer:
-    def __init__(self, server: Server, scenario: Scenario, env: dict, log_path: Path):
+    def __init__(self, server: Server, scenario: Scenario, env: dict, log_path: Path, tls: Tls | None = None):
         self.server = server
         self.scenario = scenario
+        self.tls = tls if scenario.tls else None
+        if scenario.tls and not (tls and server.tls):
+            raise RuntimeError(f"{server.name} has no TLS arguments or the run has no certificate")
         self.port = free_port()
         fields = {
             "venv": VENV,
@@ -405,8 +470,11 @@ class RunningServer:
             "idle": IDLE_TIMEOUT,
             "limit": CONNECTION_LIMIT,
             "http": scenario.http,
+            "tls": server.tls.format(cert=shlex.quote(str(tls.cert)), key=shlex.quote(str(tls.key)))
+            if self.tls
+            else "",
         }
-        self.command = server.command.format(**fields)
+        self.command = shlex.join(shlex.split(server.command.format(**fields)))  # without {tls}'s gap
         self.log_path = log_path
         self.log = open(log_path, "wb")  # noqa: SIM115 (open for the server's life; closed in stop())
         self.proc = spawn(
@@ -435,9 +503,12 @@ class RunningServer:
                     pass
                 if self.scenario.http == "2":
                     # A server started for HTTP/2 only (Granian --http 2) resets HTTP/1.1.
-                    if h2_probe(self.port)["requests"]:
+                    probe = h2_probe(self.port, tls=bool(self.tls))
+                    if probe["requests"]:
                         return
-                elif http_request(self.port, "GET", b"", timeout=2.0)[0]:
+                    hint = ", offering ALPN h2 only" if self.tls else ""
+                    last_error = f"no HTTP/2 answer (h2load{hint}: {probe.get('tail', '')})"
+                elif http_request(self.port, "GET", b"", timeout=2.0, tls=self.tls)[0]:
                     return
             except Exception as error:  # noqa: BLE001 (refused, reset, bad status line: not ready yet)
                 last_error = repr(error)
@@ -448,16 +519,20 @@ class RunningServer:
         """One request of the scenario's kind; its answer must be 200 and of the expected size."""
         method, body_size, expected = self.scenario.check
         if self.scenario.http == "2":
-            probe = h2_probe(self.port, requests=16)
+            probe = h2_probe(self.port, requests=16, tls=bool(self.tls))
             if probe["requests"] != 16 or probe["non_2xx"] or probe.get("data_bytes") != 16 * expected:
                 raise RuntimeError(f"check failed: 16 HTTP/2 requests: {probe}")
-            return {}
-        status, headers, data = http_request(self.port, method, b"x" * body_size, timeout=10.0)
+            # h2load does not verify certificates: a handshake that does (and offers only h2).
+            return {"tls": tls_handshake(self.port, self.tls, "h2", timeout=10.0)} if self.tls else {}
+        status, headers, data, tls = http_request(self.port, method, b"x" * body_size, timeout=10.0, tls=self.tls)
         if status != 200 or (expected is not None and len(data) != expected):
             raise RuntimeError(
                 f"check failed: {method} / answered {status} with {len(data)} bytes, expected 200 with {expected}"
             )
-        return {"file_path": headers.get("x-bench-file")} if "x-bench-file" in headers else {}
+        extra = {"tls": tls} if tls else {}
+        if "x-bench-file" in headers:
+            extra["file_path"] = headers["x-bench-file"]
+        return extra
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -520,6 +595,10 @@ def parse_h2load(out: str) -> dict:
     match = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
     if match:
         result["latency_mean_ms"] = seconds(match.group(3)) * 1e3
+    for key, label in (("tls_protocol", "TLS Protocol"), ("cipher", "Cipher"), ("alpn", "Application protocol")):
+        match = re.search(rf"^{label}: (\S+)", out, re.MULTILINE)
+        if match:
+            result[key] = match.group(1)
     return result
 
 
@@ -536,9 +615,14 @@ def parse_json(out: str) -> dict:
 PARSERS = {"wrk": parse_wrk, "h2load": parse_h2load, "json": parse_json}
 
 
-def h2_probe(port: int, requests: int = 1) -> dict:
-    """`requests` h2c requests on one connection with h2load: parsed counts (0 on any failure)."""
-    argv = ["h2load", "-n", str(requests), "-c", "1", "-m", str(requests), f"http://{HOST}:{port}/"]
+STATS_LINE = re.compile(r"\s*(min\s|time for|time to|req/s|starting benchmark|spawning thread|progress:)")
+
+
+def h2_probe(port: int, requests: int = 1, tls: bool = False) -> dict:
+    """`requests` HTTP/2 requests on one connection with h2load (h2c, or TLS with ALPN h2 only):
+    parsed counts (0 on any failure)."""
+    url = f"https://{HOST}:{port}/" if tls else f"http://{HOST}:{port}/"
+    argv = ["h2load", "-n", str(requests), "-c", "1", "-m", str(requests), *(["--npn-list=h2"] if tls else []), url]
     proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
     try:
         out, _ = proc.communicate(timeout=5)
@@ -547,13 +631,16 @@ def h2_probe(port: int, requests: int = 1) -> dict:
     reap(proc, 1)
     parsed = parse_h2load(out)
     parsed.setdefault("requests", 0)
+    if not parsed["requests"]:  # why, for the error message
+        lines = [line for line in (out or "").splitlines() if line.strip() and not STATS_LINE.match(line)]
+        parsed["tail"] = " / ".join(lines[-4:])[:300]
     return parsed
 
 
 def run_load(scenario: Scenario, port: int, duration: int) -> dict:
     """Run the load generator on LOAD_CPU; returns parsed output plus its CPU share."""
     command = scenario.load.format(
-        url=f"http://{HOST}:{port}/",
+        url=f"{'https' if scenario.tls else 'http'}://{HOST}:{port}/",
         duration=duration,
         connections=64,
         lua=BENCH / "lua",
@@ -571,6 +658,8 @@ def run_load(scenario: Scenario, port: int, duration: int) -> dict:
     parsed = PARSERS[scenario.parser](text)
     if proc.returncode != 0 or "requests" not in parsed:
         raise RuntimeError(f"{scenario.parser} load generator failed (exit {proc.returncode}):\n{text[-1500:]}")
+    if scenario.tls and scenario.http == "2" and parsed.get("alpn") != "h2":
+        raise RuntimeError(f"h2load did not negotiate h2 (ALPN {parsed.get('alpn')}):\n{text[-1500:]}")
     cpu = (usage.ru_utime + usage.ru_stime) if usage else float("nan")
     parsed["generator_cpu"] = cpu / wall if wall > 0 else float("nan")
     parsed["wall"] = wall
@@ -618,12 +707,12 @@ def read_line(proc: subprocess.Popen, timeout: float) -> str:
 # --------------------------------------------------------------------------
 
 
-def measure(server: Server, scenario: Scenario, repeat: int, opts, env: dict, log_dir: Path) -> dict:
+def measure(server: Server, scenario: Scenario, repeat: int, opts, env: dict, log_dir: Path, tls: Tls | None) -> dict:
     record = {"server": server.name, "scenario": scenario.name, "repeat": repeat, "ok": False}
     log_path = log_dir / f"{scenario.name}-{server.name}-{repeat}.log"
     try:
-        instance = RunningServer(server, scenario, env, log_path)
-    except OSError as error:  # the executable is missing: report it, go on with the others
+        instance = RunningServer(server, scenario, env, log_path, tls)
+    except (OSError, RuntimeError) as error:  # no executable, or no TLS material: report it, go on with the others
         record["error"] = f"cannot start {server.name}: {error}"
         return record
     record["command"] = instance.command
@@ -650,6 +739,8 @@ def measure(server: Server, scenario: Scenario, repeat: int, opts, env: dict, lo
             }
             record["memory"] = tree_memory_kib(instance.proc.pid)
             output = load.pop("output")
+            if load.get("cipher"):  # what the load generator itself negotiated (h2load says; wrk does not)
+                record["tls"] = f"{load.get('tls_protocol', '?')} {load['cipher']}"
             record.update(load)
             record["rps"] = load["requests"] / load["seconds"]
             record["mib_s"] = (
@@ -697,12 +788,11 @@ def measure_idle(instance: RunningServer, opts) -> dict:
 # --------------------------------------------------------------------------
 
 
-def ensure_tools() -> None:
-    missing = [
-        pkg
-        for tool, pkg in (("wrk", "wrk"), ("h2load", "nghttp2-client"), ("taskset", "util-linux"))
-        if shutil.which(tool) is None
-    ]
+def ensure_tools(tls: bool = False) -> None:
+    tools = [("wrk", "wrk"), ("h2load", "nghttp2-client"), ("taskset", "util-linux")]
+    if tls:
+        tools.append(("openssl", "openssl"))  # makes the run's certificate
+    missing = [pkg for tool, pkg in tools if shutil.which(tool) is None]
     if not missing:
         return
     if os.geteuid() != 0:
@@ -771,6 +861,9 @@ def versions() -> dict:
     found["wrk"] = (re.search(r"wrk (\S+)", wrk) or [None, None])[1]
     h2load = run(["h2load", "--version"], timeout=10).stdout
     found["h2load"] = (re.search(r"nghttp2/(\S+)", h2load) or [None, None])[1]
+    if shutil.which("openssl"):  # the TLS library of wrk, h2load and the Python servers
+        openssl = run(["openssl", "version"], timeout=10).stdout
+        found["OpenSSL"] = (re.search(r"OpenSSL (\S+)", openssl) or [None, None])[1]
     return found
 
 
@@ -835,6 +928,9 @@ def summarize(records: list) -> dict:
                     paths = {r["file_path"] for r in ok if r.get("file_path")}
                     if paths:
                         entry["file_path"] = ", ".join(sorted(paths))
+                    tls = {r["tls"] for r in ok if r.get("tls")}
+                    if tls:
+                        entry["tls"] = ", ".join(sorted(tls))
             summary[scenario_name][server_name] = entry
     return summary
 
@@ -874,6 +970,8 @@ def render_tables(summary: dict, server_order: list) -> str:
                 notes.append(f"{entry['load_errors']} errors/non-2xx")
             if entry.get("file_path"):
                 notes.append(entry["file_path"])
+            if entry.get("tls"):
+                notes.append(entry["tls"])
             if entry["ok"] < entry["runs"]:
                 notes.append(f"{entry['runs'] - entry['ok']} of {entry['runs']} runs failed")
             ratio = f"{entry['median'] / reference:.2f}×" if reference else "–"
@@ -928,7 +1026,7 @@ def render_memory(summary: dict, server_order: list) -> list:
 
 def render_ceiling(summary: dict) -> list:
     lines = []
-    for scenario_name in ("hello", "h2"):
+    for scenario_name in ("hello", "h2", "tls-hello", "tls-h2"):
         rows = summary.get(scenario_name, {})
         ours, ceiling = rows.get(REFERENCE, {}).get("median"), rows.get(CEILING, {}).get("median")
         if ours and ceiling:
@@ -967,11 +1065,17 @@ def render_report(data: dict) -> str:
         "",
     ]
     commands = [
-        "<details><summary>Exact server commands of this run (cwd and PYTHONPATH bench/apps, under taskset -c 0; Granian's --http is 2 in the h2 scenario)</summary>",
+        "<details><summary>Exact server commands of this run (cwd and PYTHONPATH bench/apps, under taskset -c 0; "
+        "Granian's --http is 2 in the h2 and tls-h2 scenarios; TLS scenarios add the TLS arguments shown, "
+        "with the run's self-signed certificate)</summary>",
         "",
     ]
+    server_tls = meta.get("server_tls", {})
     commands += [
-        f"- {name}: `{meta['server_commands'][name]}`" for name in order if name in meta.get("server_commands", {})
+        f"- {name}: `{meta['server_commands'][name]}`"
+        + (f"; TLS: `{server_tls[name]}`" if name in server_tls else "")
+        for name in order
+        if name in meta.get("server_commands", {})
     ]
     commands += ["", "</details>", ""]
     return "\n".join(head) + "\n" + render_tables(data["summary"], order) + "\n" + "\n".join(commands)
@@ -999,6 +1103,14 @@ IDLE_ESTIMATE = 6.0  # seconds per idle-connection measurement (measured: 0.5-6,
 
 
 def plan(opts) -> list:
+    for server in SERVERS:  # the tables above, checked before anything runs
+        for name in server.scenarios:
+            if name not in SCENARIO_BY_NAME:
+                raise SystemExit(f"bench: error: server {server.name} lists an unknown scenario {name!r}")
+            if SCENARIO_BY_NAME[name].tls and not server.tls:
+                raise SystemExit(f"bench: error: server {server.name} lists TLS scenario {name} but has no TLS arguments")
+            if SCENARIO_BY_NAME[name].tls and "{tls}" not in server.command:
+                raise SystemExit(f"bench: error: server {server.name} lists TLS scenario {name} but its command has no {{tls}}")
     servers = [SERVER_BY_NAME[n] for n in opts.servers]
     scenarios = [SCENARIO_BY_NAME[n] for n in opts.scenarios]
     return [(scenario, [s for s in servers if scenario.name in s.scenarios]) for scenario in scenarios]
@@ -1017,7 +1129,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: --duration 1 --warmup 0 --repeats 1, README untouched"
     )
-    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement (default 5)")
+    # 4 s (5 before the TLS scenarios): keeps a full run, fresh-clone setup included, under 20 min.
+    parser.add_argument("--duration", type=int, default=4, help="seconds per measurement (default 4)")
     parser.add_argument(
         "--warmup", type=int, default=1, help="seconds of load before each measurement, not counted (default 1)"
     )
@@ -1110,8 +1223,9 @@ def main(argv=None) -> int:
     log_dir = RESULTS / f"logs-{stamp}"
     log_dir.mkdir()
     data_dir = Path(tempfile.mkdtemp(prefix="propylon-bench-"))
+    needs_tls = any(scenario.tls and servers for scenario, servers in steps)
     try:
-        ensure_tools()
+        ensure_tools(needs_tls)
         if not opts.skip_install:
             install()
         for path, what in (
@@ -1127,6 +1241,8 @@ def main(argv=None) -> int:
                 "before the first server started): the numbers will be noisy; the tables flag measurements disturbed by other work",
                 flush=True,
             )
+        # One self-signed certificate per run, in the run's temporary directory.
+        tls = make_certificate(data_dir) if needs_tls else None
         file_path = data_dir / "file-10MiB.bin"
         file_path.write_bytes(os.urandom(FILE_SIZE))
         env = {
@@ -1142,7 +1258,7 @@ def main(argv=None) -> int:
             for repeat in range(opts.repeats):
                 for server in servers:
                     done += 1
-                    record = measure(server, scenario, repeat, opts, env, log_dir)
+                    record = measure(server, scenario, repeat, opts, env, log_dir, tls)
                     records.append(record)
                     print(
                         f"[{done}/{measurements}] {scenario.name:9} {server.name:17} #{repeat + 1} {describe(record, scenario)}",
@@ -1178,6 +1294,11 @@ def main(argv=None) -> int:
             "elapsed_minutes": elapsed / 60,
             "cpu_busy_at_start": quiet,
             "server_commands": {s.name: display_command(s) for s in SERVERS if s.name in opts.servers},
+            "server_tls": {
+                s.name: s.tls.format(cert="CERT", key="KEY")
+                for s in SERVERS
+                if s.name in opts.servers and s.tls and any(SCENARIO_BY_NAME[n].tls for n in s.scenarios)
+            },
         },
         "summary": summarize(records),
         "records": records,
@@ -1198,8 +1319,8 @@ def main(argv=None) -> int:
 
 
 def display_command(server: Server) -> str:
-    """The server's command as the README shows it: paths from the repository root."""
-    return server.command.format(
+    """The server's command as the README shows it: paths from the repository root, {tls} left out."""
+    text = server.command.format(
         venv="bench/.venv",
         bench="bench",
         port="PORT",
@@ -1209,7 +1330,9 @@ def display_command(server: Server) -> str:
         idle=IDLE_TIMEOUT,
         limit=CONNECTION_LIMIT,
         http="1|2",
+        tls="",
     )
+    return " ".join(text.split())
 
 
 def describe(record: dict, scenario: Scenario) -> str:
