@@ -262,35 +262,45 @@ enum Route {
 }
 
 fn route(name: &HeaderName, input: &EnvironInput<'_>) -> Route {
-    let name = name.as_str(); // always lower case
-    match name {
-        "content-type" => Route::ContentType,
-        // CONTENT_LENGTH comes only from the body plan: with chunked or
-        // decoded bodies the field (if any) does not describe what the
-        // application reads.
-        "content-length" => Route::Drop,
-        // httpoxy (CVE-2016-5385): HTTP_PROXY would be read as the proxy
-        // environment variable by CGI-style HTTP clients.
-        "proxy" => Route::Drop,
-        // The server decodes the body, so the coding no longer applies.
-        "content-encoding" if input.strip_content_encoding => Route::Drop,
-        // "X_Forwarded_For" and "X-Forwarded-For" would both become
-        // HTTP_X_FORWARDED_FOR; a client could spoof a header a proxy set.
-        // gunicorn and nginx drop them too.
-        _ if name.contains('_') => Route::Drop,
-        // RFC 9113 §8.2.2: not valid in HTTP/2 (`request::check_framing`
-        // refuses them; this is the second line of defence).
-        _ if input.version == HttpVersion::Http2 && HTTP2_CONNECTION_SPECIFIC.contains(&name) => {
-            Route::Drop
-        }
-        "host" => Route::Host,
-        // RFC 9113 §8.2.3: HTTP/2 clients may split Cookie into one field per
-        // cookie; "; " is the separator that rebuilds one Cookie header
-        // (RFC 6265 §5.4), whatever the version.
-        "cookie" => Route::Http { separator: "; " },
-        // RFC 9110 §5.3: repeated fields are one comma-separated list.
-        _ => Route::Http { separator: ", " },
+    use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST};
+    // Standard names compare as enum tags, not strings: this runs per field.
+    if name == CONTENT_TYPE {
+        return Route::ContentType;
     }
+    // CONTENT_LENGTH comes only from the body plan: with chunked or decoded
+    // bodies the field (if any) does not describe what the application reads.
+    if name == CONTENT_LENGTH {
+        return Route::Drop;
+    }
+    // The server decodes the body, so the coding no longer applies.
+    if name == CONTENT_ENCODING && input.strip_content_encoding {
+        return Route::Drop;
+    }
+    if name == HOST {
+        return Route::Host;
+    }
+    // RFC 9113 §8.2.3: HTTP/2 clients may split Cookie into one field per
+    // cookie; "; " is the separator that rebuilds one Cookie header
+    // (RFC 6265 §5.4), whatever the version.
+    if name == COOKIE {
+        return Route::Http { separator: "; " };
+    }
+    let text = name.as_str(); // always lower case
+                              // httpoxy (CVE-2016-5385): HTTP_PROXY would be read as the proxy
+                              // environment variable by CGI-style HTTP clients.
+                              // "X_Forwarded_For" and "X-Forwarded-For" would both become
+                              // HTTP_X_FORWARDED_FOR; a client could spoof a header a proxy set.
+                              // gunicorn and nginx drop them too.
+    if text == "proxy" || text.contains('_') {
+        return Route::Drop;
+    }
+    // RFC 9113 §8.2.2: not valid in HTTP/2 (`request::check_framing` refuses
+    // them; this is the second line of defence).
+    if input.version == HttpVersion::Http2 && HTTP2_CONNECTION_SPECIFIC.contains(&text) {
+        return Route::Drop;
+    }
+    // RFC 9110 §5.3: repeated fields are one comma-separated list.
+    Route::Http { separator: ", " }
 }
 
 /// CONTENT_TYPE and the `HTTP_*` variables, in first-seen field order.
