@@ -11,6 +11,10 @@ iterable left unclosed.
 ``start_server`` servers live for one test; ``start_module_server`` ones for a
 whole test module, so most tests share a handful of processes.
 
+``pki`` (session scope) holds the test certificates, made at test time
+(:class:`tests.pki.TestPKI`: a CA, RSA, ECDSA and Ed25519 server certificates,
+client certificates).
+
 Every test has a timeout (pytest-timeout, ``timeout = 60`` in pyproject.toml;
 the hook below sets it too, so the suite is bounded however it is invoked).
 """
@@ -18,10 +22,14 @@ the hook below sets it too, so the suite is bounded however it is invoked).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support import ServerProcess, check_stopped_cleanly
+
+if TYPE_CHECKING:
+    from tests.pki import TestPKI
 
 DEFAULT_TIMEOUT = 60
 
@@ -71,3 +79,12 @@ def start_module_server() -> Iterator[ServerStarter]:
 def server(start_module_server: ServerStarter) -> ServerProcess:
     """The general test app (tests/apps/wsgi_app.py) with default options, shared by a module."""
     return start_module_server("tests.apps.wsgi_app:app")
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
+    """Certificates and keys for the TLS tests, written once per run (imported
+    here, not at the top, so tests without TLS do not need trustme)."""
+    from tests.pki import TestPKI
+
+    return TestPKI(tmp_path_factory.mktemp("pki"))

@@ -5,7 +5,6 @@ graceful shutdown, access log, ``--factory``; and the showcase example.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import socket
@@ -19,25 +18,14 @@ import httpx
 import propylon
 import pytest
 
-from tests.support import CLIENT_TIMEOUT, REPO, UnixHTTPConnection, http_request
-
-LOG_LINE = re.compile(r"^\[[^\]]+\] \[[A-Z]+\] [\w.]+: ")
-
-
-def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "propylon", *args], capture_output=True, text=True,
-                          cwd=REPO, env=env, timeout=timeout)
-
-
-def assert_one_error_line(result: subprocess.CompletedProcess[str], code: int) -> str:
-    """Exit ``code`` and exactly one non-log line on stderr, ``propylon: error: ...``, no traceback."""
-    assert result.returncode == code, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    other = [line for line in result.stderr.splitlines() if line.strip() and not LOG_LINE.match(line)]
-    assert len(other) == 1 and other[0].startswith("propylon: error: "), result.stderr
-    return other[0]
-
+from tests.support import (
+    CLIENT_TIMEOUT,
+    REPO,
+    UnixHTTPConnection,
+    assert_one_error_line,
+    http_request,
+    run_cli,
+)
 
 # ------------------------------------------------------------------ the command
 

@@ -94,6 +94,19 @@ impl Activity {
         self.changed.notify_waiters();
     }
 
+    /// Completes when no request is in flight.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.state.lock().unwrap().in_flight == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Completes once no request has been in flight for `limit`.
     pub async fn idle_for(&self, limit: Duration) {
         loop {

@@ -58,14 +58,23 @@ macro_rules! drive {
         let result = tokio::select! {
             r = conn.as_mut() => Some(r),
             _ = shutdown.changed() => {
+                // In-flight requests finish. Then the closing exchange
+                // (HTTP/2: GOAWAY, PING, final GOAWAY) gets CLOSE_GRACE: a
+                // client that acknowledges nothing does not hold the shutdown.
                 conn.as_mut().graceful_shutdown();
-                Some(conn.await)
+                tokio::select! {
+                    r = conn.as_mut() => Some(r),
+                    _ = async {
+                        ctx.activity.drained().await;
+                        tokio::time::sleep(CLOSE_GRACE).await
+                    } => None,
+                }
             }
             _ = ctx.activity.idle_for(ctx.config.keep_alive_timeout) => {
-                // An idle keep-alive connection: close it (graceful_shutdown
-                // closes at once when no request is in flight).
+                // An idle keep-alive connection: close it (HTTP/1.1 closes at
+                // once; HTTP/2 sends GOAWAY and gets CLOSE_GRACE to finish).
                 conn.as_mut().graceful_shutdown();
-                Some(conn.await)
+                tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await.ok()
             }
             _ = ctx.activity.stalled_for(ctx.config.send_timeout, |t| ctx.guard.no_data_sent_for(t)) => {
                 // The client takes no data: GOAWAY (HTTP/2) and close. If hyper
@@ -81,6 +90,10 @@ macro_rules! drive {
         }
     }};
 }
+
+/// How long a connection being closed (idle, or at shutdown once its requests
+/// are done) has to complete its closing exchange before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// After tripping the guard of a stalled connection, how long hyper gets to
 /// notice before the connection is dropped outright.

@@ -243,6 +243,7 @@ impl TlsInfo {
         let cipher = conn
             .negotiated_cipher_suite()
             .and_then(|s| s.suite().as_str())
+            .map(openssl_cipher_name)
             .unwrap_or_default();
         TlsInfo {
             protocol: protocol.to_string(),
@@ -252,8 +253,38 @@ impl TlsInfo {
     }
 }
 
+/// OpenSSL's name for a cipher suite, as mod_ssl puts in SSL_CIPHER (rustls
+/// uses the IANA names, with a `TLS13_` prefix for TLS 1.3 suites). Covers the
+/// suites rustls offers; anything else keeps its rustls name.
+fn openssl_cipher_name(rustls_name: &str) -> &str {
+    match rustls_name {
+        "TLS13_AES_256_GCM_SHA384" => "TLS_AES_256_GCM_SHA384",
+        "TLS13_AES_128_GCM_SHA256" => "TLS_AES_128_GCM_SHA256",
+        "TLS13_CHACHA20_POLY1305_SHA256" => "TLS_CHACHA20_POLY1305_SHA256",
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384" => "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" => "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256" => "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384" => "ECDHE-RSA-AES256-GCM-SHA384",
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" => "ECDHE-RSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256" => "ECDHE-RSA-CHACHA20-POLY1305",
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cipher_names_follow_openssl() {
+        assert_eq!(
+            super::openssl_cipher_name("TLS13_AES_128_GCM_SHA256"),
+            "TLS_AES_128_GCM_SHA256"
+        );
+        assert_eq!(
+            super::openssl_cipher_name("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"),
+            "ECDHE-RSA-AES128-GCM-SHA256"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -6,6 +6,10 @@ does with them. Each failure message contains ``boom <route>`` so a test can
 find it in the server's log.
 
 ``/ok`` answers ``hello`` so a test can check the server still serves.
+
+The ``/secret-*`` routes put the ``secret`` query parameter into what goes
+wrong (an exception message, a bad header, a bad status) so a test can check
+that it reaches the log and never the client.
 """
 
 from __future__ import annotations
@@ -84,6 +88,39 @@ def _exc_info_after_send(environ, start_response):
     return [b"should not be sent"]
 
 
+def _secret(environ):
+    return parse_qs(environ["QUERY_STRING"])["secret"][0]
+
+
+def _secret_raise(environ, start_response):
+    raise RuntimeError(f"boom secret-raise: the database password is {_secret(environ)}")
+
+
+def _secret_raise_after_start(environ, start_response):
+    start_response("200 OK", TEXT)
+    raise KeyError(f"boom secret-raise-after-start {_secret(environ)}")
+
+
+def _secret_in_iterable(environ, start_response):
+    start_response("200 OK", TEXT)
+
+    def body():
+        raise ValueError(f"boom secret-in-iterable {_secret(environ)}")
+        yield b"never"  # a generator: the error comes when the server iterates
+
+    return body()
+
+
+def _secret_bad_header(environ, start_response):
+    start_response("200 OK", TEXT + [("X-Token", f"{_secret(environ)}\r\nX-Injected: 1")])
+    return [b"should not be sent"]
+
+
+def _secret_bad_status(environ, start_response):
+    start_response(f"2000 {_secret(environ)}", TEXT)
+    return [b"should not be sent"]
+
+
 def _ok(environ, start_response):
     start_response("200 OK", TEXT + [("Content-Length", "5")])
     return [b"hello"]
@@ -106,6 +143,11 @@ ROUTES = {
     "/header-bad-name": _header("Bad Name", "x"),
     "/hop-by-hop": _hop_by_hop,
     "/exc-info-after-send": _exc_info_after_send,
+    "/secret-raise": _secret_raise,
+    "/secret-raise-after-start": _secret_raise_after_start,
+    "/secret-in-iterable": _secret_in_iterable,
+    "/secret-bad-header": _secret_bad_header,
+    "/secret-bad-status": _secret_bad_status,
 }
 
 
