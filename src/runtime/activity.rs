@@ -9,6 +9,11 @@
 //! (TCP) or stopped granting window (HTTP/2). A body waiting for the
 //! application is not stalled: its last answer to hyper was "not yet".
 //!
+//! Both timers are one `watch_timers` future that sleeps to its next deadline
+//! and looks at the state when it wakes. Only a connection going from idle to
+//! busy wakes it early (to start checking for stalls); requests starting and
+//! ending on a busy connection do not (on HTTP/2 they come by the thousand).
+//!
 //! What it does not do: close anything (the connection task does, through
 //! `h2guard::GuardHandle`).
 
@@ -20,7 +25,10 @@ use tokio::time::Instant;
 
 pub struct Activity {
     state: Mutex<State>,
-    changed: Notify,
+    /// Only `drained` waits on this (at shutdown).
+    drained: Notify,
+    /// A request started on an idle connection.
+    busy: Notify,
 }
 
 struct State {
@@ -43,7 +51,10 @@ impl Progress {
     }
 
     pub fn waiting(&self) {
-        *self.gave_data_at.lock().unwrap() = None;
+        let mut at = self.gave_data_at.lock().unwrap();
+        if at.is_some() {
+            *at = None;
+        }
     }
 
     fn stalled_for(&self, limit: Duration) -> bool {
@@ -52,6 +63,15 @@ impl Progress {
             .unwrap()
             .is_some_and(|t| t.elapsed() >= limit)
     }
+}
+
+/// Why `Activity::watch_timers` returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Expired {
+    /// No request in flight for the keep-alive timeout.
+    Idle,
+    /// A response has waited the send timeout for the client to take data.
+    Stalled,
 }
 
 impl Default for Activity {
@@ -68,13 +88,19 @@ impl Activity {
                 idle_since: Instant::now(),
                 responses: Vec::new(),
             }),
-            changed: Notify::new(),
+            drained: Notify::new(),
+            busy: Notify::new(),
         }
     }
 
     pub fn begin(&self) {
-        self.state.lock().unwrap().in_flight += 1;
-        self.changed.notify_waiters();
+        let mut s = self.state.lock().unwrap();
+        s.in_flight += 1;
+        let was_idle = s.in_flight == 1;
+        drop(s);
+        if was_idle {
+            self.busy.notify_waiters();
+        }
     }
 
     /// A response body is on its way; its progress is watched until it drops.
@@ -90,14 +116,18 @@ impl Activity {
         let mut s = self.state.lock().unwrap();
         s.in_flight = s.in_flight.saturating_sub(1);
         s.idle_since = Instant::now();
+        let drained = s.in_flight == 0;
         drop(s);
-        self.changed.notify_waiters();
+        if drained {
+            // Cheap when nobody waits (the usual case: only shutdown does).
+            self.drained.notify_waiters();
+        }
     }
 
     /// Completes when no request is in flight.
     pub async fn drained(&self) {
         loop {
-            let notified = self.changed.notified();
+            let notified = self.drained.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.state.lock().unwrap().in_flight == 0 {
@@ -107,57 +137,58 @@ impl Activity {
         }
     }
 
-    /// Completes once no request has been in flight for `limit`.
-    pub async fn idle_for(&self, limit: Duration) {
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let (active, since) = {
-                let s = self.state.lock().unwrap();
-                (s.in_flight, s.idle_since)
-            };
-            if active > 0 {
-                notified.await;
-                continue;
-            }
-            let deadline = since + limit;
-            if Instant::now() >= deadline {
-                return;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => {}
-                _ = notified => {}
-            }
+    /// Completes when the connection has been idle for `keep_alive`, or when a
+    /// response has stalled for `send_timeout` while `sent_nothing_for` (the
+    /// transport's view: no response bytes went out for that long, so that a
+    /// slow but steady reader of a large chunk is not taken for a stalled one).
+    pub async fn watch_timers(
+        &self,
+        keep_alive: Duration,
+        send_timeout: Duration,
+        sent_nothing_for: impl Fn(Duration) -> bool,
+    ) -> Expired {
+        let stall_check =
+            (send_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        enum Next {
+            Idle(Instant),
+            Busy(Instant),
+            Done(Expired),
         }
-    }
-
-    /// Completes once some response has waited `limit` for the client to take
-    /// its data, and no response bytes went out for as long (`sent_nothing_for`:
-    /// the transport's view, so that a slow but steady reader of a large chunk
-    /// is not taken for a stalled one). Checks a few times per `limit`.
-    pub async fn stalled_for(&self, limit: Duration, sent_nothing_for: impl Fn(Duration) -> bool) {
-        let every = (limit / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         loop {
-            // An idle connection runs no timer: it waits for a request.
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.state.lock().unwrap().in_flight == 0 {
-                notified.await;
-                continue;
-            }
-            tokio::time::sleep(every).await;
-            let stalled = {
+            let busy = self.busy.notified();
+            tokio::pin!(busy);
+            busy.as_mut().enable();
+            let next = {
                 let mut s = self.state.lock().unwrap();
-                s.responses.retain(|w| w.strong_count() > 0);
-                s.responses
-                    .iter()
-                    .filter_map(Weak::upgrade)
-                    .any(|p| p.stalled_for(limit))
+                if s.in_flight == 0 {
+                    let deadline = s.idle_since + keep_alive;
+                    if Instant::now() >= deadline {
+                        Next::Done(Expired::Idle)
+                    } else {
+                        Next::Idle(deadline)
+                    }
+                } else {
+                    s.responses.retain(|w| w.strong_count() > 0);
+                    let stalled = s
+                        .responses
+                        .iter()
+                        .filter_map(Weak::upgrade)
+                        .any(|p| p.stalled_for(send_timeout));
+                    if stalled && sent_nothing_for(send_timeout) {
+                        Next::Done(Expired::Stalled)
+                    } else {
+                        Next::Busy(Instant::now() + stall_check)
+                    }
+                }
             };
-            if stalled && sent_nothing_for(limit) {
-                return;
+            match next {
+                Next::Done(expired) => return expired,
+                // Idle: sleep to the keep-alive deadline, unless a request comes.
+                Next::Idle(deadline) => tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => {}
+                    _ = busy => {}
+                },
+                Next::Busy(at) => tokio::time::sleep_until(at).await,
             }
         }
     }
@@ -167,6 +198,8 @@ impl Activity {
 mod tests {
     use super::*;
 
+    const LONG: Duration = Duration::from_secs(3600);
+
     #[tokio::test(start_paused = true)]
     async fn a_body_that_gave_data_and_is_not_asked_again_stalls() {
         let activity = Activity::new();
@@ -174,12 +207,13 @@ mod tests {
         let progress = activity.watch();
         progress.gave_data();
         let limit = Duration::from_secs(10);
-        tokio::time::timeout(
+        let expired = tokio::time::timeout(
             Duration::from_secs(12),
-            activity.stalled_for(limit, |_| true),
+            activity.watch_timers(LONG, limit, |_| true),
         )
         .await
         .expect("stall detected");
+        assert_eq!(expired, Expired::Stalled);
     }
 
     #[tokio::test(start_paused = true)]
@@ -190,12 +224,22 @@ mod tests {
         progress.gave_data();
         progress.waiting();
         let limit = Duration::from_secs(10);
-        assert!(tokio::time::timeout(
-            Duration::from_secs(60),
-            activity.stalled_for(limit, |_| true)
-        )
-        .await
-        .is_err());
+        let watch = activity.watch_timers(LONG, limit, |_| true);
+        assert!(tokio::time::timeout(Duration::from_secs(60), watch)
+            .await
+            .is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stall_needs_the_transport_to_be_quiet_too() {
+        let activity = Activity::new();
+        activity.begin();
+        let progress = activity.watch();
+        progress.gave_data();
+        let watch = activity.watch_timers(LONG, Duration::from_secs(10), |_| false);
+        assert!(tokio::time::timeout(Duration::from_secs(60), watch)
+            .await
+            .is_err());
     }
 
     #[tokio::test(start_paused = true)]
@@ -203,11 +247,37 @@ mod tests {
         let activity = Activity::new();
         activity.begin();
         activity.end();
-        tokio::time::timeout(
-            Duration::from_secs(6),
-            activity.idle_for(Duration::from_secs(5)),
-        )
-        .await
-        .expect("idle");
+        let watch = activity.watch_timers(Duration::from_secs(5), LONG, |_| true);
+        let expired = tokio::time::timeout(Duration::from_secs(6), watch)
+            .await
+            .expect("idle");
+        assert_eq!(expired, Expired::Idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_on_an_idle_connection_starts_the_stall_checks() {
+        let activity = Arc::new(Activity::new());
+        let watcher = activity.clone();
+        let watch = tokio::spawn(async move {
+            watcher
+                .watch_timers(LONG, Duration::from_secs(2), |_| true)
+                .await
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        activity.begin();
+        let progress = activity.watch();
+        progress.gave_data();
+        let expired = tokio::time::timeout(Duration::from_secs(4), watch).await;
+        assert!(matches!(expired, Ok(Ok(Expired::Stalled))), "{expired:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn not_idle_while_a_request_runs() {
+        let activity = Activity::new();
+        activity.begin();
+        let watch = activity.watch_timers(Duration::from_secs(5), LONG, |_| true);
+        assert!(tokio::time::timeout(Duration::from_secs(60), watch)
+            .await
+            .is_err());
     }
 }

@@ -26,7 +26,7 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-use super::activity::Activity;
+use super::activity::{Activity, Expired};
 use super::config::{BindAddr, ServerConfig};
 use super::exchange::Application;
 use super::h2c::{PendingUpgrade, UpgradeRequest, UpgradeStream};
@@ -70,17 +70,23 @@ macro_rules! drive {
                     } => None,
                 }
             }
-            _ = ctx.activity.idle_for(ctx.config.keep_alive_timeout) => {
-                // An idle keep-alive connection: close it (HTTP/1.1 closes at
-                // once; HTTP/2 sends GOAWAY and gets CLOSE_GRACE to finish).
-                conn.as_mut().graceful_shutdown();
-                tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await.ok()
-            }
-            _ = ctx.activity.stalled_for(ctx.config.send_timeout, |t| ctx.guard.no_data_sent_for(t)) => {
-                // The client takes no data: GOAWAY (HTTP/2) and close. If hyper
-                // does not come back to the transport soon, drop the connection.
-                ctx.guard.trip(ENHANCE_YOUR_CALM, "a response stalled: the client takes no data");
-                tokio::time::timeout(STALL_GRACE, conn.as_mut()).await.ok()
+            expired = ctx.activity.watch_timers(
+                ctx.config.keep_alive_timeout,
+                ctx.config.send_timeout,
+                |t| ctx.guard.no_data_sent_for(t),
+            ) => match expired {
+                Expired::Idle => {
+                    // An idle keep-alive connection: close it (HTTP/1.1 closes
+                    // at once; HTTP/2 sends GOAWAY and gets CLOSE_GRACE to finish).
+                    conn.as_mut().graceful_shutdown();
+                    tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await.ok()
+                }
+                Expired::Stalled => {
+                    // The client takes no data: GOAWAY (HTTP/2) and close. If
+                    // hyper does not come back to the transport soon, drop it.
+                    ctx.guard.trip(ENHANCE_YOUR_CALM, "a response stalled: the client takes no data");
+                    tokio::time::timeout(STALL_GRACE, conn.as_mut()).await.ok()
+                }
             }
         };
         if let Some(Err(e)) = result {

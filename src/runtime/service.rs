@@ -61,15 +61,14 @@ pub async fn handle(
     req: Request<Incoming>,
     ctx: Arc<ConnContext>,
 ) -> Result<HttpResponse, std::convert::Infallible> {
-    let started = Instant::now();
     ctx.activity.begin();
     let record = ctx
         .config
         .access_log
-        .then(|| AccessRecord::start(&req, ctx.peer));
+        .then(|| (AccessRecord::start(&req, ctx.peer), Instant::now()));
     let response = respond(req, &ctx).await;
     let (parts, body) = response.into_parts();
-    let record = record.map(|r| r.with_status(parts.status.as_u16(), started));
+    let record = record.map(|(r, started)| r.with_status(parts.status.as_u16(), started));
     let activity = ctx.activity.clone();
     let on_end = Box::new(move |sent: u64| {
         if let Some(record) = record {
