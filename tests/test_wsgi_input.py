@@ -382,3 +382,10 @@ def test_buffer_body_with_decompress_gives_decoded_length(buffer_server):
     assert result["CONTENT_LENGTH"] == str(len(DECODED))
     assert result["HTTP_CONTENT_ENCODING"] == "<absent>"
     assert result["sha256"] == hashlib.sha256(DECODED).hexdigest()
+
+
+def test_buffer_body_with_an_empty_content_length_gives_zero(buffer_server):
+    # An empty body needs no buffering, but CONTENT_LENGTH is still the exact length.
+    result = post_json(buffer_server.port, "/input/read", b"", "content-length")
+    assert result["CONTENT_LENGTH"] == "0"
+    assert result["sha256"] == hashlib.sha256(b"").hexdigest()

@@ -67,7 +67,11 @@ pub const HTTP2_CONNECTION_SPECIFIC: [&str; 5] = [
 //   every version   Content-Length values are 1*DIGIT and all equal
 //                   (RFC 9110 §8.6)
 //   HTTP/1.x        Content-Length and Transfer-Encoding together -> 400
-//                   (RFC 9112 §6.1: a server MAY reject; we do)
+//                   (RFC 9112 §6.1: a server MAY reject; we do). In practice
+//                   hyper removes the Content-Length before we see the head,
+//                   reads the body as chunked and closes the connection after
+//                   the response (RFC 9112 §6.3's other permitted answer), so
+//                   this rule only fires where hyper left both fields in place.
 //   HTTP/1.0        any Transfer-Encoding -> 400 (RFC 9112 §6.1: the framing
 //                   "is faulty")
 //   HTTP/1.1        Transfer-Encoding must end with chunked, once

@@ -239,13 +239,17 @@ fn start(req: Request<Incoming>, ctx: &ConnContext) -> Next {
         }
         Next::Await(head)
     };
-    if config.body.buffer && !matches!(framing, Framing::Empty | Framing::Length(0)) {
-        return Next::Buffer(Box::new(Pending {
+    match framing {
+        // Nothing to buffer; the exact length is known ("0", or no body).
+        Framing::Empty | Framing::Length(0) if config.body.buffer => {
+            call(body, (framing == Framing::Length(0)).then_some(0))
+        }
+        _ if config.body.buffer => Next::Buffer(Box::new(Pending {
             body,
             prepare: Box::new(call),
-        }));
+        })),
+        _ => call(body, body_plan.environ_content_length),
     }
-    call(body, body_plan.environ_content_length)
 }
 
 /// The response for a body error that ends a request before the application ran

@@ -1,0 +1,250 @@
+"""WSGI 1.1 on any PEP 3333 server, as middleware.
+
+``WSGI11Middleware(app)`` gives ``app`` the guarantees of
+docs/spec/wsgi-1.1.md on gunicorn, waitress, mod_wsgi, wsgiref or any other
+PEP 3333 server:
+
+- ``wsgi.input`` is terminated and bounded by ``CONTENT_LENGTH``
+  (:mod:`propylon.wsgi11.input`); a body cut short raises
+  :class:`propylon.ClientDisconnected`; a chunked body the server left framed
+  is de-chunked; a body over ``max_body_size`` is refused with ``413`` or
+  ends the read with :class:`propylon.RequestBodyTooLarge`;
+- ``wsgi.version`` is ``(1, 1)`` and ``wsgi.input_terminated`` is ``True``;
+- ``wsgi.file_wrapper`` is a class (:class:`propylon.FileWrapper` unless the
+  server is already a 1.1 server), and a wrapper over a regular file is handed
+  to the server's own file wrapper, so its fast path is kept;
+- the response never has more bytes than its ``Content-Length``, and one with
+  fewer makes the server close the connection
+  (:mod:`propylon.wsgi11.response`);
+- ``close()`` on the application's response is called exactly once;
+- optionally (``buffer_body=True``), the compatibility mode of section 6: a
+  body of unknown length is read whole first and ``CONTENT_LENGTH`` set.
+
+What it cannot do (docs/spec/wsgi-1.1.md, "Reference implementation"): make a
+server accept a request it refuses before the application runs (mod_wsgi
+without ``WSGIChunkedRequest On`` answers chunked requests with ``411``),
+detect a server that ends its stream early *and* hides the length (no
+``CONTENT_LENGTH`` but ``wsgi.input_terminated``), or speak HTTP/2.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from propylon.config import Config
+from propylon.errors import RequestBodyError, RequestBodyTooLarge
+from propylon.filewrapper import FileWrapper
+from propylon.wsgi11.input import ChunkedDecoder, TerminatedInput, spool_body
+from propylon.wsgi11.response import Exchange, GuardedResponse, ServerFile, CloseOnce, regular_file_remaining
+
+__all__ = ["ServerProfile", "WSGI11Middleware", "is_wsgi11"]
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def is_wsgi11(environ: dict[str, Any]) -> bool:
+    """True when the server gives the WSGI 1.1 guarantees (section 11).
+
+    Both keys are needed: ``wsgi.version`` alone is not trusted, because
+    servers have reported ``(1, 1)`` without these semantics.
+    """
+    try:
+        version = tuple(environ.get("wsgi.version", (1, 0)))
+    except TypeError:
+        return False
+    return version >= (1, 1) and environ.get("wsgi.input_terminated") is True
+
+
+@dataclass(frozen=True)
+class ServerProfile:
+    """What the server itself put in the environ, read before the middleware changes it."""
+
+    wsgi11: bool
+    #: The server ends ``wsgi.input`` at the end of the body (``wsgi.input_terminated``).
+    terminated: bool
+    #: The server's own ``wsgi.file_wrapper``, if any.
+    file_wrapper: Any
+    #: An exception from the response iterable after the headers makes the
+    #: server close the connection. True of every server tested but
+    #: mod_wsgi, which ends the response as if it were complete (Apache keeps
+    #: the connection); there, only its own file path detects a short file.
+    aborts_on_late_error: bool
+
+    @classmethod
+    def read(cls, environ: dict[str, Any]) -> ServerProfile:
+        return cls(
+            wsgi11=is_wsgi11(environ),
+            terminated=environ.get("wsgi.input_terminated") is True,
+            file_wrapper=environ.get("wsgi.file_wrapper"),
+            aborts_on_late_error="mod_wsgi.version" not in environ,
+        )
+
+    @property
+    def file_wrapper_class(self) -> type:
+        """The class to offer the application: the server's on a 1.1 server, else ours."""
+        if self.wsgi11 and isinstance(self.file_wrapper, type):
+            return self.file_wrapper
+        return FileWrapper
+
+
+class _Refused(Exception):
+    """The request is answered by the middleware without calling the application."""
+
+    def __init__(self, error: RequestBodyError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class WSGI11Middleware:
+    """Wrap a WSGI application so it sees a WSGI 1.1 server.
+
+    ``max_body_size``: largest request body in bytes (default: Propylon's
+    ``--max-body-size``). ``buffer_body``: the compatibility mode of section 6,
+    for applications that trust ``CONTENT_LENGTH`` (Django); bodies are
+    buffered in memory up to ``buffer_memory_limit`` bytes, then in a
+    temporary file. ``dechunk``: whether ``wsgi.input`` still carries HTTP/1.1
+    chunked framing; ``None`` (the default) decides per request: a body with
+    ``Transfer-Encoding: chunked``, no ``CONTENT_LENGTH``, on a server that
+    does not set ``wsgi.input_terminated`` (wsgiref). Set it to ``False`` for
+    a server that de-chunks without saying so.
+    """
+
+    def __init__(self, app: WSGIApp, *, max_body_size: int = Config.max_body_size,
+                 buffer_body: bool = False, buffer_memory_limit: int = Config.buffer_memory_limit,
+                 dechunk: bool | None = None) -> None:
+        if max_body_size < 0 or buffer_memory_limit < 0:
+            raise ValueError("max_body_size and buffer_memory_limit must be 0 or more")
+        self.app = app
+        self.max_body_size = max_body_size
+        self.buffer_body = buffer_body
+        self.buffer_memory_limit = buffer_memory_limit
+        self.dechunk = dechunk
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        server = ServerProfile.read(environ)
+        exchange = Exchange(environ, start_response)
+        cleanups: list[Callable[[], None]] = []
+        try:
+            self._prepare_request(environ, server, cleanups)
+        except _Refused as refused:
+            _run(cleanups)
+            return [exchange.answer_body_error(refused.error)]
+        environ["wsgi.version"] = (1, 1)
+        environ["wsgi.input_terminated"] = True
+        environ["wsgi.file_wrapper"] = server.file_wrapper_class
+        try:
+            result = self.app(environ, exchange.start_response)
+        except RequestBodyError as error:
+            try:
+                return [exchange.answer_body_error(error)]
+            finally:
+                _run(cleanups)
+        except BaseException:
+            _run(cleanups)
+            raise
+        return self._respond(exchange, server, result, cleanups)
+
+    # -- request ---------------------------------------------------------------------
+
+    def _prepare_request(self, environ: dict[str, Any], server: ServerProfile,
+                         cleanups: list[Callable[[], None]]) -> None:
+        declared = _content_length(environ)
+        if environ.get("CONTENT_LENGTH") == "":
+            del environ["CONTENT_LENGTH"]  # PEP 3333 allows empty; section 3 wants it absent
+        if declared is not None and declared > self.max_body_size:
+            raise _Refused(RequestBodyTooLarge(
+                f"CONTENT_LENGTH {declared} is over the maximum of {self.max_body_size} bytes"))
+        framed = self._still_chunked(environ, server, declared)
+        source = ChunkedDecoder(environ["wsgi.input"]) if framed else environ["wsgi.input"]
+        stream = TerminatedInput(source, length=declared, terminated=server.terminated or framed,
+                                 limit=self.max_body_size)
+        if self.buffer_body and declared is None and (framed or server.terminated):
+            try:
+                length, spool = spool_body(stream, self.buffer_memory_limit)
+            except RequestBodyError as error:
+                raise _Refused(error) from error
+            cleanups.append(spool.close)
+            if length or "HTTP_TRANSFER_ENCODING" in environ:
+                environ["CONTENT_LENGTH"] = str(length)
+            stream = TerminatedInput(spool, length=length, terminated=True, limit=self.max_body_size)
+        environ["wsgi.input"] = stream
+
+    def _still_chunked(self, environ: dict[str, Any], server: ServerProfile, declared: int | None) -> bool:
+        if declared is not None:
+            return False
+        if self.dechunk is not None:
+            return self.dechunk
+        codings = environ.get("HTTP_TRANSFER_ENCODING", "").lower().split(",")
+        return not server.terminated and codings[-1].strip() == "chunked"
+
+    # -- response --------------------------------------------------------------------
+
+    def _respond(self, exchange: Exchange, server: ServerProfile, result: Iterable[bytes],
+                 cleanups: list[Callable[[], None]]) -> Iterable[bytes]:
+        if isinstance(result, (str, bytes)):
+            _run(cleanups)
+            raise TypeError(f"the application returned {type(result).__name__}, not an iterable of bytes "
+                            "(PEP 3333); return [body] instead")
+        if isinstance(result, FileWrapper) or isinstance(result, server.file_wrapper_class):
+            if getattr(getattr(result, "filelike", None), "closed", False):
+                CloseOnce(result, cleanups)()
+                raise ValueError("the application returned a wsgi.file_wrapper over a closed file")
+        if server.wsgi11 and isinstance(server.file_wrapper, type) and isinstance(result, server.file_wrapper):
+            # A 1.1 server's own wrapper: the server sends it, enforces
+            # Content-Length and calls close(); hand it over untouched.
+            exchange.pass_head()
+            if cleanups:
+                weakref.finalize(result, _run, cleanups)
+            return result
+        if isinstance(result, FileWrapper) and server.file_wrapper not in (None, FileWrapper):
+            native = self._hand_to_server(exchange, server, result, cleanups)
+            if native is not None:
+                return native
+        return GuardedResponse(exchange, result, cleanups)
+
+    @staticmethod
+    def _hand_to_server(exchange: Exchange, server: ServerProfile, result: FileWrapper,
+                        cleanups: list[Callable[[], None]]) -> Any:
+        """The server's own file wrapper over the application's file, or None to iterate instead."""
+        if exchange.head_passed:
+            return None  # the application used write(): the server would not take its fast path
+        remaining = regular_file_remaining(result)
+        if remaining is None:
+            return None
+        if exchange.declared is None:
+            exchange.set_header("Content-Length", str(remaining))
+        elif remaining < exchange.declared and server.aborts_on_late_error:
+            return None  # iterated instead, so that the short body is detected (§8)
+        assert exchange.declared is not None
+        closer = CloseOnce(result, cleanups)
+        try:
+            native = server.file_wrapper(ServerFile(result, exchange.declared, closer), result.blksize)
+        except Exception:  # noqa: BLE001 - a server wrapper that refuses our file: iterate instead
+            return None
+        exchange.pass_head()
+        # Servers that test the result against environ["wsgi.file_wrapper"]
+        # after the call (gunicorn) must find their own class there again.
+        exchange.environ["wsgi.file_wrapper"] = server.file_wrapper
+        try:
+            weakref.finalize(native, closer)
+        except TypeError:
+            pass  # a C type without weak references (mod_wsgi): the server's close() is relied on
+        return native
+
+
+def _content_length(environ: dict[str, Any]) -> int | None:
+    value = environ.get("CONTENT_LENGTH", "")
+    if value in ("", None):
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    raise _Refused(RequestBodyError(f"the server passed an invalid CONTENT_LENGTH {value!r}"))
+
+
+def _run(cleanups: list[Callable[[], None]]) -> None:
+    for cleanup in cleanups:
+        cleanup()
+    cleanups.clear()

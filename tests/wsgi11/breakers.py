@@ -1,0 +1,206 @@
+"""Deliberately broken "servers", to prove that checks which every real server
+passes can still fail.
+
+Each breaker is WSGI middleware placed between the server and the probe
+application that takes away one guarantee, the way a faulty server would
+(``tests.wsgi11.apps`` mounts them at ``/break-CHECK``). Run on Propylon,
+they cover the HTTP/2 checks too. ``unread-body`` needs a faulty server
+rather than a faulty layer: tests/wsgi11/wsgiref_server.py ``--keep-alive``
+serves several requests per connection without discarding unread bodies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import quote
+
+App = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def drops_write_data(app: App) -> App:
+    """write() loses its bytes (``write-callable``)."""
+
+    def broken(environ, start_response):
+        def start(status, headers, exc_info=None):
+            start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+            return lambda data: None
+
+        return app(environ, start)
+
+    return broken
+
+
+def never_closes(app: App) -> App:
+    """The response's close() is never called (``close-called``)."""
+
+    def broken(environ, start_response):
+        result = app(environ, start_response)
+        return (chunk for chunk in result)  # a generator's close() is not the result's
+
+    return broken
+
+
+def ignores_exc_info(app: App) -> App:
+    """start_response() with exc_info neither replaces the head nor re-raises (``exc-info``)."""
+
+    def broken(environ, start_response):
+        state = {"started": False}
+
+        def start(status, headers, exc_info=None):
+            if state["started"]:
+                return lambda data: None
+            state["started"] = True
+            return start_response(status, headers)
+
+        return app(environ, start)
+
+    return broken
+
+
+def keeps_last_header(app: App) -> App:
+    """Repeated request headers keep only their last value (``repeated-headers``)."""
+
+    def broken(environ, start_response):
+        if "HTTP_X_PROBE_MULTI" in environ:
+            environ["HTTP_X_PROBE_MULTI"] = environ["HTTP_X_PROBE_MULTI"].split(",")[-1].strip()
+        return app(environ, start_response)
+
+    return broken
+
+
+def says_http11(app: App) -> App:
+    """HTTP/2 requests claim SERVER_PROTOCOL HTTP/1.1 (``http2-environ``)."""
+
+    def broken(environ, start_response):
+        environ["SERVER_PROTOCOL"] = "HTTP/1.1"
+        return app(environ, start_response)
+
+    return broken
+
+
+def joins_cookies_with_commas(app: App) -> App:
+    """Cookie fields joined with ", " like other headers (``http2-cookie``)."""
+
+    def broken(environ, start_response):
+        if "HTTP_COOKIE" in environ:
+            environ["HTTP_COOKIE"] = environ["HTTP_COOKIE"].replace("; ", ", ")
+        return app(environ, start_response)
+
+    return broken
+
+
+def guesses_length_zero(app: App) -> App:
+    """A body of unknown length gets CONTENT_LENGTH "0" (``http2-body``)."""
+
+    def broken(environ, start_response):
+        environ.setdefault("CONTENT_LENGTH", "0")
+        return app(environ, start_response)
+
+    return broken
+
+
+def drops_content_length(app: App) -> App:
+    """The response's Content-Length is dropped, so a short body looks complete (``http2-short``)."""
+
+    def broken(environ, start_response):
+        def start(status, headers, exc_info=None):
+            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        return app(environ, start)
+
+    return broken
+
+
+class _SilentEnd:
+    """A wsgi.input whose errors become a quiet end of body."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def read(self, *args: Any) -> bytes:
+        try:
+            return self._stream.read(*args)
+        except OSError:
+            return b""
+
+
+def hides_truncation(app: App) -> App:
+    """A body cut short ends like a complete one (``http2-truncated``)."""
+
+    def broken(environ, start_response):
+        environ["wsgi.input"] = _SilentEnd(environ["wsgi.input"])
+        return app(environ, start_response)
+
+    return broken
+
+
+def keeps_content_encoding(app: App) -> App:
+    """A decoded body keeps HTTP_CONTENT_ENCODING, inviting a second decoding (``decoded-body``)."""
+
+    def broken(environ, start_response):
+        environ.setdefault("HTTP_CONTENT_ENCODING", "gzip")
+        return app(environ, start_response)
+
+    return broken
+
+
+def quotes_path_info(app: App) -> App:
+    """PATH_INFO left percent-encoded (``path-info``)."""
+
+    def broken(environ, start_response):
+        environ["PATH_INFO"] = quote(environ.get("PATH_INFO", ""), encoding="latin-1")
+        return app(environ, start_response)
+
+    return broken
+
+
+class _Iterated:
+    """A response the server can only iterate (its close() still reaches the result)."""
+
+    def __init__(self, result: Any) -> None:
+        self._result = result
+
+    def __iter__(self):
+        return iter(self._result)
+
+    def close(self) -> None:
+        self._result.close()
+
+
+def exact_type_test(app: App) -> App:
+    """File wrappers recognised with an exact type test: a subclass instance is
+    iterated in Python, not sent the server's way (``file-wrapper-subclass``)."""
+
+    def broken(environ, start_response):
+        result = app(environ, start_response)
+        cls = environ.get("wsgi.file_wrapper")
+        if isinstance(cls, type) and isinstance(result, cls) and type(result) is not cls:
+            return _Iterated(result)
+        return result
+
+    return broken
+
+
+#: Check id -> the breaker that makes it fail.
+BREAKERS: dict[str, Callable[[App], App]] = {
+    "write-callable": drops_write_data,
+    "close-called": never_closes,
+    "exc-info": ignores_exc_info,
+    "repeated-headers": keeps_last_header,
+    "http2-environ": says_http11,
+    "http2-cookie": joins_cookies_with_commas,
+    "http2-body": guesses_length_zero,
+    "http2-short": drops_content_length,
+    "http2-truncated": hides_truncation,
+    "decoded-body": keeps_content_encoding,
+    "limit-decoded": hides_truncation,
+    "path-info": quotes_path_info,
+}
+
+#: Checks that real servers already fail for one of their requirements, with a
+#: breaker for another requirement of the same check that none of them breaks.
+PARTIAL_BREAKERS: dict[str, Callable[[App], App]] = {
+    "file-wrapper-subclass": exact_type_test,
+}
