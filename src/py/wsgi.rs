@@ -494,31 +494,66 @@ fn send_sequence(py: Python<'_>, result: &Bound<'_, PyAny>, exchange: &Shared) -
     if ex.sent() {
         // write() was used: the rest goes the streaming way.
         for c in chunks {
-            ex.push(Bytes::copy_from_slice(c.as_bytes()), true, py);
+            ex.push(py_bytes(&c), true, py);
         }
         ex.finish();
         return Ok(());
     }
-    let mut body = Vec::with_capacity(total);
-    for c in &chunks {
-        body.extend_from_slice(c.as_bytes());
-    }
+    // One chunk (the usual `[body]`): send the bytes object itself, no copy.
+    let body = if chunks.len() == 1 {
+        py_bytes(&chunks[0])
+    } else {
+        let mut body = Vec::with_capacity(total);
+        for c in &chunks {
+            body.extend_from_slice(c.as_bytes());
+        }
+        Bytes::from(body)
+    };
     let declared = ex.length.declared();
     match declared {
         Some(n) if (n as usize) < body.len() => {
             ex.log_surplus();
-            body.truncate(n as usize);
-            ex.send_full(Bytes::from(body))
+            ex.send_full(body.slice(..n as usize))
         }
         Some(n) if (n as usize) > body.len() && !ex.is_head => {
             // Too short: send what there is, then abort the response.
             ex.open_stream()?;
-            ex.push(Bytes::from(body), false, py);
+            ex.push(body, false, py);
             ex.finish();
             Ok(())
         }
-        _ => ex.send_full(Bytes::from(body)),
+        _ => ex.send_full(body),
     }
+}
+
+/// A `bytes` object as `Bytes`, without copying: the buffer of a Python
+/// `bytes` never changes, and the owner keeps the object alive. (Dropping it
+/// without the GIL is fine: PyO3 defers the decref to the next GIL holder.)
+fn py_bytes(b: &Bound<'_, PyBytes>) -> Bytes {
+    struct Owner {
+        _object: Py<PyBytes>,
+        data: *const u8,
+        len: usize,
+    }
+    // SAFETY: the pointer is into an immutable bytes object kept alive by `_object`.
+    unsafe impl Send for Owner {}
+    unsafe impl Sync for Owner {}
+    impl AsRef<[u8]> for Owner {
+        fn as_ref(&self) -> &[u8] {
+            // SAFETY: see above; `len` is the object's length.
+            unsafe { std::slice::from_raw_parts(self.data, self.len) }
+        }
+    }
+    let data = b.as_bytes();
+    if data.len() < 1024 {
+        // Small bodies: a copy is cheaper than an owner and a later decref.
+        return Bytes::copy_from_slice(data);
+    }
+    Bytes::from_owner(Owner {
+        _object: b.clone().unbind(),
+        data: data.as_ptr(),
+        len: data.len(),
+    })
 }
 
 fn not_bytes(item: Bound<'_, PyAny>) -> PyErr {
@@ -693,7 +728,7 @@ impl Driver {
                 if ex.is_head {
                     return Ok(Step::Stop);
                 }
-                match ex.push(Bytes::copy_from_slice(data), false, py) {
+                match ex.push(py_bytes(&bytes), false, py) {
                     Some(Push::Ready) => Ok(Step::Continue),
                     Some(Push::Full) => Ok(Step::Pause),
                     Some(Push::Closed) => Ok(Step::Stop),
