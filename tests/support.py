@@ -517,6 +517,18 @@ def wait_for_file(path: Path, predicate: Callable[[str], bool] = bool,
         time.sleep(0.02)
 
 
+#: Size of the chunked upload every Flask test makes, on Propylon
+#: (tests/test_flask.py) and behind the middleware on the other servers
+#: (tests/test_wsgi11_frameworks.py): the same test on both.
+UPLOAD_MIB = 40
+
+
+def upload_blocks(mib: int = UPLOAD_MIB) -> list[bytes]:
+    """``mib`` blocks of 1 MiB, each different (its first byte is its index)."""
+    block = os.urandom(1024 * 1024)
+    return [bytes([i]) + block[1:] for i in range(mib)]
+
+
 def chunks_of(data: bytes, size: int):
     """Yield ``data`` in pieces of ``size`` bytes (a generator body for http.client / httpx)."""
     for i in range(0, len(data), size):

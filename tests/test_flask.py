@@ -10,7 +10,7 @@ import os
 import httpx
 import pytest
 
-from tests.support import CLIENT_TIMEOUT
+from tests.support import CLIENT_TIMEOUT, UPLOAD_MIB, upload_blocks
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,7 @@ def test_json(flask_server, http2):
 
 
 def test_chunked_upload_streamed_to_request_stream(flask_server):
-    block = os.urandom(1024 * 1024)
-    blocks = [bytes([i]) + block[1:] for i in range(40)]  # 40 MiB
+    blocks = upload_blocks()
     digest = hashlib.sha256(b"".join(blocks)).hexdigest()
     conn = http.client.HTTPConnection("127.0.0.1", flask_server.port, timeout=CLIENT_TIMEOUT)
     try:
@@ -47,7 +46,7 @@ def test_chunked_upload_streamed_to_request_stream(flask_server):
     finally:
         conn.close()
     assert response.status == 200
-    assert result == {"length": 40 * 1024 * 1024, "sha256": digest, "content_length": "<absent>"}
+    assert result == {"length": UPLOAD_MIB * 1024 * 1024, "sha256": digest, "content_length": "<absent>"}
 
 
 @pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])

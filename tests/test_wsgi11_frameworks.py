@@ -27,7 +27,7 @@ import re
 import httpx
 import pytest
 
-from tests.support import CLIENT_TIMEOUT, chunks_of
+from tests.support import CLIENT_TIMEOUT, UPLOAD_MIB, chunks_of, upload_blocks
 from tests.wsgi11.servers import SERVERS, apache_unavailable
 
 
@@ -70,15 +70,14 @@ def test_flask_json(server):
 
 @pytest.mark.parametrize("path", ["/flask/upload", "/flask-validated/upload"])
 def test_flask_chunked_upload_streamed_to_request_stream(server, path):
-    block = os.urandom(1024 * 1024)
-    blocks = [bytes([i]) + block[1:] for i in range(16)]  # 16 MiB
+    blocks = upload_blocks()  # the size of tests/test_flask.py's
     digest = hashlib.sha256(b"".join(blocks)).hexdigest()
     status, result = _chunked_upload(server, path, blocks)
     assert status == 200
     # Absent: the body is streamed. waitress reads the whole body before
     # calling the application and gives its exact length, which §3 allows.
-    exact = str(16 * 1024 * 1024) if server.name == "waitress" else "<absent>"
-    assert result == {"length": 16 * 1024 * 1024, "sha256": digest, "content_length": exact}
+    exact = str(UPLOAD_MIB * 1024 * 1024) if server.name == "waitress" else "<absent>"
+    assert result == {"length": UPLOAD_MIB * 1024 * 1024, "sha256": digest, "content_length": exact}
 
 
 @pytest.mark.parametrize("mount", ["flask", "flask-validated"])

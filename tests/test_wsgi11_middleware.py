@@ -13,6 +13,7 @@ descriptors (``/proc/self/fd``) before and after.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import io
 import os
@@ -28,7 +29,7 @@ import pytest
 
 from propylon.errors import ClientDisconnected, InvalidRequestBody, RequestBodyError, RequestBodyTooLarge
 from propylon.filewrapper import FileWrapper
-from propylon.wsgi11 import ResponseTooShort, WSGI11Middleware, is_wsgi11
+from propylon.wsgi11 import ResponseTooShort, WSGI11Middleware, apache, is_wsgi11
 from propylon.wsgi11.input import ChunkedDecoder, TerminatedInput
 
 from tests.support import REPO
@@ -306,6 +307,33 @@ def test_short_response_fails_at_its_end(via):
     with pytest.raises(ResponseTooShort, match="produced 3 body bytes but declared Content-Length 5"):
         gateway.run(WSGI11Middleware(producing(5, [b"abc"], via)))
     assert b"".join(gateway.written) == b"abc"
+
+
+def _capsule() -> object:
+    """A capsule like mod_wsgi's ``apache.request_rec`` (it is never dereferenced here)."""
+    new = ctypes.pythonapi.PyCapsule_New
+    new.restype = ctypes.py_object
+    new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+    return new(ctypes.c_void_p(0x1000), None, None)
+
+
+@pytest.mark.parametrize("extra", [
+    {},  # not mod_wsgi
+    {"apache.request_rec": "look-alike"},  # mod_wsgi's key, on another server
+    {"apache.request_rec": "capsule", "mod_wsgi.version": (4, 9, 4)},  # mod_wsgi's keys, no Apache here
+])
+def test_short_response_outside_apache_is_the_same_clear_error(extra):
+    # propylon.wsgi11.apache closes the connection only inside mod_wsgi with a
+    # request_rec (the conformance run in tests/test_wsgi11_conformance.py
+    # shows it doing so on Apache); anywhere else it declines, and the short
+    # response is the same ResponseTooShort.
+    if extra.get("apache.request_rec") == "capsule":
+        extra = {**extra, "apache.request_rec": _capsule()}
+    gateway = Gateway(method="GET", **extra)
+    with pytest.raises(ResponseTooShort):
+        gateway.run(WSGI11Middleware(producing(5, [b"abc"], "iter")))
+    assert b"".join(gateway.written) == b"abc"
+    assert apache.close_connection(gateway.environ) is False
 
 
 @pytest.mark.parametrize(("method", "status"), [("HEAD", "200 OK"), ("GET", "304 Not Modified"),

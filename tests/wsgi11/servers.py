@@ -15,7 +15,9 @@ one is configured, and why:
   *embedded* mode, run as ``apache2 -X`` (one process, in the foreground)
   from a configuration generated in a temporary directory: ``mpm_event``,
   ``WSGIChunkedRequest On`` (without it mod_wsgi answers chunked requests
-  with 411 before the application runs), ``LimitRequestBody`` = ``LIMIT``
+  with 411 before the application runs), ``WSGIPassApacheRequest On`` (the
+  middleware closes the connection after a short response through it:
+  propylon/wsgi11/apache.py), ``LimitRequestBody`` = ``LIMIT``
   except under the middleware's mounts, where the middleware enforces the
   limit. The application runs on Debian's system Python (mod_wsgi is built
   against it), with the repository's ``python/`` directory, the repository
@@ -311,6 +313,7 @@ KeepAliveTimeout 5
 LimitRequestBody {self.body_limit}
 {no_limit}WSGIPythonPath {":".join(self._python_path())}
 WSGIChunkedRequest On
+WSGIPassApacheRequest On
 WSGIApplicationGroup %{{GLOBAL}}
 WSGIScriptAlias / {script}
 <Directory {self.tmp}>
@@ -331,7 +334,7 @@ WSGIScriptAlias / {script}
         except FileNotFoundError:
             mod_wsgi = "?"
         return (f"{apache}, mod_wsgi {mod_wsgi} (Debian packages; embedded mode, `apache2 -X`, "
-                f"mpm_event), system Python {_system_python_minor().strip('()').replace(', ', '.')}")
+                f"mpm_event, `WSGIChunkedRequest On`, `WSGIPassApacheRequest On`), system Python {_system_python_minor().strip('()').replace(', ', '.')}")
 
 
 def _world_readable(root: Path) -> None:

@@ -43,6 +43,7 @@ from typing import Any
 
 from propylon.errors import ClientDisconnected, InvalidRequestBody, RequestBodyError, RequestBodyTooLarge
 from propylon.filewrapper import FileWrapper
+from propylon.wsgi11 import apache
 
 __all__ = ["CloseOnce", "Exchange", "GuardedResponse", "ResponseTooShort", "ServerFile", "regular_file_remaining"]
 
@@ -180,6 +181,9 @@ class Exchange:
             message = (f"the application produced {self.sent} body bytes but declared Content-Length "
                        f"{self.declared}; the response is incomplete (WSGI 1.1 §10)")
             self.log(message)
+            # Every server tested but mod_wsgi closes the connection when the
+            # iterable raises; mod_wsgi is asked to, where it can be.
+            apache.close_connection(self.environ)
             raise ResponseTooShort(message)
 
     def answer_body_error(self, error: RequestBodyError) -> bytes:
