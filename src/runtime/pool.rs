@@ -24,6 +24,10 @@ pub type Job = Box<dyn FnOnce() + Send + 'static>;
 /// Times an idle worker yields the CPU before it sleeps (see `Worker::next`).
 const YIELDS_BEFORE_WAIT: u32 = 2;
 
+/// How long queued work may wait, while every awake thread is busy and none
+/// takes a job, before the monitor wakes another thread (see `Pool::wake_for`).
+pub const STALL_TICK: Duration = Duration::from_millis(1);
+
 /// Runs on each pool thread; must call `Worker::next` until it returns None.
 pub type ThreadMain = Arc<dyn Fn(Worker) + Send + Sync>;
 
@@ -36,6 +40,7 @@ struct Shared {
     state: Mutex<Queues>,
     work: Condvar,
     idle: Condvar,
+    monitor: Condvar,
     queue_size: usize,
     threads: usize,
 }
@@ -44,9 +49,51 @@ struct Queues {
     fresh: VecDeque<Job>,
     resumed: VecDeque<Job>,
     busy: usize,
-    /// Threads blocked in `next(true)`: only they need a wake-up.
+    /// Threads blocked in `next(true)`.
     waiting: usize,
+    /// Of those, the ones already notified (not yet back from the wait): a
+    /// second notification for the same sleeper would be a wasted syscall.
+    woken: usize,
+    /// Jobs taken so far: the monitor's sign of progress.
+    taken: u64,
+    /// The monitor is watching the queues (they held work while every awake
+    /// thread was busy).
+    armed: bool,
     stopping: bool,
+}
+
+impl Queues {
+    fn is_empty(&self) -> bool {
+        self.fresh.is_empty() && self.resumed.is_empty()
+    }
+
+    /// Sleeping threads nobody has notified yet.
+    fn sleepers(&self) -> usize {
+        self.waiting - self.woken
+    }
+
+    /// Who must hear of a job just queued, of `threads` in all. A thread that
+    /// is awake and not busy (between jobs, or notified and on its way) takes
+    /// it: nobody. All threads asleep: wake one. Every awake thread busy: wake
+    /// nobody yet, and let the monitor wake a sleeper if the busy ones take no
+    /// job within a `STALL_TICK` (they are blocked, or running long). Short
+    /// jobs (most requests) are then run back to back by the thread already
+    /// running, as the GIL would serialise them anyway, instead of waking a
+    /// thread per request to queue for the GIL.
+    fn wake_for(&mut self, threads: usize) -> Wake {
+        let awake = threads - self.sleepers();
+        if awake > self.busy {
+            Wake::Nobody
+        } else if self.busy == 0 {
+            self.woken += 1;
+            Wake::Sleeper
+        } else if !self.armed && self.sleepers() > 0 {
+            self.armed = true;
+            Wake::Monitor
+        } else {
+            Wake::Nobody
+        }
+    }
 }
 
 /// A pool thread's handle on the queues.
@@ -68,10 +115,11 @@ impl Worker {
         loop {
             if let Some(job) = q.resumed.pop_front().or_else(|| q.fresh.pop_front()) {
                 q.busy += 1;
+                q.taken += 1;
                 self.holding = true;
                 return Some(job);
             }
-            if q.busy == 0 {
+            if q.busy == 0 && q.stopping {
                 shared.idle.notify_all();
             }
             if !wait || q.stopping {
@@ -90,6 +138,7 @@ impl Worker {
             q.waiting += 1;
             q = shared.work.wait(q).unwrap();
             q.waiting -= 1;
+            q.woken = q.woken.saturating_sub(1).min(q.waiting);
         }
     }
 
@@ -120,6 +169,39 @@ pub fn plain_thread_main() -> ThreadMain {
     })
 }
 
+/// Wakes a sleeping thread when queued work makes no progress: every awake
+/// thread is busy (a long or blocking job) and none has taken a job for a
+/// whole `STALL_TICK`. Ticks only while armed, and disarms itself at the
+/// first tick that finds the queues empty.
+fn monitor(shared: Arc<Shared>) {
+    let mut q = shared.state.lock().unwrap();
+    loop {
+        if q.stopping {
+            return;
+        }
+        if !q.armed {
+            q = shared.monitor.wait(q).unwrap();
+            continue;
+        }
+        let seen = q.taken;
+        q = shared.monitor.wait_timeout(q, STALL_TICK).unwrap().0;
+        if q.is_empty() {
+            q.armed = false;
+        } else if q.taken == seen && q.sleepers() > 0 {
+            q.woken += 1;
+            shared.work.notify_one();
+        }
+    }
+}
+
+/// What a submission asks of the other threads.
+#[derive(Debug, PartialEq)]
+enum Wake {
+    Nobody,
+    Sleeper,
+    Monitor,
+}
+
 impl Pool {
     pub fn new(
         threads: usize,
@@ -132,14 +214,18 @@ impl Pool {
                 resumed: VecDeque::new(),
                 busy: 0,
                 waiting: 0,
+                woken: 0,
+                taken: 0,
+                armed: false,
                 stopping: false,
             }),
             work: Condvar::new(),
             idle: Condvar::new(),
+            monitor: Condvar::new(),
             queue_size,
             threads: threads.max(1),
         });
-        let mut handles = Vec::with_capacity(shared.threads);
+        let mut handles = Vec::with_capacity(shared.threads + 1);
         for index in 0..shared.threads {
             let worker = Worker {
                 shared: shared.clone(),
@@ -151,10 +237,24 @@ impl Pool {
                 .spawn(move || main(worker))?;
             handles.push(handle);
         }
+        let watched = shared.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name("propylon-pool".into())
+                .spawn(move || monitor(watched))?,
+        );
         Ok(Pool {
             shared,
             handles: Mutex::new(handles),
         })
+    }
+
+    fn notify(&self, wake: Wake) {
+        match wake {
+            Wake::Nobody => {}
+            Wake::Sleeper => self.shared.work.notify_one(),
+            Wake::Monitor => self.shared.monitor.notify_one(),
+        }
     }
 
     /// Queue a new request's first job; gives the job back when the queue is full.
@@ -165,11 +265,9 @@ impl Pool {
             return Err(job);
         }
         q.fresh.push_back(job);
-        let wake = q.waiting > 0;
+        let wake = q.wake_for(self.shared.threads);
         drop(q);
-        if wake {
-            self.shared.work.notify_one();
-        }
+        self.notify(wake);
         Ok(())
     }
 
@@ -177,11 +275,9 @@ impl Pool {
     pub fn submit_resumed(&self, job: Job) {
         let mut q = self.shared.state.lock().unwrap();
         q.resumed.push_back(job);
-        let wake = q.waiting > 0;
+        let wake = q.wake_for(self.shared.threads);
         drop(q);
-        if wake {
-            self.shared.work.notify_one();
-        }
+        self.notify(wake);
     }
 
     /// Stop the threads once the queues are empty. Returns true when every thread
@@ -192,7 +288,7 @@ impl Pool {
             let mut q = self.shared.state.lock().unwrap();
             q.stopping = true;
             self.shared.work.notify_all();
-            while q.busy > 0 || !q.fresh.is_empty() || !q.resumed.is_empty() {
+            while q.busy > 0 || !q.is_empty() {
                 let now = Instant::now();
                 if now >= deadline {
                     return false;
@@ -200,6 +296,7 @@ impl Pool {
                 q = self.shared.idle.wait_timeout(q, deadline - now).unwrap().0;
             }
             self.shared.work.notify_all();
+            self.shared.monitor.notify_all();
         }
         for handle in self.handles.lock().unwrap().drain(..) {
             let _ = handle.join();
@@ -241,6 +338,64 @@ mod tests {
         assert_eq!(done_rx.recv().unwrap(), 2);
         assert_eq!(done_rx.recv().unwrap(), 1);
         assert!(pool.shutdown(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_blocked_thread_does_not_hold_up_the_queue() {
+        // The first job blocks until the second has run: the second must get
+        // another thread although one was awake (busy) when it was queued.
+        let pool = Pool::new(2, 4, plain_thread_main()).unwrap();
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        let (second_tx, second_rx) = mpsc::channel::<()>();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        pool.try_submit(Box::new(move || {
+            started_tx.send(()).unwrap();
+            second_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            done_tx.send(()).unwrap();
+        }))
+        .ok()
+        .unwrap();
+        started_rx.recv().unwrap();
+        pool.try_submit(Box::new(move || second_tx.send(()).unwrap()))
+            .ok()
+            .unwrap();
+        done_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the queued job ran on a second thread");
+        assert!(pool.shutdown(Duration::from_secs(5)));
+    }
+
+    fn queues(busy: usize, waiting: usize) -> Queues {
+        Queues {
+            fresh: VecDeque::new(),
+            resumed: VecDeque::new(),
+            busy,
+            waiting,
+            woken: 0,
+            taken: 0,
+            armed: false,
+            stopping: false,
+        }
+    }
+
+    #[test]
+    fn a_job_wakes_a_thread_only_when_none_would_take_it() {
+        // 4 threads, all asleep: the first job wakes one, the next ones wake
+        // nobody (the woken thread is on its way and takes them).
+        let mut q = queues(0, 4);
+        assert_eq!(q.wake_for(4), Wake::Sleeper);
+        assert_eq!(q.wake_for(4), Wake::Nobody);
+        // One thread between jobs (awake, not busy), three asleep: nobody.
+        assert_eq!(queues(0, 3).wake_for(4), Wake::Nobody);
+        // One thread busy, three asleep: the monitor is armed once, and a
+        // burst of short jobs wakes nobody else.
+        let mut q = queues(1, 3);
+        assert_eq!(q.wake_for(4), Wake::Monitor);
+        for _ in 0..63 {
+            assert_eq!(q.wake_for(4), Wake::Nobody);
+        }
+        // Every thread busy: nobody to wake.
+        assert_eq!(queues(4, 0).wake_for(4), Wake::Nobody);
     }
 
     #[test]
