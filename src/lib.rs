@@ -13,3 +13,13 @@ mod py;
 fn _core(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
     py::register(m)
 }
+
+/// The extension's Rust allocations (connections, buffers, futures) come from
+/// jemalloc. hyper keeps an 8 KiB read and an 8 KiB write buffer per HTTP/1.1
+/// connection of which an idle one touches a page or so; jemalloc's 8 KiB
+/// size class leaves the rest untouched (not resident), where glibc's chunk
+/// headers between buffers touch more. Measured with 10,000 idle keep-alive
+/// connections: 107 MiB peak RSS against 141 MiB with glibc (bench/README.md).
+#[cfg(feature = "python")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+use super::detect::PREFACE;
+
 const FRAME_HEADER: usize = 9;
 
 /// The window the counters cover.

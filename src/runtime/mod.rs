@@ -9,6 +9,7 @@ pub mod access_log;
 pub mod activity;
 pub mod body;
 pub mod config;
+pub mod detect;
 pub mod exchange;
 pub mod h2c;
 pub mod h2guard;

@@ -2,25 +2,26 @@
 //!
 //! What it does: binds every configured address (TCP or unix socket) before
 //! serving, so a bad address fails at once with a clear error; accepts
-//! connections and serves each with hyper-util's `auto` builder, which detects
-//! HTTP/1.1 or HTTP/2 prior knowledge (the client preface, RFC 9113 §3.4) on the
-//! same port; on SIGINT/SIGTERM stops accepting, lets connections finish their
+//! connections, tells HTTP/1.1 from HTTP/2 prior knowledge by their first bytes
+//! (the client preface, RFC 9113 §3.4; `detect`) on the same port, and serves
+//! each with hyper's HTTP/1.1 or HTTP/2 connection; on SIGINT/SIGTERM stops accepting, lets connections finish their
 //! in-flight requests (hyper's graceful shutdown) within the graceful timeout,
 //! and returns.
 //!
 //! What it does not do: handle requests (that is `service`), or know about Python.
 
+use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::server::conn::http2;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
@@ -28,11 +29,12 @@ use tokio_rustls::TlsAcceptor;
 
 use super::activity::{Activity, Expired};
 use super::config::{BindAddr, ServerConfig};
+use super::detect::{detect, Protocol};
 use super::exchange::Application;
 use super::h2c::{PendingUpgrade, UpgradeRequest, UpgradeStream};
 use super::h2guard::{Guard, GuardHandle, ENHANCE_YOUR_CALM};
 use super::sendfile::{SendQueue, SendfileStream};
-use super::service::{handle, ConnContext};
+use super::service::{handle, ConnContext, HttpResponse};
 use super::tls::{TlsInfo, TlsState};
 
 /// Streams a client may reset before the server accepted them, per
@@ -210,8 +212,8 @@ impl Server {
             // Every connection task holds a clone; when all are dropped, recv() is None.
             let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
             let serving = Arc::new(Serving {
-                builder: connection_builder(&config),
-                h2_upgraded: upgraded_builder(&config),
+                http1: http1_builder(&config),
+                http2: http2_builder(&config),
                 config: config.clone(),
                 app,
                 rt: handle,
@@ -263,8 +265,9 @@ impl Server {
 
 /// What every connection of a running server shares.
 pub struct Serving {
-    builder: auto::Builder<TokioExecutor>,
-    h2_upgraded: http2::Builder<TokioExecutor>,
+    http1: http1::Builder,
+    /// HTTP/2 connections: prior knowledge, TLS with ALPN `h2`, and h2c upgrades.
+    http2: http2::Builder<TokioExecutor>,
     config: Arc<ServerConfig>,
     app: Arc<dyn Application>,
     rt: tokio::runtime::Handle,
@@ -326,10 +329,9 @@ async fn bind_one(bind: &BindAddr) -> io::Result<Socket> {
     }
 }
 
-fn connection_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+fn http1_builder(config: &ServerConfig) -> http1::Builder {
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         // hyper's own floor for its read buffer is 8 KiB.
         .max_buf_size(config.max_header_size.max(8192))
@@ -340,8 +342,6 @@ fn connection_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
         // Not `pipeline_flush(true)`: with it hyper 1.x does not flush its
         // automatic 400/431 for a malformed request before closing.
         .keep_alive(true);
-    let mut h2 = builder.http2();
-    apply_http2(&mut h2, config);
     builder
 }
 
@@ -364,11 +364,7 @@ macro_rules! http2_settings {
     }};
 }
 
-fn apply_http2(builder: &mut auto::Http2Builder<'_, TokioExecutor>, config: &ServerConfig) {
-    http2_settings!(builder, config);
-}
-
-fn upgraded_builder(config: &ServerConfig) -> http2::Builder<TokioExecutor> {
+fn http2_builder(config: &ServerConfig) -> http2::Builder<TokioExecutor> {
     let mut builder = http2::Builder::new(TokioExecutor::new());
     http2_settings!(builder, config);
     builder
@@ -460,7 +456,7 @@ impl Serving {
                     let io = TokioIo::new(Guard::new(io, ctx.guard.clone()));
                     let service_ctx = ctx.clone();
                     let service = service_fn(move |req| handle(req, service_ctx.clone()));
-                    let conn = serving.h2_upgraded.serve_connection(io, service);
+                    let conn = serving.http2.serve_connection(io, service);
                     drive!(conn, serving.shutdown.clone(), &ctx);
                 }
                 Err(e) => log::debug!(target: "propylon.server", "h2c upgrade failed: {e}"),
@@ -470,25 +466,34 @@ impl Serving {
     }
 }
 
-async fn connection(raw: Raw, tls: bool, serving: Arc<Serving>) {
+/// The task of one accepted connection. Built here, outside the task, so
+/// the task holds only the pointer to it: each kind of connection is one
+/// allocation of its own size (a TLS session is large; plain connections
+/// should not pay for it), and no larger future wraps it. With thousands of
+/// idle keep-alive connections this is most of their memory.
+fn connection(
+    raw: Raw,
+    tls: bool,
+    serving: Arc<Serving>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     let alive = serving.alive.clone();
     match raw {
-        Raw::Unix(stream) => {
+        Raw::Unix(stream) => Box::pin(async move {
             let ctx = serving.context(None, None, None, None, None);
-            Box::pin(serve(stream, &serving, ctx)).await;
-        }
-        // Boxed: each kind of connection is its own allocation of its own
-        // size (a TLS session is large; plain connections should not pay for it).
-        Raw::Tcp(stream, peer, local) if tls => {
-            Box::pin(tls_connection(stream, peer, local, &serving)).await
-        }
-        Raw::Tcp(stream, peer, local) => {
+            serve(stream, &serving, ctx).await;
+            drop(alive);
+        }),
+        Raw::Tcp(stream, peer, local) if tls => Box::pin(async move {
+            tls_connection(stream, peer, local, &serving).await;
+            drop(alive);
+        }),
+        Raw::Tcp(stream, peer, local) => Box::pin(async move {
             let queue = Arc::new(SendQueue::default());
             let ctx = serving.context(local, Some(peer), None, Some(queue.clone()), None);
-            Box::pin(serve(SendfileStream::new(stream, queue), &serving, ctx)).await;
-        }
+            serve(SendfileStream::new(stream, queue), &serving, ctx).await;
+            drop(alive);
+        }),
     }
-    drop(alive);
 }
 
 async fn tls_connection(
@@ -517,15 +522,56 @@ async fn tls_connection(
     serve(stream, serving, ctx).await;
 }
 
+type BoxedHandle =
+    Pin<Box<dyn Future<Output = Result<HttpResponse, std::convert::Infallible>> + Send>>;
+
 /// Serve one connection (HTTP/1.1 or HTTP/2, detected from its first bytes),
 /// behind the HTTP/2 abuse guard.
 async fn serve<I>(io: I, serving: &Serving, ctx: Arc<ConnContext>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = TokioIo::new(Guard::new(io, ctx.guard.clone()));
+    let io = Guard::new(io, ctx.guard.clone());
+    // Until its first bytes decide the protocol, a connection is idle: the
+    // keep-alive timeout and shutdown apply as to a connection between requests.
+    let mut shutdown = serving.shutdown.clone();
+    let detected = tokio::select! {
+        d = detect(io) => d,
+        _ = shutdown.changed() => return,
+        _ = ctx.activity.watch_timers(ctx.config.keep_alive_timeout, ctx.config.send_timeout, |_| false) => {
+            log::debug!(target: "propylon.server", "connection closed: nothing received within the keep-alive timeout");
+            return;
+        }
+    };
+    let (protocol, io) = match detected {
+        Ok(d) => d,
+        Err(e) => {
+            log::debug!(target: "propylon.server", "connection ended before a request: {e}");
+            return;
+        }
+    };
+    let io = TokioIo::new(io);
     let service_ctx = ctx.clone();
-    let service = service_fn(move |req| handle(req, service_ctx.clone()));
-    let conn = serving.builder.serve_connection_with_upgrades(io, service);
-    drive!(conn, serving.shutdown.clone(), &ctx);
+    match protocol {
+        Protocol::Http1 => {
+            // hyper keeps the allocation of an HTTP/1.1 connection's request
+            // future for the connection's life; boxed, what stays while the
+            // connection is idle is a pointer, not the whole future.
+            let service = service_fn(move |req| -> BoxedHandle {
+                Box::pin(handle(req, service_ctx.clone()))
+            });
+            let conn = serving.http1.serve_connection(io, service).with_upgrades();
+            drive!(conn, serving.shutdown.clone(), &ctx);
+        }
+        // Boxed: an HTTP/1.1 connection's future should not be the size of
+        // an HTTP/2 one (held for as long as the connection is open).
+        Protocol::Http2 => {
+            Box::pin(async {
+                let service = service_fn(move |req| handle(req, service_ctx.clone()));
+                let conn = serving.http2.serve_connection(io, service);
+                drive!(conn, serving.shutdown.clone(), &ctx);
+            })
+            .await
+        }
+    }
 }
