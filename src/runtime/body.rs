@@ -97,8 +97,9 @@ impl Source {
                 declared,
                 received,
             } => loop {
-                let frame =
-                    rt.block_on(async { tokio::time::timeout(*timeout, body.frame()).await });
+                let frame = super::pool::blocking(|| {
+                    rt.block_on(async { tokio::time::timeout(*timeout, body.frame()).await })
+                });
                 match frame {
                     Err(_) => {
                         return Err(BodyError::Disconnected(

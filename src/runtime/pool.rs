@@ -45,10 +45,22 @@ struct Shared {
     threads: usize,
 }
 
+impl Shared {
+    fn notify(&self, wake: Wake) {
+        match wake {
+            Wake::Nobody => {}
+            Wake::Sleeper => self.work.notify_one(),
+            Wake::Monitor => self.monitor.notify_one(),
+        }
+    }
+}
+
 struct Queues {
     fresh: VecDeque<Job>,
     resumed: VecDeque<Job>,
     busy: usize,
+    /// Of the busy ones, those waiting for the network inside `blocking`.
+    blocked: usize,
     /// Threads blocked in `next(true)`.
     waiting: usize,
     /// Of those, the ones already notified (not yet back from the wait): a
@@ -72,22 +84,26 @@ impl Queues {
         self.waiting - self.woken
     }
 
-    /// Who must hear of a job just queued, of `threads` in all. A thread that
-    /// is awake and not busy (between jobs, or notified and on its way) takes
-    /// it: nobody. All threads asleep: wake one. Every awake thread busy: wake
-    /// nobody yet, and let the monitor wake a sleeper if the busy ones take no
-    /// job within a `STALL_TICK` (they are blocked, or running long). Short
-    /// jobs (most requests) are then run back to back by the thread already
-    /// running, as the GIL would serialise them anyway, instead of waking a
-    /// thread per request to queue for the GIL.
+    /// Who must hear of a job just queued (already in the queues), of
+    /// `threads` in all. As many threads awake and not busy (between jobs, or
+    /// notified and on their way) as there are queued jobs: nobody. No thread
+    /// awake but busy ones waiting for the network (`blocking`), or none at
+    /// all: wake one. Otherwise (a thread is running a job, or one awake
+    /// thread is about to take an earlier job): wake nobody yet, and let the
+    /// monitor wake a sleeper if no job is taken within a `STALL_TICK` (the
+    /// busy threads are blocked, or running long). Short jobs (most requests)
+    /// are then run back to back by the thread already running, as the GIL
+    /// would serialise them anyway, instead of waking a thread per request to
+    /// queue for the GIL.
     fn wake_for(&mut self, threads: usize) -> Wake {
-        let awake = threads - self.sleepers();
-        if awake > self.busy {
+        let idle_awake = threads - self.sleepers() - self.busy;
+        let queued = self.fresh.len() + self.resumed.len();
+        if idle_awake >= queued || self.sleepers() == 0 {
             Wake::Nobody
-        } else if self.busy == 0 {
+        } else if idle_awake == 0 && self.busy == self.blocked {
             self.woken += 1;
             Wake::Sleeper
-        } else if !self.armed && self.sleepers() > 0 {
+        } else if !self.armed {
             self.armed = true;
             Wake::Monitor
         } else {
@@ -160,6 +176,40 @@ impl Drop for Worker {
     }
 }
 
+thread_local! {
+    /// The pool this thread belongs to (None outside pool threads).
+    static POOL: std::cell::RefCell<Option<Arc<Shared>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `wait`, a wait for the network (request body bytes, room for response
+/// bytes), so that on a pool thread queued work does not wait for it: the
+/// thread counts as blocked, and a sleeping thread is woken at once if jobs
+/// are queued and no other awake thread is free or running. Off the pool it
+/// only runs `wait`.
+pub fn blocking<T>(wait: impl FnOnce() -> T) -> T {
+    struct Blocked(Arc<Shared>);
+    impl Drop for Blocked {
+        fn drop(&mut self) {
+            self.0.state.lock().unwrap().blocked -= 1;
+        }
+    }
+    let Some(shared) = POOL.with(|p| p.borrow().clone()) else {
+        return wait();
+    };
+    let wake = {
+        let mut q = shared.state.lock().unwrap();
+        q.blocked += 1;
+        if q.is_empty() {
+            Wake::Nobody
+        } else {
+            q.wake_for(shared.threads)
+        }
+    };
+    shared.notify(wake);
+    let _blocked = Blocked(shared);
+    wait()
+}
+
 /// The loop for threads that need no setup: wait, run, repeat.
 pub fn plain_thread_main() -> ThreadMain {
     Arc::new(|mut worker: Worker| {
@@ -213,6 +263,7 @@ impl Pool {
                 fresh: VecDeque::new(),
                 resumed: VecDeque::new(),
                 busy: 0,
+                blocked: 0,
                 waiting: 0,
                 woken: 0,
                 taken: 0,
@@ -234,7 +285,10 @@ impl Pool {
             let main = thread_main.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("propylon-worker-{index}"))
-                .spawn(move || main(worker))?;
+                .spawn(move || {
+                    POOL.with(|p| *p.borrow_mut() = Some(worker.shared.clone()));
+                    main(worker)
+                })?;
             handles.push(handle);
         }
         let watched = shared.clone();
@@ -249,14 +303,6 @@ impl Pool {
         })
     }
 
-    fn notify(&self, wake: Wake) {
-        match wake {
-            Wake::Nobody => {}
-            Wake::Sleeper => self.shared.work.notify_one(),
-            Wake::Monitor => self.shared.monitor.notify_one(),
-        }
-    }
-
     /// Queue a new request's first job; gives the job back when the queue is full.
     pub fn try_submit(&self, job: Job) -> Result<(), Job> {
         let mut q = self.shared.state.lock().unwrap();
@@ -267,7 +313,7 @@ impl Pool {
         q.fresh.push_back(job);
         let wake = q.wake_for(self.shared.threads);
         drop(q);
-        self.notify(wake);
+        self.shared.notify(wake);
         Ok(())
     }
 
@@ -277,7 +323,7 @@ impl Pool {
         q.resumed.push_back(job);
         let wake = q.wake_for(self.shared.threads);
         drop(q);
-        self.notify(wake);
+        self.shared.notify(wake);
     }
 
     /// Stop the threads once the queues are empty. Returns true when every thread
@@ -370,6 +416,7 @@ mod tests {
             fresh: VecDeque::new(),
             resumed: VecDeque::new(),
             busy,
+            blocked: 0,
             waiting,
             woken: 0,
             taken: 0,
@@ -378,24 +425,104 @@ mod tests {
         }
     }
 
+    /// Queue one more (empty) job and ask who must hear of it.
+    fn queue_one(q: &mut Queues, threads: usize) -> Wake {
+        q.fresh.push_back(Box::new(|| {}));
+        q.wake_for(threads)
+    }
+
     #[test]
     fn a_job_wakes_a_thread_only_when_none_would_take_it() {
-        // 4 threads, all asleep: the first job wakes one, the next ones wake
-        // nobody (the woken thread is on its way and takes them).
+        // 4 threads, all asleep: the first job wakes one; the second finds
+        // that one on its way to the first job: the monitor is armed.
         let mut q = queues(0, 4);
-        assert_eq!(q.wake_for(4), Wake::Sleeper);
-        assert_eq!(q.wake_for(4), Wake::Nobody);
-        // One thread between jobs (awake, not busy), three asleep: nobody.
-        assert_eq!(queues(0, 3).wake_for(4), Wake::Nobody);
+        assert_eq!(queue_one(&mut q, 4), Wake::Sleeper);
+        assert_eq!(queue_one(&mut q, 4), Wake::Monitor);
+        assert_eq!(queue_one(&mut q, 4), Wake::Nobody);
+        // One thread between jobs (awake, not busy), three asleep: it takes
+        // the job; nobody is woken.
+        assert_eq!(queue_one(&mut queues(0, 3), 4), Wake::Nobody);
         // One thread busy, three asleep: the monitor is armed once, and a
         // burst of short jobs wakes nobody else.
         let mut q = queues(1, 3);
-        assert_eq!(q.wake_for(4), Wake::Monitor);
+        assert_eq!(queue_one(&mut q, 4), Wake::Monitor);
         for _ in 0..63 {
-            assert_eq!(q.wake_for(4), Wake::Nobody);
+            assert_eq!(queue_one(&mut q, 4), Wake::Nobody);
         }
         // Every thread busy: nobody to wake.
-        assert_eq!(queues(4, 0).wake_for(4), Wake::Nobody);
+        assert_eq!(queue_one(&mut queues(4, 0), 4), Wake::Nobody);
+        // The one busy thread waits for the network (`blocking`): wake a
+        // sleeper at once, not a tick later.
+        let mut q = queues(1, 3);
+        q.blocked = 1;
+        assert_eq!(queue_one(&mut q, 4), Wake::Sleeper);
+        // Two busy, one of them running: the monitor.
+        let mut q = queues(2, 2);
+        q.blocked = 1;
+        assert_eq!(queue_one(&mut q, 4), Wake::Monitor);
+    }
+
+    #[test]
+    fn two_jobs_at_once_that_both_block_both_run() {
+        // The race the h2 test found: two jobs queued back to back, the first
+        // wakes a thread, which then blocks in the first job; the second
+        // must still get a thread (the monitor's, a tick later).
+        let pool = Pool::new(2, 4, plain_thread_main()).unwrap();
+        let (tx, rx) = mpsc::channel::<u32>();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let release_rx = Arc::new(Mutex::new(release_rx));
+        for n in 0..2 {
+            let tx = tx.clone();
+            let release_rx = release_rx.clone();
+            pool.try_submit(Box::new(move || {
+                tx.send(n).unwrap();
+                if n == 0 {
+                    let _ = release_rx
+                        .lock()
+                        .unwrap()
+                        .recv_timeout(Duration::from_secs(10));
+                }
+            }))
+            .ok()
+            .unwrap();
+        }
+        let mut started = [
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            rx.recv_timeout(Duration::from_secs(5))
+                .expect("the second job ran"),
+        ];
+        started.sort();
+        assert_eq!(started, [0, 1]);
+        release_tx.send(()).unwrap();
+        assert!(pool.shutdown(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_job_waiting_for_the_network_lets_the_queue_go_on() {
+        // The first job waits (inside `blocking`) for the second: the second
+        // is handed to another thread when the first starts waiting.
+        let pool = Pool::new(2, 4, plain_thread_main()).unwrap();
+        let (second_tx, second_rx) = mpsc::channel::<()>();
+        let (queued_tx, queued_rx) = mpsc::channel::<()>();
+        let (done_tx, done_rx) = mpsc::channel::<usize>();
+        pool.try_submit(Box::new(move || {
+            queued_rx.recv().unwrap();
+            let blocked = blocking(|| {
+                second_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+                POOL.with(|p| p.borrow().as_ref().unwrap().state.lock().unwrap().blocked)
+            });
+            done_tx.send(blocked).unwrap();
+        }))
+        .ok()
+        .unwrap();
+        pool.try_submit(Box::new(move || second_tx.send(()).unwrap()))
+            .ok()
+            .unwrap();
+        queued_tx.send(()).unwrap();
+        let blocked = done_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(blocked, 1, "the waiting thread counted as blocked");
+        assert_eq!(pool.shared.state.lock().unwrap().blocked, 0);
+        assert!(pool.shutdown(Duration::from_secs(5)));
     }
 
     #[test]

@@ -214,8 +214,13 @@ impl ChunkSink {
     /// PEP 3333 `write()` callable, which is blocking by definition.
     pub fn push_blocking(&self, chunk: Bytes) -> Push {
         let mut s = self.chan.state.lock().unwrap();
-        while s.queued > HIGH_WATERMARK && !s.consumer_gone {
-            s = self.chan.space.wait(s).unwrap();
+        if s.queued > HIGH_WATERMARK && !s.consumer_gone {
+            s = super::pool::blocking(|| {
+                while s.queued > HIGH_WATERMARK && !s.consumer_gone {
+                    s = self.chan.space.wait(s).unwrap();
+                }
+                s
+            });
         }
         drop(s);
         match self.push(chunk) {
