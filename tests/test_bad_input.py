@@ -137,3 +137,21 @@ def test_garbage_bytes_then_close(strict_server):
         if response is not None:
             assert response.status == 400
     assert_serving(strict_server.port)
+
+
+@pytest.fixture(scope="module")
+def default_server(start_module_server):
+    return start_module_server("tests.apps.wsgi_app:app")
+
+
+@pytest.mark.parametrize(("count", "status"), [(90, 200), (150, 431)])
+def test_default_header_count_limit(default_server, count, status):
+    # The default --max-headers (100) is hyper's own limit, which the server
+    # leaves to hyper instead of setting it (a set limit costs per request):
+    # it must hold all the same.
+    with RawConnection(default_server.port) as raw:
+        raw.send(head(*[f"X-H{i}: {i}" for i in range(count)], path="/echo"))
+        response = raw.read_response()
+        assert response is not None, "connection closed without a response"
+        assert response.status == status
+    assert_serving(default_server.port)

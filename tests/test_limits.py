@@ -12,11 +12,17 @@ import httpx
 import pytest
 
 from tests.support import (
+    CANCEL,
     CLIENT_TIMEOUT,
+    GOAWAY,
+    RST_STREAM,
     RawConnection,
+    RawH2Connection,
     assert_serving,
     chunks_of,
+    h2_frame,
     http_request,
+    request_headers,
     send_refusable,
     wait_for_file,
 )
@@ -134,6 +140,23 @@ def test_idle_keep_alive_connection_is_closed(impatient_server):
         raw.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         assert raw.read_response().body == b"hello"
         raw.expect_close()
+
+
+def test_an_http2_connection_whose_streams_were_reset_goes_idle(impatient_server, tmp_path):
+    # A stream the client resets while the application runs ends its request
+    # as a finished one does: once it is gone, the connection is idle and the
+    # keep-alive timeout closes it (GOAWAY). A reset request that stayed "in
+    # flight" would keep the connection open for ever.
+    release = tmp_path / "release"
+    token = uuid.uuid4().hex
+    start = impatient_server.mark()
+    with RawH2Connection(impatient_server.port) as conn:
+        conn.request(1, request_headers(f"/block?token={token}&release={release}"))
+        impatient_server.wait_for_line(f"BLOCK-STARTED {token}", start)
+        conn.send(h2_frame(RST_STREAM, 0, 1, CANCEL.to_bytes(4, "big")))
+        release.touch()
+        goaway = conn.read_until(lambda f: f.kind == GOAWAY)
+        assert goaway is not None or conn.closed, "the connection was neither sent GOAWAY nor closed"
 
 
 def test_slow_request_head_is_cut_off(impatient_server):

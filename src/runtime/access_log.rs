@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body::{Body, Frame, SizeHint};
 
-use super::activity::Progress;
+use super::activity::{InFlight, Progress};
 
 pub struct AccessRecord {
     peer: String,
@@ -28,7 +28,7 @@ pub struct AccessRecord {
     referer: String,
     user_agent: String,
     status: u16,
-    started: Option<Instant>,
+    started: Instant,
 }
 
 impl AccessRecord {
@@ -46,18 +46,16 @@ impl AccessRecord {
             referer: header(http::header::REFERER),
             user_agent: header(http::header::USER_AGENT),
             status: 0,
-            started: None,
+            started: Instant::now(),
         }
     }
 
-    pub fn with_status(mut self, status: u16, started: Instant) -> AccessRecord {
+    pub fn set_status(&mut self, status: u16) {
         self.status = status;
-        self.started = Some(started);
-        self
     }
 
     pub fn write(&self, sent: u64) {
-        let elapsed = self.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let elapsed = self.started.elapsed().as_secs_f64();
         log::info!(
             target: "propylon.access",
             "{} - - [{}] \"{}\" {} {} \"{}\" \"{}\" {:.6}",
@@ -74,11 +72,16 @@ impl AccessRecord {
 }
 
 /// Runs once when the response ends, with the number of body bytes sent.
-pub type OnEnd = Box<dyn FnOnce(u64) + Send>;
+/// What a response's end settles: its access-log line (when logging) and
+/// the end of its request on the connection (`Activity`).
+pub struct OnEnd {
+    pub record: Option<Box<AccessRecord>>,
+    pub in_flight: InFlight,
+}
 
 pub struct Tracked<B> {
     inner: B,
-    on_end: Option<OnEnd>,
+    on_end: OnEnd,
     sent: u64,
     progress: Arc<Progress>,
 }
@@ -87,7 +90,7 @@ impl<B> Tracked<B> {
     pub fn new(inner: B, progress: Arc<Progress>, on_end: OnEnd) -> Tracked<B> {
         Tracked {
             inner,
-            on_end: Some(on_end),
+            on_end,
             sent: 0,
             progress,
         }
@@ -127,8 +130,9 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
 
 impl<B> Drop for Tracked<B> {
     fn drop(&mut self) {
-        if let Some(on_end) = self.on_end.take() {
-            on_end(self.sent);
+        // The request ends when `on_end.in_flight` drops, just after this.
+        if let Some(record) = &self.on_end.record {
+            record.write(self.sent);
         }
     }
 }

@@ -65,6 +65,15 @@ impl Progress {
     }
 }
 
+/// One request in flight on its connection (see `Activity::begin`).
+pub struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
 /// Why `Activity::watch_timers` returned.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Expired {
@@ -93,7 +102,10 @@ impl Activity {
         }
     }
 
-    pub fn begin(&self) {
+    /// A request starts; it is in flight until the guard drops (its response
+    /// body was sent or abandoned, or the request was dropped before it had
+    /// one: an HTTP/2 stream the client reset, a connection that went away).
+    pub fn begin(self: &Arc<Self>) -> InFlight {
         let mut s = self.state.lock().unwrap();
         s.in_flight += 1;
         let was_idle = s.in_flight == 1;
@@ -101,6 +113,7 @@ impl Activity {
         if was_idle {
             self.busy.notify_waiters();
         }
+        InFlight(self.clone())
     }
 
     /// A response body is on its way; its progress is watched until it drops.
@@ -112,7 +125,7 @@ impl Activity {
         progress
     }
 
-    pub fn end(&self) {
+    fn end(&self) {
         let mut s = self.state.lock().unwrap();
         s.in_flight = s.in_flight.saturating_sub(1);
         s.idle_since = Instant::now();
@@ -202,8 +215,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_body_that_gave_data_and_is_not_asked_again_stalls() {
-        let activity = Activity::new();
-        activity.begin();
+        let activity = Arc::new(Activity::new());
+        let _request = activity.begin();
         let progress = activity.watch();
         progress.gave_data();
         let limit = Duration::from_secs(10);
@@ -218,8 +231,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_body_waiting_for_the_application_does_not_stall() {
-        let activity = Activity::new();
-        activity.begin();
+        let activity = Arc::new(Activity::new());
+        let _request = activity.begin();
         let progress = activity.watch();
         progress.gave_data();
         progress.waiting();
@@ -232,8 +245,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_stall_needs_the_transport_to_be_quiet_too() {
-        let activity = Activity::new();
-        activity.begin();
+        let activity = Arc::new(Activity::new());
+        let _request = activity.begin();
         let progress = activity.watch();
         progress.gave_data();
         let watch = activity.watch_timers(LONG, Duration::from_secs(10), |_| false);
@@ -244,9 +257,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_after_the_last_request() {
-        let activity = Activity::new();
-        activity.begin();
-        activity.end();
+        let activity = Arc::new(Activity::new());
+        drop(activity.begin());
         let watch = activity.watch_timers(Duration::from_secs(5), LONG, |_| true);
         let expired = tokio::time::timeout(Duration::from_secs(6), watch)
             .await
@@ -264,7 +276,7 @@ mod tests {
                 .await
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
-        activity.begin();
+        let _request = activity.begin();
         let progress = activity.watch();
         progress.gave_data();
         let expired = tokio::time::timeout(Duration::from_secs(4), watch).await;
@@ -273,8 +285,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn not_idle_while_a_request_runs() {
-        let activity = Activity::new();
-        activity.begin();
+        let activity = Arc::new(Activity::new());
+        let _request = activity.begin();
         let watch = activity.watch_timers(Duration::from_secs(5), LONG, |_| true);
         assert!(tokio::time::timeout(Duration::from_secs(60), watch)
             .await

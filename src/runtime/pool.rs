@@ -224,6 +224,8 @@ pub fn plain_thread_main() -> ThreadMain {
 /// whole `STALL_TICK`. Ticks only while armed, and disarms itself at the
 /// first tick that finds the queues empty.
 fn monitor(shared: Arc<Shared>) {
+    // Its wake-ups (armed by a submission) need not preempt the thread running.
+    super::batch_scheduling();
     let mut q = shared.state.lock().unwrap();
     loop {
         if q.stopping {

@@ -167,6 +167,7 @@ impl Server {
                     .min(4),
             )
             .thread_name("propylon-io")
+            .on_thread_start(super::batch_scheduling)
             .enable_all()
             .build()?;
         let mut listeners = Vec::new();
@@ -335,15 +336,22 @@ fn http1_builder(config: &ServerConfig) -> http1::Builder {
         .timer(TokioTimer::new())
         // hyper's own floor for its read buffer is 8 KiB.
         .max_buf_size(config.max_header_size.max(8192))
-        .max_headers(config.max_headers)
         .header_read_timeout(config.header_timeout)
         // Body buffers reach the transport as they are: `sendfile` needs that.
         .writev(true)
         // Not `pipeline_flush(true)`: with it hyper 1.x does not flush its
         // automatic 400/431 for a malformed request before closing.
         .keep_alive(true);
+    // hyper parses into an inline array of its default size (100) unless a
+    // limit is set; a set limit, even 100, fills a fresh array per request.
+    if config.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+        builder.max_headers(config.max_headers);
+    }
     builder
 }
+
+/// hyper's own limit on the header fields of an HTTP/1.1 request (more: 431).
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
 macro_rules! http2_settings {
     ($builder:expr, $config:expr) => {{

@@ -10,8 +10,8 @@
 //! or decide on connection lifetimes (the connection task in `server` does).
 
 use std::net::SocketAddr;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
@@ -21,7 +21,7 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
-use super::access_log::{AccessRecord, Tracked};
+use super::access_log::{AccessRecord, OnEnd, Tracked};
 use super::activity::Activity;
 use super::body::{BodyError, BodyReader, Source};
 use super::config::ServerConfig;
@@ -57,61 +57,62 @@ pub struct ConnContext {
 
 pub type HttpResponse = Response<Tracked<ResponseBody>>;
 
-pub async fn handle(
+/// Serve one request. What needs no waiting (the checks, the environ, the
+/// dispatch to the pool) is done now, when hyper hands the request over; the
+/// future returned only waits for the reply, so it is small: hyper keeps one
+/// per request (moved into a task of its own on HTTP/2).
+pub fn handle(
     req: Request<Incoming>,
     ctx: Arc<ConnContext>,
-) -> Result<HttpResponse, std::convert::Infallible> {
-    ctx.activity.begin();
+) -> impl Future<Output = Result<HttpResponse, std::convert::Infallible>> + Send + 'static {
+    // Dropped with the response body, or with this future if the request is
+    // abandoned first (a reset HTTP/2 stream): either way the request ends.
+    let in_flight = ctx.activity.begin();
     let record = ctx
         .config
         .access_log
-        .then(|| (AccessRecord::start(&req, ctx.peer), Instant::now()));
-    let response = respond(req, &ctx).await;
-    let (parts, body) = response.into_parts();
-    let record = record.map(|(r, started)| r.with_status(parts.status.as_u16(), started));
-    let activity = ctx.activity.clone();
-    let on_end = Box::new(move |sent: u64| {
-        if let Some(record) = record {
-            record.write(sent);
-        }
-        activity.end();
-    });
-    let progress = ctx.activity.watch();
-    Ok(Response::from_parts(
-        parts,
-        Tracked::new(body, progress, on_end),
-    ))
+        .then(|| Box::new(AccessRecord::start(&req, ctx.peer)));
+    let next = start(req, &ctx);
+    async move {
+        let response = match next {
+            Next::Respond(response) => *response,
+            Next::Await(head) => await_head(head).await,
+            Next::Buffer(pending) => {
+                Box::pin(buffer_then_call(*pending, ctx.config.buffer_memory_limit)).await
+            }
+            Next::Upgrade(req) => Box::pin(upgrade_to_h2c(*req, &ctx)).await,
+        };
+        let (parts, body) = response.into_parts();
+        let record = record.map(|mut r| {
+            r.set_status(parts.status.as_u16());
+            r
+        });
+        let progress = ctx.activity.watch();
+        let on_end = OnEnd { record, in_flight };
+        Ok(Response::from_parts(
+            parts,
+            Tracked::new(body, progress, on_end),
+        ))
+    }
 }
 
-/// What the head of a request leads to, decided without waiting.
+/// What the head of a request leads to, decided without waiting. Small: the
+/// rare cases are boxed.
 enum Next {
     /// Answer now (an error found in the head, or the pool is full).
-    Respond(Response<ResponseBody>),
+    Respond(Box<Response<ResponseBody>>),
     /// The call is on the pool: wait for its response head.
     Await(oneshot::Receiver<ResponseHead>),
-    /// WSGI 1.0 compatibility: read the whole body first (rare; boxed).
+    /// WSGI 1.0 compatibility: read the whole body first.
     Buffer(Box<Pending>),
-    /// `Upgrade: h2c` (rare; boxed).
-    Upgrade(Request<Incoming>),
+    /// `Upgrade: h2c`.
+    Upgrade(Box<Request<Incoming>>),
 }
 
 /// A request whose body must be buffered before the call is made.
 struct Pending {
     body: BodyReader,
     prepare: Box<dyn FnOnce(BodyReader, Option<u64>) -> Next + Send>,
-}
-
-/// The await points are kept few and small: this future is allocated (and
-/// moved) once per request, per HTTP/2 stream.
-async fn respond(req: Request<Incoming>, ctx: &ConnContext) -> Response<ResponseBody> {
-    match start(req, ctx) {
-        Next::Respond(response) => response,
-        Next::Await(head) => await_head(head).await,
-        Next::Buffer(pending) => {
-            Box::pin(buffer_then_call(*pending, ctx.config.buffer_memory_limit)).await
-        }
-        Next::Upgrade(req) => Box::pin(upgrade_to_h2c(req, ctx)).await,
-    }
 }
 
 async fn await_head(head: oneshot::Receiver<ResponseHead>) -> Response<ResponseBody> {
@@ -131,7 +132,7 @@ async fn buffer_then_call(pending: Pending, limit: usize) -> Response<ResponseBo
     let Pending { body, prepare } = pending;
     match tokio::task::spawn_blocking(move || body.buffer(limit)).await {
         Ok(Ok((len, buffered))) => match prepare(buffered, Some(len)) {
-            Next::Respond(response) => response,
+            Next::Respond(response) => *response,
             Next::Await(head) => await_head(head).await,
             Next::Buffer(_) | Next::Upgrade(_) => {
                 error_response(500, "Internal Server Error", true)
@@ -158,11 +159,11 @@ fn start(req: Request<Incoming>, ctx: &ConnContext) -> Next {
     };
     if let Err(e) = authority_ok.and_then(|()| check_framing(version, req.headers())) {
         log::info!(target: "propylon.server", "rejected request: {e}");
-        return Next::Respond(error_response(e.status, e.reason, true));
+        return Next::Respond(Box::new(error_response(e.status, e.reason, true)));
     }
     if version == HttpVersion::Http11 && ctx.tls.is_none() && h2c::is_upgrade_request(req.headers())
     {
-        return Next::Upgrade(req);
+        return Next::Upgrade(Box::new(req));
     }
     let (parts, incoming) = req.into_parts();
     // The request an h2c upgrade carried arrives as stream 1, its body read.
@@ -176,7 +177,7 @@ fn start(req: Request<Incoming>, ctx: &ConnContext) -> Next {
         Ok(p) => p,
         Err(e) => {
             log::info!(target: "propylon.server", "rejected request: {e}");
-            return Next::Respond(error_response(e.status, e.reason, true));
+            return Next::Respond(Box::new(error_response(e.status, e.reason, true)));
         }
     };
     let source = match framing {
@@ -235,7 +236,7 @@ fn start(req: Request<Incoming>, ctx: &ConnContext) -> Next {
         };
         if app.dispatch(call).is_err() {
             log::warn!(target: "propylon.server", "worker pool and queue are full; answering 503");
-            return Next::Respond(error_response(503, "Service Unavailable", false));
+            return Next::Respond(Box::new(error_response(503, "Service Unavailable", false)));
         }
         Next::Await(head)
     };
