@@ -1,0 +1,48 @@
+"""How the server's threads are scheduled (Linux): see docs/usage.md, "Threads".
+
+The I/O threads (``propylon-io``) and the pool's monitor (``propylon-pool``)
+run in the ``SCHED_BATCH`` class, so that a Python thread handing a response
+to a sleeping I/O thread on the same CPU is not preempted by it; the Python
+threads (``propylon-worker-N``) stay in the normal class. Read from the
+kernel (``sched_getscheduler`` of each thread of the real server process).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import http_request
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="thread scheduling classes are Linux's")
+
+
+def threads_by_name(pid: int) -> dict[str, list[int]]:
+    names: dict[str, list[int]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        names.setdefault(name, []).append(int(task.name))
+    return names
+
+
+def policies(tids: list[int]) -> set[int]:
+    return {os.sched_getscheduler(tid) for tid in tids}
+
+
+def test_io_threads_and_monitor_are_batch_and_python_threads_are_not(server):
+    status, _, _ = http_request(server.port, "GET", "/")  # every thread has started
+    assert status == 200
+    names = threads_by_name(server.proc.pid)
+    io = names.get("propylon-io", [])
+    workers = [tid for name, tids in names.items() if name.startswith("propylon-worke") for tid in tids]
+    assert io, f"no propylon-io thread among {sorted(names)}"
+    assert workers, f"no propylon-worker thread among {sorted(names)}"
+    assert policies(io) == {os.SCHED_BATCH}
+    assert policies(names.get("propylon-pool", [])) == {os.SCHED_BATCH}
+    assert policies(workers) == {os.SCHED_OTHER}
