@@ -118,6 +118,30 @@ def test_read_method_on_body(input_server, mode, transport):
     assert result["CONTENT_LENGTH"] == expected_cl
 
 
+#: A body for large reads: a first line, then bytes of every value.
+LARGE_BODY = b"first line\n" + bytes(range(256)) * 1200
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("n", [16384, 40000, 1_000_000])
+@pytest.mark.parametrize("mode", ["read_n", "readline_then_read_n"])
+def test_large_reads(input_server, mode, n, transport):
+    # Reads of 16 KiB and more go straight into the bytes object returned;
+    # what a read leaves of a chunk (and what readline() left) comes first in
+    # the next one, and the last read is short only because the body ends.
+    result = post_json(target_for(input_server, transport), f"/input/{mode}?n={n}", LARGE_BODY, transport,
+                       chunk=10_000)
+    assert result["sha256"] == hashlib.sha256(LARGE_BODY).hexdigest()
+    rest = len(LARGE_BODY)
+    expected = []
+    if mode == "readline_then_read_n":
+        expected.append(len(b"first line\n"))
+        rest -= expected[0]
+    expected += [min(n, rest - i) for i in range(0, rest, n)]
+    assert result["pieces"] == expected
+    assert result["after_eof"] == ["", "", "", ""]
+
+
 @pytest.mark.parametrize("mode", ["read", "read_n", "readline", "readlines", "iter"])
 def test_read_without_body_returns_empty_at_once(input_server, mode):
     conn = http.client.HTTPConnection("127.0.0.1", input_server.port, timeout=CLIENT_TIMEOUT)

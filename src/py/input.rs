@@ -5,6 +5,7 @@
 
 use std::sync::Mutex;
 
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
@@ -33,6 +34,60 @@ impl Input {
     }
 }
 
+/// A `read(n)` of at least this many bytes is read straight into the `bytes`
+/// object it returns (one copy from the transport's buffer, instead of two).
+const DIRECT_READ_MIN: usize = 16 * 1024;
+
+/// The most such a read allocates up front when the body's length is unknown
+/// (chunked or decoded): larger reads take the buffered way.
+const DIRECT_READ_UNKNOWN_MAX: usize = 1024 * 1024;
+
+impl Input {
+    /// The size of the `bytes` object to allocate for `read(n)`, when it is
+    /// worth reading into directly: `n`, or what is left of a body of known
+    /// length if that is less. (Never more than the body's declared length,
+    /// which the maximum body size has already bounded.)
+    fn direct_size(&self, n: usize) -> Option<usize> {
+        // Another thread in a read holds the lock: no waiting with the GIL.
+        let remaining = self.reader.try_lock().ok()?.remaining();
+        let size = match remaining {
+            Some(left) => n.min(usize::try_from(left).unwrap_or(usize::MAX)),
+            None if n <= DIRECT_READ_UNKNOWN_MAX => n,
+            None => return None,
+        };
+        (size >= DIRECT_READ_MIN).then_some(size)
+    }
+
+    /// `read(size)` into a new `bytes` object, filled with the GIL released
+    /// (nothing else can see the object yet), as CPython's `socket.recv` does.
+    /// A read cut short by the end of the body returns a copy of what came.
+    fn read_direct<'py>(&self, py: Python<'py>, size: usize) -> PyResult<Bound<'py, PyBytes>> {
+        let len = ffi::Py_ssize_t::try_from(size)
+            .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("read size too large"))?;
+        // SAFETY: a new reference (or NULL with an exception set), to a bytes
+        // object of `len` uninitialised bytes.
+        let object = unsafe {
+            Bound::from_owned_ptr_or_err(py, ffi::PyBytes_FromStringAndSize(std::ptr::null(), len))?
+                .cast_into_unchecked::<PyBytes>()
+        };
+        // SAFETY: the object's buffer, `size` bytes long, alive as long as `object`.
+        let buffer = unsafe { ffi::PyBytes_AsString(object.as_ptr()) } as usize;
+        let filled = self.with_reader(py, move |r| {
+            // SAFETY: see above; only this thread touches the buffer until the
+            // object is returned, and `object` outlives this call.
+            let buf = unsafe { std::slice::from_raw_parts_mut(buffer as *mut u8, size) };
+            r.read_into(buf)
+        })?;
+        if filled == size {
+            Ok(object)
+        } else {
+            // SAFETY: the first `filled` bytes of the buffer were written.
+            let data = unsafe { std::slice::from_raw_parts(buffer as *const u8, filled) };
+            Ok(PyBytes::new(py, data))
+        }
+    }
+}
+
 /// Python's convention: None or a negative size means "no limit".
 fn limit(size: Option<isize>) -> Option<usize> {
     size.and_then(|s| usize::try_from(s).ok())
@@ -45,7 +100,10 @@ impl Input {
     fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
         let data = match limit(size) {
             None => self.with_reader(py, |r| r.read_to_end())?,
-            Some(n) => self.with_reader(py, |r| r.read(n))?,
+            Some(n) => match self.direct_size(n) {
+                Some(size) => return self.read_direct(py, size),
+                None => self.with_reader(py, |r| r.read(n))?,
+            },
         };
         Ok(PyBytes::new(py, &data))
     }

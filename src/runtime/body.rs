@@ -380,6 +380,61 @@ impl BodyReader {
         Ok(self.pending.split_to(take).freeze())
     }
 
+    /// Fill `buf` (fewer bytes only at the end of the body): `read(buf.len())`
+    /// into the caller's memory, each chunk copied once, straight from the
+    /// transport's buffer. What a chunk has past `buf` stays for the next read.
+    pub fn read_into(&mut self, buf: &mut [u8]) -> Result<usize, BodyError> {
+        let mut filled = self.pending.len().min(buf.len());
+        buf[..filled].copy_from_slice(&self.pending[..filled]);
+        self.pending.advance(filled);
+        while filled < buf.len() {
+            let chunk = match &self.state {
+                ReadState::Done => break,
+                ReadState::Failed(e) => return Err(e.clone()),
+                ReadState::Open => match self.stage.next() {
+                    Ok(Some(chunk)) => chunk,
+                    Ok(None) => {
+                        self.state = ReadState::Done;
+                        break;
+                    }
+                    Err(e) => {
+                        self.state = ReadState::Failed(e.clone());
+                        return Err(e);
+                    }
+                },
+            };
+            let n = chunk.len().min(buf.len() - filled);
+            buf[filled..filled + n].copy_from_slice(&chunk[..n]);
+            filled += n;
+            if n < chunk.len() {
+                self.pending.extend_from_slice(&chunk[n..]);
+            }
+        }
+        Ok(filled)
+    }
+
+    /// The bytes left to read, when known without reading: a body read as it
+    /// came (not decoded) whose length was declared, or one held in memory.
+    pub fn remaining(&self) -> Option<u64> {
+        if !matches!(self.state, ReadState::Open) {
+            return matches!(self.state, ReadState::Done).then_some(self.pending.len() as u64);
+        }
+        let Stage::Raw(raw) = &self.stage else {
+            return None;
+        };
+        let source = match &raw.source {
+            Source::Empty => Some(0),
+            Source::Memory(b) => Some(b.len() as u64),
+            Source::Incoming {
+                declared: Some(n),
+                received,
+                ..
+            } => Some(n.saturating_sub(*received)),
+            Source::Incoming { declared: None, .. } | Source::File(_) => None,
+        }?;
+        Some(source + raw.current.len() as u64 + self.pending.len() as u64)
+    }
+
     /// Whatever is available without waiting past one chunk: at least one byte
     /// unless the body has ended. (For `read(n)` callers that loop anyway.)
     pub fn read_some(&mut self, n: usize) -> Result<Bytes, BodyError> {
@@ -479,6 +534,32 @@ mod tests {
         assert_eq!(&r.read_to_end().unwrap()[..], b"st");
         assert!(r.read(10).unwrap().is_empty());
         assert!(r.read_line(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn read_into_fills_and_keeps_the_rest() {
+        let mut r = memory(b"0123456789", None, 1000);
+        assert_eq!(r.remaining(), Some(10));
+        assert_eq!(&r.read_line(Some(2)).unwrap()[..], b"01", "leaves 8 bytes pending");
+        assert_eq!(r.remaining(), Some(8));
+        let mut buf = [0u8; 5];
+        assert_eq!(r.read_into(&mut buf).unwrap(), 5);
+        assert_eq!(&buf, b"23456");
+        assert_eq!(r.remaining(), Some(3));
+        assert_eq!(r.read_into(&mut buf).unwrap(), 3, "short only at the end");
+        assert_eq!(&buf[..3], b"789");
+        assert_eq!(r.read_into(&mut buf).unwrap(), 0);
+        assert_eq!(r.remaining(), Some(0));
+    }
+
+    #[test]
+    fn read_into_repeats_errors_and_decoded_lengths_are_unknown() {
+        let mut r = memory(&[1u8; 100], None, 99);
+        let mut buf = [0u8; 200];
+        assert_eq!(r.read_into(&mut buf), Err(BodyError::TooLarge(99)));
+        assert_eq!(r.read_into(&mut buf), Err(BodyError::TooLarge(99)));
+        let r = memory(&gzip(b"hello"), Some(Coding::Gzip), 1000);
+        assert_eq!(r.remaining(), None);
     }
 
     #[test]

@@ -126,6 +126,10 @@ def _read_by(inp, mode, n):
     elif mode == "read_n":
         while piece := inp.read(n):
             pieces.append(piece)
+    elif mode == "readline_then_read_n":
+        pieces.append(inp.readline())
+        while piece := inp.read(n):
+            pieces.append(piece)
     elif mode == "readline":
         while line := inp.readline():
             pieces.append(line)
