@@ -1,4 +1,4 @@
-"""How the server's threads are scheduled (Linux): see docs/usage.md, "Threads".
+"""How the server's threads are scheduled and its allocator tuned (Linux): docs/usage.md, "Threads".
 
 The I/O threads (``propylon-io``) and the pool's monitor (``propylon-pool``)
 run in the ``SCHED_BATCH`` class, so that a Python thread handing a response
@@ -10,6 +10,7 @@ kernel (``sched_getscheduler`` of each thread of the real server process).
 from __future__ import annotations
 
 import os
+import platform
 import sys
 from pathlib import Path
 
@@ -46,3 +47,17 @@ def test_io_threads_and_monitor_are_batch_and_python_threads_are_not(server):
     assert policies(io) == {os.SCHED_BATCH}
     assert policies(names.get("propylon-pool", [])) == {os.SCHED_BATCH}
     assert policies(workers) == {os.SCHED_OTHER}
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc parameters")
+@pytest.mark.parametrize("env", [None, "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"])
+def test_malloc_is_tuned_unless_the_environment_tunes_it(start_server, monkeypatch, env):
+    # glibc's malloc keeps more freed memory at the top of its heaps, so that
+    # batches of large objects freed and allocated again do not fault in anew
+    # (docs/usage.md, "Threads and the request queue"); a user's own
+    # MALLOC_*_THRESHOLD_ wins.
+    if env is not None:
+        monkeypatch.setenv(env, "262144")
+    srv = start_server("tests.apps.wsgi_app:app", "--log-level", "debug")
+    expected = "malloc: trim threshold 16 MiB, mmap threshold 1 MiB" if env is None else "malloc: left as"
+    srv.wait_for_line(expected)

@@ -6,8 +6,9 @@
 //! refused with the status to answer with, before any application code runs.
 //!
 //! What it does not do: parse anything (hyper did), read the body, decide how
-//! the body is decoded (`body::plan`), or check limits on head size and header
-//! count (the runtime answers those with 431). It never closes a connection
+//! the body is decoded (`body::plan`), or check the header count (hyper answers
+//! 431). The head size limit is checked here (`check_head_size`) because hyper's
+//! own limit is its read buffer, which the runtime keeps larger. It never closes a connection
 //! itself: an `Err` means "answer with `status`, then close" for HTTP/1.x
 //! (RFC 9112 §6.3 asks a server to close after a framing error) and "answer
 //! with `status` on this stream" for HTTP/2.
@@ -201,6 +202,32 @@ pub fn check_authority(headers: &HeaderMap, authority: Option<&str>) -> Result<(
     }
 }
 
+/// `--max-header-size` for an HTTP/1.x request head, which hyper parsed in a
+/// read buffer larger than the limit (see `runtime::server::READ_AHEAD`).
+/// The size counted is the head as its shortest wire form: the request line
+/// ("METHOD target HTTP/1.1" and CRLF), each field line as "name: value" and
+/// CRLF, and the final CRLF.
+pub fn check_head_size(
+    method: &str,
+    target_len: usize,
+    headers: &HeaderMap,
+    max: usize,
+) -> Result<(), RequestError> {
+    let line = method.len() + 1 + target_len + 1 + "HTTP/1.1".len() + 2;
+    let fields: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    if line + fields + 2 > max {
+        Err(RequestError {
+            status: 431,
+            reason: "Request Header Fields Too Large",
+        })
+    } else {
+        Ok(())
+    }
+}
+
 /// The non-empty, OWS-trimmed elements of a comma-separated list field,
 /// across all its field lines (RFC 9110 §5.3 and §5.6.1).
 fn list_elements(
@@ -354,4 +381,14 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn head_size_counts_the_shortest_wire_form() {
+        let h = headers(&[("host", "t"), ("x-big", "aaaaaaaaaa")]);
+        // "GET / HTTP/1.1\r\n" 16 + "host: t\r\n" 9 + "x-big: aaaaaaaaaa\r\n" 19 + "\r\n" 2
+        assert_eq!(check_head_size("GET", 1, &h, 46), Ok(()));
+        let refused = check_head_size("GET", 1, &h, 45).unwrap_err();
+        assert_eq!(refused.status, 431);
+    }
+
 }

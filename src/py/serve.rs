@@ -14,6 +14,45 @@ use crate::runtime::server::{Server, Stopped};
 /// to notice and finish (it sees closed channels and returns).
 const POOL_GRACE: Duration = Duration::from_secs(2);
 
+/// glibc's `malloc` keeps the memory freed at the top of a heap only up to
+/// 128 KiB before it gives it back to the kernel (`M_TRIM_THRESHOLD`), and
+/// CPython takes every object over 512 bytes from `malloc`. A server that
+/// answers requests in batches frees a batch of large objects together (the
+/// request bodies read, the response bodies sent: 64 KiB each, say) and
+/// allocates the next batch right after: with glibc's defaults the heap
+/// shrinks and grows again each time, and every page of the new objects
+/// faults in anew (13 minor faults per 64 KiB echo, doubling its CPU time).
+/// So the server keeps up to 16 MiB at the top of each heap, and takes blocks
+/// under 1 MiB from the heap rather than from `mmap` (glibc would adapt its
+/// mmap threshold upwards on its own; setting one parameter stops that, so
+/// both are set). Not done when either `MALLOC_TRIM_THRESHOLD_` or
+/// `MALLOC_MMAP_THRESHOLD_` is in the environment: glibc has read those.
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        const TRIM_THRESHOLD: i32 = 16 << 20;
+        const MMAP_THRESHOLD: i32 = 1 << 20;
+        let tuned_by_user = ["MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some());
+        if tuned_by_user {
+            log::debug!(target: "propylon.server", "malloc: left as MALLOC_*_THRESHOLD_ set it");
+            return;
+        }
+        // SAFETY: mallopt only sets allocator parameters.
+        let set = unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+        };
+        if set {
+            log::debug!(
+                target: "propylon.server",
+                "malloc: trim threshold 16 MiB, mmap threshold 1 MiB"
+            );
+        }
+    }
+}
+
 /// Returns True when every request finished; False when the graceful timeout
 /// expired with application code still running (the caller should then exit
 /// without waiting for those threads).
@@ -21,6 +60,7 @@ const POOL_GRACE: Duration = Duration::from_secs(2);
 pub fn serve(py: Python<'_>, config: &Bound<'_, PyAny>, app: Py<PyAny>) -> PyResult<bool> {
     let config = config::extract(config)?;
     logging::install(py)?;
+    tune_malloc();
     types::get(py)?;
     let server = Server::bind(config.clone()).map_err(|e| PyOSError::new_err(e.to_string()))?;
     // Each pool thread attaches to the interpreter once, for its whole life,

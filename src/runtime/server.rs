@@ -334,8 +334,10 @@ fn http1_builder(config: &ServerConfig) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        // hyper's own floor for its read buffer is 8 KiB.
-        .max_buf_size(config.max_header_size.max(8192))
+        // hyper's own floor for its read buffer is 8 KiB. hyper also takes
+        // this size for its limit on the head (431), so `service::start`
+        // applies --max-header-size itself.
+        .max_buf_size((config.max_header_size + READ_AHEAD).max(8192))
         .header_read_timeout(config.header_timeout)
         // Body buffers reach the transport as they are: `sendfile` needs that.
         .writev(true)
@@ -349,6 +351,12 @@ fn http1_builder(config: &ServerConfig) -> http1::Builder {
     }
     builder
 }
+
+/// Room in hyper's read buffer past the largest head: a request whose head
+/// and body fit in it (a 64 KiB upload with its head) is read from the socket
+/// at once, and the application's `wsgi.input` read finds the whole body
+/// there instead of waiting for the I/O thread to read the rest.
+const READ_AHEAD: usize = 64 * 1024;
 
 /// hyper's own limit on the header fields of an HTTP/1.1 request (more: 431).
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;

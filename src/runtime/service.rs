@@ -34,7 +34,7 @@ use super::server::Serving;
 use super::tls::TlsInfo;
 use crate::proto::body::{plan, Framing};
 use crate::proto::environ::{build, tls_variables, EnvironInput, HttpVersion};
-use crate::proto::request::{check_authority, check_framing};
+use crate::proto::request::{check_authority, check_framing, check_head_size};
 
 /// What every request on a connection shares.
 pub struct ConnContext {
@@ -151,11 +151,22 @@ fn start(req: Request<Incoming>, ctx: &ConnContext) -> Next {
         Version::HTTP_2 | Version::HTTP_3 => HttpVersion::Http2,
         _ => HttpVersion::Http11,
     };
+    let uri = req.uri();
     let authority_ok = match version {
-        HttpVersion::Http2 => {
-            check_authority(req.headers(), req.uri().authority().map(|a| a.as_str()))
+        HttpVersion::Http2 => check_authority(req.headers(), uri.authority().map(|a| a.as_str())),
+        _ => {
+            // The request-target as sent: origin form, or absolute form.
+            let target_len = uri.path_and_query().map_or(1, |p| p.as_str().len())
+                + uri.authority().map_or(0, |a| {
+                    a.as_str().len() + uri.scheme_str().map_or(0, |s| s.len() + 3)
+                });
+            check_head_size(
+                req.method().as_str(),
+                target_len,
+                req.headers(),
+                ctx.config.max_header_size,
+            )
         }
-        _ => Ok(()),
     };
     if let Err(e) = authority_ok.and_then(|()| check_framing(version, req.headers())) {
         log::info!(target: "propylon.server", "rejected request: {e}");
