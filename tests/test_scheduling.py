@@ -16,7 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import http_request
+from tests.support import (
+    DATA,
+    END_HEADERS,
+    END_STREAM,
+    HEADERS,
+    RawH2Connection,
+    h2_frame,
+    http_request,
+    request_headers,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="thread scheduling classes are Linux's")
 
@@ -61,3 +70,38 @@ def test_malloc_is_tuned_unless_the_environment_tunes_it(start_server, monkeypat
     srv = start_server("tests.apps.wsgi_app:app", "--log-level", "debug")
     expected = "malloc: trim threshold 16 MiB, mmap threshold 1 MiB" if env is None else "malloc: left as"
     srv.wait_for_line(expected)
+
+
+def write_syscalls(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("syscw:"):
+            return int(line.split()[1])
+    raise AssertionError("no syscw in /proc/PID/io")
+
+
+def test_http2_responses_ready_together_go_out_together(start_server):
+    # The server on one CPU, 64 requests sent together on one HTTP/2
+    # connection: the Python thread answers them one after the other, and the
+    # connection task must write the responses that are ready in one go, not
+    # one write(v) per response (the connection task used to run right after
+    # each stream task that woke it: tokio's LIFO slot, now disabled).
+    srv = start_server("tests.apps.wsgi_app:app", "--threads", "1")
+    tids = [int(t.name) for t in Path(f"/proc/{srv.proc.pid}/task").iterdir()]
+    for tid in tids:
+        os.sched_setaffinity(tid, {min(os.sched_getaffinity(0))})
+    count = 64
+    with RawH2Connection(srv.port) as conn:
+        conn.request(1, request_headers("/"))  # warm up: settings exchanged, every thread started
+        conn.read_until(lambda f: f.kind == DATA and f.stream == 1 and f.flags & END_STREAM)
+        before = write_syscalls(srv.proc.pid)
+        streams = range(3, 3 + 2 * count, 2)
+        conn.send(b"".join(
+            h2_frame(HEADERS, END_HEADERS | END_STREAM, s, conn.header_block(request_headers("/"))) for s in streams
+        ))
+        ended: set[int] = set()
+        while len(ended) < count:
+            frame = conn.read_until(lambda f: f.kind == DATA and f.flags & END_STREAM)
+            assert frame is not None, "the connection closed"
+            ended.add(frame.stream)
+        writes = write_syscalls(srv.proc.pid) - before
+    assert writes <= count // 2, f"{writes} write calls for {count} responses"
