@@ -390,5 +390,4 @@ mod tests {
         let refused = check_head_size("GET", 1, &h, 45).unwrap_err();
         assert_eq!(refused.status, 431);
     }
-
 }

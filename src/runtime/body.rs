@@ -348,19 +348,28 @@ impl BodyReader {
 
     /// Pull one more chunk into `pending`. Ok(false) at the end of the body.
     fn fill(&mut self) -> Result<bool, BodyError> {
+        match self.next_chunk()? {
+            Some(chunk) => {
+                self.pending.extend_from_slice(&chunk);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The next chunk from the stage (None at the end), keeping the end or
+    /// the error in `state` so that later reads see it again.
+    fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
         match &self.state {
-            ReadState::Done => return Ok(false),
+            ReadState::Done => return Ok(None),
             ReadState::Failed(e) => return Err(e.clone()),
             ReadState::Open => {}
         }
         match self.stage.next() {
-            Ok(Some(chunk)) => {
-                self.pending.extend_from_slice(&chunk);
-                Ok(true)
-            }
+            Ok(Some(chunk)) => Ok(Some(chunk)),
             Ok(None) => {
                 self.state = ReadState::Done;
-                Ok(false)
+                Ok(None)
             }
             Err(e) => {
                 self.state = ReadState::Failed(e.clone());
@@ -388,20 +397,8 @@ impl BodyReader {
         buf[..filled].copy_from_slice(&self.pending[..filled]);
         self.pending.advance(filled);
         while filled < buf.len() {
-            let chunk = match &self.state {
-                ReadState::Done => break,
-                ReadState::Failed(e) => return Err(e.clone()),
-                ReadState::Open => match self.stage.next() {
-                    Ok(Some(chunk)) => chunk,
-                    Ok(None) => {
-                        self.state = ReadState::Done;
-                        break;
-                    }
-                    Err(e) => {
-                        self.state = ReadState::Failed(e.clone());
-                        return Err(e);
-                    }
-                },
+            let Some(chunk) = self.next_chunk()? else {
+                break;
             };
             let n = chunk.len().min(buf.len() - filled);
             buf[filled..filled + n].copy_from_slice(&chunk[..n]);
@@ -540,7 +537,11 @@ mod tests {
     fn read_into_fills_and_keeps_the_rest() {
         let mut r = memory(b"0123456789", None, 1000);
         assert_eq!(r.remaining(), Some(10));
-        assert_eq!(&r.read_line(Some(2)).unwrap()[..], b"01", "leaves 8 bytes pending");
+        assert_eq!(
+            &r.read_line(Some(2)).unwrap()[..],
+            b"01",
+            "leaves 8 bytes pending"
+        );
         assert_eq!(r.remaining(), Some(8));
         let mut buf = [0u8; 5];
         assert_eq!(r.read_into(&mut buf).unwrap(), 5);

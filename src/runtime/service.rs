@@ -9,8 +9,8 @@
 //! What it does not do: parse HTTP (hyper does), run Python (the bridge does),
 //! or decide on connection lifetimes (the connection task in `server` does).
 
-use std::net::SocketAddr;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
