@@ -9,7 +9,6 @@
 //! What it does not do: parse HTTP (hyper does), run Python (the bridge does),
 //! or decide on connection lifetimes (the connection task in `server` does).
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -57,14 +56,11 @@ pub struct ConnContext {
 
 pub type HttpResponse = Response<Tracked<ResponseBody>>;
 
-/// Serve one request. What needs no waiting (the checks, the environ, the
-/// dispatch to the pool) is done now, when hyper hands the request over; the
-/// future returned only waits for the reply, so it is small: hyper keeps one
-/// per request (moved into a task of its own on HTTP/2).
-pub fn handle(
+/// Serve one request.
+pub async fn handle(
     req: Request<Incoming>,
     ctx: Arc<ConnContext>,
-) -> impl Future<Output = Result<HttpResponse, std::convert::Infallible>> + Send + 'static {
+) -> Result<HttpResponse, std::convert::Infallible> {
     // Dropped with the response body, or with this future if the request is
     // abandoned first (a reset HTTP/2 stream): either way the request ends.
     let in_flight = ctx.activity.begin();
@@ -72,28 +68,25 @@ pub fn handle(
         .config
         .access_log
         .then(|| Box::new(AccessRecord::start(&req, ctx.peer)));
-    let next = start(req, &ctx);
-    async move {
-        let response = match next {
-            Next::Respond(response) => *response,
-            Next::Await(head) => await_head(head).await,
-            Next::Buffer(pending) => {
-                Box::pin(buffer_then_call(*pending, ctx.config.buffer_memory_limit)).await
-            }
-            Next::Upgrade(req) => Box::pin(upgrade_to_h2c(*req, &ctx)).await,
-        };
-        let (parts, body) = response.into_parts();
-        let record = record.map(|mut r| {
-            r.set_status(parts.status.as_u16());
-            r
-        });
-        let progress = ctx.activity.watch();
-        let on_end = OnEnd { record, in_flight };
-        Ok(Response::from_parts(
-            parts,
-            Tracked::new(body, progress, on_end),
-        ))
-    }
+    let response = match start(req, &ctx) {
+        Next::Respond(response) => *response,
+        Next::Await(head) => await_head(head).await,
+        Next::Buffer(pending) => {
+            Box::pin(buffer_then_call(*pending, ctx.config.buffer_memory_limit)).await
+        }
+        Next::Upgrade(req) => Box::pin(upgrade_to_h2c(*req, &ctx)).await,
+    };
+    let (parts, body) = response.into_parts();
+    let record = record.map(|mut r| {
+        r.set_status(parts.status.as_u16());
+        r
+    });
+    let progress = ctx.activity.watch();
+    let on_end = OnEnd { record, in_flight };
+    Ok(Response::from_parts(
+        parts,
+        Tracked::new(body, progress, on_end),
+    ))
 }
 
 /// What the head of a request leads to, decided without waiting. Small: the
