@@ -210,6 +210,9 @@ def assert_logged_error(server, start: int, marker: str | None) -> None:
     ("/header-newline", None),
     ("/header-not-latin1", None),
     ("/header-bad-name", None),
+    ("/header-surrogate", None),
+    ("/header-name-bytes", None),
+    ("/header-value-int", None),
 ])
 def test_app_error_before_headers_is_500(error_server, path, marker):
     start = error_server.mark()
@@ -218,6 +221,20 @@ def test_app_error_before_headers_is_500(error_server, path, marker):
     assert b"should not be sent" not in body
     assert_logged_error(error_server, start, marker)
     assert get(error_server.port, "/ok") == (200, b"hello")
+
+
+def test_latin1_header_value_goes_out_one_byte_per_char(error_server):
+    # PEP 3333: header values are latin-1 str; U+00E9 is the byte 0xE9 on the
+    # wire (obs-text, RFC 9110 §5.5), which http.client decodes as latin-1.
+    conn = http.client.HTTPConnection("127.0.0.1", error_server.port, timeout=CLIENT_TIMEOUT)
+    try:
+        conn.request("GET", "/header-latin1")
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 200
+        assert resp.getheader("X-Name") == "caf\u00e9 \u00ff"
+    finally:
+        conn.close()
 
 
 @pytest.mark.parametrize("name", ["Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",

@@ -14,6 +14,7 @@
 //! runs first), and no trusted proxy headers (`Forwarded`, `X-Forwarded-*`):
 //! addresses are the socket's own.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use http::header::HeaderName;
@@ -72,7 +73,8 @@ pub struct EnvironInput<'a> {
 /// U+0000..=U+00FF (PEP 3333 "native strings").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Environ {
-    pub request_method: String,
+    /// Borrowed for the methods of RFC 9110 §9 (no allocation per request).
+    pub request_method: Cow<'static, str>,
     pub script_name: String,
     /// Percent-decoded, then each byte -> char (latin-1).
     pub path_info: String,
@@ -164,7 +166,7 @@ pub fn build(input: &EnvironInput<'_>) -> Environ {
     };
     let (content_type, headers) = header_variables(input, authority.as_deref());
     Environ {
-        request_method: input.method.to_owned(),
+        request_method: method_text(input.method),
         script_name,
         path_info,
         query_string: latin1(input.query.unwrap_or("").as_bytes()),
@@ -370,6 +372,17 @@ fn joined(headers: &HeaderMap, name: &HeaderName, separator: &str) -> String {
 
 /// Bytes as latin-1: each byte becomes the char with the same code point
 /// (PEP 3333 §"Unicode Issues").
+/// The standard methods as static text; others (extension methods) copied.
+fn method_text(method: &str) -> Cow<'static, str> {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    match STANDARD.iter().find(|m| **m == method) {
+        Some(m) => Cow::Borrowed(m),
+        None => Cow::Owned(method.to_owned()),
+    }
+}
+
 fn latin1(bytes: &[u8]) -> String {
     // ASCII (nearly every value) is the same in latin-1 and UTF-8: one copy.
     if bytes.is_ascii() {
@@ -834,5 +847,16 @@ mod tests {
                 method
             );
         }
+    }
+
+    #[test]
+    fn standard_methods_are_not_allocated() {
+        let h = HeaderMap::new();
+        let of = |method| build(&EnvironInput { method, ..base(&h) }).request_method;
+        assert!(matches!(of("GET"), Cow::Borrowed("GET")));
+        assert!(matches!(of("PATCH"), Cow::Borrowed("PATCH")));
+        // Methods are case-sensitive (RFC 9110 §9.1): "get" is an extension.
+        assert!(matches!(of("get"), Cow::Owned(m) if m == "get"));
+        assert!(matches!(of("PROPFIND"), Cow::Owned(m) if m == "PROPFIND"));
     }
 }

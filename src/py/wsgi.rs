@@ -335,7 +335,8 @@ fn parse_head(
         )));
     }
     let status = StatusCode::from_u16(code).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let mut map = HeaderMap::new();
+    // Sized for the usual list of headers; no re-hashing as it fills.
+    let mut map = HeaderMap::with_capacity(headers.len().unwrap_or(0));
     let mut content_length = None;
     for item in headers.try_iter()? {
         let item = item?;
@@ -349,15 +350,18 @@ fn parse_head(
                 "each response header must be a (name, value) tuple of str (PEP 3333)",
             ));
         }
-        let (name, value): (String, String) = pair.extract().map_err(|_: PyErr| {
-            PyTypeError::new_err("response header names and values must be str (PEP 3333)")
-        })?;
-        check_header(&name, &value).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        // Borrowed from the str objects (their UTF-8 form, which CPython
+        // keeps for an ASCII str): no copy until the HeaderValue.
+        let name_obj = pair.get_item(0)?;
+        let value_obj = pair.get_item(1)?;
+        let name = header_text(&name_obj)?;
+        let value = header_text(&value_obj)?;
+        check_header(name, value).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let header_name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         if header_name == CONTENT_LENGTH {
             let n =
-                parse_content_length(&value).map_err(|e| PyValueError::new_err(e.to_string()))?;
+                parse_content_length(value).map_err(|e| PyValueError::new_err(e.to_string()))?;
             if content_length.is_some_and(|m| m != n) {
                 return Err(PyValueError::new_err("conflicting Content-Length headers"));
             }
@@ -365,10 +369,15 @@ fn parse_head(
             map.insert(CONTENT_LENGTH, HeaderValue::from(n));
             continue;
         }
-        // check_header guaranteed latin-1: one byte per char.
-        let bytes: Vec<u8> = value.chars().map(|c| c as u32 as u8).collect();
-        let header_value =
-            HeaderValue::from_bytes(&bytes).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        // check_header guaranteed latin-1; ASCII (the usual case) is
+        // already the wire form, other chars are one byte each.
+        let header_value = if value.is_ascii() {
+            HeaderValue::from_str(value)
+        } else {
+            let bytes: Vec<u8> = value.chars().map(|c| c as u32 as u8).collect();
+            HeaderValue::from_bytes(&bytes)
+        }
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
         map.append(header_name, header_value);
     }
     let _ = py;
@@ -377,6 +386,16 @@ fn parse_head(
         headers: map,
         content_length,
     })
+}
+
+/// A response header name or value, borrowed from its str.
+fn header_text<'a>(o: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
+    let s = o.cast::<PyString>().map_err(|_| {
+        PyTypeError::new_err("response header names and values must be str (PEP 3333)")
+    })?;
+    // A str with no UTF-8 form (a lone surrogate) is not latin-1 text either.
+    s.to_str()
+        .map_err(|_| PyValueError::new_err("response header names and values must be latin-1 text"))
 }
 
 // ---------------------------------------------------------------------------
@@ -778,10 +797,25 @@ fn environ_dict<'py>(py: Python<'py>, e: Environ, input: Input) -> PyResult<Boun
     // The constant entries are copied from a template (one table copy), the
     // rest set one by one.
     let d = t.environ_template.bind(py).copy()?;
-    d.set_item(intern!(py, "REQUEST_METHOD"), e.request_method)?;
-    d.set_item(intern!(py, "SCRIPT_NAME"), e.script_name)?;
+    // Values that recur on most requests are interned str objects.
+    let method = match &*e.request_method {
+        "GET" => intern!(py, "GET").clone(),
+        "POST" => intern!(py, "POST").clone(),
+        "HEAD" => intern!(py, "HEAD").clone(),
+        other => PyString::new(py, other),
+    };
+    let empty = intern!(py, "");
+    let text = |s: String| {
+        if s.is_empty() {
+            empty.clone()
+        } else {
+            PyString::new(py, &s)
+        }
+    };
+    d.set_item(intern!(py, "REQUEST_METHOD"), method)?;
+    d.set_item(intern!(py, "SCRIPT_NAME"), text(e.script_name))?;
     d.set_item(intern!(py, "PATH_INFO"), e.path_info)?;
-    d.set_item(intern!(py, "QUERY_STRING"), e.query_string)?;
+    d.set_item(intern!(py, "QUERY_STRING"), text(e.query_string))?;
     d.set_item(intern!(py, "SERVER_NAME"), e.server_name)?;
     d.set_item(intern!(py, "SERVER_PORT"), e.server_port)?;
     let protocol = match e.server_protocol {

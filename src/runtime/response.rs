@@ -14,12 +14,11 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 
 use super::sendfile::SendQueue;
@@ -334,7 +333,12 @@ pub struct FileBody {
     file: Arc<File>,
     offset: u64,
     remaining: u64,
-    pending: Option<tokio::task::JoinHandle<io::Result<Bytes>>>,
+    pending: Option<tokio::task::JoinHandle<(BytesMut, io::Result<Bytes>)>>,
+    /// Where reads land. Each chunk is split off it; once hyper has dropped
+    /// the chunks, the next `reserve` takes the same memory back, so a large
+    /// file is read into a few warm pages instead of a fresh (zeroed,
+    /// page-faulted) allocation per chunk.
+    buf: Option<BytesMut>,
     on_done: Option<Box<dyn FnOnce() + Send>>,
     failed: Option<&'static str>,
     flush_first: FlushFirst,
@@ -360,6 +364,7 @@ impl FileBody {
             offset,
             remaining: len,
             pending: None,
+            buf: Some(BytesMut::new()),
             on_done: Some(on_done),
             failed: None,
             flush_first: FlushFirst::default(),
@@ -385,16 +390,21 @@ impl FileBody {
             let file = self.file.clone();
             let offset = self.offset;
             let want = (self.remaining as usize).min(FILE_BLOCK);
+            let mut buf = self.buf.take().unwrap_or_default();
             tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0u8; want];
-                let n = file.read_at(&mut buf, offset)?;
-                buf.truncate(n);
-                Ok(Bytes::from(buf))
+                buf.reserve(want);
+                let read = read_at_into(&file, &mut buf, want, offset);
+                let chunk = read.map(|_| buf.split().freeze());
+                (buf, chunk)
             })
         });
         let result = match Pin::new(handle).poll(cx) {
             Poll::Pending => return Poll::Pending,
-            Poll::Ready(r) => r,
+            Poll::Ready(Ok((buf, chunk))) => {
+                self.buf = Some(buf);
+                Ok(chunk)
+            }
+            Poll::Ready(Err(e)) => Err(e),
         };
         self.pending = None;
         match result {
@@ -422,6 +432,36 @@ impl FileBody {
                 self.failed = Some("file read task failed");
                 self.poll_chunk(cx)
             }
+        }
+    }
+}
+
+/// `pread` up to `want` bytes at `offset` into `buf`'s spare capacity (not
+/// zeroed first: the kernel writes it), retrying on EINTR.
+fn read_at_into(file: &File, buf: &mut BytesMut, want: usize, offset: u64) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let want = want.min(buf.capacity() - buf.len());
+    let spare = buf.spare_capacity_mut();
+    loop {
+        // SAFETY: `spare` is valid for writes of `want` bytes; pread writes at
+        // most that many and tells how many it did.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                want,
+                offset as libc::off_t,
+            )
+        };
+        if n >= 0 {
+            let n = n as usize;
+            // SAFETY: pread initialised the first `n` bytes of the spare capacity.
+            unsafe { buf.set_len(buf.len() + n) };
+            return Ok(n);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
         }
     }
 }

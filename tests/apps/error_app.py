@@ -121,6 +121,11 @@ def _secret_bad_status(environ, start_response):
     return [b"should not be sent"]
 
 
+def _latin1_header(environ, start_response):
+    start_response("200 OK", TEXT + [("X-Name", "caf\u00e9 \u00ff")])
+    return [b"latin-1"]
+
+
 def _ok(environ, start_response):
     start_response("200 OK", TEXT + [("Content-Length", "5")])
     return [b"hello"]
@@ -141,6 +146,10 @@ ROUTES = {
     "/header-newline": _header("X-Bad", "a\nb"),
     "/header-not-latin1": _header("X-Bad", "caf\u20ac"),
     "/header-bad-name": _header("Bad Name", "x"),
+    "/header-surrogate": _header("X-Bad", "a\udc80b"),
+    "/header-name-bytes": _header(b"X-Bad", "x"),
+    "/header-value-int": _header("X-Bad", 5),
+    "/header-latin1": _latin1_header,
     "/hop-by-hop": _hop_by_hop,
     "/exc-info-after-send": _exc_info_after_send,
     "/secret-raise": _secret_raise,
