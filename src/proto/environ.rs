@@ -92,7 +92,8 @@ pub struct Environ {
     pub content_type: Option<String>,
     pub content_length: Option<String>,
     /// `("HTTP_USER_AGENT", value)`, in the order the fields were first seen.
-    pub headers: Vec<(String, String)>,
+    /// The names of common fields are static text (no allocation).
+    pub headers: Vec<(Cow<'static, str>, String)>,
     /// TLS variables (see [`tls_variables`]); empty on cleartext connections.
     pub tls: Vec<(&'static str, String)>,
 }
@@ -313,12 +314,12 @@ fn route(name: &HeaderName, input: &EnvironInput<'_>) -> Route {
 fn header_variables(
     input: &EnvironInput<'_>,
     authority: Option<&str>,
-) -> (Option<String>, Vec<(String, String)>) {
+) -> (Option<String>, Vec<(Cow<'static, str>, String)>) {
     let mut content_type = None;
     let mut variables = Vec::with_capacity(input.headers.keys_len() + 1);
     if let Some(authority) = authority {
         if !input.headers.contains_key(http::header::HOST) {
-            variables.push(("HTTP_HOST".to_owned(), authority.to_owned()));
+            variables.push((Cow::Borrowed("HTTP_HOST"), authority.to_owned()));
         }
     }
     for name in input.headers.keys() {
@@ -330,7 +331,7 @@ fn header_variables(
                     Some(authority) => authority.to_owned(),
                     None => joined(input.headers, name, ", "),
                 };
-                variables.push(("HTTP_HOST".to_owned(), value));
+                variables.push((Cow::Borrowed("HTTP_HOST"), value));
             }
             Route::Http { separator } => {
                 variables.push((cgi_name(name), joined(input.headers, name, separator)));
@@ -342,7 +343,26 @@ fn header_variables(
 
 /// "user-agent" -> "HTTP_USER_AGENT" (PEP 3333 §"environ Variables", CGI
 /// RFC 3875 §4.1.18).
-fn cgi_name(name: &HeaderName) -> String {
+fn cgi_name(name: &HeaderName) -> Cow<'static, str> {
+    let common = match name.as_str() {
+        "accept" => "HTTP_ACCEPT",
+        "accept-encoding" => "HTTP_ACCEPT_ENCODING",
+        "accept-language" => "HTTP_ACCEPT_LANGUAGE",
+        "authorization" => "HTTP_AUTHORIZATION",
+        "cache-control" => "HTTP_CACHE_CONTROL",
+        "connection" => "HTTP_CONNECTION",
+        "cookie" => "HTTP_COOKIE",
+        "origin" => "HTTP_ORIGIN",
+        "referer" => "HTTP_REFERER",
+        "user-agent" => "HTTP_USER_AGENT",
+        "x-forwarded-for" => "HTTP_X_FORWARDED_FOR",
+        "x-forwarded-proto" => "HTTP_X_FORWARDED_PROTO",
+        "x-request-id" => "HTTP_X_REQUEST_ID",
+        _ => "",
+    };
+    if !common.is_empty() {
+        return Cow::Borrowed(common);
+    }
     // Header names are lowercase ASCII tokens (the http crate guarantees it).
     let mut cgi = Vec::with_capacity(5 + name.as_str().len());
     cgi.extend_from_slice(b"HTTP_");
@@ -353,7 +373,7 @@ fn cgi_name(name: &HeaderName) -> String {
             b.to_ascii_uppercase()
         }
     }));
-    String::from_utf8(cgi).expect("ASCII")
+    Cow::Owned(String::from_utf8(cgi).expect("ASCII"))
 }
 
 /// All values of one field, in order, latin-1 decoded and joined.
@@ -621,7 +641,7 @@ mod tests {
             authority: Some("a.example"),
             ..base(&h)
         });
-        let names: Vec<&str> = env.headers.iter().map(|(k, _)| k.as_str()).collect();
+        let names: Vec<&str> = env.headers.iter().map(|(k, _)| k.as_ref()).collect();
         assert_eq!(names, ["HTTP_HOST", "HTTP_USER_AGENT", "HTTP_ACCEPT"]);
     }
 
@@ -776,7 +796,7 @@ mod tests {
             let got: Vec<(&str, &str)> = env
                 .headers
                 .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .map(|(k, v)| (k.as_ref(), v.as_str()))
                 .collect();
             assert_eq!(got, case.expected, "case {i}");
             assert_eq!(env.content_type.as_deref(), case.content_type, "case {i}");
@@ -846,6 +866,35 @@ mod tests {
                 build(&EnvironInput { method, ..base(&h) }).request_method,
                 method
             );
+        }
+    }
+
+    #[test]
+    fn common_header_names_are_static_and_spelled_like_the_rest() {
+        for name in [
+            "accept",
+            "accept-encoding",
+            "accept-language",
+            "authorization",
+            "cache-control",
+            "connection",
+            "cookie",
+            "origin",
+            "referer",
+            "user-agent",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-request-id",
+            "x-custom-thing",
+            "dnt",
+        ] {
+            let cgi = cgi_name(&HeaderName::from_static(name));
+            assert_eq!(
+                cgi,
+                format!("HTTP_{}", name.to_uppercase().replace('-', "_"))
+            );
+            let common = !name.starts_with("x-custom") && name != "dnt";
+            assert_eq!(matches!(cgi, Cow::Borrowed(_)), common, "{name}");
         }
     }
 
