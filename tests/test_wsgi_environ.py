@@ -212,3 +212,44 @@ def test_ipv6_remote_addr(start_server):
     finally:
         conn.close()
     assert env["REMOTE_ADDR"] == "::1"
+
+
+def test_values_follow_each_request_on_one_connection(server):
+    # The server reuses the str objects of values a connection repeats (Host,
+    # User-Agent, the peer and server address); a value that changes from one
+    # request to the next on the same keep-alive connection must show as sent.
+    sent = [("a.example", "agent/1", "x"), ("b.example:8080", "agent/2", "x"),
+            ("a.example", "agent/1", "caf\u00e9"), ("a.example", "", "")]
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=CLIENT_TIMEOUT)
+    try:
+        seen = []
+        for host, agent, language in sent:
+            conn.putrequest("GET", "/env", skip_host=True, skip_accept_encoding=True)
+            conn.putheader("Host", host)
+            if agent:
+                conn.putheader("User-Agent", agent)
+            if language:
+                conn.putheader("Accept-Language", language.encode("latin-1"))
+            conn.endheaders()
+            response = conn.getresponse()
+            assert response.status == 200
+            seen.append(json.loads(response.read()))
+        ports = {env["REMOTE_PORT"] for env in seen}
+        assert len(ports) == 1, "all four requests came on one connection"
+    finally:
+        conn.close()
+    for env, (host, agent, language) in zip(seen, sent):
+        assert env["HTTP_HOST"] == host
+        assert env["SERVER_NAME"] == host.split(":")[0]
+        assert env["SERVER_PORT"] == (host.split(":")[1] if ":" in host else "80")
+        assert env.get("HTTP_USER_AGENT") == (agent or None)
+        assert env.get("HTTP_ACCEPT_LANGUAGE") == (language or None)
+        assert env["REMOTE_ADDR"] == "127.0.0.1"
+
+
+def test_values_follow_each_stream_on_one_http2_connection(server):
+    with httpx.Client(http1=False, http2=True, timeout=CLIENT_TIMEOUT) as client:
+        envs = [client.get(f"http://127.0.0.1:{server.port}/env", headers={"User-Agent": agent}).json()
+                for agent in ("one", "two", "one")]
+    assert [env["HTTP_USER_AGENT"] for env in envs] == ["one", "two", "one"]
+    assert len({env["REMOTE_PORT"] for env in envs}) == 1

@@ -407,6 +407,7 @@ fn run(py: Python<'_>, app: &Py<PyAny>, call: Call, pool: Arc<Pool>) {
         body,
         is_head,
         zero_copy,
+        connection,
         reply,
     } = call;
     let exchange: Shared = Arc::new(Mutex::new(Exchange {
@@ -418,7 +419,17 @@ fn run(py: Python<'_>, app: &Py<PyAny>, call: Call, pool: Arc<Pool>) {
         zero_copy,
     }));
     let result = (|| -> PyResult<Bound<'_, PyAny>> {
-        let environ = environ_dict(py, environ, Input::new(body))?;
+        // Taken out of the slot while in use, not used under its lock: Python
+        // may switch threads inside (a garbage collection running finalizers),
+        // and another call of this connection must not wait for the lock
+        // while holding the GIL. That call then builds its own strings.
+        let taken = connection.lock().take();
+        let mut strings: Box<ConnStrings> =
+            taken.and_then(|b| b.downcast().ok()).unwrap_or_default();
+        let environ = environ_dict(py, environ, Input::new(body), &mut strings);
+        let replaced = connection.lock().replace(strings);
+        drop(replaced);
+        let environ = environ?;
         let start_response = Py::new(
             py,
             StartResponse {
@@ -792,7 +803,53 @@ impl Driver {
 // ---------------------------------------------------------------------------
 // The environ dict.
 
-fn environ_dict<'py>(py: Python<'py>, e: Environ, input: Input) -> PyResult<Bound<'py, PyDict>> {
+/// The str objects of environ values that repeat on every request of a
+/// connection: the peer's address and port, the server name and port, the
+/// usual client headers, the TLS variables. Each is made on the first request
+/// and reused for as long as the connection sends the same text, so a
+/// keep-alive or HTTP/2 connection does not build them again per request
+/// (one comparison instead of an allocation and a free). A few pointers per
+/// connection.
+#[derive(Default)]
+pub(crate) struct ConnStrings([Option<Py<PyString>>; CACHED]);
+
+const REMOTE_ADDR: usize = 0;
+const REMOTE_PORT: usize = 1;
+const SERVER_NAME: usize = 2;
+const SERVER_PORT: usize = 3;
+/// `HTTP_*` variables whose values a client usually repeats.
+const CACHED_HEADERS: [&str; 5] = [
+    "HTTP_HOST",
+    "HTTP_USER_AGENT",
+    "HTTP_ACCEPT",
+    "HTTP_ACCEPT_ENCODING",
+    "HTTP_ACCEPT_LANGUAGE",
+];
+const FIRST_HEADER: usize = 4;
+/// The TLS variables, in `proto::environ::tls_variables` order.
+const FIRST_TLS: usize = FIRST_HEADER + CACHED_HEADERS.len();
+const CACHED: usize = FIRST_TLS + 4;
+
+impl ConnStrings {
+    fn get<'py>(&mut self, py: Python<'py>, at: usize, value: &str) -> Bound<'py, PyString> {
+        if let Some(cached) = &self.0[at] {
+            let cached = cached.bind(py);
+            if cached.to_str().is_ok_and(|s| s == value) {
+                return cached.clone();
+            }
+        }
+        let fresh = PyString::new(py, value);
+        self.0[at] = Some(fresh.clone().unbind());
+        fresh
+    }
+}
+
+fn environ_dict<'py>(
+    py: Python<'py>,
+    e: Environ,
+    input: Input,
+    strings: &mut ConnStrings,
+) -> PyResult<Bound<'py, PyDict>> {
     let t = types::get(py)?;
     // The constant entries are copied from a template (one table copy), the
     // rest set one by one.
@@ -816,16 +873,28 @@ fn environ_dict<'py>(py: Python<'py>, e: Environ, input: Input) -> PyResult<Boun
     d.set_item(intern!(py, "SCRIPT_NAME"), text(e.script_name))?;
     d.set_item(intern!(py, "PATH_INFO"), e.path_info)?;
     d.set_item(intern!(py, "QUERY_STRING"), text(e.query_string))?;
-    d.set_item(intern!(py, "SERVER_NAME"), e.server_name)?;
-    d.set_item(intern!(py, "SERVER_PORT"), e.server_port)?;
+    d.set_item(
+        intern!(py, "SERVER_NAME"),
+        strings.get(py, SERVER_NAME, &e.server_name),
+    )?;
+    d.set_item(
+        intern!(py, "SERVER_PORT"),
+        strings.get(py, SERVER_PORT, &e.server_port),
+    )?;
     let protocol = match e.server_protocol {
         "HTTP/1.1" => intern!(py, "HTTP/1.1"),
         "HTTP/2" => intern!(py, "HTTP/2"),
         _ => intern!(py, "HTTP/1.0"),
     };
     d.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
-    d.set_item(intern!(py, "REMOTE_ADDR"), e.remote_addr)?;
-    d.set_item(intern!(py, "REMOTE_PORT"), e.remote_port)?;
+    d.set_item(
+        intern!(py, "REMOTE_ADDR"),
+        strings.get(py, REMOTE_ADDR, &e.remote_addr),
+    )?;
+    d.set_item(
+        intern!(py, "REMOTE_PORT"),
+        strings.get(py, REMOTE_PORT, &e.remote_port),
+    )?;
     if let Some(ct) = e.content_type {
         d.set_item(intern!(py, "CONTENT_TYPE"), ct)?;
     }
@@ -833,9 +902,17 @@ fn environ_dict<'py>(py: Python<'py>, e: Environ, input: Input) -> PyResult<Boun
         d.set_item(intern!(py, "CONTENT_LENGTH"), cl)?;
     }
     for (key, value) in e.headers {
+        let value = match CACHED_HEADERS.iter().position(|k| *k == key) {
+            Some(i) => strings.get(py, FIRST_HEADER + i, &value),
+            None => PyString::new(py, &value),
+        };
         d.set_item(header_key(py, &key), value)?;
     }
-    for (key, value) in e.tls {
+    for (i, (key, value)) in e.tls.into_iter().enumerate() {
+        let value = match FIRST_TLS + i {
+            at if at < CACHED => strings.get(py, at, &value),
+            _ => PyString::new(py, &value),
+        };
         d.set_item(key, value)?;
     }
     let scheme = if e.url_scheme == "https" {

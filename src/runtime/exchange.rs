@@ -8,7 +8,8 @@
 //! What it does not do: any Python. The WSGI bridge in `crate::py` implements
 //! `Application`; tests in this crate can implement it in plain Rust.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::{HeaderMap, StatusCode};
 use tokio::sync::oneshot;
@@ -25,7 +26,23 @@ pub struct Call {
     pub is_head: bool,
     /// Set on plain-TCP HTTP/1.x connections: file bodies may use sendfile.
     pub zero_copy: Option<Arc<SendQueue>>,
+    /// Shared by the calls of one connection (see `ConnectionSlot`).
+    pub connection: Arc<ConnectionSlot>,
     pub reply: Reply,
+}
+
+/// Per-connection state that belongs to the application bridge, carried by
+/// the runtime without looking inside: the WSGI bridge keeps there the str
+/// objects of environ values that repeat on every request of a connection.
+/// Dropped with the connection.
+#[derive(Default)]
+pub struct ConnectionSlot(Mutex<Option<Box<dyn Any + Send>>>);
+
+impl ConnectionSlot {
+    pub fn lock(&self) -> MutexGuard<'_, Option<Box<dyn Any + Send>>> {
+        // What a panicking holder left is still a valid cache.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 pub struct ResponseHead {

@@ -453,6 +453,7 @@ impl Serving {
             upgrade,
             serving: self.clone(),
             guard: GuardHandle::default(),
+            slot: Default::default(),
         })
     }
 

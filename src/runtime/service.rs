@@ -24,7 +24,7 @@ use super::access_log::{AccessRecord, OnEnd, Tracked};
 use super::activity::Activity;
 use super::body::{BodyError, BodyReader, Source};
 use super::config::ServerConfig;
-use super::exchange::{Application, Call, Reply, ResponseHead};
+use super::exchange::{Application, Call, ConnectionSlot, Reply, ResponseHead};
 use super::h2c::{self, PendingUpgrade, UpgradeRequest};
 use super::h2guard::GuardHandle;
 use super::response::ResponseBody;
@@ -52,6 +52,8 @@ pub struct ConnContext {
     pub serving: Arc<Serving>,
     /// Closes the connection (GOAWAY on HTTP/2) when a response stalls.
     pub guard: GuardHandle,
+    /// The application bridge's per-connection state.
+    pub slot: Arc<ConnectionSlot>,
 }
 
 pub type HttpResponse = Response<Tracked<ResponseBody>>;
@@ -207,6 +209,7 @@ fn start(req: Request<Incoming>, ctx: &ConnContext) -> Next {
     let local = ctx.local;
     let peer = ctx.peer;
     let app = ctx.app.clone();
+    let slot = ctx.slot.clone();
     let root_path = config.root_path.clone();
     let zero_copy = match version {
         HttpVersion::Http2 => None,
@@ -236,6 +239,7 @@ fn start(req: Request<Incoming>, ctx: &ConnContext) -> Next {
             body,
             is_head: parts.method == Method::HEAD,
             zero_copy,
+            connection: slot,
             reply,
         };
         if app.dispatch(call).is_err() {
