@@ -60,7 +60,7 @@ impl WsgiApp {
 }
 
 impl Application for WsgiApp {
-    fn dispatch(&self, call: Call) -> Result<(), Busy> {
+    fn dispatch(&self, call: Box<Call>) -> Result<(), Busy> {
         let app = self.app.clone();
         let pool = self.pool.clone();
         let job = Box::new(move || Python::attach(|py| run(py, &app, call, pool)));
@@ -401,7 +401,7 @@ fn header_text<'a>(o: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
 // ---------------------------------------------------------------------------
 // Running a call.
 
-fn run(py: Python<'_>, app: &Py<PyAny>, call: Call, pool: Arc<Pool>) {
+fn run(py: Python<'_>, app: &Py<PyAny>, call: Box<Call>, pool: Arc<Pool>) {
     let Call {
         environ,
         body,
@@ -409,7 +409,7 @@ fn run(py: Python<'_>, app: &Py<PyAny>, call: Call, pool: Arc<Pool>) {
         zero_copy,
         connection,
         reply,
-    } = call;
+    } = *call;
     let exchange: Shared = Arc::new(Mutex::new(Exchange {
         head: None,
         sending: Sending::NotYet(reply),

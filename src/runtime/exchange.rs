@@ -79,6 +79,7 @@ pub struct Busy;
 
 pub trait Application: Send + Sync + 'static {
     /// Start `call` on the worker pool, or refuse it when the pool's queue is
-    /// full (the runtime answers 503).
-    fn dispatch(&self, call: Call) -> Result<(), Busy>;
+    /// full (the runtime answers 503). Boxed once where it is made: a call is
+    /// several hundred bytes, and it is handed on twice more.
+    fn dispatch(&self, call: Box<Call>) -> Result<(), Busy>;
 }

@@ -234,14 +234,14 @@ fn start(req: Request<Incoming>, ctx: &ConnContext) -> Next {
             environ.tls = tls_variables(&tls.protocol, &tls.cipher, tls.client_cert_pem.as_deref());
         }
         let (reply, head) = Reply::new();
-        let call = Call {
+        let call = Box::new(Call {
             environ,
             body,
             is_head: parts.method == Method::HEAD,
             zero_copy,
             connection: slot,
             reply,
-        };
+        });
         if app.dispatch(call).is_err() {
             log::warn!(target: "propylon.server", "worker pool and queue are full; answering 503");
             return Next::Respond(Box::new(error_response(503, "Service Unavailable", false)));
