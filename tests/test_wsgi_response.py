@@ -223,6 +223,17 @@ def test_app_error_before_headers_is_500(error_server, path, marker):
     assert get(error_server.port, "/ok") == (200, b"hello")
 
 
+@pytest.mark.parametrize("path", ["/header-newline", "/header-bad-name", "/status-four-digits"])
+def test_a_bad_header_or_status_is_refused_every_time(error_server, path):
+    # The server remembers statuses and headers it has checked, by the str
+    # object; one it refused must be checked (and refused) again each time.
+    for _ in range(3):
+        start = error_server.mark()
+        assert get(error_server.port, path)[0] == 500
+        assert_logged_error(error_server, start, None)
+    assert get(error_server.port, "/ok") == (200, b"hello")
+
+
 def test_latin1_header_value_goes_out_one_byte_per_char(error_server):
     # PEP 3333: header values are latin-1 str; U+00E9 is the byte 0xE9 on the
     # wire (obs-text, RFC 9110 §5.5), which http.client decodes as latin-1.

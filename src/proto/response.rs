@@ -113,12 +113,24 @@ pub fn parse_status(status: &str) -> Result<u16, ResponseError> {
 /// Checks one response header from an application. A `Content-Length` value
 /// is also checked with [`parse_content_length`].
 pub fn check_header(name: &str, value: &str) -> Result<(), ResponseError> {
+    check_header_name(name)?;
+    check_header_value(name, value)
+}
+
+/// The name half of [`check_header`]: a token (RFC 9110 §5.1), not hop-by-hop.
+pub fn check_header_name(name: &str) -> Result<(), ResponseError> {
     if name.is_empty() || !name.bytes().all(is_tchar) {
         return Err(ResponseError::BadHeaderName(name.to_owned()));
     }
     if is_hop_by_hop(name) {
         return Err(ResponseError::HopByHop(name.to_owned()));
     }
+    Ok(())
+}
+
+/// The value half of [`check_header`] (`name` is for the message, and says
+/// whether the value is a Content-Length).
+pub fn check_header_value(name: &str, value: &str) -> Result<(), ResponseError> {
     if !value.chars().all(is_field_char) {
         return Err(ResponseError::BadHeaderValue(name.to_owned()));
     }

@@ -38,7 +38,9 @@ use super::input::Input;
 use super::types;
 use crate::proto::environ::Environ;
 use crate::proto::length::{Admit, ResponseLength};
-use crate::proto::response::{check_header, parse_content_length, parse_status};
+use crate::proto::response::{
+    check_header_name, check_header_value, parse_content_length, parse_status,
+};
 use crate::runtime::exchange::{Application, Busy, Call, Reply, ResponseHead};
 use crate::runtime::pool::Pool;
 use crate::runtime::response::{channel, ChunkSink, FileBody, Push, ResponseBody};
@@ -327,14 +329,23 @@ fn parse_head(
     let status: &Bound<'_, PyString> = status
         .cast()
         .map_err(|_| PyTypeError::new_err("status must be a str such as \"200 OK\" (PEP 3333)"))?;
-    let code = parse_status(&status.to_cow()?).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    if code < 200 {
-        // 1xx are interim responses (RFC 9110 §15.2); a WSGI response is final.
-        return Err(PyValueError::new_err(format!(
-            "status {code} is informational (1xx) and cannot be a WSGI response"
-        )));
-    }
-    let status = StatusCode::from_u16(code).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let status = match CONVERTED_STATUS.with_borrow(|c| c.get(status)) {
+        Some(code) => code,
+        None => {
+            let code = parse_status(&status.to_cow()?)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            if code < 200 {
+                // 1xx are interim responses (RFC 9110 §15.2); a WSGI response is final.
+                return Err(PyValueError::new_err(format!(
+                    "status {code} is informational (1xx) and cannot be a WSGI response"
+                )));
+            }
+            let code =
+                StatusCode::from_u16(code).map_err(|e| PyValueError::new_err(e.to_string()))?;
+            CONVERTED_STATUS.with_borrow_mut(|c| c.put(status, code));
+            code
+        }
+    };
     // Sized for the usual list of headers; no re-hashing as it fills.
     let mut map = HeaderMap::with_capacity(headers.len().unwrap_or(0));
     let mut content_length = None;
@@ -350,16 +361,13 @@ fn parse_head(
                 "each response header must be a (name, value) tuple of str (PEP 3333)",
             ));
         }
-        // Borrowed from the str objects (their UTF-8 form, which CPython
-        // keeps for an ASCII str): no copy until the HeaderValue.
         let name_obj = pair.get_item(0)?;
         let value_obj = pair.get_item(1)?;
-        let name = header_text(&name_obj)?;
-        let value = header_text(&value_obj)?;
-        check_header(name, value).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let header_name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let header_name = header_name(&name_obj)?;
         if header_name == CONTENT_LENGTH {
+            let value = header_text(&value_obj)?;
+            check_header_value(header_text(&name_obj)?, value)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
             let n =
                 parse_content_length(value).map_err(|e| PyValueError::new_err(e.to_string()))?;
             if content_length.is_some_and(|m| m != n) {
@@ -369,15 +377,7 @@ fn parse_head(
             map.insert(CONTENT_LENGTH, HeaderValue::from(n));
             continue;
         }
-        // check_header guaranteed latin-1; ASCII (the usual case) is
-        // already the wire form, other chars are one byte each.
-        let header_value = if value.is_ascii() {
-            HeaderValue::from_str(value)
-        } else {
-            let bytes: Vec<u8> = value.chars().map(|c| c as u32 as u8).collect();
-            HeaderValue::from_bytes(&bytes)
-        }
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let header_value = header_value(&value_obj, &name_obj)?;
         map.append(header_name, header_value);
     }
     let _ = py;
@@ -386,6 +386,99 @@ fn parse_head(
         headers: map,
         content_length,
     })
+}
+
+/// Response statuses, header names and header values that an application
+/// sends again and again are usually the same str objects (literals in its
+/// code or its framework's), so each pool thread keeps the last few it
+/// checked and converted, found by the object's identity. An entry holds a
+/// reference to its str, so the address cannot be taken by another object
+/// while it is cached; str objects are immutable. A miss costs a few pointer
+/// comparisons.
+struct Converted<T> {
+    entries: Vec<(Py<PyString>, T)>,
+    next: usize,
+}
+
+/// Entries per thread and kind (replaced round-robin when full).
+const CONVERTED: usize = 32;
+
+impl<T: Clone> Converted<T> {
+    const fn new() -> Converted<T> {
+        Converted {
+            entries: Vec::new(),
+            next: 0,
+        }
+    }
+
+    fn get(&self, text: &Bound<'_, PyString>) -> Option<T> {
+        self.entries
+            .iter()
+            .find(|(s, _)| s.as_ptr() == text.as_ptr())
+            .map(|(_, t)| t.clone())
+    }
+
+    fn put(&mut self, text: &Bound<'_, PyString>, converted: T) {
+        let entry = (text.clone().unbind(), converted);
+        if self.entries.len() < CONVERTED {
+            self.entries.push(entry);
+        } else {
+            self.entries[self.next] = entry;
+            self.next = (self.next + 1) % CONVERTED;
+        }
+    }
+}
+
+thread_local! {
+    static CONVERTED_STATUS: std::cell::RefCell<Converted<StatusCode>> =
+        const { std::cell::RefCell::new(Converted::new()) };
+    static CONVERTED_NAMES: std::cell::RefCell<Converted<HeaderName>> =
+        const { std::cell::RefCell::new(Converted::new()) };
+    static CONVERTED_VALUES: std::cell::RefCell<Converted<HeaderValue>> =
+        const { std::cell::RefCell::new(Converted::new()) };
+}
+
+/// A checked response header name (a token, not hop-by-hop).
+fn header_name(obj: &Bound<'_, PyAny>) -> PyResult<HeaderName> {
+    if let Ok(text) = obj.cast::<PyString>() {
+        if let Some(name) = CONVERTED_NAMES.with_borrow(|c| c.get(text)) {
+            return Ok(name);
+        }
+    }
+    let name = header_text(obj)?;
+    check_header_name(name).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let converted = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    if let Ok(text) = obj.cast::<PyString>() {
+        CONVERTED_NAMES.with_borrow_mut(|c| c.put(text, converted.clone()));
+    }
+    Ok(converted)
+}
+
+/// A checked response header value (latin-1 without CTL), in its wire form.
+fn header_value(obj: &Bound<'_, PyAny>, name_obj: &Bound<'_, PyAny>) -> PyResult<HeaderValue> {
+    if let Ok(text) = obj.cast::<PyString>() {
+        if let Some(value) = CONVERTED_VALUES.with_borrow(|c| c.get(text)) {
+            return Ok(value);
+        }
+    }
+    let value = header_text(obj)?;
+    // The name as the application spelled it, for the message.
+    check_header_value(header_text(name_obj)?, value)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    // Latin-1: ASCII (the usual case) is already the wire form, other chars
+    // are one byte each.
+    let converted = if value.is_ascii() {
+        HeaderValue::from_str(value)
+    } else {
+        let bytes: Vec<u8> = value.chars().map(|c| c as u32 as u8).collect();
+        HeaderValue::from_bytes(&bytes)
+    }
+    .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    if let Ok(text) = obj.cast::<PyString>() {
+        CONVERTED_VALUES.with_borrow_mut(|c| c.put(text, converted.clone()));
+    }
+    Ok(converted)
 }
 
 /// A response header name or value, borrowed from its str.
