@@ -390,8 +390,6 @@ fn joined(headers: &HeaderMap, name: &HeaderName, separator: &str) -> String {
     out
 }
 
-/// Bytes as latin-1: each byte becomes the char with the same code point
-/// (PEP 3333 §"Unicode Issues").
 /// The standard methods as static text; others (extension methods) copied.
 fn method_text(method: &str) -> Cow<'static, str> {
     const STANDARD: [&str; 9] = [
@@ -403,6 +401,8 @@ fn method_text(method: &str) -> Cow<'static, str> {
     }
 }
 
+/// Bytes as latin-1: each byte becomes the char with the same code point
+/// (PEP 3333 §"Unicode Issues").
 fn latin1(bytes: &[u8]) -> String {
     // ASCII (nearly every value) is the same in latin-1 and UTF-8: one copy.
     if bytes.is_ascii() {
