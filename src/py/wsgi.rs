@@ -402,6 +402,9 @@ struct Converted<T> {
 
 /// Entries per thread and kind (replaced round-robin when full).
 const CONVERTED: usize = 32;
+/// Longer header values are converted anew each time (at most 32 × 256
+/// bytes of them are kept per thread).
+const MAX_CONVERTED_VALUE: usize = 256;
 
 impl<T: Clone> Converted<T> {
     const fn new() -> Converted<T> {
@@ -475,7 +478,12 @@ fn header_value(obj: &Bound<'_, PyAny>, name_obj: &Bound<'_, PyAny>) -> PyResult
         HeaderValue::from_bytes(&bytes)
     }
     .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    if let Ok(text) = obj.cast::<PyString>() {
+    // A long value stays out: the cache must not keep large strings alive.
+    if let Some(text) = obj
+        .cast::<PyString>()
+        .ok()
+        .filter(|_| value.len() <= MAX_CONVERTED_VALUE)
+    {
         CONVERTED_VALUES.with_borrow_mut(|c| c.put(text, converted.clone()));
     }
     Ok(converted)
