@@ -58,7 +58,11 @@ pub struct ConnContext {
 
 pub type HttpResponse = Response<Tracked<ResponseBody>>;
 
-/// Serve one request.
+/// Serve one request. Its work (the checks, the environ, the dispatch to the
+/// pool) runs at hyper's first poll of this future. Done eagerly, inside
+/// hyper's `service.call`, it measured 4 KiB more per idle HTTP/1.1
+/// connection (10,000 connections: 152 MiB instead of 108); the cause was
+/// not found, so it stays an `async fn`.
 pub async fn handle(
     req: Request<Incoming>,
     ctx: Arc<ConnContext>,
