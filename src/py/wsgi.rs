@@ -974,28 +974,20 @@ fn environ_dict<'py>(
     d.set_item(intern!(py, "SCRIPT_NAME"), text(e.script_name))?;
     d.set_item(intern!(py, "PATH_INFO"), e.path_info)?;
     d.set_item(intern!(py, "QUERY_STRING"), text(e.query_string))?;
-    d.set_item(
-        intern!(py, "SERVER_NAME"),
-        strings.get(py, SERVER_NAME, &e.server_name),
-    )?;
-    d.set_item(
-        intern!(py, "SERVER_PORT"),
-        strings.get(py, SERVER_PORT, &e.server_port),
-    )?;
+    for (key, at, value) in [
+        (intern!(py, "SERVER_NAME"), SERVER_NAME, &e.server_name),
+        (intern!(py, "SERVER_PORT"), SERVER_PORT, &e.server_port),
+        (intern!(py, "REMOTE_ADDR"), REMOTE_ADDR, &e.remote_addr),
+        (intern!(py, "REMOTE_PORT"), REMOTE_PORT, &e.remote_port),
+    ] {
+        d.set_item(key, strings.get(py, at, value))?;
+    }
     let protocol = match e.server_protocol {
         "HTTP/1.1" => intern!(py, "HTTP/1.1"),
         "HTTP/2" => intern!(py, "HTTP/2"),
         _ => intern!(py, "HTTP/1.0"),
     };
     d.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
-    d.set_item(
-        intern!(py, "REMOTE_ADDR"),
-        strings.get(py, REMOTE_ADDR, &e.remote_addr),
-    )?;
-    d.set_item(
-        intern!(py, "REMOTE_PORT"),
-        strings.get(py, REMOTE_PORT, &e.remote_port),
-    )?;
     if let Some(ct) = e.content_type {
         d.set_item(intern!(py, "CONTENT_TYPE"), ct)?;
     }
