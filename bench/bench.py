@@ -99,7 +99,9 @@ RESULTS_END = "<!-- results:end -->"
 # client instead. `http` is what a server's {http} field becomes (Granian's
 # --http). `tls` makes {url} https and gives each server its TLS arguments.
 # `check` is (method, body size, expected response size) for the one
-# request checked before measuring.
+# request checked before measuring. `congestion` names a TCP congestion
+# control the bench sets as the system default while that scenario runs (and
+# restores after it): every socket of the server and the client then uses it.
 # --------------------------------------------------------------------------
 
 
@@ -115,6 +117,7 @@ class Scenario:
     metric: str = "req/s"  # or "MiB/s"
     check: tuple = ("GET", 0, None)
     tls: bool = False
+    congestion: str = ""  # e.g. "cubic": net.ipv4.tcp_congestion_control for this scenario only
 
 
 # fmt: off
@@ -132,6 +135,10 @@ SCENARIOS = [
     Scenario("bytes64k", "WSGI 64 KiB response, wrk, 64 connections", "bytes64k", WRK + " {url}", check=("GET", 0, 65536)),
     Scenario("echo64k", "WSGI POST echo of a 64 KiB body, wrk + lua, 64 connections", "echo", WRK + " -s {lua}/post64k.lua {url}", check=("POST", 65536, 65536)),
     Scenario("file10m", "10 MiB file via wsgi.file_wrapper (or a read loop), bulk_client.py, 16 connections", "file", BULK + " {url}", parser="json", metric="MiB/s", check=("GET", 0, FILE_SIZE)),
+    # The same file under Linux's default congestion control: this machine's
+    # kernel defaults to BBR, whose pacing (hrtimers, no fq qdisc) makes the
+    # kernel itself the bottleneck of bulk loopback transfers (README, Method).
+    Scenario("file10m-cubic", "the same 10 MiB file with TCP congestion control cubic (Linux's default) for the scenario's sockets", "file", BULK + " {url}", parser="json", metric="MiB/s", check=("GET", 0, FILE_SIZE), congestion="cubic"),
     Scenario("h2", "HTTP/2 cleartext hello world, h2load, 16 connections x 16 streams", "hello", H2LOAD + " {url}", parser="h2load", http="2", check=("GET", 0, 13)),
     Scenario("idle10k", "memory with 10,000 idle keep-alive connections (one request each)", "hello", "", kind="idle", check=("GET", 0, 13)),
     Scenario("tls-hello", "WSGI hello world over HTTPS/1.1 (TLS 1.3, P-256 certificate), wrk, 64 connections", "hello", WRK + " {url}", tls=True, check=("GET", 0, 13)),
@@ -148,7 +155,7 @@ SCENARIOS = [
 # taskset -c 0.
 # --------------------------------------------------------------------------
 
-WSGI_H1 = ("hello", "bytes64k", "echo64k", "file10m", "idle10k")
+WSGI_H1 = ("hello", "bytes64k", "echo64k", "file10m", "file10m-cubic", "idle10k")
 TLS_CERT = "--certfile {cert} --keyfile {key}"  # Propylon's, gunicorn's, hypercorn's and hyper-ref's flags
 
 
@@ -387,6 +394,49 @@ def quietness(seconds: float = 1.0) -> dict:
     before = {cpu: cpu_times(cpu) for cpu in (SERVER_CPU, LOAD_CPU)}
     time.sleep(seconds)  # a measurement window, not a wait for readiness
     return {cpu: round(cpu_busy(cpu, before[cpu]), 3) for cpu in before}
+
+
+CONGESTION_SYSCTL = Path("/proc/sys/net/ipv4/tcp_congestion_control")
+
+
+def congestion_control() -> str:
+    """The system's default TCP congestion control (what new sockets get)."""
+    try:
+        return CONGESTION_SYSCTL.read_text().strip()
+    except OSError:
+        return ""
+
+
+# The system's own setting while a scenario has changed it, so that the next
+# run can put it back if this one was killed (SIGKILL: no finally runs).
+CONGESTION_FILE = RESULTS / ".tcp-congestion"
+
+
+def set_congestion_control(name: str) -> None:
+    """Make `name` the default for new sockets; RuntimeError saying why not."""
+    if not CONGESTION_FILE.exists():
+        CONGESTION_FILE.write_text(congestion_control())
+    try:
+        CONGESTION_SYSCTL.write_text(name + "\n")
+    except OSError as error:  # not root, or no such algorithm (its module not loaded)
+        available = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
+        known = available.read_text().strip() if available.exists() else "?"
+        raise RuntimeError(
+            f"cannot set TCP congestion control {name!r} ({error.strerror or error}; available: {known}; needs root)"
+        ) from None
+    if congestion_control() != name:
+        raise RuntimeError(f"TCP congestion control {name!r} did not take effect")
+
+
+def restore_congestion_control(name: str) -> None:
+    """Put the system's setting back, if a scenario changed it."""
+    if name and congestion_control() != name:
+        try:
+            CONGESTION_SYSCTL.write_text(name + "\n")
+        except OSError as error:
+            print(f"bench: warning: could not restore TCP congestion control {name!r}: {error}", file=sys.stderr)
+            return
+    CONGESTION_FILE.unlink(missing_ok=True)
 
 
 def free_port() -> int:
@@ -868,6 +918,13 @@ def versions() -> dict:
     return found
 
 
+def read_sysctl(name: str) -> str:
+    try:
+        return (Path("/proc/sys") / name).read_text().strip()
+    except OSError:
+        return ""
+
+
 def machine() -> dict:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = re.search(r"model name\s*:\s*(.+)", cpuinfo)
@@ -876,6 +933,8 @@ def machine() -> dict:
         "cpu": model.group(1).strip() if model else platform.processor(),
         "kernel": platform.release(),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3, 1),
+        "tcp_congestion": congestion_control(),
+        "default_qdisc": read_sysctl("net/core/default_qdisc"),
         "os": platform.freedesktop_os_release().get("PRETTY_NAME", "")
         if hasattr(platform, "freedesktop_os_release")
         else "",
@@ -1052,6 +1111,10 @@ def render_report(data: dict) -> str:
     order = [s.name for s in SERVERS if s.name in meta["servers"]]
     head = [
         f"Run of {meta['date']} — {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, {m.get('os', '')}.",
+        ""
+        if not m.get("tcp_congestion")
+        else f"TCP: congestion control {m['tcp_congestion']} (the machine's default, used by every scenario but those "
+        f"named for another), default qdisc {m.get('default_qdisc') or '?'}.",
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v) + ".",
         "",
@@ -1220,11 +1283,18 @@ def main(argv=None) -> int:
     interrupted = False
     RESULTS.mkdir(exist_ok=True)
     kill_leftovers()
+    if CONGESTION_FILE.exists():  # a killed run changed it and could not put it back
+        left = CONGESTION_FILE.read_text().strip()
+        print(f"bench: restoring TCP congestion control {left!r}, changed by an earlier run", flush=True)
+        restore_congestion_control(left)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     log_dir = RESULTS / f"logs-{stamp}"
     log_dir.mkdir()
     data_dir = Path(tempfile.mkdtemp(prefix="propylon-bench-"))
     needs_tls = any(scenario.tls and servers for scenario, servers in steps)
+    # Restored after each scenario that changes it; a killed run's change is
+    # undone by the next run (kill_leftovers).
+    system_congestion = congestion_control()
     try:
         ensure_tools(needs_tls)
         if not opts.skip_install:
@@ -1256,20 +1326,35 @@ def main(argv=None) -> int:
 
         done = 0
         for scenario, servers in steps:
-            for repeat in range(opts.repeats):
-                for server in servers:
-                    done += 1
-                    record = measure(server, scenario, repeat, opts, env, log_dir, tls)
-                    records.append(record)
-                    print(
-                        f"[{done}/{measurements}] {scenario.name:9} {server.name:17} #{repeat + 1} {describe(record, scenario)}",
-                        flush=True,
-                    )
+            cannot = ""
+            if scenario.congestion and servers and congestion_control() != scenario.congestion:
+                try:
+                    set_congestion_control(scenario.congestion)
+                except RuntimeError as error:
+                    cannot = str(error)
+            try:
+                for repeat in range(opts.repeats):
+                    for server in servers:
+                        done += 1
+                        if cannot:
+                            record = {"server": server.name, "scenario": scenario.name, "repeat": repeat, "ok": False}
+                            record["error"] = cannot
+                        else:
+                            record = measure(server, scenario, repeat, opts, env, log_dir, tls)
+                            record["tcp_congestion"] = congestion_control()
+                        records.append(record)
+                        print(
+                            f"[{done}/{measurements}] {scenario.name:9} {server.name:17} #{repeat + 1} {describe(record, scenario)}",
+                            flush=True,
+                        )
+            finally:
+                restore_congestion_control(system_congestion)
     except KeyboardInterrupt:
         print("\nbench: interrupted; stopping every server and load generator", file=sys.stderr)
         interrupted = True
     finally:
         kill_all()
+        restore_congestion_control(system_congestion)
         GROUPS_FILE.write_text("")
         shutil.rmtree(data_dir, ignore_errors=True)
 
