@@ -353,23 +353,24 @@ def tree_affinity(sid: int) -> list[str]:
     return sorted(lists)
 
 
-def cpu_times(cpu: str) -> tuple[int, int]:
-    """(busy, total) jiffies of one CPU from /proc/stat."""
+def cpu_fields(cpu: str) -> list[int]:
+    """One CPU's first eight /proc/stat counters (jiffies): user nice system idle iowait irq softirq steal."""
     for line in Path("/proc/stat").read_text().splitlines():
         if line.startswith(f"cpu{cpu} "):
-            values = list(map(int, line.split()[1:]))
-            idle = values[3] + values[4]  # idle + iowait
-            return sum(values[:8]) - idle, sum(values[:8])
-    return 0, 0
+            return list(map(int, line.split()[1:9]))
+    return [0] * 8
+
+
+def cpu_times(cpu: str) -> tuple[int, int]:
+    """(busy, total) jiffies of one CPU; steal counts as busy (not ours)."""
+    values = cpu_fields(cpu)
+    return sum(values) - values[3] - values[4], sum(values)  # idle and iowait are not busy
 
 
 def cpu_steal(cpu: str) -> tuple[int, int]:
     """(steal, total) jiffies of one CPU: time the hypervisor gave to other guests."""
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith(f"cpu{cpu} "):
-            values = list(map(int, line.split()[1:]))
-            return values[7], sum(values[:8])
-    return 0, 0
+    values = cpu_fields(cpu)
+    return values[7], sum(values)
 
 
 def cpu_busy(cpu: str, before: tuple[int, int]) -> float:
@@ -800,9 +801,10 @@ def measure(server: Server, scenario: Scenario, repeat: int, opts, env: dict, lo
                 LOAD_CPU: max(0.0, cpu_busy(LOAD_CPU, cores_before[LOAD_CPU]) - load["generator_cpu"]),
             }
             # Included in foreign_cpu, and shown on its own: a busy host, not a busy guest.
+            steal_after = {cpu: cpu_steal(cpu) for cpu in (SERVER_CPU, LOAD_CPU)}
             record["steal"] = {
-                cpu: (cpu_steal(cpu)[0] - steal_before[cpu][0]) / max(1, cpu_steal(cpu)[1] - steal_before[cpu][1])
-                for cpu in (SERVER_CPU, LOAD_CPU)
+                cpu: (steal_after[cpu][0] - steal_before[cpu][0]) / max(1, steal_after[cpu][1] - steal_before[cpu][1])
+                for cpu in steal_after
             }
             record["memory"] = tree_memory_kib(instance.proc.pid)
             output = load.pop("output")
