@@ -1244,8 +1244,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--idle-connections", type=int, default=10000, help="connections held in the idle10k scenario (default 10000)"
     )
-    # 30 s: hypercorn needs up to 14 s here and waitress 24 s on a quiet machine; on a noisy one waitress
-    # used all of 60 s three times and the run passed 20 min.
+    # 30 s: hypercorn needs up to 14 s here; waitress did not open 10,000 within 20, 30 or 60 s in
+    # the runs of 2026-12-02 (README, time budget), and at 60 s the run passed 20 min.
     parser.add_argument("--idle-deadline", type=float, default=30.0, help="seconds to open them all (default 30)")
     parser.add_argument(
         "--skip-install", action="store_true", help="use bench/.venv and hyper-ref as they are (no pip, no cargo)"
