@@ -19,6 +19,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -48,36 +49,53 @@ pub const ENHANCE_YOUR_CALM: u32 = 0xb;
 struct Shared {
     tripped: Option<(u32, &'static str)>,
     reader: Option<Waker>,
-    /// When response bytes last went out: any write on HTTP/1.1, DATA frame
-    /// bytes on HTTP/2 (control frames such as PING acks do not count).
-    sent_data_at: Instant,
 }
 
-impl Default for Shared {
+/// What the guard and the connection share. The guard looks at it on every
+/// read and write, so what it looks at there needs no lock: whether the
+/// connection was tripped, and when response bytes last went out.
+struct Handle {
+    /// `Shared::tripped` is set (it never goes back).
+    is_tripped: AtomicBool,
+    /// When response bytes last went out, in nanoseconds after `created`: any
+    /// write on HTTP/1.1, DATA frame bytes on HTTP/2 (control frames such as
+    /// PING acks do not count).
+    sent_data_at: AtomicU64,
+    created: Instant,
+    shared: Mutex<Shared>,
+}
+
+impl Default for Handle {
     fn default() -> Self {
-        Shared {
-            tripped: None,
-            reader: None,
-            sent_data_at: Instant::now(),
+        Handle {
+            is_tripped: AtomicBool::new(false),
+            sent_data_at: AtomicU64::new(0),
+            created: Instant::now(),
+            shared: Mutex::new(Shared {
+                tripped: None,
+                reader: None,
+            }),
         }
     }
 }
 
 /// Lets the connection close a guarded connection with a GOAWAY.
 #[derive(Clone, Default)]
-pub struct GuardHandle(Arc<Mutex<Shared>>);
+pub struct GuardHandle(Arc<Handle>);
 
 impl GuardHandle {
     /// Whether no response bytes have gone out for `limit`.
     pub fn no_data_sent_for(&self, limit: Duration) -> bool {
-        self.0.lock().unwrap().sent_data_at.elapsed() >= limit
+        let at = Duration::from_nanos(self.0.sent_data_at.load(Ordering::Relaxed));
+        (self.0.created + at).elapsed() >= limit
     }
 
     /// Close the connection with GOAWAY(`code`) at the next frame boundary.
     pub fn trip(&self, code: u32, why: &'static str) {
-        let mut s = self.0.lock().unwrap();
+        let mut s = self.0.shared.lock().unwrap();
         if s.tripped.is_none() {
             s.tripped = Some((code, why));
+            self.0.is_tripped.store(true, Ordering::Release);
         }
         if let Some(w) = s.reader.take() {
             w.wake();
@@ -157,6 +175,8 @@ pub struct Guard<I> {
     outbound_header: ([u8; FRAME_HEADER], usize),
     /// The GOAWAY being written, and how much of it is out.
     goaway: Option<([u8; 17], usize)>,
+    /// The waker last given to the handle (see `poll_read`).
+    reader: Option<Waker>,
 }
 
 impl<I> Guard<I> {
@@ -171,6 +191,7 @@ impl<I> Guard<I> {
             outbound_data: false,
             outbound_header: ([0; FRAME_HEADER], 0),
             goaway: None,
+            reader: None,
         }
     }
 
@@ -262,7 +283,10 @@ impl<I> Guard<I> {
 
     /// Response bytes went out now (one clock read per write, not per frame).
     fn note_sent_data(&self) {
-        self.handle.0.lock().unwrap().sent_data_at = Instant::now();
+        let handle = &self.handle.0;
+        // u64 nanoseconds: 584 years of connection.
+        let at = u64::try_from(handle.created.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        handle.sent_data_at.store(at, Ordering::Relaxed);
     }
 
     fn at_frame_boundary(&self) -> bool {
@@ -308,7 +332,10 @@ impl<I: AsyncWrite + Unpin> Guard<I> {
     }
 
     fn tripped(&self) -> Option<(u32, &'static str)> {
-        self.handle.0.lock().unwrap().tripped
+        if !self.handle.0.is_tripped.load(Ordering::Acquire) {
+            return None;
+        }
+        self.handle.0.shared.lock().unwrap().tripped
     }
 }
 
@@ -322,17 +349,16 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guard<I> {
         if let Some((code, why)) = this.tripped() {
             return this.poll_close(cx, code, why).map(Err);
         }
+        // Remember who to wake for `GuardHandle::trip`, taking the lock and
+        // cloning only when the task changed (per read, both are measurable).
+        // `trip` takes the shared copy, but after a trip every read ends above.
+        if !this
+            .reader
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
         {
-            // Remember who to wake for `GuardHandle::trip` (cloning only when
-            // the task changed: a clone per read is measurable).
-            let mut shared = this.handle.0.lock().unwrap();
-            if !shared
-                .reader
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-            {
-                shared.reader = Some(cx.waker().clone());
-            }
+            this.reader = Some(cx.waker().clone());
+            this.handle.0.shared.lock().unwrap().reader = this.reader.clone();
         }
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
