@@ -10,9 +10,11 @@
 //! application is not stalled: its last answer to hyper was "not yet".
 //!
 //! Both timers are one `watch_timers` future that sleeps to its next deadline
-//! and looks at the state when it wakes. Only a connection going from idle to
-//! busy wakes it early (to start checking for stalls); requests starting and
-//! ending on a busy connection do not (on HTTP/2 they come by the thousand).
+//! and looks at the state when it wakes. Nothing wakes it early: requests
+//! starting and ending do not touch it (on HTTP/1.1 each request takes an idle
+//! connection to busy and back; on HTTP/2 they come by the thousand). An idle
+//! connection's sleep is cut to the send timeout instead, since no response
+//! that starts during it can have stalled for longer when it ends.
 //!
 //! What it does not do: close anything (the connection task does, through
 //! `h2guard::GuardHandle`).
@@ -27,8 +29,6 @@ pub struct Activity {
     state: Mutex<State>,
     /// Only `drained` waits on this (at shutdown).
     drained: Notify,
-    /// A request started on an idle connection.
-    busy: Notify,
 }
 
 struct State {
@@ -98,7 +98,6 @@ impl Activity {
                 responses: Vec::new(),
             }),
             drained: Notify::new(),
-            busy: Notify::new(),
         }
     }
 
@@ -106,13 +105,7 @@ impl Activity {
     /// body was sent or abandoned, or the request was dropped before it had
     /// one: an HTTP/2 stream the client reset, a connection that went away).
     pub fn begin(self: &Arc<Self>) -> InFlight {
-        let mut s = self.state.lock().unwrap();
-        s.in_flight += 1;
-        let was_idle = s.in_flight == 1;
-        drop(s);
-        if was_idle {
-            self.busy.notify_waiters();
-        }
+        self.state.lock().unwrap().in_flight += 1;
         InFlight(self.clone())
     }
 
@@ -163,22 +156,23 @@ impl Activity {
         let stall_check =
             (send_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         enum Next {
-            Idle(Instant),
-            Busy(Instant),
+            Sleep(Instant),
             Done(Expired),
         }
         loop {
-            let busy = self.busy.notified();
-            tokio::pin!(busy);
-            busy.as_mut().enable();
             let next = {
                 let mut s = self.state.lock().unwrap();
                 if s.in_flight == 0 {
                     let deadline = s.idle_since + keep_alive;
-                    if Instant::now() >= deadline {
+                    let now = Instant::now();
+                    if now >= deadline {
                         Next::Done(Expired::Idle)
                     } else {
-                        Next::Idle(deadline)
+                        // A request that starts during this sleep starts after
+                        // `now`: its response cannot have stalled for the send
+                        // timeout before `now + send_timeout`.
+                        let first_stall = now.checked_add(send_timeout).unwrap_or(deadline);
+                        Next::Sleep(deadline.min(first_stall))
                     }
                 } else {
                     s.responses.retain(|w| w.strong_count() > 0);
@@ -190,18 +184,13 @@ impl Activity {
                     if stalled && sent_nothing_for(send_timeout) {
                         Next::Done(Expired::Stalled)
                     } else {
-                        Next::Busy(Instant::now() + stall_check)
+                        Next::Sleep(Instant::now() + stall_check)
                     }
                 }
             };
             match next {
                 Next::Done(expired) => return expired,
-                // Idle: sleep to the keep-alive deadline, unless a request comes.
-                Next::Idle(deadline) => tokio::select! {
-                    _ = tokio::time::sleep_until(deadline) => {}
-                    _ = busy => {}
-                },
-                Next::Busy(at) => tokio::time::sleep_until(at).await,
+                Next::Sleep(at) => tokio::time::sleep_until(at).await,
             }
         }
     }
@@ -281,6 +270,31 @@ mod tests {
         progress.gave_data();
         let expired = tokio::time::timeout(Duration::from_secs(4), watch).await;
         assert!(matches!(expired, Ok(Ok(Expired::Stalled))), "{expired:?}");
+    }
+
+    /// Nothing wakes the idle sleep when a request starts: its cut to the send
+    /// timeout still finds a stall within one stall check of it being due.
+    #[tokio::test(start_paused = true)]
+    async fn a_stall_is_found_in_time_whenever_the_request_starts() {
+        for starts_after in [100, 1900, 2100, 3999] {
+            let activity = Arc::new(Activity::new());
+            let watcher = activity.clone();
+            let watch = tokio::spawn(async move {
+                watcher
+                    .watch_timers(LONG, Duration::from_secs(2), |_| true)
+                    .await
+            });
+            tokio::time::sleep(Duration::from_millis(starts_after)).await;
+            let _request = activity.begin();
+            let progress = activity.watch();
+            progress.gave_data();
+            // Due 2 s after the data; the checks run every 0.5 s.
+            let expired = tokio::time::timeout(Duration::from_millis(2501), watch).await;
+            assert!(
+                matches!(expired, Ok(Ok(Expired::Stalled))),
+                "{starts_after} ms: {expired:?}"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]
