@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import queue
+import select
+import socket
 import threading
 import uuid
 
@@ -168,6 +170,56 @@ def test_slow_request_head_is_cut_off(impatient_server):
             assert response.status == 408
         raw.read_until_close()
     assert_serving(impatient_server.port)
+
+
+@pytest.fixture(scope="module")
+def patient_keep_alive_server(start_module_server):
+    # A keep-alive timeout far longer than the header timeout (as deployments
+    # behind a proxy that reuses connections set it).
+    return start_module_server("tests.apps.wsgi_app:app", "--keep-alive-timeout", "60", "--header-timeout", "1")
+
+
+def test_an_idle_keep_alive_connection_outlives_the_header_timeout(patient_keep_alive_server):
+    # The header timeout counts from a head's first byte, not from the end of
+    # the previous response: an idle connection is the keep-alive timeout's.
+    # (hyper's own header timer starts when it waits for the next head; with
+    # it, this connection was closed after 1 s.)
+    with RawConnection(patient_keep_alive_server.port) as raw:
+        raw.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert raw.read_response().body == b"hello"
+        # Three header timeouts of silence: the server must neither close nor send.
+        raw.sock.settimeout(3)
+        with pytest.raises(socket.timeout):
+            raw.sock.recv(1)
+        raw.sock.settimeout(raw.timeout)
+        raw.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        response = raw.read_response()
+        assert response is not None and response.body == b"hello"
+
+
+def test_a_trickled_head_is_cut_by_the_header_timeout(patient_keep_alive_server):
+    # Slowloris proper: a byte every 0.2 s keeps the connection busy but never
+    # completes the head. With a 60 s keep-alive timeout, only the 1 s header
+    # timeout (from the first byte) can end it, long before 40 bytes are out.
+    with RawConnection(patient_keep_alive_server.port) as raw:
+        head = b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"a" * 40
+        closed = False
+        for byte in head:
+            try:
+                raw.send(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            readable, _, _ = select.select([raw.sock], [], [], 0.2)
+            if readable:
+                closed = True
+                break
+        assert closed, "a head trickled for 8 s was not cut off by a 1 s header timeout"
+        response = raw.read_head()
+        if response is not None:
+            assert response.status == 408
+        raw.read_until_close()
+    assert_serving(patient_keep_alive_server.port)
 
 
 def test_stalled_body_raises_client_disconnected(impatient_server, tmp_path):

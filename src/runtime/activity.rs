@@ -1,6 +1,7 @@
-//! What a connection is doing, for its two timers: keep-alive (no request in
-//! flight for too long) and send stall (a response has data for the client,
-//! but the client has taken nothing for too long).
+//! What a connection is doing, for its three timers: keep-alive (no request
+//! in flight for too long), request head (an HTTP/1.1 head that started to
+//! arrive and is not complete in time: slowloris) and send stall (a response
+//! has data for the client, but the client has taken nothing for too long).
 //!
 //! Stall detection needs no knowledge of the transport or of HTTP/2 flow
 //! control: after a response body hands hyper a chunk, hyper asks for the next
@@ -9,16 +10,26 @@
 //! (TCP) or stopped granting window (HTTP/2). A body waiting for the
 //! application is not stalled: its last answer to hyper was "not yet".
 //!
-//! Both timers are one `watch_timers` future that sleeps to its next deadline
+//! The head timer counts from the first byte the transport receives after the
+//! connection went idle (`received`, called by the transport wrapper on every
+//! read) to the start of the request (`begin`). It is the server's, not
+//! hyper's: hyper's `header_read_timeout` starts when hyper begins waiting for
+//! the next head, so on a keep-alive connection it counted idle time too and
+//! closed connections the keep-alive timeout should have kept, and it cost a
+//! boxed timer armed and dropped per request.
+//!
+//! All timers are one `watch_timers` future that sleeps to its next deadline
 //! and looks at the state when it wakes. Nothing wakes it early: requests
-//! starting and ending do not touch it (on HTTP/1.1 each request takes an idle
-//! connection to busy and back; on HTTP/2 they come by the thousand). An idle
-//! connection's sleep is cut to the send timeout instead, since no response
-//! that starts during it can have stalled for longer when it ends.
+//! starting and ending, and bytes arriving, do not touch it (on HTTP/1.1 each
+//! request takes an idle connection to busy and back; on HTTP/2 they come by
+//! the thousand). An idle connection's sleep is cut to the send and head
+//! timeouts instead, since no response (or head) that starts during it can
+//! have been due for longer when it ends.
 //!
 //! What it does not do: close anything (the connection task does, through
 //! `h2guard::GuardHandle`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -29,6 +40,24 @@ pub struct Activity {
     state: Mutex<State>,
     /// Only `drained` waits on this (at shutdown).
     drained: Notify,
+    /// When the first byte since the connection last went idle arrived, in
+    /// nanoseconds after `created`, plus one; 0: none since. An atomic, not
+    /// part of `state`: the transport looks at it on every read.
+    head_at: AtomicU64,
+    created: Instant,
+}
+
+/// The limits `Activity::watch_timers` enforces.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// No request in flight for this long: close.
+    pub keep_alive: Duration,
+    /// A request head that started to arrive and has not become a request
+    /// within this: close. `None` where heads do not apply (HTTP/2 streams
+    /// have their own limits in h2 and the guard).
+    pub head: Option<Duration>,
+    /// A response the client has taken nothing of for this long: close.
+    pub send: Duration,
 }
 
 struct State {
@@ -81,6 +110,8 @@ pub enum Expired {
     Idle,
     /// A response has waited the send timeout for the client to take data.
     Stalled,
+    /// A request head has been arriving for the head timeout.
+    SlowHead,
 }
 
 impl Default for Activity {
@@ -98,6 +129,25 @@ impl Activity {
                 responses: Vec::new(),
             }),
             drained: Notify::new(),
+            head_at: AtomicU64::new(0),
+            created: Instant::now(),
+        }
+    }
+
+    /// The transport received bytes. The first since the connection went idle
+    /// starts the head timer (one clock read per request, none per read).
+    pub fn received(&self) {
+        if self.head_at.load(Ordering::Relaxed) == 0 {
+            // u64 nanoseconds: 584 years of connection.
+            let ns = u64::try_from(self.created.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+            self.head_at.store(ns + 1, Ordering::Relaxed);
+        }
+    }
+
+    fn head_started(&self) -> Option<Instant> {
+        match self.head_at.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(self.created + Duration::from_nanos(ns - 1)),
         }
     }
 
@@ -122,6 +172,9 @@ impl Activity {
         let mut s = self.state.lock().unwrap();
         s.in_flight = s.in_flight.saturating_sub(1);
         s.idle_since = Instant::now();
+        // Bytes that came while the request ran were its body (or a pipelined
+        // head, already read: hyper parses it without waiting).
+        self.head_at.store(0, Ordering::Relaxed);
         let drained = s.in_flight == 0;
         drop(s);
         if drained {
@@ -143,16 +196,22 @@ impl Activity {
         }
     }
 
-    /// Completes when the connection has been idle for `keep_alive`, or when a
-    /// response has stalled for `send_timeout` while `sent_nothing_for` (the
-    /// transport's view: no response bytes went out for that long, so that a
-    /// slow but steady reader of a large chunk is not taken for a stalled one).
+    /// Completes when the connection has been idle for the keep-alive
+    /// timeout, when a request head has been arriving for the head timeout
+    /// while no request is in flight, or when a response has stalled for the
+    /// send timeout while `sent_nothing_for` (the transport's view: no
+    /// response bytes went out for that long, so that a slow but steady reader
+    /// of a large chunk is not taken for a stalled one).
     pub async fn watch_timers(
         &self,
-        keep_alive: Duration,
-        send_timeout: Duration,
+        timeouts: Timeouts,
         sent_nothing_for: impl Fn(Duration) -> bool,
     ) -> Expired {
+        let Timeouts {
+            keep_alive,
+            head,
+            send: send_timeout,
+        } = timeouts;
         let stall_check =
             (send_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         enum Next {
@@ -163,16 +222,26 @@ impl Activity {
             let next = {
                 let mut s = self.state.lock().unwrap();
                 if s.in_flight == 0 {
-                    let deadline = s.idle_since + keep_alive;
                     let now = Instant::now();
-                    if now >= deadline {
-                        Next::Done(Expired::Idle)
-                    } else {
-                        // A request that starts during this sleep starts after
-                        // `now`: its response cannot have stalled for the send
-                        // timeout before `now + send_timeout`.
-                        let first_stall = now.checked_add(send_timeout).unwrap_or(deadline);
-                        Next::Sleep(deadline.min(first_stall))
+                    // A request that starts during a sleep starts after `now`:
+                    // its response cannot have stalled for the send timeout
+                    // before `now + send_timeout`.
+                    let first_stall = now.checked_add(send_timeout);
+                    match head.and_then(|limit| Some(self.head_started()? + limit)) {
+                        // A head is arriving: its timer replaces keep-alive's.
+                        Some(due) if now >= due => Next::Done(Expired::SlowHead),
+                        Some(due) => Next::Sleep(first_stall.map_or(due, |t| t.min(due))),
+                        None => {
+                            let idle = s.idle_since + keep_alive;
+                            // Likewise a head that starts arriving during it.
+                            let first_head = head.and_then(|limit| now.checked_add(limit));
+                            if now >= idle {
+                                Next::Done(Expired::Idle)
+                            } else {
+                                let wake = [first_stall, first_head].into_iter().flatten();
+                                Next::Sleep(wake.fold(idle, Instant::min))
+                            }
+                        }
                     }
                 } else {
                     s.responses.retain(|w| w.strong_count() > 0);
@@ -202,6 +271,15 @@ mod tests {
 
     const LONG: Duration = Duration::from_secs(3600);
 
+    /// Keep-alive and send timeouts, no head timeout.
+    fn timeouts(keep_alive: Duration, send: Duration) -> Timeouts {
+        Timeouts {
+            keep_alive,
+            head: None,
+            send,
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_body_that_gave_data_and_is_not_asked_again_stalls() {
         let activity = Arc::new(Activity::new());
@@ -211,7 +289,7 @@ mod tests {
         let limit = Duration::from_secs(10);
         let expired = tokio::time::timeout(
             Duration::from_secs(12),
-            activity.watch_timers(LONG, limit, |_| true),
+            activity.watch_timers(timeouts(LONG, limit), |_| true),
         )
         .await
         .expect("stall detected");
@@ -226,7 +304,7 @@ mod tests {
         progress.gave_data();
         progress.waiting();
         let limit = Duration::from_secs(10);
-        let watch = activity.watch_timers(LONG, limit, |_| true);
+        let watch = activity.watch_timers(timeouts(LONG, limit), |_| true);
         assert!(tokio::time::timeout(Duration::from_secs(60), watch)
             .await
             .is_err());
@@ -238,7 +316,7 @@ mod tests {
         let _request = activity.begin();
         let progress = activity.watch();
         progress.gave_data();
-        let watch = activity.watch_timers(LONG, Duration::from_secs(10), |_| false);
+        let watch = activity.watch_timers(timeouts(LONG, Duration::from_secs(10)), |_| false);
         assert!(tokio::time::timeout(Duration::from_secs(60), watch)
             .await
             .is_err());
@@ -248,7 +326,7 @@ mod tests {
     async fn idle_after_the_last_request() {
         let activity = Arc::new(Activity::new());
         drop(activity.begin());
-        let watch = activity.watch_timers(Duration::from_secs(5), LONG, |_| true);
+        let watch = activity.watch_timers(timeouts(Duration::from_secs(5), LONG), |_| true);
         let expired = tokio::time::timeout(Duration::from_secs(6), watch)
             .await
             .expect("idle");
@@ -261,7 +339,7 @@ mod tests {
         let watcher = activity.clone();
         let watch = tokio::spawn(async move {
             watcher
-                .watch_timers(LONG, Duration::from_secs(2), |_| true)
+                .watch_timers(timeouts(LONG, Duration::from_secs(2)), |_| true)
                 .await
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -281,7 +359,7 @@ mod tests {
             let watcher = activity.clone();
             let watch = tokio::spawn(async move {
                 watcher
-                    .watch_timers(LONG, Duration::from_secs(2), |_| true)
+                    .watch_timers(timeouts(LONG, Duration::from_secs(2)), |_| true)
                     .await
             });
             tokio::time::sleep(Duration::from_millis(starts_after)).await;
@@ -297,11 +375,109 @@ mod tests {
         }
     }
 
+    /// Keep-alive `keep_alive`, head timeout 10 s, no send timeout.
+    fn with_head(keep_alive: Duration) -> Timeouts {
+        Timeouts {
+            keep_alive,
+            head: Some(Duration::from_secs(10)),
+            send: LONG,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_that_does_not_complete_is_cut_at_the_head_timeout() {
+        let activity = Arc::new(Activity::new());
+        let watcher = activity.clone();
+        let start = Instant::now();
+        let watch = tokio::spawn(async move {
+            let expired = watcher.watch_timers(with_head(LONG), |_| true).await;
+            (expired, start.elapsed())
+        });
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        activity.received();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        activity.received(); // more of the same head: the timer does not restart
+        let (expired, after) = watch.await.unwrap();
+        assert_eq!(expired, Expired::SlowHead);
+        // Paused time: exactly the first byte plus the head timeout.
+        assert_eq!(after, Duration::from_secs(13));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_waits_the_keep_alive_timeout_not_the_head_timeout() {
+        let activity = Arc::new(Activity::new());
+        drop(activity.begin());
+        let start = Instant::now();
+        let expired = activity
+            .watch_timers(with_head(Duration::from_secs(60)), |_| true)
+            .await;
+        assert_eq!(
+            (expired, start.elapsed()),
+            (Expired::Idle, Duration::from_secs(60))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_received_during_a_request_do_not_start_the_head_timer() {
+        let activity = Arc::new(Activity::new());
+        let request = activity.begin();
+        activity.received(); // its body
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(request);
+        let start = Instant::now();
+        let expired = activity
+            .watch_timers(with_head(Duration::from_secs(60)), |_| true)
+            .await;
+        assert_eq!(
+            (expired, start.elapsed()),
+            (Expired::Idle, Duration::from_secs(60))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_in_progress_is_not_cut_by_the_keep_alive_timeout() {
+        let activity = Arc::new(Activity::new());
+        let watcher = activity.clone();
+        let start = Instant::now();
+        let watch = tokio::spawn(async move {
+            let expired = watcher
+                .watch_timers(with_head(Duration::from_secs(5)), |_| true)
+                .await;
+            (expired, start.elapsed())
+        });
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        activity.received();
+        let (expired, after) = watch.await.unwrap();
+        assert_eq!(
+            (expired, after),
+            (Expired::SlowHead, Duration::from_secs(14))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_that_becomes_a_request_is_not_cut() {
+        let activity = Arc::new(Activity::new());
+        let watcher = activity.clone();
+        let watch = tokio::spawn(async move {
+            watcher
+                .watch_timers(with_head(Duration::from_secs(60)), |_| true)
+                .await
+        });
+        activity.received();
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        let request = activity.begin();
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        drop(request);
+        let start = Instant::now();
+        assert_eq!(watch.await.unwrap(), Expired::Idle);
+        assert_eq!(start.elapsed(), Duration::from_secs(60));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn not_idle_while_a_request_runs() {
         let activity = Arc::new(Activity::new());
         let _request = activity.begin();
-        let watch = activity.watch_timers(Duration::from_secs(5), LONG, |_| true);
+        let watch = activity.watch_timers(timeouts(Duration::from_secs(5), LONG), |_| true);
         assert!(tokio::time::timeout(Duration::from_secs(60), watch)
             .await
             .is_err());

@@ -12,7 +12,8 @@
 //! GOAWAY(ENHANCE_YOUR_CALM) between two of h2's frames and closes.
 //!
 //! The wrapper is transparent for anything that does not start with the HTTP/2
-//! client preface (HTTP/1.1 on the same port).
+//! client preface (HTTP/1.1 on the same port), except that it tells the
+//! connection's `Activity` when bytes arrive (the request-head timer).
 //!
 //! What it does not do: parse payloads, keep per-stream state, or replace any
 //! check h2 makes.
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::activity::Activity;
 use super::detect::PREFACE;
 
 const FRAME_HEADER: usize = 9;
@@ -164,6 +166,7 @@ impl Counters {
 pub struct Guard<I> {
     inner: I,
     handle: GuardHandle,
+    activity: Arc<Activity>,
     inbound: Inbound,
     counters: Counters,
     /// Highest client stream id seen (for GOAWAY's last-stream-id).
@@ -180,10 +183,11 @@ pub struct Guard<I> {
 }
 
 impl<I> Guard<I> {
-    pub fn new(inner: I, handle: GuardHandle) -> Guard<I> {
+    pub fn new(inner: I, handle: GuardHandle, activity: Arc<Activity>) -> Guard<I> {
         Guard {
             inner,
             handle,
+            activity,
             inbound: Inbound::Preface(0),
             counters: Counters::new(),
             last_stream: 0,
@@ -363,7 +367,14 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guard<I> {
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = result {
-            this.inspect(&buf.filled()[before..]);
+            let received = &buf.filled()[before..];
+            // Request heads are HTTP/1.1's (HTTP/2 sends frames).
+            if !received.is_empty()
+                && matches!(this.inbound, Inbound::Transparent | Inbound::Preface(_))
+            {
+                this.activity.received();
+            }
+            this.inspect(received);
             if let Some((code, why)) = this.tripped() {
                 return this.poll_close(cx, code, why).map(Err);
             }
@@ -444,7 +455,11 @@ mod tests {
     }
 
     fn guard() -> Guard<tokio::io::Empty> {
-        Guard::new(tokio::io::empty(), GuardHandle::default())
+        Guard::new(
+            tokio::io::empty(),
+            GuardHandle::default(),
+            Arc::new(Activity::new()),
+        )
     }
 
     #[test]

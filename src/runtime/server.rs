@@ -27,7 +27,7 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-use super::activity::{Activity, Expired};
+use super::activity::{Activity, Expired, Timeouts};
 use super::config::{BindAddr, ServerConfig};
 use super::detect::{detect, Protocol};
 use super::exchange::Application;
@@ -48,11 +48,12 @@ const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
 const LISTEN_BACKLOG: i32 = 2048;
 
 /// Run a hyper connection to its end: until it closes, the server shuts down
-/// (graceful: in-flight requests finish), or it has been idle for the
-/// keep-alive timeout. A macro because hyper's connection types share
+/// (graceful: in-flight requests finish), it has been idle for the
+/// keep-alive timeout, or (HTTP/1.1, `head` true) a request head took longer
+/// than the header timeout. A macro because hyper's connection types share
 /// `graceful_shutdown` by name only.
 macro_rules! drive {
-    ($conn:expr, $shutdown:expr, $ctx:expr) => {{
+    ($conn:expr, $shutdown:expr, $ctx:expr, head: $head:expr) => {{
         let conn = $conn;
         let mut shutdown = $shutdown;
         let ctx: &ConnContext = $ctx;
@@ -73,8 +74,7 @@ macro_rules! drive {
                 }
             }
             expired = ctx.activity.watch_timers(
-                ctx.config.keep_alive_timeout,
-                ctx.config.send_timeout,
+                timeouts(&ctx.config, $head),
                 |t| ctx.guard.no_data_sent_for(t),
             ) => match expired {
                 Expired::Idle => {
@@ -82,6 +82,13 @@ macro_rules! drive {
                     // at once; HTTP/2 sends GOAWAY and gets CLOSE_GRACE to finish).
                     conn.as_mut().graceful_shutdown();
                     tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await.ok()
+                }
+                Expired::SlowHead => {
+                    // Slowloris. hyper is in the middle of the head: there is
+                    // nothing to finish, and no response to send (nginx and
+                    // hyper's own header timeout close the same way).
+                    log::info!(target: "propylon.server", "request head not complete within the header timeout: closing the connection");
+                    None
                 }
                 Expired::Stalled => {
                     // The client takes no data: GOAWAY (HTTP/2) and close. If
@@ -97,6 +104,16 @@ macro_rules! drive {
             log::debug!(target: "propylon.server", "connection ended: {e}");
         }
     }};
+}
+
+/// The timers of a connection; the head timer only where requests have heads
+/// of their own (HTTP/1.1, and before the protocol is known).
+fn timeouts(config: &ServerConfig, head: bool) -> Timeouts {
+    Timeouts {
+        keep_alive: config.keep_alive_timeout,
+        head: head.then_some(config.header_timeout),
+        send: config.send_timeout,
+    }
 }
 
 /// How long a connection being closed (idle, or at shutdown once its requests
@@ -347,7 +364,11 @@ fn http1_builder(config: &ServerConfig) -> http1::Builder {
         // this size for its limit on the head (431), so `service::start`
         // applies --max-header-size itself.
         .max_buf_size((config.max_header_size + READ_AHEAD).max(8192))
-        .header_read_timeout(config.header_timeout)
+        // The header timeout is the server's (`activity`): hyper's starts when
+        // it waits for the next head, so on a keep-alive connection it closed
+        // idle connections at the header timeout instead of the keep-alive
+        // timeout, and it armed and dropped a boxed timer per request.
+        .header_read_timeout(None)
         // Body buffers reach the transport as they are: `sendfile` needs that.
         .writev(true)
         // Not `pipeline_flush(true)`: with it hyper 1.x does not flush its
@@ -479,11 +500,12 @@ impl Serving {
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let io = UpgradeStream::new(TokioIo::new(upgraded), frames);
-                    let io = TokioIo::new(Guard::new(io, ctx.guard.clone()));
+                    let io = Guard::new(io, ctx.guard.clone(), ctx.activity.clone());
+                    let io = TokioIo::new(io);
                     let service_ctx = ctx.clone();
                     let service = service_fn(move |req| handle(req, service_ctx.clone()));
                     let conn = serving.http2.serve_connection(io, service);
-                    drive!(conn, serving.shutdown.clone(), &ctx);
+                    drive!(conn, serving.shutdown.clone(), &ctx, head: false);
                 }
                 Err(e) => log::debug!(target: "propylon.server", "h2c upgrade failed: {e}"),
             }
@@ -557,15 +579,19 @@ async fn serve<I>(io: I, serving: &Serving, ctx: Arc<ConnContext>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = Guard::new(io, ctx.guard.clone());
+    let io = Guard::new(io, ctx.guard.clone(), ctx.activity.clone());
     // Until its first bytes decide the protocol, a connection is idle: the
     // keep-alive timeout and shutdown apply as to a connection between requests.
     let mut shutdown = serving.shutdown.clone();
     let detected = tokio::select! {
         d = detect(io) => d,
         _ = shutdown.changed() => return,
-        _ = ctx.activity.watch_timers(ctx.config.keep_alive_timeout, ctx.config.send_timeout, |_| false) => {
-            log::debug!(target: "propylon.server", "connection closed: nothing received within the keep-alive timeout");
+        expired = ctx.activity.watch_timers(timeouts(&ctx.config, true), |_| false) => {
+            if expired == Expired::SlowHead {
+                log::info!(target: "propylon.server", "request head not complete within the header timeout: closing the connection");
+            } else {
+                log::debug!(target: "propylon.server", "connection closed: nothing received within the keep-alive timeout");
+            }
             return;
         }
     };
@@ -587,7 +613,7 @@ where
                 Box::pin(handle(req, service_ctx.clone()))
             });
             let conn = serving.http1.serve_connection(io, service).with_upgrades();
-            drive!(conn, serving.shutdown.clone(), &ctx);
+            drive!(conn, serving.shutdown.clone(), &ctx, head: true);
         }
         // Boxed: an HTTP/1.1 connection's future should not be the size of
         // an HTTP/2 one (held for as long as the connection is open).
@@ -595,7 +621,7 @@ where
             Box::pin(async {
                 let service = service_fn(move |req| handle(req, service_ctx.clone()));
                 let conn = serving.http2.serve_connection(io, service);
-                drive!(conn, serving.shutdown.clone(), &ctx);
+                drive!(conn, serving.shutdown.clone(), &ctx, head: false);
             })
             .await
         }
