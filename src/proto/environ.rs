@@ -340,28 +340,65 @@ fn header_variables(
     input: &EnvironInput<'_>,
     authority: Option<&str>,
 ) -> (Option<String>, Vec<(Cow<'static, str>, String)>) {
-    let mut content_type = None;
+    let mut content_type: Option<String> = None;
     let mut variables = Vec::with_capacity(input.headers.keys_len() + 1);
     if let Some(authority) = authority {
         if !input.headers.contains_key(http::header::HOST) {
             variables.push((Cow::Borrowed("HTTP_HOST"), authority.to_owned()));
         }
     }
-    for name in input.headers.keys() {
-        match route(name, input) {
-            Route::Drop => {}
-            Route::ContentType => content_type = Some(joined(input.headers, name, ", ")),
-            Route::Host => {
-                let value = match authority {
-                    Some(authority) => authority.to_owned(),
-                    None => joined(input.headers, name, ", "),
-                };
-                variables.push((Cow::Borrowed("HTTP_HOST"), value));
-            }
-            Route::Http { separator } => {
-                variables.push((cgi_name(name), joined(input.headers, name, separator)));
+    /// Where the further values of the field being read go.
+    enum Sink {
+        Nowhere,
+        ContentType,
+        Variable(usize, &'static str),
+    }
+    // `iter` yields every value of a field before the next field (one pass,
+    // no lookup per field), fields in first-seen order.
+    let mut current: Option<(&HeaderName, Sink)> = None;
+    for (name, value) in input.headers.iter() {
+        let value = value.as_bytes();
+        if let Some((field, sink)) = &current {
+            if *field == name {
+                match *sink {
+                    Sink::Nowhere => {}
+                    Sink::ContentType => {
+                        if let Some(text) = content_type.as_mut() {
+                            text.push_str(", ");
+                            push_latin1(text, value);
+                        }
+                    }
+                    Sink::Variable(at, separator) => {
+                        let text = &mut variables[at].1;
+                        text.push_str(separator);
+                        push_latin1(text, value);
+                    }
+                }
+                continue;
             }
         }
+        let sink = match route(name, input) {
+            Route::Drop => Sink::Nowhere,
+            Route::ContentType => {
+                content_type = Some(latin1(value));
+                Sink::ContentType
+            }
+            Route::Host => match authority {
+                Some(authority) => {
+                    variables.push((Cow::Borrowed("HTTP_HOST"), authority.to_owned()));
+                    Sink::Nowhere
+                }
+                None => {
+                    variables.push((Cow::Borrowed("HTTP_HOST"), latin1(value)));
+                    Sink::Variable(variables.len() - 1, ", ")
+                }
+            },
+            Route::Http { separator } => {
+                variables.push((cgi_name(name), latin1(value)));
+                Sink::Variable(variables.len() - 1, separator)
+            }
+        };
+        current = Some((name, sink));
     }
     (content_type, variables)
 }
@@ -401,20 +438,6 @@ fn cgi_name(name: &HeaderName) -> Cow<'static, str> {
     Cow::Owned(String::from_utf8(cgi).expect("ASCII"))
 }
 
-/// All values of one field, in order, latin-1 decoded and joined.
-fn joined(headers: &HeaderMap, name: &HeaderName, separator: &str) -> String {
-    let mut values = headers.get_all(name).iter();
-    let Some(first) = values.next() else {
-        return String::new();
-    };
-    let mut out = latin1(first.as_bytes());
-    for value in values {
-        out.push_str(separator);
-        out.push_str(&latin1(value.as_bytes()));
-    }
-    out
-}
-
 /// The standard methods as static text; others (extension methods) copied.
 fn method_text(method: &str) -> Cow<'static, str> {
     const STANDARD: [&str; 9] = [
@@ -429,11 +452,17 @@ fn method_text(method: &str) -> Cow<'static, str> {
 /// Bytes as latin-1: each byte becomes the char with the same code point
 /// (PEP 3333 §"Unicode Issues").
 fn latin1(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len());
+    push_latin1(&mut text, bytes);
+    text
+}
+
+fn push_latin1(text: &mut String, bytes: &[u8]) {
     // ASCII (nearly every value) is the same in latin-1 and UTF-8: one copy.
-    if bytes.is_ascii() {
-        return String::from_utf8(bytes.to_vec()).expect("ASCII");
+    match std::str::from_utf8(bytes) {
+        Ok(ascii) if bytes.is_ascii() => text.push_str(ascii),
+        _ => text.extend(bytes.iter().map(|&b| char::from(b))),
     }
-    bytes.iter().map(|&b| char::from(b)).collect()
 }
 
 #[cfg(test)]

@@ -1036,11 +1036,12 @@ pub fn environ_template<'py>(
 
 /// Environ keys for header fields ("HTTP_USER_AGENT"), interned and kept: the
 /// same few dozen names recur on every request. Bounded, so that clients
-/// inventing header names cannot grow it.
+/// inventing header names cannot grow it, nor (the hash is FNV, not SipHash)
+/// make a lookup cost more than a scan of those 512 entries.
 fn header_key<'py>(py: Python<'py>, key: &str) -> Bound<'py, PyString> {
     const MAX_CACHED: usize = 512;
-    static CACHE: std::sync::OnceLock<Mutex<std::collections::HashMap<String, Py<PyString>>>> =
-        std::sync::OnceLock::new();
+    type Keys = std::collections::HashMap<String, Py<PyString>, fnv::FnvBuildHasher>;
+    static CACHE: std::sync::OnceLock<Mutex<Keys>> = std::sync::OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut cache = cache.lock().unwrap();
     if let Some(k) = cache.get(key) {
