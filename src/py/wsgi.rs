@@ -953,7 +953,7 @@ fn environ_dict<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let t = types::get(py)?;
     // The constant entries are copied from a template (one table copy), the
-    // rest set one by one.
+    // rest set one by one (see `environ_template` for the keys it holds).
     let d = t.environ_template.bind(py).copy()?;
     // Values that recur on most requests are interned str objects.
     let method = match &*e.request_method {
@@ -1031,6 +1031,25 @@ pub fn environ_template<'py>(
     d.set_item("wsgi.run_once", false)?;
     d.set_item("wsgi.input_terminated", true)?;
     d.set_item("wsgi.file_wrapper", t.file_wrapper.bind(py))?;
+    // The keys every request sets, with placeholder values: the copy then
+    // has them (setting them replaces a value, no insertion) and a table
+    // sized for them and a few header fields, so a request's environ grows
+    // the table once at most instead of two or three times.
+    for key in [
+        "REQUEST_METHOD",
+        "SCRIPT_NAME",
+        "PATH_INFO",
+        "QUERY_STRING",
+        "SERVER_NAME",
+        "SERVER_PORT",
+        "REMOTE_ADDR",
+        "REMOTE_PORT",
+        "SERVER_PROTOCOL",
+        "wsgi.url_scheme",
+        "wsgi.input",
+    ] {
+        d.set_item(PyString::intern(py, key), py.None())?;
+    }
     Ok(d)
 }
 
