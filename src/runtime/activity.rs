@@ -375,46 +375,45 @@ mod tests {
         }
     }
 
-    /// Keep-alive `keep_alive`, head timeout 10 s, no send timeout.
-    fn with_head(keep_alive: Duration) -> Timeouts {
-        Timeouts {
+    /// Watches in the background with keep-alive `keep_alive`, a 10 s head
+    /// timeout and no send timeout: what expired, and when after the call.
+    fn watch_with_head(
+        activity: &Arc<Activity>,
+        keep_alive: Duration,
+    ) -> tokio::task::JoinHandle<(Expired, Duration)> {
+        let watcher = activity.clone();
+        let start = Instant::now();
+        let timeouts = Timeouts {
             keep_alive,
             head: Some(Duration::from_secs(10)),
             send: LONG,
-        }
+        };
+        tokio::spawn(async move {
+            let expired = watcher.watch_timers(timeouts, |_| true).await;
+            (expired, start.elapsed())
+        })
     }
+
+    // Paused time: the durations below are exact.
 
     #[tokio::test(start_paused = true)]
     async fn a_head_that_does_not_complete_is_cut_at_the_head_timeout() {
         let activity = Arc::new(Activity::new());
-        let watcher = activity.clone();
-        let start = Instant::now();
-        let watch = tokio::spawn(async move {
-            let expired = watcher.watch_timers(with_head(LONG), |_| true).await;
-            (expired, start.elapsed())
-        });
+        let watch = watch_with_head(&activity, LONG);
         tokio::time::sleep(Duration::from_secs(3)).await;
         activity.received();
         tokio::time::sleep(Duration::from_secs(2)).await;
         activity.received(); // more of the same head: the timer does not restart
-        let (expired, after) = watch.await.unwrap();
-        assert_eq!(expired, Expired::SlowHead);
-        // Paused time: exactly the first byte plus the head timeout.
-        assert_eq!(after, Duration::from_secs(13));
+        let expired = watch.await.unwrap();
+        assert_eq!(expired, (Expired::SlowHead, Duration::from_secs(13)));
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_connection_waits_the_keep_alive_timeout_not_the_head_timeout() {
         let activity = Arc::new(Activity::new());
         drop(activity.begin());
-        let start = Instant::now();
-        let expired = activity
-            .watch_timers(with_head(Duration::from_secs(60)), |_| true)
-            .await;
-        assert_eq!(
-            (expired, start.elapsed()),
-            (Expired::Idle, Duration::from_secs(60))
-        );
+        let expired = watch_with_head(&activity, Duration::from_secs(60)).await;
+        assert_eq!(expired.unwrap(), (Expired::Idle, Duration::from_secs(60)));
     }
 
     #[tokio::test(start_paused = true)]
@@ -424,53 +423,32 @@ mod tests {
         activity.received(); // its body
         tokio::time::sleep(Duration::from_secs(30)).await;
         drop(request);
-        let start = Instant::now();
-        let expired = activity
-            .watch_timers(with_head(Duration::from_secs(60)), |_| true)
-            .await;
-        assert_eq!(
-            (expired, start.elapsed()),
-            (Expired::Idle, Duration::from_secs(60))
-        );
+        let expired = watch_with_head(&activity, Duration::from_secs(60)).await;
+        assert_eq!(expired.unwrap(), (Expired::Idle, Duration::from_secs(60)));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_head_in_progress_is_not_cut_by_the_keep_alive_timeout() {
         let activity = Arc::new(Activity::new());
-        let watcher = activity.clone();
-        let start = Instant::now();
-        let watch = tokio::spawn(async move {
-            let expired = watcher
-                .watch_timers(with_head(Duration::from_secs(5)), |_| true)
-                .await;
-            (expired, start.elapsed())
-        });
+        let watch = watch_with_head(&activity, Duration::from_secs(5));
         tokio::time::sleep(Duration::from_secs(4)).await;
         activity.received();
-        let (expired, after) = watch.await.unwrap();
-        assert_eq!(
-            (expired, after),
-            (Expired::SlowHead, Duration::from_secs(14))
-        );
+        let expired = watch.await.unwrap();
+        assert_eq!(expired, (Expired::SlowHead, Duration::from_secs(14)));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_head_that_becomes_a_request_is_not_cut() {
         let activity = Arc::new(Activity::new());
-        let watcher = activity.clone();
-        let watch = tokio::spawn(async move {
-            watcher
-                .watch_timers(with_head(Duration::from_secs(60)), |_| true)
-                .await
-        });
+        let watch = watch_with_head(&activity, Duration::from_secs(60));
         activity.received();
         tokio::time::sleep(Duration::from_secs(9)).await;
         let request = activity.begin();
         tokio::time::sleep(Duration::from_secs(20)).await;
         drop(request);
-        let start = Instant::now();
-        assert_eq!(watch.await.unwrap(), Expired::Idle);
-        assert_eq!(start.elapsed(), Duration::from_secs(60));
+        // Idle from the end of the request: 29 s + 60 s.
+        let expired = watch.await.unwrap();
+        assert_eq!(expired, (Expired::Idle, Duration::from_secs(89)));
     }
 
     #[tokio::test(start_paused = true)]
