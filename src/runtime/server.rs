@@ -85,8 +85,8 @@ macro_rules! drive {
                 }
                 Expired::SlowHead => {
                     // Slowloris. hyper is in the middle of the head: there is
-                    // nothing to finish, and no response to send (nginx and
-                    // hyper's own header timeout close the same way).
+                    // nothing to finish, and no response to send (hyper's own
+                    // header timeout closed the same way).
                     log::info!(target: "propylon.server", "request head not complete within the header timeout: closing the connection");
                     None
                 }
@@ -358,8 +358,9 @@ async fn bind_one(bind: &BindAddr) -> io::Result<Socket> {
 
 fn http1_builder(config: &ServerConfig) -> http1::Builder {
     let mut builder = http1::Builder::new();
+    // No timer: hyper's HTTP/1.1 side would use one only for its header
+    // timeout, which is off (below).
     builder
-        .timer(TokioTimer::new())
         // hyper's own floor for its read buffer is 8 KiB. hyper also takes
         // this size for its limit on the head (431), so `service::start`
         // applies --max-header-size itself.
