@@ -10,6 +10,8 @@
 //! - [`body`]: what the request body looks like to the application (413,
 //!   request decompression, what `CONTENT_LENGTH` shows).
 //! - [`environ`]: PEP 3333 environ strings from a request head.
+//! - [`h1`]: HTTP/1.1 request heads and response heads on the server's own
+//!   path (which requests it serves, and what hyper serves instead).
 //! - [`response`]: validating `start_response` arguments (status, headers).
 //! - [`length`]: response `Content-Length` enforcement while the body is sent.
 //!
@@ -19,6 +21,7 @@
 
 pub mod body;
 pub mod environ;
+pub mod h1;
 pub mod length;
 pub mod request;
 pub mod response;

@@ -4,7 +4,9 @@
 //! `read_line(limit)` over a request body, on a pool thread (the caller releases
 //! the GIL). Bytes come from hyper's `Incoming` (each read waits on the tokio
 //! runtime with a timeout; the first poll is what makes hyper send
-//! `100 Continue`), are decoded when the body has a `Content-Encoding` the server
+//! `100 Continue`), or on the server's own HTTP/1.1 path from the socket
+//! (`socket_body`, read straight into the caller's memory by `read_into`),
+//! are decoded when the body has a `Content-Encoding` the server
 //! was asked to decode, and are counted against the maximum body size before and
 //! after decoding (a zip bomb ends with `TooLarge`). After the end every read
 //! returns empty at once; after an error every read repeats the error.
@@ -24,6 +26,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::socket_body::SocketBody;
 use crate::proto::body::Coding;
 
 /// Decoded bytes produced per step: bounds the memory one read can allocate
@@ -71,12 +74,16 @@ pub enum Source {
     },
     Memory(Bytes),
     File(File),
+    /// The server's own HTTP/1.1 path: the bytes that came with the head,
+    /// then the socket (`socket_body`).
+    Socket(SocketBody),
 }
 
 impl Source {
     fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
         match self {
             Source::Empty => Ok(None),
+            Source::Socket(body) => body.next_chunk(),
             Source::Memory(b) => Ok(if b.is_empty() {
                 None
             } else {
@@ -397,6 +404,13 @@ impl BodyReader {
         buf[..filled].copy_from_slice(&self.pending[..filled]);
         self.pending.advance(filled);
         while filled < buf.len() {
+            if let Some(n) = self.read_direct(&mut buf[filled..])? {
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+                continue;
+            }
             let Some(chunk) = self.next_chunk()? else {
                 break;
             };
@@ -408,6 +422,44 @@ impl BodyReader {
             }
         }
         Ok(filled)
+    }
+
+    /// Read from a socket body straight into `dst` (no chunk in between);
+    /// `None` when the body is not one, or has a chunk in hand already.
+    fn read_direct(&mut self, dst: &mut [u8]) -> Result<Option<usize>, BodyError> {
+        match &self.state {
+            ReadState::Done => return Ok(Some(0)),
+            ReadState::Failed(e) => return Err(e.clone()),
+            ReadState::Open => {}
+        }
+        let Stage::Raw(raw) = &mut self.stage else {
+            return Ok(None);
+        };
+        if !raw.current.is_empty() {
+            return Ok(None);
+        }
+        let Source::Socket(body) = &mut raw.source else {
+            return Ok(None);
+        };
+        match body.read_into(dst) {
+            Ok(0) => {
+                self.state = ReadState::Done;
+                Ok(Some(0))
+            }
+            Ok(n) => {
+                raw.raw_total += n as u64;
+                if raw.raw_total > raw.max {
+                    let e = BodyError::TooLarge(raw.max);
+                    self.state = ReadState::Failed(e.clone());
+                    return Err(e);
+                }
+                Ok(Some(n))
+            }
+            Err(e) => {
+                self.state = ReadState::Failed(e.clone());
+                Err(e)
+            }
+        }
     }
 
     /// The bytes left to read, when known without reading: a body read as it
@@ -427,6 +479,7 @@ impl BodyReader {
                 received,
                 ..
             } => Some(n.saturating_sub(*received)),
+            Source::Socket(body) => Some(body.remaining()),
             Source::Incoming { declared: None, .. } | Source::File(_) => None,
         }?;
         Some(source + raw.current.len() as u64 + self.pending.len() as u64)

@@ -80,6 +80,14 @@ pub struct Prefixed<I> {
     end: u8,
 }
 
+impl<I> Prefixed<I> {
+    /// The transport, and the bytes read from it that were not read again.
+    pub fn into_parts(self) -> (I, Vec<u8>) {
+        let rest = self.prefix[usize::from(self.start)..usize::from(self.end)].to_vec();
+        (self.inner, rest)
+    }
+}
+
 impl<I: AsyncRead + Unpin> AsyncRead for Prefixed<I> {
     fn poll_read(
         self: Pin<&mut Self>,

@@ -335,11 +335,31 @@ impl<I: AsyncWrite + Unpin> Guard<I> {
         Poll::Ready(io::Error::new(io::ErrorKind::ConnectionAborted, why))
     }
 
+    /// A write on a closed or tripped connection fails (a connection that
+    /// only writes, such as the server's own HTTP/1.1 path sending a
+    /// response, learns of the trip here; hyper also reads meanwhile).
+    fn poll_write_tripped<T>(&mut self, cx: &mut Context<'_>) -> Option<Poll<io::Result<T>>> {
+        if self.goaway.is_some() {
+            return Some(Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "connection closed",
+            ))));
+        }
+        let (code, why) = self.tripped()?;
+        Some(self.poll_close(cx, code, why).map(Err))
+    }
+
     fn tripped(&self) -> Option<(u32, &'static str)> {
         if !self.handle.0.is_tripped.load(Ordering::Acquire) {
             return None;
         }
         self.handle.0.shared.lock().unwrap().tripped
+    }
+}
+
+impl<I: super::h1::RawSocket> super::h1::RawSocket for Guard<I> {
+    fn raw_socket(&self) -> std::os::fd::RawFd {
+        self.inner.raw_socket()
     }
 }
 
@@ -390,11 +410,8 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Guard<I> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.goaway.is_some() {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "connection closed",
-            )));
+        if let Some(err) = this.poll_write_tripped(cx) {
+            return err;
         }
         let result = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = result {
@@ -411,11 +428,8 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Guard<I> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.goaway.is_some() {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "connection closed",
-            )));
+        if let Some(err) = this.poll_write_tripped(cx) {
+            return err;
         }
         let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(mut n)) = result {

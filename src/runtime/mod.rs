@@ -61,6 +61,7 @@ pub mod body;
 pub mod config;
 pub mod detect;
 pub mod exchange;
+pub mod h1;
 pub mod h2c;
 pub mod h2guard;
 pub mod pool;
@@ -68,6 +69,7 @@ pub mod response;
 pub mod sendfile;
 pub mod server;
 pub mod service;
+pub mod socket_body;
 pub mod tls;
 
 /// Put the calling thread in the `SCHED_BATCH` class (Linux; elsewhere, and if

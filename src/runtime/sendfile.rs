@@ -69,6 +69,12 @@ impl SendQueue {
     }
 }
 
+/// Whether `buf` is (part of) a placeholder: bytes that must reach this
+/// stream as they are, never copied into another buffer.
+pub fn is_placeholder(buf: &[u8]) -> bool {
+    placeholder_offset(buf).is_some()
+}
+
 fn placeholder_offset(buf: &[u8]) -> Option<usize> {
     let base = PLACEHOLDER.as_ptr() as usize;
     let p = buf.as_ptr() as usize;
@@ -145,6 +151,12 @@ impl SendfileStream {
 fn mismatch() -> io::Error {
     log::error!(target: "propylon.error", "zero-copy send out of step with the response; closing the connection");
     io::Error::other("zero-copy bookkeeping mismatch")
+}
+
+impl super::h1::RawSocket for SendfileStream {
+    fn raw_socket(&self) -> std::os::fd::RawFd {
+        self.inner.as_raw_fd()
+    }
 }
 
 impl AsyncRead for SendfileStream {

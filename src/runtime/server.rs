@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::Request;
+use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
@@ -29,12 +31,13 @@ use tokio_rustls::TlsAcceptor;
 
 use super::activity::{Activity, Expired, Timeouts};
 use super::config::{BindAddr, ServerConfig};
-use super::detect::{detect, Protocol};
+use super::detect::{detect, Prefixed, Protocol};
 use super::exchange::Application;
+use super::h1::{self, RawSocket};
 use super::h2c::{PendingUpgrade, UpgradeRequest, UpgradeStream};
 use super::h2guard::{Guard, GuardHandle, ENHANCE_YOUR_CALM};
 use super::sendfile::{SendQueue, SendfileStream};
-use super::service::{handle, ConnContext, HttpResponse};
+use super::service::{handle, ConnContext, HttpResponse, RequestBody};
 use super::tls::{TlsInfo, TlsState};
 
 /// Streams a client may reset before the server accepted them, per
@@ -47,7 +50,9 @@ const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// Listen backlog, as gunicorn's default (`--backlog 2048`).
 const LISTEN_BACKLOG: i32 = 2048;
 
-/// Run a hyper connection to its end: until it closes, the server shuts down
+/// Run a connection (hyper's, or the server's own HTTP/1.1 `h1::Connection`)
+/// to its end and evaluate to its output (`None` when it was cut short):
+/// until it closes, the server shuts down
 /// (graceful: in-flight requests finish), it has been idle for the
 /// keep-alive timeout, or (HTTP/1.1, `head` true) a request head took longer
 /// than the header timeout. A macro because hyper's connection types share
@@ -98,11 +103,12 @@ macro_rules! drive {
                 }
             }
         };
-        if let Some(Err(e)) = result {
+        if let Some(Err(e)) = &result {
             // Malformed requests, resets and timeouts: the client's doing, not
             // an error of the server's. hyper already answered 400/431 where it could.
             log::debug!(target: "propylon.server", "connection ended: {e}");
         }
+        result
     }};
 }
 
@@ -504,7 +510,9 @@ impl Serving {
                     let io = Guard::new(io, ctx.guard.clone(), ctx.activity.clone());
                     let io = TokioIo::new(io);
                     let service_ctx = ctx.clone();
-                    let service = service_fn(move |req| handle(req, service_ctx.clone()));
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        handle(req.map(RequestBody::Hyper), service_ctx.clone())
+                    });
                     let conn = serving.http2.serve_connection(io, service);
                     drive!(conn, serving.shutdown.clone(), &ctx, head: false);
                 }
@@ -576,10 +584,7 @@ type BoxedHandle =
 
 /// Serve one connection (HTTP/1.1 or HTTP/2, detected from its first bytes),
 /// behind the HTTP/2 abuse guard.
-async fn serve<I>(io: I, serving: &Serving, ctx: Arc<ConnContext>)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+async fn serve<I: Transport>(io: I, serving: &Serving, ctx: Arc<ConnContext>) {
     let io = Guard::new(io, ctx.guard.clone(), ctx.activity.clone());
     // Until its first bytes decide the protocol, a connection is idle: the
     // keep-alive timeout and shutdown apply as to a connection between requests.
@@ -603,28 +608,94 @@ where
             return;
         }
     };
-    let io = TokioIo::new(io);
-    let service_ctx = ctx.clone();
     match protocol {
-        Protocol::Http1 => {
-            // hyper keeps the allocation of an HTTP/1.1 connection's request
-            // future for the connection's life; boxed, what stays while the
-            // connection is idle is a pointer, not the whole future.
-            let service = service_fn(move |req| -> BoxedHandle {
-                Box::pin(handle(req, service_ctx.clone()))
-            });
-            let conn = serving.http1.serve_connection(io, service).with_upgrades();
-            drive!(conn, serving.shutdown.clone(), &ctx, head: true);
-        }
+        Protocol::Http1 => I::serve_http1(io, serving, ctx).await,
         // Boxed: an HTTP/1.1 connection's future should not be the size of
         // an HTTP/2 one (held for as long as the connection is open).
         Protocol::Http2 => {
             Box::pin(async {
-                let service = service_fn(move |req| handle(req, service_ctx.clone()));
+                let io = TokioIo::new(io);
+                let service_ctx = ctx.clone();
+                let service = service_fn(move |req: Request<Incoming>| {
+                    handle(req.map(RequestBody::Hyper), service_ctx.clone())
+                });
                 let conn = serving.http2.serve_connection(io, service);
                 drive!(conn, serving.shutdown.clone(), &ctx, head: false);
             })
             .await
         }
     }
+}
+
+/// A kind of connection, and how its HTTP/1.1 is served: cleartext sockets
+/// on the server's own path (`h1`) until a request is not plain, TLS by
+/// hyper from the start (its records are not read from the socket as they
+/// are).
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sized + 'static {
+    fn serve_http1(
+        io: Prefixed<Guard<Self>>,
+        serving: &Serving,
+        ctx: Arc<ConnContext>,
+    ) -> impl Future<Output = ()> + Send + '_;
+}
+
+impl Transport for SendfileStream {
+    fn serve_http1(
+        io: Prefixed<Guard<Self>>,
+        serving: &Serving,
+        ctx: Arc<ConnContext>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        own_http1(io, serving, ctx)
+    }
+}
+
+impl Transport for UnixStream {
+    fn serve_http1(
+        io: Prefixed<Guard<Self>>,
+        serving: &Serving,
+        ctx: Arc<ConnContext>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        own_http1(io, serving, ctx)
+    }
+}
+
+impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
+    fn serve_http1(
+        io: Prefixed<Guard<Self>>,
+        serving: &Serving,
+        ctx: Arc<ConnContext>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        hyper_http1(io, serving, ctx)
+    }
+}
+
+/// The server's own HTTP/1.1 path, then hyper if a request is not plain.
+async fn own_http1<I>(io: Prefixed<Guard<I>>, serving: &Serving, ctx: Arc<ConnContext>)
+where
+    I: AsyncRead + AsyncWrite + RawSocket + Unpin + Send + 'static,
+{
+    let (io, prefix) = io.into_parts();
+    let conn = h1::Connection::new(io, &prefix, ctx.clone());
+    if let Some(Ok(h1::Outcome::Hyper(io, buffered))) =
+        drive!(conn, serving.shutdown.clone(), &ctx, head: true)
+    {
+        hyper_http1(h1::Rewind::new(io, buffered), serving, ctx).await;
+    }
+}
+
+/// hyper's HTTP/1.1, to the connection's end.
+async fn hyper_http1<I>(io: I, serving: &Serving, ctx: Arc<ConnContext>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
+    let service_ctx = ctx.clone();
+    // hyper keeps the allocation of an HTTP/1.1 connection's request
+    // future for the connection's life; boxed, what stays while the
+    // connection is idle is a pointer, not the whole future.
+    let service = service_fn(move |req: Request<Incoming>| -> BoxedHandle {
+        Box::pin(handle(req.map(RequestBody::Hyper), service_ctx.clone()))
+    });
+    let conn = serving.http1.serve_connection(io, service).with_upgrades();
+    drive!(conn, serving.shutdown.clone(), &ctx, head: true);
 }

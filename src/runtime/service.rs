@@ -30,6 +30,7 @@ use super::h2guard::GuardHandle;
 use super::response::ResponseBody;
 use super::sendfile::SendQueue;
 use super::server::Serving;
+use super::socket_body::SocketBody;
 use super::tls::TlsInfo;
 use crate::proto::body::{plan, Framing};
 use crate::proto::environ::{build, tls_variables, EnvironInput, HttpVersion};
@@ -58,13 +59,21 @@ pub struct ConnContext {
 
 pub type HttpResponse = Response<Tracked<ResponseBody>>;
 
+/// Where a request's body comes from: hyper (HTTP/2, and HTTP/1.1
+/// connections hyper serves), or the server's own HTTP/1.1 path (`h1`).
+pub enum RequestBody {
+    Hyper(Incoming),
+    /// `None`: the request has no body (or `Content-Length: 0`).
+    Socket(Option<SocketBody>),
+}
+
 /// Serve one request. Its work (the checks, the environ, the dispatch to the
 /// pool) runs at hyper's first poll of this future. Done eagerly, inside
 /// hyper's `service.call`, it measured 4 KiB more per idle HTTP/1.1
 /// connection (10,000 connections: 152 MiB instead of 108); the cause was
 /// not found, so it stays an `async fn`.
 pub async fn handle(
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: Arc<ConnContext>,
 ) -> Result<HttpResponse, std::convert::Infallible> {
     // Dropped with the response body, or with this future if the request is
@@ -105,7 +114,7 @@ enum Next {
     /// WSGI 1.0 compatibility: read the whole body first.
     Buffer(Box<Pending>),
     /// `Upgrade: h2c`.
-    Upgrade(Box<Request<Incoming>>),
+    Upgrade(Box<Request<RequestBody>>),
 }
 
 /// A request whose body must be buffered before the call is made.
@@ -144,7 +153,7 @@ async fn buffer_then_call(pending: Pending, limit: usize) -> Response<ResponseBo
 
 /// Everything about a request that needs no waiting: framing rules, the body
 /// plan, the environ, and the dispatch to the pool.
-fn start(req: Request<Incoming>, ctx: &ConnContext) -> Next {
+fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
     let version = match req.version() {
         Version::HTTP_10 | Version::HTTP_09 => HttpVersion::Http10,
         Version::HTTP_2 | Version::HTTP_3 => HttpVersion::Http2,
@@ -178,9 +187,15 @@ fn start(req: Request<Incoming>, ctx: &ConnContext) -> Next {
     let (parts, incoming) = req.into_parts();
     // The request an h2c upgrade carried arrives as stream 1, its body read.
     let upgraded = ctx.upgrade.as_ref().and_then(|u| u.take());
-    let framing = match &upgraded {
-        Some(u) => u.framing,
-        None => framing_of(&parts.headers, &incoming),
+    let framing = match (&upgraded, &incoming) {
+        (Some(u), _) => u.framing,
+        (None, RequestBody::Hyper(incoming)) => framing_of(&parts.headers, incoming),
+        (None, RequestBody::Socket(Some(body))) => Framing::Length(body.remaining()),
+        // "Content-Length: 0" stays Length(0), so CONTENT_LENGTH shows "0".
+        (None, RequestBody::Socket(None)) if parts.headers.contains_key(CONTENT_LENGTH) => {
+            Framing::Length(0)
+        }
+        (None, RequestBody::Socket(None)) => Framing::Empty,
     };
     let config = &ctx.config;
     let body_plan = match plan(&parts.headers, framing, &config.body) {
@@ -190,18 +205,19 @@ fn start(req: Request<Incoming>, ctx: &ConnContext) -> Next {
             return Next::Respond(Box::new(error_response(e.status, e.reason, true)));
         }
     };
-    let source = match framing {
+    let source = match (framing, incoming) {
         _ if upgraded.is_some() => Source::Memory(upgraded.map(|u| u.body).unwrap_or_default()),
-        Framing::Empty | Framing::Length(0) => Source::Empty,
-        Framing::Length(n) => Source::Incoming {
-            body: incoming,
+        (_, RequestBody::Socket(Some(body))) => Source::Socket(body),
+        (Framing::Empty | Framing::Length(0), _) | (_, RequestBody::Socket(None)) => Source::Empty,
+        (Framing::Length(n), RequestBody::Hyper(body)) => Source::Incoming {
+            body,
             rt: ctx.rt.clone(),
             timeout: config.body_timeout,
             declared: Some(n),
             received: 0,
         },
-        Framing::Streamed => Source::Incoming {
-            body: incoming,
+        (Framing::Streamed, RequestBody::Hyper(body)) => Source::Incoming {
+            body,
             rt: ctx.rt.clone(),
             timeout: config.body_timeout,
             declared: None,
@@ -307,9 +323,16 @@ fn framing_of(headers: &http::HeaderMap, incoming: &Incoming) -> Framing {
 
 /// `Upgrade: h2c` (RFC 7540 §3.2): read the request body in HTTP/1.1, answer
 /// 101, and serve the connection as HTTP/2 with this request on stream 1.
-async fn upgrade_to_h2c(mut req: Request<Incoming>, ctx: &ConnContext) -> Response<ResponseBody> {
+async fn upgrade_to_h2c(
+    mut req: Request<RequestBody>,
+    ctx: &ConnContext,
+) -> Response<ResponseBody> {
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let (parts, mut incoming) = req.into_parts();
+    let (parts, body) = req.into_parts();
+    // Upgrade requests are hyper's: the server's own path hands them over.
+    let RequestBody::Hyper(mut incoming) = body else {
+        return error_response(400, "Bad Request", true);
+    };
     let framing = framing_of(&parts.headers, &incoming);
     let max = ctx.config.body.max_body_size;
     if let Framing::Length(n) = framing {

@@ -1,0 +1,649 @@
+//! HTTP/1.1 messages on the server's own request path (RFC 9112), without I/O.
+//!
+//! What it does: `parse_request` reads one request head from the front of a
+//! buffer and answers in one of three ways: a plain request this path serves
+//! (`Parsed::Request`, its head taken off the buffer), "need more bytes"
+//! (`Parsed::Partial`), or "hyper serves this connection from here on"
+//! (`Parsed::Hyper`, the buffer untouched). `encode_response_head` writes a
+//! response head byte for byte as hyper 1.x writes the same response to the
+//! same request, and `chunk_head` frames chunked data.
+//!
+//! Why the server has this path at all: hyper's connection machinery (its
+//! dispatcher, request and body channels, write queue) cost about a tenth of
+//! the server's CPU per hello-world request, and hyper reads a request body
+//! into its own buffer, from which `wsgi.input` must copy it into the `bytes`
+//! objects PEP 3333 requires. On this path the head is parsed with the parser
+//! hyper uses (httparse) and the rest of a body is read from the socket
+//! straight into those objects. See docs/spec/http1.md.
+//!
+//! What it does not do: I/O, timeouts, bodies beyond their declared length,
+//! or answering bad requests. Anything that is not plain goes to hyper with
+//! the connection, unread: a malformed head (hyper answers 400, 414 or 431
+//! as it does for any connection), HTTP/1.0, CONNECT, a target that is not
+//! in origin form, Transfer-Encoding, more than one Content-Length field or
+//! one that is not a plain number, Expect, and Upgrade.
+
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE};
+use http::{HeaderMap, Method, StatusCode, Uri};
+
+use crate::proto::syntax::{parse_decimal, trim_ows};
+
+/// What a request head may be, beyond which hyper takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Header fields in one head (hyper's default is 100; more: 431).
+    pub max_headers: usize,
+    /// Bytes of one head, request line to the empty line.
+    pub max_head: usize,
+}
+
+/// A plain request: what the server needs to serve it.
+#[derive(Debug)]
+pub struct Request {
+    pub method: Method,
+    /// The origin-form target (path and query).
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    /// The declared body length; `None`: the request has no body.
+    pub content_length: Option<u64>,
+    /// The connection may serve another request after this one: HTTP/1.1
+    /// without `Connection: close` (RFC 9112 §9.3).
+    pub keep_alive: bool,
+}
+
+/// Why a head goes to hyper rather than this path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotPlain {
+    /// Not valid HTTP/1.1 syntax (hyper answers 400 or 414).
+    Malformed,
+    /// Larger than the limits (hyper answers 431, or the server's own check).
+    TooLarge,
+    /// HTTP/1.0 (its keep-alive rules and close-delimited responses).
+    Http10,
+    /// CONNECT, or a target in absolute or asterisk form.
+    Target,
+    /// Transfer-Encoding, or a Content-Length that is not one plain number.
+    Framing,
+    /// `Expect` (hyper sends 100 Continue) or `Upgrade` (h2c).
+    Negotiation,
+}
+
+/// Returned by value and taken apart at once: boxing the request would cost
+/// an allocation per request for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Parsed {
+    Request(Request),
+    Partial,
+    Hyper(NotPlain),
+}
+
+/// httparse's header array lives on the stack up to this many fields.
+const INLINE_HEADERS: usize = 100;
+
+/// hyper refuses targets of this length and more (414).
+const MAX_TARGET: usize = u16::MAX as usize - 1;
+
+/// Where one header field sits in the head.
+#[derive(Clone, Copy, Default)]
+struct FieldAt {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+// ---------------------------------------------------------------------------
+// RULES: what makes a request plain, and how a response head is written.
+//
+// Theory of operation. A connection starts on this path. Each head is parsed
+// where it lies in the buffer; if it is plain it is taken off the buffer (the
+// field values stay slices of it: no copy) and served here. The first head
+// that is not plain is left in the buffer, and hyper is given the connection
+// with that buffer in front of the socket: from that request on, hyper serves
+// the connection exactly as it serves any other. So every request hyper
+// would refuse is still refused by hyper, with hyper's answer.
+//
+// Responses: hyper's rules for a response to an HTTP/1.1 request (its
+// `role::Server::encode`): header fields in the map's order, names in lower
+// case; Content-Length from the map when the body length is known, else
+// from the body (`content-length: 0` for an empty body, except for HEAD),
+// `transfer-encoding: chunked` for a body of unknown length; no body and no
+// length for 204 and 304; `connection: close` added when the request asked
+// for it; `date` last unless the application set one.
+// ---------------------------------------------------------------------------
+
+/// Parse the request head at the front of `buf`. On `Request` the head is
+/// taken off `buf`; otherwise `buf` is as it was.
+pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Parsed {
+    let mut inline = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); INLINE_HEADERS];
+    let mut spilled;
+    let headers = if limits.max_headers <= INLINE_HEADERS {
+        &mut inline[..limits.max_headers]
+    } else {
+        spilled = vec![std::mem::MaybeUninit::uninit(); limits.max_headers];
+        &mut spilled[..]
+    };
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, headers) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > limits.max_head => {
+            return Parsed::Hyper(NotPlain::TooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(httparse::Error::TooManyHeaders) => return Parsed::Hyper(NotPlain::TooLarge),
+        Err(_) => return Parsed::Hyper(NotPlain::Malformed),
+    };
+    if len > limits.max_head {
+        return Parsed::Hyper(NotPlain::TooLarge);
+    }
+    if req.version != Some(1) {
+        return Parsed::Hyper(NotPlain::Http10);
+    }
+    let (Some(method), Some(target)) = (req.method, req.path) else {
+        return Parsed::Hyper(NotPlain::Malformed);
+    };
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Parsed::Hyper(NotPlain::Malformed);
+    };
+    if method == Method::CONNECT || !target.starts_with('/') {
+        return Parsed::Hyper(NotPlain::Target);
+    }
+    if target.len() > MAX_TARGET {
+        return Parsed::Hyper(NotPlain::Malformed);
+    }
+    let base = buf.as_ptr() as usize;
+    let at = |s: &[u8]| {
+        let start = s.as_ptr() as usize - base;
+        (start, start + s.len())
+    };
+    let target_at = at(target.as_bytes());
+    let mut content_length = None;
+    let mut keep_alive = true;
+    let mut fields = [FieldAt::default(); INLINE_HEADERS];
+    let mut spilled_fields = Vec::new();
+    for (i, field) in req.headers.iter().enumerate() {
+        let name = field.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            match parse_decimal(field.value) {
+                Some(n) if content_length.is_none() => content_length = Some(n),
+                _ => return Parsed::Hyper(NotPlain::Framing),
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            return Parsed::Hyper(NotPlain::Framing);
+        } else if name.eq_ignore_ascii_case(b"expect") || name.eq_ignore_ascii_case(b"upgrade") {
+            return Parsed::Hyper(NotPlain::Negotiation);
+        } else if name.eq_ignore_ascii_case(b"connection") && has_token(field.value, b"close") {
+            keep_alive = false;
+        }
+        let field_at = FieldAt {
+            name: at(name),
+            value: at(field.value),
+        };
+        if i < INLINE_HEADERS {
+            fields[i] = field_at;
+        } else {
+            spilled_fields.push(field_at);
+        }
+    }
+    let count = req.headers.len();
+    let head = buf.split_to(len).freeze();
+    let fields = fields[..count.min(INLINE_HEADERS)]
+        .iter()
+        .chain(spilled_fields.iter());
+    match build(&head, target_at, fields, count) {
+        Some((uri, headers)) => Parsed::Request(Request {
+            method,
+            uri,
+            headers,
+            content_length,
+            keep_alive,
+        }),
+        None => {
+            // The http crate refused what httparse accepted (a target byte
+            // it does not take): hyper refuses it the same way.
+            let mut restored = BytesMut::with_capacity(head.len() + buf.len());
+            restored.extend_from_slice(&head);
+            restored.extend_from_slice(buf);
+            *buf = restored;
+            Parsed::Hyper(NotPlain::Malformed)
+        }
+    }
+}
+
+/// The target and header map of a head, their bytes shared with `head`.
+fn build<'a>(
+    head: &Bytes,
+    target: (usize, usize),
+    fields: impl Iterator<Item = &'a FieldAt>,
+    count: usize,
+) -> Option<(Uri, HeaderMap)> {
+    let uri = Uri::from_maybe_shared(head.slice(target.0..target.1)).ok()?;
+    let mut headers = HeaderMap::with_capacity(count);
+    for field in fields {
+        let name = HeaderName::from_bytes(&head[field.name.0..field.name.1]).ok()?;
+        let value =
+            HeaderValue::from_maybe_shared(head.slice(field.value.0..field.value.1)).ok()?;
+        headers.append(name, value);
+    }
+    Some((uri, headers))
+}
+
+/// Whether a comma-separated list (`Connection`) has `token`, in any case.
+fn has_token(list: &[u8], token: &[u8]) -> bool {
+    list.split(|&b| b == b',')
+        .any(|t| trim_ows(t).eq_ignore_ascii_case(token))
+}
+
+/// The length of a response body, as its sender knows it before sending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyLength {
+    /// The body is over before it started.
+    Empty,
+    Known(u64),
+    Unknown,
+}
+
+/// How the body after a head is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// Exactly this many bytes (0 for HEAD, 204, 304).
+    Length(u64),
+    Chunked,
+}
+
+/// What `encode_response_head` decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    pub framing: Framing,
+    /// Close the connection after this response.
+    pub close: bool,
+}
+
+/// The request a response answers, as far as the head is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answering {
+    pub head: bool,
+    pub keep_alive: bool,
+}
+
+/// Write the head of a response to an HTTP/1.1 request. `date` is the
+/// current IMF-fixdate (`http_date`).
+pub fn encode_response_head(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: BodyLength,
+    request: Answering,
+    date: &[u8],
+    dst: &mut Vec<u8>,
+) -> Encoded {
+    if status == StatusCode::OK {
+        dst.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    } else {
+        dst.extend_from_slice(b"HTTP/1.1 ");
+        dst.extend_from_slice(status.as_str().as_bytes());
+        dst.push(b' ');
+        // RFC 9112 §4: the reason may be empty, but parsers expect one.
+        dst.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
+        dst.extend_from_slice(b"\r\n");
+    }
+    // RFC 9110 §6.4.1, §15.3.5, §15.4.5: no content in these.
+    let no_body =
+        request.head || matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
+    let may_have_length = !matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
+    let mut framing = None;
+    let mut close = !request.keep_alive;
+    let mut wrote_date = false;
+    let mut wrote_connection = false;
+    let mut current: Option<&HeaderName> = None;
+    for (name, value) in headers {
+        let repeated = current == Some(name);
+        current = Some(name);
+        if name == CONTENT_LENGTH {
+            if repeated {
+                continue;
+            }
+            match body {
+                BodyLength::Known(n) => framing = Some(Framing::Length(n)),
+                BodyLength::Unknown => match parse_decimal(trim_ows(value.as_bytes())) {
+                    Some(n) => framing = Some(Framing::Length(n)),
+                    None => continue,
+                },
+                // No body: the field stays only on a HEAD response (it says
+                // what a GET would have had); otherwise "0" is written below.
+                BodyLength::Empty if request.head => framing = Some(Framing::Length(0)),
+                BodyLength::Empty => continue,
+            }
+        } else if name == CONNECTION {
+            if repeated {
+                continue;
+            }
+            // Every value on one line, as hyper writes this field.
+            dst.extend_from_slice(b"connection: ");
+            let mut has_close = false;
+            for (i, value) in headers.get_all(CONNECTION).iter().enumerate() {
+                if i > 0 {
+                    dst.extend_from_slice(b", ");
+                }
+                dst.extend_from_slice(value.as_bytes());
+                has_close |= has_token(value.as_bytes(), b"close");
+            }
+            if !request.keep_alive && !has_close {
+                // The request asked to close: its answer says so too.
+                dst.extend_from_slice(b", close");
+            }
+            close |= has_close;
+            dst.extend_from_slice(b"\r\n");
+            wrote_connection = true;
+            continue;
+        } else if name == DATE {
+            wrote_date = true;
+        }
+        dst.extend_from_slice(name.as_str().as_bytes());
+        dst.extend_from_slice(b": ");
+        dst.extend_from_slice(value.as_bytes());
+        dst.extend_from_slice(b"\r\n");
+    }
+    if !request.keep_alive && !wrote_connection {
+        dst.extend_from_slice(b"connection: close\r\n");
+    }
+    let framing = match framing {
+        Some(framing) => framing,
+        None => match body {
+            BodyLength::Unknown if !no_body => {
+                dst.extend_from_slice(b"transfer-encoding: chunked\r\n");
+                Framing::Chunked
+            }
+            BodyLength::Unknown => Framing::Length(0),
+            BodyLength::Empty | BodyLength::Known(0) => {
+                if may_have_length && !request.head {
+                    dst.extend_from_slice(b"content-length: 0\r\n");
+                }
+                Framing::Length(0)
+            }
+            BodyLength::Known(n) => {
+                if may_have_length {
+                    dst.extend_from_slice(b"content-length: ");
+                    dst.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+                    dst.extend_from_slice(b"\r\n");
+                }
+                Framing::Length(n)
+            }
+        },
+    };
+    let framing = if no_body { Framing::Length(0) } else { framing };
+    if !wrote_date {
+        dst.extend_from_slice(b"date: ");
+        dst.extend_from_slice(date);
+        dst.extend_from_slice(b"\r\n");
+    }
+    dst.extend_from_slice(b"\r\n");
+    Encoded { framing, close }
+}
+
+/// The line before a chunk of `len` bytes (RFC 9112 §7.1): its size in hex
+/// (upper case, as hyper writes it).
+pub fn chunk_head(len: usize, dst: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    let mut n = len;
+    loop {
+        i -= 1;
+        digits[i] = HEX[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    dst.extend_from_slice(&digits[i..]);
+    dst.extend_from_slice(b"\r\n");
+}
+
+/// The end of a chunked body: the last chunk, no trailers (RFC 9112 §7.1).
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// An IMF-fixdate (RFC 9110 §5.6.7), e.g. "Sun, 06 Nov 1994 08:49:37 GMT".
+pub fn http_date(time: std::time::SystemTime) -> [u8; 29] {
+    let mut out = [0u8; 29];
+    let text = httpdate::fmt_http_date(time);
+    out.copy_from_slice(&text.as_bytes()[..29]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_headers: 100,
+        max_head: 8192,
+    };
+
+    fn parse(bytes: &[u8]) -> (Parsed, BytesMut) {
+        let mut buf = BytesMut::from(bytes);
+        let parsed = parse_request(&mut buf, &LIMITS);
+        (parsed, buf)
+    }
+
+    fn plain(bytes: &[u8]) -> (Request, BytesMut) {
+        match parse(bytes) {
+            (Parsed::Request(r), rest) => (r, rest),
+            (other, _) => panic!(
+                "{:?}: expected a plain request, got {other:?}",
+                String::from_utf8_lossy(bytes)
+            ),
+        }
+    }
+
+    const GET: &[u8] = b"GET /a/b?c=d HTTP/1.1\r\nHost: example\r\nUser-Agent: t\r\nAccept: */*\r\nAccept: text/html\r\n\r\n";
+
+    #[test]
+    fn a_plain_get_whole_byte_by_byte_and_with_trailing_data() {
+        // Whole.
+        let (req, rest) = plain(GET);
+        assert_eq!(req.method, Method::GET);
+        assert_eq!(req.uri.path(), "/a/b");
+        assert_eq!(req.uri.query(), Some("c=d"));
+        assert_eq!(req.headers["host"], "example");
+        let accept: Vec<_> = req.headers.get_all("accept").iter().collect();
+        assert_eq!(accept, ["*/*", "text/html"]);
+        assert_eq!(req.content_length, None);
+        assert!(req.keep_alive);
+        assert!(rest.is_empty());
+        // Fed one byte at a time: Partial until the last byte, and the buffer
+        // is never consumed before that.
+        let mut buf = BytesMut::new();
+        for (i, byte) in GET.iter().enumerate() {
+            buf.extend_from_slice(&[*byte]);
+            match parse_request(&mut buf, &LIMITS) {
+                Parsed::Partial => assert!(i + 1 < GET.len(), "partial at the end"),
+                Parsed::Request(r) => {
+                    assert_eq!(i + 1, GET.len());
+                    assert_eq!(r.uri.path(), "/a/b");
+                }
+                Parsed::Hyper(why) => panic!("byte {i}: {why:?}"),
+            }
+        }
+        assert!(buf.is_empty());
+        // With the next request (pipelined) and a body behind it.
+        let mut two = GET.to_vec();
+        two.extend_from_slice(b"POST /x HTTP/1.1\r\nHost: e\r\nContent-Length: 3\r\n\r\nabcGET");
+        let (_, rest) = plain(&two);
+        let (second, rest) = plain(&rest);
+        assert_eq!(second.method, Method::POST);
+        assert_eq!(second.content_length, Some(3));
+        assert_eq!(&rest[..], b"abcGET");
+    }
+
+    #[test]
+    fn what_goes_to_hyper_leaves_the_buffer_as_it_was() {
+        for (head, why) in [
+            (&b"GET / HTTP/1.0\r\nHost: a\r\n\r\n"[..], NotPlain::Http10),
+            (b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", NotPlain::Target),
+            (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", NotPlain::Target),
+            (b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", NotPlain::Target),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", NotPlain::Framing),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", NotPlain::Framing),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 1\r\n\r\n", NotPlain::Framing),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n", NotPlain::Framing),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n", NotPlain::Negotiation),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\r\n", NotPlain::Negotiation),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n", NotPlain::Malformed),
+            (b"G@T / HTTP/1.1\r\nHost: a\r\n\r\n", NotPlain::Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: \x01\r\n\r\n", NotPlain::Malformed),
+            (b"GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n", NotPlain::Malformed),
+        ] {
+            let (parsed, rest) = parse(head);
+            match parsed {
+                Parsed::Hyper(got) => assert_eq!(got, why, "{:?}", String::from_utf8_lossy(head)),
+                other => panic!("{:?}: {other:?}", String::from_utf8_lossy(head)),
+            }
+            assert_eq!(&rest[..], head, "buffer changed");
+        }
+    }
+
+    #[test]
+    fn limits_send_the_head_to_hyper() {
+        let limits = Limits {
+            max_headers: 2,
+            max_head: 64,
+        };
+        let mut three = BytesMut::from(&b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"[..]);
+        assert!(matches!(
+            parse_request(&mut three, &limits),
+            Parsed::Hyper(NotPlain::TooLarge)
+        ));
+        let mut long = BytesMut::from(&b"GET / HTTP/1.1\r\nA: 1\r\n"[..]);
+        long.extend_from_slice(&[b'x'; 64]);
+        assert!(matches!(
+            parse_request(&mut long, &limits),
+            Parsed::Hyper(NotPlain::TooLarge)
+        ));
+        // More than the inline array of fields.
+        let limits = Limits {
+            max_headers: 150,
+            max_head: 1 << 16,
+        };
+        let mut many = BytesMut::from(&b"GET / HTTP/1.1\r\n"[..]);
+        for i in 0..120 {
+            many.extend_from_slice(format!("X-{i}: {i}\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        match parse_request(&mut many, &limits) {
+            Parsed::Request(r) => {
+                assert_eq!(r.headers.len(), 120);
+                assert_eq!(r.headers["x-119"], "119");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn connection_close_and_content_length() {
+        let (req, _) = plain(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Close\r\n\r\n");
+        assert!(!req.keep_alive);
+        let (req, _) = plain(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(req.content_length, Some(0));
+    }
+
+    fn head(
+        status: u16,
+        fields: &[(&str, &str)],
+        body: BodyLength,
+        request: Answering,
+    ) -> (String, Encoded) {
+        let mut headers = HeaderMap::new();
+        for (n, v) in fields {
+            headers.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        let mut dst = Vec::new();
+        let encoded = encode_response_head(
+            StatusCode::from_u16(status).unwrap(),
+            &headers,
+            body,
+            request,
+            b"Sun, 06 Nov 1994 08:49:37 GMT",
+            &mut dst,
+        );
+        (String::from_utf8(dst).unwrap(), encoded)
+    }
+
+    const GET_KA: Answering = Answering {
+        head: false,
+        keep_alive: true,
+    };
+    const HEAD_KA: Answering = Answering {
+        head: true,
+        keep_alive: true,
+    };
+    const DATE_LINE: &str = "date: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n";
+
+    #[test]
+    fn response_heads_as_hyper_writes_them() {
+        use BodyLength::{Empty, Known, Unknown};
+        for (status, fields, body, request, expected, framing, close) in [
+            // Length from the application.
+            (200, &[("content-type", "text/plain"), ("content-length", "13")][..], Known(13), GET_KA,
+             "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 13\r\n", Framing::Length(13), false),
+            // Length from the body.
+            (200, &[("content-type", "text/plain")], Known(5), GET_KA,
+             "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n", Framing::Length(5), false),
+            // Unknown length: chunked, or the application's length.
+            (201, &[], Unknown, GET_KA, "HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n", Framing::Chunked, false),
+            (200, &[("content-length", "7")], Unknown, GET_KA, "HTTP/1.1 200 OK\r\ncontent-length: 7\r\n", Framing::Length(7), false),
+            // Empty bodies: "0", whatever the application said, but not for HEAD.
+            (200, &[("content-length", "0")], Empty, GET_KA, "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n", Framing::Length(0), false),
+            (404, &[], Empty, GET_KA, "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n", Framing::Length(0), false),
+            (200, &[("content-length", "42")], Empty, HEAD_KA, "HTTP/1.1 200 OK\r\ncontent-length: 42\r\n", Framing::Length(0), false),
+            (200, &[], Empty, HEAD_KA, "HTTP/1.1 200 OK\r\n", Framing::Length(0), false),
+            (200, &[], Unknown, HEAD_KA, "HTTP/1.1 200 OK\r\n", Framing::Length(0), false),
+            // 204 and 304: no body, no length.
+            (204, &[], Known(0), GET_KA, "HTTP/1.1 204 No Content\r\n", Framing::Length(0), false),
+            (304, &[("etag", "\"x\"")], Unknown, GET_KA, "HTTP/1.1 304 Not Modified\r\netag: \"x\"\r\n", Framing::Length(0), false),
+            // Closing.
+            (200, &[], Known(1), Answering { head: false, keep_alive: false },
+             "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n", Framing::Length(1), true),
+            (400, &[("connection", "close"), ("content-length", "3")], Known(3), GET_KA,
+             "HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 3\r\n", Framing::Length(3), true),
+            (400, &[("connection", "close")], Known(3), Answering { head: false, keep_alive: false },
+             "HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 3\r\n", Framing::Length(3), true),
+            // Repeated fields are repeated lines; the application's date stays.
+            (200, &[("set-cookie", "a=1"), ("set-cookie", "b=2"), ("date", "x")], Known(0), GET_KA,
+             "HTTP/1.1 200 OK\r\nset-cookie: a=1\r\nset-cookie: b=2\r\ndate: x\r\ncontent-length: 0\r\n\r\n", Framing::Length(0), false),
+            // A status without a canonical reason.
+            (599, &[], Known(0), GET_KA, "HTTP/1.1 599 <none>\r\ncontent-length: 0\r\n", Framing::Length(0), false),
+        ] {
+            let (text, encoded) = head(status, fields, body, request);
+            let expected = if expected.ends_with("\r\n\r\n") {
+                expected.to_string()
+            } else {
+                format!("{expected}{DATE_LINE}")
+            };
+            assert_eq!(text, expected, "{status} {fields:?} {body:?}");
+            assert_eq!(encoded, Encoded { framing, close }, "{status} {fields:?} {body:?}");
+        }
+    }
+
+    #[test]
+    fn chunk_heads_are_upper_case_hex() {
+        for (len, expected) in [
+            (0, "0\r\n"),
+            (1, "1\r\n"),
+            (255, "FF\r\n"),
+            (65536, "10000\r\n"),
+        ] {
+            let mut dst = Vec::new();
+            chunk_head(len, &mut dst);
+            assert_eq!(dst, expected.as_bytes());
+        }
+    }
+
+    #[test]
+    fn dates_are_imf_fixdate() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(784_111_777);
+        assert_eq!(&http_date(t), b"Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+}

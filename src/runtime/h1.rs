@@ -1,0 +1,452 @@
+//! The server's own HTTP/1.1 connection loop, for cleartext connections.
+//!
+//! What it does: reads request heads into one buffer per connection, and
+//! serves each plain request (`proto::h1::parse_request`) through the same
+//! `service::handle` as hyper's requests: the same checks, environ, pool,
+//! access log and timers. It writes the response head as hyper would
+//! (`proto::h1::encode_response_head`), in one write with a small body,
+//! else followed by the body's own buffers (file bodies are placeholders the
+//! transport sends with `sendfile`), and goes on to the next request in the
+//! buffer. A request body is read by the application's thread from the
+//! socket (`socket_body`): what came with the head is handed over from the
+//! buffer, the rest goes from the kernel straight into the memory of the
+//! read. At the first request that is not plain, the connection is handed
+//! to hyper with what is buffered (`Outcome::Hyper`), and hyper serves it to
+//! its end.
+//!
+//! What it does not do: TLS (hyper serves TLS connections), HTTP/2,
+//! timeouts and shutdown (the connection task's `drive!` runs the same
+//! timers as for hyper, and calls `graceful_shutdown`), or decide anything
+//! HTTP: that is `proto::h1`.
+
+use std::future::Future;
+use std::io;
+use std::io::IoSlice;
+use std::os::fd::RawFd;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_util::FutureExt as _;
+use http::{Method, Request, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt as _;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use super::sendfile;
+use super::service::{handle, ConnContext, HttpResponse, RequestBody};
+use super::socket_body::{BodySocket, Lease};
+use crate::proto::h1::{
+    chunk_head, encode_response_head, parse_request, Answering, BodyLength, Framing, Limits,
+    NotPlain, Parsed, LAST_CHUNK,
+};
+
+/// Read buffer: room for a head and a little more (hyper's first read is
+/// 8 KiB too). A larger body stays in the socket for the application's read.
+const READ_BUFFER: usize = 8 * 1024;
+
+/// A body at most this long goes into the same write as its head.
+const SMALL_BODY: usize = 1024;
+
+/// A transport the server's own path can serve: it has a socket a request
+/// body can be read from directly.
+pub trait RawSocket {
+    fn raw_socket(&self) -> RawFd;
+}
+
+impl RawSocket for tokio::net::UnixStream {
+    fn raw_socket(&self) -> RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(self)
+    }
+}
+
+/// How the loop ended.
+pub enum Outcome<I> {
+    /// The connection is over (closed by either side, or shut down).
+    Closed,
+    /// hyper serves the rest of the connection: the transport, and the bytes
+    /// read from it that hyper must read first.
+    Hyper(I, Bytes),
+}
+
+/// One connection on the server's own path. A future of its `Outcome`;
+/// `graceful_shutdown` finishes the request in progress, then closes.
+pub struct Connection<I> {
+    run: Pin<Box<dyn Future<Output = io::Result<Outcome<I>>> + Send>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl<I> Connection<I>
+where
+    I: AsyncRead + AsyncWrite + RawSocket + Unpin + Send + 'static,
+{
+    /// Serve `io`, whose first bytes (`prefix`) were read already.
+    pub fn new(io: I, prefix: &[u8], ctx: Arc<ConnContext>) -> Connection<I> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut buf = BytesMut::with_capacity(READ_BUFFER);
+        buf.extend_from_slice(prefix);
+        Connection {
+            run: Box::pin(serve(io, buf, ctx, stop.clone())),
+            stop,
+        }
+    }
+
+    pub fn graceful_shutdown(self: Pin<&mut Self>) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl<I> Future for Connection<I> {
+    type Output = io::Result<Outcome<I>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().run.as_mut().poll(cx)
+    }
+}
+
+async fn serve<I>(
+    mut io: I,
+    mut buf: BytesMut,
+    ctx: Arc<ConnContext>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<Outcome<I>>
+where
+    I: AsyncRead + AsyncWrite + RawSocket + Unpin + Send + 'static,
+{
+    let limits = Limits {
+        max_headers: ctx.config.max_headers,
+        max_head: ctx.config.max_header_size,
+    };
+    // Made at the first request with a body.
+    let mut socket: Option<Arc<BodySocket>> = None;
+    let mut out = Vec::new();
+    loop {
+        let request = loop {
+            match parse_request(&mut buf, &limits) {
+                Parsed::Request(request) => break request,
+                Parsed::Hyper(why) => {
+                    log_handover(why);
+                    return Ok(Outcome::Hyper(io, buf.freeze()));
+                }
+                Parsed::Partial => {}
+            }
+            if buf.capacity() - buf.len() < READ_BUFFER / 4 {
+                buf.reserve(READ_BUFFER);
+            }
+            match read_more(&mut io, &mut buf, &stop).await {
+                Some(Ok(0)) if buf.is_empty() => return Ok(Outcome::Closed),
+                // An incomplete head and the end: hyper says what it says
+                // to any such connection.
+                Some(Ok(0)) => return Ok(Outcome::Hyper(io, buf.freeze())),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => return Ok(Outcome::Closed),
+            }
+        };
+        let answering = Answering {
+            head: request.method == Method::HEAD,
+            keep_alive: request.keep_alive,
+        };
+        let (body, lease) = match request.content_length {
+            Some(n) if n > 0 => {
+                let buffered =
+                    buf.split_to(buf.len().min(usize::try_from(n).unwrap_or(usize::MAX)));
+                let left = n - buffered.len() as u64;
+                let socket = socket.get_or_insert_with(|| BodySocket::new(io.raw_socket()));
+                let (body, lease) = socket.lend(buffered.freeze(), left, ctx.config.body_timeout);
+                (RequestBody::Socket(Some(body)), Some(lease))
+            }
+            _ => (RequestBody::Socket(None), None),
+        };
+        let mut req = Request::new(body);
+        *req.method_mut() = request.method;
+        *req.uri_mut() = request.uri;
+        *req.version_mut() = Version::HTTP_11;
+        *req.headers_mut() = request.headers;
+        // Boxed: the connection's future stays small while it waits for the
+        // next head (thousands of idle keep-alive connections).
+        let response = match Box::pin(handle(req, ctx.clone())).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let written = write_response(&mut io, response, answering, &mut out).await;
+        // The body's reader gives the socket back before the connection reads
+        // it again, or closes it.
+        let whole = match lease {
+            Some(lease) => discard_rest(&mut io, &mut buf, lease),
+            None => true,
+        };
+        let close = written?;
+        if close || !whole || stop.load(Ordering::Relaxed) {
+            let _ = io.shutdown().await;
+            return Ok(Outcome::Closed);
+        }
+    }
+}
+
+fn log_handover(why: NotPlain) {
+    log::trace!(target: "propylon.server", "HTTP/1.1 request handed to hyper: {why:?}");
+}
+
+/// Read what the socket has into `buf`. `None`: shutdown was asked for and
+/// nothing of a next request has come.
+async fn read_more<I: AsyncRead + Unpin>(
+    io: &mut I,
+    buf: &mut BytesMut,
+    stop: &AtomicBool,
+) -> Option<io::Result<usize>> {
+    std::future::poll_fn(|cx| {
+        if buf.is_empty() && stop.load(Ordering::Relaxed) {
+            return Poll::Ready(None);
+        }
+        poll_read_buf(Pin::new(&mut *io), cx, buf).map(Some)
+    })
+    .await
+}
+
+fn poll_read_buf<I: AsyncRead>(
+    io: Pin<&mut I>,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    let spare = buf.spare_capacity_mut();
+    let mut read = ReadBuf::uninit(spare);
+    std::task::ready!(io.poll_read(cx, &mut read))?;
+    let n = read.filled().len();
+    // SAFETY: `poll_read` initialised the first `n` bytes of the spare
+    // capacity (what `ReadBuf::filled` reports).
+    unsafe { buf.advance_mut(n) };
+    Poll::Ready(Ok(n))
+}
+
+/// After the response: take the socket back from the request body, and
+/// discard what the application did not read of it, if that is already
+/// here. False: the rest of the body is still to come (the connection
+/// closes, as hyper's does, rather than wait for it).
+fn discard_rest<I: AsyncRead + Unpin>(io: &mut I, buf: &mut BytesMut, lease: Lease) -> bool {
+    let mut left = lease.end();
+    while left > 0 {
+        if buf.capacity() - buf.len() < READ_BUFFER / 4 {
+            buf.reserve(READ_BUFFER);
+        }
+        match std::future::poll_fn(|cx| poll_read_buf(Pin::new(&mut *io), cx, buf)).now_or_never() {
+            Some(Ok(n)) if n > 0 => {}
+            _ => return false,
+        }
+        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        buf.advance(n);
+        left -= n as u64;
+    }
+    true
+}
+
+/// Write a response; true when the connection must close after it.
+async fn write_response<I: AsyncWrite + Unpin>(
+    io: &mut I,
+    response: HttpResponse,
+    request: Answering,
+    out: &mut Vec<u8>,
+) -> io::Result<bool> {
+    let (parts, mut body) = response.into_parts();
+    let length = if body.is_end_stream() {
+        BodyLength::Empty
+    } else {
+        match body.size_hint().exact() {
+            Some(n) => BodyLength::Known(n),
+            None => BodyLength::Unknown,
+        }
+    };
+    out.clear();
+    let encoded = encode_response_head(
+        parts.status,
+        &parts.headers,
+        length,
+        request,
+        &date::now(),
+        out,
+    );
+    let mut close = encoded.close;
+    let mut head_sent = false;
+    match encoded.framing {
+        Framing::Length(mut left) => {
+            while left > 0 {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        let Ok(mut data) = frame.into_data() else {
+                            continue;
+                        };
+                        // Never more than the head said (the bridge already
+                        // enforces the application's Content-Length).
+                        if data.len() as u64 > left {
+                            data.truncate(left as usize);
+                        }
+                        left -= data.len() as u64;
+                        send(io, out, &mut head_sent, data).await?;
+                    }
+                    // Aborted, or shorter than its length: the client must
+                    // see the response end early, by the close.
+                    Some(Err(_)) | None => {
+                        close = true;
+                        break;
+                    }
+                }
+            }
+        }
+        Framing::Chunked => loop {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    if data.is_empty() {
+                        continue;
+                    }
+                    if head_sent {
+                        out.clear();
+                    }
+                    chunk_head(data.len(), out);
+                    send_chunk(io, out, &mut head_sent, data).await?;
+                }
+                Some(Err(_)) => {
+                    // No last chunk: the client sees an incomplete body.
+                    close = true;
+                    break;
+                }
+                None => {
+                    if head_sent {
+                        out.clear();
+                    }
+                    out.extend_from_slice(LAST_CHUNK);
+                    write_all(io, &mut [IoSlice::new(out)]).await?;
+                    head_sent = true;
+                    break;
+                }
+            }
+        },
+    }
+    if !head_sent {
+        write_all(io, &mut [IoSlice::new(out)]).await?;
+    }
+    drop(body);
+    io.flush().await?;
+    Ok(close)
+}
+
+/// Send body bytes, after the head if it has not gone yet: a small body is
+/// copied behind the head (one write); other buffers go as they are (file
+/// placeholders must reach the transport untouched).
+async fn send<I: AsyncWrite + Unpin>(
+    io: &mut I,
+    out: &mut Vec<u8>,
+    head_sent: &mut bool,
+    data: Bytes,
+) -> io::Result<()> {
+    if *head_sent {
+        return write_all(io, &mut [IoSlice::new(&data)]).await;
+    }
+    *head_sent = true;
+    if data.len() <= SMALL_BODY && !sendfile::is_placeholder(&data) {
+        out.extend_from_slice(&data);
+        write_all(io, &mut [IoSlice::new(out)]).await
+    } else {
+        write_all(io, &mut [IoSlice::new(out), IoSlice::new(&data)]).await
+    }
+}
+
+/// Send one chunk: `out` holds the head (if not sent yet) and the chunk's
+/// size line.
+async fn send_chunk<I: AsyncWrite + Unpin>(
+    io: &mut I,
+    out: &mut Vec<u8>,
+    head_sent: &mut bool,
+    data: Bytes,
+) -> io::Result<()> {
+    *head_sent = true;
+    if data.len() <= SMALL_BODY && !sendfile::is_placeholder(&data) {
+        out.extend_from_slice(&data);
+        out.extend_from_slice(b"\r\n");
+        write_all(io, &mut [IoSlice::new(out)]).await
+    } else {
+        write_all(
+            io,
+            &mut [
+                IoSlice::new(out),
+                IoSlice::new(&data),
+                IoSlice::new(b"\r\n"),
+            ],
+        )
+        .await
+    }
+}
+
+/// `write_vectored` until every buffer is out.
+async fn write_all<I: AsyncWrite + Unpin>(
+    io: &mut I,
+    mut bufs: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    while !bufs.is_empty() {
+        let n = io.write_vectored(bufs).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut bufs, n);
+    }
+    Ok(())
+}
+
+/// A transport handed to hyper: the bytes the loop read from it and did
+/// not serve, then the transport itself.
+pub struct Rewind<I> {
+    inner: I,
+    buffered: Bytes,
+}
+
+impl<I> Rewind<I> {
+    pub fn new(inner: I, buffered: Bytes) -> Rewind<I> {
+        Rewind { inner, buffered }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.buffered.is_empty() {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let n = this.buffered.len().min(buf.remaining());
+        buf.put_slice(&this.buffered[..n]);
+        this.buffered.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+forward_async_write!(Rewind);
+
+/// The `date` header's value, formatted once a second per thread (as
+/// hyper's cache does).
+mod date {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    thread_local! {
+        static CACHE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+    }
+
+    pub fn now() -> [u8; 29] {
+        let now = SystemTime::now();
+        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        CACHE.with_borrow_mut(|(at, text)| {
+            if *at != second {
+                *at = second;
+                *text = crate::proto::h1::http_date(now);
+            }
+            *text
+        })
+    }
+}
