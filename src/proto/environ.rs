@@ -1,12 +1,15 @@
 //! PEP 3333 environ values from a request head.
 //!
 //! What it does: turns what the runtime already parsed (method, target,
-//! version, header fields, socket addresses) into the CGI-style strings of a
+//! version, header fields, socket addresses) into the CGI-style values of a
 //! WSGI environ: `REQUEST_METHOD`, `SCRIPT_NAME`, `PATH_INFO`,
 //! `QUERY_STRING`, `SERVER_*`, `REMOTE_*`, `CONTENT_TYPE`, `CONTENT_LENGTH`,
-//! the `HTTP_*` variables and `wsgi.url_scheme`. Every string follows PEP 3333
+//! the `HTTP_*` variables and `wsgi.url_scheme`. Every value follows PEP 3333
 //! §"Unicode Issues": bytes from the wire become a `str` whose code points are
-//! those bytes ("bytes as latin-1"); the Python bridge only copies them.
+//! those bytes ("bytes as latin-1"). A value is a `Text`: the request's own
+//! bytes, shared with its header map or target (no copy: a hello-world
+//! request makes no allocation here), or bytes made for it; the Python
+//! bridge turns each into a `str`, one char per byte.
 //!
 //! What it does not do: no Python objects, no `wsgi.*` keys other than the
 //! scheme, no body handling (what `CONTENT_LENGTH` shows is decided by
@@ -17,7 +20,8 @@
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
-use http::header::HeaderName;
+use http::header::{HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery};
 use http::HeaderMap;
 use percent_encoding::percent_decode_str;
 
@@ -44,18 +48,18 @@ impl HttpVersion {
 }
 
 /// What `build` needs to know about one request. Borrowed from the runtime's
-/// own request head; nothing is copied until `build`.
+/// own request head; nothing is copied until `build`, and `build` copies
+/// only what it must change.
 #[derive(Clone, Copy, Debug)]
 pub struct EnvironInput<'a> {
     pub method: &'a str,
-    /// Raw path of the request target, still percent-encoded (`http::Uri::path()`).
-    pub path: &'a str,
-    /// Raw query (`http::Uri::query()`).
-    pub query: Option<&'a str>,
+    /// The request target's path and query, still percent-encoded (`None`
+    /// for a target with neither: CONNECT's authority form).
+    pub target: Option<&'a PathAndQuery>,
     pub version: HttpVersion,
     pub headers: &'a HeaderMap,
     /// HTTP/2 `:authority`, or the authority of an absolute-form target.
-    pub authority: Option<&'a str>,
+    pub authority: Option<&'a Authority>,
     pub https: bool,
     /// `None` on unix sockets.
     pub local_addr: Option<SocketAddr>,
@@ -69,31 +73,103 @@ pub struct EnvironInput<'a> {
     pub strip_content_encoding: bool,
 }
 
-/// The CGI-style part of a WSGI environ, as Rust strings whose chars are all
-/// U+0000..=U+00FF (PEP 3333 "native strings").
+/// An environ value as latin-1 bytes: each byte is the char with the same
+/// code point.
+#[derive(Clone, Debug)]
+pub enum Text {
+    Static(&'static str),
+    /// Bytes `start..end` of a part of the request, shared (a reference
+    /// count, not a copy).
+    Shared(Shared, u32, u32),
+    /// Bytes made for this environ (a decoded path, joined fields).
+    Made(Vec<u8>),
+}
+
+/// The part of a request a `Text::Shared` is taken from.
+#[derive(Clone, Debug)]
+pub enum Shared {
+    Field(HeaderValue),
+    Target(PathAndQuery),
+    Authority(Authority),
+}
+
+impl Shared {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Shared::Field(v) => v.as_bytes(),
+            Shared::Target(t) => t.as_str().as_bytes(),
+            Shared::Authority(a) => a.as_str().as_bytes(),
+        }
+    }
+}
+
+impl Text {
+    const EMPTY: Text = Text::Static("");
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Text::Static(s) => s.as_bytes(),
+            Text::Shared(shared, start, end) => &shared.bytes()[*start as usize..*end as usize],
+            Text::Made(bytes) => bytes,
+        }
+    }
+
+    /// The text as chars (each byte one char), for logs and tests.
+    pub fn to_text(&self) -> Cow<'_, str> {
+        let bytes = self.as_bytes();
+        match std::str::from_utf8(bytes) {
+            Ok(ascii) if bytes.is_ascii() => Cow::Borrowed(ascii),
+            _ => Cow::Owned(bytes.iter().map(|&b| char::from(b)).collect()),
+        }
+    }
+
+    /// `part` of `whole`, shared with it.
+    fn part(whole: Shared, part: &[u8]) -> Text {
+        let base = whole.bytes().as_ptr() as usize;
+        let start = part.as_ptr() as usize - base;
+        debug_assert!(start + part.len() <= whole.bytes().len());
+        // Field values and targets are bounded by the head size limits,
+        // far below u32::MAX.
+        Text::Shared(whole, start as u32, (start + part.len()) as u32)
+    }
+
+    fn whole(shared: Shared) -> Text {
+        let len = shared.bytes().len() as u32;
+        Text::Shared(shared, 0, len)
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Text) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Text {}
+
+/// The CGI-style part of a WSGI environ.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Environ {
     /// Borrowed for the methods of RFC 9110 §9 (no allocation per request).
     pub request_method: Cow<'static, str>,
-    pub script_name: String,
-    /// Percent-decoded, then each byte -> char (latin-1).
-    pub path_info: String,
+    pub script_name: Text,
+    /// Percent-decoded.
+    pub path_info: Text,
     /// Raw (not percent-decoded), "" if none.
-    pub query_string: String,
-    pub server_name: String,
-    pub server_port: String,
+    pub query_string: Text,
+    pub server_name: Text,
+    pub server_port: Text,
     pub server_protocol: &'static str,
-    /// "" on unix sockets.
-    pub remote_addr: String,
-    /// "" on unix sockets.
-    pub remote_port: String,
+    /// The peer, for `REMOTE_ADDR` (`remote_addr_text`) and `REMOTE_PORT`;
+    /// `None` (both "") on unix sockets.
+    pub remote: Option<SocketAddr>,
     /// "http" | "https".
     pub url_scheme: &'static str,
-    pub content_type: Option<String>,
-    pub content_length: Option<String>,
+    pub content_type: Option<Text>,
+    pub content_length: Option<u64>,
     /// `("HTTP_USER_AGENT", value)`, in the order the fields were first seen.
     /// The names of common fields are static text (no allocation).
-    pub headers: Vec<(Cow<'static, str>, String)>,
+    pub headers: Vec<(Cow<'static, str>, Text)>,
     /// TLS variables (see [`tls_variables`]); empty on cleartext connections.
     pub tls: Vec<(&'static str, String)>,
 }
@@ -134,9 +210,9 @@ pub fn tls_variables(
 //   HTTP_*          every other field, except the ones `route` drops
 // ---------------------------------------------------------------------------
 
-/// Builds the environ strings for one request.
+/// Builds the environ values for one request.
 pub fn build(input: &EnvironInput<'_>) -> Environ {
-    let (script_name, path_info) = script_name_and_path_info(input.root_path, input.path);
+    let (script_name, path_info) = script_name_and_path_info(input.root_path, input.target);
     // The authority wins over Host: RFC 9112 §3.2.2 says a server receiving
     // an absolute-form target MUST ignore Host, and RFC 9113 §8.3.1 says in
     // HTTP/2 the two must name the same thing.
@@ -145,45 +221,65 @@ pub fn build(input: &EnvironInput<'_>) -> Environ {
         input
             .headers
             .get(http::header::HOST)
-            .map(|value| latin1(value.as_bytes()))
+            .map(|value| Text::whole(Shared::Field(value.clone())))
     });
     let default_port = if input.https { "443" } else { "80" };
-    let (server_name, server_port) = match host.as_deref().filter(|h| !h.is_empty()) {
+    let (server_name, server_port) = match host.filter(|h| !h.as_bytes().is_empty()) {
         Some(host) => {
-            let (name, port) = split_host_port(host);
+            let (name, port) = split_host_port(host.as_bytes());
             // A port that is empty ("host:", allowed by RFC 3986 §3.2.3) or not
             // a number means the scheme's default: applications call
             // int(SERVER_PORT).
             let port = match port {
-                Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p,
-                _ => default_port,
+                Some(p) if !p.is_empty() && p.iter().all(u8::is_ascii_digit) => {
+                    sub_text(&host, p)
+                }
+                _ => Text::Static(default_port),
             };
-            (name.to_owned(), port.to_owned())
+            (sub_text(&host, name), port)
         }
         None => match input.local_addr {
-            Some(addr) => (ip_text(addr), number_text(addr.port())),
-            None => ("localhost".to_owned(), default_port.to_owned()),
+            Some(addr) => (
+                Text::Made(ip_text(addr).into_bytes()),
+                Text::Made(number_text(addr.port()).into_bytes()),
+            ),
+            None => (Text::Static("localhost"), Text::Static(default_port)),
         },
     };
-    let (content_type, headers) = header_variables(input, authority.as_deref());
+    let (content_type, headers) = header_variables(input, authority);
     Environ {
         request_method: method_text(input.method),
         script_name,
         path_info,
-        query_string: latin1(input.query.unwrap_or("").as_bytes()),
+        query_string: query_text(input.target),
         server_name,
         server_port,
         server_protocol: input.version.server_protocol(),
-        remote_addr: input.peer_addr.map_or_else(String::new, ip_text),
-        remote_port: input
-            .peer_addr
-            .map_or_else(String::new, |addr| number_text(addr.port())),
+        remote: input.peer_addr,
         url_scheme: if input.https { "https" } else { "http" },
         content_type,
-        content_length: input.content_length.map(number_text),
+        content_length: input.content_length,
         headers,
         tls: Vec::new(),
     }
+}
+
+/// `part` (a slice of `text`'s bytes) as a `Text`, shared as `text` is.
+fn sub_text(text: &Text, part: &[u8]) -> Text {
+    match text {
+        Text::Shared(shared, ..) => Text::part(shared.clone(), part),
+        Text::Static(_) | Text::Made(_) => Text::Made(part.to_vec()),
+    }
+}
+
+/// REMOTE_ADDR: the peer's canonical IP.
+pub fn remote_addr_text(peer: SocketAddr) -> String {
+    ip_text(peer)
+}
+
+/// REMOTE_PORT.
+pub fn remote_port_text(peer: SocketAddr) -> String {
+    number_text(peer.port())
 }
 
 /// SCRIPT_NAME and PATH_INFO (PEP 3333 §"environ Variables", §"URL
@@ -203,24 +299,51 @@ pub fn build(input: &EnvironInput<'_>) -> Environ {
 /// the path's (uvicorn does `.encode("utf8").decode("latin1")` as well).
 ///
 /// `OPTIONS *` needs no special case: "*" decodes to "*".
-fn script_name_and_path_info(root_path: &str, raw_path: &str) -> (String, String) {
+fn script_name_and_path_info(root_path: &str, target: Option<&PathAndQuery>) -> (Text, Text) {
     let root = root_path.trim_end_matches('/').as_bytes();
-    // Borrowed when there is no escape (most paths): no copy before latin1.
-    let decoded: Cow<'_, [u8]> = percent_decode_str(raw_path).into();
-    let path_info = match decoded.strip_prefix(root) {
+    let script_name = if root.is_empty() {
+        Text::EMPTY
+    } else {
+        Text::Made(root.to_vec())
+    };
+    let Some(target) = target else {
+        return (script_name, Text::EMPTY);
+    };
+    let path = target.path();
+    // Borrowed when there is no escape (most paths): no copy.
+    let decoded: Cow<'_, [u8]> = percent_decode_str(path).into();
+    let path_info: &[u8] = match decoded.strip_prefix(root) {
         Some(rest) if !root.is_empty() && (rest.is_empty() || rest[0] == b'/') => rest,
         _ => &decoded[..],
     };
-    (latin1(root), latin1(path_info))
+    let path_info = match &decoded {
+        // A slice of the target itself (http gives "/" for an empty path:
+        // static text, not in the target's bytes).
+        Cow::Borrowed(_) if target.as_str().starts_with(path) => {
+            Text::part(Shared::Target(target.clone()), path_info)
+        }
+        _ => Text::Made(path_info.to_vec()),
+    };
+    (script_name, path_info)
 }
 
-/// The host of an authority, as latin-1 text. Userinfo ("user@") is not
-/// part of the host (RFC 9110 §4.2.4 deprecates it) and is removed.
-fn authority_host(authority: &str) -> String {
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    latin1(host.as_bytes())
+/// QUERY_STRING: the raw query, "" without one.
+fn query_text(target: Option<&PathAndQuery>) -> Text {
+    match target.and_then(|t| t.query()) {
+        Some(query) if !query.is_empty() => {
+            let target = target.expect("a query has a target");
+            Text::part(Shared::Target(target.clone()), query.as_bytes())
+        }
+        _ => Text::EMPTY,
+    }
+}
+
+/// The host of an authority. Userinfo ("user@") is not part of the host
+/// (RFC 9110 §4.2.4 deprecates it) and is removed.
+fn authority_host(authority: &Authority) -> Text {
+    let text = authority.as_str();
+    let host = text.rsplit_once('@').map_or(text, |(_, host)| host);
+    Text::part(Shared::Authority(authority.clone()), host.as_bytes())
 }
 
 /// Splits `host:port`, `[v6]:port`, `host`, `[v6]` into name and port.
@@ -231,15 +354,15 @@ fn authority_host(authority: &str) -> String {
 /// HTTP_HOST, which keeps the brackets, so nothing is lost.
 /// A bare IPv6 address without brackets is not a valid host (RFC 3986 §3.2.2);
 /// it is taken whole as the name, with no port.
-fn split_host_port(host: &str) -> (&str, Option<&str>) {
-    if let Some(rest) = host.strip_prefix('[') {
-        return match rest.split_once(']') {
-            Some((v6, after)) => (v6, after.strip_prefix(':')),
+fn split_host_port(host: &[u8]) -> (&[u8], Option<&[u8]>) {
+    if let Some(rest) = host.strip_prefix(b"[") {
+        return match rest.iter().position(|&b| b == b']') {
+            Some(end) => (&rest[..end], rest[end + 1..].strip_prefix(b":")),
             None => (host, None),
         };
     }
-    match host.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') => (name, Some(port)),
+    match host.iter().rposition(|&b| b == b':') {
+        Some(colon) if !host[..colon].contains(&b':') => (&host[..colon], Some(&host[colon + 1..])),
         _ => (host, None),
     }
 }
@@ -331,6 +454,14 @@ fn route(name: &HeaderName, input: &EnvironInput<'_>) -> Route {
     Route::Http { separator: ", " }
 }
 
+/// `text` followed by `separator` and `more`: made, as joined values are.
+fn join(text: &mut Text, separator: &str, more: &[u8]) {
+    let mut joined = std::mem::replace(text, Text::EMPTY).as_bytes().to_vec();
+    joined.extend_from_slice(separator.as_bytes());
+    joined.extend_from_slice(more);
+    *text = Text::Made(joined);
+}
+
 /// CONTENT_TYPE and the `HTTP_*` variables, in first-seen field order.
 ///
 /// When the request has an authority, HTTP_HOST is that authority's host: in
@@ -338,13 +469,13 @@ fn route(name: &HeaderName, input: &EnvironInput<'_>) -> Route {
 /// there is no Host field, as HTTP/2 clients usually send none.
 fn header_variables(
     input: &EnvironInput<'_>,
-    authority: Option<&str>,
-) -> (Option<String>, Vec<(Cow<'static, str>, String)>) {
-    let mut content_type: Option<String> = None;
+    authority: Option<Text>,
+) -> (Option<Text>, Vec<(Cow<'static, str>, Text)>) {
+    let mut content_type: Option<Text> = None;
     let mut variables = Vec::with_capacity(input.headers.keys_len() + 1);
-    if let Some(authority) = authority {
+    if let Some(authority) = &authority {
         if !input.headers.contains_key(http::header::HOST) {
-            variables.push((Cow::Borrowed("HTTP_HOST"), authority.to_owned()));
+            variables.push((Cow::Borrowed("HTTP_HOST"), authority.clone()));
         }
     }
     /// Where the further values of the field being read go.
@@ -357,44 +488,41 @@ fn header_variables(
     // no lookup per field), fields in first-seen order.
     let mut current: Option<(&HeaderName, Sink)> = None;
     for (name, value) in input.headers.iter() {
-        let value = value.as_bytes();
         if let Some((field, sink)) = &current {
             if *field == name {
                 match *sink {
                     Sink::Nowhere => {}
                     Sink::ContentType => {
                         if let Some(text) = content_type.as_mut() {
-                            text.push_str(", ");
-                            push_latin1(text, value);
+                            join(text, ", ", value.as_bytes());
                         }
                     }
                     Sink::Variable(at, separator) => {
-                        let text = &mut variables[at].1;
-                        text.push_str(separator);
-                        push_latin1(text, value);
+                        join(&mut variables[at].1, separator, value.as_bytes());
                     }
                 }
                 continue;
             }
         }
+        let shared = || Text::whole(Shared::Field(value.clone()));
         let sink = match route(name, input) {
             Route::Drop => Sink::Nowhere,
             Route::ContentType => {
-                content_type = Some(latin1(value));
+                content_type = Some(shared());
                 Sink::ContentType
             }
-            Route::Host => match authority {
+            Route::Host => match &authority {
                 Some(authority) => {
-                    variables.push((Cow::Borrowed("HTTP_HOST"), authority.to_owned()));
+                    variables.push((Cow::Borrowed("HTTP_HOST"), authority.clone()));
                     Sink::Nowhere
                 }
                 None => {
-                    variables.push((Cow::Borrowed("HTTP_HOST"), latin1(value)));
+                    variables.push((Cow::Borrowed("HTTP_HOST"), shared()));
                     Sink::Variable(variables.len() - 1, ", ")
                 }
             },
             Route::Http { separator } => {
-                variables.push((cgi_name(name), latin1(value)));
+                variables.push((cgi_name(name), shared()));
                 Sink::Variable(variables.len() - 1, separator)
             }
         };
@@ -449,22 +577,6 @@ fn method_text(method: &str) -> Cow<'static, str> {
     }
 }
 
-/// Bytes as latin-1: each byte becomes the char with the same code point
-/// (PEP 3333 §"Unicode Issues").
-fn latin1(bytes: &[u8]) -> String {
-    let mut text = String::with_capacity(bytes.len());
-    push_latin1(&mut text, bytes);
-    text
-}
-
-fn push_latin1(text: &mut String, bytes: &[u8]) {
-    // ASCII (nearly every value) is the same in latin-1 and UTF-8: one copy.
-    match std::str::from_utf8(bytes) {
-        Ok(ascii) if bytes.is_ascii() => text.push_str(ascii),
-        _ => text.extend(bytes.iter().map(|&b| char::from(b))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,12 +587,26 @@ mod tests {
         Some(s.parse().unwrap())
     }
 
+    /// "/" (a target `base` can borrow for as long as the tests run).
+    fn root() -> &'static PathAndQuery {
+        static ROOT: std::sync::OnceLock<PathAndQuery> = std::sync::OnceLock::new();
+        ROOT.get_or_init(|| PathAndQuery::from_static("/"))
+    }
+
+    /// A target from its path and query ("" and no query: none at all).
+    fn target(path: &str, query: Option<&str>) -> Option<PathAndQuery> {
+        match (path, query) {
+            ("", None) => None,
+            (path, None) => Some(path.parse().unwrap()),
+            (path, Some(q)) => Some(format!("{path}?{q}").parse().unwrap()),
+        }
+    }
+
     /// A plain HTTP/1.1 GET over TCP; tests change what they look at.
     fn base(headers: &HeaderMap) -> EnvironInput<'_> {
         EnvironInput {
             method: "GET",
-            path: "/",
-            query: None,
+            target: Some(root()),
             version: Http11,
             headers,
             authority: None,
@@ -555,13 +681,14 @@ mod tests {
     fn script_name_and_path_info_table() {
         let h = HeaderMap::new();
         for (root_path, path, script_name, path_info) in PATHS {
+            let target = target(path, None);
             let env = build(&EnvironInput {
                 root_path,
-                path,
+                target: target.as_ref(),
                 ..base(&h)
             });
             assert_eq!(
-                (env.script_name.as_str(), env.path_info.as_str()),
+                (env.script_name.to_text().as_ref(), env.path_info.to_text().as_ref()),
                 (*script_name, *path_info),
                 "root {root_path:?} path {path:?}"
             );
@@ -577,10 +704,13 @@ mod tests {
             (Some("a=1&b=%20"), "a=1&b=%20"),
             (Some("q=caf\u{e9}"), "q=caf\u{c3}\u{a9}"),
         ] {
-            assert_eq!(
-                build(&EnvironInput { query, ..base(&h) }).query_string,
-                expected
-            );
+            let target = target("/", query);
+            let env = build(&EnvironInput {
+                target: target.as_ref(),
+                ..base(&h)
+            });
+            assert_eq!(env.query_string.to_text(), expected);
+            assert_eq!(env.path_info.to_text(), "/");
         }
     }
 
@@ -659,24 +789,25 @@ mod tests {
         for case in HOSTS {
             let fields: Vec<(&str, &[u8])> = case.host.iter().map(|v| ("host", *v)).collect();
             let h = headers(&fields);
+            let authority: Option<Authority> = case.authority.map(|a| a.parse().unwrap());
             let env = build(&EnvironInput {
                 version: case.version,
-                authority: case.authority,
+                authority: authority.as_ref(),
                 https: case.https,
                 local_addr: case.local_addr.map(|a| a.parse().unwrap()),
                 ..base(&h)
             });
-            let http_host: Vec<&str> = env
+            let http_host: Vec<String> = env
                 .headers
                 .iter()
                 .filter(|(k, _)| k == "HTTP_HOST")
-                .map(|(_, v)| v.as_str())
+                .map(|(_, v)| v.to_text().into_owned())
                 .collect();
             assert_eq!(
                 (
-                    env.server_name.as_str(),
-                    env.server_port.as_str(),
-                    http_host.first().copied()
+                    env.server_name.to_text().as_ref(),
+                    env.server_port.to_text().as_ref(),
+                    http_host.first().map(String::as_str)
                 ),
                 (case.server_name, case.server_port, case.http_host),
                 "host {:?} authority {:?}",
@@ -690,9 +821,10 @@ mod tests {
     #[test]
     fn http_host_from_authority_comes_first() {
         let h = headers(&[("user-agent", "t"), ("accept", "*/*")]);
+        let authority = Authority::from_static("a.example");
         let env = build(&EnvironInput {
             version: Http2,
-            authority: Some("a.example"),
+            authority: Some(&authority),
             ..base(&h)
         });
         let names: Vec<&str> = env.headers.iter().map(|(k, _)| k.as_ref()).collect();
@@ -847,26 +979,31 @@ mod tests {
                 strip_content_encoding: case.strip_content_encoding,
                 ..base(&h)
             });
-            let got: Vec<(&str, &str)> = env
+            let got: Vec<(&str, String)> = env
                 .headers
                 .iter()
-                .map(|(k, v)| (k.as_ref(), v.as_str()))
+                .map(|(k, v)| (k.as_ref(), v.to_text().into_owned()))
                 .collect();
-            assert_eq!(got, case.expected, "case {i}");
-            assert_eq!(env.content_type.as_deref(), case.content_type, "case {i}");
+            let expected: Vec<(&str, String)> =
+                case.expected.iter().map(|(k, v)| (*k, v.to_string())).collect();
+            assert_eq!(got, expected, "case {i}");
+            assert_eq!(
+                env.content_type.as_ref().map(|t| t.to_text().into_owned()),
+                case.content_type.map(String::from),
+                "case {i}"
+            );
         }
     }
 
     #[test]
     fn content_length_comes_from_the_body_plan_only() {
         let h = headers(&[("content-length", b"5")]);
-        for (content_length, expected) in [(None, None), (Some(0), Some("0")), (Some(5), Some("5"))]
-        {
+        for content_length in [None, Some(0), Some(5)] {
             let env = build(&EnvironInput {
                 content_length,
                 ..base(&h)
             });
-            assert_eq!(env.content_length.as_deref(), expected);
+            assert_eq!(env.content_length, content_length);
             assert!(env.headers.is_empty());
         }
     }
@@ -924,8 +1061,8 @@ mod tests {
             });
             assert_eq!(
                 (
-                    env.remote_addr.as_str(),
-                    env.remote_port.as_str(),
+                    env.remote.map(remote_addr_text).unwrap_or_default().as_str(),
+                    env.remote.map(remote_port_text).unwrap_or_default().as_str(),
                     env.url_scheme
                 ),
                 (remote_addr, remote_port, scheme),

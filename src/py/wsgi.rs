@@ -23,6 +23,7 @@
 //! (`proto::response`): here they are only applied.
 
 use std::fs::File;
+use std::net::SocketAddr;
 use std::os::fd::FromRawFd;
 use std::sync::{Arc, Mutex};
 
@@ -30,13 +31,14 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH};
 use http::StatusCode;
 use pyo3::exceptions::{PyAssertionError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyString, PyTuple};
 use pyo3::{intern, IntoPyObjectExt};
 
 use super::input::Input;
 use super::types;
-use crate::proto::environ::Environ;
+use crate::proto::environ::{self, Environ, Text};
 use crate::proto::length::{Admit, ResponseLength};
 use crate::proto::response::{
     check_header_name, check_header_value, parse_content_length, parse_status,
@@ -365,16 +367,12 @@ fn parse_head(
         let value_obj = pair.get_item(1)?;
         let header_name = header_name(&name_obj)?;
         if header_name == CONTENT_LENGTH {
-            let value = header_text(&value_obj)?;
-            check_header_value(header_text(&name_obj)?, value)
-                .map_err(|e| PyValueError::new_err(e.to_string()))?;
-            let n =
-                parse_content_length(value).map_err(|e| PyValueError::new_err(e.to_string()))?;
+            let (n, value) = content_length_value(&value_obj, &name_obj)?;
             if content_length.is_some_and(|m| m != n) {
                 return Err(PyValueError::new_err("conflicting Content-Length headers"));
             }
             content_length = Some(n);
-            map.insert(CONTENT_LENGTH, HeaderValue::from(n));
+            map.insert(CONTENT_LENGTH, value);
             continue;
         }
         let header_value = header_value(&value_obj, &name_obj)?;
@@ -439,6 +437,8 @@ thread_local! {
         const { std::cell::RefCell::new(Converted::new()) };
     static CONVERTED_VALUES: std::cell::RefCell<Converted<HeaderValue>> =
         const { std::cell::RefCell::new(Converted::new()) };
+    static CONVERTED_LENGTHS: std::cell::RefCell<Converted<(u64, HeaderValue)>> =
+        const { std::cell::RefCell::new(Converted::new()) };
 }
 
 /// A checked response header name (a token, not hop-by-hop).
@@ -454,6 +454,27 @@ fn header_name(obj: &Bound<'_, PyAny>) -> PyResult<HeaderName> {
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
     if let Ok(text) = obj.cast::<PyString>() {
         CONVERTED_NAMES.with_borrow_mut(|c| c.put(text, converted.clone()));
+    }
+    Ok(converted)
+}
+
+/// A checked Content-Length value: the number, and its wire form.
+fn content_length_value(
+    obj: &Bound<'_, PyAny>,
+    name_obj: &Bound<'_, PyAny>,
+) -> PyResult<(u64, HeaderValue)> {
+    if let Ok(text) = obj.cast::<PyString>() {
+        if let Some(cached) = CONVERTED_LENGTHS.with_borrow(|c| c.get(text)) {
+            return Ok(cached);
+        }
+    }
+    let value = header_text(obj)?;
+    check_header_value(header_text(name_obj)?, value)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let n = parse_content_length(value).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let converted = (n, HeaderValue::from(n));
+    if let Ok(text) = obj.cast::<PyString>() {
+        CONVERTED_LENGTHS.with_borrow_mut(|c| c.put(text, converted.clone()));
     }
     Ok(converted)
 }
@@ -907,12 +928,16 @@ impl Driver {
 /// The str objects of environ values that repeat on every request of a
 /// connection: the peer's address and port, the server name and port, the
 /// usual client headers, the TLS variables. Each is made on the first request
-/// and reused for as long as the connection sends the same text, so a
+/// and reused for as long as the connection sends the same bytes, so a
 /// keep-alive or HTTP/2 connection does not build them again per request
 /// (one comparison instead of an allocation and a free). A few pointers per
 /// connection.
 #[derive(Default)]
-pub(crate) struct ConnStrings([Option<Py<PyString>>; CACHED]);
+pub(crate) struct ConnStrings {
+    strings: [Option<Py<PyString>>; CACHED],
+    /// The peer whose REMOTE_ADDR and REMOTE_PORT strings are cached.
+    peer: Option<SocketAddr>,
+}
 
 const REMOTE_ADDR: usize = 0;
 const REMOTE_PORT: usize = 1;
@@ -932,16 +957,56 @@ const FIRST_TLS: usize = FIRST_HEADER + CACHED_HEADERS.len();
 const CACHED: usize = FIRST_TLS + 4;
 
 impl ConnStrings {
-    fn get<'py>(&mut self, py: Python<'py>, at: usize, value: &str) -> Bound<'py, PyString> {
-        if let Some(cached) = &self.0[at] {
+    /// The str of latin-1 `bytes`, the cached one if it has those chars.
+    fn get<'py>(&mut self, py: Python<'py>, at: usize, bytes: &[u8]) -> PyResult<Bound<'py, PyString>> {
+        if let Some(cached) = &self.strings[at] {
             let cached = cached.bind(py);
-            if cached.to_str().is_ok_and(|s| s == value) {
-                return cached.clone();
+            // Only ASCII strings are cached (their UTF-8 form is their bytes).
+            if cached.to_str().is_ok_and(|s| s.as_bytes() == bytes) {
+                return Ok(cached.clone());
             }
         }
-        let fresh = PyString::new(py, value);
-        self.0[at] = Some(fresh.clone().unbind());
-        fresh
+        let fresh = latin1_str(py, bytes)?;
+        self.strings[at] = bytes.is_ascii().then(|| fresh.clone().unbind());
+        Ok(fresh)
+    }
+
+    /// REMOTE_ADDR and REMOTE_PORT of `peer`, made once per peer.
+    fn peer<'py>(
+        &mut self,
+        py: Python<'py>,
+        peer: SocketAddr,
+    ) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
+        if self.peer != Some(peer) {
+            let addr = PyString::new(py, &environ::remote_addr_text(peer));
+            let port = PyString::new(py, &environ::remote_port_text(peer));
+            self.strings[REMOTE_ADDR] = Some(addr.unbind());
+            self.strings[REMOTE_PORT] = Some(port.unbind());
+            self.peer = Some(peer);
+        }
+        let cached = |at: usize| {
+            self.strings[at]
+                .as_ref()
+                .expect("set with the peer")
+                .bind(py)
+                .clone()
+        };
+        (cached(REMOTE_ADDR), cached(REMOTE_PORT))
+    }
+}
+
+/// A str whose chars are `bytes`, one for one (PEP 3333: bytes as latin-1).
+fn latin1_str<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    let len = ffi::Py_ssize_t::try_from(bytes.len())
+        .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("environ value too large"))?;
+    // SAFETY: `bytes` is valid for `len` bytes; a new reference or NULL with
+    // an exception set, which `from_owned_ptr_or_err` turns into the error.
+    unsafe {
+        Ok(Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyUnicode_DecodeLatin1(bytes.as_ptr().cast(), len, std::ptr::null()),
+        )?
+        .cast_into_unchecked::<PyString>())
     }
 }
 
@@ -963,47 +1028,57 @@ fn environ_dict<'py>(
         other => PyString::new(py, other),
     };
     let empty = intern!(py, "");
-    let text = |s: String| {
-        if s.is_empty() {
-            empty.clone()
+    let text = |t: &Text| {
+        let bytes = t.as_bytes();
+        if bytes.is_empty() {
+            Ok(empty.clone())
         } else {
-            PyString::new(py, &s)
+            latin1_str(py, bytes)
         }
     };
     d.set_item(intern!(py, "REQUEST_METHOD"), method)?;
-    d.set_item(intern!(py, "SCRIPT_NAME"), text(e.script_name))?;
-    d.set_item(intern!(py, "PATH_INFO"), e.path_info)?;
-    d.set_item(intern!(py, "QUERY_STRING"), text(e.query_string))?;
-    for (key, at, value) in [
-        (intern!(py, "SERVER_NAME"), SERVER_NAME, &e.server_name),
-        (intern!(py, "SERVER_PORT"), SERVER_PORT, &e.server_port),
-        (intern!(py, "REMOTE_ADDR"), REMOTE_ADDR, &e.remote_addr),
-        (intern!(py, "REMOTE_PORT"), REMOTE_PORT, &e.remote_port),
-    ] {
-        d.set_item(key, strings.get(py, at, value))?;
-    }
+    d.set_item(intern!(py, "SCRIPT_NAME"), text(&e.script_name)?)?;
+    d.set_item(intern!(py, "PATH_INFO"), text(&e.path_info)?)?;
+    d.set_item(intern!(py, "QUERY_STRING"), text(&e.query_string)?)?;
+    d.set_item(
+        intern!(py, "SERVER_NAME"),
+        strings.get(py, SERVER_NAME, e.server_name.as_bytes())?,
+    )?;
+    d.set_item(
+        intern!(py, "SERVER_PORT"),
+        strings.get(py, SERVER_PORT, e.server_port.as_bytes())?,
+    )?;
+    let (remote_addr, remote_port) = match e.remote {
+        Some(peer) => strings.peer(py, peer),
+        None => (empty.clone(), empty.clone()),
+    };
+    d.set_item(intern!(py, "REMOTE_ADDR"), remote_addr)?;
+    d.set_item(intern!(py, "REMOTE_PORT"), remote_port)?;
     let protocol = match e.server_protocol {
         "HTTP/1.1" => intern!(py, "HTTP/1.1"),
         "HTTP/2" => intern!(py, "HTTP/2"),
         _ => intern!(py, "HTTP/1.0"),
     };
     d.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
-    if let Some(ct) = e.content_type {
-        d.set_item(intern!(py, "CONTENT_TYPE"), ct)?;
+    if let Some(ct) = &e.content_type {
+        d.set_item(intern!(py, "CONTENT_TYPE"), text(ct)?)?;
     }
-    if let Some(cl) = e.content_length {
-        d.set_item(intern!(py, "CONTENT_LENGTH"), cl)?;
+    if let Some(n) = e.content_length {
+        d.set_item(
+            intern!(py, "CONTENT_LENGTH"),
+            PyString::new(py, itoa::Buffer::new().format(n)),
+        )?;
     }
-    for (key, value) in e.headers {
+    for (key, value) in &e.headers {
         let value = match CACHED_HEADERS.iter().position(|k| *k == key) {
-            Some(i) => strings.get(py, FIRST_HEADER + i, &value),
-            None => PyString::new(py, &value),
+            Some(i) => strings.get(py, FIRST_HEADER + i, value.as_bytes())?,
+            None => text(value)?,
         };
-        d.set_item(header_key(py, &key), value)?;
+        d.set_item(header_key(py, key), value)?;
     }
     for (i, (key, value)) in e.tls.into_iter().enumerate() {
         let value = match FIRST_TLS + i {
-            at if at < CACHED => strings.get(py, at, &value),
+            at if at < CACHED => strings.get(py, at, value.as_bytes())?,
             _ => PyString::new(py, &value),
         };
         d.set_item(key, value)?;

@@ -29,7 +29,7 @@
 //! What it does not do: close anything (the connection task does, through
 //! `h2guard::GuardHandle`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -40,6 +40,9 @@ pub struct Activity {
     state: Mutex<State>,
     /// Only `drained` waits on this (at shutdown).
     drained: Notify,
+    /// Someone waits in `drained`: only then does the end of a request
+    /// notify (`Notify::notify_waiters` takes a lock even with no waiter).
+    draining: AtomicBool,
     /// When the first byte since the connection last went idle arrived, in
     /// nanoseconds after `created`, plus one; 0: none since. An atomic, not
     /// part of `state`: the transport looks at it on every read.
@@ -129,6 +132,7 @@ impl Activity {
                 responses: Vec::new(),
             }),
             drained: Notify::new(),
+            draining: AtomicBool::new(false),
             head_at: AtomicU64::new(0),
             created: Instant::now(),
         }
@@ -177,14 +181,18 @@ impl Activity {
         self.head_at.store(0, Ordering::Relaxed);
         let drained = s.in_flight == 0;
         drop(s);
-        if drained {
-            // Cheap when nobody waits (the usual case: only shutdown does).
+        // Read after the lock is released: a `drained` that set the flag
+        // after this saw `in_flight` as left here (see `drained`).
+        if drained && self.draining.load(Ordering::SeqCst) {
             self.drained.notify_waiters();
         }
     }
 
     /// Completes when no request is in flight.
     pub async fn drained(&self) {
+        // Set before `in_flight` is looked at under the lock, so an `end`
+        // that this look does not see reads the flag after it.
+        self.draining.store(true, Ordering::SeqCst);
         loop {
             let notified = self.drained.notified();
             tokio::pin!(notified);

@@ -124,13 +124,15 @@ where
     let mut out = Vec::new();
     loop {
         let request = loop {
-            match parse_request(&mut buf, &limits) {
-                Parsed::Request(request) => break request,
-                Parsed::Hyper(why) => {
-                    log_handover(why);
-                    return Ok(Outcome::Hyper(io, buf.freeze()));
+            if !buf.is_empty() {
+                match parse_request(&mut buf, &limits) {
+                    Parsed::Request(request) => break request,
+                    Parsed::Hyper(why) => {
+                        log_handover(why);
+                        return Ok(Outcome::Hyper(io, buf.freeze()));
+                    }
+                    Parsed::Partial => {}
                 }
-                Parsed::Partial => {}
             }
             if buf.capacity() - buf.len() < READ_BUFFER / 4 {
                 buf.reserve(READ_BUFFER);
@@ -187,7 +189,7 @@ where
 }
 
 fn log_handover(why: NotPlain) {
-    log::trace!(target: "propylon.server", "HTTP/1.1 request handed to hyper: {why:?}");
+    log::debug!(target: "propylon.server", "HTTP/1.1 request handed to hyper: {why:?}");
 }
 
 /// Read what the socket has into `buf`. `None`: shutdown was asked for and

@@ -238,11 +238,10 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
     let call = move |body: BodyReader, content_length: Option<u64>| -> Next {
         let mut environ = build(&EnvironInput {
             method: parts.method.as_str(),
-            path: parts.uri.path(),
-            query: parts.uri.query(),
+            target: parts.uri.path_and_query(),
             version,
             headers: &parts.headers,
-            authority: parts.uri.authority().map(|a| a.as_str()),
+            authority: parts.uri.authority(),
             https: tls.is_some(),
             local_addr: local,
             peer_addr: peer,

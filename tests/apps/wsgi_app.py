@@ -30,6 +30,11 @@ client cannot be told (e.g. after a disconnect).
                     ``mode`` = normal | error | endless
 ``/cl-more``        declares Content-Length 10, yields 20 bytes
 ``/cl-less``        declares Content-Length 20, yields 10 bytes
+``/stream-echo``    a generator that reads the body in ``n``-byte blocks while
+                    the response is being sent (no Content-Length)
+``/stash``          keeps this request's wsgi.input for /read-stash, reads nothing
+``/read-stash``     reads the kept wsgi.input; JSON: what it read, or the error
+``/status``         status ``code`` with no body (204, 304, ...)
 ==================  =============================================================
 """
 
@@ -365,6 +370,43 @@ def cl_more(environ, start_response):
 def cl_less(environ, start_response):
     start_response("200 OK", TEXT + [("Content-Length", "20")])
     return [b"0123456789"]
+
+
+@route("/stream-echo")
+def stream_echo(environ, start_response):
+    inp = environ["wsgi.input"]
+    n = int(query(environ, "n", "8192"))
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return iter(lambda: inp.read(n), b"")
+
+
+_stash = {}
+
+
+@route("/stash")
+def stash(environ, start_response):
+    _stash["input"] = environ["wsgi.input"]
+    start_response("200 OK", TEXT + [("Content-Length", "7")])
+    return [b"stashed"]
+
+
+@route("/read-stash")
+def read_stash(environ, start_response):
+    inp = _stash.pop("input")
+    try:
+        data = inp.read()
+        result = {"read": data.decode("latin-1"), "error": None}
+    except Exception as exc:
+        result = {"read": None, "error": type(exc).__name__, "message": str(exc)}
+    return respond_json(start_response, result)
+
+
+@route("/status")
+def status(environ, start_response):
+    code = query(environ, "code", "204")
+    # wsgiref.validate: no Content-Type on the responses that have no content.
+    start_response(f"{code} Whatever", [] if code in ("204", "304") else TEXT)
+    return []
 
 
 def dispatch(environ, start_response):
