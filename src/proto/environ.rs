@@ -231,9 +231,7 @@ pub fn build(input: &EnvironInput<'_>) -> Environ {
             // a number means the scheme's default: applications call
             // int(SERVER_PORT).
             let port = match port {
-                Some(p) if !p.is_empty() && p.iter().all(u8::is_ascii_digit) => {
-                    sub_text(&host, p)
-                }
+                Some(p) if !p.is_empty() && p.iter().all(u8::is_ascii_digit) => sub_text(&host, p),
                 _ => Text::Static(default_port),
             };
             (sub_text(&host, name), port)
@@ -688,7 +686,10 @@ mod tests {
                 ..base(&h)
             });
             assert_eq!(
-                (env.script_name.to_text().as_ref(), env.path_info.to_text().as_ref()),
+                (
+                    env.script_name.to_text().as_ref(),
+                    env.path_info.to_text().as_ref()
+                ),
                 (*script_name, *path_info),
                 "root {root_path:?} path {path:?}"
             );
@@ -984,8 +985,11 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.as_ref(), v.to_text().into_owned()))
                 .collect();
-            let expected: Vec<(&str, String)> =
-                case.expected.iter().map(|(k, v)| (*k, v.to_string())).collect();
+            let expected: Vec<(&str, String)> = case
+                .expected
+                .iter()
+                .map(|(k, v)| (*k, v.to_string()))
+                .collect();
             assert_eq!(got, expected, "case {i}");
             assert_eq!(
                 env.content_type.as_ref().map(|t| t.to_text().into_owned()),
@@ -1061,8 +1065,14 @@ mod tests {
             });
             assert_eq!(
                 (
-                    env.remote.map(remote_addr_text).unwrap_or_default().as_str(),
-                    env.remote.map(remote_port_text).unwrap_or_default().as_str(),
+                    env.remote
+                        .map(remote_addr_text)
+                        .unwrap_or_default()
+                        .as_str(),
+                    env.remote
+                        .map(remote_port_text)
+                        .unwrap_or_default()
+                        .as_str(),
                     env.url_scheme
                 ),
                 (remote_addr, remote_port, scheme),

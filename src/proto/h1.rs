@@ -21,11 +21,15 @@
 //! the connection, unread: a malformed head (hyper answers 400, 414 or 431
 //! as it does for any connection), HTTP/1.0, CONNECT, a target that is not
 //! in origin form, Transfer-Encoding, more than one Content-Length field or
-//! one that is not a plain number, Expect, and Upgrade.
+//! one that is not a plain number, Expect, Upgrade, and a `Host` field
+//! missing or repeated. So the server's own framing rules
+//! (`proto::request::check_framing`) have nothing to refuse in a plain
+//! request, and are applied to the others, which hyper parsed.
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE};
 use http::{HeaderMap, Method, StatusCode, Uri};
+use smallvec::SmallVec;
 
 use crate::proto::syntax::{parse_decimal, trim_ows};
 
@@ -67,6 +71,8 @@ pub enum NotPlain {
     Framing,
     /// `Expect` (hyper sends 100 Continue) or `Upgrade` (h2c).
     Negotiation,
+    /// No `Host`, or more than one (the server answers 400, RFC 9112 §3.2).
+    Host,
 }
 
 /// Returned by value and taken apart at once: boxing the request would cost
@@ -86,7 +92,7 @@ const INLINE_HEADERS: usize = 100;
 const MAX_TARGET: usize = u16::MAX as usize - 1;
 
 /// Where one header field sits in the head.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct FieldAt {
     name: (usize, usize),
     value: (usize, usize),
@@ -159,9 +165,10 @@ pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Parsed {
     let target_at = at(target.as_bytes());
     let mut content_length = None;
     let mut keep_alive = true;
-    let mut fields = [FieldAt::default(); INLINE_HEADERS];
-    let mut spilled_fields = Vec::new();
-    for (i, field) in req.headers.iter().enumerate() {
+    let mut hosts = 0;
+    // Most heads have a few dozen fields at most: no allocation for those.
+    let mut fields: SmallVec<[FieldAt; 32]> = SmallVec::new();
+    for field in req.headers.iter() {
         let name = field.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
             match parse_decimal(field.value) {
@@ -174,23 +181,19 @@ pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Parsed {
             return Parsed::Hyper(NotPlain::Negotiation);
         } else if name.eq_ignore_ascii_case(b"connection") && has_token(field.value, b"close") {
             keep_alive = false;
+        } else if name.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
         }
-        let field_at = FieldAt {
+        fields.push(FieldAt {
             name: at(name),
             value: at(field.value),
-        };
-        if i < INLINE_HEADERS {
-            fields[i] = field_at;
-        } else {
-            spilled_fields.push(field_at);
-        }
+        });
     }
-    let count = req.headers.len();
+    if hosts != 1 {
+        return Parsed::Hyper(NotPlain::Host);
+    }
     let head = buf.split_to(len).freeze();
-    let fields = fields[..count.min(INLINE_HEADERS)]
-        .iter()
-        .chain(spilled_fields.iter());
-    match build(&head, target_at, fields, count) {
+    match build(&head, target_at, &fields) {
         Some((uri, headers)) => Parsed::Request(Request {
             method,
             uri,
@@ -211,14 +214,9 @@ pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Parsed {
 }
 
 /// The target and header map of a head, their bytes shared with `head`.
-fn build<'a>(
-    head: &Bytes,
-    target: (usize, usize),
-    fields: impl Iterator<Item = &'a FieldAt>,
-    count: usize,
-) -> Option<(Uri, HeaderMap)> {
+fn build(head: &Bytes, target: (usize, usize), fields: &[FieldAt]) -> Option<(Uri, HeaderMap)> {
     let uri = Uri::from_maybe_shared(head.slice(target.0..target.1)).ok()?;
-    let mut headers = HeaderMap::with_capacity(count);
+    let mut headers = HeaderMap::with_capacity(fields.len());
     for field in fields {
         let name = HeaderName::from_bytes(&head[field.name.0..field.name.1]).ok()?;
         let value =
@@ -492,6 +490,8 @@ mod tests {
             (b"G@T / HTTP/1.1\r\nHost: a\r\n\r\n", NotPlain::Malformed),
             (b"GET / HTTP/1.1\r\nHost: a\r\nX: \x01\r\n\r\n", NotPlain::Malformed),
             (b"GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n", NotPlain::Malformed),
+            (b"GET / HTTP/1.1\r\n\r\n", NotPlain::Host),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", NotPlain::Host),
         ] {
             let (parsed, rest) = parse(head);
             match parsed {
@@ -508,7 +508,7 @@ mod tests {
             max_headers: 2,
             max_head: 64,
         };
-        let mut three = BytesMut::from(&b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"[..]);
+        let mut three = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: 1\r\nB: 2\r\nC: 3\r\n\r\n"[..]);
         assert!(matches!(
             parse_request(&mut three, &limits),
             Parsed::Hyper(NotPlain::TooLarge)
@@ -524,14 +524,14 @@ mod tests {
             max_headers: 150,
             max_head: 1 << 16,
         };
-        let mut many = BytesMut::from(&b"GET / HTTP/1.1\r\n"[..]);
+        let mut many = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: h\r\n"[..]);
         for i in 0..120 {
             many.extend_from_slice(format!("X-{i}: {i}\r\n").as_bytes());
         }
         many.extend_from_slice(b"\r\n");
         match parse_request(&mut many, &limits) {
             Parsed::Request(r) => {
-                assert_eq!(r.headers.len(), 120);
+                assert_eq!(r.headers.len(), 121);
                 assert_eq!(r.headers["x-119"], "119");
             }
             other => panic!("{other:?}"),

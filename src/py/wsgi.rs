@@ -958,7 +958,12 @@ const CACHED: usize = FIRST_TLS + 4;
 
 impl ConnStrings {
     /// The str of latin-1 `bytes`, the cached one if it has those chars.
-    fn get<'py>(&mut self, py: Python<'py>, at: usize, bytes: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    fn get<'py>(
+        &mut self,
+        py: Python<'py>,
+        at: usize,
+        bytes: &[u8],
+    ) -> PyResult<Bound<'py, PyString>> {
         if let Some(cached) = &self.strings[at] {
             let cached = cached.bind(py);
             // Only ASCII strings are cached (their UTF-8 form is their bytes).

@@ -158,9 +158,13 @@ where
                 let left = n - buffered.len() as u64;
                 let socket = socket.get_or_insert_with(|| BodySocket::new(io.raw_socket()));
                 let (body, lease) = socket.lend(buffered.freeze(), left, ctx.config.body_timeout);
-                (RequestBody::Socket(Some(body)), Some(lease))
+                (Some(body), Some(lease))
             }
-            _ => (RequestBody::Socket(None), None),
+            _ => (None, None),
+        };
+        let body = RequestBody::Plain {
+            declared: request.content_length,
+            body,
         };
         let mut req = Request::new(body);
         *req.method_mut() = request.method;

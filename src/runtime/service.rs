@@ -63,8 +63,13 @@ pub type HttpResponse = Response<Tracked<ResponseBody>>;
 /// connections hyper serves), or the server's own HTTP/1.1 path (`h1`).
 pub enum RequestBody {
     Hyper(Incoming),
-    /// `None`: the request has no body (or `Content-Length: 0`).
-    Socket(Option<SocketBody>),
+    /// A plain request of the server's own HTTP/1.1 path, whose head
+    /// `proto::h1::parse_request` has checked (size, framing, one `Host`):
+    /// its declared length, and its body when that is not 0.
+    Plain {
+        declared: Option<u64>,
+        body: Option<SocketBody>,
+    },
 }
 
 /// Serve one request. Its work (the checks, the environ, the dispatch to the
@@ -160,7 +165,11 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
         _ => HttpVersion::Http11,
     };
     let uri = req.uri();
+    // A plain request's head was checked as it was parsed: the size, and
+    // framing that leaves nothing to refuse (`proto::h1`).
+    let plain = matches!(req.body(), RequestBody::Plain { .. });
     let authority_ok = match version {
+        _ if plain => Ok(()),
         HttpVersion::Http2 => check_authority(req.headers(), uri.authority().map(|a| a.as_str())),
         _ => {
             // The request-target as sent: origin form, or absolute form.
@@ -176,11 +185,18 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             )
         }
     };
-    if let Err(e) = authority_ok.and_then(|()| check_framing(version, req.headers())) {
+    let framing_ok = match plain {
+        true => Ok(()),
+        false => check_framing(version, req.headers()),
+    };
+    if let Err(e) = authority_ok.and(framing_ok) {
         log::info!(target: "propylon.server", "rejected request: {e}");
         return Next::Respond(Box::new(error_response(e.status, e.reason, true)));
     }
-    if version == HttpVersion::Http11 && ctx.tls.is_none() && h2c::is_upgrade_request(req.headers())
+    if version == HttpVersion::Http11
+        && !plain
+        && ctx.tls.is_none()
+        && h2c::is_upgrade_request(req.headers())
     {
         return Next::Upgrade(Box::new(req));
     }
@@ -190,12 +206,10 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
     let framing = match (&upgraded, &incoming) {
         (Some(u), _) => u.framing,
         (None, RequestBody::Hyper(incoming)) => framing_of(&parts.headers, incoming),
-        (None, RequestBody::Socket(Some(body))) => Framing::Length(body.remaining()),
         // "Content-Length: 0" stays Length(0), so CONTENT_LENGTH shows "0".
-        (None, RequestBody::Socket(None)) if parts.headers.contains_key(CONTENT_LENGTH) => {
-            Framing::Length(0)
+        (None, RequestBody::Plain { declared, .. }) => {
+            declared.map_or(Framing::Empty, Framing::Length)
         }
-        (None, RequestBody::Socket(None)) => Framing::Empty,
     };
     let config = &ctx.config;
     let body_plan = match plan(&parts.headers, framing, &config.body) {
@@ -207,8 +221,15 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
     };
     let source = match (framing, incoming) {
         _ if upgraded.is_some() => Source::Memory(upgraded.map(|u| u.body).unwrap_or_default()),
-        (_, RequestBody::Socket(Some(body))) => Source::Socket(body),
-        (Framing::Empty | Framing::Length(0), _) | (_, RequestBody::Socket(None)) => Source::Empty,
+        (
+            _,
+            RequestBody::Plain {
+                body: Some(body), ..
+            },
+        ) => Source::Socket(body),
+        (Framing::Empty | Framing::Length(0), _) | (_, RequestBody::Plain { body: None, .. }) => {
+            Source::Empty
+        }
         (Framing::Length(n), RequestBody::Hyper(body)) => Source::Incoming {
             body,
             rt: ctx.rt.clone(),
