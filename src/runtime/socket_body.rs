@@ -143,9 +143,12 @@ impl SocketBody {
             return Ok(None);
         }
         let want = CHUNK.min(usize::try_from(self.left).unwrap_or(CHUNK));
-        let mut chunk = BytesMut::zeroed(want);
-        let n = self.recv(&mut chunk)?;
-        chunk.truncate(n);
+        let mut chunk = BytesMut::with_capacity(want);
+        let spare = chunk.spare_capacity_mut();
+        // `recv` writes into the spare capacity: no need to zero it first.
+        let n = self.recv(spare.as_mut_ptr().cast(), want)?;
+        // SAFETY: `recv` wrote the first `n` bytes of the spare capacity.
+        unsafe { chunk.set_len(n) };
         Ok(Some(chunk.freeze()))
     }
 
@@ -161,14 +164,13 @@ impl SocketBody {
         if self.left == 0 || dst.is_empty() {
             return Ok(0);
         }
-        self.recv(dst)
+        self.recv(dst.as_mut_ptr(), dst.len())
     }
 
-    /// One `recv` of at most what is left of the body, waiting for bytes.
-    fn recv(&mut self, dst: &mut [u8]) -> Result<usize, BodyError> {
-        let want = dst
-            .len()
-            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+    /// One `recv` into the `len` bytes at `dst` (written, never read), of
+    /// at most what is left of the body, waiting for bytes.
+    fn recv(&mut self, dst: *mut u8, len: usize) -> Result<usize, BodyError> {
+        let want = len.min(usize::try_from(self.left).unwrap_or(usize::MAX));
         loop {
             {
                 let mut state = self.socket.state.lock().unwrap();
@@ -177,17 +179,11 @@ impl SocketBody {
                         "the request is over: its connection has taken the socket back".into(),
                     ));
                 }
-                // SAFETY: `dst` is valid for `want` bytes; the descriptor is
-                // open while this body holds the lease (checked above, under
-                // the lock the connection takes before closing it).
-                let n = unsafe {
-                    libc::recv(
-                        self.socket.fd,
-                        dst.as_mut_ptr().cast(),
-                        want,
-                        libc::MSG_DONTWAIT,
-                    )
-                };
+                // SAFETY: `dst` is valid for writes of `want` (<= `len`)
+                // bytes, the callers' contract; the descriptor is open while
+                // this body holds the lease (checked above, under the lock
+                // the connection takes before closing it).
+                let n = unsafe { libc::recv(self.socket.fd, dst.cast(), want, libc::MSG_DONTWAIT) };
                 if n > 0 {
                     let n = n as usize;
                     self.left -= n as u64;
