@@ -61,6 +61,7 @@ pub mod body;
 pub mod config;
 pub mod detect;
 pub mod exchange;
+pub mod first;
 pub mod h1;
 pub mod h2c;
 pub mod h2guard;

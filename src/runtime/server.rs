@@ -33,6 +33,7 @@ use super::activity::{Activity, Expired, Timeouts};
 use super::config::{BindAddr, ServerConfig};
 use super::detect::{detect, Prefixed, Protocol};
 use super::exchange::Application;
+use super::first::{Either, First};
 use super::h1::{self, RawSocket};
 use super::h2c::{PendingUpgrade, UpgradeRequest, UpgradeStream};
 use super::h2guard::{Guard, GuardHandle, ENHANCE_YOUR_CALM};
@@ -63,9 +64,21 @@ macro_rules! drive {
         let mut shutdown = $shutdown;
         let ctx: &ConnContext = $ctx;
         tokio::pin!(conn);
-        let result = tokio::select! {
-            r = conn.as_mut() => Some(r),
-            _ = shutdown.changed() => {
+        // The watchers, polled only when one of them woke (`first`): not
+        // each time the connection is woken by its socket or its responses.
+        let watchers = async {
+            tokio::select! {
+                _ = shutdown.changed() => Watched::Shutdown,
+                expired = ctx.activity.watch_timers(
+                    timeouts(&ctx.config, $head),
+                    |t| ctx.guard.no_data_sent_for(t),
+                ) => Watched::Expired(expired),
+            }
+        };
+        tokio::pin!(watchers);
+        let result = match First::new(conn.as_mut(), watchers.as_mut()).await {
+            Either::Main(r) => Some(r),
+            Either::Side(Watched::Shutdown) => {
                 // In-flight requests finish. Then the closing exchange
                 // (HTTP/2: GOAWAY, PING, final GOAWAY) gets CLOSE_GRACE: a
                 // client that acknowledges nothing does not hold the shutdown.
@@ -78,10 +91,7 @@ macro_rules! drive {
                     } => None,
                 }
             }
-            expired = ctx.activity.watch_timers(
-                timeouts(&ctx.config, $head),
-                |t| ctx.guard.no_data_sent_for(t),
-            ) => match expired {
+            Either::Side(Watched::Expired(expired)) => match expired {
                 Expired::Idle => {
                     // An idle keep-alive connection: close it (HTTP/1.1 closes
                     // at once; HTTP/2 sends GOAWAY and gets CLOSE_GRACE to finish).
@@ -101,7 +111,7 @@ macro_rules! drive {
                     ctx.guard.trip(ENHANCE_YOUR_CALM, "a response stalled: the client takes no data");
                     tokio::time::timeout(STALL_GRACE, conn.as_mut()).await.ok()
                 }
-            }
+            },
         };
         if let Some(Err(e)) = &result {
             // Malformed requests, resets and timeouts: the client's doing, not
@@ -110,6 +120,12 @@ macro_rules! drive {
         }
         result
     }};
+}
+
+/// What woke a connection's watchers.
+enum Watched {
+    Shutdown,
+    Expired(Expired),
 }
 
 /// The timers of a connection; the head timer only where requests have heads
