@@ -38,6 +38,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use super::sendfile;
 use super::service::{handle, ConnContext, HttpResponse, RequestBody};
 use super::socket_body::{BodySocket, Lease};
+use crate::proto;
 use crate::proto::h1::{
     chunk_head, encode_response_head, parse_request, Answering, BodyLength, Framing, Limits,
     NotPlain, Parsed, LAST_CHUNK,
@@ -147,33 +148,46 @@ where
                 None => return Ok(Outcome::Closed),
             }
         };
-        let answering = Answering {
-            head: request.method == Method::HEAD,
-            keep_alive: request.keep_alive,
+        // The request's parts are moved into a boxed future here, in a
+        // scope of their own: the connection's future keeps no room for
+        // them (idle keep-alive connections hold only what they need).
+        let (handled, answering, lease) = {
+            // Taken apart at once, so nothing of it outlives this scope.
+            let proto::h1::Request {
+                method,
+                uri,
+                headers,
+                content_length,
+                keep_alive,
+            } = request;
+            let answering = Answering {
+                head: method == Method::HEAD,
+                keep_alive,
+            };
+            let (body, lease) = match content_length {
+                Some(n) if n > 0 => {
+                    let buffered =
+                        buf.split_to(buf.len().min(usize::try_from(n).unwrap_or(usize::MAX)));
+                    let left = n - buffered.len() as u64;
+                    let socket = socket.get_or_insert_with(|| BodySocket::new(io.raw_socket()));
+                    let (body, lease) =
+                        socket.lend(buffered.freeze(), left, ctx.config.body_timeout);
+                    (Some(body), Some(lease))
+                }
+                _ => (None, None),
+            };
+            let body = RequestBody::Plain {
+                declared: content_length,
+                body,
+            };
+            let mut req = Request::new(body);
+            *req.method_mut() = method;
+            *req.uri_mut() = uri;
+            *req.version_mut() = Version::HTTP_11;
+            *req.headers_mut() = headers;
+            (Box::pin(handle(req, ctx.clone())), answering, lease)
         };
-        let (body, lease) = match request.content_length {
-            Some(n) if n > 0 => {
-                let buffered =
-                    buf.split_to(buf.len().min(usize::try_from(n).unwrap_or(usize::MAX)));
-                let left = n - buffered.len() as u64;
-                let socket = socket.get_or_insert_with(|| BodySocket::new(io.raw_socket()));
-                let (body, lease) = socket.lend(buffered.freeze(), left, ctx.config.body_timeout);
-                (Some(body), Some(lease))
-            }
-            _ => (None, None),
-        };
-        let body = RequestBody::Plain {
-            declared: request.content_length,
-            body,
-        };
-        let mut req = Request::new(body);
-        *req.method_mut() = request.method;
-        *req.uri_mut() = request.uri;
-        *req.version_mut() = Version::HTTP_11;
-        *req.headers_mut() = request.headers;
-        // Boxed: the connection's future stays small while it waits for the
-        // next head (thousands of idle keep-alive connections).
-        let response = match Box::pin(handle(req, ctx.clone())).await {
+        let response = match handled.await {
             Ok(response) => response,
             Err(never) => match never {},
         };
@@ -255,24 +269,29 @@ async fn write_response<I: AsyncWrite + Unpin>(
     request: Answering,
     out: &mut Vec<u8>,
 ) -> io::Result<bool> {
-    let (parts, mut body) = response.into_parts();
-    let length = if body.is_end_stream() {
-        BodyLength::Empty
-    } else {
-        match body.size_hint().exact() {
-            Some(n) => BodyLength::Known(n),
-            None => BodyLength::Unknown,
-        }
+    // The head is encoded and the rest of the response's parts dropped
+    // before the first await: the connection's future holds only the body.
+    let (mut body, encoded) = {
+        let (parts, body) = response.into_parts();
+        let length = if body.is_end_stream() {
+            BodyLength::Empty
+        } else {
+            match body.size_hint().exact() {
+                Some(n) => BodyLength::Known(n),
+                None => BodyLength::Unknown,
+            }
+        };
+        out.clear();
+        let encoded = encode_response_head(
+            parts.status,
+            &parts.headers,
+            length,
+            request,
+            &date::now(),
+            out,
+        );
+        (body, encoded)
     };
-    out.clear();
-    let encoded = encode_response_head(
-        parts.status,
-        &parts.headers,
-        length,
-        request,
-        &date::now(),
-        out,
-    );
     let mut close = encoded.close;
     let mut head_sent = false;
     match encoded.framing {

@@ -48,7 +48,9 @@ pub enum ResponseBody {
     Empty,
     Full(Option<Bytes>),
     Stream(StreamBody),
-    File(FileBody),
+    /// Boxed: a response body is held by every connection that sends one
+    /// (and moved a few times per request); a file body is the large one.
+    File(Box<FileBody>),
 }
 
 impl ResponseBody {

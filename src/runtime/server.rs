@@ -695,7 +695,9 @@ where
     if let Some(Ok(h1::Outcome::Hyper(io, buffered))) =
         drive!(conn, serving.shutdown.clone(), &ctx, head: true)
     {
-        hyper_http1(h1::Rewind::new(io, buffered), serving, ctx).await;
+        // Boxed: an idle connection's future should not hold room for a
+        // hyper connection it may never need.
+        Box::pin(hyper_http1(h1::Rewind::new(io, buffered), serving, ctx)).await;
     }
 }
 
