@@ -258,3 +258,18 @@ def test_unix_socket_connections_take_the_own_path(start_server, tmp_path):
     assert head.startswith(b"HTTP/1.1 200 OK")
     assert rest == body
     srv.stop()
+
+
+def test_a_head_longer_than_one_read_is_plain(debug_server):
+    # The own path reads 4 KiB at a time: a 20 KB cookie takes several reads,
+    # sent in pieces, and is still a plain request.
+    cookie = "c=" + "x" * 20_000
+    start = debug_server.mark()
+    with RawConnection(debug_server.port) as raw:
+        head = f"GET /env HTTP/1.1\r\nHost: t\r\nCookie: {cookie}\r\n\r\n".encode()
+        for i in range(0, len(head), 3000):
+            raw.send(head[i : i + 3000])
+        env = json.loads(raw.read_response().body)
+    assert env["HTTP_COOKIE"] == cookie
+    debug_server.sync_log("long-head-done")
+    assert not any("handed to hyper" in line for line in debug_server.lines_since(start))

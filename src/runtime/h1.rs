@@ -44,9 +44,14 @@ use crate::proto::h1::{
     NotPlain, Parsed, LAST_CHUNK,
 };
 
-/// Read buffer: room for a head and a little more (hyper's first read is
-/// 8 KiB too). A larger body stays in the socket for the application's read.
-const READ_BUFFER: usize = 8 * 1024;
+/// Read size: room for a usual head (nginx reads heads into 1 KiB first,
+/// `client_header_buffer_size`; hyper into 8 KiB). What a read takes of a
+/// body beyond the head is copied once more, from this buffer into the
+/// `bytes` objects `wsgi.input` returns; the rest goes there straight from
+/// the socket. 4 KiB against 8 KiB: +2.8% requests/s for a 64 KiB POST
+/// echo, hello world the same (3 interleaved rounds). A longer head takes
+/// more reads.
+const READ_BUFFER: usize = 4 * 1024;
 
 /// A body at most this long goes into the same write as its head.
 const SMALL_BODY: usize = 1024;
