@@ -169,7 +169,7 @@ pub struct Environ {
     pub content_length: Option<u64>,
     /// `("HTTP_USER_AGENT", value)`, in the order the fields were first seen.
     /// The names of common fields are static text (no allocation).
-    pub headers: Vec<(Cow<'static, str>, Text)>,
+    pub headers: Vec<(HeaderKey, Text)>,
     /// TLS variables (see [`tls_variables`]); empty on cleartext connections.
     pub tls: Vec<(&'static str, String)>,
 }
@@ -468,12 +468,12 @@ fn join(text: &mut Text, separator: &str, more: &[u8]) {
 fn header_variables(
     input: &EnvironInput<'_>,
     authority: Option<Text>,
-) -> (Option<Text>, Vec<(Cow<'static, str>, Text)>) {
+) -> (Option<Text>, Vec<(HeaderKey, Text)>) {
     let mut content_type: Option<Text> = None;
     let mut variables = Vec::with_capacity(input.headers.keys_len() + 1);
     if let Some(authority) = &authority {
         if !input.headers.contains_key(http::header::HOST) {
-            variables.push((Cow::Borrowed("HTTP_HOST"), authority.clone()));
+            variables.push((HeaderKey::HOST, authority.clone()));
         }
     }
     /// Where the further values of the field being read go.
@@ -511,11 +511,11 @@ fn header_variables(
             }
             Route::Host => match &authority {
                 Some(authority) => {
-                    variables.push((Cow::Borrowed("HTTP_HOST"), authority.clone()));
+                    variables.push((HeaderKey::HOST, authority.clone()));
                     Sink::Nowhere
                 }
                 None => {
-                    variables.push((Cow::Borrowed("HTTP_HOST"), shared()));
+                    variables.push((HeaderKey::HOST, shared()));
                     Sink::Variable(variables.len() - 1, ", ")
                 }
             },
@@ -529,39 +529,74 @@ fn header_variables(
     (content_type, variables)
 }
 
+/// The environ key of a header field (`HTTP_USER_AGENT`): one of
+/// `COMMON_KEYS`, by its index (no allocation; the Python bridge keeps an
+/// interned str for each), or made for a rarer name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderKey {
+    Common(u8),
+    Made(String),
+}
+
+impl HeaderKey {
+    pub fn as_str(&self) -> &str {
+        match self {
+            HeaderKey::Common(i) => COMMON_KEYS[usize::from(*i)].1,
+            HeaderKey::Made(key) => key,
+        }
+    }
+
+    const HOST: HeaderKey = HeaderKey::Common(0);
+}
+
+/// Header fields that most requests carry (browsers, HTTP clients, proxies),
+/// with their environ keys. Index 0 is Host (`HeaderKey::HOST`).
+pub const COMMON_KEYS: [(&str, &str); 22] = [
+    ("host", "HTTP_HOST"),
+    ("accept", "HTTP_ACCEPT"),
+    ("accept-encoding", "HTTP_ACCEPT_ENCODING"),
+    ("accept-language", "HTTP_ACCEPT_LANGUAGE"),
+    ("authorization", "HTTP_AUTHORIZATION"),
+    ("cache-control", "HTTP_CACHE_CONTROL"),
+    ("connection", "HTTP_CONNECTION"),
+    ("cookie", "HTTP_COOKIE"),
+    ("if-modified-since", "HTTP_IF_MODIFIED_SINCE"),
+    ("if-none-match", "HTTP_IF_NONE_MATCH"),
+    ("origin", "HTTP_ORIGIN"),
+    ("pragma", "HTTP_PRAGMA"),
+    ("referer", "HTTP_REFERER"),
+    ("sec-fetch-dest", "HTTP_SEC_FETCH_DEST"),
+    ("sec-fetch-mode", "HTTP_SEC_FETCH_MODE"),
+    ("sec-fetch-site", "HTTP_SEC_FETCH_SITE"),
+    ("sec-fetch-user", "HTTP_SEC_FETCH_USER"),
+    (
+        "upgrade-insecure-requests",
+        "HTTP_UPGRADE_INSECURE_REQUESTS",
+    ),
+    ("user-agent", "HTTP_USER_AGENT"),
+    ("x-forwarded-for", "HTTP_X_FORWARDED_FOR"),
+    ("x-forwarded-proto", "HTTP_X_FORWARDED_PROTO"),
+    ("x-request-id", "HTTP_X_REQUEST_ID"),
+];
+
 /// "user-agent" -> "HTTP_USER_AGENT" (PEP 3333 §"environ Variables", CGI
 /// RFC 3875 §4.1.18).
-fn cgi_name(name: &HeaderName) -> Cow<'static, str> {
-    let common = match name.as_str() {
-        "accept" => "HTTP_ACCEPT",
-        "accept-encoding" => "HTTP_ACCEPT_ENCODING",
-        "accept-language" => "HTTP_ACCEPT_LANGUAGE",
-        "authorization" => "HTTP_AUTHORIZATION",
-        "cache-control" => "HTTP_CACHE_CONTROL",
-        "connection" => "HTTP_CONNECTION",
-        "cookie" => "HTTP_COOKIE",
-        "origin" => "HTTP_ORIGIN",
-        "referer" => "HTTP_REFERER",
-        "user-agent" => "HTTP_USER_AGENT",
-        "x-forwarded-for" => "HTTP_X_FORWARDED_FOR",
-        "x-forwarded-proto" => "HTTP_X_FORWARDED_PROTO",
-        "x-request-id" => "HTTP_X_REQUEST_ID",
-        _ => "",
-    };
-    if !common.is_empty() {
-        return Cow::Borrowed(common);
+fn cgi_name(name: &HeaderName) -> HeaderKey {
+    let name = name.as_str();
+    if let Some(i) = COMMON_KEYS.iter().position(|(field, _)| *field == name) {
+        return HeaderKey::Common(i as u8);
     }
     // Header names are lowercase ASCII tokens (the http crate guarantees it).
-    let mut cgi = Vec::with_capacity(5 + name.as_str().len());
+    let mut cgi = Vec::with_capacity(5 + name.len());
     cgi.extend_from_slice(b"HTTP_");
-    cgi.extend(name.as_str().bytes().map(|b| {
+    cgi.extend(name.bytes().map(|b| {
         if b == b'-' {
             b'_'
         } else {
             b.to_ascii_uppercase()
         }
     }));
-    Cow::Owned(String::from_utf8(cgi).expect("ASCII"))
+    HeaderKey::Made(String::from_utf8(cgi).expect("ASCII"))
 }
 
 /// The standard methods as static text; others (extension methods) copied.
@@ -801,7 +836,7 @@ mod tests {
             let http_host: Vec<String> = env
                 .headers
                 .iter()
-                .filter(|(k, _)| k == "HTTP_HOST")
+                .filter(|(k, _)| k.as_str() == "HTTP_HOST")
                 .map(|(_, v)| v.to_text().into_owned())
                 .collect();
             assert_eq!(
@@ -828,7 +863,7 @@ mod tests {
             authority: Some(&authority),
             ..base(&h)
         });
-        let names: Vec<&str> = env.headers.iter().map(|(k, _)| k.as_ref()).collect();
+        let names: Vec<&str> = env.headers.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(names, ["HTTP_HOST", "HTTP_USER_AGENT", "HTTP_ACCEPT"]);
     }
 
@@ -983,7 +1018,7 @@ mod tests {
             let got: Vec<(&str, String)> = env
                 .headers
                 .iter()
-                .map(|(k, v)| (k.as_ref(), v.to_text().into_owned()))
+                .map(|(k, v)| (k.as_str(), v.to_text().into_owned()))
                 .collect();
             let expected: Vec<(&str, String)> = case
                 .expected
@@ -1094,31 +1129,20 @@ mod tests {
 
     #[test]
     fn common_header_names_are_static_and_spelled_like_the_rest() {
-        for name in [
-            "accept",
-            "accept-encoding",
-            "accept-language",
-            "authorization",
-            "cache-control",
-            "connection",
-            "cookie",
-            "origin",
-            "referer",
-            "user-agent",
-            "x-forwarded-for",
-            "x-forwarded-proto",
-            "x-request-id",
-            "x-custom-thing",
-            "dnt",
-        ] {
-            let cgi = cgi_name(&HeaderName::from_static(name));
+        for (name, _) in COMMON_KEYS
+            .iter()
+            .copied()
+            .chain([("x-custom-thing", ""), ("dnt", "")])
+        {
+            let cgi = cgi_name(&HeaderName::from_bytes(name.as_bytes()).unwrap());
             assert_eq!(
-                cgi,
+                cgi.as_str(),
                 format!("HTTP_{}", name.to_uppercase().replace('-', "_"))
             );
             let common = !name.starts_with("x-custom") && name != "dnt";
-            assert_eq!(matches!(cgi, Cow::Borrowed(_)), common, "{name}");
+            assert_eq!(matches!(cgi, HeaderKey::Common(_)), common, "{name}");
         }
+        assert_eq!(HeaderKey::HOST.as_str(), "HTTP_HOST");
     }
 
     #[test]

@@ -33,12 +33,14 @@ use http::StatusCode;
 use pyo3::exceptions::{PyAssertionError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyString, PyTuple};
+use pyo3::Borrowed;
 use pyo3::{intern, IntoPyObjectExt};
 
 use super::input::Input;
 use super::types;
-use crate::proto::environ::{self, Environ, Text};
+use crate::proto::environ::{self, Environ, HeaderKey, Text};
 use crate::proto::length::{Admit, ResponseLength};
 use crate::proto::response::{
     check_header_name, check_header_value, parse_content_length, parse_status,
@@ -328,61 +330,64 @@ fn parse_head(
     status: &Bound<'_, PyAny>,
     headers: &Bound<'_, PyAny>,
 ) -> PyResult<Head> {
-    let status: &Bound<'_, PyString> = status
-        .cast()
-        .map_err(|_| PyTypeError::new_err("status must be a str such as \"200 OK\" (PEP 3333)"))?;
-    let status = match CONVERTED_STATUS.with_borrow(|c| c.get(status)) {
-        Some(code) => code,
-        None => {
-            let code = parse_status(&status.to_cow()?)
-                .map_err(|e| PyValueError::new_err(e.to_string()))?;
-            if code < 200 {
-                // 1xx are interim responses (RFC 9110 §15.2); a WSGI response is final.
-                return Err(PyValueError::new_err(format!(
-                    "status {code} is informational (1xx) and cannot be a WSGI response"
-                )));
+    // Any other iterable runs Python code as it is iterated: collected
+    // first, outside the caches' borrow (which that code could reach).
+    let collected: Vec<Bound<'_, PyAny>>;
+    let headers =
+        if headers.is_exact_instance_of::<PyList>() || headers.is_exact_instance_of::<PyTuple>() {
+            headers
+        } else {
+            collected = headers.try_iter()?.collect::<PyResult<_>>()?;
+            &PyList::new(py, &collected)?.into_any()
+        };
+    let count = headers.len()?;
+    // One look at the thread's caches for the whole head.
+    CONVERTED.with_borrow_mut(|caches| {
+        let status = caches.status(status)?;
+        // Sized for the usual list of headers; no re-hashing as it fills.
+        let mut map = HeaderMap::with_capacity(count);
+        let mut content_length = None;
+        let mut add = |item: Borrowed<'_, '_, PyAny>| -> PyResult<()> {
+            let pair = item
+                .cast::<PyTuple>()
+                .ok()
+                .filter(|p| p.len() == 2)
+                .ok_or_else(|| {
+                    PyTypeError::new_err(
+                        "each response header must be a (name, value) tuple of str (PEP 3333)",
+                    )
+                })?;
+            let name_obj = pair.get_borrowed_item(0)?;
+            let value_obj = pair.get_borrowed_item(1)?;
+            let header_name = caches.name(&name_obj)?;
+            if header_name == CONTENT_LENGTH {
+                let (n, value) = caches.length(&value_obj, &name_obj)?;
+                if content_length.is_some_and(|m| m != n) {
+                    return Err(PyValueError::new_err("conflicting Content-Length headers"));
+                }
+                content_length = Some(n);
+                map.insert(CONTENT_LENGTH, value);
+            } else {
+                map.append(header_name, caches.value(&value_obj, &name_obj)?);
             }
-            let code =
-                StatusCode::from_u16(code).map_err(|e| PyValueError::new_err(e.to_string()))?;
-            CONVERTED_STATUS.with_borrow_mut(|c| c.put(status, code));
-            code
-        }
-    };
-    // Sized for the usual list of headers; no re-hashing as it fills.
-    let mut map = HeaderMap::with_capacity(headers.len().unwrap_or(0));
-    let mut content_length = None;
-    for item in headers.try_iter()? {
-        let item = item?;
-        let pair: &Bound<'_, PyTuple> = item.cast().map_err(|_| {
-            PyTypeError::new_err(
-                "each response header must be a (name, value) tuple of str (PEP 3333)",
-            )
-        })?;
-        if pair.len() != 2 {
-            return Err(PyTypeError::new_err(
-                "each response header must be a (name, value) tuple of str (PEP 3333)",
-            ));
-        }
-        let name_obj = pair.get_item(0)?;
-        let value_obj = pair.get_item(1)?;
-        let header_name = header_name(&name_obj)?;
-        if header_name == CONTENT_LENGTH {
-            let (n, value) = content_length_value(&value_obj, &name_obj)?;
-            if content_length.is_some_and(|m| m != n) {
-                return Err(PyValueError::new_err("conflicting Content-Length headers"));
+            Ok(())
+        };
+        // A list or tuple (the usual `headers`) is read by index: no
+        // iterator object, and no Python code runs.
+        if let Ok(list) = headers.cast_exact::<PyList>() {
+            for item in list.iter() {
+                add(item.as_borrowed())?;
             }
-            content_length = Some(n);
-            map.insert(CONTENT_LENGTH, value);
-            continue;
+        } else if let Ok(tuple) = headers.cast_exact::<PyTuple>() {
+            for item in tuple.iter_borrowed() {
+                add(item)?;
+            }
         }
-        let header_value = header_value(&value_obj, &name_obj)?;
-        map.append(header_name, header_value);
-    }
-    let _ = py;
-    Ok(Head {
-        status,
-        headers: map,
-        content_length,
+        Ok(Head {
+            status,
+            headers: map,
+            content_length,
+        })
     })
 }
 
@@ -399,7 +404,7 @@ struct Converted<T> {
 }
 
 /// Entries per thread and kind (replaced round-robin when full).
-const CONVERTED: usize = 32;
+const CACHED_PER_KIND: usize = 32;
 /// Longer header values are converted anew each time (at most 32 × 256
 /// bytes of them are kept per thread).
 const MAX_CONVERTED_VALUE: usize = 256;
@@ -421,93 +426,131 @@ impl<T: Clone> Converted<T> {
 
     fn put(&mut self, text: &Bound<'_, PyString>, converted: T) {
         let entry = (text.clone().unbind(), converted);
-        if self.entries.len() < CONVERTED {
+        if self.entries.len() < CACHED_PER_KIND {
             self.entries.push(entry);
         } else {
             self.entries[self.next] = entry;
-            self.next = (self.next + 1) % CONVERTED;
+            self.next = (self.next + 1) % CACHED_PER_KIND;
         }
     }
+}
+
+/// The thread's caches of converted response heads, one per kind.
+struct Caches {
+    statuses: Converted<StatusCode>,
+    names: Converted<HeaderName>,
+    values: Converted<HeaderValue>,
+    lengths: Converted<(u64, HeaderValue)>,
 }
 
 thread_local! {
-    static CONVERTED_STATUS: std::cell::RefCell<Converted<StatusCode>> =
-        const { std::cell::RefCell::new(Converted::new()) };
-    static CONVERTED_NAMES: std::cell::RefCell<Converted<HeaderName>> =
-        const { std::cell::RefCell::new(Converted::new()) };
-    static CONVERTED_VALUES: std::cell::RefCell<Converted<HeaderValue>> =
-        const { std::cell::RefCell::new(Converted::new()) };
-    static CONVERTED_LENGTHS: std::cell::RefCell<Converted<(u64, HeaderValue)>> =
-        const { std::cell::RefCell::new(Converted::new()) };
+    /// One thread-local for all four: in a module Python loads with dlopen,
+    /// each thread-local access is a call (`__tls_get_addr`).
+    static CONVERTED: std::cell::RefCell<Caches> = const {
+        std::cell::RefCell::new(Caches {
+            statuses: Converted::new(),
+            names: Converted::new(),
+            values: Converted::new(),
+            lengths: Converted::new(),
+        })
+    };
 }
 
-/// A checked response header name (a token, not hop-by-hop).
-fn header_name(obj: &Bound<'_, PyAny>) -> PyResult<HeaderName> {
-    if let Ok(text) = obj.cast::<PyString>() {
-        if let Some(name) = CONVERTED_NAMES.with_borrow(|c| c.get(text)) {
-            return Ok(name);
+impl Caches {
+    /// A checked response status (`"200 OK"`), final (not 1xx).
+    fn status(&mut self, status: &Bound<'_, PyAny>) -> PyResult<StatusCode> {
+        let status: &Bound<'_, PyString> = status.cast().map_err(|_| {
+            PyTypeError::new_err("status must be a str such as \"200 OK\" (PEP 3333)")
+        })?;
+        if let Some(code) = self.statuses.get(status) {
+            return Ok(code);
         }
+        let code =
+            parse_status(&status.to_cow()?).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        if code < 200 {
+            // 1xx are interim responses (RFC 9110 §15.2); a WSGI response is final.
+            return Err(PyValueError::new_err(format!(
+                "status {code} is informational (1xx) and cannot be a WSGI response"
+            )));
+        }
+        let code = StatusCode::from_u16(code).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        self.statuses.put(status, code);
+        Ok(code)
     }
-    let name = header_text(obj)?;
-    check_header_name(name).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let converted = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    if let Ok(text) = obj.cast::<PyString>() {
-        CONVERTED_NAMES.with_borrow_mut(|c| c.put(text, converted.clone()));
-    }
-    Ok(converted)
-}
 
-/// A checked Content-Length value: the number, and its wire form.
-fn content_length_value(
-    obj: &Bound<'_, PyAny>,
-    name_obj: &Bound<'_, PyAny>,
-) -> PyResult<(u64, HeaderValue)> {
-    if let Ok(text) = obj.cast::<PyString>() {
-        if let Some(cached) = CONVERTED_LENGTHS.with_borrow(|c| c.get(text)) {
-            return Ok(cached);
+    /// A checked response header name (a token, not hop-by-hop).
+    fn name(&mut self, obj: &Bound<'_, PyAny>) -> PyResult<HeaderName> {
+        if let Ok(text) = obj.cast::<PyString>() {
+            if let Some(name) = self.names.get(text) {
+                return Ok(name);
+            }
         }
+        let name = header_text(obj)?;
+        check_header_name(name).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let converted = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        if let Ok(text) = obj.cast::<PyString>() {
+            self.names.put(text, converted.clone());
+        }
+        Ok(converted)
     }
-    let value = header_text(obj)?;
-    check_header_value(header_text(name_obj)?, value)
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let n = parse_content_length(value).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let converted = (n, HeaderValue::from(n));
-    if let Ok(text) = obj.cast::<PyString>() {
-        CONVERTED_LENGTHS.with_borrow_mut(|c| c.put(text, converted.clone()));
-    }
-    Ok(converted)
-}
 
-/// A checked response header value (latin-1 without CTL), in its wire form.
-fn header_value(obj: &Bound<'_, PyAny>, name_obj: &Bound<'_, PyAny>) -> PyResult<HeaderValue> {
-    if let Ok(text) = obj.cast::<PyString>() {
-        if let Some(value) = CONVERTED_VALUES.with_borrow(|c| c.get(text)) {
-            return Ok(value);
+    /// A checked Content-Length value: the number, and its wire form.
+    fn length(
+        &mut self,
+        obj: &Bound<'_, PyAny>,
+        name_obj: &Bound<'_, PyAny>,
+    ) -> PyResult<(u64, HeaderValue)> {
+        if let Ok(text) = obj.cast::<PyString>() {
+            if let Some(cached) = self.lengths.get(text) {
+                return Ok(cached);
+            }
         }
+        let value = header_text(obj)?;
+        check_header_value(header_text(name_obj)?, value)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let n = parse_content_length(value).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let converted = (n, HeaderValue::from(n));
+        if let Ok(text) = obj.cast::<PyString>() {
+            self.lengths.put(text, converted.clone());
+        }
+        Ok(converted)
     }
-    let value = header_text(obj)?;
-    // The name as the application spelled it, for the message.
-    check_header_value(header_text(name_obj)?, value)
+
+    /// A checked response header value (latin-1 without CTL), in its wire form.
+    fn value(
+        &mut self,
+        obj: &Bound<'_, PyAny>,
+        name_obj: &Bound<'_, PyAny>,
+    ) -> PyResult<HeaderValue> {
+        if let Ok(text) = obj.cast::<PyString>() {
+            if let Some(value) = self.values.get(text) {
+                return Ok(value);
+            }
+        }
+        let value = header_text(obj)?;
+        // The name as the application spelled it, for the message.
+        check_header_value(header_text(name_obj)?, value)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        // Latin-1: ASCII (the usual case) is already the wire form, other chars
+        // are one byte each.
+        let converted = if value.is_ascii() {
+            HeaderValue::from_str(value)
+        } else {
+            let bytes: Vec<u8> = value.chars().map(|c| c as u32 as u8).collect();
+            HeaderValue::from_bytes(&bytes)
+        }
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    // Latin-1: ASCII (the usual case) is already the wire form, other chars
-    // are one byte each.
-    let converted = if value.is_ascii() {
-        HeaderValue::from_str(value)
-    } else {
-        let bytes: Vec<u8> = value.chars().map(|c| c as u32 as u8).collect();
-        HeaderValue::from_bytes(&bytes)
+        // A long value stays out: the cache must not keep large strings alive.
+        if let Some(text) = obj
+            .cast::<PyString>()
+            .ok()
+            .filter(|_| value.len() <= MAX_CONVERTED_VALUE)
+        {
+            self.values.put(text, converted.clone());
+        }
+        Ok(converted)
     }
-    .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    // A long value stays out: the cache must not keep large strings alive.
-    if let Some(text) = obj
-        .cast::<PyString>()
-        .ok()
-        .filter(|_| value.len() <= MAX_CONVERTED_VALUE)
-    {
-        CONVERTED_VALUES.with_borrow_mut(|c| c.put(text, converted.clone()));
-    }
-    Ok(converted)
 }
 
 /// A response header name or value, borrowed from its str.
@@ -949,14 +992,10 @@ pub(crate) struct ConnStrings {
     headers: [Option<Py<PyString>>; CACHED_HEADERS.len()],
 }
 
-/// `HTTP_*` variables whose values a client usually repeats.
-const CACHED_HEADERS: [&str; 5] = [
-    "HTTP_HOST",
-    "HTTP_USER_AGENT",
-    "HTTP_ACCEPT",
-    "HTTP_ACCEPT_ENCODING",
-    "HTTP_ACCEPT_LANGUAGE",
-];
+/// `HTTP_*` variables whose values a client usually repeats, by their
+/// index in `environ::COMMON_KEYS`: Host, User-Agent, Accept,
+/// Accept-Encoding, Accept-Language.
+const CACHED_HEADERS: [u8; 5] = [0, 18, 1, 2, 3];
 
 /// The cached str, if it has the chars of latin-1 `bytes`.
 fn same_text<'py>(
@@ -1106,8 +1145,12 @@ fn environ_dict<'py>(
         )?;
     }
     for (key, value) in &e.headers {
-        let value = match CACHED_HEADERS.iter().position(|k| *k == key) {
-            Some(i) => cached_text(&mut strings.headers[i], py, value.as_bytes())?.0,
+        let cached = match key {
+            HeaderKey::Common(i) => CACHED_HEADERS.iter().position(|k| k == i),
+            HeaderKey::Made(_) => None,
+        };
+        let value = match cached {
+            Some(at) => cached_text(&mut strings.headers[at], py, value.as_bytes())?.0,
             None => text(value)?,
         };
         d.set_item(header_key(py, key), value)?;
@@ -1151,17 +1194,31 @@ pub fn environ_template<'py>(
     Ok(d)
 }
 
-/// Environ keys for header fields ("HTTP_USER_AGENT"), interned and kept: the
-/// same few dozen names recur on every request. Bounded, so that clients
-/// inventing header names cannot grow it, nor (the hash is FNV, not SipHash)
-/// make a lookup cost more than a scan of those 512 entries.
-fn header_key<'py>(py: Python<'py>, key: &str) -> Bound<'py, PyString> {
+/// Environ keys for header fields ("HTTP_USER_AGENT"), interned and kept.
+/// The common ones (`environ::COMMON_KEYS`) by index, made once; the rest in
+/// a map, bounded, so that clients inventing header names cannot grow it,
+/// nor (the hash is FNV, not SipHash) make a lookup cost more than a scan of
+/// those 512 entries.
+fn header_key<'py>(py: Python<'py>, key: &HeaderKey) -> Bound<'py, PyString> {
     const MAX_CACHED: usize = 512;
+    static COMMON: PyOnceLock<Vec<Py<PyString>>> = PyOnceLock::new();
+    let key = match key {
+        HeaderKey::Common(i) => {
+            let common = COMMON.get_or_init(py, || {
+                environ::COMMON_KEYS
+                    .iter()
+                    .map(|(_, key)| PyString::intern(py, key).unbind())
+                    .collect()
+            });
+            return common[usize::from(*i)].bind(py).clone();
+        }
+        HeaderKey::Made(key) => key,
+    };
     type Keys = std::collections::HashMap<String, Py<PyString>, fnv::FnvBuildHasher>;
     static CACHE: std::sync::OnceLock<Mutex<Keys>> = std::sync::OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut cache = cache.lock().unwrap();
-    if let Some(k) = cache.get(key) {
+    if let Some(k) = cache.get(key.as_str()) {
         return k.bind(py).clone();
     }
     let k = PyString::intern(py, key);

@@ -36,7 +36,7 @@ use http_body_util::BodyExt as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::sendfile;
-use super::service::{handle, ConnContext, HttpResponse, RequestBody};
+use super::service::{begin, ConnContext, HttpResponse, RequestBody};
 use super::socket_body::{BodySocket, Lease};
 use crate::proto;
 use crate::proto::h1::{
@@ -190,7 +190,7 @@ where
             *req.uri_mut() = uri;
             *req.version_mut() = Version::HTTP_11;
             *req.headers_mut() = headers;
-            (Box::pin(handle(req, ctx.clone())), answering, lease)
+            (Box::pin(begin(req, ctx.clone())), answering, lease)
         };
         let response = match handled.await {
             Ok(response) => response,

@@ -38,7 +38,7 @@ use super::h1::{self, RawSocket};
 use super::h2c::{PendingUpgrade, UpgradeRequest, UpgradeStream};
 use super::h2guard::{Guard, GuardHandle, ENHANCE_YOUR_CALM};
 use super::sendfile::{SendQueue, SendfileStream};
-use super::service::{handle, ConnContext, HttpResponse, RequestBody};
+use super::service::{begin, handle, ConnContext, HttpResponse, RequestBody};
 use super::tls::{TlsInfo, TlsState};
 
 /// Streams a client may reset before the server accepted them, per
@@ -527,7 +527,7 @@ impl Serving {
                     let io = TokioIo::new(io);
                     let service_ctx = ctx.clone();
                     let service = service_fn(move |req: Request<Incoming>| {
-                        handle(req.map(RequestBody::Hyper), service_ctx.clone())
+                        begin(req.map(RequestBody::Hyper), service_ctx.clone())
                     });
                     let conn = serving.http2.serve_connection(io, service);
                     drive!(conn, serving.shutdown.clone(), &ctx, head: false);
@@ -633,7 +633,7 @@ async fn serve<I: Transport>(io: I, serving: &Serving, ctx: Arc<ConnContext>) {
                 let io = TokioIo::new(io);
                 let service_ctx = ctx.clone();
                 let service = service_fn(move |req: Request<Incoming>| {
-                    handle(req.map(RequestBody::Hyper), service_ctx.clone())
+                    begin(req.map(RequestBody::Hyper), service_ctx.clone())
                 });
                 let conn = serving.http2.serve_connection(io, service);
                 drive!(conn, serving.shutdown.clone(), &ctx, head: false);
