@@ -30,7 +30,7 @@
 //! `h2guard::GuardHandle`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -66,35 +66,53 @@ pub struct Timeouts {
 struct State {
     in_flight: usize,
     idle_since: Instant,
-    responses: Vec<Weak<Progress>>,
+    /// The progress of the responses being sent, and of finished ones kept
+    /// for the next (`watch`): one each in flight, a few per connection.
+    responses: Vec<Arc<Progress>>,
 }
 
-/// One response body's progress, updated by `access_log::Tracked`.
-#[derive(Default)]
+/// One response body's progress, updated by `access_log::Tracked` on every
+/// poll of the body: no lock.
 pub struct Progress {
-    /// Set when the body last handed hyper data; cleared when it answered
-    /// "not yet" or ended.
-    gave_data_at: Mutex<Option<Instant>>,
+    /// When the body last handed hyper data, in nanoseconds after `base`,
+    /// plus one; 0 when it answered "not yet" or ended since.
+    gave_data_at: AtomicU64,
+    base: Instant,
 }
 
 impl Progress {
+    fn new() -> Progress {
+        Progress {
+            gave_data_at: AtomicU64::new(0),
+            base: Instant::now(),
+        }
+    }
+
     pub fn gave_data(&self) {
-        *self.gave_data_at.lock().unwrap() = Some(Instant::now());
+        // u64 nanoseconds: 584 years of connection.
+        let ns = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.gave_data_at.store(ns + 1, Ordering::Relaxed);
     }
 
     pub fn waiting(&self) {
-        let mut at = self.gave_data_at.lock().unwrap();
-        if at.is_some() {
-            *at = None;
+        if self.gave_data_at.load(Ordering::Relaxed) != 0 {
+            self.gave_data_at.store(0, Ordering::Relaxed);
         }
     }
 
     fn stalled_for(&self, limit: Duration) -> bool {
-        self.gave_data_at
-            .lock()
-            .unwrap()
-            .is_some_and(|t| t.elapsed() >= limit)
+        match self.gave_data_at.load(Ordering::Relaxed) {
+            0 => false,
+            ns => (self.base + Duration::from_nanos(ns - 1)).elapsed() >= limit,
+        }
     }
+}
+
+/// Drop the `Progress` of finished responses (held only by `responses`)
+/// but one, kept for the next response.
+fn trim_finished(responses: &mut Vec<Arc<Progress>>) {
+    let mut kept = false;
+    responses.retain(|p| Arc::strong_count(p) > 1 || !std::mem::replace(&mut kept, true));
 }
 
 /// One request in flight on its connection (see `Activity::begin`).
@@ -163,12 +181,18 @@ impl Activity {
         InFlight(self.clone())
     }
 
-    /// A response body is on its way; its progress is watched until it drops.
+    /// A response body is on its way; its progress is watched until it
+    /// drops. A finished response's `Progress` is used again (no allocation
+    /// per response on a keep-alive connection).
     pub fn watch(&self) -> Arc<Progress> {
-        let progress = Arc::new(Progress::default());
         let mut s = self.state.lock().unwrap();
-        s.responses.retain(|w| w.strong_count() > 0);
-        s.responses.push(Arc::downgrade(&progress));
+        // Held only here: its response is over.
+        if let Some(free) = s.responses.iter().find(|p| Arc::strong_count(p) == 1) {
+            free.gave_data_at.store(0, Ordering::Relaxed);
+            return free.clone();
+        }
+        let progress = Arc::new(Progress::new());
+        s.responses.push(progress.clone());
         progress
     }
 
@@ -180,6 +204,11 @@ impl Activity {
         // head, already read: hyper parses it without waiting).
         self.head_at.store(0, Ordering::Relaxed);
         let drained = s.in_flight == 0;
+        if drained && s.responses.len() > 1 {
+            // An HTTP/2 connection that had many responses at once keeps
+            // one finished `Progress` while it is idle, not all of them.
+            trim_finished(&mut s.responses);
+        }
         drop(s);
         // Read after the lock is released: a `drained` that set the flag
         // after this saw `in_flight` as left here (see `drained`).
@@ -252,12 +281,8 @@ impl Activity {
                         }
                     }
                 } else {
-                    s.responses.retain(|w| w.strong_count() > 0);
-                    let stalled = s
-                        .responses
-                        .iter()
-                        .filter_map(Weak::upgrade)
-                        .any(|p| p.stalled_for(send_timeout));
+                    trim_finished(&mut s.responses);
+                    let stalled = s.responses.iter().any(|p| p.stalled_for(send_timeout));
                     if stalled && sent_nothing_for(send_timeout) {
                         Next::Done(Expired::Stalled)
                     } else {
@@ -302,6 +327,27 @@ mod tests {
         .await
         .expect("stall detected");
         assert_eq!(expired, Expired::Stalled);
+    }
+
+    #[test]
+    fn a_finished_responses_progress_is_used_again_and_reset() {
+        let activity = Arc::new(Activity::new());
+        let first = activity.watch();
+        first.gave_data();
+        let first_ptr = Arc::as_ptr(&first);
+        // Two at once (HTTP/2): two of them.
+        let second = activity.watch();
+        assert!(!Arc::ptr_eq(&first, &second));
+        drop(first);
+        drop(second);
+        // The next response gets one of them back, with nothing given yet.
+        let third = activity.watch();
+        assert!(Arc::as_ptr(&third) == first_ptr || activity.state.lock().unwrap().responses.len() == 2);
+        assert!(!third.stalled_for(Duration::ZERO));
+        drop(third);
+        // Idle again: one finished `Progress` is kept, not both.
+        drop(activity.begin());
+        assert_eq!(activity.state.lock().unwrap().responses.len(), 1);
     }
 
     #[tokio::test(start_paused = true)]
