@@ -217,12 +217,13 @@ pub fn build(input: &EnvironInput<'_>) -> Environ {
     // an absolute-form target MUST ignore Host, and RFC 9113 §8.3.1 says in
     // HTTP/2 the two must name the same thing.
     let authority = input.authority.map(authority_host);
-    let host = authority.clone().or_else(|| {
-        input
+    let host = match &authority {
+        Some(authority) => Some(authority.clone()),
+        None => input
             .headers
             .get(http::header::HOST)
-            .map(|value| Text::whole(Shared::Field(value.clone())))
-    });
+            .map(|value| Text::whole(Shared::Field(value.clone()))),
+    };
     let default_port = if input.https { "443" } else { "80" };
     let (server_name, server_port) = match host.filter(|h| !h.as_bytes().is_empty()) {
         Some(host) => {
@@ -583,7 +584,11 @@ pub const COMMON_KEYS: [(&str, &str); 22] = [
 /// RFC 3875 §4.1.18).
 fn cgi_name(name: &HeaderName) -> HeaderKey {
     let name = name.as_str();
-    if let Some(i) = COMMON_KEYS.iter().position(|(field, _)| *field == name) {
+    // Most names differ from most common ones in length: a cheap first test.
+    if let Some(i) = COMMON_KEYS
+        .iter()
+        .position(|(field, _)| field.len() == name.len() && *field == name)
+    {
         return HeaderKey::Common(i as u8);
     }
     // Header names are lowercase ASCII tokens (the http crate guarantees it).

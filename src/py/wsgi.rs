@@ -45,6 +45,7 @@ use crate::proto::length::{Admit, ResponseLength};
 use crate::proto::response::{
     check_header_name, check_header_value, parse_content_length, parse_status,
 };
+use crate::runtime::body::BodyReader;
 use crate::runtime::exchange::{Application, Busy, Call, Reply, ResponseHead};
 use crate::runtime::pool::Pool;
 use crate::runtime::response::{channel, ChunkSink, FileBody, Push, ResponseBody};
@@ -591,7 +592,7 @@ fn run(py: Python<'_>, app: &Py<PyAny>, call: Box<Call>, pool: Arc<Pool>) {
         let taken = connection.lock().take();
         let mut strings: Box<ConnStrings> =
             taken.and_then(|b| b.downcast().ok()).unwrap_or_default();
-        let environ = environ_dict(py, environ, Input::new(body), &mut strings);
+        let environ = environ_dict(py, environ, body, &mut strings);
         let replaced = connection.lock().replace(strings);
         drop(replaced);
         let environ = environ?;
@@ -1109,7 +1110,7 @@ fn latin1_str<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyStrin
 fn environ_dict<'py>(
     py: Python<'py>,
     e: Environ,
-    input: Input,
+    body: BodyReader,
     strings: &mut ConnStrings,
 ) -> PyResult<Bound<'py, PyDict>> {
     let t = types::get(py)?;
@@ -1155,8 +1156,21 @@ fn environ_dict<'py>(
         };
         d.set_item(header_key(py, key), value)?;
     }
-    d.set_item(intern!(py, "wsgi.input"), input.into_py_any(py)?)?;
+    d.set_item(intern!(py, "wsgi.input"), wsgi_input(py, body)?)?;
     Ok(d)
+}
+
+/// `wsgi.input` for `body`. Every request without a body (most GETs) shares
+/// one: reads of it return `b""` and change nothing, so there is nothing of
+/// one request's in it for another to see, and no object to make per request.
+fn wsgi_input<'py>(py: Python<'py>, body: BodyReader) -> PyResult<Bound<'py, PyAny>> {
+    static EMPTY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    if body.remaining() == Some(0) {
+        let empty =
+            EMPTY.get_or_try_init(py, || Input::new(BodyReader::empty()).into_py_any(py))?;
+        return Ok(empty.bind(py).clone());
+    }
+    Input::new(body).into_bound_py_any(py)
 }
 
 /// The constant part of every environ (PEP 3333 `wsgi.*` and WSGI 1.1).

@@ -342,7 +342,9 @@ mod tests {
         drop(second);
         // The next response gets one of them back, with nothing given yet.
         let third = activity.watch();
-        assert!(Arc::as_ptr(&third) == first_ptr || activity.state.lock().unwrap().responses.len() == 2);
+        assert!(
+            Arc::as_ptr(&third) == first_ptr || activity.state.lock().unwrap().responses.len() == 2
+        );
         assert!(!third.stalled_for(Duration::ZERO));
         drop(third);
         // Idle again: one finished `Progress` is kept, not both.
