@@ -655,25 +655,22 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sized + 'sta
     ) -> impl Future<Output = ()> + Send + '_;
 }
 
-impl Transport for SendfileStream {
-    fn serve_http1(
-        io: Prefixed<Guard<Self>>,
-        serving: &Serving,
-        ctx: Arc<ConnContext>,
-    ) -> impl Future<Output = ()> + Send + '_ {
-        own_http1(io, serving, ctx)
-    }
+/// Cleartext sockets: the server's own path first.
+macro_rules! own_path_transport {
+    ($($transport:ty),*) => {$(
+        impl Transport for $transport {
+            fn serve_http1(
+                io: Prefixed<Guard<Self>>,
+                serving: &Serving,
+                ctx: Arc<ConnContext>,
+            ) -> impl Future<Output = ()> + Send + '_ {
+                own_http1(io, serving, ctx)
+            }
+        }
+    )*};
 }
 
-impl Transport for UnixStream {
-    fn serve_http1(
-        io: Prefixed<Guard<Self>>,
-        serving: &Serving,
-        ctx: Arc<ConnContext>,
-    ) -> impl Future<Output = ()> + Send + '_ {
-        own_http1(io, serving, ctx)
-    }
-}
+own_path_transport!(SendfileStream, UnixStream);
 
 impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
     fn serve_http1(
