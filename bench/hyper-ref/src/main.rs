@@ -12,12 +12,22 @@
 //! What it does not do: read request bodies, time out idle connections, log
 //! requests, or anything else a real server must. It is a ceiling, not a peer.
 //!
-//! Usage: `hyper-ref --bind 127.0.0.1:PORT [--certfile PEM --keyfile PEM]`;
-//! prints `Listening on http(s)://127.0.0.1:PORT` on stderr when ready (the
-//! same readiness line as Propylon), exits on SIGINT/SIGTERM.
+//! With `--app file` it is the ceiling of the bench's `file*` scenarios
+//! instead: every request on a connection is answered with the file named by
+//! `$PROPYLON_BENCH_FILE` (the file `bench/apps/wsgi_apps.py:file` serves),
+//! sent with `sendfile(2)`, one blocking thread per connection. No hyper there:
+//! hyper writes bodies from memory, and the point is what the kernel alone
+//! can send on this machine, whatever server sits on top.
+//!
+//! Usage: `hyper-ref --bind 127.0.0.1:PORT [--app hello|file] [--certfile PEM
+//! --keyfile PEM]`; prints `Listening on http(s)://127.0.0.1:PORT` on stderr
+//! when ready (the same readiness line as Propylon), exits on SIGINT/SIGTERM.
 
 use std::convert::Infallible;
+use std::fs::File;
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -35,7 +45,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_rustls::TlsAcceptor;
 
 const BODY: &[u8] = b"Hello, world!";
-const USAGE: &str = "usage: hyper-ref --bind HOST:PORT [--certfile PEM --keyfile PEM]";
+const USAGE: &str =
+    "usage: hyper-ref --bind HOST:PORT [--app hello|file] [--certfile PEM --keyfile PEM]";
 
 async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut response = Response::new(Full::new(Bytes::from_static(BODY)));
@@ -50,14 +61,22 @@ fn fail(message: String) -> ! {
     std::process::exit(2)
 }
 
+#[derive(PartialEq)]
+enum App {
+    Hello,
+    File,
+}
+
 struct Args {
     bind: SocketAddr,
+    app: App,
     certfile: Option<String>,
     keyfile: Option<String>,
 }
 
 fn parse_args() -> Args {
     let mut bind = None;
+    let mut app = App::Hello;
     let (mut certfile, mut keyfile) = (None, None);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -66,9 +85,18 @@ fn parse_args() -> Args {
             .unwrap_or_else(|| fail(format!("{flag} needs a value; {USAGE}")));
         match flag.as_str() {
             "--bind" => {
-                bind = Some(value.parse().unwrap_or_else(|_| {
-                    fail(format!("bad address {value:?}; {USAGE}"))
-                }))
+                bind = Some(
+                    value
+                        .parse()
+                        .unwrap_or_else(|_| fail(format!("bad address {value:?}; {USAGE}"))),
+                )
+            }
+            "--app" => {
+                app = match value.as_str() {
+                    "file" => App::File,
+                    // Every other bench application answers like hello here.
+                    _ => App::Hello,
+                }
             }
             "--certfile" => certfile = Some(value),
             "--keyfile" => keyfile = Some(value),
@@ -79,7 +107,83 @@ fn parse_args() -> Args {
         fail(format!("--certfile and --keyfile go together; {USAGE}"));
     }
     let bind = bind.unwrap_or_else(|| fail(USAGE.to_string()));
-    Args { bind, certfile, keyfile }
+    if app == App::File && certfile.is_some() {
+        fail(format!("--app file speaks cleartext only; {USAGE}"));
+    }
+    Args {
+        bind,
+        app,
+        certfile,
+        keyfile,
+    }
+}
+
+/// `--app file`: answers every request with the whole file, one thread per
+/// connection. Reads the request head up to its blank line and ignores it
+/// (the bench sends bodiless GETs); stops at EOF or any error.
+fn serve_file(listener: std::net::TcpListener, path: String) -> ! {
+    let size = std::fs::metadata(&path)
+        .unwrap_or_else(|e| fail(format!("cannot read $PROPYLON_BENCH_FILE ({path}): {e}")))
+        .len();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {size}\r\nX-Bench-File: sendfile\r\n\r\n"
+    );
+    loop {
+        let Ok((stream, _peer)) = listener.accept() else {
+            continue;
+        };
+        let (path, head) = (path.clone(), head.clone());
+        std::thread::spawn(move || {
+            let _ = file_connection(stream, &path, head.as_bytes(), size);
+        });
+    }
+}
+
+fn file_connection(
+    mut stream: std::net::TcpStream,
+    path: &str,
+    head: &[u8],
+    size: u64,
+) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let file = File::open(path)?;
+    let mut buf = [0u8; 4096];
+    let mut filled = 0;
+    loop {
+        // One request head: up to the blank line (pipelined bytes after it
+        // are kept for the next round).
+        let end = loop {
+            if let Some(i) = buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if filled == buf.len() {
+                return Ok(()); // a head this size is not the bench's
+            }
+            match stream.read(&mut buf[filled..])? {
+                0 => return Ok(()),
+                n => filled += n,
+            }
+        };
+        buf.copy_within(end..filled, 0);
+        filled -= end;
+        stream.write_all(head)?;
+        let mut offset: libc::off_t = 0;
+        while (offset as u64) < size {
+            let left = (size - offset as u64) as usize;
+            // SAFETY: both descriptors are open for the call (owned by
+            // `file` and `stream`), and `offset` is a valid off_t the kernel
+            // advances.
+            let sent =
+                unsafe { libc::sendfile(stream.as_raw_fd(), file.as_raw_fd(), &mut offset, left) };
+            match sent {
+                -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+                -1 => return Err(io::Error::last_os_error()),
+                0 => return Ok(()), // the file shrank: close rather than lie about its length
+                _ => {}
+            }
+        }
+    }
 }
 
 fn tls_acceptor(certfile: &str, keyfile: &str) -> TlsAcceptor {
@@ -99,9 +203,28 @@ fn tls_acceptor(certfile: &str, keyfile: &str) -> TlsAcceptor {
     TlsAcceptor::from(Arc::new(config))
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+fn main() {
     let args = parse_args();
+    if args.app == App::File {
+        let path = std::env::var("PROPYLON_BENCH_FILE")
+            .unwrap_or_else(|_| fail("--app file needs $PROPYLON_BENCH_FILE".to_string()));
+        let listener = std::net::TcpListener::bind(args.bind).unwrap_or_else(|e| {
+            eprintln!("hyper-ref: error: cannot listen on {}: {e}", args.bind);
+            std::process::exit(1)
+        });
+        eprintln!("Listening on http://{}", listener.local_addr().unwrap());
+        // SIGTERM's and SIGINT's default action ends the process: nothing
+        // to clean up here.
+        serve_file(listener, path)
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(serve_hello(args))
+}
+
+async fn serve_hello(args: Args) {
     let tls = match (&args.certfile, &args.keyfile) {
         (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)),
         _ => None,
