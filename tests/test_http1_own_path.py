@@ -14,7 +14,10 @@ tests pin down what that must not change, and what the own path adds:
 - a request body is read from the socket by the application's thread: in any
   read sizes, while the response streams, and not past its end; what the
   application leaves unread is discarded, or the connection is closed;
-- a body kept past the end of its request cannot read the socket any more.
+- a body kept past the end of its request cannot read the socket any more;
+- on TLS the same loop serves requests without a body, byte for byte as
+  hyper, and hands the connection to hyper at the first request with one
+  (its body is in TLS records the application's thread cannot read).
 
 Clients: raw sockets (``tests.support.RawConnection``), to see the bytes.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import ssl
 
 import pytest
 
@@ -39,9 +43,25 @@ def debug_server(start_module_server):
     return start_module_server(APP, "--log-level", "debug")
 
 
-def exchange(port: int, request: bytes, method: str = "GET"):
+@pytest.fixture(scope="module")
+def tls_debug_server(start_module_server, pki):
+    # The cleartext listener beside it is for sync_log.
+    return start_module_server(
+        APP, *pki.ecdsa.args(), "--insecure-bind", "127.0.0.1:0", "--log-level", "debug"
+    )
+
+
+def connect(port: int, tls: ssl.SSLContext | None = None) -> RawConnection:
+    """A raw connection; over TLS (HTTP/1.1 by ALPN) with a context."""
+    raw = RawConnection(port)
+    if tls is not None:
+        raw.sock = tls.wrap_socket(raw.sock, server_hostname="127.0.0.1")
+    return raw
+
+
+def exchange(port: int, request: bytes, method: str = "GET", tls: ssl.SSLContext | None = None):
     """One request on a new connection: the response, and whether the server closed after it."""
-    with RawConnection(port) as raw:
+    with connect(port, tls) as raw:
         raw.send(request)
         response = raw.read_response(method)
         assert response is not None, request
@@ -50,7 +70,7 @@ def exchange(port: int, request: bytes, method: str = "GET"):
             closed = raw.sock.recv(1) == b""
         except (TimeoutError, socket.timeout):
             closed = False
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLError):
             closed = True
         return response, closed
 
@@ -85,8 +105,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "extra"), CASES)
-def test_a_response_is_what_hyper_writes(debug_server, method, path, extra):
+def both_forms(method: str, path: str, extra: bytes) -> tuple[bytes, bytes]:
+    """The request with an origin-form target (the own path's) and an absolute-form one (hyper's)."""
     head, _, body = extra.partition(b"\r\n\r\n")
     if body or extra.endswith(b"\r\n\r\n"):
         fields = head + b"\r\n"
@@ -95,6 +115,12 @@ def test_a_response_is_what_hyper_writes(debug_server, method, path, extra):
     target = path.encode()
     own_request = b"%s %s HTTP/1.1\r\nHost: t\r\n%s\r\n%s" % (method.encode(), target, fields, body)
     hyper_request = b"%s http://t%s HTTP/1.1\r\nHost: t\r\n%s\r\n%s" % (method.encode(), target, fields, body)
+    return own_request, hyper_request
+
+
+@pytest.mark.parametrize(("method", "path", "extra"), CASES)
+def test_a_response_is_what_hyper_writes(debug_server, method, path, extra):
+    own_request, hyper_request = both_forms(method, path, extra)
     start = debug_server.mark()
     own, own_closed = exchange(debug_server.port, own_request, method)
     debug_server.sync_log("own-done")
@@ -273,3 +299,50 @@ def test_a_head_longer_than_one_read_is_plain(debug_server):
     assert env["HTTP_COOKIE"] == cookie
     debug_server.sync_log("long-head-done")
     assert not any("handed to hyper" in line for line in debug_server.lines_since(start))
+
+
+TLS_CASES = [case for case in CASES if b"Content-Length: 11" not in case[2]]
+
+
+@pytest.mark.parametrize(("method", "path", "extra"), TLS_CASES)
+def test_over_tls_a_response_is_what_hyper_writes(tls_debug_server, pki, method, path, extra):
+    server = tls_debug_server
+    tls = pki.ecdsa.client_context(alpn=("http/1.1",))
+    own_request, hyper_request = both_forms(method, path, extra)
+    start = server.mark()
+    own, own_closed = exchange(server.tls_port, own_request, method, tls)
+    server.sync_log("own-done")
+    assert not any("handed to hyper" in line for line in server.lines_since(start)), (
+        "the origin-form request went to hyper"
+    )
+    theirs, hyper_closed = exchange(server.tls_port, hyper_request, method, tls)
+    server.wait_for_line(HANDED + r": Target", start)
+    assert comparable(own) == comparable(theirs)
+    assert own_closed == hyper_closed
+
+
+def test_over_tls_the_first_request_with_a_body_moves_the_connection_to_hyper(tls_debug_server, pki):
+    server = tls_debug_server
+    start = server.mark()
+    with connect(server.tls_port, pki.ecdsa.client_context(alpn=("http/1.1",))) as raw:
+        raw.send(b"GET /env?n=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        first = raw.read_response()
+        # An empty body is no body: still the own path.
+        raw.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+        empty = raw.read_response()
+        server.sync_log("first-done")
+        assert not any("handed to hyper" in line for line in server.lines_since(start))
+        body = b"y" * 100_000
+        raw.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        echoed = raw.read_response("POST")
+        raw.send(b"GET /env?n=4 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        last = raw.read_response()
+        raw.expect_close()
+    assert [r.status for r in (first, empty, echoed, last)] == [200] * 4
+    assert empty.body == b"" and echoed.body == body
+    envs = [json.loads(r.body) for r in (first, last)]
+    assert len({env["REMOTE_PORT"] for env in envs}) == 1, "one connection throughout"
+    assert [env["wsgi.url_scheme"] for env in envs] == ["https", "https"]
+    server.sync_log("moved-done")
+    handed = [line for line in server.lines_since(start) if "handed to hyper" in line]
+    assert len(handed) == 1 and handed[0].endswith("Body"), handed

@@ -40,6 +40,10 @@ pub struct Limits {
     pub max_headers: usize,
     /// Bytes of one head, request line to the empty line.
     pub max_head: usize,
+    /// Whether a request with a body can be plain: false where the
+    /// application's thread cannot read the body from the socket (TLS, whose
+    /// records only the connection decrypts).
+    pub bodies: bool,
 }
 
 /// A plain request: what the server needs to serve it.
@@ -73,6 +77,8 @@ pub enum NotPlain {
     Negotiation,
     /// No `Host`, or more than one (the server answers 400, RFC 9112 §3.2).
     Host,
+    /// A body (`Content-Length` above 0) where `Limits::bodies` is false.
+    Body,
 }
 
 /// Returned by value and taken apart at once: boxing the request would cost
@@ -191,6 +197,9 @@ pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Parsed {
     }
     if hosts != 1 {
         return Parsed::Hyper(NotPlain::Host);
+    }
+    if !limits.bodies && content_length.is_some_and(|n| n > 0) {
+        return Parsed::Hyper(NotPlain::Body);
     }
     let head = buf.split_to(len).freeze();
     match build(&head, target_at, &fields) {
@@ -415,6 +424,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_headers: 100,
         max_head: 8192,
+        bodies: true,
     };
 
     fn parse(bytes: &[u8]) -> (Parsed, BytesMut) {
@@ -503,10 +513,37 @@ mod tests {
     }
 
     #[test]
+    fn without_bodies_a_request_with_one_goes_to_hyper_whole() {
+        let limits = Limits {
+            bodies: false,
+            ..LIMITS
+        };
+        let post = &b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"[..];
+        let mut buf = BytesMut::from(post);
+        assert!(matches!(
+            parse_request(&mut buf, &limits),
+            Parsed::Hyper(NotPlain::Body)
+        ));
+        assert_eq!(&buf[..], post, "buffer changed");
+        // No body, or an empty one: still plain.
+        for head in [
+            &b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+            &b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"[..],
+        ] {
+            let mut buf = BytesMut::from(head);
+            assert!(matches!(
+                parse_request(&mut buf, &limits),
+                Parsed::Request(_)
+            ));
+        }
+    }
+
+    #[test]
     fn limits_send_the_head_to_hyper() {
         let limits = Limits {
             max_headers: 2,
             max_head: 64,
+            bodies: true,
         };
         let mut three = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: 1\r\nB: 2\r\nC: 3\r\n\r\n"[..]);
         assert!(matches!(
@@ -523,6 +560,7 @@ mod tests {
         let limits = Limits {
             max_headers: 150,
             max_head: 1 << 16,
+            bodies: true,
         };
         let mut many = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: h\r\n"[..]);
         for i in 0..120 {

@@ -1,4 +1,4 @@
-//! The server's own HTTP/1.1 connection loop, for cleartext connections.
+//! The server's own HTTP/1.1 connection loop.
 //!
 //! What it does: reads request heads into one buffer per connection, and
 //! serves each plain request (`proto::h1::parse_request`) through the same
@@ -14,8 +14,11 @@
 //! to hyper with what is buffered (`Outcome::Hyper`), and hyper serves it to
 //! its end.
 //!
-//! What it does not do: TLS (hyper serves TLS connections), HTTP/2,
-//! timeouts and shutdown (the connection task's `drive!` runs the same
+//! On TLS connections the application's thread cannot read the socket (it
+//! holds records, not the body), so there the first request with a body is
+//! not plain and goes to hyper with the rest of the connection.
+//!
+//! What it does not do: HTTP/2, timeouts and shutdown (the connection task's `drive!` runs the same
 //! timers as for hyper, and calls `graceful_shutdown`), or decide anything
 //! HTTP: that is `proto::h1`.
 
@@ -56,15 +59,24 @@ const READ_BUFFER: usize = 4 * 1024;
 /// A body at most this long goes into the same write as its head.
 const SMALL_BODY: usize = 1024;
 
-/// A transport the server's own path can serve: it has a socket a request
-/// body can be read from directly.
+/// A transport the server's own path can serve, and whether it has a socket
+/// a request body can be read from directly. Without one (TLS: the bytes on
+/// the socket are records only the connection can decrypt) the own path
+/// serves requests without a body, and hands the connection to hyper at the
+/// first request with one.
 pub trait RawSocket {
-    fn raw_socket(&self) -> RawFd;
+    fn raw_socket(&self) -> Option<RawFd>;
 }
 
 impl RawSocket for tokio::net::UnixStream {
-    fn raw_socket(&self) -> RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(self)
+    fn raw_socket(&self) -> Option<RawFd> {
+        Some(std::os::fd::AsRawFd::as_raw_fd(self))
+    }
+}
+
+impl RawSocket for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn raw_socket(&self) -> Option<RawFd> {
+        None
     }
 }
 
@@ -121,9 +133,11 @@ async fn serve<I>(
 where
     I: AsyncRead + AsyncWrite + RawSocket + Unpin + Send + 'static,
 {
+    let raw_socket = io.raw_socket();
     let limits = Limits {
         max_headers: ctx.config.max_headers,
         max_head: ctx.config.max_header_size,
+        bodies: raw_socket.is_some(),
     };
     // Made at the first request with a body.
     let mut socket: Option<Arc<BodySocket>> = None;
@@ -169,16 +183,18 @@ where
                 head: method == Method::HEAD,
                 keep_alive,
             };
-            let (body, lease) = match content_length {
-                Some(n) if n > 0 => {
+            let (body, lease) = match (content_length, raw_socket) {
+                (Some(n), Some(raw_socket)) if n > 0 => {
                     let buffered =
                         buf.split_to(buf.len().min(usize::try_from(n).unwrap_or(usize::MAX)));
                     let left = n - buffered.len() as u64;
-                    let socket = socket.get_or_insert_with(|| BodySocket::new(io.raw_socket()));
+                    let socket = socket.get_or_insert_with(|| BodySocket::new(raw_socket));
                     let (body, lease) =
                         socket.lend(buffered.freeze(), left, ctx.config.body_timeout);
                     (Some(body), Some(lease))
                 }
+                // Without a socket to read it from, a request with a body is
+                // not plain (`Limits::bodies`): this has none.
                 _ => (None, None),
             };
             let body = RequestBody::Plain {

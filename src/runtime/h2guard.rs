@@ -358,7 +358,7 @@ impl<I: AsyncWrite + Unpin> Guard<I> {
 }
 
 impl<I: super::h1::RawSocket> super::h1::RawSocket for Guard<I> {
-    fn raw_socket(&self) -> std::os::fd::RawFd {
+    fn raw_socket(&self) -> Option<std::os::fd::RawFd> {
         self.inner.raw_socket()
     }
 }

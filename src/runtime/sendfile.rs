@@ -154,8 +154,8 @@ fn mismatch() -> io::Error {
 }
 
 impl super::h1::RawSocket for SendfileStream {
-    fn raw_socket(&self) -> std::os::fd::RawFd {
-        self.inner.as_raw_fd()
+    fn raw_socket(&self) -> Option<std::os::fd::RawFd> {
+        Some(self.inner.as_raw_fd())
     }
 }
 

@@ -600,7 +600,15 @@ type BoxedHandle =
 
 /// Serve one connection (HTTP/1.1 or HTTP/2, detected from its first bytes),
 /// behind the HTTP/2 abuse guard.
-async fn serve<I: Transport>(io: I, serving: &Serving, ctx: Arc<ConnContext>) {
+///
+/// HTTP/1.1 starts on the server's own path (`h1`) on every kind of
+/// connection, until a request is not plain; on TLS a request with a body is
+/// not plain (its records are not read from the socket as they are:
+/// `h1::RawSocket`).
+async fn serve<I>(io: I, serving: &Serving, ctx: Arc<ConnContext>)
+where
+    I: AsyncRead + AsyncWrite + RawSocket + Unpin + Send + 'static,
+{
     let io = Guard::new(io, ctx.guard.clone(), ctx.activity.clone());
     // Until its first bytes decide the protocol, a connection is idle: the
     // keep-alive timeout and shutdown apply as to a connection between requests.
@@ -625,7 +633,7 @@ async fn serve<I: Transport>(io: I, serving: &Serving, ctx: Arc<ConnContext>) {
         }
     };
     match protocol {
-        Protocol::Http1 => I::serve_http1(io, serving, ctx).await,
+        Protocol::Http1 => own_http1(io, serving, ctx).await,
         // Boxed: an HTTP/1.1 connection's future should not be the size of
         // an HTTP/2 one (held for as long as the connection is open).
         Protocol::Http2 => {
@@ -640,45 +648,6 @@ async fn serve<I: Transport>(io: I, serving: &Serving, ctx: Arc<ConnContext>) {
             })
             .await
         }
-    }
-}
-
-/// A kind of connection, and how its HTTP/1.1 is served: cleartext sockets
-/// on the server's own path (`h1`) until a request is not plain, TLS by
-/// hyper from the start (its records are not read from the socket as they
-/// are).
-pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sized + 'static {
-    fn serve_http1(
-        io: Prefixed<Guard<Self>>,
-        serving: &Serving,
-        ctx: Arc<ConnContext>,
-    ) -> impl Future<Output = ()> + Send + '_;
-}
-
-/// Cleartext sockets: the server's own path first.
-macro_rules! own_path_transport {
-    ($($transport:ty),*) => {$(
-        impl Transport for $transport {
-            fn serve_http1(
-                io: Prefixed<Guard<Self>>,
-                serving: &Serving,
-                ctx: Arc<ConnContext>,
-            ) -> impl Future<Output = ()> + Send + '_ {
-                own_http1(io, serving, ctx)
-            }
-        }
-    )*};
-}
-
-own_path_transport!(SendfileStream, UnixStream);
-
-impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
-    fn serve_http1(
-        io: Prefixed<Guard<Self>>,
-        serving: &Serving,
-        ctx: Arc<ConnContext>,
-    ) -> impl Future<Output = ()> + Send + '_ {
-        hyper_http1(io, serving, ctx)
     }
 }
 
