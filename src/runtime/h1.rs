@@ -18,9 +18,9 @@
 //! holds records, not the body), so there the first request with a body is
 //! not plain and goes to hyper with the rest of the connection.
 //!
-//! What it does not do: HTTP/2, timeouts and shutdown (the connection task's `drive!` runs the same
-//! timers as for hyper, and calls `graceful_shutdown`), or decide anything
-//! HTTP: that is `proto::h1`.
+//! What it does not do: HTTP/2, timeouts and shutdown (the connection
+//! task's `drive!` runs the same timers as for hyper, and calls
+//! `graceful_shutdown`), or decide anything HTTP: that is `proto::h1`.
 
 use std::future::Future;
 use std::io;
