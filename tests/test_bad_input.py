@@ -9,6 +9,9 @@ response is accepted too.
 
 from __future__ import annotations
 
+import random
+import socket
+
 import pytest
 
 from tests.support import RawConnection, assert_serving
@@ -42,6 +45,10 @@ BAD = {
     # RFC 9112 §6.3 (request smuggling); Content-Length with Transfer-Encoding has its own test
     "two-different-content-lengths": (
         head("Content-Length: 5", "Content-Length: 6", method="POST", path="/echo") + b"hello!", {400}, False),
+    # RFC 9112 §3.2.3, §3.2.4: authority form only for CONNECT, "*" only for OPTIONS
+    "authority-form-target": (b"GET example HTTP/1.1\r\nHost: t\r\n\r\n", {400}, False),
+    "authority-form-target-with-port": (b"POST t:80 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", {400}, False),
+    "asterisk-target-not-options": (b"GET * HTTP/1.1\r\nHost: t\r\n\r\n", {400}, False),
     "non-numeric-content-length": (head("Content-Length: abc", method="POST", path="/echo"), {400}, False),
     "negative-content-length": (head("Content-Length: -5", method="POST", path="/echo"), {400}, False),
     "chunked-not-last-transfer-coding": (
@@ -155,3 +162,106 @@ def test_default_header_count_limit(default_server, count, status):
         assert response is not None, "connection closed without a response"
         assert response.status == status
     assert_serving(default_server.port)
+
+
+# Mutation fuzzing: valid requests, damaged at random (the same cases every
+# run: the generator is seeded), each sent in random pieces on its own
+# connection, then the client's write side shut so the server sees the end.
+# Whatever the damage, the server must answer with well-formed HTTP/1.1
+# responses or close, within the client's timeout, log no panic, and go on
+# serving. The seeds cover the server's own HTTP/1.1 path and every reason a
+# connection moves to hyper (body, chunked, Expect, Upgrade, HTTP/1.0,
+# pipelining from one to the other).
+FUZZ_SEEDS = [
+    b"GET /?a=1 HTTP/1.1\r\nHost: t\r\nAccept: */*\r\n\r\n",
+    b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+    POST_CHUNKED + b"5\r\nhello\r\n0\r\n\r\n",
+    b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
+    b"GET /env HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+    b"HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n",
+    b"GET / HTTP/1.0\r\nHost: t\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: t\r\n\r\nPOST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
+    b"GET /env HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+]
+FUZZ_PIECES = [
+    b"\r\n", b"\n", b"\r", b":", b" ", b"\t", b",", b"\r\n\r\n", b"/", b"?", b"%", b"\x00", b"\x7f",
+    b"\xff", b"HTTP/1.1", b"HTTP/1.0", b"Host: t\r\n", b"Content-Length: 4\r\n",
+    b"Transfer-Encoding: chunked\r\n", b"Connection: close\r\n", b"Expect: 100-continue\r\n",
+    b"Upgrade: h2c\r\n", b"99999999999999999999", b"-1", b"CONNECT", b"http://t/", b"0\r\n\r\n",
+]
+FUZZ_CASES = 1000
+# What a damaged request may be answered with: the application's answers
+# (its routes: 200, 404 for an unknown one) and the refusals of RFC 9110/9112.
+FUZZ_STATUSES = {100, 101, 200, 400, 404, 405, 413, 414, 417, 431, 501, 505}
+
+
+def mutate(rng, seed: bytes) -> bytes:
+    data = bytearray(seed)
+    for _ in range(rng.randint(1, 4)):
+        at = rng.randint(0, len(data))
+        op = rng.randrange(5)
+        if op == 0 and at < len(data):
+            data[at] = rng.randrange(256)
+        elif op == 1 and at < len(data):
+            del data[at:at + rng.randint(1, 8)]
+        elif op == 2:
+            piece = rng.choice(FUZZ_PIECES)
+            if piece.endswith(b"\r\n") and b"\n" in data[:at]:
+                at = data.rindex(b"\n", 0, at) + 1  # a whole field at a line start
+            data[at:at] = piece
+        elif op == 3 and at < len(data):
+            data[at:at] = data[at:at + rng.randint(1, 40)] * rng.randint(1, 200)
+        else:
+            del data[at:]
+    return bytes(data)
+
+
+def read_responses(raw: RawConnection, sent: bytes) -> list[int]:
+    """Every response on the connection up to its close; their statuses."""
+    statuses = []
+    while True:
+        response = raw.read_response("HEAD" if sent.startswith(b"HEAD") else "GET")
+        if response is None:
+            return statuses
+        assert response.version in ("HTTP/1.1", "HTTP/1.0"), (response, sent)
+        statuses.append(response.status)
+        if response.status == 101 or response.incomplete:  # 101: HTTP/2 from here on
+            return statuses
+
+
+def test_mutated_requests_get_answers_or_a_close_never_a_hang(strict_server):
+    rng = random.Random(5)
+    mark = strict_server.mark()
+    seen: dict[int, int] = {}
+    for case in range(FUZZ_CASES):
+        data = mutate(rng, FUZZ_SEEDS[case % len(FUZZ_SEEDS)])
+        # Its own generator for the pieces: a send cut short by the server
+        # must not change the cases after it.
+        pieces = random.Random(case)
+        with RawConnection(strict_server.port) as raw:
+            raw.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                sent = 0
+                while sent < len(data):
+                    step = pieces.randint(1, max(1, len(data) - sent))
+                    raw.send(data[sent:sent + step])
+                    sent += step
+                raw.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # refused and closed before the end: the answer is still to read
+            try:
+                statuses = read_responses(raw, data)
+            except (AssertionError, ValueError) as exc:
+                raise AssertionError(f"case {case}: {data!r}: {exc}") from None
+        if case % 100 == 99:
+            assert_serving(strict_server.port)  # other clients are served all along
+        for status in statuses:
+            assert status in FUZZ_STATUSES, f"case {case}: {data!r}: status {status}"
+            seen[status] = seen.get(status, 0) + 1
+    log = "\n".join(strict_server.lines_since(mark))
+    assert "panicked" not in log, log[-3000:]
+    # The damage must leave many requests served, and refuse many others,
+    # or the test would exercise only one side.
+    assert seen.get(200, 0) > FUZZ_CASES // 5, seen
+    assert seen.get(400, 0) > FUZZ_CASES // 10, seen
+    assert_serving(strict_server.port)

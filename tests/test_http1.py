@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import socket
+
+import pytest
 
 from tests.support import CLIENT_TIMEOUT, RawConnection, chunks_of
 
@@ -164,3 +167,39 @@ def test_connection_close_is_honoured(server):
         assert (response.status, response.body) == (200, b"hello")
         assert "close" in (response.header("Connection") or "").lower()
         raw.expect_close()
+
+
+HALF_CLOSE_CASES = {
+    # The server's own path.
+    "get": (b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", [b"hello"]),
+    "post-content-length": (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello", [b"hello"]),
+    # hyper's (the connection moves to it at these requests).
+    "post-chunked": (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"5\r\nhello\r\n0\r\n\r\n", [b"hello"]),
+    "http10": (b"GET / HTTP/1.0\r\n\r\n", [b"hello"]),
+    "expect": (b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok", [b"ok"]),
+    "upgrade-not-h2c": (b"GET / HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket-ish\r\n\r\n",
+                        [b"hello"]),
+    # Pipelined, from one path to the other.
+    "pipelined": (b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+                  b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n"
+                  b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", [b"hello", b"ab", b"hello"]),
+}
+
+
+@pytest.mark.parametrize("case", list(HALF_CLOSE_CASES))
+def test_a_client_that_shuts_its_sending_side_still_gets_its_responses(server, case):
+    # A client may shut its side of the connection once the request is sent
+    # (HTTP/1.0 clients, `nc -N`, a request piped in): RFC 9112 §9.6 lets
+    # the server finish its responses; then it closes too. hyper's default
+    # would drop such a request unanswered.
+    request, bodies = HALF_CLOSE_CASES[case]
+    with RawConnection(server.port) as raw:
+        raw.send(request)
+        raw.sock.shutdown(socket.SHUT_WR)
+        got = []
+        while (response := raw.read_response()) is not None:
+            if response.status != 100:
+                assert response.status == 200, response
+                got.append(response.body)
+        assert got == bodies

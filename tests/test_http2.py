@@ -16,7 +16,14 @@ import uuid
 import httpx
 import pytest
 
-from tests.support import CLIENT_TIMEOUT, chunks_of
+from tests.support import (
+    CLIENT_TIMEOUT,
+    HEADERS,
+    RST_STREAM,
+    RawH2Connection,
+    chunks_of,
+    request_headers,
+)
 
 
 def h2_client() -> httpx.Client:
@@ -127,3 +134,24 @@ def test_http2_error_after_first_chunk_resets_the_stream(start_server):
     with h2_client() as client:
         assert client.get(f"{srv.url}/ok").content == b"hello"
     srv.wait_for_line(r"boom raise-after-first-chunk")
+
+
+@pytest.mark.parametrize(("method", "path", "refused"), [
+    ("GET", "*", True),       # RFC 9113 §8.3.1: "*" only for OPTIONS
+    ("POST", "*", True),
+    ("GET", "echo", True),    # not "/", not "*": malformed
+    ("OPTIONS", "*", False),  # answered by the application
+])
+def test_a_path_its_method_does_not_allow_is_refused(server, method, path, refused):
+    with RawH2Connection(server.port) as conn:
+        conn.request(1, request_headers(path, method=method))
+        frame = conn.read_until(lambda f: f.stream == 1 and f.kind in (HEADERS, RST_STREAM))
+        assert frame is not None, "connection closed without an answer"
+        if refused:
+            # A 400, or the stream reset: h2 itself refuses some paths.
+            assert frame.status == 400 or frame.kind == RST_STREAM, frame
+        else:
+            assert frame.status != 400, frame
+        # The connection serves the next stream.
+        conn.request(3, request_headers("/"))
+        assert conn.read_until(lambda f: f.stream == 3 and f.kind == HEADERS).status == 200

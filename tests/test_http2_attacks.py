@@ -3,7 +3,8 @@ connection gets GOAWAY with the right code and is closed, the server's memory
 stays bounded, and a normal client on other connections keeps being served.
 
 The attacks are hand-made frames (tests.support.RawH2Connection; HPACK by the
-hpack package). Every loop is bounded in count and in time. Around each attack:
+hpack package), and a valid conversation damaged at random (mutation
+fuzzing, seeded: the same cases every run). Every loop is bounded in count and in time. Around each attack:
 
 - :class:`NormalClient` runs in a thread, alternating HTTP/1.1 requests on fresh
   connections and HTTP/2 requests on one httpx connection; it must have been
@@ -21,12 +22,15 @@ data (zero window, or never reading). See docs/usage.md, "HTTP/2 hardening".
 
 from __future__ import annotations
 
+import random
+import socket
 import struct
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import hpack
 import httpx
 import pytest
 
@@ -41,6 +45,7 @@ from tests.support import (
     ENHANCE_YOUR_CALM,
     EVENT_TIMEOUT,
     GOAWAY,
+    H2_PREFACE,
     HEADERS,
     PING,
     RST_STREAM,
@@ -428,3 +433,91 @@ def test_http2_client_that_never_reads_over_tls(tls_target, pki):
             drained = conn.expect_closed(DETECTION_BOUND)
             assert drained < 64 * MIB
         assert normal.answered_between(began, detected) > 0
+
+
+# ------------------------------------------------------------------ mutation fuzzing
+
+#: Mutated HTTP/2 conversations, each on its own connection (seeded: the
+#: same cases every run).
+H2_FUZZ_CASES = 1000
+
+
+def h2_conversation() -> bytes:
+    """A valid client conversation touching every frame type the server reads."""
+    encoder = hpack.Encoder()  # blocks encoded in the order they are sent
+    first = encoder.encode(request_headers("/"))
+    post = encoder.encode(request_headers("/echo", method="POST", extra=[("content-length", "5")]))
+    big = encoder.encode(request_headers("/env", extra=[("x-pad", "p" * 60)]))
+    last = encoder.encode(request_headers("/"))
+    return b"".join([
+        H2_PREFACE,
+        h2_settings({SETTINGS_INITIAL_WINDOW_SIZE: 65535, 0x3: 50}),
+        h2_frame(HEADERS, END_HEADERS | END_STREAM, 1, first),
+        h2_frame(HEADERS, END_HEADERS, 3, post),
+        h2_frame(DATA, 0, 3, b"hel"),
+        h2_frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1 << 20)),
+        h2_frame(DATA, END_STREAM, 3, b"lo"),
+        h2_frame(PING, 0, 0, b"12345678"),
+        h2_frame(HEADERS, END_STREAM, 5, big[:20]),
+        h2_frame(CONTINUATION, END_HEADERS, 5, big[20:]),
+        h2_frame(HEADERS, END_HEADERS, 7, last),
+        h2_frame(RST_STREAM, 0, 7, struct.pack(">I", CANCEL)),
+    ])
+
+
+def mutate_h2(rng, data: bytes) -> bytes:
+    data = bytearray(data)
+    start = len(H2_PREFACE)  # damage after the preface: HTTP/2 is what is fuzzed
+    for _ in range(rng.randint(1, 4)):
+        at = rng.randint(start, len(data))
+        op = rng.randrange(5)
+        if op == 0 and at < len(data):
+            data[at] = rng.randrange(256)
+        elif op == 1 and at < len(data):
+            data[at] ^= 1 << rng.randrange(8)
+        elif op == 2 and at < len(data):
+            del data[at:at + rng.randint(1, 12)]
+        elif op == 3 and at < len(data):
+            data[at:at] = data[at:at + rng.randint(1, 30)] * rng.randint(1, 50)
+        else:
+            del data[at:]
+    return bytes(data)
+
+
+def test_mutated_http2_conversations_get_frames_or_a_close(target):
+    # Whatever the damage: the server answers with frames and closes once the
+    # client has shut its side (HTTP/2 ends the connection there, streams
+    # still in the application included: h2 and hyper's rule, as in Go's
+    # server), within the client's timeout; it logs no panic, keeps its
+    # memory bounded, and serves a normal client on other connections all
+    # along.
+    rng = random.Random(4)
+    seed = h2_conversation()
+    mark = target.mark()
+    goaways = processed = 0
+    with attack(target):
+        for case in range(H2_FUZZ_CASES):
+            data = mutate_h2(rng, seed)
+            with RawConnection(target.port) as raw:
+                try:
+                    raw.send(data)
+                    raw.sock.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass  # closed by the server before the end: read what it said
+                try:
+                    received = raw.read_until_close()
+                except AssertionError as exc:
+                    raise AssertionError(f"case {case}: {data!r}: {exc}") from None
+            # Frames, from the server's SETTINGS on (a reset may cut the last).
+            at, kinds = 0, []
+            while at + 9 <= len(received):
+                kinds.append(received[at + 3])
+                at += 9 + int.from_bytes(received[at:at + 3], "big")
+            assert kinds and kinds[0] == 0x4, f"case {case}: {received[:100]!r}"
+            goaways += GOAWAY in kinds
+            processed += PING in kinds  # the acknowledgement: read up to there
+    log = "\n".join(target.lines_since(mark))
+    assert "panicked" not in log, log[-3000:]
+    # Both sides exercised: damage the server refused, and conversations it
+    # read far enough to answer the PING after the requests.
+    assert goaways > H2_FUZZ_CASES // 10 and processed > H2_FUZZ_CASES // 10, (goaways, processed)

@@ -584,6 +584,179 @@ mod tests {
         assert_eq!(req.content_length, Some(0));
     }
 
+    /// A small deterministic generator (xorshift64*): the same cases on
+    /// every run, no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Bytes that make a mutation hit the parser's decisions, not only its
+    /// syntax errors.
+    #[rustfmt::skip]
+    const PIECES: &[&[u8]] = &[
+        b"\r\n", b"\n", b"\r", b":", b" ", b"\t", b",", b"\r\n\r\n", b"/", b"?", b"*",
+        b"\x00", b"\x7f", b"\xff", b"HTTP/1.1", b"HTTP/1.0", b"Host: h\r\n",
+        b"Content-Length: 5\r\n", b"Content-Length: 0\r\n", b"Transfer-Encoding: chunked\r\n",
+        b"Connection: close\r\n", b"Expect: 100-continue\r\n", b"Upgrade: h2c\r\n",
+        b"18446744073709551616", b"-1", b"CONNECT", b"http://a/", b"\"", b"{", b"|", b"\\",
+        b"^", b"`", b"%",
+    ];
+
+    fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
+        let mut bytes = seed.to_vec();
+        for _ in 0..1 + rng.below(4) {
+            let at = rng.below(bytes.len() + 1);
+            match rng.below(5) {
+                0 if at < bytes.len() => bytes[at] = rng.next() as u8,
+                1 if at < bytes.len() => {
+                    let end = (at + 1 + rng.below(8)).min(bytes.len());
+                    bytes.drain(at..end);
+                }
+                2 => {
+                    let piece = PIECES[rng.below(PIECES.len())];
+                    // A whole field goes in at the start of a line.
+                    let at = match bytes[..at].iter().rposition(|&b| b == b'\n') {
+                        Some(nl) if piece.ends_with(b"\r\n") => nl + 1,
+                        _ => at,
+                    };
+                    bytes.splice(at..at, piece.iter().copied());
+                }
+                3 if at < bytes.len() => {
+                    // Repeat a run: long fields, many fields.
+                    let end = (at + 1 + rng.below(40)).min(bytes.len());
+                    let run = bytes[at..end].to_vec();
+                    for _ in 0..1 + rng.below(200) {
+                        bytes.splice(at..at, run.iter().copied());
+                    }
+                }
+                _ => bytes.truncate(at),
+            }
+        }
+        bytes
+    }
+
+    /// What a parse decided, comparable between runs: method, target,
+    /// fields, declared length, keep-alive.
+    type Decision = (String, String, Vec<(String, Vec<u8>)>, Option<u64>, bool);
+
+    fn decision(parsed: &Parsed) -> Option<Decision> {
+        match parsed {
+            Parsed::Request(r) => Some((
+                r.method.to_string(),
+                r.uri.to_string(),
+                r.headers
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                    .collect(),
+                r.content_length,
+                r.keep_alive,
+            )),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn mutated_requests_fed_in_any_pieces_decide_as_they_do_whole() {
+        // Properties, over thousands of mutated heads: no panic; what is not
+        // plain leaves the buffer as it was; a plain head is taken off the
+        // buffer and nothing after it; and the server, which sees a head in
+        // whatever pieces the socket gives, decides as on the whole head: a
+        // piece is never plain unless the whole is, with the same request,
+        // and once a piece goes to hyper the whole does too.
+        let seeds: &[&[u8]] = &[
+            GET,
+            b"POST /x?y HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\nX-A: 1\r\nX-B: \t2 \r\n\r\nGET",
+            b"HEAD /%20 HTTP/1.1\r\nhost: h\r\ncookie: a=1; b=2\r\n\r\n",
+        ];
+        let limits = Limits {
+            max_headers: 20,
+            max_head: 512,
+            bodies: true,
+        };
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut plain_cases = 0;
+        for case in 0..6000 {
+            let input = mutate(&mut rng, seeds[case % seeds.len()]);
+            let show = String::from_utf8_lossy(&input).into_owned();
+            let mut whole = BytesMut::from(&input[..]);
+            let parsed = parse_request(&mut whole, &limits);
+            let expected = decision(&parsed);
+            match &parsed {
+                Parsed::Request(r) => {
+                    plain_cases += 1;
+                    // The rules of a plain request hold on what was taken.
+                    let count = |name: &str| r.headers.get_all(name).iter().count();
+                    assert_eq!(count("host"), 1, "{show:?}");
+                    for name in ["transfer-encoding", "expect", "upgrade"] {
+                        assert_eq!(count(name), 0, "{show:?}");
+                    }
+                    let lengths: Vec<_> = r.headers.get_all("content-length").iter().collect();
+                    match r.content_length {
+                        None => assert!(lengths.is_empty(), "{show:?}"),
+                        Some(n) => {
+                            assert_eq!(lengths.len(), 1, "{show:?}");
+                            let digits = lengths[0].as_bytes();
+                            assert!(digits.iter().all(u8::is_ascii_digit), "{show:?}");
+                            assert_eq!(
+                                std::str::from_utf8(digits).unwrap().parse(),
+                                Ok(n),
+                                "{show:?}"
+                            );
+                        }
+                    }
+                    assert!(
+                        r.method != Method::CONNECT && r.uri.path().starts_with('/'),
+                        "{show:?}"
+                    );
+                    let head_len = input.len() - whole.len();
+                    assert!(head_len > 0 && head_len <= limits.max_head, "{show:?}");
+                    assert_eq!(&input[head_len..], &whole[..], "{show:?}: rest changed");
+                }
+                _ => assert_eq!(&whole[..], &input[..], "{show:?}: buffer changed"),
+            }
+            // The same bytes in random pieces, parsed after each piece as
+            // the connection does.
+            let mut buf = BytesMut::new();
+            let mut fed = 0;
+            let mut piecewise = None;
+            while fed < input.len() {
+                let take = 1 + rng.below(input.len() - fed).min(rng.below(64));
+                buf.extend_from_slice(&input[fed..fed + take]);
+                fed += take;
+                match parse_request(&mut buf, &limits) {
+                    Parsed::Partial => continue,
+                    other => {
+                        piecewise = Some(other);
+                        break;
+                    }
+                }
+            }
+            match (piecewise, &parsed) {
+                (None, Parsed::Partial) => {}
+                (Some(got @ Parsed::Request(_)), _) => {
+                    assert_eq!(decision(&got), expected, "{show:?}");
+                }
+                (Some(Parsed::Hyper(_)), Parsed::Hyper(_)) => {}
+                (got, _) => panic!("{show:?}: whole {parsed:?}, in pieces {got:?}"),
+            }
+        }
+        // The mutations must leave many heads plain, or the test would only
+        // exercise the refusals.
+        assert!(plain_cases > 600, "only {plain_cases} plain cases");
+    }
+
     fn head(
         status: u16,
         fields: &[(&str, &str)],

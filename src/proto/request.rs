@@ -1,7 +1,8 @@
 //! Request framing rules that hyper does not enforce for us.
 //!
 //! What it does: looks at a parsed request head (version and header fields)
-//! and decides whether its message framing is trustworthy. A request that
+//! and decides whether its message framing is trustworthy, and whether its
+//! target has a form its method allows (`check_target`). A request that
 //! could be read two ways by two HTTP implementations (request smuggling) is
 //! refused with the status to answer with, before any application code runs.
 //!
@@ -204,6 +205,29 @@ pub fn check_authority(headers: &HeaderMap, authority: Option<&str>) -> Result<(
     }
 }
 
+/// RFC 9112 §3.2: a request-target in authority form is only for CONNECT
+/// (§3.2.3), the asterisk form only for OPTIONS (§3.2.4); RFC 9113 §8.3.1
+/// says the same of HTTP/2's `:path`. Either elsewhere is an invalid request
+/// line, answered with 400 (§3.2: "a server SHOULD respond with a 400"):
+/// hyper accepts `GET example HTTP/1.1` as an authority and left the
+/// application an empty `PATH_INFO`. CONNECT's own target is not checked
+/// here (hyper and h2 parse it), nor an origin-form target (it starts with
+/// "/" by the http crate's parse).
+pub fn check_target(method: &http::Method, uri: &http::Uri) -> Result<(), RequestError> {
+    if method == http::Method::CONNECT {
+        return Ok(());
+    }
+    match uri.path_and_query() {
+        None => Err(RequestError::bad_request(
+            "request target in authority form, which is only for CONNECT",
+        )),
+        Some(target) if target.as_str() == "*" && method != http::Method::OPTIONS => Err(
+            RequestError::bad_request("request target \"*\", which is only for OPTIONS"),
+        ),
+        Some(_) => Ok(()),
+    }
+}
+
 /// `--max-header-size` for an HTTP/1.x request head, which hyper parsed in a
 /// read buffer larger than the limit (see `runtime::server::READ_AHEAD`).
 /// The size counted is the head as its shortest wire form: the request line
@@ -325,6 +349,25 @@ mod tests {
         (Http11, &[("connection", "keep-alive"), ("te", "gzip")], None),
         (Http11, &[("upgrade", "websocket"), ("connection", "upgrade")], None),
     ];
+
+    #[test]
+    fn targets_by_method() {
+        use http::{Method, Uri};
+        for (method, target, ok) in [
+            (Method::GET, "/a?b", true),
+            (Method::GET, "http://h/a", true),
+            (Method::GET, "http://h", true),
+            (Method::GET, "h", false),
+            (Method::POST, "h:80", false),
+            (Method::GET, "*", false),
+            (Method::OPTIONS, "*", true),
+            (Method::OPTIONS, "h", false),
+            (Method::CONNECT, "h:443", true),
+        ] {
+            let uri: Uri = target.parse().unwrap();
+            assert_eq!(check_target(&method, &uri).is_ok(), ok, "{method} {target}");
+        }
+    }
 
     #[test]
     fn check_framing_table() {

@@ -394,6 +394,13 @@ fn http1_builder(config: &ServerConfig) -> http1::Builder {
         .header_read_timeout(None)
         // Body buffers reach the transport as they are: `sendfile` needs that.
         .writev(true)
+        // A client that shuts its sending side after a request (HTTP/1.0
+        // clients, `nc -N`, a request piped in) still gets the response, as
+        // on the server's own path and from gunicorn or waitress. hyper's
+        // default drops the request at that EOF, answerless; the price is
+        // that a client gone while the application runs is noticed at the
+        // first write, as on the own path.
+        .half_close(true)
         // Not `pipeline_flush(true)`: with it hyper 1.x does not flush its
         // automatic 400/431 for a malformed request before closing.
         .keep_alive(true);

@@ -34,7 +34,7 @@ use super::socket_body::SocketBody;
 use super::tls::TlsInfo;
 use crate::proto::body::{plan, Framing};
 use crate::proto::environ::{build, tls_variables, EnvironInput, HttpVersion};
-use crate::proto::request::{check_authority, check_framing, check_head_size};
+use crate::proto::request::{check_authority, check_framing, check_head_size, check_target};
 
 /// What every request on a connection shares.
 pub struct ConnContext {
@@ -210,7 +210,7 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
     };
     let framing_ok = match plain {
         true => Ok(()),
-        false => check_framing(version, req.headers()),
+        false => check_target(req.method(), uri).and(check_framing(version, req.headers())),
     };
     if let Err(e) = authority_ok.and(framing_ok) {
         log::info!(target: "propylon.server", "rejected request: {e}");
