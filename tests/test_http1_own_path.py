@@ -506,3 +506,51 @@ def test_random_requests_get_the_same_environ_over_http2(debug_server):
             assert mine == theirs, f"case {case}: {http1!r}"
             served += mine[0] == 200
     assert served > ENVIRON_CASES * 0.8, served
+
+
+# Differential fuzzing of responses: random responses (tests/apps/random_app.py),
+# each asked for in origin form (own path) and absolute form (hyper), with a
+# second request pipelined behind it that shows whether the connection stayed
+# open. Byte for byte the same, but for the date.
+RESPONSE_CASES = 400
+
+
+@pytest.fixture(scope="module")
+def random_server(start_module_server):
+    return start_module_server("tests.apps.random_app:app")
+
+
+def pipelined_pair(port: int, first: bytes, method: str) -> list:
+    with RawConnection(port) as raw:
+        raw.send(first + b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        responses = []
+        for m in (method, "GET"):
+            response = raw.read_response(m)
+            responses.append(None if response is None else comparable(response))
+            if response is None or response.incomplete:
+                break
+        return responses
+
+
+def test_random_responses_are_written_as_hyper_writes_them(random_server):
+    rng = random.Random(13)
+    statuses = set()
+    short_before_the_body = 0
+    for case in range(RESPONSE_CASES):
+        method = rng.choice(["GET", "GET", "HEAD"])
+        own = pipelined_pair(random_server.port, b"%s /?seed=%d HTTP/1.1\r\nHost: t\r\n\r\n" % (method.encode(), case),
+                             method)
+        hyper = pipelined_pair(random_server.port,
+                               b"%s http://t/?seed=%d HTTP/1.1\r\nHost: t\r\n\r\n" % (method.encode(), case), method)
+        if hyper == [None] and own[0] is not None and own[0][4:] == (b"", True):
+            # The one known difference (docs/spec/http1.md): a body that ends
+            # short of its Content-Length before its first byte. hyper then
+            # closes without sending the head; the own path sends the head
+            # and closes. Either way the client sees the response incomplete.
+            short_before_the_body += 1
+            continue
+        assert own == hyper, f"case {case} ({method})"
+        statuses.add(own[0][1] if own[0] else None)
+    # Both kinds of outcome were exercised: responses served and refused.
+    assert {200, 204, 304, 500} <= statuses, statuses
+    assert short_before_the_body < RESPONSE_CASES // 10, short_before_the_body

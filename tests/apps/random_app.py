@@ -1,0 +1,78 @@
+"""Random responses for differential tests (``tests.apps.random_app:app``).
+
+``?seed=N`` picks one response, the same for the same N: a status (valid,
+unusual or invalid), header fields (valid ones, lengths that are right,
+wrong or repeated, hop-by-hop fields and invalid ones), and a body given as
+a list, a generator or through ``write()``. Deliberately not wrapped in
+``wsgiref.validate``: what the application may get wrong is the point. No
+seed: ``hello``.
+"""
+
+from __future__ import annotations
+
+import random
+from urllib.parse import parse_qs
+
+STATUSES = [
+    "200 OK", "201 Created", "204 No Content", "206 Partial Content", "301 Moved Permanently",
+    "304 Not Modified", "404 Not Found", "418 I'm a teapot", "500 Oops", "599 Custom Reason",
+    "200 Fine Thanks", "299 X",
+    # Invalid: the server refuses them (500).
+    "20 X", "2000 X", "abc OK", "200", "200\r\nX-Injected: 1 OK",
+]
+
+
+def random_headers(rng: random.Random, length: int) -> list[tuple[str, str]]:
+    headers = []
+    for _ in range(rng.randint(0, 6)):
+        pick = rng.randrange(14)
+        if pick == 0:
+            headers.append(("Content-Type", "text/plain"))
+        elif pick == 1:
+            headers.append(("Content-Length", str(length)))
+        elif pick == 2:
+            headers.append(("Content-Length", str(length + rng.choice([-1, 1, 3]))))
+        elif pick == 3:
+            headers.append(("Connection", rng.choice(["close", "keep-alive", "Close"])))
+        elif pick == 4:
+            headers.append(("Set-Cookie", f"c{rng.randrange(100)}=1; Path=/"))
+        elif pick == 5:
+            headers.append(("Date", "Mon, 01 Jan 2001 00:00:00 GMT"))
+        elif pick == 6:
+            headers.append(("Transfer-Encoding", "chunked"))
+        elif pick == 7:
+            headers.append(("X-Bad", "a\r\nb"))
+        elif pick == 8:
+            headers.append(("Bad Name", "x"))
+        elif pick == 9:
+            headers.append(("X-Latin", "caf\u00e9"))
+        elif pick == 10:
+            headers.append(("X-Wide", "\u20ac"))  # not latin-1: refused
+        else:
+            name = "X-" + "".join(rng.choice("abcXYZ-09") for _ in range(rng.randint(1, 10)))
+            value = "".join(rng.choice("abc XYZ09!#$%&'()*+,-./:;<=>?@[]^_`{|}~\t") for _ in range(rng.randint(0, 30)))
+            headers.append((name, value))
+    return headers
+
+
+def app(environ, start_response):
+    seed = parse_qs(environ.get("QUERY_STRING", "")).get("seed")
+    if not seed:
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+        return [b"hello"]
+    rng = random.Random(int(seed[0]))
+    chunks = [bytes([rng.randrange(97, 123)]) * rng.choice([0, 1, 7, 100, 3000]) for _ in range(rng.randint(0, 4))]
+    length = sum(map(len, chunks))
+    status = rng.choice(STATUSES)
+    headers = random_headers(rng, length)
+    kind = rng.randrange(3)
+    if kind == 0:
+        start_response(status, headers)
+        return chunks
+    if kind == 1:
+        start_response(status, headers)
+        return (chunk for chunk in chunks)
+    write = start_response(status, headers)
+    for chunk in chunks[:-1]:
+        write(chunk)
+    return chunks[-1:]
