@@ -10,18 +10,25 @@ import asyncio
 import hashlib
 import json
 import shutil
+import struct
 import subprocess
 import uuid
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 
 from tests.support import (
     CLIENT_TIMEOUT,
+    DATA,
+    END_STREAM,
     HEADERS,
     RST_STREAM,
+    WINDOW_UPDATE,
+    RawConnection,
     RawH2Connection,
     chunks_of,
+    h2_frame,
     request_headers,
 )
 
@@ -155,3 +162,96 @@ def test_a_path_its_method_does_not_allow_is_refused(server, method, path, refus
         # The connection serves the next stream.
         conn.request(3, request_headers("/"))
         assert conn.read_until(lambda f: f.stream == 3 and f.kind == HEADERS).status == 200
+
+
+# ------------------------------------------------- responses without a body
+
+
+@pytest.fixture(scope="module")
+def random_server(start_module_server):
+    return start_module_server("tests.apps.random_app:app")
+
+
+@pytest.fixture(scope="module")
+def file_server(start_module_server):
+    return start_module_server("tests.apps.file_app:app")
+
+
+def h2_exchange(port: int, path: str) -> tuple[dict, bytes]:
+    """One request on a new HTTP/2 connection: the response's fields and body."""
+    with RawH2Connection(port) as conn:
+        conn.request(1, request_headers(path))
+        fields, body = None, b""
+        while True:
+            frame = conn.read_until(lambda f: f.stream == 1 and f.kind in (HEADERS, DATA, RST_STREAM))
+            assert frame is not None and frame.kind != RST_STREAM, frame
+            if frame.kind == HEADERS:
+                fields = dict(frame.fields)
+            else:
+                body += frame.payload
+            if frame.flags & END_STREAM:
+                return fields, body
+
+
+@pytest.mark.parametrize("how", ["list", "generator", "write"])
+@pytest.mark.parametrize("status", ["204", "304"])
+def test_a_204_or_304_goes_out_without_its_body(random_server, status, how):
+    # RFC 9110 §6.4.1: no content in a 204 or 304, whatever the application
+    # yields; §8.6: no Content-Length on a 204 (a 304 may keep the one the
+    # application gave). HTTP/2 sent the body in DATA frames before.
+    path = f"/?status={status}&how={how}"
+    fields, body = h2_exchange(random_server.port, path)
+    assert (fields[":status"], body) == (status, b"")
+    assert fields.get("content-length") == (None if status == "204" else "11")
+    # HTTP/1.1, both paths: nothing of the body on the wire, so the request
+    # pipelined behind reads its own response.
+    for target in (path, f"http://t{path}"):
+        with RawConnection(random_server.port) as raw:
+            raw.send(f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            assert raw.read_response().status == int(status)
+            after = raw.read_response()
+            assert (after.status, after.body) == (200, b"hello")
+
+
+@pytest.mark.parametrize("status", ["204 No Content", "304 Not Modified"])
+def test_a_file_wrapper_on_a_204_or_304_sends_no_body_and_no_made_up_length(file_server, tmp_path, status):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * 5000)
+    fields, body = h2_exchange(file_server.port, "/file?" + urlencode({"path": path, "status": status}))
+    assert (fields[":status"], body) == (status[:3], b"")
+    assert "content-length" not in fields
+
+
+def test_random_responses_over_http2_are_those_of_http1(random_server):
+    # The random responses of tests/apps/random_app.py (400 seeds, one HTTP/2
+    # connection, a stream each) against the same over HTTP/1.1: the same
+    # status and body; an HTTP/1.1 response cut short (a body short of its
+    # Content-Length) is a reset stream over HTTP/2.
+    from tests.test_http1_own_path import pipelined_pair
+
+    with RawH2Connection(random_server.port) as conn:
+        decode = conn.decoder.decode
+        conn.decoder.decode = lambda block: decode(block, raw=True)  # latin-1 values
+        for case in range(400):
+            http1 = pipelined_pair(random_server.port, b"GET /?seed=%d HTTP/1.1\r\nHost: t\r\n\r\n" % case, "GET")[0]
+            stream = 2 * case + 1
+            conn.request(stream, request_headers(f"/?seed={case}"))
+            status, body, reset = None, b"", False
+            while True:
+                frame = conn.read_until(lambda f: f.stream == stream and f.kind in (HEADERS, DATA, RST_STREAM))
+                assert frame is not None, f"case {case}: the connection closed"
+                if frame.kind == RST_STREAM:
+                    reset = True
+                    break
+                if frame.kind == HEADERS:
+                    status = int(dict(frame.fields)[b":status"])
+                else:
+                    body += frame.payload
+                    if frame.payload:
+                        conn.send(h2_frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", len(frame.payload))))
+                if frame.flags & END_STREAM:
+                    break
+            _, http1_status, _, _, http1_body, incomplete = http1
+            assert reset == incomplete, f"case {case}"
+            if not reset:
+                assert (status, body) == (http1_status, http1_body), f"case {case}"

@@ -97,7 +97,13 @@ struct Exchange {
     head: Option<Head>,
     sending: Sending,
     length: ResponseLength,
+    /// The request is HEAD.
     is_head: bool,
+    /// The response has no body: HEAD, or a 204 or 304 status (RFC 9110
+    /// §6.4.1). What the application yields is not sent, and its
+    /// Content-Length not enforced. HTTP/1.1 drops such a body when it
+    /// writes the response; HTTP/2 (hyper) would send it in DATA frames.
+    bodiless: bool,
     surplus_logged: bool,
     zero_copy: Option<Arc<SendQueue>>,
 }
@@ -122,7 +128,7 @@ impl Exchange {
         let Sending::NotYet(reply) = std::mem::replace(&mut self.sending, Sending::Done) else {
             unreachable!()
         };
-        if self.is_head {
+        if self.bodiless {
             reply.send(ResponseHead {
                 status: head.status,
                 headers: head.headers,
@@ -151,7 +157,7 @@ impl Exchange {
         let Sending::NotYet(reply) = std::mem::replace(&mut self.sending, Sending::Done) else {
             return Err(PyRuntimeError::new_err("response already started"));
         };
-        let body = if self.is_head {
+        let body = if self.bodiless {
             ResponseBody::Empty
         } else {
             ResponseBody::full(body)
@@ -259,6 +265,11 @@ impl Exchange {
     }
 }
 
+/// A status whose response has no content (RFC 9110 §15.3.5, §15.4.5).
+fn no_content(status: StatusCode) -> bool {
+    matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
+}
+
 // ---------------------------------------------------------------------------
 // start_response and write (PEP 3333).
 
@@ -289,8 +300,15 @@ impl StartResponse {
             }
             None => {}
         }
-        let head = parse_head(py, status, headers)?;
+        let mut head = parse_head(py, status, headers)?;
+        if head.status == StatusCode::NO_CONTENT {
+            // RFC 9110 §8.6: never a Content-Length on a 204. HTTP/1.1 drops
+            // it as it writes the head; hyper's HTTP/2 would send it.
+            head.headers.remove(CONTENT_LENGTH);
+            head.content_length = None;
+        }
         ex.length = ResponseLength::new(head.content_length);
+        ex.bodiless = ex.is_head || no_content(head.status);
         ex.head = Some(head);
         Ok(Write {
             exchange: self.exchange.clone(),
@@ -584,6 +602,7 @@ fn run(py: Python<'_>, app: &Py<PyAny>, call: Box<Call>, pool: Arc<Pool>) {
         sending: Sending::NotYet(reply),
         length: ResponseLength::new(None),
         is_head,
+        bodiless: is_head,
         surplus_logged: false,
         zero_copy,
     }));
@@ -714,7 +733,7 @@ fn send_sequence(py: Python<'_>, result: &Bound<'_, PyAny>, exchange: &Shared) -
             ex.log_surplus();
             ex.send_full(body.slice(..n as usize))
         }
-        Some(n) if (n as usize) > body.len() && !ex.is_head => {
+        Some(n) if (n as usize) > body.len() && !ex.bodiless => {
             // Too short: send what there is, then abort the response.
             ex.open_stream()?;
             ex.push(body, false, py);
@@ -812,6 +831,8 @@ fn send_file(
     // it is the rest of the file.
     let len = match head.content_length {
         Some(declared) => declared,
+        // A 204 or 304 has no body, and no length is made up for it.
+        None if no_content(head.status) => 0,
         None => {
             head.headers
                 .insert(CONTENT_LENGTH, HeaderValue::from(available));
@@ -823,7 +844,7 @@ fn send_file(
         unreachable!()
     };
     let wrapper = wrapper.clone().unbind();
-    if ex.is_head {
+    if ex.bodiless {
         reply.send(ResponseHead {
             status: head.status,
             headers: head.headers,
@@ -924,7 +945,7 @@ impl Driver {
                     return Ok(Step::Continue);
                 }
                 ex.open_stream()?;
-                if ex.is_head {
+                if ex.bodiless {
                     return Ok(Step::Stop);
                 }
                 match ex.push(py_bytes(&bytes), false, py) {

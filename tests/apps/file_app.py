@@ -12,6 +12,7 @@
   set it for a regular file), a number, or ``more`` (``extra`` bytes more than
   the file has, default 1000).
 - ``blksize``: the wrapper's block size.
+- ``status``: the response's status line (default ``200 OK``).
 
 Records go to the file named by the ``X-Record-Path`` request header.
 ``GET /`` answers ``hello``.
@@ -68,13 +69,15 @@ def file_response(environ, start_response):
         filelike = open(path, "rb")
     filelike.seek(int(params.get("seek", "0")))
 
-    headers = [("Content-Type", "application/octet-stream")]
+    status = params.get("status", "200 OK")
+    # wsgiref.validate: no Content-Type on a 204 or 304.
+    headers = [] if status[:3] in ("204", "304") else [("Content-Type", "application/octet-stream")]
     cl = params.get("cl")
     if cl is not None:
         if cl == "more":
             cl = str(size + int(params.get("extra", "1000")))
         headers.append(("Content-Length", cl))
-    start_response("200 OK", headers)
+    start_response(status, headers)
 
     if kind == "recording":
         wrapper = RecordingFileWrapper(filelike, blksize)

@@ -1,5 +1,9 @@
 """Random responses for differential tests (``tests.apps.random_app:app``).
 
+``?status=S&how=list|generator|write`` answers status S (``204``, ``304``)
+with an 11-byte body and ``Content-Length: 11``, given the way ``how`` says:
+responses that must go out without their body.
+
 ``?seed=N`` picks one response, the same for the same N: a status (valid,
 unusual or invalid), header fields (valid ones, lengths that are right,
 wrong or repeated, hop-by-hop fields and invalid ones), and a body given as
@@ -55,8 +59,21 @@ def random_headers(rng: random.Random, length: int) -> list[tuple[str, str]]:
     return headers
 
 
+def bodiless(status: str, how: str, start_response):
+    write = start_response(f"{status} Whatever", [("Content-Length", "11"), ("X-How", how)])
+    if how == "write":
+        write(b"hello ")
+        return [b"world"]
+    if how == "generator":
+        return (chunk for chunk in [b"hello ", b"world"])
+    return [b"hello world"]
+
+
 def app(environ, start_response):
-    seed = parse_qs(environ.get("QUERY_STRING", "")).get("seed")
+    params = parse_qs(environ.get("QUERY_STRING", ""))
+    if "status" in params:
+        return bodiless(params["status"][0], params["how"][0], start_response)
+    seed = params.get("seed")
     if not seed:
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
         return [b"hello"]
