@@ -13,6 +13,7 @@ import hashlib
 import http.client
 import json
 import os
+import random
 import re
 import socket
 import zlib
@@ -413,3 +414,94 @@ def test_buffer_body_with_an_empty_content_length_gives_zero(buffer_server):
     result = post_json(buffer_server.port, "/input/read", b"", "content-length")
     assert result["CONTENT_LENGTH"] == "0"
     assert result["sha256"] == hashlib.sha256(b"").hexdigest()
+
+
+# ------------------------------------------------------------------ random reads
+#
+# Random bodies read with random sequences of read calls (seeded: the same
+# cases every run), on every way a body arrives: Content-Length on the own
+# HTTP/1.1 path (sent in random pieces, so that any part of it comes with the
+# head), Content-Length through hyper (absolute-form target), chunked in
+# random chunk sizes, and HTTP/2. What wsgi.input returns must be what
+# io.BytesIO returns for the same calls on the same bytes, piece for piece.
+
+RANDOM_READ_CASES = 30
+
+
+def random_body(rng) -> bytes:
+    lines = []
+    for _ in range(rng.choice([0, 1, 5, 50, 400])):
+        length = rng.choice([0, 1, 10, 100, 5000, 70_000])
+        lines.append(bytes([rng.randrange(97, 123)]) * length + rng.choice([b"\n", b"\r\n", b"\n", b""]))
+    return b"".join(lines)
+
+
+def random_ops(rng) -> list[str]:
+    ops = []
+    for _ in range(rng.randint(1, 5)):
+        op = rng.choice("rlsi")
+        if op != "i" and rng.random() < 0.7:
+            op += str(rng.choice([1, 7, 100, 4096, 16384, 65536, 100_000]))
+        ops.append(op)
+    return ops
+
+
+def expected_reads(body: bytes, ops: list[str]) -> list[int]:
+    """What the same calls return on io.BytesIO: the piece lengths."""
+    import io
+
+    reference, pieces = io.BytesIO(body), []
+    while True:
+        for op in ops:
+            n = int(op[1:]) if len(op) > 1 else None
+            if op[0] == "r":
+                got = [reference.read(n)]
+            elif op[0] == "l":
+                got = [reference.readline(-1 if n is None else n)]
+            elif op[0] == "s":
+                got = reference.readlines(-1 if n is None else n)
+            else:
+                got = [next(iter(reference), b"")]
+            got = [piece for piece in got if piece]
+            if not got:
+                return pieces
+            pieces.extend(len(piece) for piece in got)
+
+
+def post_in_pieces(port: int, target: str, body: bytes, rng, chunked: bool) -> dict:
+    head = f"POST {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+    if chunked:
+        framed, at = [], 0
+        while at < len(body):
+            size = rng.choice([1, 100, 4096, 65536])
+            framed.append(b"%x\r\n%s\r\n" % (len(body[at:at + size]), body[at:at + size]))
+            at += size
+        payload = (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + b"".join(framed) + b"0\r\n\r\n"
+    else:
+        payload = (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    with RawConnection(port) as raw:
+        raw.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        at = 0
+        while at < len(payload):
+            step = rng.choice([1, 50, 3000, 70_000, len(payload)])
+            raw.send(payload[at:at + step])
+            at += step
+        response = raw.read_response()
+    assert response is not None and response.status == 200, response
+    return json.loads(response.body)
+
+
+@pytest.mark.parametrize("transport", ["own", "hyper", "chunked", "http2"])
+def test_random_reads_return_what_bytesio_returns(input_server, transport):
+    rng = random.Random(21)
+    for case in range(RANDOM_READ_CASES):
+        body, ops = random_body(rng), random_ops(rng)
+        path = "/input-ops?ops=" + ",".join(ops)
+        if transport == "http2":
+            got = post_json(input_server.url, path, body, "http2", chunk=rng.choice([1000, 16384, 100_000]))
+        else:
+            target = f"http://t{path}" if transport == "hyper" else path
+            got = post_in_pieces(input_server.port, target, body, rng, chunked=transport == "chunked")
+        assert got["pieces"] == expected_reads(body, ops), f"case {case}: {ops} on {len(body)} bytes"
+        assert got["sha256"] == hashlib.sha256(body).hexdigest(), f"case {case}"
+        assert got["after_eof"] == ["", "", "", ""], f"case {case}"

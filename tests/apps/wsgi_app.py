@@ -11,6 +11,8 @@ client cannot be told (e.g. after a disconnect).
 ``/input/MODE``     reads the body with one wsgi.input method (see ``_read_by``)
                     and reports the pieces, their hash, and what reads after
                     the end returned
+``/input-ops``      the same for a sequence of read calls, ``ops`` (see
+                    ``_apply_ops``), applied in turn until the end
 ``/hash``           reads the body in 64 KiB blocks, errors propagate; JSON
 ``/body-report``    records ``started``, reads like /hash but catches the read
                     error, and records what it saw as a JSON line
@@ -185,6 +187,41 @@ def input_(environ, start_response):
         "pieces": [len(p) for p in pieces],
         "after_eof": _after_eof(inp),
         **_framing(environ),
+    })
+
+
+def _apply_ops(inp, ops):
+    """Apply the read operations ``ops`` in turn, again and again, until one
+    finds the end of the body. Each: ``r`` read(), ``rN`` read(N), ``l``
+    readline(), ``lN`` readline(N), ``s`` readlines(), ``sN`` readlines(N),
+    ``i`` next(iter(inp)). Returns the pieces read."""
+    pieces = []
+    while True:
+        for op in ops:
+            n = int(op[1:]) if len(op) > 1 else None
+            if op[0] == "r":
+                got = [inp.read() if n is None else inp.read(n)]
+            elif op[0] == "l":
+                got = [inp.readline() if n is None else inp.readline(n)]
+            elif op[0] == "s":
+                got = inp.readlines() if n is None else inp.readlines(n)
+            else:
+                got = [next(iter(inp), b"")]
+            got = [piece for piece in got if piece]
+            if not got:
+                return pieces
+            pieces.extend(got)
+
+
+@route("/input-ops")
+def input_ops(environ, start_response):
+    inp = environ["wsgi.input"]
+    pieces = _apply_ops(inp, query(environ, "ops").split(","))
+    data = b"".join(pieces)
+    return respond_json(start_response, {
+        "pieces": [len(p) for p in pieces],
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "after_eof": _after_eof(inp),
     })
 
 
