@@ -39,10 +39,12 @@ class Upgraded:
     """An HTTP/1.1 connection upgraded to HTTP/2 by the h2 package's client.
 
     ``head`` is the HTTP/1.1 response to the upgrade request (101 if it worked).
+    ``raw_fields`` are more header lines, as they go on the wire.
     """
 
     def __init__(self, port: int, method: str = "GET", path: str = "/env", body: bytes = b"",
-                 headers: dict[str, str] | None = None, chunked: bool = False, expect: bool = False) -> None:
+                 headers: dict[str, str] | None = None, chunked: bool = False, expect: bool = False,
+                 raw_fields: bytes = b"") -> None:
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         settings = self.h2.initiate_upgrade_connection().decode()
         self.raw = RawConnection(port)
@@ -64,7 +66,8 @@ class Upgraded:
             payload = b""
         if expect:
             fields["Expect"] = "100-continue"
-        head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n"
+        head = (f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items())
+                + raw_fields.decode("latin-1") + "\r\n")
         if expect:
             # The body goes only after the interim 100 (RFC 9110 §10.1.1).
             self.raw.send(head.encode("latin-1"))

@@ -556,3 +556,38 @@ def test_random_responses_are_written_as_hyper_writes_them(random_server):
     assert {200, 204, 304, 500} <= statuses, statuses
     assert short_before_the_body < RESPONSE_CASES // 10, short_before_the_body
     assert "panicked" not in random_server.stderr_text()
+
+
+def test_random_requests_get_the_same_environ_by_h2c_upgrade(debug_server):
+    # The random requests of the tests above, asked with `Upgrade: h2c` (the
+    # request becomes stream 1 of an HTTP/2 connection) and plainly: the
+    # environ differs only in SERVER_PROTOCOL.
+    from tests.test_h2c import Upgraded
+
+    rng = random.Random(14)
+    host = f"127.0.0.1:{debug_server.port}"
+    served = 0
+    for case in range(ENVIRON_CASES // 3):
+        # Not POST: the Upgraded client gives a POST "Content-Length: 0".
+        method = rng.choice([b"GET", b"PUT", b"DELETE", b"PATCH", b"PROPFIND"])
+        target, fields = random_target(rng, raw_bytes=False), random_fields(rng)
+        mine = environ_of(debug_server.port, b"%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n"
+                          % (method, target, host.encode(), fields))
+        up = Upgraded(debug_server.port, method.decode(), target.decode("latin-1"), raw_fields=fields)
+        try:
+            if up.head.status != 101:
+                # Refused in HTTP/1.1 before any upgrade: as the plain request.
+                theirs = (up.head.status, b"")
+                mine = (mine[0], b"")
+            else:
+                status, _, body = up.response(1)
+                theirs = (status, json.loads(body) if status == 200 else body)
+                if status == 200:
+                    del theirs[1]["REMOTE_PORT"]
+                    assert theirs[1].pop("SERVER_PROTOCOL") == "HTTP/2"
+                    assert mine[1].pop("SERVER_PROTOCOL") == "HTTP/1.1"
+        finally:
+            up.close()
+        assert mine == theirs, f"case {case}: {target!r} {fields!r}"
+        served += mine[0] == 200
+    assert served > ENVIRON_CASES // 3 * 0.8, served

@@ -422,7 +422,8 @@ def test_buffer_body_with_an_empty_content_length_gives_zero(buffer_server):
 # cases every run), on every way a body arrives: Content-Length on the own
 # HTTP/1.1 path (sent in random pieces, so that any part of it comes with the
 # head), Content-Length through hyper (absolute-form target), chunked in
-# random chunk sizes, and HTTP/2. What wsgi.input returns must be what
+# random chunk sizes, HTTP/2, and the body of an `Upgrade: h2c` request
+# (with a length and chunked). What wsgi.input returns must be what
 # io.BytesIO returns for the same calls on the same bytes, piece for piece.
 
 RANDOM_READ_CASES = 30
@@ -491,13 +492,29 @@ def post_in_pieces(port: int, target: str, body: bytes, rng, chunked: bool) -> d
     return json.loads(response.body)
 
 
-@pytest.mark.parametrize("transport", ["own", "hyper", "chunked", "http2"])
+def post_upgrading(port: int, path: str, body: bytes, chunked: bool) -> dict:
+    """POST with ``Upgrade: h2c``: the body goes in HTTP/1.1, the answer comes on stream 1."""
+    from tests.test_h2c import Upgraded
+
+    up = Upgraded(port, "POST", path, body, chunked=chunked)
+    try:
+        assert up.head.status == 101
+        status, _, answer = up.response(1)
+    finally:
+        up.close()
+    assert status == 200, answer[:300]
+    return json.loads(answer)
+
+
+@pytest.mark.parametrize("transport", ["own", "hyper", "chunked", "http2", "h2c", "h2c-chunked"])
 def test_random_reads_return_what_bytesio_returns(input_server, transport):
     rng = random.Random(21)
     for case in range(RANDOM_READ_CASES):
         body, ops = random_body(rng), random_ops(rng)
         path = "/input-ops?ops=" + ",".join(ops)
-        if transport == "http2":
+        if transport.startswith("h2c"):
+            got = post_upgrading(input_server.port, path, body, chunked=transport == "h2c-chunked")
+        elif transport == "http2":
             got = post_json(input_server.url, path, body, "http2", chunk=rng.choice([1000, 16384, 100_000]))
         else:
             target = f"http://t{path}" if transport == "hyper" else path
