@@ -265,3 +265,101 @@ def test_mutated_requests_get_answers_or_a_close_never_a_hang(strict_server):
     assert seen.get(200, 0) > FUZZ_CASES // 5, seen
     assert seen.get(400, 0) > FUZZ_CASES // 10, seen
     assert_serving(strict_server.port)
+
+
+class TLSOverMemory:
+    """A TLS client socket whose ``shutdown(SHUT_WR)`` sends close_notify and
+    goes on reading: TLS's half-close, which ``ssl.SSLSocket`` cannot do. Just
+    what RawConnection uses of a socket."""
+
+    def __init__(self, sock: socket.socket, context, hostname: str) -> None:
+        import ssl
+
+        self.ssl = ssl
+        self.sock, self.incoming, self.outgoing = sock, ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_hostname=hostname)
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush()
+                data = sock.recv(65536)
+                if not data:
+                    raise ConnectionResetError("closed during the handshake") from None
+                self.incoming.write(data)
+        self._flush()
+
+    def _flush(self) -> None:
+        if pending := self.outgoing.read():
+            self.sock.sendall(pending)
+
+    def sendall(self, data: bytes) -> None:
+        self.tls.write(data)
+        self._flush()
+
+    def shutdown(self, how: int) -> None:
+        try:
+            self.tls.unwrap()  # close_notify out; the server's comes later
+        except self.ssl.SSLWantReadError:
+            pass
+        self._flush()
+        self.sock.shutdown(how)
+
+    def recv(self, size: int) -> bytes:
+        while True:
+            try:
+                return self.tls.read(size)
+            except self.ssl.SSLWantReadError:
+                data = self.sock.recv(65536)
+                if not data:
+                    return b""
+                self.incoming.write(data)
+            except (self.ssl.SSLZeroReturnError, self.ssl.SSLEOFError):
+                return b""
+
+    def setsockopt(self, *args) -> None:
+        self.sock.setsockopt(*args)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def strict_tls_server(start_module_server, pki):
+    return start_module_server("tests.apps.wsgi_app:app", *pki.ecdsa.args(), "--max-header-size", "8K",
+                               "--max-headers", "20")
+
+
+def test_mutated_requests_over_tls_get_answers_or_a_close(strict_tls_server, pki):
+    # The same damaged requests over TLS (HTTP/1.1 by ALPN), where the own
+    # path serves requests without a body and hyper everything else; the
+    # client ends with close_notify, TLS's way to stop sending.
+    context = pki.ecdsa.client_context(alpn=("http/1.1",))
+    rng = random.Random(6)
+    mark = strict_tls_server.mark()
+    seen: dict[int, int] = {}
+    for case in range(FUZZ_CASES // 4):
+        data = mutate(rng, FUZZ_SEEDS[case % len(FUZZ_SEEDS)])
+        pieces = random.Random(case)
+        with RawConnection(strict_tls_server.tls_port) as raw:
+            raw.sock = TLSOverMemory(raw.sock, context, "localhost")
+            try:
+                sent = 0
+                while sent < len(data):
+                    step = pieces.randint(1, max(1, len(data) - sent))
+                    raw.send(data[sent:sent + step])
+                    sent += step
+                raw.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            try:
+                statuses = read_responses(raw, data)
+            except (AssertionError, ValueError) as exc:
+                raise AssertionError(f"case {case}: {data!r}: {exc}") from None
+        for status in statuses:
+            assert status in FUZZ_STATUSES, f"case {case}: {data!r}: status {status}"
+            seen[status] = seen.get(status, 0) + 1
+    log = "\n".join(strict_tls_server.lines_since(mark))
+    assert "panicked" not in log, log[-3000:]
+    assert seen.get(200, 0) > FUZZ_CASES // 4 // 5 and seen.get(400, 0) > FUZZ_CASES // 4 // 10, seen
