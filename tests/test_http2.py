@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import random
 import shutil
 import struct
 import subprocess
@@ -19,11 +20,16 @@ import httpx
 import pytest
 
 from tests.support import (
+    ACK,
     CLIENT_TIMEOUT,
     DATA,
     END_STREAM,
+    GOAWAY,
     HEADERS,
     RST_STREAM,
+    SETTINGS,
+    SETTINGS_INITIAL_WINDOW_SIZE,
+    SETTINGS_MAX_FRAME_SIZE,
     WINDOW_UPDATE,
     RawConnection,
     RawH2Connection,
@@ -255,3 +261,54 @@ def test_random_responses_over_http2_are_those_of_http1(random_server):
             assert reset == incomplete, f"case {case}"
             if not reset:
                 assert (status, body) == (http1_status, http1_body), f"case {case}"
+
+
+def test_responses_under_random_windows_and_frame_sizes_arrive_whole(server):
+    # Seeded cases: an initial stream window from 1 byte to 1 MiB, a maximum
+    # frame size from 16 KiB to 16 MiB, up to six streams at once, and a client
+    # that gives windows back late, partly or not at all until every stream
+    # is stalled. The server must keep to every window and frame size, and
+    # every response must arrive whole.
+    for case in range(40):
+        rng = random.Random(case)
+        window = rng.choice([1, 10, 100, 1000, 16384, 65535, 1 << 20])
+        frame_size = rng.choice([16384, 16385, 32768, 1 << 20, (1 << 24) - 1])
+        sizes = [rng.choice([0, 1, 1000, 70000, 300000, 2_000_000]) for _ in range(rng.randint(1, 6))]
+        settings = {SETTINGS_INITIAL_WINDOW_SIZE: window, SETTINGS_MAX_FRAME_SIZE: frame_size}
+        with RawH2Connection(server.port, settings=settings) as conn:
+            assert conn.read_until(lambda f: f.kind == SETTINGS and f.flags & ACK) is not None
+            connection_window = 65535
+            windows = {2 * i + 1: window for i in range(len(sizes))}
+            received = dict.fromkeys(windows, 0)
+            ended = dict.fromkeys(windows, False)
+            for stream, size in zip(windows, sizes):
+                conn.request(stream, request_headers(f"/big?size={size}"))
+            while not all(ended.values()):
+                frame = conn.read_until(lambda f: f.kind in (HEADERS, DATA, RST_STREAM, GOAWAY))
+                assert frame is not None and frame.kind not in (RST_STREAM, GOAWAY), (case, frame)
+                if frame.kind == HEADERS:
+                    assert frame.status == 200, (case, frame)
+                elif frame.payload:
+                    n = len(frame.payload)
+                    assert n <= frame_size, (case, n, frame_size)
+                    windows[frame.stream] -= n
+                    connection_window -= n
+                    received[frame.stream] += n
+                    assert windows[frame.stream] >= 0 and connection_window >= 0, (case, "over the window")
+                    if rng.random() < 0.7:
+                        back = rng.choice([n, n, 1, max(1, n // 2)])
+                        conn.send(h2_frame(WINDOW_UPDATE, 0, frame.stream, struct.pack(">I", back)))
+                        windows[frame.stream] += back
+                        back = rng.choice([n, 1 << 16])
+                        conn.send(h2_frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", back)))
+                        connection_window += back
+                if frame.flags & END_STREAM:
+                    ended[frame.stream] = True
+                open_streams = [s for s in windows if not ended[s]]
+                if open_streams and (connection_window <= 0 or all(windows[s] <= 0 for s in open_streams)):
+                    for stream in open_streams:  # everything stalled: open up
+                        conn.send(h2_frame(WINDOW_UPDATE, 0, stream, struct.pack(">I", 1 << 20)))
+                        windows[stream] += 1 << 20
+                    conn.send(h2_frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1 << 22)))
+                    connection_window += 1 << 22
+            assert list(received.values()) == sizes, case
