@@ -591,3 +591,59 @@ def test_random_requests_get_the_same_environ_by_h2c_upgrade(debug_server):
         assert mine == theirs, f"case {case}: {target!r} {fields!r}"
         served += mine[0] == 200
     assert served > ENVIRON_CASES // 3 * 0.8, served
+
+
+@pytest.fixture(scope="module")
+def root_path_server(start_module_server):
+    return start_module_server(APP, "--root-path", "/app")
+
+
+def test_random_targets_split_the_same_under_a_root_path(root_path_server):
+    # --root-path /app: SCRIPT_NAME and PATH_INFO from random targets in and
+    # around the root path ("/app", "/app/", "/apple", "/app%2F", ...) on the
+    # own path, hyper's and HTTP/2: the same answer from the application,
+    # whatever route the split leads to.
+    rng = random.Random(15)
+    port = root_path_server.port
+    answers = set()
+    with RawH2Connection(port) as conn:
+        for case in range(100):
+            prefix = rng.choice([b"/app", b"/app/", b"/apple", b"/app%2F", b"/APP", b"/ap", b"", b"/app//"])
+            target = prefix + random_target(rng, raw_bytes=False)
+            results = []
+            for request in (b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % target,
+                            b"GET http://t%s HTTP/1.1\r\nHost: t\r\n\r\n" % target):
+                with RawConnection(port) as raw:
+                    raw.send(request)
+                    response = raw.read_response()
+                results.append((response.status, response.body))
+            results.append(h2_raw(conn, 2 * case + 1, target))
+            environs = [(status, json.loads(body) if body.startswith(b"{") else body) for status, body in results]
+            for _, env in environs:
+                if isinstance(env, dict):
+                    env.pop("REMOTE_PORT")
+                    env.pop("SERVER_PROTOCOL")
+            assert environs[0] == environs[1] == environs[2], f"case {case}: {target!r}"
+            status, env = environs[0]
+            answers.add("environ" if isinstance(env, dict) else (status, env[:20]))
+    # The split led to the environ route, and to others (hello, not found).
+    assert {"environ", (200, b"hello"), (404, b"not found")} <= answers, answers
+
+
+def h2_raw(conn: RawH2Connection, stream: int, target: bytes) -> tuple[int, bytes]:
+    conn.request(stream, [(b":method", b"GET"), (b":scheme", b"http"), (b":path", target), (b":authority", b"t")])
+    status, body = None, b""
+    while True:
+        frame = conn.read_until(lambda f: f.stream == stream and f.kind in (HEADERS, DATA, RST_STREAM))
+        assert frame is not None, (target, "the connection closed")
+        if frame.kind == RST_STREAM:  # as in h2_environ: HTTP/1.1's 400
+            assert frame.error_code == 0x1, frame
+            return 400, b""
+        if frame.kind == HEADERS:
+            status = frame.status
+        else:
+            body += frame.payload
+            if frame.payload:
+                conn.send(h2_frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", len(frame.payload))))
+        if frame.flags & END_STREAM:
+            return status, body
