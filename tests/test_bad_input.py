@@ -229,30 +229,36 @@ def read_responses(raw: RawConnection, sent: bytes) -> list[int]:
             return statuses
 
 
+def send_and_read(raw: RawConnection, data: bytes, case: int) -> list[int]:
+    """Send ``data`` in random pieces, shut the sending side, and read every
+    response up to the close: their statuses."""
+    # Its own generator for the pieces: a send cut short by the server must
+    # not change the cases after it.
+    pieces = random.Random(case)
+    try:
+        sent = 0
+        while sent < len(data):
+            step = pieces.randint(1, max(1, len(data) - sent))
+            raw.send(data[sent:sent + step])
+            sent += step
+        raw.sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # refused and closed before the end: the answer is still to read
+    try:
+        return read_responses(raw, data)
+    except (AssertionError, ValueError) as exc:
+        raise AssertionError(f"case {case}: {data!r}: {exc}") from None
+
+
 def test_mutated_requests_get_answers_or_a_close_never_a_hang(strict_server):
     rng = random.Random(5)
     mark = strict_server.mark()
     seen: dict[int, int] = {}
     for case in range(FUZZ_CASES):
         data = mutate(rng, FUZZ_SEEDS[case % len(FUZZ_SEEDS)])
-        # Its own generator for the pieces: a send cut short by the server
-        # must not change the cases after it.
-        pieces = random.Random(case)
         with RawConnection(strict_server.port) as raw:
             raw.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            try:
-                sent = 0
-                while sent < len(data):
-                    step = pieces.randint(1, max(1, len(data) - sent))
-                    raw.send(data[sent:sent + step])
-                    sent += step
-                raw.sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass  # refused and closed before the end: the answer is still to read
-            try:
-                statuses = read_responses(raw, data)
-            except (AssertionError, ValueError) as exc:
-                raise AssertionError(f"case {case}: {data!r}: {exc}") from None
+            statuses = send_and_read(raw, data, case)
         if case % 100 == 99:
             assert_serving(strict_server.port)  # other clients are served all along
         for status in statuses:
@@ -341,22 +347,9 @@ def test_mutated_requests_over_tls_get_answers_or_a_close(strict_tls_server, pki
     seen: dict[int, int] = {}
     for case in range(FUZZ_CASES // 4):
         data = mutate(rng, FUZZ_SEEDS[case % len(FUZZ_SEEDS)])
-        pieces = random.Random(case)
         with RawConnection(strict_tls_server.tls_port) as raw:
             raw.sock = TLSOverMemory(raw.sock, context, "localhost")
-            try:
-                sent = 0
-                while sent < len(data):
-                    step = pieces.randint(1, max(1, len(data) - sent))
-                    raw.send(data[sent:sent + step])
-                    sent += step
-                raw.sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-            try:
-                statuses = read_responses(raw, data)
-            except (AssertionError, ValueError) as exc:
-                raise AssertionError(f"case {case}: {data!r}: {exc}") from None
+            statuses = send_and_read(raw, data, case)
         for status in statuses:
             assert status in FUZZ_STATUSES, f"case {case}: {data!r}: status {status}"
             seen[status] = seen.get(status, 0) + 1

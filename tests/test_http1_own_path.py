@@ -453,26 +453,7 @@ def test_random_requests_get_the_same_environ_on_both_paths(debug_server):
 
 def h2_environ(conn: RawH2Connection, stream: int, method: str, target: bytes,
                fields: list[tuple[bytes, bytes]]) -> tuple[int, dict | bytes]:
-    headers = [(b":method", method.encode()), (b":scheme", b"http"), (b":path", target), (b":authority", b"t"),
-               *fields]  # bytes: hpack would encode a str as UTF-8
-    conn.request(stream, headers)
-    status, body = None, b""
-    while True:
-        frame = conn.read_until(lambda f: f.stream == stream and f.kind in (HEADERS, DATA, RST_STREAM))
-        assert frame is not None, (stream, headers, "the connection closed")
-        if frame.kind == RST_STREAM:
-            # h2 refuses what the http crate does not take in a `:path`
-            # (PROTOCOL_ERROR); HTTP/1.1 answers the same target with 400.
-            assert frame.error_code == 0x1, frame
-            return 400, b""
-        if frame.kind == HEADERS:
-            status = frame.status
-        else:
-            body += frame.payload
-            if frame.payload:  # give the connection's window back
-                conn.send(h2_frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", len(frame.payload))))
-        if frame.flags & END_STREAM:
-            break
+    status, body = h2_raw(conn, stream, target, method.encode(), fields)
     if status != 200:
         return status, body
     environ = json.loads(body)
@@ -630,20 +611,26 @@ def test_random_targets_split_the_same_under_a_root_path(root_path_server):
     assert {"environ", (200, b"hello"), (404, b"not found")} <= answers, answers
 
 
-def h2_raw(conn: RawH2Connection, stream: int, target: bytes) -> tuple[int, bytes]:
-    conn.request(stream, [(b":method", b"GET"), (b":scheme", b"http"), (b":path", target), (b":authority", b"t")])
+def h2_raw(conn: RawH2Connection, stream: int, target: bytes, method: bytes = b"GET",
+           fields: list[tuple[bytes, bytes]] = ()) -> tuple[int, bytes]:
+    """One request on ``conn`` (names and values as bytes: hpack would encode a
+    str as UTF-8): the status and body."""
+    conn.request(stream, [(b":method", method), (b":scheme", b"http"), (b":path", target), (b":authority", b"t"),
+                          *fields])
     status, body = None, b""
     while True:
         frame = conn.read_until(lambda f: f.stream == stream and f.kind in (HEADERS, DATA, RST_STREAM))
         assert frame is not None, (target, "the connection closed")
-        if frame.kind == RST_STREAM:  # as in h2_environ: HTTP/1.1's 400
+        if frame.kind == RST_STREAM:
+            # h2 refuses what the http crate does not take in a `:path`
+            # (PROTOCOL_ERROR); HTTP/1.1 answers the same target with 400.
             assert frame.error_code == 0x1, frame
             return 400, b""
         if frame.kind == HEADERS:
             status = frame.status
         else:
             body += frame.payload
-            if frame.payload:
+            if frame.payload:  # give the connection's window back
                 conn.send(h2_frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", len(frame.payload))))
         if frame.flags & END_STREAM:
             return status, body
