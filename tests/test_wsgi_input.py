@@ -422,8 +422,8 @@ def test_buffer_body_with_an_empty_content_length_gives_zero(buffer_server):
 # cases every run), on every way a body arrives: Content-Length on the own
 # HTTP/1.1 path (sent in random pieces, so that any part of it comes with the
 # head), Content-Length through hyper (absolute-form target), chunked in
-# random chunk sizes, HTTP/2, and the body of an `Upgrade: h2c` request
-# (with a length and chunked). What wsgi.input returns must be what
+# random chunk sizes, HTTP/2, the body of an `Upgrade: h2c` request (with a
+# length and chunked), and HTTP/1.1 over TLS. What wsgi.input returns must be what
 # io.BytesIO returns for the same calls on the same bytes, piece for piece.
 
 RANDOM_READ_CASES = 30
@@ -469,7 +469,7 @@ def expected_reads(body: bytes, ops: list[str]) -> list[int]:
             pieces.extend(len(piece) for piece in got)
 
 
-def post_in_pieces(port: int, target: str, body: bytes, rng, chunked: bool) -> dict:
+def post_in_pieces(port: int, target: str, body: bytes, rng, chunked: bool, tls=None) -> dict:
     head = f"POST {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
     if chunked:
         framed, at = [], 0
@@ -482,6 +482,8 @@ def post_in_pieces(port: int, target: str, body: bytes, rng, chunked: bool) -> d
         payload = (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
     with RawConnection(port) as raw:
         raw.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            raw.sock = tls.wrap_socket(raw.sock, server_hostname="127.0.0.1")
         at = 0
         while at < len(payload):
             step = rng.choice([1, 50, 3000, 70_000, len(payload)])
@@ -506,13 +508,23 @@ def post_upgrading(port: int, path: str, body: bytes, chunked: bool) -> dict:
     return json.loads(answer)
 
 
-@pytest.mark.parametrize("transport", ["own", "hyper", "chunked", "http2", "h2c", "h2c-chunked"])
-def test_random_reads_return_what_bytesio_returns(input_server, transport):
+@pytest.fixture(scope="module")
+def tls_input_server(start_module_server, pki):
+    return start_module_server("tests.apps.wsgi_app:app", *pki.ecdsa.args(), "--body-timeout", "10")
+
+
+@pytest.mark.parametrize("transport", ["own", "hyper", "chunked", "http2", "h2c", "h2c-chunked", "tls"])
+def test_random_reads_return_what_bytesio_returns(input_server, tls_input_server, pki, transport):
+    # "tls": HTTP/1.1 over TLS, where a body of at most 64 KiB that came with
+    # its head is read into the connection's buffer, and the rest is hyper's.
     rng = random.Random(21)
     for case in range(RANDOM_READ_CASES):
         body, ops = random_body(rng), random_ops(rng)
         path = "/input-ops?ops=" + ",".join(ops)
-        if transport.startswith("h2c"):
+        if transport == "tls":
+            got = post_in_pieces(tls_input_server.tls_port, path, body, rng, chunked=False,
+                                 tls=pki.ecdsa.client_context(alpn=("http/1.1",)))
+        elif transport.startswith("h2c"):
             got = post_upgrading(input_server.port, path, body, chunked=transport == "h2c-chunked")
         elif transport == "http2":
             got = post_json(input_server.url, path, body, "http2", chunk=rng.choice([1000, 16384, 100_000]))

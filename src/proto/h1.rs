@@ -44,6 +44,10 @@ pub struct Limits {
     /// application's thread cannot read the body from the socket (TLS, whose
     /// records only the connection decrypts).
     pub bodies: bool,
+    /// Where `bodies` is false: a body of at most this many bytes that is
+    /// already in the buffer, whole, behind its head, is plain all the same
+    /// (the connection hands it over from the buffer).
+    pub buffered_body: u64,
 }
 
 /// A plain request: what the server needs to serve it.
@@ -77,8 +81,12 @@ pub enum NotPlain {
     Negotiation,
     /// No `Host`, or more than one (the server answers 400, RFC 9112 §3.2).
     Host,
-    /// A body (`Content-Length` above 0) where `Limits::bodies` is false.
+    /// A body (`Content-Length` above 0) where `Limits::bodies` is false,
+    /// longer than `Limits::buffered_body`.
     Body,
+    /// As `Body`, but within `Limits::buffered_body`, and not all of it in
+    /// the buffer yet: a connection may read more and parse again.
+    BodyToCome,
 }
 
 /// Returned by value and taken apart at once: boxing the request would cost
@@ -198,8 +206,14 @@ pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Parsed {
     if hosts != 1 {
         return Parsed::Hyper(NotPlain::Host);
     }
-    if !limits.bodies && content_length.is_some_and(|n| n > 0) {
-        return Parsed::Hyper(NotPlain::Body);
+    if let Some(n) = content_length.filter(|&n| n > 0 && !limits.bodies) {
+        // Only a small body, and only once all of it is here.
+        if n > limits.buffered_body {
+            return Parsed::Hyper(NotPlain::Body);
+        }
+        if ((buf.len() - len) as u64) < n {
+            return Parsed::Hyper(NotPlain::BodyToCome);
+        }
     }
     let head = buf.split_to(len).freeze();
     match build(&head, target_at, &fields) {
@@ -425,6 +439,7 @@ mod tests {
         max_headers: 100,
         max_head: 8192,
         bodies: true,
+        buffered_body: 0,
     };
 
     fn parse(bytes: &[u8]) -> (Parsed, BytesMut) {
@@ -536,6 +551,34 @@ mod tests {
                 Parsed::Request(_)
             ));
         }
+        // A small body whole in the buffer: plain, its bytes left behind the
+        // head; one byte short of it, or one over the size: hyper's.
+        let limits = Limits {
+            buffered_body: 3,
+            ..limits
+        };
+        let mut buf =
+            BytesMut::from(&b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabcGET"[..]);
+        match parse_request(&mut buf, &limits) {
+            Parsed::Request(r) => assert_eq!(r.content_length, Some(3)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(&buf[..], b"abcGET");
+        for (post, buffered_body, why) in [
+            (&post[..post.len() - 1], 3, NotPlain::BodyToCome),
+            (post, 2, NotPlain::Body),
+        ] {
+            let mut buf = BytesMut::from(post);
+            let limits = Limits {
+                buffered_body,
+                ..limits
+            };
+            match parse_request(&mut buf, &limits) {
+                Parsed::Hyper(got) => assert_eq!(got, why),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(&buf[..], post, "buffer changed");
+        }
     }
 
     #[test]
@@ -544,6 +587,7 @@ mod tests {
             max_headers: 2,
             max_head: 64,
             bodies: true,
+            buffered_body: 0,
         };
         let mut three = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: 1\r\nB: 2\r\nC: 3\r\n\r\n"[..]);
         assert!(matches!(
@@ -561,6 +605,7 @@ mod tests {
             max_headers: 150,
             max_head: 1 << 16,
             bodies: true,
+            buffered_body: 0,
         };
         let mut many = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: h\r\n"[..]);
         for i in 0..120 {
@@ -680,14 +725,22 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\nX-A: 1\r\nX-B: \t2 \r\n\r\nGET",
             b"HEAD /%20 HTTP/1.1\r\nhost: h\r\ncookie: a=1; b=2\r\n\r\n",
         ];
-        let limits = Limits {
+        let socket = Limits {
             max_headers: 20,
             max_head: 512,
             bodies: true,
+            buffered_body: 0,
+        };
+        // As on TLS: a body only when it is all in the buffer.
+        let tls = Limits {
+            bodies: false,
+            buffered_body: 16,
+            ..socket
         };
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         let mut plain_cases = 0;
         for case in 0..6000 {
+            let limits = if case % 3 == 2 { tls } else { socket };
             let input = mutate(&mut rng, seeds[case % seeds.len()]);
             let show = String::from_utf8_lossy(&input).into_owned();
             let mut whole = BytesMut::from(&input[..]);
@@ -727,7 +780,8 @@ mod tests {
                 _ => assert_eq!(&whole[..], &input[..], "{show:?}: buffer changed"),
             }
             // The same bytes in random pieces, parsed after each piece as
-            // the connection does.
+            // the connection does: it reads on after `Partial`, and on TLS
+            // after `Body` while more bytes are there (`runtime::h1`).
             let mut buf = BytesMut::new();
             let mut fed = 0;
             let mut piecewise = None;
@@ -736,7 +790,11 @@ mod tests {
                 buf.extend_from_slice(&input[fed..fed + take]);
                 fed += take;
                 match parse_request(&mut buf, &limits) {
-                    Parsed::Partial => continue,
+                    Parsed::Partial => piecewise = None,
+                    Parsed::Hyper(NotPlain::BodyToCome) if fed < input.len() => {
+                        piecewise = None;
+                        assert!(!limits.bodies, "{show:?}");
+                    }
                     other => {
                         piecewise = Some(other);
                         break;

@@ -15,8 +15,10 @@
 //! its end.
 //!
 //! On TLS connections the application's thread cannot read the socket (it
-//! holds records, not the body), so there the first request with a body is
-//! not plain and goes to hyper with the rest of the connection.
+//! holds records, not the body), so there a request body is plain only if
+//! it is small and here with its head: the connection reads it into its
+//! buffer (`TLS_BUFFERED_BODY`). The first request with any other body goes
+//! to hyper with the rest of the connection.
 //!
 //! What it does not do: HTTP/2, timeouts and shutdown (the connection
 //! task's `drive!` runs the same timers as for hyper, and calls
@@ -39,7 +41,7 @@ use http_body_util::BodyExt as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::sendfile;
-use super::service::{begin, ConnContext, HttpResponse, RequestBody};
+use super::service::{begin, ConnContext, HttpResponse, PlainBody, RequestBody};
 use super::socket_body::{BodySocket, Lease};
 use crate::proto;
 use crate::proto::h1::{
@@ -58,6 +60,13 @@ const READ_BUFFER: usize = 4 * 1024;
 
 /// A body at most this long goes into the same write as its head.
 const SMALL_BODY: usize = 1024;
+
+/// On TLS, a request body of at most this many bytes that is here with its
+/// head (in the buffer, or decrypted by a read that does not wait) is read
+/// into the buffer and handed to the application whole; a longer one, or
+/// one still to come, sends the connection to hyper. 64 KiB: a JSON or form
+/// POST, and the body hyper would hold in its own buffer anyway.
+pub const TLS_BUFFERED_BODY: u64 = 64 * 1024;
 
 /// A transport the server's own path can serve, and whether it has a socket
 /// a request body can be read from directly. Without one (TLS: the bytes on
@@ -138,6 +147,11 @@ where
         max_headers: ctx.config.max_headers,
         max_head: ctx.config.max_header_size,
         bodies: raw_socket.is_some(),
+        buffered_body: if raw_socket.is_some() {
+            0
+        } else {
+            TLS_BUFFERED_BODY
+        },
     };
     // Made at the first request with a body.
     let mut socket: Option<Arc<BodySocket>> = None;
@@ -147,6 +161,9 @@ where
             if !buf.is_empty() {
                 match parse_request(&mut buf, &limits) {
                     Parsed::Request(request) => break request,
+                    // On TLS: a small body not all in the buffer yet. Take
+                    // what the socket has without waiting, and look again.
+                    Parsed::Hyper(NotPlain::BodyToCome) if read_now(&mut io, &mut buf) => continue,
                     Parsed::Hyper(why) => {
                         log_handover(why);
                         return Ok(Outcome::Hyper(io, buf.freeze()));
@@ -191,10 +208,14 @@ where
                     let socket = socket.get_or_insert_with(|| BodySocket::new(raw_socket));
                     let (body, lease) =
                         socket.lend(buffered.freeze(), left, ctx.config.body_timeout);
-                    (Some(body), Some(lease))
+                    (Some(PlainBody::Socket(body)), Some(lease))
                 }
-                // Without a socket to read it from, a request with a body is
-                // not plain (`Limits::bodies`): this has none.
+                // Without a socket to read it from, a body is plain only
+                // when all of it is in the buffer (`Limits::buffered_body`).
+                (Some(n), None) if n > 0 => {
+                    let body = buf.split_to(n as usize).freeze();
+                    (Some(PlainBody::Memory(body)), None)
+                }
                 _ => (None, None),
             };
             let body = RequestBody::Plain {
@@ -224,7 +245,22 @@ where
             let _ = io.shutdown().await;
             return Ok(Outcome::Closed);
         }
+        if buf.is_empty() && buf.capacity() > 4 * READ_BUFFER {
+            // A buffered body made it large: an idle connection keeps a
+            // read buffer's worth.
+            buf = BytesMut::with_capacity(READ_BUFFER);
+        }
     }
+}
+
+/// Read what the socket has now into `buf`, without waiting: true if that
+/// was anything. Room is made for a TLS record's worth.
+fn read_now<I: AsyncRead + Unpin>(io: &mut I, buf: &mut BytesMut) -> bool {
+    buf.reserve(16 * 1024);
+    matches!(
+        std::future::poll_fn(|cx| poll_read_buf(Pin::new(&mut *io), cx, buf)).now_or_never(),
+        Some(Ok(n)) if n > 0
+    )
 }
 
 fn log_handover(why: NotPlain) {

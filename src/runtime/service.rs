@@ -68,8 +68,17 @@ pub enum RequestBody {
     /// its declared length, and its body when that is not 0.
     Plain {
         declared: Option<u64>,
-        body: Option<SocketBody>,
+        body: Option<PlainBody>,
     },
+}
+
+/// The body of a plain request.
+pub enum PlainBody {
+    /// Read from the socket by the application's thread.
+    Socket(SocketBody),
+    /// All of it, read with the head (TLS, where the application's thread
+    /// cannot read the socket: `h1::TLS_BUFFERED_BODY`).
+    Memory(Bytes),
 }
 
 /// Serve one request, lazily: its work (the checks, the environ, the
@@ -247,9 +256,17 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
         (
             _,
             RequestBody::Plain {
-                body: Some(body), ..
+                body: Some(PlainBody::Socket(body)),
+                ..
             },
         ) => Source::Socket(body),
+        (
+            _,
+            RequestBody::Plain {
+                body: Some(PlainBody::Memory(body)),
+                ..
+            },
+        ) => Source::Memory(body),
         (Framing::Empty | Framing::Length(0), _) | (_, RequestBody::Plain { body: None, .. }) => {
             Source::Empty
         }
