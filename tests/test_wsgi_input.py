@@ -302,6 +302,49 @@ def test_decompress_decodes_body(decompress_server, encoding, transport):
     assert result["after_eof"] == ["", "", "", ""]
 
 
+def _raw_deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=-15)
+    return compressor.compress(data) + compressor.flush()
+
+
+def test_damaged_compressed_bodies_are_refused_whole_ones_decoded(decompress_server):
+    # Seeded cases over every coding (raw DEFLATE too, which the server
+    # sniffs), on the three transports, in pieces of 1 to 4096 bytes: a whole
+    # body decodes to what was compressed; a truncated one, or one with bytes
+    # after the end of its compressed data, is refused (400: the read raised
+    # InvalidRequestBody); a second gzip member or zstd frame is part of the
+    # body (RFC 1952, RFC 8878), a second zlib or brotli stream is not.
+    encoders = {**ENCODERS, "raw-deflate": _raw_deflate}
+    for case in range(120):
+        rng = random.Random(case)
+        coding = rng.choice(sorted(encoders))
+        plain = b"".join(bytes([rng.randrange(97, 100)]) * rng.randint(1, 3000) for _ in range(rng.randint(1, 20)))
+        data = encoders[coding](plain)
+        damage = rng.choice(["none", "truncated", "garbage", "second"])
+        if damage == "truncated":
+            data = data[:rng.randrange(len(data))]
+        elif damage == "garbage":
+            data += bytes(rng.randrange(1, 256) for _ in range(rng.randint(1, 10)))
+        elif damage == "second":
+            data += encoders[coding](b"second")
+        if damage == "none":
+            expected = plain
+        elif damage == "second" and coding.lower() in ("gzip", "zstd"):
+            expected = plain + b"second"
+        else:
+            expected = None
+        transport = rng.choice(TRANSPORTS)
+        header = "deflate" if coding == "raw-deflate" else coding
+        status, body = post(target_for(decompress_server, transport), "/hash", data, transport,
+                            headers={"Content-Encoding": header}, chunk=rng.choice([1, 100, 4096]))
+        where = f"case {case}: {coding}, {damage}, {transport}"
+        if expected is None:
+            assert status == 400, (where, status, body[:200])
+        else:
+            assert status == 200, (where, status, body[:200])
+            assert json.loads(body)["sha256"] == hashlib.sha256(expected).hexdigest(), where
+
+
 def test_decompress_passes_unknown_encoding_through(decompress_server):
     body = b"opaque bytes \x00\x01\x02"
     result = post_json(decompress_server.port, "/input/read", body, "content-length",

@@ -19,7 +19,7 @@
 //! `BodyError` to `propylon.errors`).
 
 use std::fs::File;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, BufRead, Read, Seek, Write};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -216,7 +216,10 @@ fn decoder(raw: RawReader, coding: Coding) -> Result<Box<dyn Read + Send>, BodyE
             inner: None,
             raw: Some(raw),
         }),
-        Coding::Brotli => Box::new(brotli::Decompressor::new(raw, 16 * 1024)),
+        Coding::Brotli => Box::new(BrotliToTheEnd(Some(brotli::Decompressor::new(
+            raw,
+            16 * 1024,
+        )))),
         Coding::Zstd => Box::new(zstd::stream::read::Decoder::new(raw).map_err(decode_error)?),
     })
 }
@@ -276,10 +279,28 @@ fn decode_error(e: io::Error) -> BodyError {
     BodyError::Invalid(format!("cannot decode the Content-Encoding: {e}"))
 }
 
+/// Bytes after the end of the compressed data: the body is malformed, as
+/// a truncated one is (gzip and zstd decoders find these themselves: they
+/// read on for a next member or frame).
+fn data_after_the_end() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "data after the end of the compressed body",
+    )
+}
+
+type Sniffed = io::BufReader<io::Chain<io::Cursor<Vec<u8>>, RawReader>>;
+
+enum Flate {
+    Zlib(flate2::bufread::ZlibDecoder<Sniffed>),
+    Raw(flate2::bufread::DeflateDecoder<Sniffed>),
+}
+
 /// Sniffs whether a `deflate` body is zlib-wrapped (RFC 9110 §8.4.1.2 says it
-/// is) or raw DEFLATE (which some clients send anyway), as browsers do.
+/// is) or raw DEFLATE (which some clients send anyway), as browsers do; at
+/// the end of the stream, nothing may follow it.
 struct DeflateAuto {
-    inner: Option<Box<dyn Read + Send>>,
+    inner: Option<Flate>,
     raw: Option<RawReader>,
 }
 
@@ -300,14 +321,56 @@ impl Read for DeflateAuto {
                 && head[0] & 0x0f == 8
                 && (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0;
             let prefix = io::Cursor::new(head[..got].to_vec());
-            let chained = Read::chain(prefix, raw);
+            let chained = io::BufReader::new(Read::chain(prefix, raw));
             self.inner = Some(if zlib {
-                Box::new(flate2::read::ZlibDecoder::new(chained))
+                Flate::Zlib(flate2::bufread::ZlibDecoder::new(chained))
             } else {
-                Box::new(flate2::read::DeflateDecoder::new(chained))
+                Flate::Raw(flate2::bufread::DeflateDecoder::new(chained))
             });
         }
-        self.inner.as_mut().unwrap().read(buf)
+        let inner = self.inner.as_mut().unwrap();
+        let n = match inner {
+            Flate::Zlib(d) => d.read(buf)?,
+            Flate::Raw(d) => d.read(buf)?,
+        };
+        if n == 0 && !buf.is_empty() {
+            // The decoder consumed exactly its stream from the buffer: what
+            // is left there, or still in the body, follows the end.
+            let rest = match inner {
+                Flate::Zlib(d) => d.get_mut().fill_buf()?,
+                Flate::Raw(d) => d.get_mut().fill_buf()?,
+            };
+            if !rest.is_empty() {
+                return Err(data_after_the_end());
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// brotli's reader, which notices bytes after the end of the stream only
+/// in its own buffer, and only when read again: asked once more at the
+/// end, and the rest of the body checked too.
+struct BrotliToTheEnd(Option<brotli::Decompressor<RawReader>>);
+
+impl Read for BrotliToTheEnd {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(inner) = self.0.as_mut() else {
+            return Ok(0);
+        };
+        let n = inner.read(buf)?;
+        if n > 0 || buf.is_empty() {
+            return Ok(n);
+        }
+        let mut probe = [0u8; 1];
+        if inner.read(&mut probe)? > 0 {
+            return Err(data_after_the_end());
+        }
+        let mut raw = self.0.take().unwrap().into_inner();
+        if raw.read(&mut probe)? > 0 {
+            return Err(data_after_the_end());
+        }
+        Ok(0)
     }
 }
 
@@ -653,6 +716,45 @@ mod tests {
         ] {
             let mut r = memory(&encoded, Some(coding), 1 << 20);
             assert_eq!(r.read_to_end().unwrap(), data, "{coding:?}");
+        }
+    }
+
+    #[test]
+    fn nothing_may_follow_the_compressed_data() {
+        let data = b"hello hello hello hello".repeat(100);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&data).unwrap();
+        let zlib = z.finish().unwrap();
+        let mut d = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        d.write_all(&data).unwrap();
+        let raw_deflate = d.finish().unwrap();
+        let mut br = Vec::new();
+        {
+            let mut w = brotli::CompressorWriter::new(&mut br, 4096, 5, 22);
+            w.write_all(&data).unwrap();
+        }
+        let zst = zstd::encode_all(&data[..], 3).unwrap();
+        for (coding, encoded) in [
+            (Coding::Gzip, gzip(&data)),
+            (Coding::Deflate, zlib),
+            (Coding::Deflate, raw_deflate),
+            (Coding::Brotli, br),
+            (Coding::Zstd, zst),
+        ] {
+            // Garbage right behind the end, and far behind it (past what a
+            // decoder reads ahead).
+            for tail in [&b"x"[..], &[b'y'; 100_000][..]] {
+                let mut body = encoded.clone();
+                body.extend_from_slice(tail);
+                let mut r = memory(&body, Some(coding), 1 << 20);
+                assert!(
+                    matches!(r.read_to_end(), Err(BodyError::Invalid(_))),
+                    "{coding:?} with {} bytes after the end",
+                    tail.len()
+                );
+            }
+            let mut r = memory(&encoded, Some(coding), 1 << 20);
+            assert_eq!(r.read_to_end().unwrap(), data, "{coding:?} without them");
         }
     }
 
