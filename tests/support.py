@@ -435,6 +435,61 @@ class RawConnection:
         assert rest == b"", f"expected the connection to close, got more bytes: {rest[:300]!r}"
 
 
+class TLSOverMemory:
+    """A TLS client socket whose ``shutdown(SHUT_WR)`` sends close_notify and
+    goes on reading: TLS's half-close, which ``ssl.SSLSocket`` cannot do. Just
+    what RawConnection uses of a socket."""
+
+    def __init__(self, sock: socket.socket, context, hostname: str) -> None:
+        self.sock, self.incoming, self.outgoing = sock, ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_hostname=hostname)
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush()
+                data = sock.recv(65536)
+                if not data:
+                    raise ConnectionResetError("closed during the handshake") from None
+                self.incoming.write(data)
+        self._flush()
+
+    def _flush(self) -> None:
+        if pending := self.outgoing.read():
+            self.sock.sendall(pending)
+
+    def sendall(self, data: bytes) -> None:
+        self.tls.write(data)
+        self._flush()
+
+    def shutdown(self, how: int) -> None:
+        try:
+            self.tls.unwrap()  # close_notify out; the server's comes later
+        except ssl.SSLWantReadError:
+            pass
+        self._flush()
+        self.sock.shutdown(how)
+
+    def recv(self, size: int) -> bytes:
+        while True:
+            try:
+                return self.tls.read(size)
+            except ssl.SSLWantReadError:
+                data = self.sock.recv(65536)
+                if not data:
+                    return b""
+                self.incoming.write(data)
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+
+    def setsockopt(self, *args) -> None:
+        self.sock.setsockopt(*args)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def send_refusable(port: int, method: str, path: str, body: bytes, headers: dict[str, str] | None = None,
                    chunked: bool = False, chunk: int = 16384) -> RawResponse | None:
     """Send a whole request at once on a raw socket and read the response, for requests the

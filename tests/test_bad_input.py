@@ -14,7 +14,7 @@ import socket
 
 import pytest
 
-from tests.support import RawConnection, assert_serving
+from tests.support import RawConnection, TLSOverMemory, assert_serving
 
 
 @pytest.fixture(scope="module")
@@ -271,64 +271,6 @@ def test_mutated_requests_get_answers_or_a_close_never_a_hang(strict_server):
     assert seen.get(200, 0) > FUZZ_CASES // 5, seen
     assert seen.get(400, 0) > FUZZ_CASES // 10, seen
     assert_serving(strict_server.port)
-
-
-class TLSOverMemory:
-    """A TLS client socket whose ``shutdown(SHUT_WR)`` sends close_notify and
-    goes on reading: TLS's half-close, which ``ssl.SSLSocket`` cannot do. Just
-    what RawConnection uses of a socket."""
-
-    def __init__(self, sock: socket.socket, context, hostname: str) -> None:
-        import ssl
-
-        self.ssl = ssl
-        self.sock, self.incoming, self.outgoing = sock, ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_hostname=hostname)
-        while True:
-            try:
-                self.tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                self._flush()
-                data = sock.recv(65536)
-                if not data:
-                    raise ConnectionResetError("closed during the handshake") from None
-                self.incoming.write(data)
-        self._flush()
-
-    def _flush(self) -> None:
-        if pending := self.outgoing.read():
-            self.sock.sendall(pending)
-
-    def sendall(self, data: bytes) -> None:
-        self.tls.write(data)
-        self._flush()
-
-    def shutdown(self, how: int) -> None:
-        try:
-            self.tls.unwrap()  # close_notify out; the server's comes later
-        except self.ssl.SSLWantReadError:
-            pass
-        self._flush()
-        self.sock.shutdown(how)
-
-    def recv(self, size: int) -> bytes:
-        while True:
-            try:
-                return self.tls.read(size)
-            except self.ssl.SSLWantReadError:
-                data = self.sock.recv(65536)
-                if not data:
-                    return b""
-                self.incoming.write(data)
-            except (self.ssl.SSLZeroReturnError, self.ssl.SSLEOFError):
-                return b""
-
-    def setsockopt(self, *args) -> None:
-        self.sock.setsockopt(*args)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")

@@ -54,6 +54,7 @@ from tests.support import (
     RawConnection,
     RawH2Connection,
     ServerProcess,
+    TLSOverMemory,
     h2_frame,
     h2_settings,
     http_request,
@@ -484,21 +485,27 @@ def mutate_h2(rng, data: bytes) -> bytes:
     return bytes(data)
 
 
-def test_mutated_http2_conversations_get_frames_or_a_close(target):
+@pytest.mark.parametrize("over", ["cleartext", "tls"])
+def test_mutated_http2_conversations_get_frames_or_a_close(request, pki, over):
     # Whatever the damage: the server answers with frames and closes once the
     # client has shut its side (HTTP/2 ends the connection there, streams
     # still in the application included: h2 and hyper's rule, as in Go's
     # server), within the client's timeout; it logs no panic, keeps its
     # memory bounded, and serves a normal client on other connections all
-    # along.
+    # along. Over TLS (ALPN h2) the client ends with close_notify.
+    server = request.getfixturevalue("target" if over == "cleartext" else "tls_target")
+    context = pki.ecdsa.client_context(("h2",)) if over == "tls" else None
+    cases = H2_FUZZ_CASES if over == "cleartext" else H2_FUZZ_CASES // 4
     rng = random.Random(4)
     seed = h2_conversation()
-    mark = target.mark()
+    mark = server.mark()
     goaways = processed = 0
-    with attack(target):
-        for case in range(H2_FUZZ_CASES):
+    with attack(server):
+        for case in range(cases):
             data = mutate_h2(rng, seed)
-            with RawConnection(target.port) as raw:
+            with RawConnection(server.port if context is None else server.tls_port) as raw:
+                if context is not None:
+                    raw.sock = TLSOverMemory(raw.sock, context, "localhost")
                 try:
                     raw.send(data)
                     raw.sock.shutdown(socket.SHUT_WR)
@@ -516,8 +523,8 @@ def test_mutated_http2_conversations_get_frames_or_a_close(target):
             assert kinds and kinds[0] == 0x4, f"case {case}: {received[:100]!r}"
             goaways += GOAWAY in kinds
             processed += PING in kinds  # the acknowledgement: read up to there
-    log = "\n".join(target.lines_since(mark))
+    log = "\n".join(server.lines_since(mark))
     assert "panicked" not in log, log[-3000:]
     # Both sides exercised: damage the server refused, and conversations it
     # read far enough to answer the PING after the requests.
-    assert goaways > H2_FUZZ_CASES // 10 and processed > H2_FUZZ_CASES // 10, (goaways, processed)
+    assert goaways > cases // 10 and processed > cases // 10, (goaways, processed)
