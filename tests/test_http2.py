@@ -195,6 +195,9 @@ def h2_exchange(port: int, path: str) -> tuple[dict, bytes]:
                 fields = dict(frame.fields)
             else:
                 body += frame.payload
+                if frame.payload and not frame.flags & END_STREAM:  # give both windows back
+                    for stream in (0, 1):
+                        conn.send(h2_frame(WINDOW_UPDATE, 0, stream, struct.pack(">I", len(frame.payload))))
             if frame.flags & END_STREAM:
                 return fields, body
 
@@ -312,3 +315,20 @@ def test_responses_under_random_windows_and_frame_sizes_arrive_whole(server):
                     conn.send(h2_frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1 << 22)))
                     connection_window += 1 << 22
             assert list(received.values()) == sizes, case
+
+
+@pytest.mark.parametrize("how", ["one", "many", "list"])
+@pytest.mark.parametrize("length", [0, 1, 5])
+def test_a_surplus_is_cut_and_the_response_ends_normally(random_server, length, how):
+    # WSGI 1.1 section 10: bytes past Content-Length are dropped, and the
+    # response is complete. With Content-Length: 0 and a first chunk that was
+    # all surplus, HTTP/2 reset the stream (INTERNAL_ERROR) before the fix.
+    path = f"/?surplus={length}&how={how}"
+    fields, body = h2_exchange(random_server.port, path)
+    assert (fields[":status"], fields.get("content-length"), body) == ("200", str(length), b"x" * length)
+    for target in (path, f"http://t{path}"):
+        with RawConnection(random_server.port) as raw:
+            raw.send(f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            response = raw.read_response()
+            assert (response.status, response.body, response.incomplete) == (200, b"x" * length, False)
+            assert raw.read_response().body == b"hello"

@@ -180,7 +180,12 @@ impl Exchange {
                 chunk.slice(..n)
             }
             Admit::Complete => {
+                // Nothing more may go out (Content-Length: 0 and a first
+                // chunk that is all surplus): the response is complete. A
+                // stream left open would be dropped, and HTTP/2 would reset
+                // it (INTERNAL_ERROR) instead of ending it.
                 self.log_surplus();
+                self.finish();
                 return None;
             }
         };

@@ -4,6 +4,9 @@
 with an 11-byte body and ``Content-Length: 11``, given the way ``how`` says:
 responses that must go out without their body.
 
+``?surplus=N&how=one|many|list`` answers ``Content-Length: N`` and yields one
+byte more: in one chunk from a generator, one byte per chunk, or as a list.
+
 ``?seed=N`` picks one response, the same for the same N: a status (valid,
 unusual or invalid), header fields (valid ones, lengths that are right,
 wrong or repeated, hop-by-hop fields and invalid ones), a body given as
@@ -69,6 +72,12 @@ def bodiless(status: str, how: str, start_response):
 
 def app(environ, start_response):
     params = parse_qs(environ.get("QUERY_STRING", ""))
+    if "surplus" in params:
+        # Content-Length N and N + 1 bytes, given as the `how` says.
+        n = int(params["surplus"][0])
+        start_response("200 OK", [("Content-Length", str(n))])
+        chunks = [b"x" * n + b"!"] if params["how"][0] == "one" else [b"x"] * n + [b"!"]
+        return (chunk for chunk in chunks) if params["how"][0] != "list" else chunks
     if "status" in params:
         return bodiless(params["status"][0], params["how"][0], start_response)
     seed = params.get("seed")
