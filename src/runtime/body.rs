@@ -692,28 +692,30 @@ mod tests {
         e.finish().unwrap()
     }
 
-    #[test]
-    fn decodes_gzip_deflate_brotli_zstd() {
-        let data = b"hello hello hello hello".repeat(100);
+    /// `data` in each coding --decompress reads (raw DEFLATE too).
+    fn every_coding(data: &[u8]) -> [(Coding, Vec<u8>); 5] {
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-        z.write_all(&data).unwrap();
-        let zlib = z.finish().unwrap();
+        z.write_all(data).unwrap();
         let mut d = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-        d.write_all(&data).unwrap();
-        let raw_deflate = d.finish().unwrap();
+        d.write_all(data).unwrap();
         let mut br = Vec::new();
         {
             let mut w = brotli::CompressorWriter::new(&mut br, 4096, 5, 22);
-            w.write_all(&data).unwrap();
+            w.write_all(data).unwrap();
         }
-        let zst = zstd::encode_all(&data[..], 3).unwrap();
-        for (coding, encoded) in [
-            (Coding::Gzip, gzip(&data)),
-            (Coding::Deflate, zlib),
-            (Coding::Deflate, raw_deflate),
+        [
+            (Coding::Gzip, gzip(data)),
+            (Coding::Deflate, z.finish().unwrap()),
+            (Coding::Deflate, d.finish().unwrap()),
             (Coding::Brotli, br),
-            (Coding::Zstd, zst),
-        ] {
+            (Coding::Zstd, zstd::encode_all(data, 3).unwrap()),
+        ]
+    }
+
+    #[test]
+    fn decodes_gzip_deflate_brotli_zstd() {
+        let data = b"hello hello hello hello".repeat(100);
+        for (coding, encoded) in every_coding(&data) {
             let mut r = memory(&encoded, Some(coding), 1 << 20);
             assert_eq!(r.read_to_end().unwrap(), data, "{coding:?}");
         }
@@ -722,25 +724,7 @@ mod tests {
     #[test]
     fn nothing_may_follow_the_compressed_data() {
         let data = b"hello hello hello hello".repeat(100);
-        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-        z.write_all(&data).unwrap();
-        let zlib = z.finish().unwrap();
-        let mut d = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-        d.write_all(&data).unwrap();
-        let raw_deflate = d.finish().unwrap();
-        let mut br = Vec::new();
-        {
-            let mut w = brotli::CompressorWriter::new(&mut br, 4096, 5, 22);
-            w.write_all(&data).unwrap();
-        }
-        let zst = zstd::encode_all(&data[..], 3).unwrap();
-        for (coding, encoded) in [
-            (Coding::Gzip, gzip(&data)),
-            (Coding::Deflate, zlib),
-            (Coding::Deflate, raw_deflate),
-            (Coding::Brotli, br),
-            (Coding::Zstd, zst),
-        ] {
+        for (coding, encoded) in every_coding(&data) {
             // Garbage right behind the end, and far behind it (past what a
             // decoder reads ahead).
             for tail in [&b"x"[..], &[b'y'; 100_000][..]] {
