@@ -171,6 +171,9 @@ class Server:
 # fmt: off
 SERVERS = [
     Server("propylon", "{venv}/bin/propylon {app} --bind 127.0.0.1:{port} --threads {threads} --keep-alive-timeout {idle} {tls}", WSGI_H1 + ("h2", "tls-hello", "tls-h2"), tls=TLS_CERT),
+    # Propylon's --tcp-congestion (a listener setting no peer has): cubic for
+    # its connections while the machine's default stays BBR (README, Method).
+    Server("propylon-cubic", "{venv}/bin/propylon {app} --bind 127.0.0.1:{port} --threads {threads} --keep-alive-timeout {idle} --tcp-congestion cubic", ("file10m",), "Propylon with --tcp-congestion cubic; the machine's default for everything else"),
     Server("granian", "{venv}/bin/granian --interface wsgi --host 127.0.0.1 --port {port} --workers 1 --runtime-threads 1 --blocking-threads {threads} --backpressure {limit} --http {http} --no-ws {tls} {app}", WSGI_H1 + ("h2", "tls-hello", "tls-h2"), tls="--ssl-certificate {cert} --ssl-keyfile {key}"),
     Server("gunicorn-sync", "{venv}/bin/gunicorn -w 1 -b 127.0.0.1:{port} {app}", WSGI_H1, "sync worker: one request at a time, closes every connection"),
     Server("gunicorn-gthread", "{venv}/bin/gunicorn -w 1 -k gthread --threads {threads} --keep-alive {idle} --worker-connections {limit} -b 127.0.0.1:{port} {tls} {app}", WSGI_H1 + ("tls-hello",), tls=TLS_CERT),
@@ -181,6 +184,7 @@ SERVERS = [
     # The ceiling: hyper's hello world, and for the file scenarios a bare
     # sendfile(2) loop (what the kernel alone can send; see hyper-ref's main.rs).
     Server("hyper-ref", "{bench}/hyper-ref/target/release/hyper-ref --bind 127.0.0.1:{port} --app {attr} {tls}", ("hello", "file10m", "file10m-cubic", "h2", "idle10k", "tls-hello", "tls-h2"), "Rust only, not a WSGI server: the ceiling", tls=TLS_CERT),
+    Server("hyper-ref-cubic", "{bench}/hyper-ref/target/release/hyper-ref --bind 127.0.0.1:{port} --app {attr} --tcp-congestion cubic", ("file10m",), "the sendfile(2) ceiling with cubic on its listener, as propylon-cubic"),
 ]
 # fmt: on
 
@@ -1122,19 +1126,22 @@ def render_memory(summary: dict, server_order: list) -> list:
 
 def render_ceiling(summary: dict) -> list:
     lines = []
-    for scenario_name in ("hello", "h2", "tls-hello", "tls-h2", "file10m", "file10m-cubic"):
+    pairs = [(name, REFERENCE, CEILING, "") for name in ("hello", "h2", "tls-hello", "tls-h2", "file10m", "file10m-cubic")]
+    # Propylon with --tcp-congestion cubic against the sendfile loop with the same listener setting.
+    pairs.insert(5, ("file10m", "propylon-cubic", "hyper-ref-cubic", " with --tcp-congestion cubic"))
+    for scenario_name, ours_name, ceiling_name, setting in pairs:
         rows = summary.get(scenario_name, {})
         scenario = SCENARIO_BY_NAME[scenario_name]
         what = "sendfile(2) loop" if scenario.app == "file" else "hyper reference"
-        ours, ceiling = rows.get(REFERENCE, {}).get("median"), rows.get(CEILING, {}).get("median")
+        ours, ceiling = rows.get(ours_name, {}).get("median"), rows.get(ceiling_name, {}).get("median")
         if ours and ceiling:
             floor = (
                 " (the ceiling's number is a floor: its load generator was saturated)"
-                if rows[CEILING]["generator_cpu"] >= GENERATOR_SATURATED
+                if rows[ceiling_name]["generator_cpu"] >= GENERATOR_SATURATED
                 else ""
             )
             lines.append(
-                f"- {scenario_name}: Propylon reaches **{ours / ceiling:.0%}** of the Rust-only {what} ({fmt_number(ours)} of {fmt_number(ceiling)} {scenario.metric}){floor}."
+                f"- {scenario_name}{setting}: Propylon reaches **{ours / ceiling:.0%}** of the Rust-only {what}{' with the same setting' if setting else ''} ({fmt_number(ours)} of {fmt_number(ceiling)} {scenario.metric}){floor}."
             )
     return (["### Propylon against the Rust-only ceiling", ""] + lines + [""]) if lines else []
 

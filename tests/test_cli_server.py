@@ -4,6 +4,7 @@ graceful shutdown, access log, ``--factory``; and the showcase example.
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import shutil
@@ -152,6 +153,62 @@ def test_two_binds_on_one_server(start_server, tmp_path):
         assert conn.getresponse().read() == b"hello"
     finally:
         conn.close()
+
+
+def _congestion_controls() -> tuple[str, list[str]]:
+    """The system's default TCP congestion control and the ones a process may choose."""
+    try:
+        default = Path("/proc/sys/net/ipv4/tcp_congestion_control").read_text().strip()
+        allowed = Path("/proc/sys/net/ipv4/tcp_allowed_congestion_control").read_text().split()
+    except OSError:
+        return "", []
+    return default, allowed
+
+
+def _server_side_congestion(port: int) -> list[str]:
+    """The congestion control of each established server-side socket on ``port``, as ss(8) shows it."""
+    result = subprocess.run(["ss", "-tinH", "state", "established", f"( sport = :{port} )"],
+                            capture_output=True, text=True, timeout=10, check=True)
+    names = set(_congestion_controls()[1]) | {"bbr", "cubic", "reno"}
+    # ss prints each socket's line, then its details: the algorithm's name is one word of them.
+    return [word for word in result.stdout.split() if word in names]
+
+
+@pytest.mark.skipif(shutil.which("ss") is None or not sys.platform.startswith("linux"),
+                    reason="needs Linux and ss(8)")
+def test_tcp_congestion_is_inherited_by_accepted_connections(start_server, tmp_path):
+    default, allowed = _congestion_controls()
+    other = next((name for name in ("cubic", "reno", *allowed) if name in allowed and name != default), None)
+    if other is None:
+        pytest.skip(f"only {default!r} may be chosen here")
+    # A Unix listener beside the TCP one: the setting does not apply to it and does not fail it.
+    chosen = start_server("tests.apps.wsgi_app:app", "--tcp-congestion", other,
+                          binds=["127.0.0.1:0", f"unix:{tmp_path / 's.sock'}"])
+    plain = start_server("tests.apps.wsgi_app:app")
+    for srv, expected in ((chosen, other), (plain, default)):
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=CLIENT_TIMEOUT)
+        try:
+            # One request answered: the connection is established on both sides, and stays open.
+            conn.request("GET", "/")
+            assert conn.getresponse().read() == b"hello"
+            assert _server_side_congestion(srv.port) == [expected]
+        finally:
+            conn.close()
+    conn = UnixHTTPConnection(str(tmp_path / "s.sock"))
+    try:
+        conn.request("GET", "/")
+        assert conn.getresponse().read() == b"hello"
+    finally:
+        conn.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's TCP_CONGESTION")
+def test_unknown_tcp_congestion_is_one_line_and_exit_1():
+    line = assert_one_error_line(run_cli("tests.apps.wsgi_app:app", "--bind", "127.0.0.1:0",
+                                         "--tcp-congestion", "nosuchcc"), 1)
+    assert "nosuchcc" in line and "127.0.0.1:0" in line, line
+    if _congestion_controls()[1]:
+        assert "this machine allows:" in line, line
 
 
 # ------------------------------------------------------------------ shutdown and logging

@@ -123,6 +123,7 @@ def test_config_defaults() -> None:
     assert (config.body_timeout, config.graceful_timeout) == (60.0, 30.0)
     assert (config.decompress, config.buffer_body, config.access_log) == (False, False, False)
     assert (config.log_level, config.root_path) == ("info", "")
+    assert config.tcp_congestion is None
 
 
 @pytest.mark.parametrize(
@@ -138,6 +139,10 @@ def test_config_defaults() -> None:
         {"log_level": "verbose"},
         {"root_path": "api"},
         {"root_path": "/api/"},
+        {"tcp_congestion": ""},
+        {"tcp_congestion": "cubic\x00"},
+        {"tcp_congestion": "a" * 16},
+        {"tcp_congestion": "cu bic"},
     ],
 )
 def test_config_rejects(kwargs: dict[str, object]) -> None:
@@ -426,6 +431,7 @@ def test_cli_builds_config_from_flags(fake_core: list[tuple[Config, object]]) ->
         "--max-header-size", "8K", "--max-headers", "50", "--keep-alive-timeout", "1.5",
         "--header-timeout", "2", "--body-timeout", "3", "--graceful-timeout", "0",
         "--log-level", "WARNING", "--access-log", "--root-path", "/api",
+        "--tcp-congestion", "reno",
         f"{__name__}:_wsgi_app",
     ]  # fmt: skip
     assert cli.main(argv) == 0
@@ -448,6 +454,7 @@ def test_cli_builds_config_from_flags(fake_core: list[tuple[Config, object]]) ->
         log_level="warning",
         access_log=True,
         root_path="/api",
+        tcp_congestion="reno",
     )
 
 
@@ -501,6 +508,7 @@ def test_cli_version(tmp_path: Path) -> None:
         (["--threads", "0", "hello:app"], 2, "threads must be at least 1"),
         (["--threads", "many", "hello:app"], 2, "invalid int value"),
         (["--root-path", "api", "hello:app"], 2, "root_path"),
+        (["--tcp-congestion", "", "hello:app"], 2, "tcp_congestion"),
         (["--no-such-flag", "hello:app"], 2, "unrecognized arguments"),
         ([], 2, "required"),
         (["nosuchmodule:app"], 1, "no module named 'nosuchmodule'"),

@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--insecure-bind", dest="insecure_binds", action="append", type=_checked(parse_bind), metavar="ADDR",
         help="with TLS, a cleartext address to listen on as well; repeatable (default: none)",
     )
+    listen.add_argument(
+        "--tcp-congestion", metavar="NAME",
+        help="TCP congestion control of the TCP listeners, e.g. cubic; Linux and FreeBSD "
+        "(default: the system's, net.ipv4.tcp_congestion_control)",
+    )
 
     tls = parser.add_argument_group("TLS (every --bind speaks TLS once --certfile is given)")
     tls.add_argument("--certfile", metavar="PEM", help="certificate chain (PEM)")

@@ -119,6 +119,9 @@ class Config:
     log_level: str = "info"
     #: URL prefix the application is mounted at: ``SCRIPT_NAME``, stripped from ``PATH_INFO``.
     root_path: str = ""
+    #: TCP congestion control of the TCP listeners (Linux ``TCP_CONGESTION``, e.g.
+    #: ``"cubic"``), inherited by every connection they accept; None: the system's.
+    tcp_congestion: str | None = None
 
     # TLS. With ``certfile``, every address in ``binds`` speaks TLS (ALPN h2 and
     # http/1.1); ``insecure_binds`` are cleartext listeners beside them (Hypercorn's
@@ -172,6 +175,12 @@ class Config:
             raise ConfigError(f"log_level must be one of {levels}; got {self.log_level!r}")
         self._check_tls()
         self._check_http2()
+        if self.tcp_congestion is not None and not _CONGESTION_NAME.fullmatch(self.tcp_congestion):
+            raise ConfigError(
+                "tcp_congestion must be the name of a TCP congestion control, 1 to 15 letters, "
+                f"digits, '_' or '-' (e.g. cubic; see sysctl net.ipv4.tcp_allowed_congestion_control), "
+                f"got {self.tcp_congestion!r}"
+            )
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
             raise ConfigError(
                 "root_path must be empty or start with '/' and not end with '/' (e.g. /api), "
@@ -210,6 +219,10 @@ class Config:
         _at_least("h2_max_header_list_size", self.h2_max_header_list_size, 1)
         _seconds("h2_keep_alive_interval", self.h2_keep_alive_interval, allow_zero=True)
         _seconds("h2_keep_alive_timeout", self.h2_keep_alive_timeout, allow_zero=False)
+
+
+# Linux's TCP_CA_NAME_MAX is 16 bytes with the terminating NUL.
+_CONGESTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,15}", re.ASCII)
 
 
 def _at_least(name: str, value: int, minimum: int) -> None:

@@ -51,6 +51,7 @@ struct PyConfig {
     graceful_timeout: f64,
     access_log: bool,
     root_path: String,
+    tcp_congestion: Option<String>,
 }
 
 pub fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
@@ -113,5 +114,6 @@ pub fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
         graceful_timeout: secs(c.graceful_timeout),
         access_log: c.access_log,
         root_path: c.root_path,
+        tcp_congestion: c.tcp_congestion,
     })
 }

@@ -53,4 +53,7 @@ pub struct ServerConfig {
     pub graceful_timeout: Duration,
     pub access_log: bool,
     pub root_path: String,
+    /// TCP congestion control of every TCP listener (Linux's
+    /// `TCP_CONGESTION`); None: the system's default.
+    pub tcp_congestion: Option<String>,
 }

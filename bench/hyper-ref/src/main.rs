@@ -19,8 +19,11 @@
 //! hyper writes bodies from memory, and the point is what the kernel alone
 //! can send on this machine, whatever server sits on top.
 //!
+//! `--tcp-congestion NAME` sets the listener's TCP congestion control, which
+//! the connections it accepts inherit (Propylon's option of the same name).
+//!
 //! Usage: `hyper-ref --bind 127.0.0.1:PORT [--app hello|file] [--certfile PEM
-//! --keyfile PEM]`; prints `Listening on http(s)://127.0.0.1:PORT` on stderr
+//! --keyfile PEM] [--tcp-congestion NAME]`; prints `Listening on http(s)://127.0.0.1:PORT` on stderr
 //! when ready (the same readiness line as Propylon), exits on SIGINT/SIGTERM.
 
 use std::convert::Infallible;
@@ -45,8 +48,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_rustls::TlsAcceptor;
 
 const BODY: &[u8] = b"Hello, world!";
-const USAGE: &str =
-    "usage: hyper-ref --bind HOST:PORT [--app hello|file] [--certfile PEM --keyfile PEM]";
+const USAGE: &str = "usage: hyper-ref --bind HOST:PORT [--app hello|file] \
+     [--certfile PEM --keyfile PEM] [--tcp-congestion NAME]";
 
 async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut response = Response::new(Full::new(Bytes::from_static(BODY)));
@@ -72,12 +75,14 @@ struct Args {
     app: App,
     certfile: Option<String>,
     keyfile: Option<String>,
+    tcp_congestion: Option<String>,
 }
 
 fn parse_args() -> Args {
     let mut bind = None;
     let mut app = App::Hello;
     let (mut certfile, mut keyfile) = (None, None);
+    let mut tcp_congestion = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args
@@ -100,6 +105,7 @@ fn parse_args() -> Args {
             }
             "--certfile" => certfile = Some(value),
             "--keyfile" => keyfile = Some(value),
+            "--tcp-congestion" => tcp_congestion = Some(value),
             _ => fail(format!("unknown argument {flag:?}; {USAGE}")),
         }
     }
@@ -115,6 +121,28 @@ fn parse_args() -> Args {
         app,
         certfile,
         keyfile,
+        tcp_congestion,
+    }
+}
+
+/// `--tcp-congestion`: set on the listener before any connection arrives, so
+/// that accepted connections have it from their first packet.
+fn set_congestion(listener: &impl AsRawFd, name: Option<&str>) {
+    let Some(name) = name else { return };
+    // SAFETY: a valid socket and a buffer of the given length.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_ptr().cast(),
+            name.len() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        eprintln!("hyper-ref: error: TCP congestion control {name:?}: {e}");
+        std::process::exit(1)
     }
 }
 
@@ -212,6 +240,7 @@ fn main() {
             eprintln!("hyper-ref: error: cannot listen on {}: {e}", args.bind);
             std::process::exit(1)
         });
+        set_congestion(&listener, args.tcp_congestion.as_deref());
         eprintln!("Listening on http://{}", listener.local_addr().unwrap());
         // SIGTERM's and SIGINT's default action ends the process: nothing
         // to clean up here.
@@ -233,6 +262,7 @@ async fn serve_hello(args: Args) {
         eprintln!("hyper-ref: error: cannot listen on {}: {e}", args.bind);
         std::process::exit(1)
     });
+    set_congestion(&listener, args.tcp_congestion.as_deref());
     let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!("Listening on {scheme}://{}", listener.local_addr().unwrap());
 
