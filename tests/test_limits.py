@@ -3,6 +3,7 @@ idle, slow-head and stalled-body connections are ended by their timeouts."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import queue
 import select
@@ -122,6 +123,50 @@ def test_http2_declared_length_too_large_is_413(small_body_server):
     with httpx.Client(http1=False, http2=True, timeout=CLIENT_TIMEOUT) as client:
         response = client.post(f"{small_body_server.url}/hash", content=b"x" * 5000)
     assert response.status_code == 413
+
+
+# ------------------------------------------------------------------ lingering close
+#
+# A client that sends its whole body before reading the response (Python's
+# http.client) must get the response even when the server answers without
+# reading the body: the server closes after the response, and a close with
+# the client's bytes still coming is a reset, which destroys the response in
+# the client's kernel. 40 MB is far more than the loopback socket buffers
+# hold, so the client is still sending when the response is written.
+
+BIG = 40 * 1024 * 1024
+
+
+def _post_whole_body_then_read(port: int, path: str, *, chunked: bool) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT)
+    try:
+        if chunked:
+            body = (b"x" * (1024 * 1024) for _ in range(BIG // (1024 * 1024)))
+            conn.request("POST", path, body=body, encode_chunked=True)
+        else:
+            conn.request("POST", path, body=b"x" * BIG)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def unread_body_server(start_module_server):
+    return start_module_server("tests.apps.wsgi_app:app")
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length-own-path", "chunked-hyper"])
+def test_a_body_the_app_does_not_read_does_not_cost_the_client_its_response(unread_body_server, chunked):
+    assert _post_whole_body_then_read(unread_body_server.port, "/expect-noread", chunked=chunked) == (200, b"unread")
+    assert_serving(unread_body_server.port)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length-own-path", "chunked-hyper"])
+def test_a_413_reaches_a_client_that_sends_its_whole_body_first(small_body_server, chunked):
+    status, _ = _post_whole_body_then_read(small_body_server.port, "/hash", chunked=chunked)
+    assert status == 413
+    assert_serving(small_body_server.port)
 
 
 # ------------------------------------------------------------------ timeouts

@@ -214,6 +214,19 @@ def test_python_ssl_without_a_client_certificate(tls_server, pki):
     assert "SSL_CLIENT_CERT" not in env
 
 
+def test_a_body_the_app_does_not_read_does_not_cost_a_tls_client_its_response(tls_server, pki):
+    # http.client sends the whole body before reading; the server answers
+    # without reading it and closes (lingering close: tests/test_limits.py).
+    conn = http.client.HTTPSConnection("127.0.0.1", tls_server.tls_port, timeout=CLIENT_TIMEOUT,
+                                       context=client_context(pki.ecdsa))
+    try:
+        conn.request("POST", "/expect-noread", body=b"x" * (40 * 1024 * 1024))
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (200, b"unread")
+    finally:
+        conn.close()
+
+
 def test_python_ssl_with_a_client_certificate(tls_server, pki):
     result = https_get(tls_server.tls_port, "/env", client_context(pki.ecdsa, pki.client_pem))
     env = result.json()

@@ -37,6 +37,7 @@ use super::first::{Either, First};
 use super::h1::{self, RawSocket};
 use super::h2c::{PendingUpgrade, UpgradeRequest, UpgradeStream};
 use super::h2guard::{Guard, GuardHandle, ENHANCE_YOUR_CALM};
+use super::linger::Linger;
 use super::sendfile::{SendQueue, SendfileStream};
 use super::service::{begin, handle, ConnContext, HttpResponse, RequestBody};
 use super::tls::{TlsInfo, TlsState};
@@ -695,7 +696,9 @@ where
     I: AsyncRead + AsyncWrite + RawSocket + Unpin + Send + 'static,
 {
     let (io, prefix) = io.into_parts();
-    let conn = h1::Connection::new(io, &prefix, ctx.clone());
+    // Whichever path closes the connection, hyper's or the own, a client
+    // still sending gets its response before the close (`linger`).
+    let conn = h1::Connection::new(Linger::new(io), &prefix, ctx.clone());
     if let Some(Ok(h1::Outcome::Hyper(io, buffered))) =
         drive!(conn, serving.shutdown.clone(), &ctx, head: true)
     {
