@@ -255,6 +255,26 @@ def test_access_log_line_per_request(start_server):
     assert '"POST /echo HTTP/1.1" 200 5 ' in second, second
 
 
+def test_access_log_escapes_quotes_and_bytes_and_keeps_absolute_targets(start_server):
+    srv = start_server("tests.apps.wsgi_app:app", "--access-log")
+    start = srv.mark()
+    token = uuid.uuid4().hex
+    # A forged field attempt in User-Agent, a backslash, a tab and obs-text
+    # (RFC 9110 allows bytes 0x80-0xFF in field values); the target in
+    # absolute form (hyper's path).
+    request = (f"GET http://example.com/?t={token} HTTP/1.1\r\nHost: example.com\r\n"
+               f"User-Agent: x\" 200 0 \"-\" \"forged\\\t\xe9\r\nConnection: close\r\n\r\n").encode("latin-1")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=CLIENT_TIMEOUT) as conn:
+        conn.sendall(request)
+        response = b""
+        while chunk := conn.recv(65536):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 200 "), response
+    line = srv.wait_for_line(rf"propylon\.access: .*{token}", start).string
+    assert f'"GET http://example.com/?t={token} HTTP/1.1" 200 5 "-" ' in line, line
+    assert line.endswith(r'"x\" 200 0 \"-\" \"forged\\\x09\xe9" ' + line.rsplit(" ", 1)[1]), line
+
+
 def test_no_access_log_by_default(server):
     token = uuid.uuid4().hex
     http_request(server.port, "GET", f"/?{token}")

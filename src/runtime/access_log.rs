@@ -36,10 +36,18 @@ impl AccessRecord {
         let header = |name: http::header::HeaderName| {
             req.headers()
                 .get(name)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                .unwrap_or_else(|| "-".to_string())
+                .map_or_else(|| "-".to_string(), |v| escaped(v.as_bytes()))
         };
-        let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        // The target as the client sent it: an HTTP/1.x request in absolute
+        // form (`GET http://host/p HTTP/1.1`, proxies' form) keeps its scheme
+        // and authority. HTTP/2 always carries them (as pseudo-header
+        // fields), and its line shows the path, as in gunicorn's and
+        // hypercorn's logs.
+        let uri = req.uri();
+        let target = match uri.scheme() {
+            Some(_) if req.version() < http::Version::HTTP_2 => escaped(uri.to_string().as_bytes()),
+            _ => escaped(uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes()),
+        };
         AccessRecord {
             peer: peer.map_or_else(|| "-".to_string(), |p| p.ip().to_string()),
             request_line: format!("{} {} {:?}", req.method(), target, req.version()),
@@ -137,6 +145,26 @@ impl<B> Drop for Tracked<B> {
     }
 }
 
+/// A request's text as it goes between the log line's quotes, escaped as
+/// Apache's `mod_log_config` escapes `%r` and `%{...}i`: `"` and `\` get a
+/// backslash, bytes outside printable ASCII become `\xhh`. A client's
+/// `User-Agent: x" 200 0 "-" "forged` then cannot end the field and write
+/// fields of its own, and log readers never see raw control bytes.
+fn escaped(raw: &[u8]) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for &b in raw {
+        match b {
+            b'"' | b'\\' => {
+                out.push('\\');
+                out.push(char::from(b));
+            }
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
+}
+
 /// Common Log Format time, in UTC: `24/Nov/2026:00:22:13 +0000`.
 fn clf_time(now: SystemTime) -> String {
     const MONTHS: [&str; 12] = [
@@ -171,6 +199,31 @@ fn clf_time(now: SystemTime) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn fields_are_escaped_as_apache_does() {
+        assert_eq!(escaped(b"curl/8.5.0"), "curl/8.5.0");
+        assert_eq!(
+            escaped(b"x\" 200 0 \"-\" \"forged"),
+            r#"x\" 200 0 \"-\" \"forged"#
+        );
+        assert_eq!(escaped(b"a\\b\tc\x7f\xc3\xa9"), r"a\\b\x09c\x7f\xc3\xa9");
+    }
+
+    #[test]
+    fn absolute_form_targets_keep_scheme_and_authority_on_http1_only() {
+        let request = |version| {
+            Request::builder()
+                .uri("http://example.com/p?q")
+                .version(version)
+                .body(())
+                .unwrap()
+        };
+        let h1 = AccessRecord::start(&request(http::Version::HTTP_11), None);
+        assert_eq!(h1.request_line, "GET http://example.com/p?q HTTP/1.1");
+        let h2 = AccessRecord::start(&request(http::Version::HTTP_2), None);
+        assert_eq!(h2.request_line, "GET /p?q HTTP/2.0");
+    }
 
     #[test]
     fn clf_dates() {
