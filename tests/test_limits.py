@@ -169,6 +169,18 @@ def test_a_413_reaches_a_client_that_sends_its_whole_body_first(small_body_serve
     assert_serving(small_body_server.port)
 
 
+def test_a_431_reaches_a_client_still_sending_its_head(unread_body_server):
+    # A head far over --max-header-size (64 KiB): hyper refuses it with 431
+    # while http.client is still writing it.
+    conn = http.client.HTTPConnection("127.0.0.1", unread_body_server.port, timeout=CLIENT_TIMEOUT)
+    try:
+        conn.request("GET", "/", headers={"X-Huge": "x" * BIG})
+        assert conn.getresponse().status == 431
+    finally:
+        conn.close()
+    assert_serving(unread_body_server.port)
+
+
 # ------------------------------------------------------------------ timeouts
 #
 # These wait for the server to act on its own timeouts (set to 1 s here) and

@@ -20,6 +20,8 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, Read, Seek, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -59,6 +61,28 @@ impl std::fmt::Display for BodyError {
 }
 impl std::error::Error for BodyError {}
 
+/// Sets its connection's `unread_input` when dropped before the body it
+/// watches reached its end: the application left the rest unread, or
+/// reading stopped at an error (too large, undecodable).
+pub struct UnreadWatch {
+    flag: Arc<AtomicBool>,
+    ended: bool,
+}
+
+impl UnreadWatch {
+    pub fn new(flag: Arc<AtomicBool>) -> UnreadWatch {
+        UnreadWatch { flag, ended: false }
+    }
+}
+
+impl Drop for UnreadWatch {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.flag.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Where raw body bytes come from.
 pub enum Source {
     Empty,
@@ -71,6 +95,7 @@ pub enum Source {
         timeout: Duration,
         declared: Option<u64>,
         received: u64,
+        unread: UnreadWatch,
     },
     Memory(Bytes),
     File(File),
@@ -103,6 +128,7 @@ impl Source {
                 timeout,
                 declared,
                 received,
+                unread,
             } => loop {
                 let frame = super::pool::blocking(|| {
                     rt.block_on(async { tokio::time::timeout(*timeout, body.frame()).await })
@@ -114,12 +140,13 @@ impl Source {
                         ))
                     }
                     Ok(None) => {
+                        unread.ended = true;
                         return match declared {
                             Some(n) if *received < *n => Err(BodyError::Disconnected(format!(
                                 "the stream ended after {received} of {n} bytes"
                             ))),
                             _ => Ok(None),
-                        }
+                        };
                     }
                     Ok(Some(Err(e))) => return Err(classify(&e)),
                     Ok(Some(Ok(frame))) => {

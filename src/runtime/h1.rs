@@ -165,6 +165,11 @@ where
                     // what the socket has without waiting, and look again.
                     Parsed::Hyper(NotPlain::BodyToCome) if read_now(&mut io, &mut buf) => continue,
                     Parsed::Hyper(why) => {
+                        if matches!(why, NotPlain::Malformed | NotPlain::TooLarge) {
+                            // hyper refuses it (400, 414, 431) and closes, while
+                            // the client may still be sending: the close lingers.
+                            ctx.unread_input.store(true, Ordering::Relaxed);
+                        }
                         log_handover(why);
                         return Ok(Outcome::Hyper(io, buf.freeze()));
                     }
@@ -242,6 +247,10 @@ where
         };
         let close = written?;
         if close || !whole || stop.load(Ordering::Relaxed) {
+            if !whole {
+                // The client may still be sending the rest: the close lingers.
+                ctx.unread_input.store(true, Ordering::Relaxed);
+            }
             let _ = io.shutdown().await;
             return Ok(Outcome::Closed);
         }

@@ -537,6 +537,7 @@ impl Serving {
             serving: self.clone(),
             guard: GuardHandle::default(),
             slot: Default::default(),
+            unread_input: Default::default(),
         })
     }
 
@@ -698,7 +699,8 @@ where
     let (io, prefix) = io.into_parts();
     // Whichever path closes the connection, hyper's or the own, a client
     // still sending gets its response before the close (`linger`).
-    let conn = h1::Connection::new(Linger::new(io), &prefix, ctx.clone());
+    let io = Linger::new(io, ctx.unread_input.clone());
+    let conn = h1::Connection::new(io, &prefix, ctx.clone());
     if let Some(Ok(h1::Outcome::Hyper(io, buffered))) =
         drive!(conn, serving.shutdown.clone(), &ctx, head: true)
     {

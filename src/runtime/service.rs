@@ -10,6 +10,7 @@
 //! or decide on connection lifetimes (the connection task in `server` does).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,7 +23,7 @@ use tokio::sync::oneshot;
 
 use super::access_log::{AccessRecord, OnEnd, Tracked};
 use super::activity::{Activity, InFlight};
-use super::body::{BodyError, BodyReader, Source};
+use super::body::{BodyError, BodyReader, Source, UnreadWatch};
 use super::config::ServerConfig;
 use super::exchange::{Application, Call, ConnectionSlot, Reply, ResponseHead};
 use super::h2c::{self, PendingUpgrade, UpgradeRequest};
@@ -55,6 +56,9 @@ pub struct ConnContext {
     pub guard: GuardHandle,
     /// The application bridge's per-connection state.
     pub slot: Arc<ConnectionSlot>,
+    /// Set when a request's body was left unread, or refused before it was
+    /// read: if the connection closes, its close lingers (`linger`).
+    pub unread_input: Arc<AtomicBool>,
 }
 
 pub type HttpResponse = Response<Tracked<ResponseBody>>;
@@ -223,6 +227,7 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
     };
     if let Err(e) = authority_ok.and(framing_ok) {
         log::info!(target: "propylon.server", "rejected request: {e}");
+        ctx.unread_input.store(true, Ordering::Relaxed);
         return Next::Respond(Box::new(error_response(e.status, e.reason, true)));
     }
     if version == HttpVersion::Http11
@@ -248,6 +253,7 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
         Ok(p) => p,
         Err(e) => {
             log::info!(target: "propylon.server", "rejected request: {e}");
+            ctx.unread_input.store(true, Ordering::Relaxed);
             return Next::Respond(Box::new(error_response(e.status, e.reason, true)));
         }
     };
@@ -276,6 +282,7 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             timeout: config.body_timeout,
             declared: Some(n),
             received: 0,
+            unread: UnreadWatch::new(ctx.unread_input.clone()),
         },
         (Framing::Streamed, RequestBody::Hyper(body)) => Source::Incoming {
             body,
@@ -283,6 +290,7 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             timeout: config.body_timeout,
             declared: None,
             received: 0,
+            unread: UnreadWatch::new(ctx.unread_input.clone()),
         },
     };
     let body = BodyReader::new(source, body_plan.decode, config.body.max_body_size);
