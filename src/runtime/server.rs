@@ -222,8 +222,8 @@ impl Server {
         let mut listeners = Vec::new();
         let secure = config.binds.iter().map(|b| (b, tls.is_some()));
         let insecure = config.insecure_binds.iter().map(|b| (b, false));
+        let congestion = config.tcp_congestion.as_deref();
         for (bind, tls) in secure.chain(insecure) {
-            let congestion = config.tcp_congestion.as_deref();
             let socket = rt.block_on(bind_one(bind, congestion)).map_err(|e| {
                 io::Error::new(
                     e.kind(),
