@@ -65,6 +65,7 @@ pub mod first;
 pub mod h1;
 pub mod h2c;
 pub mod h2guard;
+pub mod h2streams;
 pub mod linger;
 pub mod pool;
 pub mod response;

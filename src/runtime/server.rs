@@ -23,7 +23,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
@@ -37,6 +37,7 @@ use super::first::{Either, First};
 use super::h1::{self, RawSocket};
 use super::h2c::{PendingUpgrade, UpgradeRequest, UpgradeStream};
 use super::h2guard::{Guard, GuardHandle, ENHANCE_YOUR_CALM};
+use super::h2streams::{ConnectionExecutor, Multiplexed};
 use super::linger::Linger;
 use super::sendfile::{SendQueue, SendfileStream};
 use super::service::{begin, handle, ConnContext, HttpResponse, RequestBody};
@@ -318,7 +319,7 @@ impl Server {
 pub struct Serving {
     http1: http1::Builder,
     /// HTTP/2 connections: prior knowledge, TLS with ALPN `h2`, and h2c upgrades.
-    http2: http2::Builder<TokioExecutor>,
+    http2: http2::Builder<ConnectionExecutor>,
     config: Arc<ServerConfig>,
     app: Arc<dyn Application>,
     rt: tokio::runtime::Handle,
@@ -472,8 +473,9 @@ macro_rules! http2_settings {
     }};
 }
 
-fn http2_builder(config: &ServerConfig) -> http2::Builder<TokioExecutor> {
-    let mut builder = http2::Builder::new(TokioExecutor::new());
+fn http2_builder(config: &ServerConfig) -> http2::Builder<ConnectionExecutor> {
+    // Streams run in their connection's task (`h2streams`).
+    let mut builder = http2::Builder::new(ConnectionExecutor);
     http2_settings!(builder, config);
     builder
 }
@@ -569,7 +571,7 @@ impl Serving {
                     let service = service_fn(move |req: Request<Incoming>| {
                         begin(req.map(RequestBody::Hyper), service_ctx.clone())
                     });
-                    let conn = serving.http2.serve_connection(io, service);
+                    let conn = Multiplexed::new(serving.http2.serve_connection(io, service));
                     drive!(conn, serving.shutdown.clone(), &ctx, head: false);
                 }
                 Err(e) => log::debug!(target: "propylon.server", "h2c upgrade failed: {e}"),
@@ -683,7 +685,7 @@ where
                 let service = service_fn(move |req: Request<Incoming>| {
                     begin(req.map(RequestBody::Hyper), service_ctx.clone())
                 });
-                let conn = serving.http2.serve_connection(io, service);
+                let conn = Multiplexed::new(serving.http2.serve_connection(io, service));
                 drive!(conn, serving.shutdown.clone(), &ctx, head: false);
             })
             .await
