@@ -912,37 +912,17 @@ def install() -> None:
         step("creating bench/.venv", [sys.executable, "-m", "venv", str(VENV)], 120)
     pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     step("installing the peers (bench/requirements.txt)", [*pip, "-r", str(BENCH / "requirements.txt")], 600)
-    # The two release builds run side by side: pip's has long stretches on
-    # one core (its build environment, the final link, the wheel), which the
-    # hyper reference's build fills.
-    cargo = ["cargo", "build", "--release", "--quiet", "--manifest-path", str(HYPER_REF / "Cargo.toml")]
-    started = time.monotonic()
-    with tempfile.TemporaryFile("w+") as cargo_log:
-        build = spawn(cargo, stdout=cargo_log, stderr=subprocess.STDOUT, text=True)
-        try:
-            # A release build of this repository, like a user's `pip install`.
-            step(
-                "building and installing Propylon from this repository (release; the hyper reference alongside)",
-                [*pip, "--force-reinstall", "--no-deps", str(REPO)],
-                1800,
-            )
-            print("bench: building the hyper reference (cargo --release) ...", end="", flush=True)
-            returncode = build.wait(timeout=max(1.0, 1800 - (time.monotonic() - started)))
-        except subprocess.TimeoutExpired:
-            print(" failed", flush=True)
-            raise SystemExit(f"bench: error: timed out after 1800 s: {shlex.join(cargo)}") from None
-        finally:
-            if build.returncode is None:
-                kill_group(build)
-                build.wait()
-            LIVE.pop(build.pid, None)
-        if returncode != 0:
-            print(" failed", flush=True)
-            cargo_log.seek(0)
-            raise SystemExit(
-                f"bench: error: {shlex.join(cargo)} exited with {returncode}:\n{cargo_log.read()[-3000:]}"
-            )
-    print(f" done ({time.monotonic() - started:.0f} s since both started)", flush=True)
+    # A release build of this repository, like a user's `pip install`.
+    step(
+        "building and installing Propylon from this repository (release)",
+        [*pip, "--force-reinstall", "--no-deps", str(REPO)],
+        1800,
+    )
+    step(
+        "building the hyper reference (cargo --release)",
+        ["cargo", "build", "--release", "--quiet", "--manifest-path", str(HYPER_REF / "Cargo.toml")],
+        1200,
+    )
 
 
 def versions() -> dict:
