@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import random
+import re
 import shutil
 import struct
 import subprocess
@@ -127,6 +128,36 @@ def test_many_concurrent_streams_on_one_connection(server):
     # One client port for all of them: they were streams of a single connection.
     ports = {r.json()["REMOTE_PORT"] for r in rest} | {r.json()["REMOTE_PORT"] for r in barrier}
     assert len(ports) == 1
+
+
+@pytest.mark.skipif(shutil.which("nghttp") is None, reason="nghttp (nghttp2-client) is not installed")
+def test_sigterm_lets_the_streams_in_flight_on_a_connection_finish(start_server, tmp_path):
+    # A connection's streams run in its own task (src/runtime/h2streams.rs):
+    # a graceful shutdown (GOAWAY, PING, GOAWAY) must still let every stream
+    # in flight answer. nghttp sends all its URIs at once on one connection;
+    # httpx cannot be the client here: python-h2 refuses the PING that
+    # follows a GOAWAY ("RECV_PING in state CLOSED"), and curl 7.88's
+    # --parallel waited for the first transfer before starting the next.
+    srv = start_server("tests.apps.wsgi_app:app")
+    release = tmp_path / "release"
+    token = uuid.uuid4().hex
+    urls = [f"{srv.url}/block?release={release}&token={token}-{i}" for i in range(3)]
+    client = subprocess.Popen(["nghttp", "-s", "-t", "30", *urls], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for i in range(3):
+            srv.wait_for_line(f"BLOCK-STARTED {token}-{i}")
+        start = srv.mark()
+        srv.terminate()
+        srv.wait_for_line("Shutting down", start)
+    finally:
+        release.touch()
+    out, err = client.communicate(timeout=CLIENT_TIMEOUT)
+    assert client.returncode == 0, err
+    assert out.startswith(b"released" * 3), out
+    # nghttp's statistics: one line per stream, all of one connection.
+    answered = re.findall(rb"^\s*\d+\s+\S+\s+\S+\s+\S+\s+(\d{3})\s+(\d+) /block", out, re.M)
+    assert answered == [(b"200", b"8")] * 3, out
+    assert srv.wait() == 0
 
 
 def test_http2_error_in_app_before_headers_is_500(start_server):
