@@ -125,7 +125,7 @@ def test_config_defaults_are_the_documented_ones():
             config.h2_initial_connection_window_size, config.h2_max_frame_size,
             config.h2_max_header_list_size, config.h2_keep_alive_interval,
             config.h2_keep_alive_timeout, config.send_timeout) == (100, 1 * MIB, 2 * MIB, 16 * KIB, 64 * KIB,
-                                                                    30.0, 20.0, 60.0)
+                                                                    0.0, 20.0, 60.0)
 
 
 @pytest.mark.parametrize("flag, field, value, meaning", CUSTOM + [("--send-timeout", "send_timeout", "2.5", 2.5)])

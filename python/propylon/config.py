@@ -150,8 +150,9 @@ class Config:
     h2_max_frame_size: int = 16 * KIB
     #: Largest decoded request header list; larger requests are refused.
     h2_max_header_list_size: int = 64 * KIB
-    #: Seconds between keep-alive PINGs on an HTTP/2 connection; 0 sends none.
-    h2_keep_alive_interval: float = 30.0
+    #: Seconds between keep-alive PINGs on an HTTP/2 connection; 0 (the
+    #: default, as in hyper, Go, nginx and Granian) sends none.
+    h2_keep_alive_interval: float = 0.0
     #: Seconds to wait for a PING's acknowledgement before closing the connection.
     h2_keep_alive_timeout: float = 20.0
 
