@@ -13,7 +13,8 @@ tests pin down what that must not change, and what the own path adds:
   so in the debug log;
 - a request body is read from the socket by the application's thread: in any
   read sizes, while the response streams, and not past its end; what the
-  application leaves unread is discarded, or the connection is closed;
+  application leaves unread is discarded (waiting for up to 1 MiB of it
+  still to come), or the connection is closed;
 - a body kept past the end of its request cannot read the socket any more;
 - on TLS the same loop serves requests without a body or with a small one
   that came with its head (read into the connection's buffer), byte for
@@ -28,11 +29,13 @@ Clients: raw sockets (``tests.support.RawConnection``), to see the bytes.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import random
 import socket
 import ssl
 import struct
+import time
 
 import pytest
 
@@ -244,12 +247,55 @@ def test_an_unread_body_that_is_here_is_discarded_and_the_connection_kept(server
         assert raw.read_response().body == b"hello"
 
 
-def test_an_unread_body_still_to_come_closes_the_connection_after_the_response(server):
+def test_an_unread_body_still_to_come_is_waited_for_and_the_connection_kept(server):
+    # At most 1 MiB of it: discarded as it comes, as gunicorn and uvicorn do.
     with RawConnection(server.port) as raw:
         raw.send(b"POST /expect-noread HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n" + b"u" * 1000)
         response = raw.read_response()
         assert (response.status, response.body) == (200, b"unread")
+        raw.send(b"u" * 999_000)
+        raw.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert raw.read_response().body == b"hello"
+
+
+def test_an_unread_body_of_more_than_1_mib_still_to_come_closes_the_connection(server):
+    with RawConnection(server.port) as raw:
+        raw.send(b"POST /expect-noread HTTP/1.1\r\nHost: t\r\nContent-Length: 1048577\r\n\r\n" + b"u" * 1000)
+        response = raw.read_response()
+        assert (response.status, response.body) == (200, b"unread")
         raw.expect_close()
+
+
+def test_an_unread_body_that_does_not_come_closes_the_connection_in_time(start_server):
+    # The wait is at most 5 s, and no longer than the header timeout.
+    srv = start_server(APP, "--header-timeout", "1")
+    with RawConnection(srv.port) as raw:
+        raw.send(b"POST /expect-noread HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n" + b"u" * 10)
+        assert raw.read_response().body == b"unread"
+        began = time.monotonic()
+        raw.send(b"u" * 10)  # some of it, then nothing
+        raw.expect_close()
+        assert time.monotonic() - began < 4.5
+
+
+def test_http_client_keeps_its_connection_after_an_unread_body(server):
+    # http.client writes its whole body before it reads the response, and
+    # reuses the connection unless the response says "Connection: close". A
+    # body larger than the socket buffers take at once is still arriving
+    # when the response is done; a connection closed then (as hyper's is)
+    # fails the next request with RemoteDisconnected.
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=CLIENT_TIMEOUT)
+    try:
+        for _ in range(3):
+            conn.request("POST", "/expect-noread", body=b"u" * 900_000)
+            response = conn.getresponse()
+            assert (response.status, response.read(), response.will_close) == (200, b"unread", False)
+            sock = conn.sock
+            conn.request("GET", "/")
+            assert conn.getresponse().read() == b"hello"
+            assert conn.sock is sock, "the same connection"
+    finally:
+        conn.close()
 
 
 def test_a_body_kept_past_its_request_cannot_read_the_socket(server):
@@ -257,7 +303,7 @@ def test_a_body_kept_past_its_request_cannot_read_the_socket(server):
     # connection closes, and the kept wsgi.input fails instead of reading
     # from a socket that is no longer its own.
     with RawConnection(server.port) as raw:
-        raw.send(b"POST /stash HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + b"s" * 10)
+        raw.send(b"POST /stash HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n" + b"s" * 10)
         assert raw.read_response().body == b"stashed"
         raw.expect_close()
     with RawConnection(server.port) as raw:

@@ -166,6 +166,12 @@ impl Activity {
         }
     }
 
+    /// The bytes received since the connection went idle were not a head
+    /// (the rest of a body the connection discarded): no head timer.
+    pub fn not_a_head(&self) {
+        self.head_at.store(0, Ordering::Relaxed);
+    }
+
     fn head_started(&self) -> Option<Instant> {
         match self.head_at.load(Ordering::Relaxed) {
             0 => None,

@@ -32,6 +32,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::FutureExt as _;
@@ -60,6 +61,19 @@ const READ_BUFFER: usize = 4 * 1024;
 
 /// A body at most this long goes into the same write as its head.
 const SMALL_BODY: usize = 1024;
+
+/// The most of a request body the application left unread, and that is
+/// still to come when its response is complete, that the connection waits
+/// for (and discards) to stay open; with more, it closes. 1 MiB: the JSON
+/// and form posts an application refuses without reading, not uploads.
+const DRAIN_LIMIT: u64 = 1024 * 1024;
+
+/// How long the connection waits for that rest (at most the header timeout:
+/// the bytes it reads start that timer, as a head's would).
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// Read size while discarding a body.
+const DRAIN_READ: usize = 16 * 1024;
 
 /// On TLS, a request body of at most this many bytes that is here with its
 /// head (in the buffer, or decrypted by a read that does not wait) is read
@@ -242,7 +256,18 @@ where
         // The body's reader gives the socket back before the connection reads
         // it again, or closes it.
         let whole = match lease {
-            Some(lease) => discard_rest(&mut io, &mut buf, lease),
+            Some(lease) => {
+                // Wait for an unread rest only to keep the connection.
+                let keep = matches!(written, Ok(false)) && !stop.load(Ordering::Relaxed);
+                let wait = keep.then(|| DRAIN_TIME.min(ctx.config.header_timeout));
+                let whole = discard_rest(&mut io, &mut buf, lease, wait, &stop).await;
+                if whole && buf.is_empty() {
+                    // What was read since the response was body, not the
+                    // start of the next head.
+                    ctx.activity.not_a_head();
+                }
+                whole
+            }
             None => true,
         };
         let close = written?;
@@ -308,24 +333,58 @@ fn poll_read_buf<I: AsyncRead>(
 }
 
 /// After the response: take the socket back from the request body, and
-/// discard what the application did not read of it, if that is already
-/// here. False: the rest of the body is still to come (the connection
-/// closes, as hyper's does, rather than wait for it).
-fn discard_rest<I: AsyncRead + Unpin>(io: &mut I, buf: &mut BytesMut, lease: Lease) -> bool {
+/// discard what the application did not read of it. What has arrived is
+/// discarded at once; with `wait`, a rest of at most `DRAIN_LIMIT` bytes
+/// still to come is waited for, up to `wait`, and discarded too (gunicorn
+/// and uvicorn read an unread body to its end before the next request;
+/// nginx discards it). False: the rest is not all here (more than the limit,
+/// no `wait`, the time is up, the client closed or failed, or the server
+/// stops): the connection closes, with a lingering close.
+async fn discard_rest<I: AsyncRead + Unpin>(
+    io: &mut I,
+    buf: &mut BytesMut,
+    lease: Lease,
+    wait: Option<Duration>,
+    stop: &AtomicBool,
+) -> bool {
     let mut left = lease.end();
+    // What is here already, without waiting.
     while left > 0 {
         if buf.capacity() - buf.len() < READ_BUFFER / 4 {
             buf.reserve(READ_BUFFER);
         }
         match std::future::poll_fn(|cx| poll_read_buf(Pin::new(&mut *io), cx, buf)).now_or_never() {
             Some(Ok(n)) if n > 0 => {}
-            _ => return false,
+            Some(_) => return false,
+            None => break,
         }
-        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        buf.advance(n);
-        left -= n as u64;
+        left = skip(buf, left);
     }
-    true
+    let wait = match wait {
+        Some(wait) if left > 0 && left <= DRAIN_LIMIT => wait,
+        _ => return left == 0,
+    };
+    let drained = async {
+        while left > 0 {
+            if buf.capacity() - buf.len() < DRAIN_READ / 4 {
+                buf.reserve(DRAIN_READ);
+            }
+            match read_more(io, buf, stop).await {
+                Some(Ok(n)) if n > 0 => left = skip(buf, left),
+                // The end, an error, or the server stops.
+                _ => return false,
+            }
+        }
+        true
+    };
+    tokio::time::timeout(wait, drained).await.unwrap_or(false)
+}
+
+/// Drop up to `left` bytes of body from the front of `buf`; what is left.
+fn skip(buf: &mut BytesMut, left: u64) -> u64 {
+    let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+    buf.advance(n);
+    left - n as u64
 }
 
 /// Write a response; true when the connection must close after it.
@@ -539,5 +598,68 @@ mod date {
             }
             *text
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// A lease on a body with `left` bytes still in the socket (the socket
+    /// itself is not read: `discard_rest` reads the connection's transport).
+    fn lease(left: u64) -> (Lease, std::os::unix::net::UnixStream) {
+        let (fd_owner, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let socket = BodySocket::new(fd_owner.as_raw_fd());
+        let (_body, lease) = socket.lend(Bytes::new(), left, Duration::from_secs(5));
+        (lease, fd_owner)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rest_still_to_come_is_waited_for_then_the_next_head_stays() {
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        let (lease, _fd) = lease(10);
+        let stop = AtomicBool::new(false);
+        let mut buf = BytesMut::new();
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            client.write_all(b"0123456789GET").await.unwrap();
+            client
+        });
+        let wait = Some(Duration::from_secs(5));
+        assert!(discard_rest(&mut server, &mut buf, lease, wait, &stop).await);
+        assert_eq!(&buf[..], b"GET", "the bytes after the body stay");
+        drop(sender.await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_ends_at_its_limit_at_a_stop_and_past_the_size_limit() {
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        let stop = AtomicBool::new(false);
+        let mut buf = BytesMut::new();
+        let wait = Some(Duration::from_secs(5));
+        // Some of it, then nothing: the time is up.
+        client.write_all(b"01234").await.unwrap();
+        let began = tokio::time::Instant::now();
+        let (l, _fd) = lease(10);
+        assert!(!discard_rest(&mut server, &mut buf, l, wait, &stop).await);
+        assert_eq!(began.elapsed(), Duration::from_secs(5));
+        // No wait asked for: what is not here closes the connection.
+        let (l, _fd) = lease(10);
+        assert!(!discard_rest(&mut server, &mut buf, l, None, &stop).await);
+        // More than the limit to come: no waiting.
+        let began = tokio::time::Instant::now();
+        let (l, _fd) = lease(DRAIN_LIMIT + 1);
+        assert!(!discard_rest(&mut server, &mut buf, l, wait, &stop).await);
+        assert_eq!(began.elapsed(), Duration::ZERO);
+        // The server stops.
+        stop.store(true, Ordering::Relaxed);
+        let (l, _fd) = lease(10);
+        assert!(!discard_rest(&mut server, &mut buf, l, wait, &stop).await);
+        assert_eq!(began.elapsed(), Duration::ZERO);
+        // All of it here: kept, whatever the rest.
+        client.write_all(b"0123456789").await.unwrap();
+        let (l, _fd) = lease(10);
+        assert!(discard_rest(&mut server, &mut buf, l, None, &stop).await);
     }
 }
