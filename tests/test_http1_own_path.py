@@ -298,6 +298,37 @@ def test_http_client_keeps_its_connection_after_an_unread_body(server):
         conn.close()
 
 
+def test_on_hypers_path_an_unread_chunked_body_still_to_come_is_waited_for(server):
+    # Chunked: hyper's path. The watch of the body drains the rest in a task
+    # of its own, so hyper goes on to the next request instead of closing.
+    chunk = b"3e8\r\n" + b"u" * 1000 + b"\r\n"
+    with RawConnection(server.port) as raw:
+        raw.send(b"POST /expect-noread HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk)
+        assert raw.read_response().body == b"unread"
+        raw.send(chunk * 50 + b"0\r\n\r\n")
+        raw.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert raw.read_response().body == b"hello"
+
+
+def test_on_hypers_path_more_than_1_mib_unread_closes_the_connection(server):
+    chunk = b"4000\r\n" + b"u" * 0x4000 + b"\r\n"  # 16 KiB
+    with RawConnection(server.port) as raw:
+        raw.send(b"POST /expect-noread HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk)
+        assert raw.read_response().body == b"unread"
+        raw.send(chunk * 70)  # 1.1 MiB, and no end
+        raw.expect_close()
+
+
+def test_over_tls_an_unread_body_still_to_come_is_waited_for(tls_debug_server, pki):
+    # Over 64 KiB on TLS: hyper's path.
+    with connect(tls_debug_server.tls_port, pki.ecdsa.client_context(alpn=("http/1.1",))) as raw:
+        raw.send(b"POST /expect-noread HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + b"u" * 1000)
+        assert raw.read_response().body == b"unread"
+        raw.send(b"u" * 99_000)
+        raw.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert raw.read_response().body == b"hello"
+
+
 def test_a_body_kept_past_its_request_cannot_read_the_socket(server):
     # The request's body is still arriving when its response is done: the
     # connection closes, and the kept wsgi.input fails instead of reading

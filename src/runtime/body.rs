@@ -28,6 +28,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::activity::Activity;
 use super::socket_body::SocketBody;
 use crate::proto::body::Coding;
 
@@ -61,24 +62,105 @@ impl std::fmt::Display for BodyError {
 }
 impl std::error::Error for BodyError {}
 
-/// Sets its connection's `unread_input` when dropped before the body it
-/// watches reached its end: the application left the rest unread, or
-/// reading stopped at an error (too large, undecodable).
+/// Watches a hyper body for its end. Dropped before it (the application
+/// left the rest unread, or reading stopped at an error: too large,
+/// undecodable), it sets its connection's `unread_input` flag, so that the
+/// close lingers; except that, on HTTP/1.1 and with no error, it first hands
+/// the body to a task of its own (`Drain`) that reads and discards the
+/// rest as hyper reads it, up to `h1::DRAIN_LIMIT` bytes within
+/// `Drain::time`, so that hyper goes on to the connection's next request
+/// instead of closing it. The flag is set only if that fails.
 pub struct UnreadWatch {
     flag: Arc<AtomicBool>,
     ended: bool,
+    failed: bool,
+    drain: Option<Drain>,
+}
+
+/// Where an HTTP/1.1 body left unread is drained.
+pub struct Drain {
+    pub rt: tokio::runtime::Handle,
+    pub activity: Arc<Activity>,
+    /// How long the rest may take (`h1::DRAIN_TIME`, or the header timeout
+    /// if shorter: the bytes read start that timer, as a head's would).
+    pub time: Duration,
 }
 
 impl UnreadWatch {
-    pub fn new(flag: Arc<AtomicBool>) -> UnreadWatch {
-        UnreadWatch { flag, ended: false }
+    pub fn new(flag: Arc<AtomicBool>, drain: Option<Drain>) -> UnreadWatch {
+        UnreadWatch {
+            flag,
+            ended: false,
+            failed: false,
+            drain,
+        }
+    }
+
+    /// Dropped with its body: drains it (see above), or sets the flag.
+    fn release(&mut self, body: Incoming) {
+        if self.ended {
+            return;
+        }
+        match self.drain.take() {
+            Some(Drain { rt, activity, time }) if !self.failed => {
+                let flag = self.flag.clone();
+                rt.spawn(async move {
+                    if drain(body, time).await {
+                        // What hyper read since the request ended was body,
+                        // not the start of the next head.
+                        activity.not_a_head();
+                    } else {
+                        // hyper closes the connection when the body drops
+                        // unfinished: the close lingers.
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                });
+            }
+            _ => self.flag.store(true, Ordering::Relaxed),
+        }
     }
 }
 
-impl Drop for UnreadWatch {
+/// Read and discard the rest of `body`: true when it ended, within the
+/// limits.
+async fn drain(mut body: Incoming, time: Duration) -> bool {
+    let discarded = async {
+        let mut seen = 0u64;
+        loop {
+            match body.frame().await {
+                None => return true,
+                Some(Ok(frame)) => {
+                    seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    if seen > super::h1::DRAIN_LIMIT {
+                        return false;
+                    }
+                }
+                Some(Err(_)) => return false,
+            }
+        }
+    };
+    tokio::time::timeout(time, discarded).await.unwrap_or(false)
+}
+
+/// hyper's body, with its watch: what `Source::Incoming` reads.
+pub struct HyperBody {
+    body: Option<Incoming>,
+    watch: UnreadWatch,
+}
+
+impl HyperBody {
+    pub fn new(body: Incoming, watch: UnreadWatch) -> HyperBody {
+        HyperBody {
+            body: Some(body),
+            watch,
+        }
+    }
+}
+
+impl Drop for HyperBody {
     fn drop(&mut self) {
-        if !self.ended {
-            self.flag.store(true, Ordering::Relaxed);
+        if let Some(body) = self.body.take() {
+            self.watch.release(body);
         }
     }
 }
@@ -90,12 +172,11 @@ pub enum Source {
     /// takes an HTTP/2 RST_STREAM(NO_ERROR) for a normal end, RFC 9113 §8.1;
     /// for a request body it means the client gave up).
     Incoming {
-        body: Incoming,
+        body: HyperBody,
         rt: tokio::runtime::Handle,
         timeout: Duration,
         declared: Option<u64>,
         received: u64,
-        unread: UnreadWatch,
     },
     Memory(Bytes),
     File(File),
@@ -123,24 +204,27 @@ impl Source {
                 Ok(if n == 0 { None } else { Some(Bytes::from(buf)) })
             }
             Source::Incoming {
-                body,
+                body: HyperBody { body, watch },
                 rt,
                 timeout,
                 declared,
                 received,
-                unread,
             } => loop {
+                let Some(incoming) = body.as_mut() else {
+                    return Ok(None);
+                };
                 let frame = super::pool::blocking(|| {
-                    rt.block_on(async { tokio::time::timeout(*timeout, body.frame()).await })
+                    rt.block_on(async { tokio::time::timeout(*timeout, incoming.frame()).await })
                 });
                 match frame {
                     Err(_) => {
+                        watch.failed = true;
                         return Err(BodyError::Disconnected(
                             "timed out waiting for the body".into(),
-                        ))
+                        ));
                     }
                     Ok(None) => {
-                        unread.ended = true;
+                        watch.ended = true;
                         return match declared {
                             Some(n) if *received < *n => Err(BodyError::Disconnected(format!(
                                 "the stream ended after {received} of {n} bytes"
@@ -148,7 +232,10 @@ impl Source {
                             _ => Ok(None),
                         };
                     }
-                    Ok(Some(Err(e))) => return Err(classify(&e)),
+                    Ok(Some(Err(e))) => {
+                        watch.failed = true;
+                        return Err(classify(&e));
+                    }
                     Ok(Some(Ok(frame))) => {
                         if let Ok(data) = frame.into_data() {
                             if !data.is_empty() {

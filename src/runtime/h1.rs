@@ -66,11 +66,11 @@ const SMALL_BODY: usize = 1024;
 /// still to come when its response is complete, that the connection waits
 /// for (and discards) to stay open; with more, it closes. 1 MiB: the JSON
 /// and form posts an application refuses without reading, not uploads.
-const DRAIN_LIMIT: u64 = 1024 * 1024;
+pub(super) const DRAIN_LIMIT: u64 = 1024 * 1024;
 
 /// How long the connection waits for that rest (at most the header timeout:
 /// the bytes it reads start that timer, as a head's would).
-const DRAIN_TIME: Duration = Duration::from_secs(5);
+pub(super) const DRAIN_TIME: Duration = Duration::from_secs(5);
 
 /// Read size while discarding a body.
 const DRAIN_READ: usize = 16 * 1024;

@@ -19,7 +19,8 @@
 //!
 //! - the own path's loop closes with the rest of a request body to come;
 //! - a hyper body's reader (`body::UnreadWatch`) is dropped before the
-//!   body's end: left unread, or refused while being read (`413`);
+//!   body's end (left unread, or refused while being read: `413`), and the
+//!   rest could not be drained to keep the connection;
 //! - a request is refused before its body is read (`413`, `400`), or the
 //!   own path hands a malformed or too large head to hyper, which refuses it.
 //!

@@ -23,9 +23,10 @@ use tokio::sync::oneshot;
 
 use super::access_log::{AccessRecord, OnEnd, Tracked};
 use super::activity::{Activity, InFlight};
-use super::body::{BodyError, BodyReader, Source, UnreadWatch};
+use super::body::{BodyError, BodyReader, Drain, HyperBody, Source, UnreadWatch};
 use super::config::ServerConfig;
 use super::exchange::{Application, Call, ConnectionSlot, Reply, ResponseHead};
+use super::h1::DRAIN_TIME;
 use super::h2c::{self, PendingUpgrade, UpgradeRequest};
 use super::h2guard::GuardHandle;
 use super::response::ResponseBody;
@@ -277,20 +278,18 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             Source::Empty
         }
         (Framing::Length(n), RequestBody::Hyper(body)) => Source::Incoming {
-            body,
+            body: HyperBody::new(body, unread_watch(ctx, version, &parts.headers)),
             rt: ctx.rt.clone(),
             timeout: config.body_timeout,
             declared: Some(n),
             received: 0,
-            unread: UnreadWatch::new(ctx.unread_input.clone()),
         },
         (Framing::Streamed, RequestBody::Hyper(body)) => Source::Incoming {
-            body,
+            body: HyperBody::new(body, unread_watch(ctx, version, &parts.headers)),
             rt: ctx.rt.clone(),
             timeout: config.body_timeout,
             declared: None,
             received: 0,
-            unread: UnreadWatch::new(ctx.unread_input.clone()),
         },
     };
     let body = BodyReader::new(source, body_plan.decode, config.body.max_body_size);
@@ -347,6 +346,22 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
         })),
         _ => call(body, body_plan.environ_content_length),
     }
+}
+
+/// The watch of a hyper body: on HTTP/1.1 an unread rest is drained to keep
+/// the connection (`body::UnreadWatch`); on HTTP/2 a body dropped unread
+/// resets its stream, which ends the upload. Not with `Expect`: the first
+/// read of such a body sends `100 Continue`, which must not come after the
+/// final response, nor ask for a body the application did not want (hyper
+/// then closes the connection, as before).
+fn unread_watch(ctx: &ConnContext, version: HttpVersion, headers: &http::HeaderMap) -> UnreadWatch {
+    let drain = (version == HttpVersion::Http11 && !headers.contains_key(http::header::EXPECT))
+        .then(|| Drain {
+            rt: ctx.rt.clone(),
+            activity: ctx.activity.clone(),
+            time: DRAIN_TIME.min(ctx.config.header_timeout),
+        });
+    UnreadWatch::new(ctx.unread_input.clone(), drain)
 }
 
 /// The response for a body error that ends a request before the application ran
