@@ -9,6 +9,7 @@ import queue
 import select
 import socket
 import threading
+import time
 import uuid
 
 import httpx
@@ -109,6 +110,20 @@ def test_chunked_body_crossing_the_limit_is_413(small_body_server):
     assert response is not None, "connection closed without a response"
     assert response.status == 413
     assert_serving(small_body_server.port)
+
+
+def test_a_chunked_body_over_the_limit_is_not_waited_for(small_body_server):
+    # A body the server refused (413) is not drained to keep the connection,
+    # as one the application left unread is: the connection closes after the
+    # response, without waiting for the rest.
+    chunk = b"7d0\r\n" + b"x" * 2000 + b"\r\n"
+    with RawConnection(small_body_server.port) as raw:
+        raw.send(b"POST /hash HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk)
+        response = raw.read_response()
+        assert response is not None and response.status == 413
+        began = time.monotonic()
+        raw.expect_close()
+        assert time.monotonic() - began < 2.5, "closed at once, not after the 5 s drain"
 
 
 def test_http2_body_crossing_the_limit_is_413(small_body_server):

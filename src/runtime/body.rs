@@ -186,6 +186,14 @@ pub enum Source {
 }
 
 impl Source {
+    /// Reading stopped at an error of the body's own (too large): the rest
+    /// is not drained to keep the connection.
+    fn give_up(&mut self) {
+        if let Source::Incoming { body, .. } = self {
+            body.watch.failed = true;
+        }
+    }
+
     fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
         match self {
             Source::Empty => Ok(None),
@@ -285,6 +293,7 @@ impl RawReader {
         if let Some(c) = &chunk {
             self.raw_total += c.len() as u64;
             if self.raw_total > self.max {
+                self.source.give_up();
                 return Err(BodyError::TooLarge(self.max));
             }
         }
