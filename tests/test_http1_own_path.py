@@ -1,4 +1,4 @@
-"""The server's own HTTP/1.1 path (docs/spec/http1.md) and its hand-over to hyper.
+"""The server's own HTTP/1.1 path (docs/internals/http1.md) and its hand-over to hyper.
 
 Plain HTTP/1.1 requests on cleartext connections are served by the server's
 own loop (``src/runtime/h1.rs``); the first request that is not plain (chunked,
@@ -622,7 +622,7 @@ def test_random_responses_are_written_as_hyper_writes_them(random_server):
         hyper = pipelined_pair(random_server.port,
                                b"%s http://t/?seed=%d HTTP/1.1\r\nHost: t\r\n\r\n" % (method.encode(), case), method)
         if hyper == [None] and own[0] is not None and own[0][4:] == (b"", True):
-            # The one known difference (docs/spec/http1.md): a body that ends
+            # The one known difference (docs/internals/http1.md): a body that ends
             # short of its Content-Length before its first byte. hyper then
             # closes without sending the head; the own path sends the head
             # and closes. Either way the client sees the response incomplete.

@@ -17,7 +17,7 @@ Where the limits live: h2 itself answers rapid reset of streams not yet
 accepted, CONTINUATION floods and HPACK bombs; Propylon's guard
 (src/runtime/h2guard.rs) counts SETTINGS, PING, RST_STREAM and WINDOW_UPDATE
 frames per 10 s; ``--send-timeout`` closes connections whose client takes no
-data (zero window, or never reading). See docs/usage.md, "HTTP/2 hardening".
+data (zero window, or never reading). See docs/guide/limits.md, "HTTP/2 hardening".
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""How the server's threads are scheduled and its allocator tuned (Linux): docs/usage.md, "Threads".
+"""How the server's threads are scheduled and its allocator tuned (Linux): docs/internals/performance.md.
 
 The I/O threads (``propylon-io``) and the pool's monitor (``propylon-pool``)
 run in the ``SCHED_BATCH`` class, so that a Python thread handing a response
@@ -63,7 +63,7 @@ def test_io_threads_and_monitor_are_batch_and_python_threads_are_not(server):
 def test_malloc_is_tuned_unless_the_environment_tunes_it(start_server, monkeypatch, env):
     # glibc's malloc keeps more freed memory at the top of its heaps, so that
     # batches of large objects freed and allocated again do not fault in anew
-    # (docs/usage.md, "Threads and the request queue"); a user's own
+    # (docs/internals/performance.md, "malloc settings"); a user's own
     # MALLOC_*_THRESHOLD_ wins.
     if env is not None:
         monkeypatch.setenv(env, "262144")

@@ -14,7 +14,7 @@
 //! into its own buffer, from which `wsgi.input` must copy it into the `bytes`
 //! objects PEP 3333 requires. On this path the head is parsed with the parser
 //! hyper uses (httparse) and the rest of a body is read from the socket
-//! straight into those objects. See docs/spec/http1.md.
+//! straight into those objects. See docs/internals/http1.md.
 //!
 //! What it does not do: I/O, timeouts, bodies beyond their declared length,
 //! or answering bad requests. Anything that is not plain goes to hyper with

@@ -17,7 +17,7 @@
 //! future ends, streams still running move to a task of their own, so they
 //! end as they would have. A stream that panics ends alone, as a task would.
 //!
-//! Measured: see docs/usage.md, "Threads and the request queue".
+//! Measured: see docs/internals/performance.md, "HTTP/2 writes".
 
 use std::cell::RefCell;
 use std::future::Future;

@@ -87,7 +87,7 @@ pub mod tls;
 /// requests for one pair of context switches instead of one pair per request.
 /// It changes nothing where the woken thread has an idle CPU to run on. The
 /// cost: on a busy CPU, network work waits for the running thread's slice
-/// (a few milliseconds at most) instead of preempting it. See docs/usage.md.
+/// (a few milliseconds at most) instead of preempting it. See docs/internals/performance.md.
 pub(crate) fn batch_scheduling() {
     #[cfg(target_os = "linux")]
     {
