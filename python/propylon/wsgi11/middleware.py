@@ -38,7 +38,7 @@ from propylon.config import Config
 from propylon.errors import RequestBodyError, RequestBodyTooLarge
 from propylon.filewrapper import FileWrapper
 from propylon.wsgi11.input import ChunkedDecoder, TerminatedInput, spool_body
-from propylon.wsgi11.response import Exchange, GuardedResponse, ServerFile, CloseOnce, regular_file_remaining
+from propylon.wsgi11.response import CloseOnce, Exchange, GuardedResponse, ServerFile, regular_file_remaining
 
 __all__ = ["ServerProfile", "WSGI11Middleware", "is_wsgi11"]
 
@@ -188,10 +188,10 @@ class WSGI11Middleware:
             _run(cleanups)
             raise TypeError(f"the application returned {type(result).__name__}, not an iterable of bytes "
                             "(PEP 3333); return [body] instead")
-        if isinstance(result, FileWrapper) or isinstance(result, server.file_wrapper_class):
-            if getattr(getattr(result, "filelike", None), "closed", False):
-                CloseOnce(result, cleanups)()
-                raise ValueError("the application returned a wsgi.file_wrapper over a closed file")
+        wrapped_file = getattr(result, "filelike", None)
+        if isinstance(result, (FileWrapper, server.file_wrapper_class)) and getattr(wrapped_file, "closed", False):
+            CloseOnce(result, cleanups)()
+            raise ValueError("the application returned a wsgi.file_wrapper over a closed file")
         if server.wsgi11 and isinstance(server.file_wrapper, type) and isinstance(result, server.file_wrapper):
             # A 1.1 server's own wrapper: the server sends it, enforces
             # Content-Length and calls close(); hand it over untouched.
@@ -207,7 +207,7 @@ class WSGI11Middleware:
 
     @staticmethod
     def _hand_to_server(exchange: Exchange, server: ServerProfile, result: FileWrapper,
-                        cleanups: list[Callable[[], None]]) -> Any:
+                        cleanups: list[Callable[[], None]]) -> Iterable[bytes] | None:
         """The server's own file wrapper over the application's file, or None to iterate instead."""
         if exchange.head_passed:
             return None  # the application used write(): the server would not take its fast path
@@ -221,7 +221,7 @@ class WSGI11Middleware:
         assert exchange.declared is not None
         closer = CloseOnce(result, cleanups)
         try:
-            native = server.file_wrapper(ServerFile(result, exchange.declared, closer), result.blksize)
+            native: Iterable[bytes] = server.file_wrapper(ServerFile(result, exchange.declared, closer), result.blksize)
         except Exception:  # noqa: BLE001 - a server wrapper that refuses our file: iterate instead
             return None
         exchange.pass_head()

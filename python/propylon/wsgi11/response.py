@@ -39,7 +39,7 @@ import stat
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 from propylon.errors import ClientDisconnected, InvalidRequestBody, RequestBodyError, RequestBodyTooLarge
 from propylon.filewrapper import FileWrapper
@@ -317,7 +317,7 @@ class ServerFile:
     """
 
     def __init__(self, wrapper: Any, length: int, closer: Callable[[], None]) -> None:
-        self._file: Any = wrapper.filelike
+        self._file: IO[bytes] = wrapper.filelike
         self._end: int = self._file.tell() + length
         self._closer = closer
 

@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from propylon.wsgi11.conformance.client import (
     Connection,
@@ -110,7 +110,8 @@ class Context:
             if response.status != 200:
                 raise AssertionError(f"GET /environ answered {response.status}: is the probe application mounted there?")
             self._cache["environ"] = response.json()
-        return self._cache["environ"]
+        environ: dict[str, Any] = self._cache["environ"]
+        return environ
 
     def record(self, token: str, target: Target | None = None) -> dict[str, Any] | None:
         response = self.get(f"/result/{token}", target=target)
@@ -131,7 +132,8 @@ class Check:
 CHECKS: list[Check] = []
 
 
-def check(id: str, section: str, title: str, group: str = "core"):
+def check(id: str, section: str, title: str,
+          group: str = "core") -> Callable[[Callable[[Context], Outcome]], Callable[[Context], Outcome]]:
     def register(func: Callable[[Context], Outcome]) -> Callable[[Context], Outcome]:
         CHECKS.append(Check(id, section, title, group, func))
         return func
@@ -139,10 +141,24 @@ def check(id: str, section: str, title: str, group: str = "core"):
     return register
 
 
-def deferred(id: str, section: str, title: str, group: str = "core"):
+class DeferredCheck(Protocol):
+    """A check class for :func:`deferred`: two static methods."""
+
+    @staticmethod
+    def start(ctx: Context) -> Any: ...
+
+    @staticmethod
+    def finish(ctx: Context, state: Any) -> Outcome: ...
+
+
+DeferredCheckType = TypeVar("DeferredCheckType", bound=type[DeferredCheck])
+
+
+def deferred(id: str, section: str, title: str,
+             group: str = "core") -> Callable[[DeferredCheckType], DeferredCheckType]:
     """A check in two steps: ``start(ctx)`` acts, ``finish(ctx, state)`` judges later."""
 
-    def register(cls: Any) -> Any:
+    def register(cls: DeferredCheckType) -> DeferredCheckType:
         CHECKS.append(Check(id, section, title, group, cls.start, cls.finish))
         return cls
 
@@ -867,7 +883,7 @@ def check_path_info(ctx: Context) -> Outcome:
 
 def _h2(ctx: Context) -> Any:
     if "h2" not in ctx._cache:
-        from propylon.wsgi11.conformance import http2  # noqa: PLC0415 - needs the optional h2 package
+        from propylon.wsgi11.conformance import http2  # here: needs the optional h2 package
 
         ctx._cache["h2"] = http2.detect(ctx.target)
     return ctx._cache["h2"]
@@ -896,7 +912,7 @@ def _http2_environ(ctx: Context, client: Any) -> Outcome:
         return fail(f"SERVER_PROTOCOL is {env.get('SERVER_PROTOCOL')!r}")
     if env.get("HTTP_HOST") != ctx.target.authority:
         return fail(f"HTTP_HOST is {env.get('HTTP_HOST')!r}, not the :authority")
-    if any(key.startswith("HTTP__") or key.startswith("HTTP_:") for key in env.get("keys", [])):
+    if any(key.startswith(("HTTP__", "HTTP_:")) for key in env.get("keys", [])):
         return fail("pseudo-headers appear as HTTP_ keys")
     return ok()
 

@@ -121,7 +121,7 @@ class Connection:
             return False
         try:
             chunk = self.sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             raise TimeoutError(f"the server neither answered nor closed the connection within "
                                f"{self.timeout:g} s") from None
         except ConnectionResetError:
