@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Build everything and run every test: the Rust unit tests (protocol rules and
-# runtime, no interpreter), then the end-to-end pytest suite against the
-# installed package. Creates .venv in the repository on first use.
+# Build everything, run the static checks (scripts/check.sh: fmt, clippy,
+# Rust layering, ruff, mypy) and every test: the Rust unit tests (protocol
+# rules and runtime, no interpreter), then the end-to-end pytest suite against
+# the installed package. The tests run even when a check failed; the exit
+# status is a failure if either did. Creates .venv in the repository on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,9 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q ".[test]"
 
+checks=0
+bash scripts/check.sh || checks=$?
+
 echo "== cargo test (proto + runtime, no Python) =="
 cargo test --no-default-features --quiet
 
@@ -20,3 +25,8 @@ echo "== stub check (_core.pyi against the built module) =="
 
 echo "== pytest =="
 .venv/bin/python -m pytest tests -q -p no:cacheprovider "$@"
+
+if [ "$checks" -ne 0 ]; then
+    echo "test.sh: the tests passed, but scripts/check.sh failed (see above)" >&2
+    exit "$checks"
+fi

@@ -6,9 +6,11 @@ raw HTTP/1.1, raw HTTP/2, AF_UNIX, the server's memory.
   (a thread drains the pipe so it never blocks) and stops it with SIGTERM.
 - :func:`run_cli` runs the command to completion (start-up errors);
   :func:`assert_one_error_line` checks the one-line error contract.
-- :class:`RawConnection` speaks HTTP/1.1 over a plain socket for what a real
-  client will not send (malformed requests, pipelining, ``Expect``) and reads
-  responses itself, so 1xx responses and connection closes stay visible.
+- :class:`RawConnection` (from the conformance kit, which ships it:
+  ``propylon.wsgi11.conformance.client``) speaks HTTP/1.1 over a plain socket
+  for what a real client will not send (malformed requests, pipelining,
+  ``Expect``) and reads responses itself, so 1xx responses and connection
+  closes stay visible; :class:`TLSOverMemory` puts it over TLS.
 - :class:`RawH2Connection` speaks HTTP/2 frame by frame (``struct.pack`` and
   ``hpack``), for what h2 itself will not send: floods, resets, stalls.
 - :class:`UnixHTTPConnection` is ``http.client`` over an AF_UNIX socket.
@@ -34,10 +36,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import hpack
+
+from propylon.wsgi11.conformance.client import RawConnection, RawResponse
+from propylon.wsgi11.conformance.client import chunked as chunked_framing
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -291,150 +296,6 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str], code: int) -
 # ---------------------------------------------------------------------- raw HTTP/1.1
 
 
-@dataclass
-class RawResponse:
-    version: str
-    status: int
-    reason: str
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
-    #: True when the body was cut short by the connection closing.
-    incomplete: bool = False
-
-    def header(self, name: str) -> str | None:
-        values = [v for k, v in self.headers if k.lower() == name.lower()]
-        return ", ".join(values) if values else None
-
-
-class RawConnection:
-    """A TCP connection on which the test writes bytes and parses responses itself."""
-
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = CLIENT_TIMEOUT,
-                 rcvbuf: int | None = None) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf is not None:
-            # Set before connect so the advertised window is small from the start.
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(timeout)
-        self.sock.connect((host, port))
-        self.timeout = timeout
-        self.buf = b""
-        self.eof = False
-
-    def __enter__(self) -> RawConnection:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _fill(self) -> bool:
-        """Read more bytes into the buffer; False at end of stream (EOF or reset)."""
-        if self.eof:
-            return False
-        try:
-            chunk = self.sock.recv(65536)
-        except socket.timeout:
-            raise AssertionError(
-                f"the server neither answered nor closed the connection within {self.timeout:g} s; "
-                f"received so far: {self.buf[:300]!r}"
-            ) from None
-        except ConnectionResetError:
-            chunk = b""
-        if not chunk:
-            self.eof = True
-            return False
-        self.buf += chunk
-        return True
-
-    def _take_line(self) -> bytes | None:
-        while b"\r\n" not in self.buf:
-            if not self._fill():
-                return None
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def _take(self, n: int) -> tuple[bytes, bool]:
-        while len(self.buf) < n:
-            if not self._fill():
-                data, self.buf = self.buf, b""
-                return data, False
-        data, self.buf = self.buf[:n], self.buf[n:]
-        return data, True
-
-    def read_head(self) -> RawResponse | None:
-        """The next response head, or None if the connection closed before any byte of it."""
-        while b"\r\n\r\n" not in self.buf:
-            if not self._fill():
-                if self.buf:
-                    raise AssertionError(f"connection closed inside a response head: {self.buf!r}")
-                return None
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        version, status, *reason = status_line.split(" ", 2)
-        headers = []
-        for line in header_lines:
-            name, _, value = line.partition(":")
-            headers.append((name, value.strip()))
-        return RawResponse(version, int(status), reason[0] if reason else "", headers)
-
-    def read_response(self, method: str = "GET") -> RawResponse | None:
-        """The next final response with its body (1xx responses are returned as they come)."""
-        response = self.read_head()
-        if response is None:
-            return None
-        if method == "HEAD" or response.status < 200 or response.status in (204, 304):
-            return response
-        if (response.header("transfer-encoding") or "").lower().endswith("chunked"):
-            self._read_chunked(response)
-        elif response.header("content-length") is not None:
-            length = int(response.header("content-length"))
-            response.body, complete = self._take(length)
-            response.incomplete = not complete
-        else:
-            response.body = self.read_until_close()
-        return response
-
-    def _read_chunked(self, response: RawResponse) -> None:
-        parts = []
-        while True:
-            line = self._take_line()
-            if line is None:
-                response.incomplete = True
-                break
-            size = int(line.split(b";")[0], 16)
-            if size == 0:
-                while True:  # trailers, up to the empty line
-                    trailer = self._take_line()
-                    if trailer is None:
-                        response.incomplete = True
-                    if not trailer:
-                        break
-                break
-            data, complete = self._take(size)
-            parts.append(data)
-            if not complete or self._take_line() is None:
-                response.incomplete = True
-                break
-        response.body = b"".join(parts)
-
-    def read_until_close(self) -> bytes:
-        while self._fill():
-            pass
-        data, self.buf = self.buf, b""
-        return data
-
-    def expect_close(self) -> None:
-        """Assert the server closes the connection without sending anything more."""
-        rest = self.read_until_close()
-        assert rest == b"", f"expected the connection to close, got more bytes: {rest[:300]!r}"
-
-
 class TLSOverMemory:
     """A TLS client socket whose ``shutdown(SHUT_WR)`` sends close_notify and
     goes on reading: TLS's half-close, which ``ssl.SSLSocket`` cannot do. Just
@@ -503,17 +364,14 @@ def send_refusable(port: int, method: str, path: str, body: bytes, headers: dict
     fields = dict(headers or {})
     if chunked:
         fields["Transfer-Encoding"] = "chunked"
-        payload = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in chunks_of(body, chunk)) + b"0\r\n\r\n"
+        payload = chunked_framing(*chunks_of(body, chunk))
     else:
         fields["Content-Length"] = str(len(body))
         payload = body
     head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
     head += "".join(f"{name}: {value}\r\n" for name, value in fields.items()) + "\r\n"
     with RawConnection(port) as raw:
-        try:
-            raw.send(head.encode("latin-1") + payload)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        raw.try_send(head.encode("latin-1") + payload)
         return raw.read_response(method)
 
 
@@ -726,7 +584,7 @@ class RawH2Connection:
                 self.sock.sendall(self._tls_out.read())
                 data = self.sock.recv(65536)
                 if not data:
-                    raise ConnectionResetError("the server closed the connection during the TLS handshake")
+                    raise ConnectionResetError("the server closed the connection during the TLS handshake") from None
                 self._tls_in.write(data)
         self.sock.sendall(self._tls_out.read())
         assert tls.selected_alpn_protocol() == "h2", tls.selected_alpn_protocol()
@@ -751,7 +609,7 @@ class RawH2Connection:
             return True
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             return False
-        except socket.timeout:
+        except TimeoutError:
             # The server stopped reading (it is closing the connection, or
             # it is pushing back): what it sent is read by the caller.
             return False
@@ -794,7 +652,7 @@ class RawH2Connection:
             return False
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise socket.timeout
+            raise TimeoutError
         self.sock.settimeout(remaining)
         chunk = self._recv()
         if not chunk:
@@ -810,7 +668,7 @@ class RawH2Connection:
             while len(self.buf) < 9 or len(self.buf) < 9 + int.from_bytes(self.buf[:3], "big"):
                 if not self._fill(deadline):
                     return None
-        except socket.timeout:
+        except TimeoutError:
             raise AssertionError(
                 f"no frame from the server within {timeout or self.timeout:g} s; frames so far: "
                 f"{[(f.kind, f.flags, f.stream) for f in self.received][-20:]}"
@@ -872,7 +730,7 @@ class RawH2Connection:
             while self._fill(deadline):
                 discarded += len(self.buf)
                 self.buf = b""
-        except socket.timeout:
+        except TimeoutError:
             raise AssertionError(f"the server kept the connection open for {timeout:g} s") from None
         return discarded
 

@@ -16,9 +16,9 @@ import uuid
 from pathlib import Path
 
 import httpx
-import propylon
 import pytest
 
+import propylon
 from tests.support import (
     CLIENT_TIMEOUT,
     REPO,

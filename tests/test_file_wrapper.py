@@ -97,7 +97,7 @@ def test_subclass_is_still_recognised_and_closed(file_server, data_file, tmp_pat
 def test_subclass_closed_when_sent_from_tell(file_server, data_file, tmp_path):
     path, data = data_file
     record = tmp_path / "record"
-    response, body = fetch(file_server, f"path={path}&kind=recording&seek=4096&cl=100", record)
+    _response, body = fetch(file_server, f"path={path}&kind=recording&seek=4096&cl=100", record)
     assert body == data[4096:4196]
     assert wait_for_file(record) == "wrapper closed, file closed=True\n"
 
@@ -113,7 +113,7 @@ def test_non_file_filelike_is_read_in_blocks_and_closed(file_server, data_file, 
 
 
 def test_file_shorter_than_content_length_closes_the_connection(file_server, data_file, tmp_path):
-    path, data = data_file
+    path, _data = data_file
     record = tmp_path / "record"
     start = file_server.mark()
     conn = http.client.HTTPConnection("127.0.0.1", file_server.port, timeout=CLIENT_TIMEOUT)

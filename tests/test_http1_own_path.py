@@ -49,7 +49,6 @@ from tests.support import (
     RawConnection,
     RawH2Connection,
     h2_frame,
-    request_headers,
     wait_for_file,
 )
 
@@ -88,7 +87,7 @@ def exchange(port: int, request: bytes, method: str = "GET", tls: ssl.SSLContext
         raw.sock.settimeout(0.5)
         try:
             closed = raw.sock.recv(1) == b""
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             closed = False
         except (ConnectionResetError, ssl.SSLError):
             closed = True
@@ -128,10 +127,7 @@ CASES = [
 def both_forms(method: str, path: str, extra: bytes) -> tuple[bytes, bytes]:
     """The request with an origin-form target (the own path's) and an absolute-form one (hyper's)."""
     head, _, body = extra.partition(b"\r\n\r\n")
-    if body or extra.endswith(b"\r\n\r\n"):
-        fields = head + b"\r\n"
-    else:
-        fields = extra
+    fields = head + b"\r\n" if body or extra.endswith(b"\r\n\r\n") else extra
     target = path.encode()
     own_request = b"%s %s HTTP/1.1\r\nHost: t\r\n%s\r\n%s" % (method.encode(), target, fields, body)
     hyper_request = b"%s http://t%s HTTP/1.1\r\nHost: t\r\n%s\r\n%s" % (method.encode(), target, fields, body)

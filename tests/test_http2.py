@@ -171,9 +171,8 @@ def test_http2_error_in_app_before_headers_is_500(start_server):
 
 def test_http2_error_after_first_chunk_resets_the_stream(start_server):
     srv = start_server("tests.apps.error_app:app")
-    with h2_client() as client:
-        with pytest.raises(httpx.RemoteProtocolError):
-            client.get(f"{srv.url}/raise-after-first-chunk")
+    with h2_client() as client, pytest.raises(httpx.RemoteProtocolError):
+        client.get(f"{srv.url}/raise-after-first-chunk")
         # Only the stream was reset: the server answers a fresh request.
     with h2_client() as client:
         assert client.get(f"{srv.url}/ok").content == b"hello"
@@ -315,7 +314,7 @@ def test_responses_under_random_windows_and_frame_sizes_arrive_whole(server):
             windows = {2 * i + 1: window for i in range(len(sizes))}
             received = dict.fromkeys(windows, 0)
             ended = dict.fromkeys(windows, False)
-            for stream, size in zip(windows, sizes):
+            for stream, size in zip(windows, sizes, strict=False):
                 conn.request(stream, request_headers(f"/big?size={size}"))
             while not all(ended.values()):
                 frame = conn.read_until(lambda f: f.kind in (HEADERS, DATA, RST_STREAM, GOAWAY))

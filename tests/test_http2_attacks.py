@@ -179,7 +179,7 @@ def send_in_batches(conn: RawH2Connection, frames: Iterator[bytes], batch: int =
     """Send ``frames`` in batches until they run out or the server closes; frames sent."""
     sent = 0
     while True:
-        chunk = [frame for _, frame in zip(range(batch), frames)]
+        chunk = [frame for _, frame in zip(range(batch), frames, strict=False)]
         if not chunk or not conn.send(b"".join(chunk)):
             return sent
         sent += len(chunk)
@@ -513,7 +513,7 @@ def test_mutated_http2_conversations_get_frames_or_a_close(request, pki, over):
                     pass  # closed by the server before the end: read what it said
                 try:
                     received = raw.read_until_close()
-                except AssertionError as exc:
+                except TimeoutError as exc:
                     raise AssertionError(f"case {case}: {data!r}: {exc}") from None
             # Frames, from the server's SETTINGS on (a reset may cut the last).
             at, kinds = 0, []

@@ -22,9 +22,9 @@ import h2.connection
 import h2.events
 import h2.settings
 import pytest
+
 from propylon.cli import build_parser
 from propylon.config import Config, ConfigError
-
 from tests.support import (
     CLIENT_TIMEOUT,
     DATA,

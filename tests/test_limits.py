@@ -101,7 +101,7 @@ def test_declared_content_length_too_large_is_413_without_calling_the_app(small_
 
 
 def test_content_length_at_the_limit_is_accepted(small_body_server):
-    status, _, body = http_request(small_body_server.port, "POST", "/hash", body=b"x" * 1000)
+    status, _, _body = http_request(small_body_server.port, "POST", "/hash", body=b"x" * 1000)
     assert status == 200
 
 

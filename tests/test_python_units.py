@@ -16,8 +16,9 @@ import types
 from collections.abc import Iterator
 from pathlib import Path
 
-import propylon
 import pytest
+
+import propylon
 from propylon import _logging, cli
 from propylon.config import GIB, KIB, MIB, Bind, Config, ConfigError, parse_bind, parse_size
 from propylon.filewrapper import FileWrapper

@@ -273,9 +273,11 @@ def test_nghttp_h2c_upgrade(tls_server):
 ])
 def test_alpn(tls_server, pki, offered, selected):
     context = client_context(pki.ecdsa, alpn=offered)
-    with socket.create_connection(("127.0.0.1", tls_server.tls_port), timeout=CLIENT_TIMEOUT) as raw:
-        with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
-            assert sock.selected_alpn_protocol() == selected
+    with (
+        socket.create_connection(("127.0.0.1", tls_server.tls_port), timeout=CLIENT_TIMEOUT) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+    ):
+        assert sock.selected_alpn_protocol() == selected
     if selected != "h2":
         # http.client speaks HTTP/1.1: fine on a connection that agreed on it (or on nothing).
         assert https_get(tls_server.tls_port, "/", context).body == b"hello"

@@ -156,10 +156,10 @@ def test_a_second_host_that_differs_is_400(hygiene_server):
 
 
 TRANSPORTS = {
-    "http1.1": dict(tls=False, http2=False),
-    "h2c": dict(tls=False, http2=True),
-    "tls-http1.1": dict(tls=True, http2=False),
-    "tls-h2": dict(tls=True, http2=True),
+    "http1.1": {"tls": False, "http2": False},
+    "h2c": {"tls": False, "http2": True},
+    "tls-http1.1": {"tls": True, "http2": False},
+    "tls-h2": {"tls": True, "http2": True},
 }
 
 

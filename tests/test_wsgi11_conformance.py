@@ -18,7 +18,6 @@ from __future__ import annotations
 import pytest
 
 from propylon.wsgi11.conformance import CHECKS
-
 from tests.wsgi11.runs import ORDER, RUNS
 from tests.wsgi11.servers import apache_unavailable
 

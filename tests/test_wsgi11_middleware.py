@@ -23,7 +23,7 @@ import tempfile
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -31,7 +31,6 @@ from propylon.errors import ClientDisconnected, InvalidRequestBody, RequestBodyE
 from propylon.filewrapper import FileWrapper
 from propylon.wsgi11 import ResponseTooShort, WSGI11Middleware, apache, is_wsgi11
 from propylon.wsgi11.input import ChunkedDecoder, TerminatedInput
-
 from tests.support import REPO
 from tests.wsgi11.gateway import Gateway, open_fds
 
@@ -487,7 +486,7 @@ class ShadowingWrapper:
 class Closing(FileWrapper):
     """Middleware-style subclass of the reference wrapper (section 7)."""
 
-    log: list[str] = []
+    log: ClassVar[list[str]] = []
 
     def close(self):
         super().close()

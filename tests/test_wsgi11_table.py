@@ -18,7 +18,6 @@ import pytest
 
 from propylon.wsgi11.conformance import CHECKS, Context, Target, run
 from propylon.wsgi11.conformance.report import load_runs, render_table, without_tested_with
-
 from tests.wsgi11.apps import LIMIT
 from tests.wsgi11.breakers import BREAKERS, PARTIAL_BREAKERS
 from tests.wsgi11.runs import ORDER, RESULTS, RUNS, TABLE, TABLE_COMMAND

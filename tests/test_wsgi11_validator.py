@@ -20,7 +20,6 @@ import pytest
 
 from propylon.filewrapper import FileWrapper
 from propylon.wsgi11 import WSGI11Middleware, WSGIViolation, validator
-
 from tests.wsgi11.gateway import Gateway, open_fds
 
 WSGI11 = {"wsgi.version": (1, 1), "wsgi.input_terminated": True}
@@ -143,7 +142,7 @@ def test_server_input_raising_something_else_than_oserror():
 
     gateway = server(content_length="5")
     gateway.environ["wsgi.input"] = Broken()
-    with pytest.raises(WSGIViolation, match="raised KeyError.*must raise an OSError"):
+    with pytest.raises(WSGIViolation, match=r"raised KeyError.*must raise an OSError"):
         gateway.run(validator(ok_app))
 
 
@@ -225,7 +224,7 @@ def test_application_closing_the_input():
         environ["wsgi.input"].close()
         return []
 
-    with pytest.raises(WSGIViolation, match="called wsgi.input.close"):
+    with pytest.raises(WSGIViolation, match=r"called wsgi\.input\.close"):
         server().run(validator(app))
 
 
@@ -261,7 +260,7 @@ def test_file_wrapper_over_a_text_file(tmp_path):
 
     def app(environ, start_response):
         start_response("200 OK", [])
-        return environ["wsgi.file_wrapper"](open(path))  # noqa: SIM115
+        return environ["wsgi.file_wrapper"](open(path))
 
     with pytest.raises(WSGIViolation, match="over a text file; open it in binary mode"):
         server(method="GET").run(validator(app))
@@ -274,7 +273,7 @@ def test_file_wrapper_reaches_the_server_unwrapped(tmp_path):
 
     def app(environ, start_response):
         start_response("200 OK", [("Content-Length", "100")])
-        return environ["wsgi.file_wrapper"](open(path, "rb"))  # noqa: SIM115
+        return environ["wsgi.file_wrapper"](open(path, "rb"))
 
     result = validator(app)(gateway.environ, gateway.start_response)
     assert type(result) is FileWrapper  # so the server's isinstance() test and fast path still apply

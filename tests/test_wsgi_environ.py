@@ -238,7 +238,7 @@ def test_values_follow_each_request_on_one_connection(server):
         assert len(ports) == 1, "all four requests came on one connection"
     finally:
         conn.close()
-    for env, (host, agent, language) in zip(seen, sent):
+    for env, (host, agent, language) in zip(seen, sent, strict=False):
         assert env["HTTP_HOST"] == host
         assert env["SERVER_NAME"] == host.split(":")[0]
         assert env["SERVER_PORT"] == (host.split(":")[1] if ":" in host else "80")

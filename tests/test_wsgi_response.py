@@ -15,7 +15,7 @@ from tests.support import CLIENT_TIMEOUT, RawConnection, assert_serving, http_re
 
 
 def test_write_callable(server):
-    status, headers, body = http_request(server.port, "GET", "/write")
+    status, _headers, body = http_request(server.port, "GET", "/write")
     assert (status, body) == (200, b"first second third")
 
 
@@ -38,7 +38,7 @@ def test_write_sends_headers_and_data_before_returning(server, tmp_path):
 
 
 def test_exc_info_before_anything_sent_replaces_status(server):
-    status, headers, body = http_request(server.port, "GET", "/exc-info")
+    status, _headers, body = http_request(server.port, "GET", "/exc-info")
     assert (status, body) == (503, b"handled")
 
 
@@ -253,7 +253,7 @@ def test_latin1_header_value_goes_out_one_byte_per_char(error_server):
 def test_hop_by_hop_header_from_app_is_500(error_server, name):
     # PEP 3333: applications must not send hop-by-hop headers (RFC 9110 §7.6.1).
     start = error_server.mark()
-    status, body = get(error_server.port, f"/hop-by-hop?name={name}")
+    status, _body = get(error_server.port, f"/hop-by-hop?name={name}")
     assert status == 500
     assert_logged_error(error_server, start, None)
     assert get(error_server.port, "/ok") == (200, b"hello")

@@ -10,10 +10,10 @@ The server raises them from Rust; this module only defines them.
 """
 
 __all__ = [
-    "RequestBodyError",
     "ClientDisconnected",
-    "RequestBodyTooLarge",
     "InvalidRequestBody",
+    "RequestBodyError",
+    "RequestBodyTooLarge",
 ]
 
 

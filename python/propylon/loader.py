@@ -47,10 +47,7 @@ def load_app(spec: str, factory: bool) -> object:
         sys.path.insert(0, cwd)
 
     module = _import(module_name)
-    if attr:
-        obj = _get_dotted(module, module_name, attr)
-    else:
-        obj = _get_default(module, module_name)
+    obj = _get_dotted(module, module_name, attr) if attr else _get_default(module, module_name)
     if factory:
         if not callable(obj):
             raise AppLoadError(f"--factory given, but {spec!r} is not callable (type {type(obj).__name__})")

@@ -25,7 +25,6 @@ import os
 from urllib.parse import parse_qs
 
 import propylon
-
 from tests.apps._validate import validated
 
 
@@ -66,7 +65,7 @@ def file_response(environ, start_response):
             filelike = RecordingBytesIO(f.read())
         filelike.record_path = record_path
     else:
-        filelike = open(path, "rb")
+        filelike = open(path, "rb")  # noqa: SIM115 - the response's file wrapper closes it
     filelike.seek(int(params.get("seek", "0")))
 
     status = params.get("status", "200 OK")

@@ -51,7 +51,6 @@ import time
 from urllib.parse import parse_qs
 
 import propylon
-
 from tests.apps._validate import validated
 
 TEXT = [("Content-Type", "text/plain")]

@@ -20,7 +20,6 @@ from typing import Any
 import propylon
 from propylon.wsgi11.conformance import Context, Target, run
 from propylon.wsgi11.conformance.report import make_run, save_runs
-
 from tests.support import REPO, ServerProcess, check_stopped_cleanly
 from tests.wsgi11.apps import LIMIT
 from tests.wsgi11.servers import APP, SERVERS

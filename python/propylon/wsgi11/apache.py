@@ -79,4 +79,5 @@ def close_connection(environ: dict[str, Any]) -> bool:
     socket = get_socket(connection)
     if not socket:
         return False
-    return shutdown(socket, APR_SHUTDOWN_READWRITE) == 0
+    status: int = shutdown(socket, APR_SHUTDOWN_READWRITE)
+    return status == 0

@@ -27,7 +27,7 @@ below does, for the compatibility mode of section 6).
 from __future__ import annotations
 
 import tempfile
-from typing import BinaryIO, NoReturn, Protocol
+from typing import IO, BinaryIO, NoReturn, Protocol
 
 from propylon.errors import ClientDisconnected, InvalidRequestBody, RequestBodyError, RequestBodyTooLarge
 
@@ -199,7 +199,7 @@ class TerminatedInput:
             data = self._source.read(size)
         except RequestBodyError as exc:
             self._fail(exc)
-        except Exception as exc:  # the server's own error type (OSError, or not)
+        except Exception as exc:  # noqa: BLE001 - the server's own error type (OSError, or not)
             # Servers report a client that went away, bad framing or their
             # own limits in their own ways; all of them end this body.
             self._fail(RequestBodyError(f"the server's wsgi.input failed: {type(exc).__name__}: {exc}"), exc)
@@ -229,14 +229,14 @@ class TerminatedInput:
         raise error
 
 
-def spool_body(stream: TerminatedInput, memory_limit: int) -> tuple[int, BinaryIO]:
+def spool_body(stream: TerminatedInput, memory_limit: int) -> tuple[int, IO[bytes]]:
     """Read ``stream`` to its end into memory, spilling to a temporary file past
     ``memory_limit`` bytes; return the length and the file, rewound.
 
     The compatibility mode of section 6. Errors from ``stream`` propagate
     (and the file is closed): a truncated or oversized body is never returned.
     """
-    spool = tempfile.SpooledTemporaryFile(max_size=memory_limit)
+    spool = tempfile.SpooledTemporaryFile(max_size=memory_limit)  # noqa: SIM115 - returned open, to the caller
     try:
         length = 0
         while block := stream.read(BLOCK):
@@ -246,4 +246,4 @@ def spool_body(stream: TerminatedInput, memory_limit: int) -> tuple[int, BinaryI
     except BaseException:
         spool.close()
         raise
-    return length, spool  # type: ignore[return-value]
+    return length, spool

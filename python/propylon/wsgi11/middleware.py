@@ -38,7 +38,7 @@ from propylon.config import Config
 from propylon.errors import RequestBodyError, RequestBodyTooLarge
 from propylon.filewrapper import FileWrapper
 from propylon.wsgi11.input import ChunkedDecoder, TerminatedInput, spool_body
-from propylon.wsgi11.response import Exchange, GuardedResponse, ServerFile, CloseOnce, regular_file_remaining
+from propylon.wsgi11.response import CloseOnce, GuardedResponse, ResponseGate, ServerFile, regular_file_remaining
 
 __all__ = ["ServerProfile", "WSGI11Middleware", "is_wsgi11"]
 
@@ -125,27 +125,27 @@ class WSGI11Middleware:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         server = ServerProfile.read(environ)
-        exchange = Exchange(environ, start_response)
+        gate = ResponseGate(environ, start_response)
         cleanups: list[Callable[[], None]] = []
         try:
             self._prepare_request(environ, server, cleanups)
         except _Refused as refused:
             _run(cleanups)
-            return [exchange.answer_body_error(refused.error)]
+            return [gate.answer_body_error(refused.error)]
         environ["wsgi.version"] = (1, 1)
         environ["wsgi.input_terminated"] = True
         environ["wsgi.file_wrapper"] = server.file_wrapper_class
         try:
-            result = self.app(environ, exchange.start_response)
+            result = self.app(environ, gate.start_response)
         except RequestBodyError as error:
             try:
-                return [exchange.answer_body_error(error)]
+                return [gate.answer_body_error(error)]
             finally:
                 _run(cleanups)
         except BaseException:
             _run(cleanups)
             raise
-        return self._respond(exchange, server, result, cleanups)
+        return self._respond(gate, server, result, cleanups)
 
     # -- request ---------------------------------------------------------------------
 
@@ -182,52 +182,52 @@ class WSGI11Middleware:
 
     # -- response --------------------------------------------------------------------
 
-    def _respond(self, exchange: Exchange, server: ServerProfile, result: Iterable[bytes],
+    def _respond(self, gate: ResponseGate, server: ServerProfile, result: Iterable[bytes],
                  cleanups: list[Callable[[], None]]) -> Iterable[bytes]:
         if isinstance(result, (str, bytes)):
             _run(cleanups)
             raise TypeError(f"the application returned {type(result).__name__}, not an iterable of bytes "
                             "(PEP 3333); return [body] instead")
-        if isinstance(result, FileWrapper) or isinstance(result, server.file_wrapper_class):
-            if getattr(getattr(result, "filelike", None), "closed", False):
-                CloseOnce(result, cleanups)()
-                raise ValueError("the application returned a wsgi.file_wrapper over a closed file")
+        wrapped_file = getattr(result, "filelike", None)
+        if isinstance(result, (FileWrapper, server.file_wrapper_class)) and getattr(wrapped_file, "closed", False):
+            CloseOnce(result, cleanups)()
+            raise ValueError("the application returned a wsgi.file_wrapper over a closed file")
         if server.wsgi11 and isinstance(server.file_wrapper, type) and isinstance(result, server.file_wrapper):
             # A 1.1 server's own wrapper: the server sends it, enforces
             # Content-Length and calls close(); hand it over untouched.
-            exchange.pass_head()
+            gate.pass_head()
             if cleanups:
                 weakref.finalize(result, _run, cleanups)
             return result
         if isinstance(result, FileWrapper) and server.file_wrapper not in (None, FileWrapper):
-            native = self._hand_to_server(exchange, server, result, cleanups)
+            native = self._hand_to_server(gate, server, result, cleanups)
             if native is not None:
                 return native
-        return GuardedResponse(exchange, result, cleanups)
+        return GuardedResponse(gate, result, cleanups)
 
     @staticmethod
-    def _hand_to_server(exchange: Exchange, server: ServerProfile, result: FileWrapper,
-                        cleanups: list[Callable[[], None]]) -> Any:
+    def _hand_to_server(gate: ResponseGate, server: ServerProfile, result: FileWrapper,
+                        cleanups: list[Callable[[], None]]) -> Iterable[bytes] | None:
         """The server's own file wrapper over the application's file, or None to iterate instead."""
-        if exchange.head_passed:
+        if gate.head_passed:
             return None  # the application used write(): the server would not take its fast path
         remaining = regular_file_remaining(result)
         if remaining is None:
             return None
-        if exchange.declared is None:
-            exchange.set_header("Content-Length", str(remaining))
-        elif remaining < exchange.declared and server.aborts_on_late_error:
+        if gate.declared is None:
+            gate.set_header("Content-Length", str(remaining))
+        elif remaining < gate.declared and server.aborts_on_late_error:
             return None  # iterated instead, so that the short body is detected (§8)
-        assert exchange.declared is not None
+        assert gate.declared is not None
         closer = CloseOnce(result, cleanups)
         try:
-            native = server.file_wrapper(ServerFile(result, exchange.declared, closer), result.blksize)
+            native: Iterable[bytes] = server.file_wrapper(ServerFile(result, gate.declared, closer), result.blksize)
         except Exception:  # noqa: BLE001 - a server wrapper that refuses our file: iterate instead
             return None
-        exchange.pass_head()
+        gate.pass_head()
         # Servers that test the result against environ["wsgi.file_wrapper"]
         # after the call (gunicorn) must find their own class there again.
-        exchange.environ["wsgi.file_wrapper"] = server.file_wrapper
+        gate.environ["wsgi.file_wrapper"] = server.file_wrapper
         try:
             weakref.finalize(native, closer)
         except TypeError:

@@ -1,6 +1,6 @@
 """The response side of WSGI 1.1 on a PEP 3333 server.
 
-Theory of operation. :class:`Exchange` stands between the application and the
+Theory of operation. :class:`ResponseGate` stands between the application and the
 server's ``start_response``. It holds the status and headers the application
 gave until the first body byte (or the end of the body) is ready, the way a
 server does (PEP 3333, "Buffering and Streaming"), so that:
@@ -11,7 +11,7 @@ server does (PEP 3333, "Buffering and Streaming"), so that:
   ``Content-Length`` first (§8).
 
 Every body byte, from the iterable or from ``write()``, goes through
-:meth:`Exchange.admit`, which enforces the declared ``Content-Length`` (§10):
+:meth:`ResponseGate.admit`, which enforces the declared ``Content-Length`` (§10):
 bytes past it are dropped and logged, and an iterable that ends short makes
 the response fail with :class:`ResponseTooShort`, which every PEP 3333 server
 answers by closing the connection once the headers are out.
@@ -39,13 +39,13 @@ import stat
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 from propylon.errors import ClientDisconnected, InvalidRequestBody, RequestBodyError, RequestBodyTooLarge
 from propylon.filewrapper import FileWrapper
 from propylon.wsgi11 import apache
 
-__all__ = ["CloseOnce", "Exchange", "GuardedResponse", "ResponseTooShort", "ServerFile", "regular_file_remaining"]
+__all__ = ["CloseOnce", "GuardedResponse", "ResponseGate", "ResponseTooShort", "ServerFile", "regular_file_remaining"]
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., Callable[[bytes], Any]]
@@ -78,8 +78,9 @@ def _declared_length(headers: list[tuple[str, str]]) -> int | None:
     return None  # absent, or not a usable number: not enforced (the validator reports it)
 
 
-class Exchange:
-    """One request's response state between the application and the server."""
+class ResponseGate:
+    """One response on its way from the application to the server: the head held until
+    the first body byte, the declared length, and the body bytes let through so far."""
 
     def __init__(self, environ: dict[str, Any], server_start_response: StartResponse) -> None:
         self.environ = environ
@@ -247,8 +248,8 @@ class CloseOnce:
 class GuardedResponse:
     """The iterable the server gets: Content-Length enforced, ``close()`` once."""
 
-    def __init__(self, exchange: Exchange, result: Iterable[bytes], cleanups: list[Callable[[], None]]) -> None:
-        self._exchange = exchange
+    def __init__(self, gate: ResponseGate, result: Iterable[bytes], cleanups: list[Callable[[], None]]) -> None:
+        self._gate = gate
         self._result = result
         self._iter: Iterator[bytes] | None = None
         self._done = False
@@ -261,12 +262,12 @@ class GuardedResponse:
         return self
 
     def __next__(self) -> bytes:
-        exchange = self._exchange
+        gate = self._gate
         if self._done:
             raise StopIteration
         if self._closer.done:
             raise ValueError("the response iterable was iterated after close() (PEP 3333)")
-        if exchange.complete:
+        if gate.complete:
             # Content-Length is met: look once more so that surplus is logged,
             # then stop (never ask the application for more than that).
             self._done = True
@@ -278,18 +279,18 @@ class GuardedResponse:
             chunk = next(self._iter)
         except StopIteration:
             self._done = True
-            exchange.pass_head()
-            exchange.check_finished()
+            gate.pass_head()
+            gate.check_finished()
             raise
         except RequestBodyError as error:
             # The application let a body error out before producing a byte:
             # answer it (re-raised if the server already has a head).
             self._iter = iter(())
-            return exchange.admit(exchange.answer_body_error(error))
+            return gate.admit(gate.answer_body_error(error))
         if not isinstance(chunk, bytes):
             raise TypeError(f"the response iterable yielded {type(chunk).__name__}, not bytes (PEP 3333)")
-        exchange.pass_head()
-        return exchange.admit(chunk)
+        gate.pass_head()
+        return gate.admit(chunk)
 
     def _look_for_surplus(self) -> None:
         try:
@@ -299,7 +300,7 @@ class GuardedResponse:
         except StopIteration:
             return
         if isinstance(extra, bytes) and extra:
-            self._exchange.log_surplus(len(extra))
+            self._gate.log_surplus(len(extra))
 
     def close(self) -> None:
         self._closer()
@@ -317,7 +318,7 @@ class ServerFile:
     """
 
     def __init__(self, wrapper: Any, length: int, closer: Callable[[], None]) -> None:
-        self._file: Any = wrapper.filelike
+        self._file: IO[bytes] = wrapper.filelike
         self._end: int = self._file.tell() + length
         self._closer = closer
 

@@ -150,8 +150,9 @@ class CheckedInput:
             raise WSGIViolation(f"WSGI 1.1 server: wsgi.input.{name}() raised {type(exc).__name__}: {exc}; "
                                 "a body that cannot be read must raise an OSError (section 4)") from exc
 
-    def _account(self, name: str, data: Any, asked: int | None) -> Any:
-        _server(type(data) is bytes, f"wsgi.input.{name}() returned {type(data).__name__}, not bytes")
+    def _account(self, name: str, data: object, asked: int | None) -> bytes:
+        if type(data) is not bytes:
+            raise WSGIViolation(f"WSGI 1.1 server: wsgi.input.{name}() returned {type(data).__name__}, not bytes")
         if asked is not None and asked >= 0:
             _server(len(data) <= asked, f"wsgi.input.{name}({asked}) returned {len(data)} bytes")
         if self._ended:
@@ -174,9 +175,9 @@ class CheckedInput:
         data = self._call("read", *args)
         size = args[0] if args else None
         if size is None or size < 0:
-            self._account("read", data, None)
+            rest = self._account("read", data, None)
             self._account("read", b"", None)  # read() returns the rest: the body has ended
-            return data
+            return rest
         return self._account("read", data, size)
 
     def readline(self, size: int | None = -1) -> bytes:
@@ -186,11 +187,10 @@ class CheckedInput:
     def readlines(self, hint: int | None = -1) -> list[bytes]:
         lines = self._call("readlines", hint) if hint not in (None, -1) else self._call("readlines")
         _server(isinstance(lines, list), f"wsgi.input.readlines() returned {type(lines).__name__}")
-        for line in lines:
-            self._account("readlines", line, None)
-        if hint in (None, -1) or not lines:
+        checked = [self._account("readlines", line, None) for line in lines]
+        if hint in (None, -1) or not checked:
             self._account("readlines", b"", None)
-        return lines
+        return checked
 
     def __iter__(self) -> Iterator[bytes]:
         for line in self._stream:

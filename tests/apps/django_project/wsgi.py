@@ -2,10 +2,11 @@
 
 import os
 
+# The settings module is named before Django is imported.
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.apps.django_project.settings")
 
-from django.core.wsgi import get_wsgi_application  # noqa: E402  (settings must be named first)
+from django.core.wsgi import get_wsgi_application
 
-from tests.apps._validate import validated  # noqa: E402
+from tests.apps._validate import validated
 
 application = validated(get_wsgi_application())

@@ -31,11 +31,10 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from propylon.wsgi11.conformance.client import (
-    Connection,
-    Response,
+    RawResponse,
     Target,
     chunked,
     exchange,
@@ -94,14 +93,14 @@ class Context:
     def token() -> str:
         return uuid.uuid4().hex
 
-    def get(self, path: str, headers: list[tuple[str, str]] | None = None, target: Target | None = None) -> Response:
+    def get(self, path: str, headers: list[tuple[str, str]] | None = None, target: Target | None = None) -> RawResponse:
         response = exchange(target or self.target, "GET", path, headers)
         if response is None:
             raise ConnectionError(f"GET {path}: the connection closed without a response")
         return response
 
     def post(self, path: str, body: bytes, headers: list[tuple[str, str]] | None = None,
-             target: Target | None = None) -> Response | None:
+             target: Target | None = None) -> RawResponse | None:
         return exchange(target or self.target, "POST", path, headers, body)
 
     def environ(self) -> dict[str, Any]:
@@ -110,7 +109,8 @@ class Context:
             if response.status != 200:
                 raise AssertionError(f"GET /environ answered {response.status}: is the probe application mounted there?")
             self._cache["environ"] = response.json()
-        return self._cache["environ"]
+        environ: dict[str, Any] = self._cache["environ"]
+        return environ
 
     def record(self, token: str, target: Target | None = None) -> dict[str, Any] | None:
         response = self.get(f"/result/{token}", target=target)
@@ -131,7 +131,8 @@ class Check:
 CHECKS: list[Check] = []
 
 
-def check(id: str, section: str, title: str, group: str = "core"):
+def check(id: str, section: str, title: str,
+          group: str = "core") -> Callable[[Callable[[Context], Outcome]], Callable[[Context], Outcome]]:
     def register(func: Callable[[Context], Outcome]) -> Callable[[Context], Outcome]:
         CHECKS.append(Check(id, section, title, group, func))
         return func
@@ -139,10 +140,24 @@ def check(id: str, section: str, title: str, group: str = "core"):
     return register
 
 
-def deferred(id: str, section: str, title: str, group: str = "core"):
+class DeferredCheck(Protocol):
+    """A check class for :func:`deferred`: two static methods."""
+
+    @staticmethod
+    def start(ctx: Context) -> Any: ...
+
+    @staticmethod
+    def finish(ctx: Context, state: Any) -> Outcome: ...
+
+
+DeferredCheckType = TypeVar("DeferredCheckType", bound=type[DeferredCheck])
+
+
+def deferred(id: str, section: str, title: str,
+             group: str = "core") -> Callable[[DeferredCheckType], DeferredCheckType]:
     """A check in two steps: ``start(ctx)`` acts, ``finish(ctx, state)`` judges later."""
 
-    def register(cls: Any) -> Any:
+    def register(cls: DeferredCheckType) -> DeferredCheckType:
         CHECKS.append(Check(id, section, title, group, cls.start, cls.finish))
         return cls
 
@@ -174,8 +189,8 @@ def _read_check(ctx: Context, method: str, judge: Callable[[list[Any]], str | No
                 end_value: Any = "") -> Outcome:
     """POST BODY to /read/METHOD with a second request pipelined behind it."""
     target = ctx.target
-    with Connection(target) as conn:
-        conn.send(request_bytes(target, "POST", f"/read/{method}", [("Content-Type", "text/plain")], BODY)
+    with target.connect() as conn:
+        conn.try_send(request_bytes(target, "POST", f"/read/{method}", [("Content-Type", "text/plain")], BODY)
                   + request_bytes(target, "GET", "/"))
         first = conn.read_response("POST")
         if first is None:
@@ -268,8 +283,8 @@ def check_iteration(ctx: Context) -> Outcome:
 def check_unread_body(ctx: Context) -> Outcome:
     target = ctx.target
     body = b"GET /smuggled HTTP/1.1\r\n\r\n" * 600  # 15 KiB that would parse as requests
-    with Connection(target) as conn:
-        conn.send(request_bytes(target, "POST", "/ignore-body", [("Content-Type", "text/plain")], body)
+    with target.connect() as conn:
+        conn.try_send(request_bytes(target, "POST", "/ignore-body", [("Content-Type", "text/plain")], body)
                   + request_bytes(target, "GET", "/environ"))
         first = conn.read_response("POST")
         if first is None or first.status != 200:
@@ -317,8 +332,8 @@ def check_chunked(ctx: Context) -> Outcome:
     raw = request_bytes(target, "POST", "/read/read-all",
                         [("Transfer-Encoding", "chunked"), ("Content-Type", "text/plain")],
                         chunked(BODY[:10], BODY[10:25], BODY[25:]))
-    with Connection(target) as conn:
-        conn.send(raw)
+    with target.connect() as conn:
+        conn.try_send(raw)
         response = conn.read_response("POST")
     if response is None:
         return fail("the connection closed without a response")
@@ -382,8 +397,8 @@ def _start_cut_short(ctx: Context, framing: str, target: Target | None = None) -
         head = request_bytes(target, "POST", f"/record/{token}",
                              [("Content-Type", "application/octet-stream"), ("Transfer-Encoding", "chunked")])
         partial = b"3e8\r\n" + b"x" * 1000 + b"\r\n" + b"2710\r\n" + b"y" * 500
-    conn = Connection(target)
-    conn.send(head + partial)
+    conn = target.connect()
+    conn.try_send(head + partial)
     # Wait until the application is inside its read (when it is called before
     # the body is complete), so the end comes mid-body, not before the call.
     wait_for(lambda: ctx.record(token, target), 1.0)
@@ -463,8 +478,8 @@ def _over_limit(ctx: Context, framing: str, target: Target | None = None) -> Out
         raw = request_bytes(target, "POST", "/limit", [("Content-Type", "application/octet-stream"),
                                                        ("Transfer-Encoding", "chunked")],
                             chunked(*(body[i : i + 65536] for i in range(0, len(body), 65536))))
-    with Connection(target) as conn:
-        conn.send(raw)  # the server may answer and close before it has all of it
+    with target.connect() as conn:
+        conn.try_send(raw)  # the server may answer and close before it has all of it
         response = conn.read_response("POST")
     if response is None:
         return fail("the connection closed without a response")
@@ -516,8 +531,8 @@ def check_buffered_length(ctx: Context) -> Outcome:
     raw = request_bytes(target, "POST", "/read/read-n",
                         [("Transfer-Encoding", "chunked"), ("Content-Type", "text/plain")],
                         chunked(BODY[:10], BODY[10:]))
-    with Connection(target) as conn:
-        conn.send(raw)
+    with target.connect() as conn:
+        conn.try_send(raw)
         response = conn.read_response("POST")
     if response is None or response.status != 200:
         return fail(f"a chunked request was answered {response.status if response else 'with a close'}")
@@ -580,15 +595,15 @@ def check_file_wrapper_class(ctx: Context) -> Outcome:
 
 
 def _file(ctx: Context, query: str, pipelined: bool = False,
-          method: str = "GET") -> tuple[Response | None, Response | bool | None, bytes]:
+          method: str = "GET") -> tuple[RawResponse | None, RawResponse | bool | None, bytes]:
     target = ctx.target
-    with Connection(target) as conn:
+    with target.connect() as conn:
         data = request_bytes(target, method, f"/file?{query}")
         if pipelined:
             data += request_bytes(target, "GET", "/")
-        conn.send(data)
+        conn.try_send(data)
         first = conn.read_response(method)
-        second: Response | bool | None = None
+        second: RawResponse | bool | None = None
         if pipelined and first is not None and not first.incomplete:
             try:
                 second = conn.read_response()
@@ -640,8 +655,8 @@ def check_file_wrapper_close_after_send(ctx: Context) -> Outcome:
     token = ctx.token()
     size = 16 * 1024 * 1024
     target = ctx.target
-    with Connection(target, rcvbuf=65536) as conn:
-        conn.send(request_bytes(target, "GET", f"/file?size={size}&mode=subclass&token={token}"))
+    with target.connect(rcvbuf=65536) as conn:
+        conn.try_send(request_bytes(target, "GET", f"/file?size={size}&mode=subclass&token={token}"))
         head = conn.read_head()
         if head is None or head.status != 200:
             return fail(f"answered {head.status if head else 'with a close'}")
@@ -662,8 +677,8 @@ def check_file_wrapper_close_after_send(ctx: Context) -> Outcome:
 def check_file_wrapper_close_on_disconnect(ctx: Context) -> Outcome:
     token = ctx.token()
     target = ctx.target
-    with Connection(target, rcvbuf=65536) as conn:
-        conn.send(request_bytes(target, "GET", f"/file?size={16 * 1024 * 1024}&mode=subclass&token={token}"))
+    with target.connect(rcvbuf=65536) as conn:
+        conn.try_send(request_bytes(target, "GET", f"/file?size={16 * 1024 * 1024}&mode=subclass&token={token}"))
         head = conn.read_head()
         if head is None or head.status != 200:
             return fail(f"answered {head.status if head else 'with a close'}")
@@ -699,7 +714,7 @@ def check_file_wrapper_length(ctx: Context) -> Outcome:
         return fail(f"the first {len(response.body)} bytes are not the file")
     if second is False or (second is None and rest):
         return fail("bytes past Content-Length were sent")
-    if isinstance(second, Response) and second.status != 200:
+    if isinstance(second, RawResponse) and second.status != 200:
         return fail(f"bytes past Content-Length were sent (the next response was read as {second.status})")
     return ok()
 
@@ -710,7 +725,7 @@ def check_file_wrapper_short(ctx: Context) -> Outcome:
     return _judge_short(response, declared=5000, produced=3000)
 
 
-def _judge_short(response: Response | None, declared: int, produced: int) -> Outcome:
+def _judge_short(response: RawResponse | None, declared: int, produced: int) -> Outcome:
     if response is None:
         return ok("closed before the response head")
     if response.status != 200:
@@ -741,18 +756,18 @@ def check_file_wrapper_fast_path(ctx: Context) -> Outcome:
 
 
 def _response_check(ctx: Context, declared: int, produce: int,
-                    ) -> list[tuple[str, Response | None, Response | bool | None, bytes]]:
+                    ) -> list[tuple[str, RawResponse | None, RawResponse | bool | None, bytes]]:
     """GET /response through the iterable and through write(), each with a request pipelined
     behind it. The second item is the next response, None if the connection closed, or False
     if what followed was not a response (bytes past Content-Length)."""
-    outcomes: list[tuple[str, Response | None, Response | bool | None, bytes]] = []
+    outcomes: list[tuple[str, RawResponse | None, RawResponse | bool | None, bytes]] = []
     for via in ("iter", "write"):
         target = ctx.target
-        with Connection(target) as conn:
-            conn.send(request_bytes(target, "GET", f"/response?declared={declared}&produce={produce}&via={via}")
+        with target.connect() as conn:
+            conn.try_send(request_bytes(target, "GET", f"/response?declared={declared}&produce={produce}&via={via}")
                       + request_bytes(target, "GET", "/"))
             first = conn.read_response()
-            second: Response | bool | None = None
+            second: RawResponse | bool | None = None
             if first is not None and not first.incomplete:
                 try:
                     second = conn.read_response()
@@ -771,7 +786,7 @@ def check_response_surplus(ctx: Context) -> Outcome:
             return fail(f"{where}: answered {first.status if first else 'with a close'}")
         if first.body != pattern(10):
             return fail(f"{where}: the body is not the first 10 bytes")
-        if second is False or (second is None and rest) or (isinstance(second, Response) and second.status != 200):
+        if second is False or (second is None and rest) or (isinstance(second, RawResponse) and second.status != 200):
             return fail(f"{where}: the bytes past Content-Length were sent")
     return ok()
 
@@ -788,30 +803,35 @@ def check_response_short(ctx: Context) -> Outcome:
 # ======================================================= PEP 3333 rules still held (§13)
 
 
+def _close_count(ctx: Context, token: str) -> Any:
+    """How many times the probe saw ``close()`` for ``token`` (None: not yet)."""
+    return (ctx.record(token) or {}).get("closed")
+
+
 @check("close-called", "§13", "`close()` on the response is called once: at the end, on error, on disconnect")
 def check_close_called(ctx: Context) -> Outcome:
     tokens = {}
     for mode in ("normal", "error"):
         tokens[mode] = token = ctx.token()
         try:
-            with Connection(ctx.target) as conn:
-                conn.send(request_bytes(ctx.target, "GET", f"/close/{mode}/{token}"))
+            with ctx.target.connect() as conn:
+                conn.try_send(request_bytes(ctx.target, "GET", f"/close/{mode}/{token}"))
                 conn.read_response()
         except (TimeoutError, ValueError, OSError):
             pass  # an aborted response is expected for "error"
     tokens["disconnect"] = token = ctx.token()
-    with Connection(ctx.target, rcvbuf=65536) as conn:
-        conn.send(request_bytes(ctx.target, "GET", f"/close/abandon/{token}"))
+    with ctx.target.connect(rcvbuf=65536) as conn:
+        conn.try_send(request_bytes(ctx.target, "GET", f"/close/abandon/{token}"))
         conn.read_head()
         conn.read_some(100000)
         conn.abort()
     for mode, token in tokens.items():
-        closed = wait_for(lambda token=token: (ctx.record(token) or {}).get("closed"), CLOSE_WAIT)
+        closed = wait_for(functools.partial(_close_count, ctx, token), CLOSE_WAIT)
         if not closed:
             return fail(f"close() was not called ({mode})")
     ctx.get("/")
     for mode, token in tokens.items():
-        count = (ctx.record(token) or {}).get("closed")
+        count = _close_count(ctx, token)
         if count != 1:
             return fail(f"close() was called {count} times ({mode})")
     return ok()
@@ -832,8 +852,8 @@ def check_exc_info(ctx: Context) -> Outcome:
         return fail(f"before the head was sent: answered {response.status} {response.body[:40]!r}")
     token = ctx.token()
     try:
-        with Connection(ctx.target) as conn:
-            conn.send(request_bytes(ctx.target, "GET", f"/exc-info/after/{token}"))
+        with ctx.target.connect() as conn:
+            conn.try_send(request_bytes(ctx.target, "GET", f"/exc-info/after/{token}"))
             conn.read_response()
     except (TimeoutError, ValueError, OSError):
         pass
@@ -867,7 +887,7 @@ def check_path_info(ctx: Context) -> Outcome:
 
 def _h2(ctx: Context) -> Any:
     if "h2" not in ctx._cache:
-        from propylon.wsgi11.conformance import http2  # noqa: PLC0415 - needs the optional h2 package
+        from propylon.wsgi11.conformance import http2  # here: needs the optional h2 package
 
         ctx._cache["h2"] = http2.detect(ctx.target)
     return ctx._cache["h2"]
@@ -896,7 +916,7 @@ def _http2_environ(ctx: Context, client: Any) -> Outcome:
         return fail(f"SERVER_PROTOCOL is {env.get('SERVER_PROTOCOL')!r}")
     if env.get("HTTP_HOST") != ctx.target.authority:
         return fail(f"HTTP_HOST is {env.get('HTTP_HOST')!r}, not the :authority")
-    if any(key.startswith("HTTP__") or key.startswith("HTTP_:") for key in env.get("keys", [])):
+    if any(key.startswith(("HTTP__", "HTTP_:")) for key in env.get("keys", [])):
         return fail("pseudo-headers appear as HTTP_ keys")
     return ok()
 

@@ -1,10 +1,17 @@
-"""The client side's HTTP/1.1, over a plain socket.
+"""Raw HTTP/1.1 over a plain socket: the client of the conformance checks and of Propylon's tests.
 
-The checks need what ordinary clients hide: requests pipelined on one
-connection, bodies cut short on purpose, chunked framing written by hand, and
-responses read byte-exactly so that an extra byte after ``Content-Length`` or
-an early close is visible. :class:`Connection` does that and nothing more; it
-is not a general HTTP client (no redirects, TLS, or connection reuse policy).
+The checks and the tests need what ordinary clients hide: requests pipelined
+on one connection, bodies cut short on purpose, malformed heads, chunked
+framing written by hand, ``Expect`` and interim responses, and responses read
+byte-exactly so that an extra byte after ``Content-Length`` or an early close
+is visible. :class:`RawConnection` does that and nothing more; it is not a
+general HTTP client (no redirects, no TLS of its own, no connection reuse
+policy). A caller may replace its ``sock`` with anything that has ``sendall``,
+``recv``, ``shutdown``, ``setsockopt`` and ``close`` (the tests wrap it in TLS).
+
+Every read waits at most ``timeout`` seconds for the next bytes: a server that
+neither answers nor closes raises :class:`TimeoutError`, never hangs the run. Bytes that are not an
+HTTP/1.1 response raise :class:`MalformedResponse`.
 """
 
 from __future__ import annotations
@@ -12,15 +19,30 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-__all__ = ["Connection", "Response", "Target", "chunked", "request_bytes"]
+__all__ = [
+    "MalformedResponse",
+    "RawConnection",
+    "RawResponse",
+    "Target",
+    "chunked",
+    "exchange",
+    "request_bytes",
+    "wait_for",
+]
 
 #: Socket timeout for every read: a server that neither answers nor closes
 #: becomes a failed check after this long, never a hung run.
 TIMEOUT = 20.0
+
+#: SO_LINGER on, 0 seconds: close() sends a TCP reset.
+_RESET_ON_CLOSE = b"\x01\x00\x00\x00\x00\x00\x00\x00"
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -44,9 +66,18 @@ class Target:
     def path(self, path: str) -> str:
         return self.prefix + path
 
+    def connect(self, timeout: float = TIMEOUT, rcvbuf: int | None = None) -> RawConnection:
+        """A new connection to the probe, on which interim (1xx) responses are skipped."""
+        return RawConnection(self.port, self.host, timeout=timeout, rcvbuf=rcvbuf, skip_interim=True)
+
+
+class MalformedResponse(ValueError):
+    """The server sent bytes that are not an HTTP/1.1 response head, or closed inside one."""
+
 
 @dataclass
-class Response:
+class RawResponse:
+    version: str
     status: int
     reason: str
     headers: list[tuple[str, str]] = field(default_factory=list)
@@ -56,6 +87,7 @@ class Response:
     incomplete: bool = False
 
     def header(self, name: str) -> str | None:
+        """The field's values joined by ", " (RFC 9110 §5.3), or None; names compare case-insensitively."""
         values = [v for k, v in self.headers if k.lower() == name.lower()]
         return ", ".join(values) if values else None
 
@@ -80,21 +112,30 @@ def chunked(*pieces: bytes, end: bool = True) -> bytes:
     return framed + (b"0\r\n\r\n" if end else b"")
 
 
-class Connection:
-    """One TCP connection on which the check writes bytes and parses responses itself."""
+class RawConnection:
+    """One TCP connection on which the caller writes bytes and parses the responses itself.
 
-    def __init__(self, target: Target, timeout: float = TIMEOUT, rcvbuf: int | None = None) -> None:
-        self.target = target
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ``rcvbuf`` is set before connecting, so the advertised TCP window is small
+    from the start (a client that reads slowly). With ``skip_interim``,
+    :meth:`read_head` passes over 1xx responses other than 101; without it
+    they are returned like any other (a test of ``Expect: 100-continue``).
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1", *, timeout: float = TIMEOUT,
+                 rcvbuf: int | None = None, skip_interim: bool = False) -> None:
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
-        self.sock.connect((target.host, target.port))
+        self.sock.connect((host, port))
         self.timeout = timeout
+        self.skip_interim = skip_interim
+        #: Received and not yet parsed.
         self.buf = b""
+        #: The server ended the connection (EOF or reset).
         self.eof = False
 
-    def __enter__(self) -> Connection:
+    def __enter__(self) -> RawConnection:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -103,7 +144,18 @@ class Connection:
     def close(self) -> None:
         self.sock.close()
 
-    def send(self, data: bytes) -> bool:
+    def abort(self) -> None:
+        """Close at once, with a TCP reset: the client is gone."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+        self.sock.close()
+
+    # -- writing --------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Send everything; raises if the server closed the connection first."""
+        self.sock.sendall(data)
+
+    def try_send(self, data: bytes) -> bool:
         """Send everything; False if the server closed first (it may have answered already)."""
         try:
             self.sock.sendall(data)
@@ -111,19 +163,19 @@ class Connection:
         except (BrokenPipeError, ConnectionResetError):
             return False
 
-    def abort(self) -> None:
-        """Close at once, with a TCP reset (SO_LINGER 0): the client is gone."""
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        self.sock.close()
+    # -- reading --------------------------------------------------------------------
 
     def _fill(self) -> bool:
+        """Read more bytes into the buffer; False at the end of the stream (EOF or reset)."""
         if self.eof:
             return False
         try:
             chunk = self.sock.recv(65536)
-        except socket.timeout:
-            raise TimeoutError(f"the server neither answered nor closed the connection within "
-                               f"{self.timeout:g} s") from None
+        except TimeoutError:
+            raise TimeoutError(
+                f"the server neither answered nor closed the connection within {self.timeout:g} s; "
+                f"received and not yet read: {self.buf[:300]!r}"
+            ) from None
         except ConnectionResetError:
             chunk = b""
         if not chunk:
@@ -133,6 +185,7 @@ class Connection:
         return True
 
     def _take(self, n: int) -> tuple[bytes, bool]:
+        """Up to ``n`` bytes, and whether all ``n`` came before the end of the stream."""
         while len(self.buf) < n:
             if not self._fill():
                 data, self.buf = self.buf, b""
@@ -141,85 +194,107 @@ class Connection:
         return data, True
 
     def _line(self) -> bytes | None:
+        """The next CRLF-terminated line without its CRLF, or None at the end of the stream."""
         while b"\r\n" not in self.buf:
             if not self._fill():
                 return None
         line, self.buf = self.buf.split(b"\r\n", 1)
         return line
 
-    def read_head(self) -> Response | None:
-        """The next final response head (1xx skipped), or None if the connection closed first."""
+    def read_head(self) -> RawResponse | None:
+        """The next response head, or None if the connection closed before any byte of it."""
         while True:
             while b"\r\n\r\n" not in self.buf:
                 if not self._fill():
+                    if self.buf:
+                        raise MalformedResponse(f"the connection closed inside a response head: {self.buf[:300]!r}")
                     return None
             head, self.buf = self.buf.split(b"\r\n\r\n", 1)
             status_line, *lines = head.decode("latin-1").split("\r\n")
             parts = status_line.split(" ", 2)
             if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-                raise ValueError(f"not an HTTP response: {status_line[:80]!r}")
-            response = Response(int(parts[1]), parts[2] if len(parts) > 2 else "")
+                raise MalformedResponse(f"not an HTTP response: {status_line[:80]!r}")
+            response = RawResponse(parts[0], int(parts[1]), parts[2] if len(parts) > 2 else "")
             for line in lines:
                 name, _, value = line.partition(":")
-                response.headers.append((name.strip(), value.strip()))
-            if response.status >= 200 or response.status == 101:
+                response.headers.append((name, value.strip()))
+            if not (self.skip_interim and 100 <= response.status < 200 and response.status != 101):
                 return response
 
-    def read_response(self, method: str = "GET") -> Response | None:
-        """The next response with its body, or None if the connection closed before it."""
+    def read_response(self, method: str = "GET") -> RawResponse | None:
+        """The next response with its body, or None if the connection closed before it.
+
+        A 1xx response is returned without a body (after ``101``, the
+        connection speaks another protocol); so are responses to HEAD, 204
+        and 304 (RFC 9112 §6.3).
+        """
         response = self.read_head()
         if response is None:
             return None
-        if method == "HEAD" or response.status in (204, 304):
+        if method == "HEAD" or response.status < 200 or response.status in (204, 304):
             return response
         if (response.header("transfer-encoding") or "").lower().endswith("chunked"):
-            parts = []
-            while True:
-                line = self._line()
-                if line is None:
-                    response.incomplete = True
-                    break
-                size = int(line.split(b";")[0], 16)
-                if size == 0:
-                    while (trailer := self._line()) not in (None, b""):
-                        pass
-                    break
-                data, complete = self._take(size)
-                parts.append(data)
-                if not complete or self._line() is None:
-                    response.incomplete = True
-                    break
-            response.body = b"".join(parts)
-        elif response.header("content-length") is not None:
-            response.body, complete = self._take(int(response.header("content-length") or 0))
+            self._read_chunked(response)
+        elif (length := response.header("content-length")) is not None:
+            response.body, complete = self._take(int(length))
             response.incomplete = not complete
         else:
             response.body = self.read_until_close()
         return response
 
+    def _read_chunked(self, response: RawResponse) -> None:
+        parts = []
+        while True:
+            line = self._line()
+            if line is None:
+                response.incomplete = True
+                break
+            size = int(line.split(b";")[0], 16)
+            if size == 0:
+                while True:  # trailer fields, up to the empty line (RFC 9112 §7.1.2)
+                    trailer = self._line()
+                    if trailer is None:
+                        response.incomplete = True
+                    if not trailer:
+                        break
+                break
+            data, complete = self._take(size)
+            parts.append(data)
+            if not complete or self._line() is None:
+                response.incomplete = True
+                break
+        response.body = b"".join(parts)
+
+    def read_some(self, n: int) -> bytes:
+        """Up to ``n`` bytes of whatever comes next (fewer if the connection ends)."""
+        data, _ = self._take(n)
+        return data
+
     def read_until_close(self) -> bytes:
+        """Everything up to the end of the connection."""
         while self._fill():
             pass
         data, self.buf = self.buf, b""
         return data
 
-    def read_some(self, n: int) -> bytes:
-        data, _ = self._take(n)
-        return data
+    def expect_close(self) -> None:
+        """Assert that the server closes the connection without sending anything more."""
+        rest = self.read_until_close()
+        assert rest == b"", f"expected the connection to close, got more bytes: {rest[:300]!r}"
 
 
 def exchange(target: Target, method: str, path: str, headers: list[tuple[str, str]] | None = None,
-             body: bytes | None = None, raw: bytes | None = None) -> Response | None:
+             body: bytes | None = None, raw: bytes | None = None) -> RawResponse | None:
     """One request on a fresh connection; ``raw`` replaces the whole request."""
-    with Connection(target) as conn:
-        sent = conn.send(raw if raw is not None else request_bytes(target, method, path, headers, body))
+    with target.connect() as conn:
+        sent = conn.try_send(raw if raw is not None else request_bytes(target, method, path, headers, body))
         response = conn.read_response(method)
         if response is None and not sent:
             raise ConnectionError("the server closed the connection while the request was being sent")
         return response
 
 
-def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> Any:
+def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.05) -> T:
     """Poll ``predicate()`` until it returns something truthy, or ``timeout`` passes; return its last value."""
     deadline = time.monotonic() + timeout
     while True:

@@ -55,6 +55,11 @@ READ_DEADLINE = 5.0
 
 JSON_HEADERS = [("Content-Type", "application/json")]
 
+Environ = dict[str, Any]
+#: PEP 3333's start_response(status, headers, exc_info=None) -> write.
+StartResponse = Callable[..., Any]
+Route = Callable[[Environ, StartResponse, list[str], dict[str, str]], Iterable[bytes]]
+
 
 def pattern(length: int, offset: int = 0) -> bytes:
     """The bytes the file and response probes send: position modulo 251."""
@@ -91,10 +96,11 @@ class ProbeStore:
 
     def get(self, token: str) -> dict[str, Any] | None:
         if self._directory is None:
-            record = self._memory.get(token)
-            return dict(record) if record is not None else None
+            kept = self._memory.get(token)
+            return dict(kept) if kept is not None else None
         try:
-            return json.loads((self._directory / f"{_safe(token)}.json").read_text())
+            record: dict[str, Any] = json.loads((self._directory / f"{_safe(token)}.json").read_text())
+            return record
         except FileNotFoundError:
             return None
 
@@ -155,17 +161,19 @@ class ProbeApp:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         parts = [p for p in environ.get("PATH_INFO", "").split("/") if p]
         query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
-        route = getattr(self, "route_" + (parts[0].replace("-", "_") if parts else "index"), None)
+        route: Route | None = getattr(self, "route_" + (parts[0].replace("-", "_") if parts else "index"), None)
         if route is None:
             return _respond(start_response, "404 Not Found", {"error": f"no probe {environ.get('PATH_INFO')!r}"})
         return route(environ, start_response, parts[1:], query)
 
     # -- environ ----------------------------------------------------------------------
 
-    def route_index(self, environ, start_response, args, query):
+    def route_index(self, environ: Environ, start_response: StartResponse, args: list[str],
+                  query: dict[str, str]) -> Iterable[bytes]:
         return _respond(start_response, "200 OK", {"probe": "propylon.wsgi11.conformance"})
 
-    def route_environ(self, environ, start_response, args, query):
+    def route_environ(self, environ: Environ, start_response: StartResponse, args: list[str],
+                  query: dict[str, str]) -> Iterable[bytes]:
         keys = ("wsgi.version", "wsgi.input_terminated", "wsgi.multithread", "wsgi.multiprocess",
                 "SERVER_PROTOCOL", "CONTENT_LENGTH", "HTTP_HOST", "HTTP_COOKIE", "HTTP_X_PROBE_MULTI",
                 "HTTP_TRANSFER_ENCODING", "HTTP_CONTENT_ENCODING", "SERVER_SOFTWARE", "REQUEST_METHOD",
@@ -177,7 +185,8 @@ class ProbeApp:
 
     # -- input ------------------------------------------------------------------------
 
-    def route_read(self, environ, start_response, args, query):
+    def route_read(self, environ: Environ, start_response: StartResponse, args: list[str],
+                  query: dict[str, str]) -> Iterable[bytes]:
         method = args[0] if args else "read-all"
         if method not in _READERS:
             return _respond(start_response, "404 Not Found", {"error": f"no read method {method!r}"})
@@ -202,10 +211,12 @@ class ProbeApp:
             report["after"] = after
         return _respond(start_response, "200 OK", report)
 
-    def route_ignore_body(self, environ, start_response, args, query):
+    def route_ignore_body(self, environ: Environ, start_response: StartResponse, args: list[str],
+                  query: dict[str, str]) -> Iterable[bytes]:
         return _respond(start_response, "200 OK", {"ignored": True})
 
-    def route_record(self, environ, start_response, args, query):
+    def route_record(self, environ: Environ, start_response: StartResponse, args: list[str],
+                  query: dict[str, str]) -> Iterable[bytes]:
         token = args[0]
         self.store.update(token, entered=True)
         stream = environ["wsgi.input"]
@@ -230,14 +241,16 @@ class ProbeApp:
                               content_length=environ.get("CONTENT_LENGTH"))
         return _respond(start_response, "200 OK", self.store.get(token) or {})
 
-    def route_limit(self, environ, start_response, args, query):
+    def route_limit(self, environ: Environ, start_response: StartResponse, args: list[str],
+                  query: dict[str, str]) -> Iterable[bytes]:
         stream = environ["wsgi.input"]
         outcome = _guarded(lambda: len(stream.read()))
         if "exception" in outcome and outcome["oserror"]:
             raise outcome["exception"]  # the server (or middleware) must answer 413
         return _respond(start_response, "200 OK", {k: v for k, v in outcome.items() if k != "exception"})
 
-    def route_result(self, environ, start_response, args, query):
+    def route_result(self, environ: Environ, start_response: StartResponse, args: list[str],
+                  query: dict[str, str]) -> Iterable[bytes]:
         record = self.store.get(args[0]) if args else None
         if record is None:
             return _respond(start_response, "404 Not Found", {"error": "no record"})
@@ -245,7 +258,8 @@ class ProbeApp:
 
     # -- responses --------------------------------------------------------------------
 
-    def route_response(self, environ, start_response, args, query):
+    def route_response(self, environ: Environ, start_response: StartResponse, args: list[str],
+                  query: dict[str, str]) -> Iterable[bytes]:
         declared = query.get("declared")
         produce = int(query.get("produce", "0"))
         headers = [("Content-Type", "application/octet-stream")]
@@ -260,7 +274,8 @@ class ProbeApp:
         start_response("200 OK", headers)
         return (body[i : i + 10] for i in range(0, len(body), 10))
 
-    def route_file(self, environ, start_response, args, query):
+    def route_file(self, environ: Environ, start_response: StartResponse, args: list[str],
+                  query: dict[str, str]) -> Iterable[bytes]:
         size = int(query.get("size", "100000"))
         skip = int(query.get("skip", "0"))
         token = query.get("token")
@@ -276,7 +291,7 @@ class ProbeApp:
                 wrapper.probe_store, wrapper.probe_token = self.store, token
             else:
                 wrapper = file_wrapper(filelike, 8192)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - any failure is the answer the check reads
             filelike.close()
             return _respond(start_response, "500 Internal Server Error",
                             {"error": f"{type(exc).__name__}: {exc}"})
@@ -284,9 +299,11 @@ class ProbeApp:
         if "declared" in query:
             headers.append(("Content-Length", query["declared"]))
         start_response("200 OK", headers)
-        return wrapper
+        response: Iterable[bytes] = wrapper
+        return response
 
-    def route_close(self, environ, start_response, args, query):
+    def route_close(self, environ: Environ, start_response: StartResponse, args: list[str],
+                  query: dict[str, str]) -> Iterable[bytes]:
         mode, token = args[0], args[1]
         store = self.store
         store.update(token, closed=0)
@@ -309,12 +326,14 @@ class ProbeApp:
         start_response("200 OK", headers)
         return Recorded()
 
-    def route_write(self, environ, start_response, args, query):
+    def route_write(self, environ: Environ, start_response: StartResponse, args: list[str],
+                  query: dict[str, str]) -> Iterable[bytes]:
         write = start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "12")])
         write(b"first-")
         return [b"second"]
 
-    def route_exc_info(self, environ, start_response, args, query):
+    def route_exc_info(self, environ: Environ, start_response: StartResponse, args: list[str],
+                  query: dict[str, str]) -> Iterable[bytes]:
         when = args[0] if args else "before"
         headers = [("Content-Type", "text/plain")]
         if when == "before":
