@@ -40,11 +40,11 @@ use pyo3::{intern, IntoPyObjectExt};
 
 use super::input::Input;
 use super::types;
-use crate::proto::environ::{self, Environ, HeaderKey, Text};
 use crate::proto::length::{Admit, ResponseLength};
 use crate::proto::response::{
     check_header_name, check_header_value, parse_content_length, parse_status,
 };
+use crate::proto::wsgi::environ::{self, Environ, HeaderKey, Text};
 use crate::runtime::body::BodyReader;
 use crate::runtime::exchange::{Application, Busy, Call, Reply, ResponseHead};
 use crate::runtime::pool::Pool;
