@@ -22,8 +22,11 @@
 
 pub mod body;
 pub mod h1;
-pub mod length;
+// Read by the Python bridge, which `--no-default-features` leaves out.
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+pub(crate) mod length;
 pub mod request;
-pub mod response;
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+pub(crate) mod response;
 mod syntax;
 pub mod wsgi;
