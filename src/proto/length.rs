@@ -17,7 +17,7 @@ use std::fmt;
 
 /// How much of one chunk may be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admit {
+pub(crate) enum Admit {
     /// Send the whole chunk.
     All,
     /// Send only the first n bytes, then the response is complete (the
@@ -29,9 +29,9 @@ pub enum Admit {
 
 /// The body ended before the declared length was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShortBody {
-    pub declared: u64,
-    pub sent: u64,
+pub(crate) struct ShortBody {
+    pub(crate) declared: u64,
+    pub(crate) sent: u64,
 }
 
 impl fmt::Display for ShortBody {
@@ -64,28 +64,29 @@ impl std::error::Error for ShortBody {}
 
 /// Counts response body bytes against the declared Content-Length.
 #[derive(Debug, Clone)]
-pub struct ResponseLength {
+pub(crate) struct ResponseLength {
     declared: Option<u64>,
     sent: u64,
 }
 
 impl ResponseLength {
-    pub fn new(declared: Option<u64>) -> Self {
+    pub(crate) fn new(declared: Option<u64>) -> Self {
         ResponseLength { declared, sent: 0 }
     }
 
-    pub fn declared(&self) -> Option<u64> {
+    pub(crate) fn declared(&self) -> Option<u64> {
         self.declared
     }
 
     /// Bytes admitted so far.
-    pub fn sent(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn sent(&self) -> u64 {
         self.sent
     }
 
     /// Decides how much of a chunk of `len` bytes may be sent, and records it
     /// as sent.
-    pub fn admit(&mut self, len: usize) -> Admit {
+    pub(crate) fn admit(&mut self, len: usize) -> Admit {
         let len_u64 = len as u64;
         let Some(declared) = self.declared else {
             self.sent = self.sent.saturating_add(len_u64);
@@ -105,13 +106,13 @@ impl ResponseLength {
     }
 
     /// A length was declared and all of it has been sent.
-    pub fn is_complete(&self) -> bool {
+    pub(crate) fn is_complete(&self) -> bool {
         self.declared == Some(self.sent)
     }
 
     /// Called when the application's body has ended: `Err` when a length was
     /// declared and fewer bytes were sent.
-    pub fn finish(&self) -> Result<(), ShortBody> {
+    pub(crate) fn finish(&self) -> Result<(), ShortBody> {
         match self.declared {
             Some(declared) if self.sent < declared => Err(ShortBody {
                 declared,

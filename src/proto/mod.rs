@@ -9,20 +9,24 @@
 //! - [`request`]: request framing rules hyper does not enforce for us (400s).
 //! - [`body`]: what the request body looks like to the application (413,
 //!   request decompression, what `CONTENT_LENGTH` shows).
-//! - [`environ`]: PEP 3333 environ strings from a request head.
 //! - [`h1`]: HTTP/1.1 request heads and response heads on the server's own
 //!   path (which requests it serves, and what hyper serves instead).
 //! - [`response`]: validating `start_response` arguments (status, headers).
 //! - [`length`]: response `Content-Length` enforcement while the body is sent.
+//! - [`wsgi`]: WSGI's rules: the environ of a request, the response state
+//!   machine (`start_response`, `write()`, `exc_info`).
 //!
-//! Callers name items by their module (`proto::environ::build`,
+//! Callers name items by their module (`proto::wsgi::environ::build`,
 //! `proto::length::ResponseLength`); there are deliberately no re-exports, so
 //! each name is found in one place.
 
 pub mod body;
-pub mod environ;
 pub mod h1;
-pub mod length;
+// Read by the Python bridge, which `--no-default-features` leaves out.
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+pub(crate) mod length;
 pub mod request;
-pub mod response;
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+pub(crate) mod response;
 mod syntax;
+pub mod wsgi;

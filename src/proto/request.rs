@@ -19,8 +19,15 @@ use std::fmt;
 use http::header::{CONTENT_LENGTH, TE, TRANSFER_ENCODING};
 use http::HeaderMap;
 
-use crate::proto::environ::HttpVersion;
 use crate::proto::syntax::{parse_decimal, trim_ows};
+
+/// The protocol version of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpVersion {
+    Http10,
+    Http11,
+    Http2,
+}
 
 /// A request the server refuses: the status to answer with and a short reason
 /// for the log. The reason is for people, not for matching on.
@@ -48,7 +55,7 @@ impl fmt::Display for RequestError {
 impl std::error::Error for RequestError {}
 
 /// Connection-specific header fields that must not appear in HTTP/2
-/// (RFC 9113 §8.2.2, which names these five). `environ` drops them too, so the
+/// (RFC 9113 §8.2.2, which names these five). `wsgi::environ` drops them too, so the
 /// list lives here, once.
 pub const HTTP2_CONNECTION_SPECIFIC: [&str; 5] = [
     "connection",

@@ -8,10 +8,12 @@
 //!
 //! What it does not do: convert Python objects (the bridge hands over `&str`;
 //! a non-`str` is its error), decide whether `start_response` may be called
-//! again (`exc_info` rules live with the bridge), or count body bytes
+//! again (`exc_info` rules are `wsgi::response`'s), or count body bytes
 //! (`length`). Errors here are the application's fault, never the client's.
 
 use std::fmt;
+
+use http::StatusCode;
 
 use crate::proto::syntax::{parse_decimal, trim_ows};
 
@@ -19,7 +21,7 @@ use crate::proto::syntax::{parse_decimal, trim_ows};
 /// Each variant carries the offending text: the status, the header name, or
 /// the Content-Length value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResponseError {
+pub(crate) enum ResponseError {
     /// The status string.
     BadStatus(String),
     /// The header name.
@@ -31,6 +33,10 @@ pub enum ResponseError {
     HopByHop(String),
     /// The Content-Length value.
     ContentLength(String),
+    /// A well-formed 1xx status: interim, not a response's final status.
+    Informational(u16),
+    /// Two Content-Length headers with different values.
+    ConflictingContentLength,
 }
 
 impl fmt::Display for ResponseError {
@@ -58,6 +64,13 @@ impl fmt::Display for ResponseError {
                 f,
                 "malformed Content-Length {value:?}: expected a number of bytes (RFC 9110 §8.6)"
             ),
+            ResponseError::Informational(code) => write!(
+                f,
+                "status {code} is informational (1xx) and cannot be a WSGI response"
+            ),
+            ResponseError::ConflictingContentLength => {
+                f.write_str("conflicting Content-Length headers")
+            }
         }
     }
 }
@@ -96,7 +109,7 @@ const HOP_BY_HOP: [&str; 8] = [
 /// status code and a reason phrase, in that order and separated by a single
 /// space" -- so "200" alone is refused (as `wsgiref.validate` does); an empty
 /// reason after the space ("200 ") is accepted, as RFC 9112 §4 allows.
-pub fn parse_status(status: &str) -> Result<u16, ResponseError> {
+pub(crate) fn parse_status(status: &str) -> Result<u16, ResponseError> {
     let bad = || ResponseError::BadStatus(status.to_owned());
     let code = status
         .get(..3)
@@ -110,15 +123,36 @@ pub fn parse_status(status: &str) -> Result<u16, ResponseError> {
     }
 }
 
+/// A WSGI response's status: well-formed (`parse_status`) and final. 1xx
+/// are interim responses (RFC 9110 §15.2); a WSGI response is final.
+pub(crate) fn parse_final_status(status: &str) -> Result<StatusCode, ResponseError> {
+    let code = parse_status(status)?;
+    if code < 200 {
+        return Err(ResponseError::Informational(code));
+    }
+    StatusCode::from_u16(code).map_err(|_| ResponseError::BadStatus(status.to_owned()))
+}
+
+/// The declared length after one more Content-Length header of value `n`:
+/// the same value again is one length (RFC 9110 §8.6 lets a recipient take a
+/// repeated identical value as one), a different one is an error.
+pub(crate) fn add_content_length(declared: Option<u64>, n: u64) -> Result<u64, ResponseError> {
+    match declared {
+        Some(m) if m != n => Err(ResponseError::ConflictingContentLength),
+        _ => Ok(n),
+    }
+}
+
 /// Checks one response header from an application. A `Content-Length` value
 /// is also checked with [`parse_content_length`].
-pub fn check_header(name: &str, value: &str) -> Result<(), ResponseError> {
+#[cfg(test)]
+pub(crate) fn check_header(name: &str, value: &str) -> Result<(), ResponseError> {
     check_header_name(name)?;
     check_header_value(name, value)
 }
 
 /// The name half of [`check_header`]: a token (RFC 9110 §5.1), not hop-by-hop.
-pub fn check_header_name(name: &str) -> Result<(), ResponseError> {
+pub(crate) fn check_header_name(name: &str) -> Result<(), ResponseError> {
     if name.is_empty() || !name.bytes().all(is_tchar) {
         return Err(ResponseError::BadHeaderName(name.to_owned()));
     }
@@ -130,7 +164,7 @@ pub fn check_header_name(name: &str) -> Result<(), ResponseError> {
 
 /// The value half of [`check_header`] (`name` is for the message, and says
 /// whether the value is a Content-Length).
-pub fn check_header_value(name: &str, value: &str) -> Result<(), ResponseError> {
+pub(crate) fn check_header_value(name: &str, value: &str) -> Result<(), ResponseError> {
     if !value.chars().all(is_field_char) {
         return Err(ResponseError::BadHeaderValue(name.to_owned()));
     }
@@ -142,13 +176,13 @@ pub fn check_header_value(name: &str, value: &str) -> Result<(), ResponseError> 
 
 /// Parses a Content-Length value: 1*DIGIT after trimming OWS (SP / HTAB,
 /// RFC 9110 §5.6.3). A value too large for a u64 is refused too.
-pub fn parse_content_length(value: &str) -> Result<u64, ResponseError> {
+pub(crate) fn parse_content_length(value: &str) -> Result<u64, ResponseError> {
     parse_decimal(trim_ows(value.as_bytes()))
         .ok_or_else(|| ResponseError::ContentLength(value.to_owned()))
 }
 
 /// Whether a header name is hop-by-hop (case-insensitive).
-pub fn is_hop_by_hop(name: &str) -> bool {
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
@@ -310,6 +344,30 @@ mod tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn final_status() {
+        assert_eq!(parse_final_status("200 OK"), Ok(StatusCode::OK));
+        assert_eq!(parse_final_status("999 Odd").map(|s| s.as_u16()), Ok(999));
+        assert_eq!(
+            parse_final_status("103 Early Hints"),
+            Err(ResponseError::Informational(103))
+        );
+        assert_eq!(
+            parse_final_status("200"),
+            Err(ResponseError::BadStatus("200".into()))
+        );
+    }
+
+    #[test]
+    fn repeated_content_length() {
+        assert_eq!(add_content_length(None, 5), Ok(5));
+        assert_eq!(add_content_length(Some(5), 5), Ok(5));
+        assert_eq!(
+            add_content_length(Some(5), 6),
+            Err(ResponseError::ConflictingContentLength)
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 
-use super::{config, logging, types, wsgi};
+use super::{config, errors, logging, wsgi};
 use crate::runtime::pool::{Pool, ThreadMain, Worker};
 use crate::runtime::server::{Server, Stopped};
 
@@ -57,11 +57,12 @@ fn tune_malloc() {
 /// expired with application code still running (the caller should then exit
 /// without waiting for those threads).
 #[pyfunction]
-pub fn serve(py: Python<'_>, config: &Bound<'_, PyAny>, app: Py<PyAny>) -> PyResult<bool> {
+pub(crate) fn serve(py: Python<'_>, config: &Bound<'_, PyAny>, app: Py<PyAny>) -> PyResult<bool> {
     let config = config::extract(config)?;
     logging::install(py)?;
     tune_malloc();
-    types::get(py)?;
+    errors::load(py)?;
+    wsgi::load(py)?;
     let server = Server::bind(config.clone()).map_err(|e| PyOSError::new_err(e.to_string()))?;
     // Each pool thread attaches to the interpreter once, for its whole life,
     // runs jobs back to back while there are any, and detaches only to wait for

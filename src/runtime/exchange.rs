@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use super::body::BodyReader;
 use super::response::ResponseBody;
 use super::sendfile::SendQueue;
-use crate::proto::environ::Environ;
+use crate::proto::wsgi::environ::Environ;
 
 pub struct Call {
     pub environ: Environ,

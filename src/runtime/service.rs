@@ -3,7 +3,7 @@
 //! What it does: applies the framing rules (`proto::request`), plans the body
 //! (`proto::body`: 413 before the application is called, decoding, what
 //! CONTENT_LENGTH says), optionally buffers the body (WSGI 1.0 compatibility),
-//! builds the environ values (`proto::environ`), dispatches the call to the
+//! builds the environ values (`proto::wsgi::environ`), dispatches the call to the
 //! application's pool (503 when full), and turns the reply into a response.
 //!
 //! What it does not do: parse HTTP (hyper does), run Python (the bridge does),
@@ -35,8 +35,10 @@ use super::server::Serving;
 use super::socket_body::SocketBody;
 use super::tls::TlsInfo;
 use crate::proto::body::{plan, Framing};
-use crate::proto::environ::{build, tls_variables, EnvironInput, HttpVersion};
-use crate::proto::request::{check_authority, check_framing, check_head_size, check_target};
+use crate::proto::request::{
+    check_authority, check_framing, check_head_size, check_target, HttpVersion,
+};
+use crate::proto::wsgi::environ::{build, tls_variables, EnvironInput};
 
 /// What every request on a connection shares.
 pub struct ConnContext {

@@ -25,25 +25,15 @@ use http::uri::{Authority, PathAndQuery};
 use http::HeaderMap;
 use percent_encoding::percent_decode_str;
 
-use crate::proto::request::HTTP2_CONNECTION_SPECIFIC;
+use crate::proto::request::{HttpVersion, HTTP2_CONNECTION_SPECIFIC};
 
-/// The protocol version of a request, as far as the environ is concerned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HttpVersion {
-    Http10,
-    Http11,
-    Http2,
-}
-
-impl HttpVersion {
-    /// The `SERVER_PROTOCOL` string (PEP 3333 §"environ Variables"; "HTTP/2"
-    /// is the version name RFC 9113 §3 uses, without a minor version).
-    pub fn server_protocol(self) -> &'static str {
-        match self {
-            HttpVersion::Http10 => "HTTP/1.0",
-            HttpVersion::Http11 => "HTTP/1.1",
-            HttpVersion::Http2 => "HTTP/2",
-        }
+/// The `SERVER_PROTOCOL` string (PEP 3333 §"environ Variables"; "HTTP/2" is
+/// the version name RFC 9113 §3 uses, without a minor version).
+fn server_protocol(version: HttpVersion) -> &'static str {
+    match version {
+        HttpVersion::Http10 => "HTTP/1.0",
+        HttpVersion::Http11 => "HTTP/1.1",
+        HttpVersion::Http2 => "HTTP/2",
     }
 }
 
@@ -52,25 +42,25 @@ impl HttpVersion {
 /// only what it must change.
 #[derive(Clone, Copy, Debug)]
 pub struct EnvironInput<'a> {
-    pub method: &'a str,
+    pub(crate) method: &'a str,
     /// The request target's path and query, still percent-encoded (`None`
     /// for a target with neither: CONNECT's authority form).
-    pub target: Option<&'a PathAndQuery>,
-    pub version: HttpVersion,
-    pub headers: &'a HeaderMap,
+    pub(crate) target: Option<&'a PathAndQuery>,
+    pub(crate) version: HttpVersion,
+    pub(crate) headers: &'a HeaderMap,
     /// HTTP/2 `:authority`, or the authority of an absolute-form target.
-    pub authority: Option<&'a Authority>,
-    pub https: bool,
+    pub(crate) authority: Option<&'a Authority>,
+    pub(crate) https: bool,
     /// `None` on unix sockets.
-    pub local_addr: Option<SocketAddr>,
+    pub(crate) local_addr: Option<SocketAddr>,
     /// `None` on unix sockets.
-    pub peer_addr: Option<SocketAddr>,
+    pub(crate) peer_addr: Option<SocketAddr>,
     /// The configured `--root-path`, e.g. "/app" (a trailing "/" is ignored).
-    pub root_path: &'a str,
+    pub(crate) root_path: &'a str,
     /// What `CONTENT_LENGTH` shows (decided by `body::plan` / the runtime).
-    pub content_length: Option<u64>,
+    pub(crate) content_length: Option<u64>,
     /// Drop `HTTP_CONTENT_ENCODING`: the server decodes the body.
-    pub strip_content_encoding: bool,
+    pub(crate) strip_content_encoding: bool,
 }
 
 /// An environ value as latin-1 bytes: each byte is the char with the same
@@ -106,7 +96,7 @@ impl Shared {
 impl Text {
     const EMPTY: Text = Text::Static("");
 
-    pub fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         match self {
             Text::Static(s) => s.as_bytes(),
             Text::Shared(shared, start, end) => &shared.bytes()[*start as usize..*end as usize],
@@ -114,8 +104,9 @@ impl Text {
         }
     }
 
-    /// The text as chars (each byte one char), for logs and tests.
-    pub fn to_text(&self) -> Cow<'_, str> {
+    /// The text as chars (each byte one char), for tests.
+    #[cfg(test)]
+    pub(crate) fn to_text(&self) -> Cow<'_, str> {
         let bytes = self.as_bytes();
         match std::str::from_utf8(bytes) {
             Ok(ascii) if bytes.is_ascii() => Cow::Borrowed(ascii),
@@ -177,7 +168,7 @@ pub struct Environ {
 /// The CGI/mod_ssl variables for a TLS connection: `HTTPS=on`, the protocol
 /// and cipher, and the client's certificate (PEM) when it sent one. These are
 /// the names Apache's mod_ssl, mod_wsgi and Werkzeug's dev server use.
-pub fn tls_variables(
+pub(crate) fn tls_variables(
     protocol: &str,
     cipher: &str,
     client_cert_pem: Option<&str>,
@@ -211,7 +202,7 @@ pub fn tls_variables(
 // ---------------------------------------------------------------------------
 
 /// Builds the environ values for one request.
-pub fn build(input: &EnvironInput<'_>) -> Environ {
+pub(crate) fn build(input: &EnvironInput<'_>) -> Environ {
     let (script_name, path_info) = script_name_and_path_info(input.root_path, input.target);
     // The authority wins over Host: RFC 9112 §3.2.2 says a server receiving
     // an absolute-form target MUST ignore Host, and RFC 9113 §8.3.1 says in
@@ -253,7 +244,7 @@ pub fn build(input: &EnvironInput<'_>) -> Environ {
         query_string: query_text(input.target),
         server_name,
         server_port,
-        server_protocol: input.version.server_protocol(),
+        server_protocol: server_protocol(input.version),
         remote: input.peer_addr,
         url_scheme: if input.https { "https" } else { "http" },
         content_type,
@@ -272,12 +263,12 @@ fn sub_text(text: &Text, part: &[u8]) -> Text {
 }
 
 /// REMOTE_ADDR: the peer's canonical IP.
-pub fn remote_addr_text(peer: SocketAddr) -> String {
+pub(crate) fn remote_addr_text(peer: SocketAddr) -> String {
     ip_text(peer)
 }
 
 /// REMOTE_PORT.
-pub fn remote_port_text(peer: SocketAddr) -> String {
+pub(crate) fn remote_port_text(peer: SocketAddr) -> String {
     number_text(peer.port())
 }
 
@@ -540,7 +531,8 @@ pub enum HeaderKey {
 }
 
 impl HeaderKey {
-    pub fn as_str(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             HeaderKey::Common(i) => COMMON_KEYS[usize::from(*i)].1,
             HeaderKey::Made(key) => key,
@@ -552,7 +544,7 @@ impl HeaderKey {
 
 /// Header fields that most requests carry (browsers, HTTP clients, proxies),
 /// with their environ keys. Index 0 is Host (`HeaderKey::HOST`).
-pub const COMMON_KEYS: [(&str, &str); 22] = [
+pub(crate) const COMMON_KEYS: [(&str, &str); 22] = [
     ("host", "HTTP_HOST"),
     ("accept", "HTTP_ACCEPT"),
     ("accept-encoding", "HTTP_ACCEPT_ENCODING"),
@@ -664,7 +656,7 @@ mod tests {
             (Http11, "HTTP/1.1"),
             (Http2, "HTTP/2"),
         ] {
-            assert_eq!(version.server_protocol(), expected);
+            assert_eq!(server_protocol(version), expected);
             let h = HeaderMap::new();
             assert_eq!(
                 build(&EnvironInput {

@@ -1,7 +1,11 @@
 //! `wsgi.input`: a terminated, blocking byte stream over the request body
 //! (WSGI 1.1: `b""` at the end, never blocking past it, errors are errors).
 //!
-//! Every read releases the GIL while it waits for bytes.
+//! Every read releases the GIL while it waits for bytes. A body error is
+//! raised as its `propylon.errors` exception (`py::errors`).
+//!
+//! What it does not do: read the socket, decode or limit the body (the
+//! runtime's `BodyReader` does), or decide which requests have a body.
 
 use std::sync::Mutex;
 
@@ -9,16 +13,16 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use super::types;
+use crate::py::errors;
 use crate::runtime::body::{BodyError, BodyReader};
 
 #[pyclass(module = "propylon._core", name = "Input")]
-pub struct Input {
+pub(crate) struct Input {
     reader: Mutex<BodyReader>,
 }
 
 impl Input {
-    pub fn new(reader: BodyReader) -> Input {
+    pub(crate) fn new(reader: BodyReader) -> Input {
         Input {
             reader: Mutex::new(reader),
         }
@@ -30,7 +34,7 @@ impl Input {
         f: impl FnOnce(&mut BodyReader) -> Result<T, BodyError> + Send,
     ) -> PyResult<T> {
         py.detach(|| f(&mut self.reader.lock().unwrap()))
-            .map_err(|e| types::body_error(py, &e))
+            .map_err(|e| errors::body_error(py, &e))
     }
 }
 

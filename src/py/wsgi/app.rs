@@ -1,0 +1,132 @@
+//! Calling a WSGI application (PEP 3333, WSGI 1.1) on the worker pool.
+//!
+//! Theory of operation. The runtime hands us a `Call`. On a pool thread we
+//! build the environ dict, call `app(environ, start_response)` and look at
+//! the result:
+//!
+//! - a `propylon.FileWrapper` over a regular file: sent from Rust (`file`);
+//! - an exact `list` or `tuple`: one buffer (`iterable::send_sequence`);
+//! - any other iterable: driven a chunk at a time, the thread freed while
+//!   the client is slow (`iterable::Driver`).
+//!
+//! The head goes out when the first non-empty chunk is ready, at the end of
+//! the iterable, or at the first `write()` (PEP 3333 "Buffering and
+//! Streaming"); Content-Length is enforced on every path. Those rules are
+//! `proto::wsgi::response`'s; `response` carries them out.
+//!
+//! What it does not do: HTTP framing or I/O (the runtime's), or any rule.
+
+use std::sync::{Arc, Mutex};
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+
+use super::environ::{environ_dict, ConnStrings};
+use super::file::{file_wrapper_class, send_file};
+use super::iterable::{close, send_sequence, Driver};
+use super::response::{fail, OutgoingResponse, SharedResponse};
+use super::start_response::StartResponse;
+use crate::runtime::exchange::{Application, Busy, Call};
+use crate::runtime::pool::Pool;
+use crate::runtime::sendfile::SendQueue;
+
+/// A WSGI application, called on `pool`.
+pub(crate) struct WsgiApp {
+    app: Arc<Py<PyAny>>,
+    pool: Arc<Pool>,
+}
+
+impl WsgiApp {
+    pub(crate) fn new(app: Py<PyAny>, pool: Arc<Pool>) -> WsgiApp {
+        WsgiApp {
+            app: Arc::new(app),
+            pool,
+        }
+    }
+}
+
+impl Application for WsgiApp {
+    fn dispatch(&self, call: Box<Call>) -> Result<(), Busy> {
+        let app = self.app.clone();
+        let pool = self.pool.clone();
+        let job = Box::new(move || Python::attach(|py| run(py, &app, call, pool)));
+        self.pool.try_submit(job).map_err(|_| Busy)
+    }
+}
+
+fn run(py: Python<'_>, app: &Py<PyAny>, call: Box<Call>, pool: Arc<Pool>) {
+    let Call {
+        environ,
+        body,
+        is_head,
+        zero_copy,
+        connection,
+        reply,
+    } = *call;
+    let response: SharedResponse = Arc::new(Mutex::new(OutgoingResponse::new(reply, is_head)));
+    let result = (|| -> PyResult<Bound<'_, PyAny>> {
+        // Taken out of the slot while in use, not used under its lock: Python
+        // may switch threads inside (a garbage collection running finalizers),
+        // and another call of this connection must not wait for the lock
+        // while holding the GIL. That call then builds its own strings.
+        let taken = connection.lock().take();
+        let mut strings: Box<ConnStrings> =
+            taken.and_then(|b| b.downcast().ok()).unwrap_or_default();
+        let environ = environ_dict(py, environ, body, &mut strings);
+        let replaced = connection.lock().replace(strings);
+        drop(replaced);
+        let environ = environ?;
+        let start_response = Py::new(py, StartResponse::new(response.clone()))?;
+        app.bind(py).call1((environ, start_response))
+    })();
+    match result {
+        Err(err) => fail(py, &response, &err),
+        Ok(result) => respond(py, result, response, pool, zero_copy),
+    }
+}
+
+fn respond(
+    py: Python<'_>,
+    result: Bound<'_, PyAny>,
+    response: SharedResponse,
+    pool: Arc<Pool>,
+    zero_copy: Option<Arc<SendQueue>>,
+) {
+    if let Ok(class) = file_wrapper_class(py) {
+        if result.is_instance(class.bind(py)).unwrap_or(false) {
+            match send_file(py, &result, &response, &pool, zero_copy) {
+                Ok(true) => return, // closed by the body when it is done
+                Ok(false) => {}     // not a regular file: iterate it below
+                Err(err) => {
+                    fail(py, &response, &err);
+                    close(py, &result);
+                    return;
+                }
+            }
+        }
+    }
+    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+        let sent = send_sequence(py, &result, &response);
+        if let Err(err) = sent {
+            fail(py, &response, &err);
+        }
+        return;
+    }
+    match result.try_iter() {
+        Ok(iter) => Driver::new(result.clone().unbind(), iter.unbind(), response, pool).pump(py),
+        Err(err) => {
+            let err = PyTypeError::new_err(format!(
+                "the WSGI application returned a non-iterable {} ({})",
+                result
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+                err.value(py)
+            ));
+            fail(py, &response, &err);
+            close(py, &result);
+        }
+    }
+}
