@@ -187,18 +187,25 @@ async fn await_head(awaiting: Awaiting, queue_timeout: Duration) -> Response<Res
         queued,
         has_body,
     } = awaiting;
-    let head = match tokio::time::timeout(queue_timeout, &mut head).await {
-        Ok(head) => head,
-        // Still queued after `--queue-timeout`: the call is dropped unrun
-        // when a thread takes it (`Queued::start`).
-        Err(_) if queued.abandon() => {
-            log::warn!(target: "propylon.server", "request waited --queue-timeout for a worker thread; answering 503");
-            return error_response(503, "Service Unavailable", has_body);
-        }
-        // Started in time, and still running.
-        Err(_) => head.await,
-    };
-    match head {
+    // Boxed: the timer is most of the size of the wait, and the future that
+    // waits is moved whole (an HTTP/2 stream's task, the own path's box).
+    if let Ok(received) = Box::pin(tokio::time::timeout(queue_timeout, &mut head)).await {
+        return head_response(received);
+    }
+    // Still queued after `--queue-timeout`: the call is dropped unrun when a
+    // thread takes it (`Queued::start`).
+    if queued.abandon() {
+        log::warn!(target: "propylon.server", "request waited --queue-timeout for a worker thread; answering 503");
+        return error_response(503, "Service Unavailable", has_body);
+    }
+    // Started in time, and still running.
+    head_response(head.await)
+}
+
+fn head_response(
+    received: Result<ResponseHead, oneshot::error::RecvError>,
+) -> Response<ResponseBody> {
+    match received {
         Ok(head) => {
             let mut response = Response::new(head.body);
             *response.status_mut() = head.status;
