@@ -79,6 +79,77 @@ def test_full_pool_and_queue_answer_503_then_recover(tiny_pool_server, tmp_path)
     assert_serving(srv.port)
 
 
+def test_a_request_queued_past_the_queue_timeout_gets_503_and_never_reaches_the_app(start_server, tmp_path):
+    srv = start_server("tests.apps.wsgi_app:app", "--threads", "1", "--queue-timeout", "1")
+    release = tmp_path / "release"
+    token = uuid.uuid4().hex
+    mark = srv.mark()
+    held: queue.Queue[tuple[int, bytes]] = queue.Queue()
+
+    def hold() -> None:
+        status, _, body = http_request(srv.port, "GET", f"/block?release={release}&token={token}")
+        held.put((status, body))
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    try:
+        # The only thread is now inside the app: the next request queues.
+        srv.wait_for_line(f"BLOCK-STARTED {token}", mark)
+        began = time.monotonic()
+        status, _, body = http_request(srv.port, "GET", f"/called?token={token}-late")
+        waited = time.monotonic() - began
+        assert status == 503, (status, body)
+        assert 0.5 < waited < CLIENT_TIMEOUT, waited
+    finally:
+        release.touch()
+    holder.join(CLIENT_TIMEOUT)
+    assert held.get(timeout=CLIENT_TIMEOUT) == (200, b"released")
+    # The thread, free again, drops the abandoned call unrun, then serves on
+    # (in queue order: the late request's line would come before this one).
+    status, _, _ = http_request(srv.port, "GET", f"/called?token={token}-after")
+    assert status == 200
+    srv.sync_log(f"sync-{token}")
+    log = srv.lines_since(mark)
+    assert not [line for line in log if f"APP-CALLED {token}-late" in line], "the app was called"
+    assert [line for line in log if f"APP-CALLED {token}-after" in line]
+
+
+def test_a_request_that_gets_a_thread_within_the_queue_timeout_is_served(start_server, tmp_path):
+    # One thread, a queue of one: of the two requests sent while the thread
+    # is held, one is answered 503 at once (the queue is full), which shows
+    # that the other is waiting in the queue; released within its queue
+    # timeout, it is served as usual.
+    srv = start_server("tests.apps.wsgi_app:app", "--threads", "1", "--queue-size", "1", "--queue-timeout", "10")
+    release = tmp_path / "release"
+    token = uuid.uuid4().hex
+    mark = srv.mark()
+    results: queue.Queue[tuple[str, int, bytes]] = queue.Queue()
+
+    def call(name: str, path: str) -> None:
+        try:
+            status, _, body = http_request(srv.port, "GET", path)
+        except Exception as exc:  # reported through the queue, so the test fails clearly
+            status, body = -1, repr(exc).encode()
+        results.put((name, status, body))
+
+    threads = [threading.Thread(target=call, args=("held", f"/block?release={release}&token={token}"), daemon=True)]
+    threads[0].start()
+    try:
+        srv.wait_for_line(f"BLOCK-STARTED {token}", mark)
+        for name in ("second", "third"):
+            threads.append(threading.Thread(target=call, args=(name, f"/called?token={token}-{name}"), daemon=True))
+            threads[-1].start()
+        name, status, body = results.get(timeout=CLIENT_TIMEOUT)
+        assert (name in ("second", "third"), status) == (True, 503), (name, status, body)
+    finally:
+        release.touch()
+    for thread in threads:
+        thread.join(CLIENT_TIMEOUT)
+    rest = dict((name, status) for name, status, _ in (results.get_nowait() for _ in range(2)))
+    queued = "third" if name == "second" else "second"
+    assert rest == {"held": 200, queued: 200}, rest
+
+
 # ------------------------------------------------------------------ --max-body-size
 
 

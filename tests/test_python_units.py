@@ -133,6 +133,8 @@ def test_config_defaults() -> None:
         {"binds": []},
         {"threads": 0},
         {"queue_size": -1},
+        {"queue_timeout": 0.0},
+        {"queue_timeout": float("inf")},
         {"max_headers": 0},
         {"header_timeout": 0.0},
         {"body_timeout": float("nan")},
@@ -428,6 +430,7 @@ def fake_core(monkeypatch: pytest.MonkeyPatch, restore_logging: None) -> list[tu
 def test_cli_builds_config_from_flags(fake_core: list[tuple[Config, object]]) -> None:
     argv = [
         "--bind", "127.0.0.1:0", "-b", "unix:/tmp/p.sock", "--threads", "2", "--queue-size", "3",
+        "--queue-timeout", "0.5",
         "--max-body-size", "10M", "--decompress", "--buffer-body", "--buffer-memory-limit", "64K",
         "--max-header-size", "8K", "--max-headers", "50", "--keep-alive-timeout", "1.5",
         "--header-timeout", "2", "--body-timeout", "3", "--graceful-timeout", "0",
@@ -442,6 +445,7 @@ def test_cli_builds_config_from_flags(fake_core: list[tuple[Config, object]]) ->
         binds=[Bind("127.0.0.1", 0), Bind(path="/tmp/p.sock")],
         threads=2,
         queue_size=3,
+        queue_timeout=0.5,
         max_body_size=10 * MIB,
         decompress=True,
         buffer_body=True,

@@ -154,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="requests that may wait for a thread before the server answers 503 "
         f"(default: {defaults.queue_size})",
     )
+    workers.add_argument(
+        "--queue-timeout", type=float, metavar="S",
+        help="seconds a request may wait for a thread before the server answers 503 "
+        f"(default: {defaults.queue_timeout:g})",
+    )
 
     body = parser.add_argument_group("request bodies (sizes: bytes, or with K, M, G = powers of 1024)")
     body.add_argument(

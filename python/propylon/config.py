@@ -90,6 +90,8 @@ class Config:
     threads: int = 8
     #: Requests that may wait for a free thread; beyond that the server answers 503.
     queue_size: int = 256
+    #: Seconds a request may wait in that queue; then the server answers 503.
+    queue_timeout: float = 30.0
     #: Limit on the request body, raw and decoded: 413 / ``RequestBodyTooLarge``.
     max_body_size: int = 1 * GIB
     #: Decode request bodies sent with ``Content-Encoding`` gzip, deflate, br or zstd.
@@ -168,7 +170,13 @@ class Config:
         _at_least("buffer_memory_limit", self.buffer_memory_limit, 0)
         _at_least("max_header_size", self.max_header_size, 1)
         _at_least("max_headers", self.max_headers, 1)
-        for name in ("keep_alive_timeout", "header_timeout", "body_timeout", "send_timeout"):
+        for name in (
+            "queue_timeout",
+            "keep_alive_timeout",
+            "header_timeout",
+            "body_timeout",
+            "send_timeout",
+        ):
             _seconds(name, getattr(self, name), allow_zero=False)
         _seconds("graceful_timeout", self.graceful_timeout, allow_zero=True)
         if self.log_level not in LOG_LEVELS:

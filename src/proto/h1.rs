@@ -3,8 +3,11 @@
 //! What it does: `parse_request` reads one request head from the front of a
 //! buffer and answers in one of three ways: a plain request this path serves
 //! (`Parsed::Request`, its head taken off the buffer), "need more bytes"
-//! (`Parsed::Partial`), or "hyper serves this connection from here on"
-//! (`Parsed::Hyper`, the buffer untouched). `encode_response_head` writes a
+//! (`Parsed::Partial`), "hyper serves this connection from here on"
+//! (`Parsed::Hyper`, the buffer untouched), or, for the one request hyper
+//! would accept and the server refuses, "answer this error and close"
+//! (`Parsed::Refuse`: `Content-Length` on two field lines, which hyper
+//! folds into one before the server's checks could see it). `encode_response_head` writes a
 //! response head byte for byte as hyper 1.x writes the same response to the
 //! same request, and `chunk_head` frames chunked data.
 //!
@@ -17,7 +20,7 @@
 //! straight into those objects. See docs/internals/http1.md.
 //!
 //! What it does not do: I/O, timeouts, bodies beyond their declared length,
-//! or answering bad requests. Anything that is not plain goes to hyper with
+//! or answering bad requests other than `Refuse`. Anything that is not plain goes to hyper with
 //! the connection, unread: a malformed head (hyper answers 400, 414 or 431
 //! as it does for any connection), HTTP/1.0, CONNECT, a target that is not
 //! in origin form, Transfer-Encoding, more than one Content-Length field or
@@ -31,6 +34,7 @@ use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE};
 use http::{HeaderMap, Method, StatusCode, Uri};
 use smallvec::SmallVec;
 
+use crate::proto::request::{RequestError, REPEATED_CONTENT_LENGTH};
 use crate::proto::syntax::{parse_decimal, trim_ows};
 
 /// What a request head may be, beyond which hyper takes it.
@@ -97,6 +101,9 @@ pub enum Parsed {
     Request(Request),
     Partial,
     Hyper(NotPlain),
+    /// A request the server refuses where hyper would not: answer with the
+    /// error's status and close the connection (RFC 9112 §6.3).
+    Refuse(RequestError),
 }
 
 /// httparse's header array lives on the stack up to this many fields.
@@ -156,20 +163,21 @@ pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Parsed {
     if len > limits.max_head {
         return Parsed::Hyper(NotPlain::TooLarge);
     }
-    if req.version != Some(1) {
-        return Parsed::Hyper(NotPlain::Http10);
-    }
+    // The fields are looked at whatever else makes the head not plain: a
+    // repeated Content-Length is refused on every head hyper would be given
+    // (hyper keeps the first of equal values and drops the others unseen).
+    let mut not_plain = (req.version != Some(1)).then_some(NotPlain::Http10);
     let (Some(method), Some(target)) = (req.method, req.path) else {
         return Parsed::Hyper(NotPlain::Malformed);
     };
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
         return Parsed::Hyper(NotPlain::Malformed);
     };
-    if method == Method::CONNECT || !target.starts_with('/') {
-        return Parsed::Hyper(NotPlain::Target);
-    }
     if target.len() > MAX_TARGET {
         return Parsed::Hyper(NotPlain::Malformed);
+    }
+    if method == Method::CONNECT || !target.starts_with('/') {
+        not_plain.get_or_insert(NotPlain::Target);
     }
     let base = buf.as_ptr() as usize;
     let at = |s: &[u8]| {
@@ -178,6 +186,7 @@ pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Parsed {
     };
     let target_at = at(target.as_bytes());
     let mut content_length = None;
+    let mut content_length_fields = 0;
     let mut keep_alive = true;
     let mut hosts = 0;
     // Most heads have a few dozen fields at most: no allocation for those.
@@ -185,14 +194,19 @@ pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Parsed {
     for field in req.headers.iter() {
         let name = field.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            match parse_decimal(field.value) {
-                Some(n) if content_length.is_none() => content_length = Some(n),
-                _ => return Parsed::Hyper(NotPlain::Framing),
+            content_length_fields += 1;
+            if content_length_fields > 1 {
+                return Parsed::Refuse(REPEATED_CONTENT_LENGTH);
+            }
+            content_length = parse_decimal(field.value);
+            if content_length.is_none() {
+                // A list or not a number: hyper refuses it (400).
+                not_plain.get_or_insert(NotPlain::Framing);
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            return Parsed::Hyper(NotPlain::Framing);
+            not_plain.get_or_insert(NotPlain::Framing);
         } else if name.eq_ignore_ascii_case(b"expect") || name.eq_ignore_ascii_case(b"upgrade") {
-            return Parsed::Hyper(NotPlain::Negotiation);
+            not_plain.get_or_insert(NotPlain::Negotiation);
         } else if name.eq_ignore_ascii_case(b"connection") && has_token(field.value, b"close") {
             keep_alive = false;
         } else if name.eq_ignore_ascii_case(b"host") {
@@ -202,6 +216,9 @@ pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Parsed {
             name: at(name),
             value: at(field.value),
         });
+    }
+    if let Some(why) = not_plain {
+        return Parsed::Hyper(why);
     }
     if hosts != 1 {
         return Parsed::Hyper(NotPlain::Host);
@@ -484,7 +501,7 @@ mod tests {
                     assert_eq!(i + 1, GET.len());
                     assert_eq!(r.uri.path(), "/a/b");
                 }
-                Parsed::Hyper(why) => panic!("byte {i}: {why:?}"),
+                other => panic!("byte {i}: {other:?}"),
             }
         }
         assert!(buf.is_empty());
@@ -506,7 +523,6 @@ mod tests {
             (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", NotPlain::Target),
             (b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", NotPlain::Target),
             (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", NotPlain::Framing),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", NotPlain::Framing),
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 1\r\n\r\n", NotPlain::Framing),
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n", NotPlain::Framing),
             (b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n", NotPlain::Negotiation),
@@ -524,6 +540,27 @@ mod tests {
                 other => panic!("{:?}: {other:?}", String::from_utf8_lossy(head)),
             }
             assert_eq!(&rest[..], head, "buffer changed");
+        }
+    }
+
+    #[test]
+    fn a_content_length_on_two_lines_is_refused_whatever_else_the_head_is() {
+        // hyper would keep one of equal values unseen; "1, 1" on one line
+        // it refuses itself (400), so both forms are refused (RFC 9110 §8.6).
+        for head in [
+            &b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx"[..],
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\ncontent-length: 1\r\n\r\nx",
+            b"POST / HTTP/1.0\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+            b"POST http://a/ HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+            b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            let (parsed, _) = parse(head);
+            match parsed {
+                Parsed::Refuse(e) => assert_eq!(e, REPEATED_CONTENT_LENGTH),
+                other => panic!("{:?}: {other:?}", String::from_utf8_lossy(head)),
+            }
         }
     }
 
@@ -739,6 +776,7 @@ mod tests {
         };
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         let mut plain_cases = 0;
+        let mut refused = 0;
         for case in 0..6000 {
             let limits = if case % 3 == 2 { tls } else { socket };
             let input = mutate(&mut rng, seeds[case % seeds.len()]);
@@ -777,6 +815,10 @@ mod tests {
                     assert!(head_len > 0 && head_len <= limits.max_head, "{show:?}");
                     assert_eq!(&input[head_len..], &whole[..], "{show:?}: rest changed");
                 }
+                Parsed::Refuse(_) => {
+                    refused += 1;
+                    assert_eq!(&whole[..], &input[..], "{show:?}: buffer changed");
+                }
                 _ => assert_eq!(&whole[..], &input[..], "{show:?}: buffer changed"),
             }
             // The same bytes in random pieces, parsed after each piece as
@@ -807,12 +849,14 @@ mod tests {
                     assert_eq!(decision(&got), expected, "{show:?}");
                 }
                 (Some(Parsed::Hyper(_)), Parsed::Hyper(_)) => {}
+                (Some(Parsed::Refuse(got)), Parsed::Refuse(whole)) if got == *whole => {}
                 (got, _) => panic!("{show:?}: whole {parsed:?}, in pieces {got:?}"),
             }
         }
         // The mutations must leave many heads plain, or the test would only
         // exercise the refusals.
         assert!(plain_cases > 600, "only {plain_cases} plain cases");
+        assert!(refused > 0, "no refused case");
     }
 
     fn head(

@@ -73,8 +73,12 @@ pub const HTTP2_CONNECTION_SPECIFIC: [&str; 5] = [
 // disagree about where a body ends, an attacker can hide a second request
 // inside the first one. So we accept only the unambiguous cases:
 //
-//   every version   Content-Length values are 1*DIGIT and all equal
-//                   (RFC 9110 §8.6)
+//   every version   Content-Length is one 1*DIGIT value, once: a second
+//                   value, equal or not, in a list or on a second field
+//                   line -> 400 (RFC 9110 §8.6: a recipient of equal
+//                   duplicates MAY reject the message or keep one value;
+//                   rejecting is the one answer all three parsers can give,
+//                   as hyper refuses "5, 5" itself and h2 resets its stream)
 //   HTTP/1.x        Content-Length and Transfer-Encoding together -> 400
 //                   (RFC 9112 §6.1: a server MAY reject; we do). In practice
 //                   hyper removes the Content-Length before we see the head,
@@ -83,8 +87,23 @@ pub const HTTP2_CONNECTION_SPECIFIC: [&str; 5] = [
 //                   this rule only fires where hyper left both fields in place.
 //   HTTP/1.0        any Transfer-Encoding -> 400 (RFC 9112 §6.1: the framing
 //                   "is faulty")
-//   HTTP/1.1        Transfer-Encoding must end with chunked, once
-//                   (RFC 9112 §6.3 item 4, RFC 9112 §7)
+//   HTTP/1.1        Transfer-Encoding is exactly one `chunked`, the only
+//                   transfer coding the server decodes:
+//                     final coding not chunked -> 400 (RFC 9112 §6.3 item 4:
+//                       the length "cannot be determined reliably")
+//                     chunked also earlier -> 400 (RFC 9112 §6.1: a sender
+//                       "MUST NOT apply the chunked transfer coding more
+//                       than once")
+//                     an empty list element -> 400 (hyper refuses
+//                       "chunked," as not ending in chunked; ",chunked" is
+//                       refused alike, so where the comma stands does not
+//                       change the answer)
+//                     any other coding before it (gzip, deflate, compress,
+//                       identity, which RFC 9112 no longer registers, or
+//                       unknown) -> 501 (RFC 9112 §6.1: a server that
+//                       receives a transfer coding it does not understand
+//                       SHOULD answer 501), rather than handing the
+//                       application a body still encoded
 //   HTTP/2          no connection-specific fields; TE only "trailers"
 //                   (RFC 9113 §8.2.2)
 // ---------------------------------------------------------------------------
@@ -103,23 +122,19 @@ pub fn check_framing(version: HttpVersion, headers: &HeaderMap) -> Result<(), Re
     }
 }
 
-/// The declared Content-Length, if any. Several field lines, or one line with
-/// a comma-separated list, are accepted only when every value is the same
-/// number (RFC 9110 §8.6: a recipient MAY replace such duplicates with one
-/// value; differing values are "an unrecoverable error", RFC 9112 §6.3 item 5).
+/// Refused: a Content-Length with more than one value (see RULES).
+pub const REPEATED_CONTENT_LENGTH: RequestError =
+    RequestError::bad_request("more than one Content-Length value");
+
+/// The declared Content-Length, if any: one value, on one field line.
 fn declared_content_length(headers: &HeaderMap) -> Result<Option<u64>, RequestError> {
     let mut declared: Option<u64> = None;
     for value in headers.get_all(CONTENT_LENGTH) {
         for element in value.as_bytes().split(|&b| b == b',') {
             let n = parse_decimal(trim_ows(element))
                 .ok_or(RequestError::bad_request("malformed Content-Length"))?;
-            match declared {
-                Some(previous) if previous != n => {
-                    return Err(RequestError::bad_request(
-                        "conflicting Content-Length values",
-                    ));
-                }
-                _ => declared = Some(n),
+            if declared.replace(n).is_some() {
+                return Err(REPEATED_CONTENT_LENGTH);
             }
         }
     }
@@ -157,19 +172,39 @@ fn check_transfer_encoding(
             "Content-Length together with Transfer-Encoding",
         ));
     }
-    // Empty list elements are ignored, as RFC 9110 §5.6.1 asks of recipients.
-    let codings: Vec<&[u8]> = list_elements(headers, TRANSFER_ENCODING).collect();
+    // Every element, empty ones too (see RULES).
+    let codings: Vec<&[u8]> = headers
+        .get_all(TRANSFER_ENCODING)
+        .into_iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(trim_ows)
+        .collect();
     let is_chunked = |coding: &&[u8]| coding.eq_ignore_ascii_case(b"chunked");
-    match codings.split_last() {
-        Some((last, _)) if !is_chunked(last) => Err(RequestError::bad_request(
+    let Some((last, earlier)) = codings.split_last() else {
+        return Err(RequestError::bad_request("empty Transfer-Encoding"));
+    };
+    if !is_chunked(last) {
+        return Err(RequestError::bad_request(
             "Transfer-Encoding does not end with chunked",
-        )),
-        Some((_, earlier)) if earlier.iter().any(is_chunked) => Err(RequestError::bad_request(
-            "chunked transfer coding applied more than once",
-        )),
-        Some(_) => Ok(()),
-        None => Err(RequestError::bad_request("empty Transfer-Encoding")),
+        ));
     }
+    if earlier.iter().any(is_chunked) {
+        return Err(RequestError::bad_request(
+            "chunked transfer coding applied more than once",
+        ));
+    }
+    if earlier.iter().any(|coding| coding.is_empty()) {
+        return Err(RequestError::bad_request(
+            "empty element in Transfer-Encoding",
+        ));
+    }
+    if !earlier.is_empty() {
+        return Err(RequestError {
+            status: 501,
+            reason: "transfer coding other than chunked",
+        });
+    }
+    Ok(())
 }
 
 fn check_http2_fields(headers: &HeaderMap) -> Result<(), RequestError> {
@@ -303,9 +338,11 @@ mod tests {
         (Http11, &[("content-length", "42")], None),
         (Http11, &[("content-length", "007")], None),
         (Http11, &[("content-length", " 5\t")], None),
-        (Http11, &[("content-length", "5"), ("content-length", "5")], None),
-        (Http11, &[("content-length", "5, 5")], None),
-        (Http11, &[("content-length", "5,05")], None),
+        // Equal duplicates too, in one field or two (RFC 9110 §8.6 allows
+        // refusing them).
+        (Http11, &[("content-length", "5"), ("content-length", "5")], Some(400)),
+        (Http11, &[("content-length", "5, 5")], Some(400)),
+        (Http11, &[("content-length", "5,05")], Some(400)),
         (Http11, &[("content-length", "18446744073709551615")], None),
         (Http11, &[("content-length", "18446744073709551616")], Some(400)),
         (Http11, &[("content-length", "5"), ("content-length", "6")], Some(400)),
@@ -320,18 +357,30 @@ mod tests {
         (Http10, &[("content-length", "abc")], Some(400)),
         (Http2, &[("content-length", "12")], None),
         (Http2, &[("content-length", "1"), ("content-length", "2")], Some(400)),
+        (Http2, &[("content-length", "1"), ("content-length", "1")], Some(400)),
+        (Http2, &[("content-length", "1, 1")], Some(400)),
         (Http2, &[("content-length", "x")], Some(400)),
         // Transfer-Encoding on HTTP/1.1 (RFC 9112 §6.1, §6.3, §7).
         (Http11, &[("transfer-encoding", "chunked")], None),
         (Http11, &[("transfer-encoding", "Chunked")], None),
         (Http11, &[("transfer-encoding", " chunked ")], None),
-        (Http11, &[("transfer-encoding", "gzip, chunked")], None),
-        (Http11, &[("transfer-encoding", "gzip"), ("transfer-encoding", "chunked")], None),
-        (Http11, &[("transfer-encoding", "chunked,")], None),
+        (Http11, &[("transfer-encoding", "chunked"), ("transfer-encoding", " ")], Some(400)),
+        // Other codings before chunked: not decoded, so 501 (RFC 9112 §6.1).
+        (Http11, &[("transfer-encoding", "gzip, chunked")], Some(501)),
+        (Http11, &[("transfer-encoding", "gzip"), ("transfer-encoding", "chunked")], Some(501)),
+        (Http11, &[("transfer-encoding", "identity, chunked")], Some(501)),
+        (Http11, &[("transfer-encoding", "deflate,compress, chunked")], Some(501)),
+        (Http11, &[("transfer-encoding", "x-custom, Chunked")], Some(501)),
+        // Empty elements: refused wherever they stand.
+        (Http11, &[("transfer-encoding", ",chunked")], Some(400)),
+        (Http11, &[("transfer-encoding", "chunked,")], Some(400)),
+        (Http11, &[("transfer-encoding", "gzip, , chunked")], Some(400)),
         (Http11, &[("transfer-encoding", "gzip")], Some(400)),
         (Http11, &[("transfer-encoding", "chunked, gzip")], Some(400)),
         (Http11, &[("transfer-encoding", "chunked"), ("transfer-encoding", "gzip")], Some(400)),
         (Http11, &[("transfer-encoding", "chunked, chunked")], Some(400)),
+        (Http11, &[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")], Some(400)),
+        (Http11, &[("transfer-encoding", "chunked, gzip, chunked")], Some(400)),
         (Http11, &[("transfer-encoding", "chunked;ext=1")], Some(400)),
         (Http11, &[("transfer-encoding", "xchunked")], Some(400)),
         (Http11, &[("transfer-encoding", "")], Some(400)),

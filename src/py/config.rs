@@ -38,6 +38,7 @@ struct PyConfig {
     h2_keep_alive_timeout: f64,
     threads: usize,
     queue_size: usize,
+    queue_timeout: f64,
     max_body_size: u64,
     decompress: bool,
     buffer_body: bool,
@@ -99,6 +100,7 @@ pub fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
         },
         threads: c.threads,
         queue_size: c.queue_size,
+        queue_timeout: secs(c.queue_timeout),
         body: BodyOptions {
             decompress: c.decompress,
             max_body_size: c.max_body_size,

@@ -41,6 +41,9 @@ pub struct ServerConfig {
     pub http2: Http2Config,
     pub threads: usize,
     pub queue_size: usize,
+    /// A request no pool thread has started within this is answered 503
+    /// and never reaches the application.
+    pub queue_timeout: Duration,
     pub body: BodyOptions,
     pub buffer_memory_limit: usize,
     pub max_header_size: usize,

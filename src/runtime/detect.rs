@@ -16,7 +16,9 @@
 //! so a request head that arrived in one segment is read in one read.
 //!
 //! What it does not do: any I/O past the preface, or TLS (ALPN is the TLS
-//! layer's; a TLS connection is detected the same way, on its plaintext).
+//! layer's; a TLS connection is detected the same way, on its plaintext,
+//! and where ALPN chose `h2` the caller answers anything but the preface
+//! with `INVALID_PREFACE_ANSWER`).
 
 use std::io;
 use std::pin::Pin;
@@ -26,6 +28,23 @@ use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 /// The client connection preface of HTTP/2 (RFC 9113 §3.4).
 pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What a server sends on a connection that must be HTTP/2 (ALPN chose
+/// `h2`) and does not start with the client preface, before it closes: its
+/// own preface, an empty SETTINGS frame, "the first frame the server sends"
+/// (RFC 9113 §3.4), then GOAWAY with last-stream-id 0 and PROTOCOL_ERROR, as
+/// for any connection error (§5.4.1): "Clients and servers MUST treat an
+/// invalid connection preface as a connection error of type PROTOCOL_ERROR"
+/// (§3.4).
+#[rustfmt::skip]
+pub const INVALID_PREFACE_ANSWER: [u8; 26] = [
+    // SETTINGS: length 0, type 0x4, no flags, stream 0.
+    0, 0, 0, 0x4, 0, 0, 0, 0, 0,
+    // GOAWAY: length 8, type 0x7, no flags, stream 0.
+    0, 0, 8, 0x7, 0, 0, 0, 0, 0,
+    // Last-Stream-ID 0, error code PROTOCOL_ERROR (0x1, RFC 9113 §7).
+    0, 0, 0, 0, 0, 0, 0, 0x1,
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {

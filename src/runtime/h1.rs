@@ -187,6 +187,13 @@ where
                         log_handover(why);
                         return Ok(Outcome::Hyper(io, buf.freeze()));
                     }
+                    Parsed::Refuse(e) => {
+                        log::info!(target: "propylon.server", "rejected request: {e}");
+                        // Its body, if any, is not read: the close lingers.
+                        ctx.unread_input.store(true, Ordering::Relaxed);
+                        refuse(&mut io, &e, &mut out).await?;
+                        return Ok(Outcome::Closed);
+                    }
                     Parsed::Partial => {}
                 }
             }
@@ -285,6 +292,32 @@ where
             buf = BytesMut::with_capacity(READ_BUFFER);
         }
     }
+}
+
+/// Answer a refused request (`Parsed::Refuse`) with its status, a short
+/// plain-text body and `connection: close`, and end the connection.
+async fn refuse<I: AsyncWrite + Unpin>(
+    io: &mut I,
+    e: &proto::request::RequestError,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    let status = http::StatusCode::from_u16(e.status).unwrap_or(http::StatusCode::BAD_REQUEST);
+    let body = format!("{} {}\n", e.status, e.reason);
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    out.clear();
+    let request = Answering {
+        head: false,
+        keep_alive: false,
+    };
+    let length = BodyLength::Known(body.len() as u64);
+    encode_response_head(status, &headers, length, request, &date::now(), out);
+    out.extend_from_slice(body.as_bytes());
+    write_all(io, &mut [IoSlice::new(out)]).await?;
+    io.shutdown().await
 }
 
 /// Read what the socket has now into `buf`, without waiting: true if that

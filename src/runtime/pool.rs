@@ -12,7 +12,8 @@
 //! thread attached to the interpreter across consecutive jobs and detach only
 //! to wait, instead of handing the GIL over once per job.
 //!
-//! What it does not do: it knows nothing about Python.
+//! What it does not do: it knows nothing about Python, nor about how long a
+//! request may wait in its queue (`exchange::Queued`).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};

@@ -31,7 +31,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::activity::{Activity, Expired, Timeouts};
 use super::config::{BindAddr, ServerConfig};
-use super::detect::{detect, Prefixed, Protocol};
+use super::detect::{detect, Prefixed, Protocol, INVALID_PREFACE_ANSWER};
 use super::exchange::Application;
 use super::first::{Either, First};
 use super::h1::{self, RawSocket};
@@ -674,7 +674,9 @@ where
             return;
         }
     };
+    let alpn_h2 = ctx.tls.as_ref().is_some_and(|tls| tls.alpn_h2);
     match protocol {
+        Protocol::Http1 if alpn_h2 => refuse_invalid_preface(io, &ctx).await,
         Protocol::Http1 => own_http1(io, serving, ctx).await,
         // Boxed: an HTTP/1.1 connection's future should not be the size of
         // an HTTP/2 one (held for as long as the connection is open).
@@ -691,6 +693,28 @@ where
             .await
         }
     }
+}
+
+/// A connection whose ALPN chose `h2` is HTTP/2 from its first byte: one that
+/// does not start with the client preface gets GOAWAY(PROTOCOL_ERROR) and is
+/// closed (RFC 9113 §3.4), not an HTTP/1.1 answer.
+async fn refuse_invalid_preface<I>(io: Prefixed<Guard<I>>, ctx: &ConnContext)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    use tokio::io::AsyncWriteExt as _;
+    log::info!(target: "propylon.server", "ALPN chose h2 but the client did not send the HTTP/2 preface: GOAWAY(PROTOCOL_ERROR)");
+    let (io, _) = io.into_parts();
+    // The client may still be sending: the close lingers, so that its
+    // unread bytes do not turn the close into a reset that loses the GOAWAY.
+    ctx.unread_input
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut io = Linger::new(io, ctx.unread_input.clone());
+    let answer = async {
+        io.write_all(&INVALID_PREFACE_ANSWER).await?;
+        io.shutdown().await
+    };
+    let _ = tokio::time::timeout(ctx.config.send_timeout, answer).await;
 }
 
 /// The server's own HTTP/1.1 path, then hyper if a request is not plain.

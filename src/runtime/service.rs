@@ -12,6 +12,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
@@ -25,7 +26,7 @@ use super::access_log::{AccessRecord, OnEnd, Tracked};
 use super::activity::{Activity, InFlight};
 use super::body::{BodyError, BodyReader, Drain, HyperBody, Source, UnreadWatch};
 use super::config::ServerConfig;
-use super::exchange::{Application, Call, ConnectionSlot, Reply, ResponseHead};
+use super::exchange::{Application, Call, ConnectionSlot, Queued, Reply, ResponseHead};
 use super::h1::DRAIN_TIME;
 use super::h2c::{self, PendingUpgrade, UpgradeRequest};
 use super::h2guard::GuardHandle;
@@ -129,9 +130,15 @@ async fn finish(
 ) -> Result<HttpResponse, std::convert::Infallible> {
     let response = match next {
         Next::Respond(response) => *response,
-        Next::Await(head) => await_head(head).await,
+        Next::Await(awaiting) => await_head(awaiting, ctx.config.queue_timeout).await,
         Next::Buffer(pending) => {
-            Box::pin(buffer_then_call(*pending, ctx.config.buffer_memory_limit)).await
+            let config = &ctx.config;
+            Box::pin(buffer_then_call(
+                *pending,
+                config.buffer_memory_limit,
+                config.queue_timeout,
+            ))
+            .await
         }
         Next::Upgrade(req) => Box::pin(upgrade_to_h2c(*req, &ctx)).await,
     };
@@ -154,11 +161,20 @@ enum Next {
     /// Answer now (an error found in the head, or the pool is full).
     Respond(Box<Response<ResponseBody>>),
     /// The call is on the pool: wait for its response head.
-    Await(oneshot::Receiver<ResponseHead>),
+    Await(Awaiting),
     /// WSGI 1.0 compatibility: read the whole body first.
     Buffer(Box<Pending>),
     /// `Upgrade: h2c`.
     Upgrade(Box<Request<RequestBody>>),
+}
+
+/// A call on the pool's queue, as its request waits for it.
+struct Awaiting {
+    head: oneshot::Receiver<ResponseHead>,
+    queued: Queued,
+    /// Answered 503 with the request's body perhaps unread: the HTTP/1.1
+    /// connection closes after it.
+    has_body: bool,
 }
 
 /// A request whose body must be buffered before the call is made.
@@ -167,8 +183,31 @@ struct Pending {
     prepare: Box<dyn FnOnce(BodyReader, Option<u64>) -> Next + Send>,
 }
 
-async fn await_head(head: oneshot::Receiver<ResponseHead>) -> Response<ResponseBody> {
-    match head.await {
+async fn await_head(awaiting: Awaiting, queue_timeout: Duration) -> Response<ResponseBody> {
+    let Awaiting {
+        mut head,
+        queued,
+        has_body,
+    } = awaiting;
+    // Boxed: the timer is most of the size of the wait, and the future that
+    // waits is moved whole (an HTTP/2 stream's task, the own path's box).
+    if let Ok(received) = Box::pin(tokio::time::timeout(queue_timeout, &mut head)).await {
+        return head_response(received);
+    }
+    // Still queued after `--queue-timeout`: the call is dropped unrun when a
+    // thread takes it (`Queued::start`).
+    if queued.abandon() {
+        log::warn!(target: "propylon.server", "request waited --queue-timeout for a worker thread; answering 503");
+        return error_response(503, "Service Unavailable", has_body);
+    }
+    // Started in time, and still running.
+    head_response(head.await)
+}
+
+fn head_response(
+    received: Result<ResponseHead, oneshot::error::RecvError>,
+) -> Response<ResponseBody> {
+    match received {
         Ok(head) => {
             let mut response = Response::new(head.body);
             *response.status_mut() = head.status;
@@ -180,12 +219,16 @@ async fn await_head(head: oneshot::Receiver<ResponseHead>) -> Response<ResponseB
     }
 }
 
-async fn buffer_then_call(pending: Pending, limit: usize) -> Response<ResponseBody> {
+async fn buffer_then_call(
+    pending: Pending,
+    limit: usize,
+    queue_timeout: Duration,
+) -> Response<ResponseBody> {
     let Pending { body, prepare } = pending;
     match tokio::task::spawn_blocking(move || body.buffer(limit)).await {
         Ok(Ok((len, buffered))) => match prepare(buffered, Some(len)) {
             Next::Respond(response) => *response,
-            Next::Await(head) => await_head(head).await,
+            Next::Await(awaiting) => await_head(awaiting, queue_timeout).await,
             Next::Buffer(_) | Next::Upgrade(_) => {
                 error_response(500, "Internal Server Error", true)
             }
@@ -323,6 +366,7 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             environ.tls = tls_variables(&tls.protocol, &tls.cipher, tls.client_cert_pem.as_deref());
         }
         let (reply, head) = Reply::new();
+        let queued = Queued::new();
         let call = Box::new(Call {
             environ,
             body,
@@ -330,12 +374,17 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             zero_copy,
             connection: slot,
             reply,
+            queued: queued.clone(),
         });
         if app.dispatch(call).is_err() {
             log::warn!(target: "propylon.server", "worker pool and queue are full; answering 503");
             return Next::Respond(Box::new(error_response(503, "Service Unavailable", false)));
         }
-        Next::Await(head)
+        Next::Await(Awaiting {
+            head,
+            queued,
+            has_body: !matches!(framing, Framing::Empty | Framing::Length(0)),
+        })
     };
     match framing {
         // Nothing to buffer; the exact length is known ("0", or no body).

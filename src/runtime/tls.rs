@@ -217,6 +217,9 @@ pub struct TlsInfo {
     pub cipher: String,
     /// The client's certificate as PEM, when it sent one.
     pub client_cert_pem: Option<String>,
+    /// ALPN chose `h2` (RFC 7301): the connection is HTTP/2 from its first
+    /// byte (RFC 9113 §3.3).
+    pub alpn_h2: bool,
 }
 
 impl TlsInfo {
@@ -249,6 +252,7 @@ impl TlsInfo {
             protocol: protocol.to_string(),
             cipher: cipher.to_string(),
             client_cert_pem,
+            alpn_h2: conn.alpn_protocol() == Some(b"h2"),
         }
     }
 }

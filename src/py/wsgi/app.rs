@@ -50,7 +50,12 @@ impl Application for WsgiApp {
     fn dispatch(&self, call: Box<Call>) -> Result<(), Busy> {
         let app = self.app.clone();
         let pool = self.pool.clone();
-        let job = Box::new(move || Python::attach(|py| run(py, &app, call, pool)));
+        let job = Box::new(move || {
+            // Waited past `--queue-timeout`: the runtime answered 503.
+            if call.queued.start() {
+                Python::attach(|py| run(py, &app, call, pool));
+            }
+        });
         self.pool.try_submit(job).map_err(|_| Busy)
     }
 }
@@ -63,6 +68,7 @@ fn run(py: Python<'_>, app: &Py<PyAny>, call: Box<Call>, pool: Arc<Pool>) {
         zero_copy,
         connection,
         reply,
+        queued: _,
     } = *call;
     let response: SharedResponse = Arc::new(Mutex::new(OutgoingResponse::new(reply, is_head)));
     let result = (|| -> PyResult<Bound<'_, PyAny>> {
