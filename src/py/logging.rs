@@ -4,6 +4,9 @@
 //! to hand them to `logging.getLogger(target).log(level, text)`. A tokio thread
 //! that logs never waits for the GIL. The queue is bounded: when Python cannot
 //! keep up, records are dropped and counted rather than held without limit.
+//!
+//! What it does not do: format or filter for the user (Python's `logging`
+//! configuration does), or log application tracebacks (`errors`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, Sender, SyncSender, TryRecvError};
@@ -70,7 +73,7 @@ fn python_level(level: log::Level) -> u8 {
 
 /// Install the forwarder (once per process) and set the Rust-side level from
 /// the Python loggers' effective levels, so disabled records cost nothing.
-pub fn install(py: Python<'_>) -> PyResult<()> {
+pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
     let logging = py.import("logging")?;
     let mut lowest = 50u8;
     for name in [
@@ -112,7 +115,7 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
 
 /// Wait until every record queued so far has reached Python `logging`.
 /// Call with the GIL released.
-pub fn flush() {
+pub(crate) fn flush() {
     if let Some(f) = FORWARD.get() {
         let (tx, rx) = std::sync::mpsc::channel();
         if f.tx.lock().unwrap().send(Msg::Flush(tx)).is_ok() {

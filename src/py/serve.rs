@@ -1,4 +1,7 @@
 //! `_core.serve(config, app)`: bind, serve until a signal, drain, return.
+//!
+//! What it does not do: read the configuration (`config`), serve connections
+//! (`runtime::server`), or call the application (`wsgi`).
 
 use std::sync::Arc;
 use std::time::Duration;
