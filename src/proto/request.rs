@@ -94,10 +94,12 @@ pub const HTTP2_CONNECTION_SPECIFIC: [&str; 5] = [
 //                     chunked also earlier -> 400 (RFC 9112 §6.1: a sender
 //                       "MUST NOT apply the chunked transfer coding more
 //                       than once")
-//                     an empty list element -> 400 (hyper refuses
-//                       "chunked," as not ending in chunked; ",chunked" is
-//                       refused alike, so where the comma stands does not
-//                       change the answer)
+//                     an empty list element before the final chunked
+//                       (",chunked", "gzip, , chunked") -> 501 like any
+//                       other coding before it: the server applies no
+//                       coding list but exactly `chunked`; an empty final
+//                       element ("chunked,") is a final coding that is not
+//                       chunked -> 400, as above
 //                     any other coding before it (gzip, deflate, compress,
 //                       identity, which RFC 9112 no longer registers, or
 //                       unknown) -> 501 (RFC 9112 §6.1: a server that
@@ -191,11 +193,6 @@ fn check_transfer_encoding(
     if earlier.iter().any(is_chunked) {
         return Err(RequestError::bad_request(
             "chunked transfer coding applied more than once",
-        ));
-    }
-    if earlier.iter().any(|coding| coding.is_empty()) {
-        return Err(RequestError::bad_request(
-            "empty element in Transfer-Encoding",
         ));
     }
     if !earlier.is_empty() {
@@ -372,7 +369,7 @@ mod tests {
         (Http11, &[("transfer-encoding", "deflate,compress, chunked")], Some(501)),
         (Http11, &[("transfer-encoding", "x-custom, Chunked")], Some(501)),
         // Empty elements: refused wherever they stand.
-        (Http11, &[("transfer-encoding", ",chunked")], Some(400)),
+        (Http11, &[("transfer-encoding", ",chunked")], Some(501)),
         (Http11, &[("transfer-encoding", "chunked,")], Some(400)),
         (Http11, &[("transfer-encoding", "gzip, , chunked")], Some(400)),
         (Http11, &[("transfer-encoding", "gzip")], Some(400)),
