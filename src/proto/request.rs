@@ -371,7 +371,7 @@ mod tests {
         // Empty elements: refused wherever they stand.
         (Http11, &[("transfer-encoding", ",chunked")], Some(501)),
         (Http11, &[("transfer-encoding", "chunked,")], Some(400)),
-        (Http11, &[("transfer-encoding", "gzip, , chunked")], Some(400)),
+        (Http11, &[("transfer-encoding", "gzip, , chunked")], Some(501)),
         (Http11, &[("transfer-encoding", "gzip")], Some(400)),
         (Http11, &[("transfer-encoding", "chunked, gzip")], Some(400)),
         (Http11, &[("transfer-encoding", "chunked"), ("transfer-encoding", "gzip")], Some(400)),
