@@ -15,10 +15,12 @@ variable) or 1 (the application cannot be loaded, the server cannot start).
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from propylon import __version__, _logging
@@ -26,7 +28,7 @@ from propylon.config import OPTIONS, Config, ConfigError, Switch
 from propylon.loader import AppLoadError, load_app
 from propylon.sources import CONFIG_ENV, merge, read_environ, read_file
 
-__all__ = ["main"]
+__all__ = ["CommandLine", "build_parser", "main", "parse_command_line"]
 
 PROG = "propylon"
 EXIT_CONFIG = 2
@@ -93,8 +95,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _command_line(given: dict[str, Any]) -> dict[str, Any]:
-    """Field values from the parsed command line, read by each option's kind."""
+@dataclass(frozen=True)
+class CommandLine:
+    """What the command line says: the application, ``--factory``, ``--config``,
+    and the value of each option it gives, by :class:`Config` field."""
+
+    app: str
+    factory: bool
+    config: str | None
+    values: dict[str, Any]
+
+
+def parse_command_line(argv: Sequence[str] | None = None) -> CommandLine:
+    """Read the command line. Bad syntax, an unknown option or a missing
+    application exit (SystemExit, status 2, one line); a bad option value raises
+    :class:`ConfigError` naming the flag."""
+    parser = build_parser()
+    parsed, leftovers = parser.parse_known_args(argv)
+    _check_leftovers(parser, leftovers)
+    given = vars(parsed)
+    if given.get("app") is None:
+        parser.error("the application MODULE:ATTR is required, e.g. propylon hello:app")
     values: dict[str, Any] = {}
     for option in OPTIONS:
         if option.field not in given:
@@ -104,7 +125,7 @@ def _command_line(given: dict[str, Any]) -> dict[str, Any]:
             values[option.field] = bool(raw)
         else:
             values[option.field] = option.kind.from_text(option.flag, raw if isinstance(raw, list) else [raw])
-    return values
+    return CommandLine(given["app"], given.get("factory", False), given.get("config"), values)
 
 
 def _check_leftovers(parser: argparse.ArgumentParser, leftovers: list[str]) -> None:
@@ -122,8 +143,6 @@ def _check_leftovers(parser: argparse.ArgumentParser, leftovers: list[str]) -> N
 
 
 def _closest(name: str, names: list[str]) -> str:
-    import difflib
-
     match = difflib.get_close_matches(name, names, n=1)
     return f" (did you mean {match[0]}?)" if match else ""
 
@@ -134,21 +153,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argparse exits by itself (SystemExit) for ``--help``, ``--version`` and bad
     options; so does an unknown option.
     """
-    parser = build_parser()
-    parsed, leftovers = parser.parse_known_args(argv)
-    _check_leftovers(parser, leftovers)
-    given = vars(parsed)
-    spec: str | None = given.pop("app", None)
-    factory: bool = given.pop("factory", False)
-    config_path: str | None = given.pop("config", None) or os.environ.get(CONFIG_ENV) or None
-    if spec is None:
-        parser.error("the application MODULE:ATTR is required, e.g. propylon hello:app")
     warnings: list[str] = []
     try:
-        cli_values = _command_line(given)
+        command_line = parse_command_line(argv)
+        spec, factory = command_line.app, command_line.factory
+        config_path = command_line.config or os.environ.get(CONFIG_ENV) or None
         env_values, warnings = read_environ(os.environ)
         file_values = read_file(config_path) if config_path is not None else {}
-        config = Config(**merge(cli_values, env_values, file_values))
+        config = Config(**merge(command_line.values, env_values, file_values))
     except ConfigError as exc:
         if warnings:
             _logging.configure("warning", access_log=False)
