@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     """
     parser = _Parser(
         prog=PROG,
+        usage="%(prog)s [options] MODULE:ATTR",
         description="Serve a Python web application (WSGI 1.1) over HTTP/1.1 and HTTP/2.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
