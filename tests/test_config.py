@@ -197,7 +197,7 @@ def test_environ_reads_options_and_warns_about_unknown_names() -> None:
     values, warnings = read_environ(
         {
             "PROPYLON_THREADS": "3",
-            "PROPYLON_BIND": "127.0.0.1:0, unix:/tmp/a.sock  [::1]:0",
+            "PROPYLON_BIND": " 127.0.0.1:0, unix:/tmp/a.sock  [::1]:0,",
             "PROPYLON_ACCESS_LOG": "Yes",
             "PROPYLON_DECOMPRESS": "0",
             "PROPYLON_MAX_BODY_SIZE": "64K",

@@ -26,6 +26,7 @@ import dataclasses
 import ipaddress
 import math
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeGuard, TypeVar, get_args
@@ -139,7 +140,7 @@ def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-class Kind(Generic[_T_co]):
+class Kind(ABC, Generic[_T_co]):
     """A kind of option value: how it is read from text (the command line, an
     environment variable) and from a TOML value, which values are allowed, and
     how a value is written in ``--help`` and the docs.
@@ -156,18 +157,18 @@ class Kind(Generic[_T_co]):
     #: Given several times on the command line, the values add up (``--bind``).
     repeatable = False
 
+    @abstractmethod
     def from_text(self, label: str, texts: Sequence[str]) -> _T_co:
         """The value of command-line or environment text. ``texts`` holds one
         text, or several for a repeatable option (one address each)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def from_toml(self, label: str, value: object) -> _T_co:
         """The value of a TOML value (already typed: int, float, str, list...)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def check(self, label: str, value: object) -> None:
         """Raise :class:`ConfigError` unless ``value`` is allowed."""
-        raise NotImplementedError
 
     def show(self, value: object) -> str:
         """``value`` as the user would write it."""

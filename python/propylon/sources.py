@@ -90,7 +90,7 @@ def read_environ(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]
         text = environ[name]
         if not text.strip():
             continue
-        texts = re.split(r"[\s,]+", text.strip()) if option.kind.repeatable else [text]
+        texts = [item for item in re.split(r"[\s,]+", text) if item] if option.kind.repeatable else [text]
         values[option.field] = option.kind.from_text(name, texts)
     return values, warnings
 
