@@ -26,7 +26,7 @@ import propylon
 import pytest
 from propylon import cli
 from propylon.config import MIB, OPTIONS, Bind, Config, ConfigError, Seconds, Switch
-from propylon.sources import merge, read_environ, read_file
+from propylon.sources import merge, read_environ, read_file, unknown_variables
 
 from tests.support import REPO, assert_one_error_line, http_request, run_cli
 
@@ -194,28 +194,26 @@ def test_file_that_cannot_be_read(tmp_path: Path) -> None:
 
 
 def test_environ_reads_options_and_warns_about_unknown_names() -> None:
-    values, warnings = read_environ(
-        {
-            "PROPYLON_THREADS": "3",
-            "PROPYLON_BIND": " 127.0.0.1:0, unix:/tmp/a.sock  [::1]:0,",
-            "PROPYLON_ACCESS_LOG": "Yes",
-            "PROPYLON_DECOMPRESS": "0",
-            "PROPYLON_MAX_BODY_SIZE": "64K",
-            "PROPYLON_ROOT_PATH": "",  # empty: as if unset
-            "PROPYLON_CONFIG": "x.toml",  # the file, read by the CLI
-            "PROPYLON_THREAD": "4",
-            "PROPYLON_BENCH_FILE": "/tmp/x",
-            "PATH": "/bin",
-        }
-    )
-    assert values == {
+    environ = {
+        "PROPYLON_THREADS": "3",
+        "PROPYLON_BIND": " 127.0.0.1:0, unix:/tmp/a.sock  [::1]:0,",
+        "PROPYLON_ACCESS_LOG": "Yes",
+        "PROPYLON_DECOMPRESS": "0",
+        "PROPYLON_MAX_BODY_SIZE": "64K",
+        "PROPYLON_ROOT_PATH": "",  # empty: as if unset
+        "PROPYLON_CONFIG": "x.toml",  # the file, read by the CLI
+        "PROPYLON_THREAD": "4",
+        "PROPYLON_BENCH_FILE": "/tmp/x",
+        "PATH": "/bin",
+    }
+    assert read_environ(environ) == {
         "threads": 3,
         "binds": [Bind("127.0.0.1", 0), Bind(path="/tmp/a.sock"), Bind("::1", 0)],
         "access_log": True,
         "decompress": False,
         "max_body_size": 64 * 1024,
     }
-    assert warnings == [
+    assert unknown_variables(environ) == [
         "ignoring environment variable PROPYLON_BENCH_FILE: no option by that name",
         "ignoring environment variable PROPYLON_THREAD: no option by that name (did you mean PROPYLON_THREADS?)",
     ]
@@ -435,6 +433,17 @@ def test_bad_environment_value_is_one_line(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("PROPYLON_KEEP_ALIVE_TIMEOUT", "soon")
     line = assert_one_error_line(run_cli(APP), 2)
     assert line == "propylon: error: PROPYLON_KEEP_ALIVE_TIMEOUT must be a number of seconds, got 'soon'"
+
+
+def test_unknown_environment_variable_is_still_a_warning_when_an_option_is_bad(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PROPYLON_THREAD", "4")
+    result = run_cli("--threads", "0", APP)
+    assert assert_one_error_line(result, 2) == "propylon: error: --threads must be at least 1, got 0"
+    assert "ignoring environment variable PROPYLON_THREAD: no option by that name (did you mean PROPYLON_THREADS?)" in (
+        result.stderr
+    )
 
 
 def test_unknown_environment_variable_is_a_warning(start_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:

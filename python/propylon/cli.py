@@ -26,7 +26,13 @@ from typing import Any, NoReturn
 from propylon import __version__, _logging
 from propylon.config import OPTIONS, Config, ConfigError, Switch
 from propylon.loader import AppLoadError, load_app
-from propylon.sources import CONFIG_ENV, merge, read_environ, read_file
+from propylon.sources import (
+    CONFIG_ENV,
+    merge,
+    read_environ,
+    read_file,
+    unknown_variables,
+)
 
 __all__ = ["CommandLine", "build_parser", "main", "parse_command_line"]
 
@@ -154,12 +160,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argparse exits by itself (SystemExit) for ``--help``, ``--version`` and bad
     options; so does an unknown option.
     """
-    warnings: list[str] = []
+    warnings = unknown_variables(os.environ)
     try:
         command_line = parse_command_line(argv)
         spec, factory = command_line.app, command_line.factory
         config_path = command_line.config or os.environ.get(CONFIG_ENV) or None
-        env_values, warnings = read_environ(os.environ)
+        env_values = read_environ(os.environ)
         file_values = read_file(config_path) if config_path is not None else {}
         config = Config(**merge(command_line.values, env_values, file_values))
     except ConfigError as exc:

@@ -11,7 +11,7 @@ keeps ``Config``'s default. Names and kinds of value come from
   name (``keep-alive-timeout = 5``; ``keep_alive_timeout`` is accepted too), of
   the TOML type its kind reads (a number of seconds, an array of addresses...).
   Unknown keys and wrong types are refused with the file and line.
-- The environment (:func:`read_environ`): ``PROPYLON_<NAME>``, the flag's name in
+- The environment (:func:`read_environ`, :func:`unknown_variables`): ``PROPYLON_<NAME>``, the flag's name in
   upper case with ``_`` for ``-``, read like command-line text; a repeatable
   option takes several values separated by commas or white space. An empty
   variable counts as unset. ``PROPYLON_CONFIG`` names the config file. Other
@@ -38,7 +38,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["CONFIG_ENV", "ENV_PREFIX", "PRECEDENCE", "merge", "read_environ", "read_file"]
+__all__ = ["CONFIG_ENV", "ENV_PREFIX", "PRECEDENCE", "merge", "read_environ", "read_file", "unknown_variables"]
 
 #: Prefix of the environment variables that set options.
 ENV_PREFIX = "PROPYLON_"
@@ -68,31 +68,34 @@ def _closest(name: str, names: Iterable[str]) -> str | None:
 # --------------------------------------------------------------- environment
 
 
-def read_environ(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
-    """Field values set by ``PROPYLON_*`` variables, and a warning for each
-    variable of that prefix that names no option.
+def read_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Field values set by ``PROPYLON_*`` variables (others are left to
+    :func:`unknown_variables`).
 
     Raises :class:`ConfigError` for a value that cannot be used, naming the variable.
     """
     values: dict[str, Any] = {}
-    warnings = []
     for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
-            continue
         option = _BY_ENV.get(name)
-        if option is None:
-            # Compared without the prefix, which every name shares.
-            known = [known[len(ENV_PREFIX) :] for known in [*_BY_ENV, CONFIG_ENV]]
-            close = _closest(name[len(ENV_PREFIX) :], known)
-            hint = f" (did you mean {ENV_PREFIX}{close}?)" if close else ""
-            warnings.append(f"ignoring environment variable {name}: no option by that name{hint}")
-            continue
         text = environ[name]
-        if not text.strip():
+        if option is None or not text.strip():
             continue
         texts = [item for item in re.split(r"[\s,]+", text) if item] if option.kind.repeatable else [text]
         values[option.field] = option.kind.from_text(name, texts)
-    return values, warnings
+    return values
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each ``PROPYLON_*`` variable that names no option."""
+    warnings = []
+    # Names are compared without the prefix, which every one shares.
+    known = [name[len(ENV_PREFIX) :] for name in [*_BY_ENV, CONFIG_ENV]]
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name != CONFIG_ENV and name not in _BY_ENV:
+            close = _closest(name[len(ENV_PREFIX) :], known)
+            hint = f" (did you mean {ENV_PREFIX}{close}?)" if close else ""
+            warnings.append(f"ignoring environment variable {name}: no option by that name{hint}")
+    return warnings
 
 
 # ------------------------------------------------------------------------ file
