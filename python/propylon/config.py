@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeGuard, TypeVar, get_args
 
 __all__ = [
+    "ENV_PREFIX",
     "LOG_LEVELS",
     "OPTIONS",
     "Bind",
@@ -62,6 +63,9 @@ CLIENT_CERT_MODES: tuple[ClientCertMode, ...] = get_args(ClientCertMode)
 
 #: Accepted ``log_level`` values, most to least severe (the ``logging`` names).
 LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
+
+#: Prefix of the environment variables that set options (``PROPYLON_THREADS``).
+ENV_PREFIX = "PROPYLON_"
 
 #: Port used when a bind address names a host but no port (gunicorn's default).
 DEFAULT_PORT = 8000
@@ -486,7 +490,7 @@ class Option:
 
     @property
     def env(self) -> str:
-        return "PROPYLON_" + self.name.replace("-", "_").upper()
+        return ENV_PREFIX + self.name.replace("-", "_").upper()
 
     def default_text(self) -> str:
         if self.shown_default is not None:

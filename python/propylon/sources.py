@@ -11,8 +11,9 @@ keeps ``Config``'s default. Names and kinds of value come from
   name (``keep-alive-timeout = 5``; ``keep_alive_timeout`` is accepted too), of
   the TOML type its kind reads (a number of seconds, an array of addresses...).
   Unknown keys and wrong types are refused with the file and line.
-- The environment (:func:`read_environ`, :func:`unknown_variables`): ``PROPYLON_<NAME>``, the flag's name in
-  upper case with ``_`` for ``-``, read like command-line text; a repeatable
+- The environment (:func:`read_environ`, :func:`unknown_variables`):
+  ``PROPYLON_<NAME>``, the flag's name in upper case with ``_`` for ``-``
+  (:attr:`Option.env <propylon.config.Option.env>`), read like command-line text; a repeatable
   option takes several values separated by commas or white space. An empty
   variable counts as unset. ``PROPYLON_CONFIG`` names the config file. Other
   ``PROPYLON_*`` variables are reported as warnings, not refused (as click-based
@@ -31,17 +32,15 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from propylon.config import OPTIONS, ConfigError
+from propylon.config import ENV_PREFIX, OPTIONS, ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["CONFIG_ENV", "ENV_PREFIX", "PRECEDENCE", "merge", "read_environ", "read_file", "unknown_variables"]
+__all__ = ["CONFIG_ENV", "PRECEDENCE", "merge", "read_environ", "read_file", "unknown_variables"]
 
-#: Prefix of the environment variables that set options.
-ENV_PREFIX = "PROPYLON_"
 #: The environment variable naming the config file (``--config`` wins over it).
 CONFIG_ENV = "PROPYLON_CONFIG"
 #: The sources, strongest first; below them all, ``Config``'s defaults.
