@@ -23,7 +23,7 @@ import h2.events
 import h2.settings
 import pytest
 
-from propylon.cli import build_parser
+from propylon.cli import parse_command_line
 from propylon.config import Config, ConfigError
 from tests.support import (
     CLIENT_TIMEOUT,
@@ -130,7 +130,7 @@ def test_config_defaults_are_the_documented_ones():
 
 @pytest.mark.parametrize("flag, field, value, meaning", CUSTOM + [("--send-timeout", "send_timeout", "2.5", 2.5)])
 def test_each_flag_sets_the_config_field_of_the_same_name(flag, field, value, meaning):
-    options = vars(build_parser().parse_args(["app:app", flag, value]))
+    options = parse_command_line(["app:app", flag, value]).values
     assert field == flag.removeprefix("--").replace("-", "_")
     assert options[field] == meaning
     assert getattr(Config(**{field: options[field]}), field) == meaning
@@ -244,20 +244,20 @@ def test_answered_keep_alive_pings_keep_the_connection(tuned):
 
 
 @pytest.mark.parametrize("flag, value, field", [
-    ("--h2-max-concurrent-streams", "0", "h2_max_concurrent_streams"),
+    ("--h2-max-concurrent-streams", "0", "--h2-max-concurrent-streams"),
     ("--h2-max-concurrent-streams", "many", "--h2-max-concurrent-streams"),
-    ("--h2-initial-stream-window-size", "0", "h2_initial_stream_window_size"),
-    ("--h2-initial-stream-window-size", "2G", "h2_initial_stream_window_size"),
-    ("--h2-initial-connection-window-size", "0", "h2_initial_connection_window_size"),
-    ("--h2-initial-connection-window-size", "4G", "h2_initial_connection_window_size"),
-    ("--h2-max-frame-size", "16383", "h2_max_frame_size"),
-    ("--h2-max-frame-size", "16M", "h2_max_frame_size"),
+    ("--h2-initial-stream-window-size", "0", "--h2-initial-stream-window-size"),
+    ("--h2-initial-stream-window-size", "2G", "--h2-initial-stream-window-size"),
+    ("--h2-initial-connection-window-size", "0", "--h2-initial-connection-window-size"),
+    ("--h2-initial-connection-window-size", "4G", "--h2-initial-connection-window-size"),
+    ("--h2-max-frame-size", "16383", "--h2-max-frame-size"),
+    ("--h2-max-frame-size", "16M", "--h2-max-frame-size"),
     ("--h2-max-frame-size", "1KB", "--h2-max-frame-size"),
-    ("--h2-max-header-list-size", "0", "h2_max_header_list_size"),
-    ("--h2-keep-alive-interval", "-1", "h2_keep_alive_interval"),
-    ("--h2-keep-alive-interval", "nan", "h2_keep_alive_interval"),
-    ("--h2-keep-alive-timeout", "0", "h2_keep_alive_timeout"),
-    ("--send-timeout", "0", "send_timeout"),
+    ("--h2-max-header-list-size", "0", "--h2-max-header-list-size"),
+    ("--h2-keep-alive-interval", "-1", "--h2-keep-alive-interval"),
+    ("--h2-keep-alive-interval", "nan", "--h2-keep-alive-interval"),
+    ("--h2-keep-alive-timeout", "0", "--h2-keep-alive-timeout"),
+    ("--send-timeout", "0", "--send-timeout"),
     ("--send-timeout", "soon", "--send-timeout"),
 ])
 def test_bad_values_are_one_line_errors(flag, value, field):

@@ -1,27 +1,52 @@
-"""Server configuration: the one place where settings and their defaults live.
+"""Server configuration: each option declared once, and the checks on its value.
+
+Each field of :class:`Config` is the one declaration of an option: its name,
+its type and default (the field's), its kind of value (a :class:`Kind`: how
+text and TOML values are read, which values are allowed, how the default is
+shown), its help line and its group in ``--help``. :data:`OPTIONS` lists them
+in that order. Everything else is derived from it: the command line
+(:mod:`propylon.cli`), the config file and the environment variables
+(:mod:`propylon.sources`), the option table in ``docs/guide/configuration.md``
+(``scripts/options_table.py``).
 
 :class:`Config` crosses into Rust once, as a whole, when the server starts
-(``propylon._core.serve(config, app)``); the CLI only overrides the fields the
-user gave, so no default is ever written twice. Each field is checked when the
-object is built and a bad value raises :class:`ConfigError` with a message fit
-for the command line.
+(``propylon._core.serve(config, app)``). Each field is checked when the object
+is built and a bad value raises :class:`ConfigError` with a message fit for the
+command line.
 
 This module also parses the two kinds of option text that are not plain
 numbers: bind addresses (:func:`parse_bind`) and byte sizes (:func:`parse_size`).
+It does not know where a value came from (command line, environment, file):
+callers pass a label naming it, which starts every message.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeGuard, TypeVar, get_args
 
 __all__ = [
+    "ENV_PREFIX",
+    "LOG_LEVELS",
+    "OPTIONS",
     "Bind",
+    "Binds",
+    "Choice",
     "Config",
     "ConfigError",
-    "LOG_LEVELS",
+    "Count",
+    "Kind",
+    "Option",
+    "Seconds",
+    "Size",
+    "Switch",
+    "Text",
     "parse_bind",
     "parse_size",
 ]
@@ -30,14 +55,28 @@ KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
 
+ClientCertMode = Literal["none", "optional", "required"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
 #: Accepted ``client_cert`` values: never ask, ask but accept none, require one.
-CLIENT_CERT_MODES = ("none", "optional", "required")
+CLIENT_CERT_MODES: tuple[ClientCertMode, ...] = get_args(ClientCertMode)
 
 #: Accepted ``log_level`` values, most to least severe (the ``logging`` names).
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
+
+#: Prefix of the environment variables that set options (``PROPYLON_THREADS``).
+ENV_PREFIX = "PROPYLON_"
 
 #: Port used when a bind address names a host but no port (gunicorn's default).
 DEFAULT_PORT = 8000
+
+# Largest number of seconds a timeout may be: about 31 years, far beyond any
+# useful timeout and far below what a deadline (now + timeout) can hold.
+MAX_SECONDS = 1e9
+
+_T = TypeVar("_T")
+_T_co = TypeVar("_T_co", covariant=True)
+_Word = TypeVar("_Word", bound=str)
 
 
 class ConfigError(ValueError):
@@ -76,133 +115,575 @@ class Bind:
         return f"{host}:{self.port}"
 
 
+# ---------------------------------------------------------------- kinds of value
+
+
+def _describe(value: object) -> str:
+    """A TOML value as a message names it: ``the string '4'``, ``an array``."""
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"the integer {value}"
+    if isinstance(value, float):
+        return f"the float {value}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return f"the date or time {value}"
+
+
+# What the Rust side holds: counts in u32 (or usize), sizes in u64 (or usize).
+_U32_MAX = 2**32 - 1
+_I64_MAX = 2**63 - 1
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class Kind(ABC, Generic[_T_co]):
+    """A kind of option value: how it is read from text (the command line, an
+    environment variable) and from a TOML value, which values are allowed, and
+    how a value is written in ``--help`` and the docs.
+
+    ``label`` names the option as the user wrote it (``--threads``,
+    ``PROPYLON_THREADS``, ``propylon.toml:3: threads``, or the ``Config`` field);
+    every message starts with it.
+    """
+
+    #: Placeholder for the value in ``--help``.
+    metavar = "VALUE"
+    #: What the value is, in the docs' option table.
+    summary = "value"
+    #: Given several times on the command line, the values add up (``--bind``).
+    repeatable = False
+
+    @abstractmethod
+    def from_text(self, label: str, texts: Sequence[str]) -> _T_co:
+        """The value of command-line or environment text. ``texts`` holds one
+        text, or several for a repeatable option (one address each)."""
+
+    @abstractmethod
+    def from_toml(self, label: str, value: object) -> _T_co:
+        """The value of a TOML value (already typed: int, float, str, list...)."""
+
+    @abstractmethod
+    def check(self, label: str, value: object) -> None:
+        """Raise :class:`ConfigError` unless ``value`` is allowed."""
+
+    def show(self, value: object) -> str:
+        """``value`` as the user would write it."""
+        return str(value)
+
+
+class Count(Kind[int]):
+    """A whole number from ``minimum`` to ``maximum``."""
+
+    metavar = "N"
+    summary = "integer"
+
+    def __init__(self, minimum: int, maximum: int | None = None) -> None:
+        self.minimum, self.maximum = minimum, maximum
+
+    def from_text(self, label: str, texts: Sequence[str]) -> int:
+        text = texts[-1].strip()
+        if not re.fullmatch(r"[+-]?[0-9]+", text):
+            raise ConfigError(f"{label} must be a whole number, got {texts[-1]!r}")
+        value = int(text)
+        self.check(label, value)
+        return value
+
+    def from_toml(self, label: str, value: object) -> int:
+        if _is_int(value):
+            self.check(label, value)
+            return value
+        raise ConfigError(f"{label} must be an integer, not {_describe(value)}")
+
+    def check(self, label: str, value: object) -> None:
+        if not _is_int(value):
+            raise ConfigError(f"{label} must be an integer, got {value!r}")
+        _in_range(label, value, self.minimum, self.maximum, _U32_MAX)
+
+
+def _in_range(label: str, value: int, minimum: int, maximum: int | None, limit: int, unit: str = "") -> None:
+    """Check ``minimum <= value <= maximum``; without ``maximum``, ``limit`` (what
+    the Rust side can hold) bounds the value and only the minimum is worth saying."""
+    if minimum <= value <= (limit if maximum is None else maximum):
+        return
+    if maximum is not None:
+        raise ConfigError(f"{label} must be between {minimum} and {maximum}{unit}, got {value}")
+    if value < minimum:
+        raise ConfigError(f"{label} must be at least {minimum}{unit}, got {value}")
+    raise ConfigError(f"{label} must be at most {limit}{unit}, got {value}")
+
+
+class Size(Kind[int]):
+    """A number of bytes, from ``minimum`` to ``maximum``: an integer, or text
+    with a K, M or G suffix (:func:`parse_size`)."""
+
+    metavar = "BYTES"
+    summary = "bytes"
+
+    def __init__(self, minimum: int, maximum: int | None = None, source: str = "") -> None:
+        self.minimum, self.maximum = minimum, maximum
+        #: Where the bounds come from, e.g. "RFC 9113 §6.5.2", said when refusing a value.
+        self.source = source
+
+    def from_text(self, label: str, texts: Sequence[str]) -> int:
+        try:
+            value = parse_size(texts[-1])
+        except ConfigError as exc:
+            raise ConfigError(f"{label}: {exc}") from None
+        self.check(label, value)
+        return value
+
+    def from_toml(self, label: str, value: object) -> int:
+        if isinstance(value, str):
+            return self.from_text(label, [value])
+        if _is_int(value):
+            self.check(label, value)
+            return value
+        raise ConfigError(f"{label} must be an integer or a string such as \"10M\", not {_describe(value)}")
+
+    def check(self, label: str, value: object) -> None:
+        if not _is_int(value):
+            raise ConfigError(f"{label} must be an integer number of bytes, got {value!r}")
+        unit = f" bytes ({self.source})" if self.source else ""
+        _in_range(label, value, self.minimum, self.maximum, _I64_MAX, unit)
+
+    def show(self, value: object) -> str:
+        assert isinstance(value, int)
+        for unit, factor in (("G", GIB), ("M", MIB), ("K", KIB)):
+            if value and value % factor == 0:
+                return f"{value // factor}{unit}"
+        return str(value)
+
+
+class Seconds(Kind[float]):
+    """A number of seconds, decimals allowed; zero only with ``allow_zero``."""
+
+    metavar = "S"
+    summary = "seconds"
+
+    def __init__(self, *, allow_zero: bool) -> None:
+        self.allow_zero = allow_zero
+
+    def from_text(self, label: str, texts: Sequence[str]) -> float:
+        try:
+            value = float(texts[-1])
+        except ValueError:
+            raise ConfigError(f"{label} must be a number of seconds, got {texts[-1]!r}") from None
+        self.check(label, value)
+        return value
+
+    def from_toml(self, label: str, value: object) -> float:
+        if _is_int(value) or isinstance(value, float):
+            self.check(label, value)
+            return float(value)
+        raise ConfigError(f"{label} must be a number of seconds, not {_describe(value)}")
+
+    def check(self, label: str, value: object) -> None:
+        if not (_is_int(value) or isinstance(value, float)):
+            raise ConfigError(f"{label} must be a number of seconds, got {value!r}")
+        seconds = float(value)
+        if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not self.allow_zero):
+            bound = "zero or more" if self.allow_zero else "more than zero"
+            raise ConfigError(f"{label} must be a number of seconds, {bound}; got {value}")
+        if seconds > MAX_SECONDS:
+            raise ConfigError(f"{label} must be at most {MAX_SECONDS:.0f} seconds; got {value}")
+
+    def show(self, value: object) -> str:
+        assert isinstance(value, (int, float))
+        return f"{value:g}"
+
+
+#: Text accepted for a switch in an environment variable (case-insensitive).
+SWITCH_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+class Switch(Kind[bool]):
+    """On or off: ``--name`` / ``--no-name``; ``true``/``false`` in the file;
+    one of :data:`SWITCH_WORDS` in the environment."""
+
+    metavar = ""
+    summary = "on/off"
+
+    def from_text(self, label: str, texts: Sequence[str]) -> bool:
+        value = SWITCH_WORDS.get(texts[-1].strip().lower())
+        if value is None:
+            raise ConfigError(f"{label} must be 1, true, yes or on, or 0, false, no or off; got {texts[-1]!r}")
+        return value
+
+    def from_toml(self, label: str, value: object) -> bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{label} must be true or false, not {_describe(value)}")
+        return value
+
+    def check(self, label: str, value: object) -> None:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{label} must be True or False, got {value!r}")
+
+    def show(self, value: object) -> str:
+        return "on" if value else "off"
+
+
+class Text(Kind[str]):
+    """Free text, a path or a name; with ``pattern``, only text it matches
+    whole, and ``rule`` says what that is ("must be ...")."""
+
+    def __init__(
+        self, metavar: str, summary: str = "text", pattern: re.Pattern[str] | None = None, rule: str = ""
+    ) -> None:
+        self.metavar, self.summary, self.pattern, self.rule = metavar, summary, pattern, rule
+
+    def from_text(self, label: str, texts: Sequence[str]) -> str:
+        self.check(label, texts[-1])
+        return texts[-1]
+
+    def from_toml(self, label: str, value: object) -> str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{label} must be a string, not {_describe(value)}")
+        self.check(label, value)
+        return value
+
+    def check(self, label: str, value: object) -> None:
+        if not isinstance(value, str):
+            raise ConfigError(f"{label} must be a string, got {value!r}")
+        if self.pattern is not None and not self.pattern.fullmatch(value):
+            raise ConfigError(f"{label} {self.rule}, got {value!r}")
+
+    def show(self, value: object) -> str:
+        return "none" if value is None else repr(value) if value == "" else str(value)
+
+
+class Choice(Kind[_Word]):
+    """One of a fixed set of lower-case words (a ``Literal`` type's values);
+    text is read case-insensitively."""
+
+    def __init__(self, metavar: str, values: tuple[_Word, ...]) -> None:
+        self.metavar, self.values = metavar, values
+        self.summary = " / ".join(values)
+
+    def from_text(self, label: str, texts: Sequence[str]) -> _Word:
+        text = texts[-1].strip().lower()
+        for value in self.values:
+            if value == text:
+                return value
+        raise ConfigError(f"{label} must be one of {', '.join(self.values)}; got {texts[-1]!r}")
+
+    def from_toml(self, label: str, value: object) -> _Word:
+        if not isinstance(value, str):
+            raise ConfigError(f"{label} must be one of {', '.join(self.values)}, not {_describe(value)}")
+        return self.from_text(label, [value])
+
+    def check(self, label: str, value: object) -> None:
+        if value not in self.values:
+            raise ConfigError(f"{label} must be one of {', '.join(self.values)}; got {value!r}")
+
+
+class Binds(Kind[list[Bind]]):
+    """Addresses to listen on (:func:`parse_bind`): a repeatable flag, an array
+    of strings in the file; at least ``minimum`` of them."""
+
+    metavar = "ADDR"
+    summary = "addresses"
+    repeatable = True
+
+    def __init__(self, minimum: int) -> None:
+        self.minimum = minimum
+
+    def from_text(self, label: str, texts: Sequence[str]) -> list[Bind]:
+        try:
+            binds = [parse_bind(text) for text in texts]
+        except ConfigError as exc:
+            raise ConfigError(f"{label}: {exc}") from None
+        self.check(label, binds)
+        return binds
+
+    def from_toml(self, label: str, value: object) -> list[Bind]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(
+                f"{label} must be an array of addresses such as [\"127.0.0.1:8000\"], not {_describe(value)}"
+            )
+        return self.from_text(label, value)
+
+    def check(self, label: str, value: object) -> None:
+        if not isinstance(value, list) or not all(isinstance(bind, Bind) for bind in value):
+            raise ConfigError(f"{label} must be a list of Bind objects, got {value!r}")
+        if len(value) < self.minimum:
+            raise ConfigError(f"{label} must name at least one address")
+
+    def show(self, value: object) -> str:
+        assert isinstance(value, list)
+        return ", ".join(map(str, value)) or "none"
+
+
+# ---------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class _Declaration:
+    kind: Kind[Any]
+    help: str
+    group: str
+    name: str | None
+    short: str | None
+    shown_default: str | None
+
+
+_DECLARATION = "propylon.option"
+
+
+def _option(
+    default: _T,
+    kind: Kind[_T],
+    help: str,
+    *,
+    group: str,
+    name: str | None = None,
+    short: str | None = None,
+    shown_default: str | None = None,
+) -> _T:
+    """Declare a :class:`Config` field as an option (see :class:`Option`)."""
+    declaration = _Declaration(kind, help, group, name, short, shown_default)
+    return field(default=default, metadata={_DECLARATION: declaration})
+
+
+def _option_list(
+    default: Callable[[], _T], kind: Kind[_T], help: str, *, group: str, name: str, short: str | None = None
+) -> _T:
+    """:func:`_option` for a list field, whose default is made by a function."""
+    declaration = _Declaration(kind, help, group, name, short, None)
+    return field(default_factory=default, metadata={_DECLARATION: declaration})
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option as users see it, read from its :class:`Config` field.
+
+    ``field`` is the attribute of :class:`Config`; ``name`` is the option's
+    name everywhere else: the flag ``--name``, the config-file key ``name``
+    (``_`` accepted for ``-``), the environment variable ``PROPYLON_NAME``
+    (upper case, ``_`` for ``-``).
+    """
+
+    field: str
+    name: str
+    kind: Kind[Any]
+    default: Any
+    help: str
+    #: Title of its group in ``--help``.
+    group: str
+    #: A one-letter flag as well (``-b``).
+    short: str | None = None
+    #: The default as the docs say it, when the value itself says nothing (None).
+    shown_default: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return f"--{self.name}"
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.replace("-", "_").upper()
+
+    def default_text(self) -> str:
+        if self.shown_default is not None:
+            return self.shown_default
+        return self.kind.show(self.default)
+
+
+# Groups of options in ``--help``, in the order they come.
+LISTENING = "listening"
+TLS = "TLS (every --bind speaks TLS once --certfile is given)"
+HTTP2 = "HTTP/2 (RFC 9113 §6.5.2)"
+THREADS = "threads and the request queue"
+BODIES = "request bodies (sizes: bytes, or with K, M, G = powers of 1024)"
+LIMITS = "limits and timeouts (seconds)"
+LOGGING = "logging and mounting"
+
+# Linux's TCP_CA_NAME_MAX is 16 bytes with the terminating NUL.
+_CONGESTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,15}", re.ASCII)
+_ROOT_PATH = re.compile(r"(/.*[^/])?", re.DOTALL)
+
+
 def _default_binds() -> list[Bind]:
     return [Bind("127.0.0.1", DEFAULT_PORT)]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    """Everything the server needs besides the application. Defaults are the documented defaults."""
+    """Everything the server needs besides the application; each field is one
+    option, declared here once with its default, kind of value and help."""
 
-    #: Addresses to listen on (``--bind``, repeatable).
-    binds: list[Bind] = field(default_factory=_default_binds)
-    #: Python worker threads running WSGI applications.
-    threads: int = 8
-    #: Requests that may wait for a free thread; beyond that the server answers 503.
-    queue_size: int = 256
-    #: Seconds a request may wait in that queue; then the server answers 503.
-    queue_timeout: float = 30.0
-    #: Limit on the request body, raw and decoded: 413 / ``RequestBodyTooLarge``.
-    max_body_size: int = 1 * GIB
-    #: Decode request bodies sent with ``Content-Encoding`` gzip, deflate, br or zstd.
-    decompress: bool = False
-    #: WSGI 1.0 compatibility: buffer every body and always give the exact ``CONTENT_LENGTH``.
-    buffer_body: bool = False
-    #: With ``buffer_body``, bodies larger than this spill from memory to a temporary file.
-    buffer_memory_limit: int = 1 * MIB
-    #: Limit on the size of a request head; larger heads get 431.
-    max_header_size: int = 64 * KIB
-    #: Limit on the number of request header fields; more get 431.
-    max_headers: int = 100
-    #: Seconds an idle keep-alive connection stays open.
-    keep_alive_timeout: float = 5.0
-    #: Seconds a client has to send a complete request head (slowloris).
-    header_timeout: float = 10.0
-    #: Seconds a ``wsgi.input`` read may wait for data before raising ``ClientDisconnected``.
-    body_timeout: float = 60.0
-    #: Seconds a response may wait for a client that takes no data (a full TCP
-    #: buffer, or an HTTP/2 window left at zero) before its connection is closed.
-    send_timeout: float = 60.0
-    #: Seconds to let in-flight requests finish after SIGINT/SIGTERM.
-    graceful_timeout: float = 30.0
-    #: Log one line per request on ``propylon.access``.
-    access_log: bool = False
-    #: Level of the ``propylon`` loggers, one of :data:`LOG_LEVELS`.
-    log_level: str = "info"
-    #: URL prefix the application is mounted at: ``SCRIPT_NAME``, stripped from ``PATH_INFO``.
-    root_path: str = ""
-    #: TCP congestion control of the TCP listeners (Linux ``TCP_CONGESTION``, e.g.
-    #: ``"cubic"``), inherited by every connection they accept; None: the system's.
-    tcp_congestion: str | None = None
+    # _option and _option_list return a dataclasses.Field, as field() does (RUF009
+    # takes them for default values computed once).
+    binds: list[Bind] = _option_list(  # noqa: RUF009
+        _default_binds, Binds(minimum=1),
+        "address to listen on: HOST:PORT, [IPV6]:PORT or unix:PATH; port 0 picks a free port; "
+        "repeat for several",
+        group=LISTENING, name="bind", short="-b",
+    )  # fmt: skip
+    insecure_binds: list[Bind] = _option_list(  # noqa: RUF009
+        list, Binds(minimum=0),
+        "with TLS, a cleartext address to listen on as well (same forms as --bind); repeatable",
+        group=LISTENING, name="insecure-bind",
+    )  # fmt: skip
+    tcp_congestion: str | None = _option(
+        None,
+        Text(
+            "NAME",
+            pattern=_CONGESTION_NAME,
+            rule="must be the name of a TCP congestion control, 1 to 15 letters, digits, '_' or '-' "
+            "(e.g. cubic; see sysctl net.ipv4.tcp_allowed_congestion_control)",
+        ),
+        "TCP congestion control of the TCP listeners, inherited by the connections they accept, "
+        "e.g. cubic; Linux and FreeBSD",
+        group=LISTENING, shown_default="the system's",
+    )  # fmt: skip
 
-    # TLS. With ``certfile``, every address in ``binds`` speaks TLS (ALPN h2 and
-    # http/1.1); ``insecure_binds`` are cleartext listeners beside them (Hypercorn's
-    # ``--insecure-bind``).
-    #: Cleartext addresses to listen on as well (``--insecure-bind``, repeatable).
-    insecure_binds: list[Bind] = field(default_factory=list)
-    #: PEM certificate chain; turns TLS on for ``binds``.
-    certfile: str | None = None
-    #: PEM private key (RSA, ECDSA or Ed25519; PKCS#8, PKCS#1 or SEC1; or encrypted PKCS#8).
-    keyfile: str | None = None
-    #: Password of an encrypted ``keyfile``.
-    keyfile_password: str | None = None
-    #: PEM CA bundle that client certificates must chain to.
-    ca_certs: str | None = None
-    #: Ask for client certificates: one of :data:`CLIENT_CERT_MODES`.
-    client_cert: str = "none"
+    # With ``certfile``, every address in ``binds`` speaks TLS (ALPN h2 and
+    # http/1.1); ``insecure_binds`` are cleartext listeners beside them
+    # (Hypercorn's ``--insecure-bind``).
+    certfile: str | None = _option(
+        None, Text("PEM", "path"), "certificate chain (PEM); turns TLS on for every --bind", group=TLS
+    )
+    keyfile: str | None = _option(
+        None, Text("PEM", "path"),
+        "private key (PEM): RSA, ECDSA or Ed25519; PKCS#8, PKCS#1, SEC1, or encrypted PKCS#8",
+        group=TLS,
+    )  # fmt: skip
+    keyfile_password: str | None = _option(
+        None, Text("PASSWORD"), "password of an encrypted PKCS#8 key", group=TLS
+    )
+    ca_certs: str | None = _option(
+        None, Text("PEM", "path"), "CA bundle that client certificates must chain to", group=TLS
+    )
+    client_cert: ClientCertMode = _option(  # noqa: RUF009
+        "none", Choice("MODE", CLIENT_CERT_MODES),
+        "ask clients for a certificate: none, optional or required (the last two need --ca-certs)",
+        group=TLS,
+    )  # fmt: skip
 
-    # HTTP/2 (RFC 9113 §6.5.2); CLI flags are the same names with ``--h2-`` prefixes.
-    #: Streams a client may have open at once on one connection.
-    h2_max_concurrent_streams: int = 100
-    #: Flow-control window of each stream: request body bytes the server buffers per stream.
-    h2_initial_stream_window_size: int = 1 * MIB
-    #: Flow-control window of each connection: request body bytes buffered per connection.
-    h2_initial_connection_window_size: int = 2 * MIB
-    #: Largest frame payload the server accepts (16 KiB to 16 MiB - 1).
-    h2_max_frame_size: int = 16 * KIB
-    #: Largest decoded request header list; larger requests are refused.
-    h2_max_header_list_size: int = 64 * KIB
-    #: Seconds between keep-alive PINGs on an HTTP/2 connection; 0 (the
-    #: default, as in hyper, Go, nginx and Granian) sends none.
-    h2_keep_alive_interval: float = 0.0
-    #: Seconds to wait for a PING's acknowledgement before closing the connection.
-    h2_keep_alive_timeout: float = 20.0
+    h2_max_concurrent_streams: int = _option(
+        100, Count(minimum=1), "HTTP/2 streams one connection may have open at once", group=HTTP2
+    )
+    h2_initial_stream_window_size: int = _option(
+        1 * MIB, Size(1, 2**31 - 1, "RFC 9113 §6.9.2"),
+        "HTTP/2 flow-control window of each stream: request body bytes buffered per stream",
+        group=HTTP2,
+    )  # fmt: skip
+    h2_initial_connection_window_size: int = _option(
+        2 * MIB, Size(1, 2**31 - 1, "RFC 9113 §6.9.2"),
+        "HTTP/2 flow-control window of each connection: request body bytes buffered per connection",
+        group=HTTP2,
+    )  # fmt: skip
+    h2_max_frame_size: int = _option(
+        16 * KIB, Size(16 * KIB, 16 * MIB - 1, "RFC 9113 §6.5.2"),
+        "largest HTTP/2 frame payload the server accepts", group=HTTP2,
+    )  # fmt: skip
+    h2_max_header_list_size: int = _option(
+        64 * KIB, Size(1, 2**32 - 1), "largest decoded request header list on HTTP/2; larger gets 431",
+        group=HTTP2,
+    )  # fmt: skip
+    # 0, as in hyper, Go, nginx and Granian: no PINGs.
+    h2_keep_alive_interval: float = _option(
+        0.0, Seconds(allow_zero=True), "seconds between keep-alive PINGs on an HTTP/2 connection; 0: none",
+        group=HTTP2,
+    )  # fmt: skip
+    h2_keep_alive_timeout: float = _option(
+        20.0, Seconds(allow_zero=False), "close the connection when a keep-alive PING is not answered within this",
+        group=HTTP2,
+    )  # fmt: skip
+
+    threads: int = _option(8, Count(minimum=1), "Python threads that run the application", group=THREADS)
+    queue_size: int = _option(
+        256, Count(minimum=0),
+        "requests that may wait for a free thread; beyond that the server answers 503; 0: no waiting",
+        group=THREADS,
+    )  # fmt: skip
+    queue_timeout: float = _option(
+        30.0, Seconds(allow_zero=False),
+        "the longest a request waits for a free application thread; then it is answered 503",
+        group=THREADS,
+    )  # fmt: skip
+
+    max_body_size: int = _option(
+        1 * GIB, Size(0), "largest request body, counted before and after decompression; larger gets 413",
+        group=BODIES,
+    )  # fmt: skip
+    decompress: bool = _option(
+        False, Switch(), "decode request bodies sent with Content-Encoding gzip, deflate, br or zstd", group=BODIES
+    )
+    buffer_body: bool = _option(
+        False, Switch(),
+        "WSGI 1.0 compatibility: read each request body whole before calling the application, "
+        "and set an exact CONTENT_LENGTH",
+        group=BODIES,
+    )  # fmt: skip
+    buffer_memory_limit: int = _option(
+        1 * MIB, Size(0), "with --buffer-body, larger bodies go to a temporary file", group=BODIES
+    )
+
+    max_header_size: int = _option(
+        64 * KIB, Size(1), "largest request head; larger gets 431 and the connection is closed", group=LIMITS
+    )
+    max_headers: int = _option(
+        100, Count(minimum=1), "most header fields in one request; more gets 431", group=LIMITS
+    )
+    keep_alive_timeout: float = _option(
+        5.0, Seconds(allow_zero=False),
+        "close a connection, HTTP/1.1 or HTTP/2, idle (no request in flight) for this long",
+        group=LIMITS,
+    )  # fmt: skip
+    header_timeout: float = _option(
+        10.0, Seconds(allow_zero=False),
+        "time a client has to send a complete HTTP/1.1 request head (against slowloris)",
+        group=LIMITS,
+    )  # fmt: skip
+    body_timeout: float = _option(
+        60.0, Seconds(allow_zero=False),
+        "a wsgi.input read that waits longer than this for the client raises ClientDisconnected",
+        group=LIMITS,
+    )  # fmt: skip
+    send_timeout: float = _option(
+        60.0, Seconds(allow_zero=False),
+        "close a connection whose client has taken no response data for this long "
+        "(a full TCP buffer, an HTTP/2 window left at zero)",
+        group=LIMITS,
+    )  # fmt: skip
+    graceful_timeout: float = _option(
+        30.0, Seconds(allow_zero=True), "on SIGINT/SIGTERM, how long requests in flight may take to finish",
+        group=LIMITS,
+    )  # fmt: skip
+
+    log_level: LogLevel = _option(  # noqa: RUF009
+        "info", Choice("LEVEL", LOG_LEVELS), "level of the propylon loggers", group=LOGGING
+    )
+    access_log: bool = _option(
+        False, Switch(), "log one line per response on propylon.access (whatever --log-level says)",
+        group=LOGGING,
+    )  # fmt: skip
+    root_path: str = _option(
+        "",
+        Text("PATH", pattern=_ROOT_PATH, rule="must be empty or start with '/' and not end with '/' (e.g. /api)"),
+        "URL prefix the application is mounted at, e.g. /api; becomes SCRIPT_NAME",
+        group=LOGGING,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
-        if not self.binds:
-            raise ConfigError("binds must name at least one address")
-        for bind in self.binds:
-            if not isinstance(bind, Bind):
-                raise ConfigError(f"binds must hold Bind objects, got {bind!r}")
-        _at_least("threads", self.threads, 1)
-        _at_least("queue_size", self.queue_size, 0)
-        _at_least("max_body_size", self.max_body_size, 0)
-        _at_least("buffer_memory_limit", self.buffer_memory_limit, 0)
-        _at_least("max_header_size", self.max_header_size, 1)
-        _at_least("max_headers", self.max_headers, 1)
-        for name in (
-            "queue_timeout",
-            "keep_alive_timeout",
-            "header_timeout",
-            "body_timeout",
-            "send_timeout",
-        ):
-            _seconds(name, getattr(self, name), allow_zero=False)
-        _seconds("graceful_timeout", self.graceful_timeout, allow_zero=True)
-        if self.log_level not in LOG_LEVELS:
-            levels = ", ".join(LOG_LEVELS)
-            raise ConfigError(f"log_level must be one of {levels}; got {self.log_level!r}")
+        for option in OPTIONS:
+            value = getattr(self, option.field)
+            if value is not None or option.default is not None:
+                option.kind.check(option.field, value)
         self._check_tls()
-        self._check_http2()
-        if self.tcp_congestion is not None and not _CONGESTION_NAME.fullmatch(self.tcp_congestion):
-            raise ConfigError(
-                "tcp_congestion must be the name of a TCP congestion control, 1 to 15 letters, "
-                f"digits, '_' or '-' (e.g. cubic; see sysctl net.ipv4.tcp_allowed_congestion_control), "
-                f"got {self.tcp_congestion!r}"
-            )
-        if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
-            raise ConfigError(
-                "root_path must be empty or start with '/' and not end with '/' (e.g. /api), "
-                f"got {self.root_path!r}"
-            )
-
 
     def _check_tls(self) -> None:
-        for bind in self.insecure_binds:
-            if not isinstance(bind, Bind):
-                raise ConfigError(f"insecure_binds must hold Bind objects, got {bind!r}")
-        if self.client_cert not in CLIENT_CERT_MODES:
-            raise ConfigError(f"client_cert must be one of {', '.join(CLIENT_CERT_MODES)}; got {self.client_cert!r}")
         if (self.certfile is None) != (self.keyfile is None):
             raise ConfigError("TLS needs both certfile and keyfile (--certfile and --keyfile)")
         if self.certfile is None:
@@ -214,35 +695,34 @@ class Config:
         if self.client_cert != "none" and self.ca_certs is None:
             raise ConfigError(f"client_cert {self.client_cert} needs ca_certs (--ca-certs) to verify them against")
 
-    def _check_http2(self) -> None:
-        _at_least("h2_max_concurrent_streams", self.h2_max_concurrent_streams, 1)
-        # RFC 9113 §6.5.2 bounds the windows and the frame size.
-        for name in ("h2_initial_stream_window_size", "h2_initial_connection_window_size"):
-            value = getattr(self, name)
-            if not 1 <= value <= 2**31 - 1:
-                raise ConfigError(f"{name} must be between 1 and 2147483647 bytes (RFC 9113 §6.9.2), got {value}")
-        if not 16 * KIB <= self.h2_max_frame_size <= 16 * MIB - 1:
-            raise ConfigError(
-                f"h2_max_frame_size must be between 16384 and 16777215 (RFC 9113 §6.5.2), got {self.h2_max_frame_size}"
+
+def _options() -> tuple[Option, ...]:
+    options = []
+    for spec in dataclasses.fields(Config):
+        declared: _Declaration = spec.metadata[_DECLARATION]
+        default_factory: Callable[[], object] | None = None
+        if spec.default_factory is not dataclasses.MISSING:
+            default_factory = spec.default_factory
+        options.append(
+            Option(
+                field=spec.name,
+                name=declared.name or spec.name.replace("_", "-"),
+                kind=declared.kind,
+                default=spec.default if default_factory is None else default_factory(),
+                help=declared.help,
+                group=declared.group,
+                short=declared.short,
+                shown_default=declared.shown_default,
             )
-        _at_least("h2_max_header_list_size", self.h2_max_header_list_size, 1)
-        _seconds("h2_keep_alive_interval", self.h2_keep_alive_interval, allow_zero=True)
-        _seconds("h2_keep_alive_timeout", self.h2_keep_alive_timeout, allow_zero=False)
+        )
+    return tuple(options)
 
 
-# Linux's TCP_CA_NAME_MAX is 16 bytes with the terminating NUL.
-_CONGESTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,15}", re.ASCII)
+#: Every option, in :class:`Config`'s order (the order of ``--help`` and the docs).
+OPTIONS = _options()
 
 
-def _at_least(name: str, value: int, minimum: int) -> None:
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-
-
-def _seconds(name: str, value: float, *, allow_zero: bool) -> None:
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = "zero or more" if allow_zero else "more than zero"
-        raise ConfigError(f"{name} must be a number of seconds, {bound}; got {value}")
+# ------------------------------------------------------------ text of values
 
 
 def parse_bind(text: str) -> Bind:
@@ -266,7 +746,7 @@ def parse_bind(text: str) -> Bind:
     """
     if text.startswith("unix:"):
         path = text[len("unix:") :]
-        return Bind(path=path[2:] if path.startswith("//") else path)
+        return Bind(path=path.removeprefix("//"))
     if not text:
         raise ConfigError("empty bind address; use HOST:PORT, [IPV6]:PORT or unix:PATH")
     if text.isdigit():

@@ -1,12 +1,18 @@
 //! `propylon.config.Config` into `ServerConfig`: the one crossing of settings.
 //!
-//! Every field is read by attribute name; none has a default here (the
-//! defaults live in `propylon/config.py` alone). A missing attribute is a bug in
-//! the caller and surfaces as Python's own AttributeError.
+//! Every field is read by attribute name; none has a default here (each option
+//! is declared once, with its default, in `propylon/config.py`). A missing
+//! attribute is a bug in the caller and surfaces as Python's own AttributeError.
+//! Enumerated values become Rust enums here, once: a value outside the set is a
+//! `ValueError`, never a silent fallback. Seconds become `Duration`s here, and a
+//! number of seconds no `Duration` can hold is a `ValueError`, not a panic.
+//!
+//! It does not check what `Config` already checked (ranges, TLS file pairs).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::proto::body::BodyOptions;
@@ -69,18 +75,14 @@ pub fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
             })
             .collect()
     };
-    let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
+    let client_cert = client_cert(&c.client_cert)?;
     let tls = match (c.certfile, c.keyfile) {
         (Some(certfile), Some(keyfile)) => Some(TlsSettings {
             certfile: certfile.into(),
             keyfile: keyfile.into(),
             keyfile_password: c.keyfile_password,
             ca_certs: c.ca_certs.map(PathBuf::from),
-            client_cert: match c.client_cert.as_str() {
-                "optional" => ClientCert::Optional,
-                "required" => ClientCert::Required,
-                _ => ClientCert::None,
-            },
+            client_cert,
         }),
         _ => None,
     };
@@ -94,13 +96,15 @@ pub fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
             initial_connection_window_size: c.h2_initial_connection_window_size,
             max_frame_size: c.h2_max_frame_size,
             max_header_list_size: c.h2_max_header_list_size,
-            keep_alive_interval: (c.h2_keep_alive_interval > 0.0)
-                .then(|| secs(c.h2_keep_alive_interval)),
-            keep_alive_timeout: secs(c.h2_keep_alive_timeout),
+            keep_alive_interval: match c.h2_keep_alive_interval {
+                0.0 => None,
+                s => Some(secs("h2_keep_alive_interval", s)?),
+            },
+            keep_alive_timeout: secs("h2_keep_alive_timeout", c.h2_keep_alive_timeout)?,
         },
         threads: c.threads,
         queue_size: c.queue_size,
-        queue_timeout: secs(c.queue_timeout),
+        queue_timeout: secs("queue_timeout", c.queue_timeout)?,
         body: BodyOptions {
             decompress: c.decompress,
             max_body_size: c.max_body_size,
@@ -109,13 +113,33 @@ pub fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
         buffer_memory_limit: c.buffer_memory_limit,
         max_header_size: c.max_header_size,
         max_headers: c.max_headers,
-        keep_alive_timeout: secs(c.keep_alive_timeout),
-        header_timeout: secs(c.header_timeout),
-        body_timeout: secs(c.body_timeout),
-        send_timeout: secs(c.send_timeout),
-        graceful_timeout: secs(c.graceful_timeout),
+        keep_alive_timeout: secs("keep_alive_timeout", c.keep_alive_timeout)?,
+        header_timeout: secs("header_timeout", c.header_timeout)?,
+        body_timeout: secs("body_timeout", c.body_timeout)?,
+        send_timeout: secs("send_timeout", c.send_timeout)?,
+        graceful_timeout: secs("graceful_timeout", c.graceful_timeout)?,
         access_log: c.access_log,
         root_path: c.root_path,
         tcp_congestion: c.tcp_congestion,
+    })
+}
+
+/// `client_cert` as `Config` spells it (`CLIENT_CERT_MODES`).
+fn client_cert(mode: &str) -> PyResult<ClientCert> {
+    match mode {
+        "none" => Ok(ClientCert::None),
+        "optional" => Ok(ClientCert::Optional),
+        "required" => Ok(ClientCert::Required),
+        other => Err(PyValueError::new_err(format!(
+            "client_cert must be one of none, optional, required; got {other:?}"
+        ))),
+    }
+}
+
+fn secs(name: &str, seconds: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(seconds).map_err(|_| {
+        PyValueError::new_err(format!(
+            "{name} must be a number of seconds a timer can hold; got {seconds}"
+        ))
     })
 }

@@ -41,8 +41,8 @@ pub struct ServerConfig {
     pub http2: Http2Config,
     pub threads: usize,
     pub queue_size: usize,
-    /// A request no pool thread has started within this is answered 503
-    /// and never reaches the application.
+    /// The longest a request waits in the queue for a free application
+    /// thread; then it is answered 503. Always more than zero.
     pub queue_timeout: Duration,
     pub body: BodyOptions,
     pub buffer_memory_limit: usize,
