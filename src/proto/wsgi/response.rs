@@ -273,6 +273,7 @@ fn no_content(status: StatusCode) -> bool {
 
 impl<R, S> ResponseState<R, S> {
     /// A response not started yet, whose head goes out on `reply`.
+    #[inline]
     pub(crate) fn new(reply: R, head_request: bool) -> Self {
         ResponseState {
             phase: Phase::NoHead(reply),
@@ -294,6 +295,7 @@ impl<R, S> ResponseState<R, S> {
 
     /// `start_response(status, headers, exc_info)`: `head` makes the head
     /// from the arguments, and is called only when the call is legal.
+    #[inline]
     pub(crate) fn start_response<E>(
         &mut self,
         with_exc_info: bool,
@@ -326,6 +328,7 @@ impl<R, S> ResponseState<R, S> {
 
     /// The head is out (or the response is over): `start_response` can no
     /// longer change it.
+    #[inline]
     pub(crate) fn is_sent(&self) -> bool {
         matches!(self.phase, Phase::Streaming(_) | Phase::Done)
     }
@@ -376,6 +379,7 @@ impl<R, S> ResponseState<R, S> {
     }
 
     /// The phase, leaving `Done` in its place.
+    #[inline]
     fn take_phase(&mut self) -> Phase<R, S> {
         std::mem::replace(&mut self.phase, Phase::Done)
     }
@@ -432,6 +436,7 @@ impl<R, S> ResponseState<R, S> {
     }
 
     /// A list or tuple of `len` bytes in all, known at once.
+    #[inline]
     pub(crate) fn whole(&mut self, len: usize) -> Result<Whole<R>, Violation> {
         if self.is_sent() {
             return Ok(Whole::AfterWrite);
@@ -522,6 +527,7 @@ impl<R, S> ResponseState<R, S> {
 
     /// The declared length once, the first time the application produced
     /// more than it: the surplus is dropped, and worth one log line.
+    #[inline]
     pub(crate) fn take_surplus_report(&mut self) -> Option<u64> {
         if self.surplus != Surplus::Unreported {
             return None;
