@@ -273,6 +273,7 @@ fn no_content(status: StatusCode) -> bool {
 
 impl<R, S> ResponseState<R, S> {
     /// A response not started yet, whose head goes out on `reply`.
+    #[inline]
     pub(crate) fn new(reply: R, head_request: bool) -> Self {
         ResponseState {
             phase: Phase::NoHead(reply),
@@ -294,6 +295,7 @@ impl<R, S> ResponseState<R, S> {
 
     /// `start_response(status, headers, exc_info)`: `head` makes the head
     /// from the arguments, and is called only when the call is legal.
+    #[inline]
     pub(crate) fn start_response<E>(
         &mut self,
         with_exc_info: bool,
@@ -312,15 +314,21 @@ impl<R, S> ResponseState<R, S> {
         }
         self.length = ResponseLength::new(head.content_length);
         self.bodiless = self.head_request || no_content(head.status);
-        self.phase = match std::mem::replace(&mut self.phase, Phase::Done) {
-            Phase::NoHead(reply) | Phase::HeadGiven(reply, _) => Phase::HeadGiven(reply, head),
-            Phase::Streaming(_) | Phase::Done => unreachable!("refused above"),
-        };
+        match &mut self.phase {
+            Phase::HeadGiven(_, given) => *given = head,
+            _ => {
+                let Phase::NoHead(reply) = self.take_phase() else {
+                    unreachable!("refused above")
+                };
+                self.phase = Phase::HeadGiven(reply, head);
+            }
+        }
         Ok(())
     }
 
     /// The head is out (or the response is over): `start_response` can no
     /// longer change it.
+    #[inline]
     pub(crate) fn is_sent(&self) -> bool {
         matches!(self.phase, Phase::Streaming(_) | Phase::Done)
     }
@@ -355,18 +363,25 @@ impl<R, S> ResponseState<R, S> {
     }
 
     fn open_or(&mut self, no_head: Violation) -> Result<Open<R>, Violation> {
-        match std::mem::replace(&mut self.phase, Phase::Done) {
-            Phase::NoHead(reply) => {
-                self.phase = Phase::NoHead(reply);
-                Err(no_head)
-            }
-            Phase::HeadGiven(reply, head) if self.bodiless => Ok(Open::Bodiless(reply, head)),
-            Phase::HeadGiven(reply, head) => Ok(Open::Stream(reply, head)),
-            other => {
-                self.phase = other;
-                Ok(Open::Sent)
-            }
+        match self.phase {
+            Phase::NoHead(_) => return Err(no_head),
+            Phase::Streaming(_) | Phase::Done => return Ok(Open::Sent),
+            Phase::HeadGiven(..) => {}
         }
+        let Phase::HeadGiven(reply, head) = self.take_phase() else {
+            unreachable!("matched above")
+        };
+        Ok(if self.bodiless {
+            Open::Bodiless(reply, head)
+        } else {
+            Open::Stream(reply, head)
+        })
+    }
+
+    /// The phase, leaving `Done` in its place.
+    #[inline]
+    fn take_phase(&mut self) -> Phase<R, S> {
+        std::mem::replace(&mut self.phase, Phase::Done)
     }
 
     /// After `Open::Stream`: the head went out, and the body goes on `sink`.
@@ -408,19 +423,20 @@ impl<R, S> ResponseState<R, S> {
     /// The body is over: end the stream, normally or aborted when it is
     /// shorter than its Content-Length.
     pub(crate) fn finish(&mut self) -> Finished<S> {
-        match std::mem::replace(&mut self.phase, Phase::Done) {
-            Phase::Streaming(sink) => match self.length.finish() {
-                Ok(()) => Finished::Complete(sink),
-                Err(short) => Finished::Short(sink, short),
-            },
-            other => {
-                self.phase = other;
-                Finished::Nothing
-            }
+        if !matches!(self.phase, Phase::Streaming(_)) {
+            return Finished::Nothing;
+        }
+        let Phase::Streaming(sink) = self.take_phase() else {
+            unreachable!("matched above")
+        };
+        match self.length.finish() {
+            Ok(()) => Finished::Complete(sink),
+            Err(short) => Finished::Short(sink, short),
         }
     }
 
     /// A list or tuple of `len` bytes in all, known at once.
+    #[inline]
     pub(crate) fn whole(&mut self, len: usize) -> Result<Whole<R>, Violation> {
         if self.is_sent() {
             return Ok(Whole::AfterWrite);
@@ -433,17 +449,17 @@ impl<R, S> ResponseState<R, S> {
             Some(n) if n > len as u64 && !self.bodiless => return Ok(Whole::Short),
             _ => len,
         };
-        match std::mem::replace(&mut self.phase, Phase::Done) {
-            Phase::HeadGiven(reply, head) => Ok(Whole::Send {
-                reply,
-                head,
-                len: (!self.bodiless).then_some(len),
-            }),
-            other => {
-                self.phase = other;
-                Err(Violation::ReturnedWithoutHead)
-            }
+        if !matches!(self.phase, Phase::HeadGiven(..)) {
+            return Err(Violation::ReturnedWithoutHead);
         }
+        let Phase::HeadGiven(reply, head) = self.take_phase() else {
+            unreachable!("matched above")
+        };
+        Ok(Whole::Send {
+            reply,
+            head,
+            len: (!self.bodiless).then_some(len),
+        })
     }
 
     /// A file of which `available` bytes are left from its position.
@@ -454,12 +470,11 @@ impl<R, S> ResponseState<R, S> {
         if self.is_sent() {
             return Ok(FileResponse::Iterate);
         }
-        let (reply, mut head) = match std::mem::replace(&mut self.phase, Phase::Done) {
-            Phase::HeadGiven(reply, head) => (reply, head),
-            other => {
-                self.phase = other;
-                return Err(Violation::FileWithoutHead);
-            }
+        if !matches!(self.phase, Phase::HeadGiven(..)) {
+            return Err(Violation::FileWithoutHead);
+        }
+        let Phase::HeadGiven(reply, mut head) = self.take_phase() else {
+            unreachable!("matched above")
         };
         let len = match head.content_length {
             Some(declared) => declared,
@@ -480,7 +495,7 @@ impl<R, S> ResponseState<R, S> {
 
     /// The application failed (raised, or broke a rule above).
     pub(crate) fn fail(&mut self, cause: FailureCause) -> Failed<R, S> {
-        match std::mem::replace(&mut self.phase, Phase::Done) {
+        match self.take_phase() {
             Phase::NoHead(reply) | Phase::HeadGiven(reply, _) => {
                 let status = match cause {
                     FailureCause::RequestBodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -512,6 +527,7 @@ impl<R, S> ResponseState<R, S> {
 
     /// The declared length once, the first time the application produced
     /// more than it: the surplus is dropped, and worth one log line.
+    #[inline]
     pub(crate) fn take_surplus_report(&mut self) -> Option<u64> {
         if self.surplus != Surplus::Unreported {
             return None;

@@ -28,6 +28,7 @@ fn value_error(e: ResponseError) -> PyErr {
 }
 
 /// The head `start_response(status, headers)` describes.
+#[inline]
 pub(crate) fn parse_head(
     py: Python<'_>,
     status: &Bound<'_, PyAny>,
@@ -120,6 +121,7 @@ impl<T: Clone> Converted<T> {
         }
     }
 
+    #[inline]
     fn get(&self, text: &Bound<'_, PyString>) -> Option<T> {
         self.entries
             .iter()
@@ -161,6 +163,7 @@ thread_local! {
 
 impl Caches {
     /// A checked response status (`"200 OK"`), final (not 1xx).
+    #[inline]
     fn status(&mut self, status: &Bound<'_, PyAny>) -> PyResult<StatusCode> {
         let status: &Bound<'_, PyString> = status.cast().map_err(|_| {
             PyTypeError::new_err("status must be a str such as \"200 OK\" (PEP 3333)")
@@ -174,6 +177,7 @@ impl Caches {
     }
 
     /// A checked response header name (a token, not hop-by-hop).
+    #[inline]
     fn name(&mut self, obj: &Bound<'_, PyAny>) -> PyResult<HeaderName> {
         if let Ok(text) = obj.cast::<PyString>() {
             if let Some(name) = self.names.get(text) {
@@ -191,6 +195,7 @@ impl Caches {
     }
 
     /// A checked Content-Length value: the number, and its wire form.
+    #[inline]
     fn length(
         &mut self,
         obj: &Bound<'_, PyAny>,
@@ -212,6 +217,7 @@ impl Caches {
     }
 
     /// A checked response header value (latin-1 without CTL), in its wire form.
+    #[inline]
     fn value(
         &mut self,
         obj: &Bound<'_, PyAny>,

@@ -81,6 +81,7 @@ pub(crate) fn send_sequence(
 
 /// The chunks of a list or tuple as one buffer. One chunk (the usual
 /// `[body]`): the bytes object itself, no copy.
+#[inline]
 fn joined(chunks: &[Bound<'_, PyBytes>], total: usize) -> Bytes {
     if chunks.len() == 1 {
         return py_bytes(&chunks[0]);

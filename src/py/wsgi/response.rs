@@ -36,6 +36,7 @@ pub(crate) fn violation(v: Violation) -> PyErr {
 }
 
 /// Sends `head` with `body`; false when the connection is gone.
+#[inline]
 pub(crate) fn send_head(reply: Reply, head: Head, body: ResponseBody) -> bool {
     reply.send(ResponseHead {
         status: head.status,
@@ -131,6 +132,7 @@ impl OutgoingResponse {
 
     /// Logs, once, that the application produced more than its
     /// Content-Length.
+    #[inline]
     pub(crate) fn report_surplus(&mut self) {
         if let Some(declared) = self.state.take_surplus_report() {
             log::warn!(
