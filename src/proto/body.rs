@@ -33,6 +33,7 @@ pub enum Coding {
 
 impl Coding {
     /// The registered content-coding name.
+    #[cfg(test)]
     pub fn name(self) -> &'static str {
         match self {
             Coding::Gzip => "gzip",

@@ -114,6 +114,7 @@ impl Text {
         }
     }
 
+    #[cfg(test)]
     /// The text as chars (each byte one char), for logs and tests.
     pub fn to_text(&self) -> Cow<'_, str> {
         let bytes = self.as_bytes();
@@ -540,6 +541,7 @@ pub enum HeaderKey {
 }
 
 impl HeaderKey {
+    #[cfg(test)]
     pub fn as_str(&self) -> &str {
         match self {
             HeaderKey::Common(i) => COMMON_KEYS[usize::from(*i)].1,

@@ -78,6 +78,7 @@ impl ResponseLength {
         self.declared
     }
 
+    #[cfg(test)]
     /// Bytes admitted so far.
     pub fn sent(&self) -> u64 {
         self.sent

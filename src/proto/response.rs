@@ -110,6 +110,7 @@ pub fn parse_status(status: &str) -> Result<u16, ResponseError> {
     }
 }
 
+#[cfg(test)]
 /// Checks one response header from an application. A `Content-Length` value
 /// is also checked with [`parse_content_length`].
 pub fn check_header(name: &str, value: &str) -> Result<(), ResponseError> {

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use super::types;
-use crate::runtime::body::{BodyError, BodyReader};
+use crate::runtime::request::body::{BodyError, BodyReader};
 
 #[pyclass(module = "propylon._core", name = "Input")]
 pub struct Input {
@@ -18,7 +18,7 @@ pub struct Input {
 }
 
 impl Input {
-    pub fn new(reader: BodyReader) -> Input {
+    pub(crate) fn new(reader: BodyReader) -> Input {
         Input {
             reader: Mutex::new(reader),
         }

@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
 
-use crate::runtime::body::BodyError;
+use crate::runtime::request::body::BodyError;
 
 pub struct Types {
     pub client_disconnected: Py<PyType>,

@@ -45,12 +45,12 @@ use crate::proto::length::{Admit, ResponseLength};
 use crate::proto::response::{
     check_header_name, check_header_value, parse_content_length, parse_status,
 };
-use crate::runtime::body::BodyReader;
-use crate::runtime::exchange::{Application, Busy, Call, Reply, ResponseHead};
+use crate::runtime::endpoint::{Application, Busy, Call, Reply, ResponseHead};
 use crate::runtime::pool::Pool;
-use crate::runtime::response::{channel, ChunkSink, FileBody, Push, ResponseBody};
-use crate::runtime::sendfile::SendQueue;
-use crate::runtime::service::error_response;
+use crate::runtime::request::body::BodyReader;
+use crate::runtime::request::response::{channel, ChunkSink, FileBody, Push, ResponseBody};
+use crate::runtime::request::service::error_response;
+use crate::runtime::transport::sendfile::SendQueue;
 
 pub struct WsgiApp {
     app: Arc<Py<PyAny>>,

@@ -9,8 +9,7 @@
 //! What it does not do: parse HTTP (hyper does), run Python (the bridge does),
 //! or decide on connection lifetimes (the connection task in `server` does).
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,52 +20,24 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
-use super::access_log::{AccessRecord, OnEnd, Tracked};
-use super::activity::{Activity, InFlight};
-use super::body::{BodyError, BodyReader, Drain, HyperBody, Source, UnreadWatch};
-use super::config::ServerConfig;
-use super::exchange::{Application, Call, ConnectionSlot, Reply, ResponseHead};
-use super::h1::DRAIN_TIME;
-use super::h2c::{self, PendingUpgrade, UpgradeRequest};
-use super::h2guard::GuardHandle;
+use super::body::{
+    BodyError, BodyReader, Drain, HyperBody, SocketBody, Source, UnreadWatch, DRAIN_TIME,
+};
 use super::response::ResponseBody;
-use super::sendfile::SendQueue;
-use super::server::Serving;
-use super::socket_body::SocketBody;
-use super::tls::TlsInfo;
 use crate::proto::body::{plan, Framing};
 use crate::proto::environ::{build, tls_variables, EnvironInput, HttpVersion};
 use crate::proto::request::{check_authority, check_framing, check_head_size, check_target};
+use crate::runtime::access_log::{AccessRecord, OnEnd, Tracked};
+use crate::runtime::conn::context::ConnContext;
+use crate::runtime::conn::h2c::{self, UpgradeRequest};
+use crate::runtime::endpoint::{Call, Reply, ResponseHead};
+use crate::runtime::timers::InFlight;
 
-/// What every request on a connection shares.
-pub struct ConnContext {
-    pub config: Arc<ServerConfig>,
-    pub app: Arc<dyn Application>,
-    pub rt: tokio::runtime::Handle,
-    pub local: Option<SocketAddr>,
-    pub peer: Option<SocketAddr>,
-    /// TLS connections: what the handshake established.
-    pub tls: Option<Arc<TlsInfo>>,
-    pub activity: Arc<Activity>,
-    /// Plain TCP connections: the queue `sendfile` works from.
-    pub zero_copy: Option<Arc<SendQueue>>,
-    /// An h2c-upgraded connection: the upgrade request, for stream 1.
-    pub upgrade: Option<PendingUpgrade>,
-    pub serving: Arc<Serving>,
-    /// Closes the connection (GOAWAY on HTTP/2) when a response stalls.
-    pub guard: GuardHandle,
-    /// The application bridge's per-connection state.
-    pub slot: Arc<ConnectionSlot>,
-    /// Set when a request's body was left unread, or refused before it was
-    /// read: if the connection closes, its close lingers (`linger`).
-    pub unread_input: Arc<AtomicBool>,
-}
-
-pub type HttpResponse = Response<Tracked<ResponseBody>>;
+pub(crate) type HttpResponse = Response<Tracked<ResponseBody>>;
 
 /// Where a request's body comes from: hyper (HTTP/2, and HTTP/1.1
 /// connections hyper serves), or the server's own HTTP/1.1 path (`h1`).
-pub enum RequestBody {
+pub(crate) enum RequestBody {
     Hyper(Incoming),
     /// A plain request of the server's own HTTP/1.1 path, whose head
     /// `proto::h1::parse_request` has checked (size, framing, one `Host`):
@@ -78,7 +49,7 @@ pub enum RequestBody {
 }
 
 /// The body of a plain request.
-pub enum PlainBody {
+pub(crate) enum PlainBody {
     /// Read from the socket by the application's thread.
     Socket(SocketBody),
     /// All of it, read with the head (TLS, where the application's thread
@@ -91,7 +62,7 @@ pub enum PlainBody {
 /// connections take this form: done eagerly, inside hyper's `service.call`,
 /// it measured 4 KiB more per idle HTTP/1.1 connection (10,000 connections:
 /// 152 MiB instead of 108); the cause was not found.
-pub async fn handle(
+pub(crate) async fn handle(
     req: Request<RequestBody>,
     ctx: Arc<ConnContext>,
 ) -> Result<HttpResponse, std::convert::Infallible> {
@@ -104,7 +75,7 @@ pub async fn handle(
 /// request until its first poll): an HTTP/2 stream is a task of its own,
 /// moved and copied with its future, and the server's own HTTP/1.1 path
 /// boxes it per request.
-pub fn begin(
+pub(crate) fn begin(
     req: Request<RequestBody>,
     ctx: Arc<ConnContext>,
 ) -> impl std::future::Future<Output = Result<HttpResponse, std::convert::Infallible>> + Send {
@@ -366,7 +337,7 @@ fn unread_watch(ctx: &ConnContext, version: HttpVersion, headers: &http::HeaderM
 
 /// The response for a body error that ends a request before the application ran
 /// (or that the application let propagate).
-pub fn body_error_response(e: &BodyError) -> Response<ResponseBody> {
+pub(crate) fn body_error_response(e: &BodyError) -> Response<ResponseBody> {
     match e {
         BodyError::TooLarge(_) => error_response(413, "Content Too Large", true),
         BodyError::Invalid(_) => error_response(400, "Bad Request", true),
@@ -376,7 +347,7 @@ pub fn body_error_response(e: &BodyError) -> Response<ResponseBody> {
 
 /// A small plain-text error response. `close`: the rest of the request may be
 /// unread, so an HTTP/1.1 connection must not be reused.
-pub fn error_response(status: u16, reason: &str, close: bool) -> Response<ResponseBody> {
+pub(crate) fn error_response(status: u16, reason: &str, close: bool) -> Response<ResponseBody> {
     let body = Bytes::from(format!("{status} {reason}\n"));
     let mut response = Response::new(ResponseBody::Empty);
     *response.status_mut() =
@@ -444,7 +415,7 @@ async fn upgrade_to_h2c(
         body: body.freeze(),
         framing,
     };
-    ctx.serving.spawn_upgraded(on_upgrade, frames, request, ctx);
+    ctx.h2c.clone().spawn_h2c(on_upgrade, frames, request, ctx);
     let mut response = Response::new(ResponseBody::Empty);
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     response

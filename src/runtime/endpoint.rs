@@ -14,21 +14,21 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use http::{HeaderMap, StatusCode};
 use tokio::sync::oneshot;
 
-use super::body::BodyReader;
-use super::response::ResponseBody;
-use super::sendfile::SendQueue;
+use super::request::body::BodyReader;
+use super::request::response::ResponseBody;
+use super::transport::sendfile::SendQueue;
 use crate::proto::environ::Environ;
 
-pub struct Call {
-    pub environ: Environ,
-    pub body: BodyReader,
+pub(crate) struct Call {
+    pub(crate) environ: Environ,
+    pub(crate) body: BodyReader,
     /// HEAD: the bridge sends the head and skips the body.
-    pub is_head: bool,
+    pub(crate) is_head: bool,
     /// Set on plain-TCP HTTP/1.x connections: file bodies may use sendfile.
-    pub zero_copy: Option<Arc<SendQueue>>,
+    pub(crate) zero_copy: Option<Arc<SendQueue>>,
     /// Shared by the calls of one connection (see `ConnectionSlot`).
-    pub connection: Arc<ConnectionSlot>,
-    pub reply: Reply,
+    pub(crate) connection: Arc<ConnectionSlot>,
+    pub(crate) reply: Reply,
 }
 
 /// Per-connection state that belongs to the application bridge, carried by
@@ -36,24 +36,24 @@ pub struct Call {
 /// objects of environ values that repeat on every request of a connection.
 /// Dropped with the connection.
 #[derive(Default)]
-pub struct ConnectionSlot(Mutex<Option<Box<dyn Any + Send>>>);
+pub(crate) struct ConnectionSlot(Mutex<Option<Box<dyn Any + Send>>>);
 
 impl ConnectionSlot {
-    pub fn lock(&self) -> MutexGuard<'_, Option<Box<dyn Any + Send>>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Option<Box<dyn Any + Send>>> {
         // What a panicking holder left is still a valid cache.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-pub struct ResponseHead {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: ResponseBody,
+pub(crate) struct ResponseHead {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: ResponseBody,
 }
 
 /// Sends the response head to the connection task. Dropping it unsent answers
 /// 500 (the bridge failed before it could say anything).
-pub struct Reply {
+pub(crate) struct Reply {
     tx: oneshot::Sender<ResponseHead>,
 }
 
@@ -64,20 +64,16 @@ impl Reply {
     }
 
     /// False when the connection is already gone.
-    pub fn send(self, head: ResponseHead) -> bool {
+    pub(crate) fn send(self, head: ResponseHead) -> bool {
         self.tx.send(head).is_ok()
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
     }
 }
 
 /// The worker pool and its queue are full.
 #[derive(Debug)]
-pub struct Busy;
+pub(crate) struct Busy;
 
-pub trait Application: Send + Sync + 'static {
+pub(crate) trait Application: Send + Sync + 'static {
     /// Start `call` on the worker pool, or refuse it when the pool's queue is
     /// full (the runtime answers 503). Boxed once where it is made: a call is
     /// several hundred bytes, and it is handed on twice more.

@@ -41,20 +41,20 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-use super::h1::RawSocket;
+use super::RawSocket;
 
 /// Longest wait for the client's next bytes (nginx's `lingering_timeout`: 5 s).
-pub const IDLE: Duration = Duration::from_secs(5);
+pub(crate) const IDLE: Duration = Duration::from_secs(5);
 /// Longest linger in all (nginx's `lingering_time` is 30 s; shorter here so
 /// that lingering connections never hold up a shutdown's last sockets long).
-pub const TOTAL: Duration = Duration::from_secs(10);
+pub(crate) const TOTAL: Duration = Duration::from_secs(10);
 /// Bytes read and discarded at a time: part of the lingering task's own
 /// allocation (no buffer of its own; most lingering ends at the first read,
 /// with the client's end of input).
 const SCRATCH: usize = 16 * 1024;
 
 /// A transport that lingers after the server's shutdown (see the module).
-pub struct Linger<I: AsyncRead + Unpin + Send + 'static> {
+pub(crate) struct Linger<I: AsyncRead + Unpin + Send + 'static> {
     /// Always `Some` until dropped.
     inner: Option<I>,
     /// The server shut its sending side (`poll_shutdown` completed).
@@ -68,7 +68,7 @@ pub struct Linger<I: AsyncRead + Unpin + Send + 'static> {
 impl<I: AsyncRead + Unpin + Send + 'static> Linger<I> {
     /// `unread`: the connection's flag for request bytes left unread (see
     /// the module); set, the close lingers whether or not bytes are waiting.
-    pub fn new(inner: I, unread: Arc<AtomicBool>) -> Linger<I> {
+    pub(crate) fn new(inner: I, unread: Arc<AtomicBool>) -> Linger<I> {
         Linger {
             inner: Some(inner),
             shut: false,
@@ -101,7 +101,7 @@ impl<I: AsyncRead + Unpin + Send + 'static> Drop for Linger<I> {
 
 /// Read and drop what comes on `io` until its end, an error, `idle` without
 /// anything, or `total`; then drop `io` (which closes it).
-pub async fn discard_until_closed<I: AsyncRead + Unpin>(
+pub(crate) async fn discard_until_closed<I: AsyncRead + Unpin>(
     mut io: I,
     idle: Duration,
     total: Duration,
