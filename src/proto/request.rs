@@ -229,7 +229,7 @@ pub fn check_target(method: &http::Method, uri: &http::Uri) -> Result<(), Reques
 }
 
 /// `--max-header-size` for an HTTP/1.x request head, which hyper parsed in a
-/// read buffer larger than the limit (see `runtime::server::READ_AHEAD`).
+/// read buffer larger than the limit (see `runtime::conn::task::READ_AHEAD`).
 /// The size counted is the head as its shortest wire form: the request line
 /// ("METHOD target HTTP/1.1" and CRLF), each field line as "name: value" and
 /// CRLF, and the final CRLF.

@@ -85,7 +85,7 @@ impl Server {
         // connection task: that ran at once, and wrote one response per
         // writev. In the queue's order, every stream task that is ready runs
         // first and the connection task writes all their responses at once
-        // (h2load 16x16: 0.87 writev per request before, 0.07 after).
+        // (h2load 16x16: about one writev per 14 requests instead of one each).
         #[cfg(tokio_unstable)]
         builder.disable_lifo_slot();
         let rt = builder

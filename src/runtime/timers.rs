@@ -1,3 +1,6 @@
+//! A connection's timers, and what they watch (`Activity`: requests in
+//! flight, response progress, bytes received).
+//!
 //! What a connection is doing, for its three timers: keep-alive (no request
 //! in flight for too long), request head (an HTTP/1.1 head that started to
 //! arrive and is not complete in time: slowloris) and send stall (a response
@@ -14,8 +17,8 @@
 //! connection went idle (`received`, called by the transport wrapper on every
 //! read) to the start of the request (`begin`). It is the server's, not
 //! hyper's: hyper's `header_read_timeout` starts when hyper begins waiting for
-//! the next head, so on a keep-alive connection it counted idle time too and
-//! closed connections the keep-alive timeout should have kept, and it cost a
+//! the next head, so on a keep-alive connection it counts idle time too and
+//! closes connections the keep-alive timeout should keep, and it costs a
 //! boxed timer armed and dropped per request.
 //!
 //! All timers are one `watch_timers` future that sleeps to its next deadline
@@ -27,7 +30,7 @@
 //! have been due for longer when it ends.
 //!
 //! What it does not do: close anything (the connection task does, through
-//! `h2guard::GuardHandle`).
+//! `transport::guard::GuardHandle`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -2,13 +2,13 @@
 //!
 //! What it does: reads request heads into one buffer per connection, and
 //! serves each plain request (`proto::h1::parse_request`) through the same
-//! `service::handle` as hyper's requests: the same checks, environ, pool,
+//! `request::service::begin` as hyper's requests: the same checks, environ, pool,
 //! access log and timers. It writes the response head as hyper would
 //! (`proto::h1::encode_response_head`), in one write with a small body,
 //! else followed by the body's own buffers (file bodies are placeholders the
 //! transport sends with `sendfile`), and goes on to the next request in the
 //! buffer. A request body is read by the application's thread from the
-//! socket (`socket_body`): what came with the head is handed over from the
+//! socket (`request::body::SocketBody`): what came with the head is handed over from the
 //! buffer, the rest goes from the kernel straight into the memory of the
 //! read. At the first request that is not plain, the connection is handed
 //! to hyper with what is buffered (`Outcome::Hyper`), and hyper serves it to

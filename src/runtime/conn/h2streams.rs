@@ -13,11 +13,11 @@
 //! with its own waker (`FuturesUnordered`): a stream woken by its response is
 //! polled, and the connection's `poll` right after it writes that response,
 //! in one wake of one task. Streams started outside a `Multiplexed` poll
-//! (none today) get a task of their own, as before. When the connection's
+//! (none are) get a task of their own. When the connection's
 //! future ends, streams still running move to a task of their own, so they
 //! end as they would have. A stream that panics ends alone, as a task would.
 //!
-//! Measured: see docs/usage.md, "Threads and the request queue".
+//! What it does not do: decide anything HTTP/2 (hyper and h2 do).
 
 use std::cell::RefCell;
 use std::future::Future;

@@ -68,7 +68,7 @@ macro_rules! drive {
         let mut shutdown = $shutdown;
         let ctx: &ConnContext = $ctx;
         tokio::pin!(conn);
-        // The watchers, polled only when one of them woke (`first`): not
+        // The watchers, polled only when one of them woke (`WithWatchers`): not
         // each time the connection is woken by its socket or its responses.
         let watchers = async {
             tokio::select! {
@@ -198,10 +198,10 @@ fn http1_builder(config: &ServerConfig) -> http1::Builder {
     // timeout, which is off (below).
     builder
         // hyper's own floor for its read buffer is 8 KiB. hyper also takes
-        // this size for its limit on the head (431), so `service::start`
+        // this size for its limit on the head (431), so `request::service`
         // applies --max-header-size itself.
         .max_buf_size((config.max_header_size + READ_AHEAD).max(8192))
-        // The header timeout is the server's (`activity`): hyper's starts when
+        // The header timeout is the server's (`timers`): hyper's starts when
         // it waits for the next head, so on a keep-alive connection it closed
         // idle connections at the header timeout instead of the keep-alive
         // timeout, and it armed and dropped a boxed timer per request.
@@ -398,7 +398,7 @@ type BoxedHandle =
 /// HTTP/1.1 starts on the server's own path (`h1`) on every kind of
 /// connection, until a request is not plain; on TLS a request with a body is
 /// not plain (its records are not read from the socket as they are:
-/// `h1::RawSocket`).
+/// `RawSocket`).
 async fn serve<I>(io: I, serving: &Serving, ctx: Arc<ConnContext>)
 where
     I: AsyncRead + AsyncWrite + RawSocket + Unpin + Send + 'static,

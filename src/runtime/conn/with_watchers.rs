@@ -1,17 +1,16 @@
-//! `WithWatchers`: the first of two futures to finish, where the second is polled
-//! only when it has been woken.
+//! `WithWatchers`: a connection future (`main`) run beside its watchers
+//! (`side`: the timers, the shutdown signal) until the first of them
+//! finishes, where the watchers are polled only when they have been woken.
 //!
-//! A connection task runs its connection (`main`) next to its watchers
-//! (`side`: the timers, the shutdown signal). `tokio::select!` polls every
-//! branch each time the task is woken; a connection is woken twice per
-//! request (the socket, then the application's response), and re-polling
-//! its watchers each time measured about 2% of a hello-world request's CPU
-//! time. Their own wakers only fire when a timer is due or shutdown begins,
-//! so `WithWatchers` gives `side` a waker of its own, and polls it on the first poll
-//! and after that waker fired, never otherwise.
+//! `tokio::select!` polls every branch each time the task is woken; a
+//! connection is woken twice per request (the socket, then the application's
+//! response), and re-polling its watchers each time costs about 2% of a
+//! hello-world request's CPU time. Their own wakers only fire when a timer is
+//! due or shutdown begins, so `WithWatchers` gives `side` a waker of its own,
+//! and polls it on the first poll and after that waker fired, never otherwise.
 //!
 //! What it does not do: cancel or drop either future (both are borrowed), or
-//! decide anything about connections (`server::drive!` does).
+//! decide anything about connections (`task::drive!` does).
 
 use std::future::Future;
 use std::pin::Pin;

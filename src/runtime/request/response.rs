@@ -372,7 +372,7 @@ impl FileBody {
     /// `on_done` runs once the body is finished with, sent or not (the bridge
     /// closes the application's file wrapper then, PEP 3333 `close()`).
     /// With `zero_copy` (HTTP/1.x on plain TCP) the bytes go out with
-    /// `sendfile` (see `runtime::sendfile`); otherwise they are read with `pread`.
+    /// `sendfile` (see `transport::sendfile`); otherwise they are read with `pread`.
     pub(crate) fn new(
         file: File,
         offset: u64,

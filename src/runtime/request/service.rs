@@ -7,7 +7,7 @@
 //! application's pool (503 when full), and turns the reply into a response.
 //!
 //! What it does not do: parse HTTP (hyper does), run Python (the bridge does),
-//! or decide on connection lifetimes (the connection task in `server` does).
+//! or decide on connection lifetimes (the connection task, `conn::task`, does).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -53,15 +53,14 @@ pub(crate) enum PlainBody {
     /// Read from the socket by the application's thread.
     Socket(SocketBody),
     /// All of it, read with the head (TLS, where the application's thread
-    /// cannot read the socket: `h1::TLS_BUFFERED_BODY`).
+    /// cannot read the socket: `conn::h1::TLS_BUFFERED_BODY`).
     Memory(Bytes),
 }
 
 /// Serve one request, lazily: its work (the checks, the environ, the
 /// dispatch to the pool) runs at the first poll. hyper's HTTP/1.1
 /// connections take this form: done eagerly, inside hyper's `service.call`,
-/// it measured 4 KiB more per idle HTTP/1.1 connection (10,000 connections:
-/// 152 MiB instead of 108); the cause was not found.
+/// it costs about 4 KiB more per idle HTTP/1.1 connection.
 pub(crate) async fn handle(
     req: Request<RequestBody>,
     ctx: Arc<ConnContext>,
@@ -320,11 +319,11 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
 }
 
 /// The watch of a hyper body: on HTTP/1.1 an unread rest is drained to keep
-/// the connection (`body::UnreadWatch`); on HTTP/2 a body dropped unread
+/// the connection (`UnreadWatch`); on HTTP/2 a body dropped unread
 /// resets its stream, which ends the upload. Not with `Expect`: the first
 /// read of such a body sends `100 Continue`, which must not come after the
 /// final response, nor ask for a body the application did not want (hyper
-/// then closes the connection, as before).
+/// then closes the connection).
 fn unread_watch(ctx: &ConnContext, version: HttpVersion, headers: &http::HeaderMap) -> UnreadWatch {
     let drain = (version == HttpVersion::Http11 && !headers.contains_key(http::header::EXPECT))
         .then(|| Drain {

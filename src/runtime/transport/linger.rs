@@ -15,20 +15,19 @@
 //! task ends: a task of its own reads and discards what still comes, until
 //! the client closes its side too (end of input), nothing has come for
 //! `IDLE`, or `TOTAL` has passed. "May still be sending" is the
-//! connection's `unread_input` flag (`service::ConnContext`), set when:
+//! connection's `unread_input` flag (`conn::context::ConnContext`), set when:
 //!
 //! - the own path's loop closes with the rest of a request body to come;
-//! - a hyper body's reader (`body::UnreadWatch`) is dropped before the
+//! - a hyper body's reader (`request::body::UnreadWatch`) is dropped before the
 //!   body's end (left unread, or refused while being read: `413`), and the
 //!   rest could not be drained to keep the connection;
 //! - a request is refused before its body is read (`413`, `400`), or the
 //!   own path hands a malformed or too large head to hyper, which refuses it.
 //!
-//! Any other close is at once, as before: a `Connection: close` answer to a
-//! `GET`, HTTP/1.0, errors, resets, idle keep-alive connections. (Lingering
-//! on every close the server starts cost about 15% of `Connection: close`
-//! connections per second: wrk, 64 connections, 46.5-48.1k before,
-//! 37.2-40.7k after; with the flag, no difference beyond the noise.)
+//! Any other close is at once: a `Connection: close` answer to a `GET`,
+//! HTTP/1.0, errors, resets, idle keep-alive connections. Lingering on every
+//! close the server starts would cost about 15% of `Connection: close`
+//! connections per second.
 
 use std::io;
 use std::os::fd::RawFd;

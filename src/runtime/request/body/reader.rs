@@ -5,7 +5,7 @@
 //! the GIL). Bytes come from hyper's `Incoming` (each read waits on the tokio
 //! runtime with a timeout; the first poll is what makes hyper send
 //! `100 Continue`), or on the server's own HTTP/1.1 path from the socket
-//! (`socket_body`, read straight into the caller's memory by `read_into`),
+//! (`socket`, read straight into the caller's memory by `read_into`),
 //! are decoded when the body has a `Content-Encoding` the server
 //! was asked to decode, and are counted against the maximum body size before and
 //! after decoding (a zip bomb ends with `TooLarge`). After the end every read
@@ -156,7 +156,7 @@ pub(crate) enum Source {
     Memory(Bytes),
     File(File),
     /// The server's own HTTP/1.1 path: the bytes that came with the head,
-    /// then the socket (`socket_body`).
+    /// then the socket (`socket`).
     Socket(SocketBody),
 }
 

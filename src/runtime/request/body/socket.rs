@@ -1,6 +1,6 @@
 //! A request body read straight from the socket, on the application's thread.
 //!
-//! What it does: on the server's own HTTP/1.1 path (`h1`), the connection
+//! What it does: on the server's own HTTP/1.1 path (`conn::h1`), the connection
 //! lends its socket to the body of the request in flight
 //! (`BodySocket::lend`). The body, a `SocketBody`, first gives out the bytes
 //! that came in with the head, then reads the rest of its declared length
