@@ -25,27 +25,7 @@ use http::uri::{Authority, PathAndQuery};
 use http::HeaderMap;
 use percent_encoding::percent_decode_str;
 
-use crate::proto::request::HTTP2_CONNECTION_SPECIFIC;
-
-/// The protocol version of a request, as far as the environ is concerned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HttpVersion {
-    Http10,
-    Http11,
-    Http2,
-}
-
-impl HttpVersion {
-    /// The `SERVER_PROTOCOL` string (PEP 3333 §"environ Variables"; "HTTP/2"
-    /// is the version name RFC 9113 §3 uses, without a minor version).
-    pub fn server_protocol(self) -> &'static str {
-        match self {
-            HttpVersion::Http10 => "HTTP/1.0",
-            HttpVersion::Http11 => "HTTP/1.1",
-            HttpVersion::Http2 => "HTTP/2",
-        }
-    }
-}
+use crate::proto::request::{HttpVersion, HTTP2_CONNECTION_SPECIFIC};
 
 /// What `build` needs to know about one request. Borrowed from the runtime's
 /// own request head; nothing is copied until `build`, and `build` copies

@@ -14,6 +14,7 @@
 //!   path (which requests it serves, and what hyper serves instead).
 //! - [`response`]: validating `start_response` arguments (status, headers).
 //! - [`length`]: response `Content-Length` enforcement while the body is sent.
+//! - [`route`]: the route table, which kind of endpoint serves a request.
 //!
 //! Callers name items by their module (`proto::environ::build`,
 //! `proto::length::ResponseLength`); there are deliberately no re-exports, so
@@ -25,4 +26,5 @@ pub mod h1;
 pub mod length;
 pub mod request;
 pub mod response;
+pub mod route;
 mod syntax;

@@ -19,8 +19,37 @@ use std::fmt;
 use http::header::{CONTENT_LENGTH, TE, TRANSFER_ENCODING};
 use http::HeaderMap;
 
-use crate::proto::environ::HttpVersion;
 use crate::proto::syntax::{parse_decimal, trim_ows};
+
+/// The protocol version of a request, as far as the rules are concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpVersion {
+    Http10,
+    Http11,
+    Http2,
+}
+
+impl HttpVersion {
+    /// The `SERVER_PROTOCOL` string (PEP 3333 §"environ Variables"; "HTTP/2"
+    /// is the version name RFC 9113 §3 uses, without a minor version).
+    pub fn server_protocol(self) -> &'static str {
+        match self {
+            HttpVersion::Http10 => "HTTP/1.0",
+            HttpVersion::Http11 => "HTTP/1.1",
+            HttpVersion::Http2 => "HTTP/2",
+        }
+    }
+
+    /// HTTP/0.9 is served as 1.0 and HTTP/3 as 2 (neither reaches the
+    /// server: hyper refuses 0.9, and there is no HTTP/3 listener).
+    pub fn of(version: http::Version) -> HttpVersion {
+        match version {
+            http::Version::HTTP_10 | http::Version::HTTP_09 => HttpVersion::Http10,
+            http::Version::HTTP_2 | http::Version::HTTP_3 => HttpVersion::Http2,
+            _ => HttpVersion::Http11,
+        }
+    }
+}
 
 /// A request the server refuses: the status to answer with and a short reason
 /// for the log. The reason is for people, not for matching on.

@@ -1,7 +1,8 @@
 //! Calling a WSGI application (PEP 3333, WSGI 1.1) and driving its response.
 //!
-//! Theory of operation. The runtime hands us a `Call`. On a pool thread we build
-//! the environ dict, call `app(environ, start_response)` and look at the result:
+//! Theory of operation. The runtime hands us a `Call` with a protocol-neutral
+//! request; we build its environ values (`proto::environ`) at once, then on a
+//! pool thread the environ dict, call `app(environ, start_response)` and look at the result:
 //!
 //! - a `propylon.FileWrapper` over a regular file: the head goes out with a
 //!   `FileBody` (Rust reads the file from `tell()`, at most Content-Length bytes)
@@ -29,7 +30,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH};
-use http::StatusCode;
+use http::{Method, StatusCode};
 use pyo3::exceptions::{PyAssertionError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -40,12 +41,13 @@ use pyo3::{intern, IntoPyObjectExt};
 
 use super::input::Input;
 use super::types;
-use crate::proto::environ::{self, Environ, HeaderKey, Text};
+use crate::proto::environ::{self, Environ, EnvironInput, HeaderKey, Text};
 use crate::proto::length::{Admit, ResponseLength};
+use crate::proto::request::HttpVersion;
 use crate::proto::response::{
     check_header_name, check_header_value, parse_content_length, parse_status,
 };
-use crate::runtime::endpoint::{Application, Busy, Call, Reply, ResponseHead};
+use crate::runtime::endpoint::{Busy, Call, Endpoint, Reply, Request, Response};
 use crate::runtime::pool::Pool;
 use crate::runtime::request::body::BodyReader;
 use crate::runtime::request::response::{channel, ChunkSink, FileBody, Push, ResponseBody};
@@ -55,24 +57,54 @@ use crate::runtime::transport::sendfile::SendQueue;
 pub struct WsgiApp {
     app: Arc<Py<PyAny>>,
     pool: Arc<Pool>,
+    /// `--root-path`: the SCRIPT_NAME every request's path starts with.
+    root_path: String,
 }
 
 impl WsgiApp {
-    pub fn new(app: Py<PyAny>, pool: Arc<Pool>) -> WsgiApp {
+    pub fn new(app: Py<PyAny>, pool: Arc<Pool>, root_path: String) -> WsgiApp {
         WsgiApp {
             app: Arc::new(app),
             pool,
+            root_path,
         }
     }
 }
 
-impl Application for WsgiApp {
+impl Endpoint for WsgiApp {
     fn dispatch(&self, call: Box<Call>) -> Result<(), Busy> {
+        // On the I/O thread, as the runtime calls it: the pool thread, which
+        // holds the GIL, only turns these values into the dict.
+        let environ = environ_values(&call.request, &self.root_path);
         let app = self.app.clone();
         let pool = self.pool.clone();
-        let job = Box::new(move || Python::attach(|py| run(py, &app, call, pool)));
+        let job = Box::new(move || Python::attach(|py| run(py, &app, environ, call, pool)));
         self.pool.try_submit(job).map_err(|_| Busy)
     }
+}
+
+/// A request's environ values (PEP 3333, WSGI 1.1) as plain Rust strings.
+fn environ_values(request: &Request, root_path: &str) -> Environ {
+    let head = &request.head;
+    let connection = &request.connection;
+    let mut environ = environ::build(&EnvironInput {
+        method: head.method.as_str(),
+        target: head.target.path_and_query(),
+        version: HttpVersion::of(head.version),
+        headers: &head.headers,
+        authority: head.target.authority(),
+        https: connection.tls.is_some(),
+        local_addr: connection.local,
+        peer_addr: connection.peer,
+        root_path,
+        content_length: request.content_length,
+        strip_content_encoding: request.body_decoded,
+    });
+    if let Some(tls) = &connection.tls {
+        environ.tls =
+            environ::tls_variables(&tls.protocol, &tls.cipher, tls.client_cert_pem.as_deref());
+    }
+    environ
 }
 
 // ---------------------------------------------------------------------------
@@ -129,18 +161,20 @@ impl Exchange {
             unreachable!()
         };
         if self.bodiless {
-            reply.send(ResponseHead {
+            reply.send(Response {
                 status: head.status,
                 headers: head.headers,
                 body: ResponseBody::Empty,
+                trailers: None,
             });
             return Ok(());
         }
         let (sink, body) = channel();
-        if reply.send(ResponseHead {
+        if reply.send(Response {
             status: head.status,
             headers: head.headers,
             body: ResponseBody::Stream(body),
+            trailers: None,
         }) {
             self.sending = Sending::Streaming(sink);
         }
@@ -162,10 +196,11 @@ impl Exchange {
         } else {
             ResponseBody::full(body)
         };
-        reply.send(ResponseHead {
+        reply.send(Response {
             status: head.status,
             headers: head.headers,
             body,
+            trailers: None,
         });
         Ok(())
     }
@@ -245,10 +280,11 @@ impl Exchange {
                     .and_then(|s| s.canonical_reason())
                     .unwrap_or("Error");
                 let (parts, body) = error_response(status, reason, status != 500).into_parts();
-                reply.send(ResponseHead {
+                reply.send(Response {
                     status: parts.status,
                     headers: parts.headers,
                     body,
+                    trailers: None,
                 });
             }
             Sending::Streaming(sink) => sink.abort("application error after the response started"),
@@ -593,15 +629,15 @@ fn header_text<'a>(o: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
 // ---------------------------------------------------------------------------
 // Running a call.
 
-fn run(py: Python<'_>, app: &Py<PyAny>, call: Box<Call>, pool: Arc<Pool>) {
+fn run(py: Python<'_>, app: &Py<PyAny>, environ: Environ, call: Box<Call>, pool: Arc<Pool>) {
     let Call {
-        environ,
-        body,
-        is_head,
+        request,
         zero_copy,
         connection,
         reply,
     } = *call;
+    let Request { head, body, .. } = request;
+    let is_head = head.method == Method::HEAD;
     let exchange: Shared = Arc::new(Mutex::new(Exchange {
         head: None,
         sending: Sending::NotYet(reply),
@@ -850,10 +886,11 @@ fn send_file(
     };
     let wrapper = wrapper.clone().unbind();
     if ex.bodiless {
-        reply.send(ResponseHead {
+        reply.send(Response {
             status: head.status,
             headers: head.headers,
             body: ResponseBody::Empty,
+            trailers: None,
         });
         close(py, wrapper.bind(py));
         return Ok(true);
@@ -873,10 +910,11 @@ fn send_file(
         ex.zero_copy.clone(),
         on_done,
     )));
-    reply.send(ResponseHead {
+    reply.send(Response {
         status: head.status,
         headers: head.headers,
         body,
+        trailers: None,
     });
     Ok(true)
 }

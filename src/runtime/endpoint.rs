@@ -1,29 +1,33 @@
-//! The hand-off between the HTTP runtime and an application bridge.
+//! The hand-off between the runtime and the endpoints that serve requests.
 //!
-//! What it does: a `Call` is one request, ready for the application: its WSGI
-//! environ values (plain Rust strings), its body reader, and a `Reply` through
-//! which the bridge sends the response head exactly once. `Application` is what
-//! a bridge implements: start a call on the pool, or give it back when full.
+//! What it does: a `Call` is one request, ready for an endpoint: the
+//! protocol-neutral `Request` (head, body reader, connection facts), the
+//! bridge's per-connection slot, and a `Reply` through which the endpoint
+//! sends its `Response` exactly once. `Endpoint` is what an endpoint
+//! implements: start a call (on the pool), or give it back when full.
+//! `Endpoints` holds one endpoint per kind the route table
+//! (`proto::route`) names.
 //!
-//! What it does not do: any Python. The WSGI bridge in `crate::py` implements
-//! `Application`; tests in this crate can implement it in plain Rust.
+//! What it does not do: any Python, or any application protocol: how a
+//! request becomes a call of a Python application (WSGI's environ, say) is
+//! the endpoint's own business (`crate::py`). Tests in this crate can
+//! implement `Endpoint` in plain Rust.
 
 use std::any::Any;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use tokio::sync::oneshot;
 
 use super::request::body::BodyReader;
 use super::request::response::ResponseBody;
 use super::transport::sendfile::SendQueue;
-use crate::proto::environ::Environ;
+use super::transport::tls::TlsInfo;
+use crate::proto::route::EndpointKind;
 
 pub(crate) struct Call {
-    pub(crate) environ: Environ,
-    pub(crate) body: BodyReader,
-    /// HEAD: the bridge sends the head and skips the body.
-    pub(crate) is_head: bool,
+    pub(crate) request: Request,
     /// Set on plain-TCP HTTP/1.x connections: file bodies may use sendfile.
     pub(crate) zero_copy: Option<Arc<SendQueue>>,
     /// Shared by the calls of one connection (see `ConnectionSlot`).
@@ -31,10 +35,48 @@ pub(crate) struct Call {
     pub(crate) reply: Reply,
 }
 
-/// Per-connection state that belongs to the application bridge, carried by
-/// the runtime without looking inside: the WSGI bridge keeps there the str
-/// objects of environ values that repeat on every request of a connection.
-/// Dropped with the connection.
+/// A request as every endpoint receives it, whichever protocol brought it.
+pub(crate) struct Request {
+    pub(crate) head: RequestHead,
+    pub(crate) body: BodyReader,
+    /// How many bytes `body` gives, when that is exactly the declared
+    /// `Content-Length` (not when the body is decoded or streamed:
+    /// `proto::body::plan`; after buffering, the buffered length).
+    pub(crate) content_length: Option<u64>,
+    /// The runtime removes the request's `Content-Encoding`: `body` gives the
+    /// decoded content, and the field no longer describes it.
+    pub(crate) body_decoded: bool,
+    pub(crate) connection: ConnectionInfo,
+}
+
+/// The head of a request, checked (`proto::request`, `proto::h1`).
+pub(crate) struct RequestHead {
+    pub(crate) method: Method,
+    /// The request target: origin form, absolute form (with its authority),
+    /// HTTP/2's `:path` and `:authority`.
+    pub(crate) target: Uri,
+    pub(crate) version: Version,
+    pub(crate) headers: HeaderMap,
+}
+
+/// What the runtime knows of the connection a request came on.
+pub(crate) struct ConnectionInfo {
+    /// `None` on unix sockets.
+    pub(crate) local: Option<SocketAddr>,
+    /// `None` on unix sockets.
+    pub(crate) peer: Option<SocketAddr>,
+    /// TLS connections: what the handshake established.
+    pub(crate) tls: Option<Arc<TlsInfo>>,
+    /// The HTTP/2 stream of the request, where the runtime knows it: 1 for
+    /// the request of an h2c upgrade (hyper does not report the others).
+    /// No endpoint reads it yet: WSGI's environ has no place for it.
+    #[allow(dead_code)]
+    pub(crate) stream_id: Option<u32>,
+}
+
+/// Per-connection state that belongs to the endpoint, carried by the runtime
+/// without looking inside: an endpoint keeps there what it reuses across the
+/// requests of a connection. Dropped with the connection.
 #[derive(Default)]
 pub(crate) struct ConnectionSlot(Mutex<Option<Box<dyn Any + Send>>>);
 
@@ -45,27 +87,31 @@ impl ConnectionSlot {
     }
 }
 
-pub(crate) struct ResponseHead {
+/// An endpoint's response.
+pub(crate) struct Response {
     pub(crate) status: StatusCode,
     pub(crate) headers: HeaderMap,
     pub(crate) body: ResponseBody,
+    /// Trailer fields to send after the body. Not sent yet: the runtime
+    /// drops them (and says so in the debug log).
+    pub(crate) trailers: Option<HeaderMap>,
 }
 
-/// Sends the response head to the connection task. Dropping it unsent answers
-/// 500 (the bridge failed before it could say anything).
+/// Sends the response to the connection task. Dropping it unsent answers
+/// 500 (the endpoint failed before it could say anything).
 pub(crate) struct Reply {
-    tx: oneshot::Sender<ResponseHead>,
+    tx: oneshot::Sender<Response>,
 }
 
 impl Reply {
-    pub(crate) fn new() -> (Reply, oneshot::Receiver<ResponseHead>) {
+    pub(crate) fn new() -> (Reply, oneshot::Receiver<Response>) {
         let (tx, rx) = oneshot::channel();
         (Reply { tx }, rx)
     }
 
     /// False when the connection is already gone.
-    pub(crate) fn send(self, head: ResponseHead) -> bool {
-        self.tx.send(head).is_ok()
+    pub(crate) fn send(self, response: Response) -> bool {
+        self.tx.send(response).is_ok()
     }
 }
 
@@ -73,9 +119,27 @@ impl Reply {
 #[derive(Debug)]
 pub(crate) struct Busy;
 
-pub(crate) trait Application: Send + Sync + 'static {
+pub(crate) trait Endpoint: Send + Sync + 'static {
     /// Start `call` on the worker pool, or refuse it when the pool's queue is
     /// full (the runtime answers 503). Boxed once where it is made: a call is
     /// several hundred bytes, and it is handed on twice more.
     fn dispatch(&self, call: Box<Call>) -> Result<(), Busy>;
+}
+
+/// The endpoints of a running server: one for each kind the route table
+/// (`proto::route`) can name.
+pub(crate) struct Endpoints {
+    wsgi: Arc<dyn Endpoint>,
+}
+
+impl Endpoints {
+    pub(crate) fn new(wsgi: Arc<dyn Endpoint>) -> Endpoints {
+        Endpoints { wsgi }
+    }
+
+    pub(crate) fn get(&self, kind: EndpointKind) -> &Arc<dyn Endpoint> {
+        match kind {
+            EndpointKind::Wsgi => &self.wsgi,
+        }
+    }
 }

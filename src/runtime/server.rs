@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::config::{BindAddr, ServerConfig};
 use super::conn::task::{connection, Raw, Serving};
-use super::endpoint::Application;
+use super::endpoint::Endpoints;
 use super::scheduling::batch_scheduling;
 use super::transport::tls::TlsState;
 
@@ -121,7 +121,7 @@ impl Server {
 
     /// Serve until SIGINT or SIGTERM, then drain. SIGHUP reloads the TLS
     /// certificate and key. Blocks the calling thread.
-    pub(crate) fn run(self, app: Arc<dyn Application>) -> io::Result<Stopped> {
+    pub(crate) fn run(self, endpoints: Endpoints) -> io::Result<Stopped> {
         let Server {
             rt,
             listeners,
@@ -139,7 +139,7 @@ impl Server {
             let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
             let serving = Arc::new(Serving::new(
                 config.clone(),
-                app,
+                Arc::new(endpoints),
                 handle,
                 tls.clone(),
                 shutdown_rx,

@@ -19,7 +19,7 @@ use hyper::upgrade::OnUpgrade;
 
 use super::h2c::{PendingUpgrade, UpgradeRequest};
 use crate::runtime::config::ServerConfig;
-use crate::runtime::endpoint::{Application, ConnectionSlot};
+use crate::runtime::endpoint::{ConnectionSlot, Endpoints};
 use crate::runtime::timers::Activity;
 use crate::runtime::transport::guard::GuardHandle;
 use crate::runtime::transport::sendfile::SendQueue;
@@ -28,7 +28,7 @@ use crate::runtime::transport::tls::TlsInfo;
 /// What every request on a connection shares.
 pub(crate) struct ConnContext {
     pub(crate) config: Arc<ServerConfig>,
-    pub(crate) app: Arc<dyn Application>,
+    pub(crate) endpoints: Arc<Endpoints>,
     pub(crate) rt: tokio::runtime::Handle,
     pub(crate) local: Option<SocketAddr>,
     pub(crate) peer: Option<SocketAddr>,
@@ -43,7 +43,7 @@ pub(crate) struct ConnContext {
     pub(crate) h2c: Arc<dyn SpawnH2c>,
     /// Closes the connection (GOAWAY on HTTP/2) when a response stalls.
     pub(crate) guard: GuardHandle,
-    /// The application bridge's per-connection state.
+    /// The endpoints' per-connection state.
     pub(crate) slot: Arc<ConnectionSlot>,
     /// Set when a request's body was left unread, or refused before it was
     /// read: if the connection closes, its close lingers (`linger`).

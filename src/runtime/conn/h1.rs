@@ -2,7 +2,7 @@
 //!
 //! What it does: reads request heads into one buffer per connection, and
 //! serves each plain request (`proto::h1::parse_request`) through the same
-//! `request::service::begin` as hyper's requests: the same checks, environ, pool,
+//! `request::service::begin` as hyper's requests: the same checks, routing, endpoint, pool,
 //! access log and timers. It writes the response head as hyper would
 //! (`proto::h1::encode_response_head`), in one write with a small body,
 //! else followed by the body's own buffers (file bodies are placeholders the
@@ -55,7 +55,7 @@ use crate::runtime::transport::RawSocket;
 /// Read size: room for a usual head (nginx reads heads into 1 KiB first,
 /// `client_header_buffer_size`; hyper into 8 KiB). What a read takes of a
 /// body beyond the head is copied once more, from this buffer into the
-/// `bytes` objects `wsgi.input` returns; the rest goes there straight from
+/// `bytes` objects the application's body reads return; the rest goes there straight from
 /// the socket. 4 KiB against 8 KiB: +2.8% requests/s for a 64 KiB POST
 /// echo, hello world the same (3 interleaved rounds). A longer head takes
 /// more reads.

@@ -36,7 +36,7 @@ use super::h2c::{PendingUpgrade, UpgradeRequest, UpgradeStream};
 use super::h2streams::{ConnectionExecutor, Multiplexed};
 use super::with_watchers::{Either, WithWatchers};
 use crate::runtime::config::ServerConfig;
-use crate::runtime::endpoint::Application;
+use crate::runtime::endpoint::Endpoints;
 use crate::runtime::request::service::{begin, handle, HttpResponse, RequestBody};
 use crate::runtime::timers::{Activity, Expired, Timeouts};
 use crate::runtime::transport::detect::{detect, Prefixed, Protocol};
@@ -156,7 +156,7 @@ pub(crate) struct Serving {
     /// HTTP/2 connections: prior knowledge, TLS with ALPN `h2`, and h2c upgrades.
     http2: http2::Builder<ConnectionExecutor>,
     config: Arc<ServerConfig>,
-    app: Arc<dyn Application>,
+    endpoints: Arc<Endpoints>,
     rt: tokio::runtime::Handle,
     tls: Option<Arc<TlsState>>,
     shutdown: watch::Receiver<bool>,
@@ -168,7 +168,7 @@ impl Serving {
     /// holds a clone of `alive` until it ends.
     pub(crate) fn new(
         config: Arc<ServerConfig>,
-        app: Arc<dyn Application>,
+        endpoints: Arc<Endpoints>,
         rt: tokio::runtime::Handle,
         tls: Option<Arc<TlsState>>,
         shutdown: watch::Receiver<bool>,
@@ -178,7 +178,7 @@ impl Serving {
             http1: http1_builder(&config),
             http2: http2_builder(&config),
             config,
-            app,
+            endpoints,
             rt,
             tls,
             shutdown,
@@ -228,7 +228,7 @@ fn http1_builder(config: &ServerConfig) -> http1::Builder {
 
 /// Room in hyper's read buffer past the largest head: a request whose head
 /// and body fit in it (a 64 KiB upload with its head) is read from the socket
-/// at once, and the application's `wsgi.input` read finds the whole body
+/// at once, and the application's body read finds the whole body
 /// there instead of waiting for the I/O thread to read the rest.
 const READ_AHEAD: usize = 64 * 1024;
 
@@ -278,7 +278,7 @@ impl Serving {
     ) -> Arc<ConnContext> {
         Arc::new(ConnContext {
             config: self.config.clone(),
-            app: self.app.clone(),
+            endpoints: self.endpoints.clone(),
             rt: self.rt.clone(),
             local,
             peer,

@@ -1,20 +1,23 @@
 //! One request, from hyper's `Request` to hyper's `Response`.
 //!
 //! What it does: applies the framing rules (`proto::request`), plans the body
-//! (`proto::body`: 413 before the application is called, decoding, what
-//! CONTENT_LENGTH says), optionally buffers the body (WSGI 1.0 compatibility),
-//! builds the environ values (`proto::environ`), dispatches the call to the
-//! application's pool (503 when full), and turns the reply into a response.
+//! (`proto::body`: 413 before the application is called, decoding, the
+//! length the endpoint is told), optionally reads the whole body first
+//! (`--buffer-body`), asks the route table (`proto::route`) which endpoint
+//! serves the request, hands it the protocol-neutral request
+//! (`endpoint::Request`; 503 when its pool is full), and turns its reply into
+//! a response.
 //!
-//! What it does not do: parse HTTP (hyper does), run Python (the bridge does),
-//! or decide on connection lifetimes (the connection task, `conn::task`, does).
+//! What it does not do: parse HTTP (hyper and `conn::h1` do), know what an
+//! endpoint does with a request (WSGI's environ is the WSGI endpoint's), or
+//! decide on connection lifetimes (the connection task, `conn::task`, does).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, UPGRADE};
+use http::{Request, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
@@ -25,12 +28,14 @@ use super::body::{
 };
 use super::response::ResponseBody;
 use crate::proto::body::{plan, Framing};
-use crate::proto::environ::{build, tls_variables, EnvironInput, HttpVersion};
-use crate::proto::request::{check_authority, check_framing, check_head_size, check_target};
+use crate::proto::request::{
+    check_authority, check_framing, check_head_size, check_target, HttpVersion,
+};
+use crate::proto::route::{route, RouteHead};
 use crate::runtime::access_log::{AccessRecord, OnEnd, Tracked};
 use crate::runtime::conn::context::ConnContext;
 use crate::runtime::conn::h2c::{self, UpgradeRequest};
-use crate::runtime::endpoint::{Call, Reply, ResponseHead};
+use crate::runtime::endpoint::{self, Call, ConnectionInfo, Reply, RequestHead};
 use crate::runtime::timers::InFlight;
 
 pub(crate) type HttpResponse = Response<Tracked<ResponseBody>>;
@@ -57,7 +62,7 @@ pub(crate) enum PlainBody {
     Memory(Bytes),
 }
 
-/// Serve one request, lazily: its work (the checks, the environ, the
+/// Serve one request, lazily: its work (the checks, the routing, the
 /// dispatch to the pool) runs at the first poll. hyper's HTTP/1.1
 /// connections take this form: done eagerly, inside hyper's `service.call`,
 /// it costs about 4 KiB more per idle HTTP/1.1 connection.
@@ -68,7 +73,7 @@ pub(crate) async fn handle(
     begin(req, ctx).await
 }
 
-/// Serve one request, eagerly: the checks, the environ and the dispatch to
+/// Serve one request, eagerly: the checks, the routing and the dispatch to
 /// the pool happen now, and the future only waits for the response. It is
 /// small (112 bytes against 704 for `handle`'s, which holds the
 /// request until its first poll): an HTTP/2 stream is a task of its own,
@@ -122,8 +127,8 @@ enum Next {
     /// Answer now (an error found in the head, or the pool is full).
     Respond(Box<Response<ResponseBody>>),
     /// The call is on the pool: wait for its response head.
-    Await(oneshot::Receiver<ResponseHead>),
-    /// WSGI 1.0 compatibility: read the whole body first.
+    Await(oneshot::Receiver<endpoint::Response>),
+    /// `--buffer-body`: read the whole body first.
     Buffer(Box<Pending>),
     /// `Upgrade: h2c`.
     Upgrade(Box<Request<RequestBody>>),
@@ -135,15 +140,18 @@ struct Pending {
     prepare: Box<dyn FnOnce(BodyReader, Option<u64>) -> Next + Send>,
 }
 
-async fn await_head(head: oneshot::Receiver<ResponseHead>) -> Response<ResponseBody> {
+async fn await_head(head: oneshot::Receiver<endpoint::Response>) -> Response<ResponseBody> {
     match head.await {
         Ok(head) => {
+            if head.trailers.is_some() {
+                log::debug!(target: "propylon.server", "response trailers are not sent: dropped");
+            }
             let mut response = Response::new(head.body);
             *response.status_mut() = head.status;
             *response.headers_mut() = head.headers;
             response
         }
-        // The bridge dropped the reply without answering: it has logged why.
+        // The endpoint dropped the reply without answering: it has logged why.
         Err(_) => error_response(500, "Internal Server Error", false),
     }
 }
@@ -164,13 +172,9 @@ async fn buffer_then_call(pending: Pending, limit: usize) -> Response<ResponseBo
 }
 
 /// Everything about a request that needs no waiting: framing rules, the body
-/// plan, the environ, and the dispatch to the pool.
+/// plan, the route, and the dispatch to the endpoint.
 fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
-    let version = match req.version() {
-        Version::HTTP_10 | Version::HTTP_09 => HttpVersion::Http10,
-        Version::HTTP_2 | Version::HTTP_3 => HttpVersion::Http2,
-        _ => HttpVersion::Http11,
-    };
+    let version = HttpVersion::of(req.version());
     let uri = req.uri();
     // A plain request's head was checked as it was parsed: the size, and
     // framing that leaves nothing to refuse (`proto::h1`).
@@ -211,10 +215,11 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
     let (parts, incoming) = req.into_parts();
     // The request an h2c upgrade carried arrives as stream 1, its body read.
     let upgraded = ctx.upgrade.as_ref().and_then(|u| u.take());
+    let stream_id = upgraded.is_some().then_some(1);
     let framing = match (&upgraded, &incoming) {
         (Some(u), _) => u.framing,
         (None, RequestBody::Hyper(incoming)) => framing_of(&parts.headers, incoming),
-        // "Content-Length: 0" stays Length(0), so CONTENT_LENGTH shows "0".
+        // "Content-Length: 0" stays Length(0): the endpoint is told "0".
         (None, RequestBody::Plain { declared, .. }) => {
             declared.map_or(Framing::Empty, Framing::Length)
         }
@@ -263,43 +268,44 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
         },
     };
     let body = BodyReader::new(source, body_plan.decode, config.body.max_body_size);
-    let tls = ctx.tls.clone();
-    let local = ctx.local;
-    let peer = ctx.peer;
-    let app = ctx.app.clone();
+    let kind = route(&RouteHead {
+        method: &parts.method,
+        path: parts.uri.path(),
+        upgrade: parts.headers.get(UPGRADE).map(|v| v.as_bytes()),
+    });
+    let endpoint = ctx.endpoints.get(kind).clone();
+    let connection = ConnectionInfo {
+        local: ctx.local,
+        peer: ctx.peer,
+        tls: ctx.tls.clone(),
+        stream_id,
+    };
     let slot = ctx.slot.clone();
-    let root_path = config.root_path.clone();
     let zero_copy = match version {
         HttpVersion::Http2 => None,
         HttpVersion::Http10 | HttpVersion::Http11 => ctx.zero_copy.clone(),
     };
+    let body_decoded = body_plan.decode.is_some();
     let call = move |body: BodyReader, content_length: Option<u64>| -> Next {
-        let mut environ = build(&EnvironInput {
-            method: parts.method.as_str(),
-            target: parts.uri.path_and_query(),
-            version,
-            headers: &parts.headers,
-            authority: parts.uri.authority(),
-            https: tls.is_some(),
-            local_addr: local,
-            peer_addr: peer,
-            root_path: &root_path,
-            content_length,
-            strip_content_encoding: body_plan.strip_content_encoding,
-        });
-        if let Some(tls) = &tls {
-            environ.tls = tls_variables(&tls.protocol, &tls.cipher, tls.client_cert_pem.as_deref());
-        }
         let (reply, head) = Reply::new();
         let call = Box::new(Call {
-            environ,
-            body,
-            is_head: parts.method == Method::HEAD,
+            request: endpoint::Request {
+                head: RequestHead {
+                    method: parts.method,
+                    target: parts.uri,
+                    version: parts.version,
+                    headers: parts.headers,
+                },
+                body,
+                content_length,
+                body_decoded,
+                connection,
+            },
             zero_copy,
             connection: slot,
             reply,
         });
-        if app.dispatch(call).is_err() {
+        if endpoint.dispatch(call).is_err() {
             log::warn!(target: "propylon.server", "worker pool and queue are full; answering 503");
             return Next::Respond(Box::new(error_response(503, "Service Unavailable", false)));
         }
@@ -314,7 +320,7 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             body,
             prepare: Box::new(call),
         })),
-        _ => call(body, body_plan.environ_content_length),
+        _ => call(body, body_plan.content_length),
     }
 }
 
@@ -365,7 +371,7 @@ pub(crate) fn error_response(status: u16, reason: &str, close: bool) -> Response
 }
 
 /// hyper knows the framing (Content-Length, chunked, HTTP/2 END_STREAM); a
-/// declared "Content-Length: 0" stays Length(0) so CONTENT_LENGTH shows "0".
+/// declared "Content-Length: 0" stays Length(0), so the endpoint is told 0.
 fn framing_of(headers: &http::HeaderMap, incoming: &Incoming) -> Framing {
     match incoming.size_hint().exact() {
         Some(0) if !headers.contains_key(CONTENT_LENGTH) => Framing::Empty,

@@ -1,4 +1,5 @@
-//! Request bodies as a blocking, terminated byte stream (WSGI 1.1 `wsgi.input`).
+//! Request bodies as a blocking, terminated byte stream: what an endpoint's
+//! application reads.
 //!
 //! What it does: `BodyReader` gives `read(n)`, `read_to_end()` and
 //! `read_line(limit)` over a request body, on a pool thread (the caller releases
@@ -12,9 +13,9 @@
 //! returns empty at once; after an error every read repeats the error.
 //!
 //! `buffer()` reads a whole body into memory, spilling to an unlinked temporary
-//! file past a threshold, for the WSGI 1.0 compatibility mode.
+//! file past a threshold, for `--buffer-body`.
 //!
-//! What it does not do: decide *whether* to decode or what CONTENT_LENGTH says
+//! What it does not do: decide *whether* to decode or what length the endpoint is told
 //! (that is `proto::body::plan`), or raise Python exceptions (the bridge maps
 //! `BodyError` to `propylon.errors`).
 
@@ -225,7 +226,7 @@ impl Source {
                                 *received += data.len() as u64;
                                 return Ok(Some(data));
                             }
-                        } // trailers: not exposed through WSGI; keep reading
+                        } // trailers: not passed on to endpoints; keep reading
                     }
                 }
             },

@@ -5,7 +5,7 @@
 //! (`BodySocket::lend`). The body, a `SocketBody`, first gives out the bytes
 //! that came in with the head, then reads the rest of its declared length
 //! from the socket with `recv(2)` into whatever memory its reader passes. For
-//! `wsgi.input.read(n)` that is the `bytes` object the read returns, so the
+//! the application's `read(n)` that is the `bytes` object the read returns, so the
 //! kernel copies the body once, to where the application gets it (hyper reads
 //! a body into its own buffer, from which it is copied again). When the
 //! response is over the connection takes the socket back (`Lease::end`): a
