@@ -47,7 +47,7 @@ use crate::proto::request::HttpVersion;
 use crate::proto::response::{
     check_header_name, check_header_value, parse_content_length, parse_status,
 };
-use crate::runtime::endpoint::{Busy, Call, Endpoint, Reply, Request, Response};
+use crate::runtime::endpoint::{Busy, Call, ConnectionSlot, Endpoint, Reply, Request, Response};
 use crate::runtime::pool::Pool;
 use crate::runtime::request::body::BodyReader;
 use crate::runtime::request::response::{channel, ChunkSink, FileBody, Push, ResponseBody};
@@ -73,14 +73,38 @@ impl WsgiApp {
 
 impl Endpoint for WsgiApp {
     fn dispatch(&self, call: Box<Call>) -> Result<(), Busy> {
-        // On the I/O thread, as the runtime calls it: the pool thread, which
-        // holds the GIL, only turns these values into the dict.
-        let environ = environ_values(&call.request, &self.root_path);
+        // The environ values are made here, on the I/O thread, and the
+        // request's head is dropped here: the pool thread, which holds the
+        // GIL, only turns the values into the dict.
+        let Call {
+            request,
+            zero_copy,
+            connection,
+            reply,
+        } = *call;
+        let call = WsgiCall {
+            environ: environ_values(&request, &self.root_path),
+            body: request.body,
+            is_head: request.head.method == Method::HEAD,
+            zero_copy,
+            connection,
+            reply,
+        };
         let app = self.app.clone();
         let pool = self.pool.clone();
-        let job = Box::new(move || Python::attach(|py| run(py, &app, environ, call, pool)));
+        let job = Box::new(move || Python::attach(|py| run(py, &app, call, pool)));
         self.pool.try_submit(job).map_err(|_| Busy)
     }
+}
+
+/// A call as the WSGI application gets it.
+struct WsgiCall {
+    environ: Environ,
+    body: BodyReader,
+    is_head: bool,
+    zero_copy: Option<Arc<SendQueue>>,
+    connection: Arc<ConnectionSlot>,
+    reply: Reply,
 }
 
 /// A request's environ values (PEP 3333, WSGI 1.1) as plain Rust strings.
@@ -629,15 +653,15 @@ fn header_text<'a>(o: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
 // ---------------------------------------------------------------------------
 // Running a call.
 
-fn run(py: Python<'_>, app: &Py<PyAny>, environ: Environ, call: Box<Call>, pool: Arc<Pool>) {
-    let Call {
-        request,
+fn run(py: Python<'_>, app: &Py<PyAny>, call: WsgiCall, pool: Arc<Pool>) {
+    let WsgiCall {
+        environ,
+        body,
+        is_head,
         zero_copy,
         connection,
         reply,
-    } = *call;
-    let Request { head, body, .. } = request;
-    let is_head = head.method == Method::HEAD;
+    } = call;
     let exchange: Shared = Arc::new(Mutex::new(Exchange {
         head: None,
         sending: Sending::NotYet(reply),
