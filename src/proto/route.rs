@@ -15,7 +15,8 @@
 //! `proto::request` and `proto::h1`, before routing); `Upgrade: h2c` is the
 //! connection's, decided before a request is routed (RFC 7540 §3.2).
 
-use http::Method;
+use http::header::UPGRADE;
+use http::{HeaderMap, Method};
 
 use crate::proto::syntax::trim_ows;
 
@@ -33,8 +34,8 @@ pub struct RouteHead<'a> {
     /// The target's path, still percent-encoded ("*" for `OPTIONS *`, "" for
     /// CONNECT's authority form).
     pub path: &'a str,
-    /// The protocol an `Upgrade` header field asks for, if any.
-    pub upgrade: Option<&'a [u8]>,
+    /// The header fields: an `Upgrade` is looked up only by a row that asks.
+    pub headers: &'a HeaderMap,
 }
 
 /// One row of the table: a request matches when each condition set matches.
@@ -89,8 +90,9 @@ impl Route {
         let upgrade = match self.upgrade {
             None => true,
             // A list of protocols, RFC 9110 §7.8: any of them.
-            Some(want) => head.upgrade.is_some_and(|got| {
-                got.split(|&b| b == b',')
+            Some(want) => head.headers.get(UPGRADE).is_some_and(|got| {
+                got.as_bytes()
+                    .split(|&b| b == b',')
                     .any(|token| trim_ows(token).eq_ignore_ascii_case(want.as_bytes()))
             }),
         };
@@ -101,6 +103,14 @@ impl Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fields(upgrade: Option<&[u8]>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = upgrade {
+            headers.insert(UPGRADE, http::HeaderValue::from_bytes(value).unwrap());
+        }
+        headers
+    }
 
     #[test]
     fn every_request_goes_to_wsgi() {
@@ -126,7 +136,7 @@ mod tests {
             let head = RouteHead {
                 method,
                 path,
-                upgrade: *upgrade,
+                headers: &fields(*upgrade),
             };
             assert_eq!(route(&head), *expected, "case {i}: {method} {path}");
         }
@@ -219,7 +229,7 @@ mod tests {
             let head = RouteHead {
                 method,
                 path,
-                upgrade: *upgrade,
+                headers: &fields(*upgrade),
             };
             assert_eq!(
                 route.matches(&head),

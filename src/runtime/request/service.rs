@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, UPGRADE};
+use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
@@ -271,7 +271,7 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
     let kind = route(&RouteHead {
         method: &parts.method,
         path: parts.uri.path(),
-        upgrade: parts.headers.get(UPGRADE).map(|v| v.as_bytes()),
+        headers: &parts.headers,
     });
     let endpoint = ctx.endpoints.get(kind).clone();
     let connection = ConnectionInfo {
