@@ -79,7 +79,7 @@ impl Endpoint for WsgiApp {
         let Call {
             request,
             zero_copy,
-            connection,
+            slot,
             reply,
         } = *call;
         let call = WsgiCall {
@@ -87,7 +87,7 @@ impl Endpoint for WsgiApp {
             body: request.body,
             is_head: request.head.method == Method::HEAD,
             zero_copy,
-            connection,
+            connection: slot,
             reply,
         };
         let app = self.app.clone();

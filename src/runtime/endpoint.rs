@@ -26,12 +26,13 @@ use super::transport::sendfile::SendQueue;
 use super::transport::tls::TlsInfo;
 use crate::proto::route::EndpointKind;
 
+/// One request handed to an endpoint, with what it needs to answer.
 pub(crate) struct Call {
     pub(crate) request: Request,
     /// Set on plain-TCP HTTP/1.x connections: file bodies may use sendfile.
     pub(crate) zero_copy: Option<Arc<SendQueue>>,
     /// Shared by the calls of one connection (see `ConnectionSlot`).
-    pub(crate) connection: Arc<ConnectionSlot>,
+    pub(crate) slot: Arc<ConnectionSlot>,
     pub(crate) reply: Reply,
 }
 

@@ -302,7 +302,7 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
                 connection,
             },
             zero_copy,
-            connection: slot,
+            slot,
             reply,
         });
         if endpoint.dispatch(call).is_err() {

@@ -3,6 +3,9 @@
 //!
 //! What it owns, shared by both: `BodyError`, and how much of a body left
 //! unread is drained to keep a connection open.
+//!
+//! What it does not do: decide how a body is framed or decoded
+//! (`proto::body::plan`), or read heads (`conn`).
 
 use std::time::Duration;
 
