@@ -47,7 +47,7 @@ use crate::proto::request::HttpVersion;
 use crate::proto::response::{
     check_header_name, check_header_value, parse_content_length, parse_status,
 };
-use crate::runtime::endpoint::{Busy, Call, ConnectionSlot, Endpoint, Reply, Request, Response};
+use crate::runtime::endpoint::{Busy, Call, Endpoint, Reply, Request, Response};
 use crate::runtime::pool::Pool;
 use crate::runtime::request::body::BodyReader;
 use crate::runtime::request::response::{channel, ChunkSink, FileBody, Push, ResponseBody};
@@ -73,38 +73,15 @@ impl WsgiApp {
 
 impl Endpoint for WsgiApp {
     fn dispatch(&self, call: Box<Call>) -> Result<(), Busy> {
-        // The environ values are made here, on the I/O thread, and the
-        // request's head is dropped here: the pool thread, which holds the
-        // GIL, only turns the values into the dict.
-        let Call {
-            request,
-            zero_copy,
-            slot,
-            reply,
-        } = *call;
-        let call = WsgiCall {
-            environ: environ_values(&request, &self.root_path),
-            body: request.body,
-            is_head: request.head.method == Method::HEAD,
-            zero_copy,
-            connection: slot,
-            reply,
-        };
+        // The environ values are made here, on the I/O thread: the pool
+        // thread, which holds the GIL, only turns them into the dict. The
+        // call stays in its box (moving it out costs more than it saves).
+        let environ = environ_values(&call.request, &self.root_path);
         let app = self.app.clone();
         let pool = self.pool.clone();
-        let job = Box::new(move || Python::attach(|py| run(py, &app, call, pool)));
+        let job = Box::new(move || Python::attach(|py| run(py, &app, environ, call, pool)));
         self.pool.try_submit(job).map_err(|_| Busy)
     }
-}
-
-/// A call as the WSGI application gets it.
-struct WsgiCall {
-    environ: Environ,
-    body: BodyReader,
-    is_head: bool,
-    zero_copy: Option<Arc<SendQueue>>,
-    connection: Arc<ConnectionSlot>,
-    reply: Reply,
 }
 
 /// A request's environ values (PEP 3333, WSGI 1.1) as plain Rust strings.
@@ -653,15 +630,15 @@ fn header_text<'a>(o: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
 // ---------------------------------------------------------------------------
 // Running a call.
 
-fn run(py: Python<'_>, app: &Py<PyAny>, call: WsgiCall, pool: Arc<Pool>) {
-    let WsgiCall {
-        environ,
-        body,
-        is_head,
+fn run(py: Python<'_>, app: &Py<PyAny>, environ: Environ, call: Box<Call>, pool: Arc<Pool>) {
+    let Call {
+        request,
         zero_copy,
-        connection,
+        slot: connection,
         reply,
-    } = call;
+    } = *call;
+    let Request { head, body, .. } = request;
+    let is_head = head.method == Method::HEAD;
     let exchange: Shared = Arc::new(Mutex::new(Exchange {
         head: None,
         sending: Sending::NotYet(reply),
