@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "python"))
 
-from propylon.config import OPTIONS, Option, Switch
+from propylon.config import OPTIONS, Option, Switch  # noqa: E402 (after the path insert: runs from a checkout)
 
 PAGE = REPO / "docs" / "guide" / "options.md"
 BEGIN = "<!-- options table: written by scripts/options_table.py from propylon/config.py -->"

@@ -1,9 +1,15 @@
 //! Propylon: a Python application server. Dependencies point one way:
 //! `proto` (protocol rules, no I/O) <- `runtime` (tokio + hyper, no Python) <-
 //! `py` (the PyO3 bridge, the only code that touches the interpreter).
+//!
+//! Nothing is public but the `_core` Python module: `proto` and `runtime` are
+//! the crate's own, and their items are `pub(crate)` where another module
+//! uses them. Built without the bridge (`--no-default-features`, the Rust
+//! tests), what only the bridge calls has no caller: not dead code.
+#![cfg_attr(not(feature = "python"), allow(dead_code))]
 
-pub mod proto;
-pub mod runtime;
+pub(crate) mod proto;
+pub(crate) mod runtime;
 
 #[cfg(feature = "python")]
 mod py;

@@ -22,12 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import propylon
 import pytest
+
+import propylon
 from propylon import cli
 from propylon.config import MIB, OPTIONS, Bind, Config, ConfigError, Seconds, Switch
 from propylon.sources import merge, read_environ, read_file, unknown_variables
-
 from tests.support import REPO, assert_one_error_line, http_request, run_cli
 
 APP = "tests.apps.wsgi_app:app"

@@ -1,7 +1,7 @@
 """The server's own HTTP/1.1 path (docs/internals/http1.md) and its hand-over to hyper.
 
 Plain HTTP/1.1 requests on cleartext connections are served by the server's
-own loop (``src/runtime/h1.rs``); the first request that is not plain (chunked,
+own loop (``src/runtime/conn/h1.rs``); the first request that is not plain (chunked,
 ``Expect``, ``Upgrade``, HTTP/1.0, a target not in origin form, a malformed
 head...) hands the connection to hyper, which serves it from there on. These
 tests pin down what that must not change, and what the own path adds:

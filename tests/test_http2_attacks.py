@@ -15,7 +15,7 @@ fuzzing, seeded: the same cases every run). Every loop is bounded in count and i
 
 Where the limits live: h2 itself answers rapid reset of streams not yet
 accepted, CONTINUATION floods and HPACK bombs; Propylon's guard
-(src/runtime/h2guard.rs) counts SETTINGS, PING, RST_STREAM and WINDOW_UPDATE
+(src/runtime/transport/guard.rs) counts SETTINGS, PING, RST_STREAM and WINDOW_UPDATE
 frames per 10 s; ``--send-timeout`` closes connections whose client takes no
 data (zero window, or never reading). See docs/guide/limits.md, "HTTP/2 hardening".
 """

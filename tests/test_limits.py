@@ -145,7 +145,7 @@ def test_a_request_that_gets_a_thread_within_the_queue_timeout_is_served(start_s
         release.touch()
     for thread in threads:
         thread.join(CLIENT_TIMEOUT)
-    rest = dict((name, status) for name, status, _ in (results.get_nowait() for _ in range(2)))
+    rest = {n: status for n, status, _ in (results.get_nowait() for _ in range(2))}
     queued = "third" if name == "second" else "second"
     assert rest == {"held": 200, queued: 200}, rest
 

@@ -28,12 +28,12 @@ import uuid
 import pytest
 
 from tests.support import (
+    DATA,
+    END_STREAM,
     GOAWAY,
     PROTOCOL_ERROR,
     RST_STREAM,
     SETTINGS,
-    DATA,
-    END_STREAM,
     RawConnection,
     RawH2Connection,
     TLSOverMemory,

@@ -33,6 +33,7 @@ pub enum Coding {
 
 impl Coding {
     /// The registered content-coding name.
+    #[cfg(test)]
     pub fn name(self) -> &'static str {
         match self {
             Coding::Gzip => "gzip",
@@ -71,7 +72,7 @@ pub struct BodyPlan {
     pub decode: Option<Coding>,
     /// CONTENT_LENGTH the app sees before buffering (buffer mode: `None`, the
     /// runtime sets the exact length after buffering).
-    pub environ_content_length: Option<u64>,
+    pub content_length: Option<u64>,
     /// Remove HTTP_CONTENT_ENCODING (the body the app reads is decoded).
     pub strip_content_encoding: bool,
 }
@@ -113,14 +114,14 @@ pub fn plan(
     } else {
         None
     };
-    let environ_content_length = match framing {
+    let content_length = match framing {
         Framing::Length(n) if decode.is_none() && !opts.buffer => Some(n),
         _ => None,
     };
     Ok(BodyPlan {
         framing,
         decode,
-        environ_content_length,
+        content_length,
         strip_content_encoding: decode.is_some(),
     })
 }
@@ -168,7 +169,7 @@ mod tests {
     const GZIP: &[(&str, &str)] = &[("content-encoding", "gzip")];
 
     /// (Content-Encoding fields, framing, options,
-    ///  expected: Err(status) | Ok((decode, environ_content_length)))
+    ///  expected: Err(status) | Ok((decode, content_length)))
     #[rustfmt::skip]
     type Case = (&'static [(&'static str, &'static str)], Framing, BodyOptions, Result<(Option<Coding>, Option<u64>), u16>);
     #[rustfmt::skip]
@@ -223,7 +224,7 @@ mod tests {
                 (Ok(plan), Ok((decode, content_length))) => {
                     assert_eq!(plan.framing, *framing, "case {i}");
                     assert_eq!(plan.decode, *decode, "case {i}");
-                    assert_eq!(plan.environ_content_length, *content_length, "case {i}");
+                    assert_eq!(plan.content_length, *content_length, "case {i}");
                     assert_eq!(plan.strip_content_encoding, decode.is_some(), "case {i}");
                 }
                 (got, _) => {

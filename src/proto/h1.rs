@@ -823,7 +823,7 @@ mod tests {
             }
             // The same bytes in random pieces, parsed after each piece as
             // the connection does: it reads on after `Partial`, and on TLS
-            // after `Body` while more bytes are there (`runtime::h1`).
+            // after `Body` while more bytes are there (`runtime::conn::h1`).
             let mut buf = BytesMut::new();
             let mut fed = 0;
             let mut piecewise = None;

@@ -78,6 +78,7 @@ impl ResponseLength {
         self.declared
     }
 
+    #[cfg(test)]
     /// Bytes admitted so far.
     #[cfg(test)]
     pub(crate) fn sent(&self) -> u64 {

@@ -15,6 +15,7 @@
 //! - [`length`]: response `Content-Length` enforcement while the body is sent.
 //! - [`wsgi`]: WSGI's rules: the environ of a request, the response state
 //!   machine (`start_response`, `write()`, `exc_info`).
+//! - [`route`]: the route table, which kind of endpoint serves a request.
 //!
 //! Callers name items by their module (`proto::wsgi::environ::build`,
 //! `proto::length::ResponseLength`); there are deliberately no re-exports, so
@@ -28,5 +29,6 @@ pub(crate) mod length;
 pub mod request;
 #[cfg_attr(not(feature = "python"), allow(dead_code))]
 pub(crate) mod response;
+pub(crate) mod route;
 mod syntax;
 pub mod wsgi;

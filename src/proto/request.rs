@@ -21,12 +21,24 @@ use http::HeaderMap;
 
 use crate::proto::syntax::{parse_decimal, trim_ows};
 
-/// The protocol version of a request.
+/// The protocol version of a request, as far as the rules are concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HttpVersion {
     Http10,
     Http11,
     Http2,
+}
+
+impl HttpVersion {
+    /// HTTP/0.9 is served as 1.0 and HTTP/3 as 2 (neither reaches the
+    /// server: hyper refuses 0.9, and there is no HTTP/3 listener).
+    pub fn of(version: http::Version) -> HttpVersion {
+        match version {
+            http::Version::HTTP_10 | http::Version::HTTP_09 => HttpVersion::Http10,
+            http::Version::HTTP_2 | http::Version::HTTP_3 => HttpVersion::Http2,
+            _ => HttpVersion::Http11,
+        }
+    }
 }
 
 /// A request the server refuses: the status to answer with and a short reason
@@ -268,7 +280,7 @@ pub fn check_target(method: &http::Method, uri: &http::Uri) -> Result<(), Reques
 }
 
 /// `--max-header-size` for an HTTP/1.x request head, which hyper parsed in a
-/// read buffer larger than the limit (see `runtime::server::READ_AHEAD`).
+/// read buffer larger than the limit (see `runtime::conn::task::READ_AHEAD`).
 /// The size counted is the head as its shortest wire form: the request line
 /// ("METHOD target HTTP/1.1" and CRLF), each field line as "name: value" and
 /// CRLF, and the final CRLF.

@@ -17,7 +17,7 @@ use pyo3::prelude::*;
 
 use crate::proto::body::BodyOptions;
 use crate::runtime::config::{BindAddr, Http2Config, ServerConfig};
-use crate::runtime::tls::{ClientCert, TlsSettings};
+use crate::runtime::transport::tls::{ClientCert, TlsSettings};
 
 #[derive(FromPyObject)]
 struct PyBind {

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
-use crate::runtime::body::BodyError;
+use crate::runtime::request::body::BodyError;
 
 /// The Python objects this module needs, looked up once.
 struct Imported {

@@ -10,6 +10,7 @@ use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 
 use super::{config, errors, logging, wsgi};
+use crate::runtime::endpoint::Endpoints;
 use crate::runtime::pool::{Pool, ThreadMain, Worker};
 use crate::runtime::server::{Server, Stopped};
 
@@ -86,9 +87,9 @@ pub(crate) fn serve(py: Python<'_>, config: &Bound<'_, PyAny>, app: Py<PyAny>) -
         Pool::new(config.threads, config.queue_size, thread_main)
             .map_err(|e| PyOSError::new_err(e.to_string()))?,
     );
-    let app = wsgi::WsgiApp::new(app, pool.clone());
+    let app = wsgi::WsgiApp::new(app, pool.clone(), config.root_path.clone());
     let (stopped, pool_idle) = py.detach(move || {
-        let stopped = server.run(Arc::new(app));
+        let stopped = server.run(Endpoints::new(Arc::new(app)));
         let idle = pool.shutdown(POOL_GRACE);
         (stopped, idle)
     });

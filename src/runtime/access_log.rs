@@ -20,9 +20,9 @@ use bytes::Bytes;
 use http::Request;
 use http_body::{Body, Frame, SizeHint};
 
-use super::activity::{InFlight, Progress};
+use super::timers::{InFlight, Progress};
 
-pub struct AccessRecord {
+pub(crate) struct AccessRecord {
     peer: String,
     request_line: String,
     referer: String,
@@ -32,7 +32,7 @@ pub struct AccessRecord {
 }
 
 impl AccessRecord {
-    pub fn start<B>(req: &Request<B>, peer: Option<SocketAddr>) -> AccessRecord {
+    pub(crate) fn start<B>(req: &Request<B>, peer: Option<SocketAddr>) -> AccessRecord {
         let header = |name: http::header::HeaderName| {
             req.headers()
                 .get(name)
@@ -58,11 +58,11 @@ impl AccessRecord {
         }
     }
 
-    pub fn set_status(&mut self, status: u16) {
+    pub(crate) fn set_status(&mut self, status: u16) {
         self.status = status;
     }
 
-    pub fn write(&self, sent: u64) {
+    pub(crate) fn write(&self, sent: u64) {
         let elapsed = self.started.elapsed().as_secs_f64();
         log::info!(
             target: "propylon.access",
@@ -82,12 +82,14 @@ impl AccessRecord {
 /// Runs once when the response ends, with the number of body bytes sent.
 /// What a response's end settles: its access-log line (when logging) and
 /// the end of its request on the connection (`Activity`).
-pub struct OnEnd {
-    pub record: Option<Box<AccessRecord>>,
-    pub in_flight: InFlight,
+pub(crate) struct OnEnd {
+    pub(crate) record: Option<Box<AccessRecord>>,
+    /// Held, never read: dropped with this, it ends the request.
+    #[allow(dead_code)]
+    pub(crate) in_flight: InFlight,
 }
 
-pub struct Tracked<B> {
+pub(crate) struct Tracked<B> {
     inner: B,
     on_end: OnEnd,
     sent: u64,
@@ -95,7 +97,7 @@ pub struct Tracked<B> {
 }
 
 impl<B> Tracked<B> {
-    pub fn new(inner: B, progress: Arc<Progress>, on_end: OnEnd) -> Tracked<B> {
+    pub(crate) fn new(inner: B, progress: Arc<Progress>, on_end: OnEnd) -> Tracked<B> {
         Tracked {
             inner,
             on_end,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::proto::body::BodyOptions;
-use crate::runtime::tls::TlsSettings;
+use crate::runtime::transport::tls::TlsSettings;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BindAddr {

@@ -20,19 +20,19 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub type Job = Box<dyn FnOnce() + Send + 'static>;
+pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// Times an idle worker yields the CPU before it sleeps (see `Worker::next`).
 const YIELDS_BEFORE_WAIT: u32 = 2;
 
 /// How long queued work may wait, while every awake thread is busy and none
 /// takes a job, before the monitor wakes another thread (see `Pool::wake_for`).
-pub const STALL_TICK: Duration = Duration::from_millis(1);
+pub(crate) const STALL_TICK: Duration = Duration::from_millis(1);
 
 /// Runs on each pool thread; must call `Worker::next` until it returns None.
-pub type ThreadMain = Arc<dyn Fn(Worker) + Send + Sync>;
+pub(crate) type ThreadMain = Arc<dyn Fn(Worker) + Send + Sync>;
 
-pub struct Pool {
+pub(crate) struct Pool {
     shared: Arc<Shared>,
     handles: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -114,7 +114,7 @@ impl Queues {
 }
 
 /// A pool thread's handle on the queues.
-pub struct Worker {
+pub(crate) struct Worker {
     shared: Arc<Shared>,
     holding: bool,
 }
@@ -122,7 +122,7 @@ pub struct Worker {
 impl Worker {
     /// The next job, resumed work first. With `wait`, blocks until there is one
     /// (None: the pool is shutting down); without, None when the queues are empty.
-    pub fn next(&mut self, wait: bool) -> Option<Job> {
+    pub(crate) fn next(&mut self, wait: bool) -> Option<Job> {
         let shared = &self.shared;
         let mut q = shared.state.lock().unwrap();
         if std::mem::take(&mut self.holding) {
@@ -160,7 +160,7 @@ impl Worker {
     }
 
     /// Run a job so that a panic does not take the thread (and its queue) down.
-    pub fn run(job: Job) {
+    pub(crate) fn run(job: Job) {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
     }
 }
@@ -187,7 +187,7 @@ thread_local! {
 /// thread counts as blocked, and a sleeping thread is woken at once if jobs
 /// are queued and no other awake thread is free or running. Off the pool it
 /// only runs `wait`.
-pub fn blocking<T>(wait: impl FnOnce() -> T) -> T {
+pub(crate) fn blocking<T>(wait: impl FnOnce() -> T) -> T {
     struct Blocked(Arc<Shared>);
     impl Drop for Blocked {
         fn drop(&mut self) {
@@ -212,7 +212,8 @@ pub fn blocking<T>(wait: impl FnOnce() -> T) -> T {
 }
 
 /// The loop for threads that need no setup: wait, run, repeat.
-pub fn plain_thread_main() -> ThreadMain {
+#[cfg(test)]
+pub(crate) fn plain_thread_main() -> ThreadMain {
     Arc::new(|mut worker: Worker| {
         while let Some(job) = worker.next(true) {
             Worker::run(job);
@@ -226,7 +227,7 @@ pub fn plain_thread_main() -> ThreadMain {
 /// first tick that finds the queues empty.
 fn monitor(shared: Arc<Shared>) {
     // Its wake-ups (armed by a submission) need not preempt the thread running.
-    super::batch_scheduling();
+    super::scheduling::batch_scheduling();
     let mut q = shared.state.lock().unwrap();
     loop {
         if q.stopping {
@@ -256,7 +257,7 @@ enum Wake {
 }
 
 impl Pool {
-    pub fn new(
+    pub(crate) fn new(
         threads: usize,
         queue_size: usize,
         thread_main: ThreadMain,
@@ -307,7 +308,7 @@ impl Pool {
     }
 
     /// Queue a new request's first job; gives the job back when the queue is full.
-    pub fn try_submit(&self, job: Job) -> Result<(), Job> {
+    pub(crate) fn try_submit(&self, job: Job) -> Result<(), Job> {
         let mut q = self.shared.state.lock().unwrap();
         let free_threads = self.shared.threads.saturating_sub(q.busy + q.resumed.len());
         if q.stopping || q.fresh.len() >= self.shared.queue_size + free_threads {
@@ -321,7 +322,7 @@ impl Pool {
     }
 
     /// Queue the continuation of work already admitted. Never refused.
-    pub fn submit_resumed(&self, job: Job) {
+    pub(crate) fn submit_resumed(&self, job: Job) {
         let mut q = self.shared.state.lock().unwrap();
         q.resumed.push_back(job);
         let wake = q.wake_for(self.shared.threads);
@@ -331,7 +332,7 @@ impl Pool {
 
     /// Stop the threads once the queues are empty. Returns true when every thread
     /// finished within `timeout` (false: some application code is still running).
-    pub fn shutdown(&self, timeout: Duration) -> bool {
+    pub(crate) fn shutdown(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         {
             let mut q = self.shared.state.lock().unwrap();

@@ -1,8 +1,9 @@
 //! Calling a WSGI application (PEP 3333, WSGI 1.1) on the worker pool.
 //!
-//! Theory of operation. The runtime hands us a `Call`. On a pool thread we
-//! build the environ dict, call `app(environ, start_response)` and look at
-//! the result:
+//! Theory of operation. The runtime hands us a `Call` with a protocol-neutral
+//! request; we build its environ values (`proto::wsgi::environ`) at once, on
+//! the I/O thread, then on a pool thread the environ dict, call
+//! `app(environ, start_response)` and look at the result:
 //!
 //! - a `propylon.FileWrapper` over a regular file: sent from Rust (`file`);
 //! - an exact `list` or `tuple`: one buffer (`iterable::send_sequence`);
@@ -18,6 +19,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use http::Method;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
@@ -27,49 +29,82 @@ use super::file::{file_wrapper_class, send_file};
 use super::iterable::{close, send_sequence, Driver};
 use super::response::{fail, OutgoingResponse, SharedResponse};
 use super::start_response::StartResponse;
-use crate::runtime::exchange::{Application, Busy, Call};
+use crate::proto::request::HttpVersion;
+use crate::proto::wsgi::environ::{self, Environ, EnvironInput};
+use crate::runtime::endpoint::{Busy, Call, Endpoint, Request};
 use crate::runtime::pool::Pool;
-use crate::runtime::sendfile::SendQueue;
+use crate::runtime::transport::sendfile::SendQueue;
 
 /// A WSGI application, called on `pool`.
 pub(crate) struct WsgiApp {
     app: Arc<Py<PyAny>>,
     pool: Arc<Pool>,
+    /// `--root-path`: the SCRIPT_NAME every request's path starts with.
+    root_path: String,
 }
 
 impl WsgiApp {
-    pub(crate) fn new(app: Py<PyAny>, pool: Arc<Pool>) -> WsgiApp {
+    pub(crate) fn new(app: Py<PyAny>, pool: Arc<Pool>, root_path: String) -> WsgiApp {
         WsgiApp {
             app: Arc::new(app),
             pool,
+            root_path,
         }
     }
 }
 
-impl Application for WsgiApp {
+impl Endpoint for WsgiApp {
     fn dispatch(&self, call: Box<Call>) -> Result<(), Busy> {
+        // The environ values are made here, on the I/O thread: the pool
+        // thread, which holds the GIL, only turns them into the dict. The
+        // call stays in its box (moving it out costs more than it saves).
+        let environ = environ_values(&call.request, &self.root_path);
         let app = self.app.clone();
         let pool = self.pool.clone();
         let job = Box::new(move || {
             // Waited past `--queue-timeout`: the runtime answered 503.
             if call.queued.start() {
-                Python::attach(|py| run(py, &app, call, pool));
+                Python::attach(|py| run(py, &app, environ, call, pool));
             }
         });
         self.pool.try_submit(job).map_err(|_| Busy)
     }
 }
 
-fn run(py: Python<'_>, app: &Py<PyAny>, call: Box<Call>, pool: Arc<Pool>) {
+/// A request's environ values (PEP 3333, WSGI 1.1) as plain Rust strings.
+fn environ_values(request: &Request, root_path: &str) -> Environ {
+    let head = &request.head;
+    let connection = &request.connection;
+    let mut environ = environ::build(&EnvironInput {
+        method: head.method.as_str(),
+        target: head.target.path_and_query(),
+        version: HttpVersion::of(head.version),
+        headers: &head.headers,
+        authority: head.target.authority(),
+        https: connection.tls.is_some(),
+        local_addr: connection.local,
+        peer_addr: connection.peer,
+        root_path,
+        content_length: request.content_length,
+        strip_content_encoding: request.body_decoded,
+    });
+    if let Some(tls) = &connection.tls {
+        environ.tls =
+            environ::tls_variables(&tls.protocol, &tls.cipher, tls.client_cert_pem.as_deref());
+    }
+    environ
+}
+
+fn run(py: Python<'_>, app: &Py<PyAny>, environ: Environ, call: Box<Call>, pool: Arc<Pool>) {
     let Call {
-        environ,
-        body,
-        is_head,
+        request,
         zero_copy,
-        connection,
+        slot: connection,
         reply,
         queued: _,
     } = *call;
+    let Request { head, body, .. } = request;
+    let is_head = head.method == Method::HEAD;
     let response: SharedResponse = Arc::new(Mutex::new(OutgoingResponse::new(reply, is_head)));
     let result = (|| -> PyResult<Bound<'_, PyAny>> {
         // Taken out of the slot while in use, not used under its lock: Python

@@ -23,7 +23,7 @@ use pyo3::IntoPyObjectExt;
 use super::file::file_wrapper_class;
 use super::input::Input;
 use crate::proto::wsgi::environ::{self, Environ, HeaderKey, Text};
-use crate::runtime::body::BodyReader;
+use crate::runtime::request::body::BodyReader;
 
 /// What the environ of a connection's requests has in common, kept for the
 /// connection's next requests: a template dict (the constant `wsgi.*` keys

@@ -23,8 +23,8 @@ use super::iterable::close;
 use super::response::{send_head, violation, SharedResponse};
 use crate::proto::wsgi::response::FileResponse;
 use crate::runtime::pool::Pool;
-use crate::runtime::response::{FileBody, ResponseBody};
-use crate::runtime::sendfile::SendQueue;
+use crate::runtime::request::response::{FileBody, ResponseBody};
+use crate::runtime::transport::sendfile::SendQueue;
 
 /// `propylon.filewrapper.FileWrapper`, the class of `wsgi.file_wrapper`.
 pub(crate) fn file_wrapper_class(py: Python<'_>) -> PyResult<&Py<PyType>> {

@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use crate::py::errors;
-use crate::runtime::body::{BodyError, BodyReader};
+use crate::runtime::request::body::{BodyError, BodyReader};
 
 #[pyclass(module = "propylon._core", name = "Input")]
 pub(crate) struct Input {

@@ -24,7 +24,7 @@ use super::response::{fail, send_head, violation, SharedResponse};
 use crate::proto::wsgi::response::Whole;
 use crate::py::errors;
 use crate::runtime::pool::Pool;
-use crate::runtime::response::{Push, ResponseBody};
+use crate::runtime::request::response::{Push, ResponseBody};
 
 /// Calls the result's `close()`, if it has one (PEP 3333), logging an error.
 pub(crate) fn close(py: Python<'_>, result: &Bound<'_, PyAny>) {

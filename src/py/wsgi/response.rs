@@ -17,9 +17,9 @@ use crate::proto::wsgi::response::{
     Admitted, Failed, FailureCause, Finished, Head, Open, ResponseState, Violation,
 };
 use crate::py::errors::{self, BodyErrorClass};
-use crate::runtime::exchange::{Reply, ResponseHead};
-use crate::runtime::response::{channel, ChunkSink, Push, ResponseBody};
-use crate::runtime::service::error_response;
+use crate::runtime::endpoint::{Reply, Response};
+use crate::runtime::request::response::{channel, ChunkSink, Push, ResponseBody};
+use crate::runtime::request::service::error_response;
 
 /// One application call's response on its way out: its state, with the
 /// handles it is sent on.
@@ -38,10 +38,11 @@ pub(crate) fn violation(v: Violation) -> PyErr {
 /// Sends `head` with `body`; false when the connection is gone.
 #[inline]
 pub(crate) fn send_head(reply: Reply, head: Head, body: ResponseBody) -> bool {
-    reply.send(ResponseHead {
+    reply.send(Response {
         status: head.status,
         headers: head.headers,
         body,
+        trailers: None,
     })
 }
 
@@ -152,10 +153,11 @@ impl OutgoingResponse {
             } => {
                 let reason = status.canonical_reason().unwrap_or("Error");
                 let (parts, body) = error_response(status.as_u16(), reason, close).into_parts();
-                reply.send(ResponseHead {
+                reply.send(Response {
                     status: parts.status,
                     headers: parts.headers,
                     body,
+                    trailers: None,
                 });
             }
             Failed::Abort(sink) => sink.abort("application error after the response started"),

@@ -21,7 +21,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 
-use super::sendfile::SendQueue;
+use crate::runtime::transport::sendfile::SendQueue;
 
 /// Above this many queued bytes the producer is told to stop (a client that
 /// reads slowly costs at most this much memory per response).
@@ -41,7 +41,7 @@ const COALESCED: usize = 64 * 1024;
 /// The error a body reports to hyper to abort the response: hyper closes an
 /// HTTP/1.1 connection, or resets an HTTP/2 stream.
 #[derive(Debug)]
-pub struct Aborted(pub &'static str);
+pub(crate) struct Aborted(pub &'static str);
 
 impl std::fmt::Display for Aborted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,7 +50,7 @@ impl std::fmt::Display for Aborted {
 }
 impl std::error::Error for Aborted {}
 
-pub enum ResponseBody {
+pub(crate) enum ResponseBody {
     Empty,
     Full(Option<Bytes>),
     Stream(StreamBody),
@@ -60,7 +60,7 @@ pub enum ResponseBody {
 }
 
 impl ResponseBody {
-    pub fn full(data: Bytes) -> ResponseBody {
+    pub(crate) fn full(data: Bytes) -> ResponseBody {
         if data.is_empty() {
             ResponseBody::Empty
         } else {
@@ -124,12 +124,12 @@ struct Chan {
 }
 
 /// The producer's end.
-pub struct ChunkSink {
+pub(crate) struct ChunkSink {
     chan: Arc<Chan>,
 }
 
 /// The consumer's end, polled by hyper.
-pub struct StreamBody {
+pub(crate) struct StreamBody {
     chan: Arc<Chan>,
     flush_first: FlushFirst,
 }
@@ -163,7 +163,7 @@ impl FlushFirst {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Push {
+pub(crate) enum Push {
     /// Accepted; there is room for more.
     Ready,
     /// Accepted; the queue is above its high watermark: `pause` now.
@@ -172,7 +172,7 @@ pub enum Push {
     Closed,
 }
 
-pub fn channel() -> (ChunkSink, StreamBody) {
+pub(crate) fn channel() -> (ChunkSink, StreamBody) {
     let chan = Arc::new(Chan {
         state: Mutex::new(ChanState {
             queue: VecDeque::new(),
@@ -195,7 +195,7 @@ pub fn channel() -> (ChunkSink, StreamBody) {
 
 impl ChunkSink {
     /// Queue a chunk without blocking.
-    pub fn push(&self, chunk: Bytes) -> Push {
+    pub(crate) fn push(&self, chunk: Bytes) -> Push {
         let mut s = self.chan.state.lock().unwrap();
         if s.consumer_gone {
             return Push::Closed;
@@ -219,10 +219,10 @@ impl ChunkSink {
 
     /// Queue a chunk, waiting (on this thread) while the queue is full. For the
     /// PEP 3333 `write()` callable, which is blocking by definition.
-    pub fn push_blocking(&self, chunk: Bytes) -> Push {
+    pub(crate) fn push_blocking(&self, chunk: Bytes) -> Push {
         let mut s = self.chan.state.lock().unwrap();
         if s.queued > HIGH_WATERMARK && !s.consumer_gone {
-            s = super::pool::blocking(|| {
+            s = crate::runtime::pool::blocking(|| {
                 while s.queued > HIGH_WATERMARK && !s.consumer_gone {
                     s = self.chan.space.wait(s).unwrap();
                 }
@@ -238,7 +238,7 @@ impl ChunkSink {
 
     /// After `Push::Full`: run `resume` once the consumer has drained the queue
     /// (or has gone away). Runs it at once when that already happened.
-    pub fn pause(&self, resume: Box<dyn FnOnce() + Send>) {
+    pub(crate) fn pause(&self, resume: Box<dyn FnOnce() + Send>) {
         let mut s = self.chan.state.lock().unwrap();
         if s.consumer_gone || s.queued <= LOW_WATERMARK {
             drop(s);
@@ -249,16 +249,16 @@ impl ChunkSink {
     }
 
     /// The response is complete.
-    pub fn finish(self) {
+    pub(crate) fn finish(self) {
         self.end(Ok(()));
     }
 
     /// The response cannot be completed: abort it (connection closed or stream reset).
-    pub fn abort(self, why: &'static str) {
+    pub(crate) fn abort(self, why: &'static str) {
         self.end(Err(why));
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.chan.state.lock().unwrap().consumer_gone
     }
 
@@ -350,7 +350,7 @@ impl Drop for StreamBody {
 // ---------------------------------------------------------------------------
 // File: positioned reads on the blocking pool, never touching Python.
 
-pub struct FileBody {
+pub(crate) struct FileBody {
     file: Arc<File>,
     offset: u64,
     remaining: u64,
@@ -372,8 +372,8 @@ impl FileBody {
     /// `on_done` runs once the body is finished with, sent or not (the bridge
     /// closes the application's file wrapper then, PEP 3333 `close()`).
     /// With `zero_copy` (HTTP/1.x on plain TCP) the bytes go out with
-    /// `sendfile` (see `runtime::sendfile`); otherwise they are read with `pread`.
-    pub fn new(
+    /// `sendfile` (see `transport::sendfile`); otherwise they are read with `pread`.
+    pub(crate) fn new(
         file: File,
         offset: u64,
         len: u64,
@@ -401,7 +401,7 @@ impl FileBody {
             return Poll::Ready(None);
         }
         if let Some(queue) = &self.zero_copy {
-            let len = (self.remaining as usize).min(super::sendfile::CHUNK);
+            let len = (self.remaining as usize).min(crate::runtime::transport::sendfile::CHUNK);
             let placeholder = queue.push(self.file.clone(), self.offset, len);
             self.offset += len as u64;
             self.remaining -= len as u64;

@@ -15,20 +15,19 @@
 //! task ends: a task of its own reads and discards what still comes, until
 //! the client closes its side too (end of input), nothing has come for
 //! `IDLE`, or `TOTAL` has passed. "May still be sending" is the
-//! connection's `unread_input` flag (`service::ConnContext`), set when:
+//! connection's `unread_input` flag (`conn::context::ConnContext`), set when:
 //!
 //! - the own path's loop closes with the rest of a request body to come;
-//! - a hyper body's reader (`body::UnreadWatch`) is dropped before the
+//! - a hyper body's reader (`request::body::UnreadWatch`) is dropped before the
 //!   body's end (left unread, or refused while being read: `413`), and the
 //!   rest could not be drained to keep the connection;
 //! - a request is refused before its body is read (`413`, `400`), or the
 //!   own path hands a malformed or too large head to hyper, which refuses it.
 //!
-//! Any other close is at once, as before: a `Connection: close` answer to a
-//! `GET`, HTTP/1.0, errors, resets, idle keep-alive connections. (Lingering
-//! on every close the server starts cost about 15% of `Connection: close`
-//! connections per second: wrk, 64 connections, 46.5-48.1k before,
-//! 37.2-40.7k after; with the flag, no difference beyond the noise.)
+//! Any other close is at once: a `Connection: close` answer to a `GET`,
+//! HTTP/1.0, errors, resets, idle keep-alive connections. Lingering on every
+//! close the server starts would cost about 15% of `Connection: close`
+//! connections per second.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -41,20 +40,20 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-use super::h1::RawSocket;
+use super::RawSocket;
 
 /// Longest wait for the client's next bytes (nginx's `lingering_timeout`: 5 s).
-pub const IDLE: Duration = Duration::from_secs(5);
+pub(crate) const IDLE: Duration = Duration::from_secs(5);
 /// Longest linger in all (nginx's `lingering_time` is 30 s; shorter here so
 /// that lingering connections never hold up a shutdown's last sockets long).
-pub const TOTAL: Duration = Duration::from_secs(10);
+pub(crate) const TOTAL: Duration = Duration::from_secs(10);
 /// Bytes read and discarded at a time: part of the lingering task's own
 /// allocation (no buffer of its own; most lingering ends at the first read,
 /// with the client's end of input).
 const SCRATCH: usize = 16 * 1024;
 
 /// A transport that lingers after the server's shutdown (see the module).
-pub struct Linger<I: AsyncRead + Unpin + Send + 'static> {
+pub(crate) struct Linger<I: AsyncRead + Unpin + Send + 'static> {
     /// Always `Some` until dropped.
     inner: Option<I>,
     /// The server shut its sending side (`poll_shutdown` completed).
@@ -68,7 +67,7 @@ pub struct Linger<I: AsyncRead + Unpin + Send + 'static> {
 impl<I: AsyncRead + Unpin + Send + 'static> Linger<I> {
     /// `unread`: the connection's flag for request bytes left unread (see
     /// the module); set, the close lingers whether or not bytes are waiting.
-    pub fn new(inner: I, unread: Arc<AtomicBool>) -> Linger<I> {
+    pub(crate) fn new(inner: I, unread: Arc<AtomicBool>) -> Linger<I> {
         Linger {
             inner: Some(inner),
             shut: false,
@@ -101,7 +100,7 @@ impl<I: AsyncRead + Unpin + Send + 'static> Drop for Linger<I> {
 
 /// Read and drop what comes on `io` until its end, an error, `idle` without
 /// anything, or `total`; then drop `io` (which closes it).
-pub async fn discard_until_closed<I: AsyncRead + Unpin>(
+pub(crate) async fn discard_until_closed<I: AsyncRead + Unpin>(
     mut io: I,
     idle: Duration,
     total: Duration,

@@ -27,7 +27,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 /// The client connection preface of HTTP/2 (RFC 9113 §3.4).
-pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(crate) const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What a server sends on a connection that must be HTTP/2 (ALPN chose
 /// `h2`) and does not start with the client preface, before it closes: its
@@ -47,7 +47,7 @@ pub const INVALID_PREFACE_ANSWER: [u8; 26] = [
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
+pub(crate) enum Protocol {
     Http1,
     Http2,
 }
@@ -55,7 +55,7 @@ pub enum Protocol {
 /// Which protocol `seen` (the first bytes, all of them so far) starts, if
 /// that is decided yet. A connection that ends before deciding is HTTP/1.1:
 /// hyper then answers (or closes) as for any incomplete request.
-pub fn decide(seen: &[u8]) -> Option<Protocol> {
+pub(crate) fn decide(seen: &[u8]) -> Option<Protocol> {
     let n = seen.len().min(PREFACE.len());
     if seen[..n] != PREFACE[..n] {
         Some(Protocol::Http1)
@@ -67,7 +67,7 @@ pub fn decide(seen: &[u8]) -> Option<Protocol> {
 }
 
 /// Read the first bytes of `io` until the protocol is decided.
-pub async fn detect<I: AsyncRead + Unpin>(mut io: I) -> io::Result<(Protocol, Prefixed<I>)> {
+pub(crate) async fn detect<I: AsyncRead + Unpin>(mut io: I) -> io::Result<(Protocol, Prefixed<I>)> {
     let mut prefix = [0u8; PREFACE.len()];
     let mut len = 0;
     let protocol = loop {
@@ -92,7 +92,7 @@ pub async fn detect<I: AsyncRead + Unpin>(mut io: I) -> io::Result<(Protocol, Pr
 }
 
 /// A transport whose first bytes, already read, are read again first.
-pub struct Prefixed<I> {
+pub(crate) struct Prefixed<I> {
     inner: I,
     prefix: [u8; PREFACE.len()],
     start: u8,
@@ -101,7 +101,7 @@ pub struct Prefixed<I> {
 
 impl<I> Prefixed<I> {
     /// The transport, and the bytes read from it that were not read again.
-    pub fn into_parts(self) -> (I, Vec<u8>) {
+    pub(crate) fn into_parts(self) -> (I, Vec<u8>) {
         let rest = self.prefix[usize::from(self.start)..usize::from(self.end)].to_vec();
         (self.inner, rest)
     }
@@ -131,7 +131,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Prefixed<I> {
     }
 }
 
-forward_async_write!(Prefixed);
+super::forward::forward_async_write!(Prefixed);
 
 #[cfg(test)]
 mod tests {

@@ -1,17 +1,16 @@
-//! `First`: the first of two futures to finish, where the second is polled
-//! only when it has been woken.
+//! `WithWatchers`: a connection future (`main`) run beside its watchers
+//! (`side`: the timers, the shutdown signal) until the first of them
+//! finishes, where the watchers are polled only when they have been woken.
 //!
-//! A connection task runs its connection (`main`) next to its watchers
-//! (`side`: the timers, the shutdown signal). `tokio::select!` polls every
-//! branch each time the task is woken; a connection is woken twice per
-//! request (the socket, then the application's response), and re-polling
-//! its watchers each time measured about 2% of a hello-world request's CPU
-//! time. Their own wakers only fire when a timer is due or shutdown begins,
-//! so `First` gives `side` a waker of its own, and polls it on the first poll
-//! and after that waker fired, never otherwise.
+//! `tokio::select!` polls every branch each time the task is woken; a
+//! connection is woken twice per request (the socket, then the application's
+//! response), and re-polling its watchers each time costs about 2% of a
+//! hello-world request's CPU time. Their own wakers only fire when a timer is
+//! due or shutdown begins, so `WithWatchers` gives `side` a waker of its own,
+//! and polls it on the first poll and after that waker fired, never otherwise.
 //!
 //! What it does not do: cancel or drop either future (both are borrowed), or
-//! decide anything about connections (`server::drive!` does).
+//! decide anything about connections (`task::drive!` does).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,13 +19,13 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
 /// Which future finished first.
-pub enum Either<A, B> {
+pub(crate) enum Either<A, B> {
     Main(A),
     Side(B),
 }
 
 /// See the module documentation.
-pub struct First<'a, M: ?Sized, S: ?Sized> {
+pub(crate) struct WithWatchers<'a, M: ?Sized, S: ?Sized> {
     main: Pin<&'a mut M>,
     side: Pin<&'a mut S>,
     wake: Arc<SideWake>,
@@ -56,17 +55,17 @@ impl Wake for SideWake {
     }
 }
 
-impl<'a, M, S> First<'a, M, S>
+impl<'a, M, S> WithWatchers<'a, M, S>
 where
     M: Future + ?Sized,
     S: Future + ?Sized,
 {
-    pub fn new(main: Pin<&'a mut M>, side: Pin<&'a mut S>) -> First<'a, M, S> {
+    pub(crate) fn new(main: Pin<&'a mut M>, side: Pin<&'a mut S>) -> WithWatchers<'a, M, S> {
         let wake = Arc::new(SideWake {
             woken: AtomicBool::new(false),
             task: Mutex::new(None),
         });
-        First {
+        WithWatchers {
             main,
             side,
             side_waker: Waker::from(wake.clone()),
@@ -77,7 +76,7 @@ where
     }
 }
 
-impl<M, S> Future for First<'_, M, S>
+impl<M, S> Future for WithWatchers<'_, M, S>
 where
     M: Future + ?Sized,
     S: Future + ?Sized,
@@ -159,7 +158,7 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         let (mut main, _, _) = Probe::new();
         let (mut side, side_ready, side_waker) = Probe::new();
-        let mut race = First::new(Pin::new(&mut main), Pin::new(&mut side));
+        let mut race = WithWatchers::new(Pin::new(&mut main), Pin::new(&mut side));
         // Ten polls (the main future's wakes): the side is polled once.
         for _ in 0..10 {
             assert!(Pin::new(&mut race).poll(&mut cx).is_pending());
@@ -167,7 +166,7 @@ mod tests {
         drop(race);
         assert_eq!((main.polls, side.polls), (10, 1));
         // The side's own waker fires: the task is woken, the side polled.
-        let mut race = First::new(Pin::new(&mut main), Pin::new(&mut side));
+        let mut race = WithWatchers::new(Pin::new(&mut main), Pin::new(&mut side));
         assert!(Pin::new(&mut race).poll(&mut cx).is_pending());
         side_ready.store(true, Ordering::Relaxed);
         side_waker.lock().unwrap().take().unwrap().wake();
@@ -184,7 +183,7 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         let (mut main, main_ready, _) = Probe::new();
         let (mut side, side_ready, _) = Probe::new();
-        let mut race = First::new(Pin::new(&mut main), Pin::new(&mut side));
+        let mut race = WithWatchers::new(Pin::new(&mut main), Pin::new(&mut side));
         assert!(Pin::new(&mut race).poll(&mut cx).is_pending());
         main_ready.store(true, Ordering::Relaxed);
         side_ready.store(true, Ordering::Relaxed);

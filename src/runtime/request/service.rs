@@ -1,75 +1,49 @@
 //! One request, from hyper's `Request` to hyper's `Response`.
 //!
 //! What it does: applies the framing rules (`proto::request`), plans the body
-//! (`proto::body`: 413 before the application is called, decoding, what
-//! CONTENT_LENGTH says), optionally buffers the body (WSGI 1.0 compatibility),
-//! builds the environ values (`proto::wsgi::environ`), dispatches the call to the
-//! application's pool (503 when full), and turns the reply into a response.
+//! (`proto::body`: 413 before the application is called, decoding, the
+//! length the endpoint is told), optionally reads the whole body first
+//! (`--buffer-body`), asks the route table (`proto::route`) which endpoint
+//! serves the request, hands it the protocol-neutral request
+//! (`endpoint::Request`; 503 when its pool is full), and turns its reply into
+//! a response.
 //!
-//! What it does not do: parse HTTP (hyper does), run Python (the bridge does),
-//! or decide on connection lifetimes (the connection task in `server` does).
+//! What it does not do: parse HTTP (hyper and `conn::h1` do), know what an
+//! endpoint does with a request (WSGI's environ is the WSGI endpoint's), or
+//! decide on connection lifetimes (the connection task, `conn::task`, does).
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{Request, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
-use super::access_log::{AccessRecord, OnEnd, Tracked};
-use super::activity::{Activity, InFlight};
-use super::body::{BodyError, BodyReader, Drain, HyperBody, Source, UnreadWatch};
-use super::config::ServerConfig;
-use super::exchange::{Application, Call, ConnectionSlot, Queued, Reply, ResponseHead};
-use super::h1::DRAIN_TIME;
-use super::h2c::{self, PendingUpgrade, UpgradeRequest};
-use super::h2guard::GuardHandle;
+use super::body::{
+    BodyError, BodyReader, Drain, HyperBody, SocketBody, Source, UnreadWatch, DRAIN_TIME,
+};
 use super::response::ResponseBody;
-use super::sendfile::SendQueue;
-use super::server::Serving;
-use super::socket_body::SocketBody;
-use super::tls::TlsInfo;
 use crate::proto::body::{plan, Framing};
 use crate::proto::request::{
     check_authority, check_framing, check_head_size, check_target, HttpVersion,
 };
-use crate::proto::wsgi::environ::{build, tls_variables, EnvironInput};
+use crate::proto::route::{route, RouteHead};
+use crate::runtime::access_log::{AccessRecord, OnEnd, Tracked};
+use crate::runtime::conn::context::ConnContext;
+use crate::runtime::conn::h2c::{self, UpgradeRequest};
+use crate::runtime::endpoint::{self, Call, ConnectionInfo, Queued, Reply, RequestHead};
+use crate::runtime::timers::InFlight;
 
-/// What every request on a connection shares.
-pub struct ConnContext {
-    pub config: Arc<ServerConfig>,
-    pub app: Arc<dyn Application>,
-    pub rt: tokio::runtime::Handle,
-    pub local: Option<SocketAddr>,
-    pub peer: Option<SocketAddr>,
-    /// TLS connections: what the handshake established.
-    pub tls: Option<Arc<TlsInfo>>,
-    pub activity: Arc<Activity>,
-    /// Plain TCP connections: the queue `sendfile` works from.
-    pub zero_copy: Option<Arc<SendQueue>>,
-    /// An h2c-upgraded connection: the upgrade request, for stream 1.
-    pub upgrade: Option<PendingUpgrade>,
-    pub serving: Arc<Serving>,
-    /// Closes the connection (GOAWAY on HTTP/2) when a response stalls.
-    pub guard: GuardHandle,
-    /// The application bridge's per-connection state.
-    pub slot: Arc<ConnectionSlot>,
-    /// Set when a request's body was left unread, or refused before it was
-    /// read: if the connection closes, its close lingers (`linger`).
-    pub unread_input: Arc<AtomicBool>,
-}
-
-pub type HttpResponse = Response<Tracked<ResponseBody>>;
+pub(crate) type HttpResponse = Response<Tracked<ResponseBody>>;
 
 /// Where a request's body comes from: hyper (HTTP/2, and HTTP/1.1
 /// connections hyper serves), or the server's own HTTP/1.1 path (`h1`).
-pub enum RequestBody {
+pub(crate) enum RequestBody {
     Hyper(Incoming),
     /// A plain request of the server's own HTTP/1.1 path, whose head
     /// `proto::h1::parse_request` has checked (size, framing, one `Host`):
@@ -81,33 +55,32 @@ pub enum RequestBody {
 }
 
 /// The body of a plain request.
-pub enum PlainBody {
+pub(crate) enum PlainBody {
     /// Read from the socket by the application's thread.
     Socket(SocketBody),
     /// All of it, read with the head (TLS, where the application's thread
-    /// cannot read the socket: `h1::TLS_BUFFERED_BODY`).
+    /// cannot read the socket: `conn::h1::TLS_BUFFERED_BODY`).
     Memory(Bytes),
 }
 
-/// Serve one request, lazily: its work (the checks, the environ, the
+/// Serve one request, lazily: its work (the checks, the routing, the
 /// dispatch to the pool) runs at the first poll. hyper's HTTP/1.1
 /// connections take this form: done eagerly, inside hyper's `service.call`,
-/// it measured 4 KiB more per idle HTTP/1.1 connection (10,000 connections:
-/// 152 MiB instead of 108); the cause was not found.
-pub async fn handle(
+/// it costs about 4 KiB more per idle HTTP/1.1 connection.
+pub(crate) async fn handle(
     req: Request<RequestBody>,
     ctx: Arc<ConnContext>,
 ) -> Result<HttpResponse, std::convert::Infallible> {
     begin(req, ctx).await
 }
 
-/// Serve one request, eagerly: the checks, the environ and the dispatch to
+/// Serve one request, eagerly: the checks, the routing and the dispatch to
 /// the pool happen now, and the future only waits for the response. It is
 /// small (112 bytes against 704 for `handle`'s, which holds the
 /// request until its first poll): an HTTP/2 stream is a task of its own,
 /// moved and copied with its future, and the server's own HTTP/1.1 path
 /// boxes it per request.
-pub fn begin(
+pub(crate) fn begin(
     req: Request<RequestBody>,
     ctx: Arc<ConnContext>,
 ) -> impl std::future::Future<Output = Result<HttpResponse, std::convert::Infallible>> + Send {
@@ -162,7 +135,7 @@ enum Next {
     Respond(Box<Response<ResponseBody>>),
     /// The call is on the pool: wait for its response head.
     Await(Awaiting),
-    /// WSGI 1.0 compatibility: read the whole body first.
+    /// `--buffer-body`: read the whole body first.
     Buffer(Box<Pending>),
     /// `Upgrade: h2c`.
     Upgrade(Box<Request<RequestBody>>),
@@ -170,7 +143,7 @@ enum Next {
 
 /// A call on the pool's queue, as its request waits for it.
 struct Awaiting {
-    head: oneshot::Receiver<ResponseHead>,
+    head: oneshot::Receiver<endpoint::Response>,
     queued: Queued,
     /// Answered 503 with the request's body perhaps unread: the HTTP/1.1
     /// connection closes after it.
@@ -205,16 +178,19 @@ async fn await_head(awaiting: Awaiting, queue_timeout: Duration) -> Response<Res
 }
 
 fn head_response(
-    received: Result<ResponseHead, oneshot::error::RecvError>,
+    received: Result<endpoint::Response, oneshot::error::RecvError>,
 ) -> Response<ResponseBody> {
     match received {
         Ok(head) => {
+            if head.trailers.is_some() {
+                log::debug!(target: "propylon.server", "response trailers are not sent: dropped");
+            }
             let mut response = Response::new(head.body);
             *response.status_mut() = head.status;
             *response.headers_mut() = head.headers;
             response
         }
-        // The bridge dropped the reply without answering: it has logged why.
+        // The endpoint dropped the reply without answering: it has logged why.
         Err(_) => error_response(500, "Internal Server Error", false),
     }
 }
@@ -239,13 +215,9 @@ async fn buffer_then_call(
 }
 
 /// Everything about a request that needs no waiting: framing rules, the body
-/// plan, the environ, and the dispatch to the pool.
+/// plan, the route, and the dispatch to the endpoint.
 fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
-    let version = match req.version() {
-        Version::HTTP_10 | Version::HTTP_09 => HttpVersion::Http10,
-        Version::HTTP_2 | Version::HTTP_3 => HttpVersion::Http2,
-        _ => HttpVersion::Http11,
-    };
+    let version = HttpVersion::of(req.version());
     let uri = req.uri();
     // A plain request's head was checked as it was parsed: the size, and
     // framing that leaves nothing to refuse (`proto::h1`).
@@ -286,10 +258,11 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
     let (parts, incoming) = req.into_parts();
     // The request an h2c upgrade carried arrives as stream 1, its body read.
     let upgraded = ctx.upgrade.as_ref().and_then(|u| u.take());
+    let stream_id = upgraded.is_some().then_some(1);
     let framing = match (&upgraded, &incoming) {
         (Some(u), _) => u.framing,
         (None, RequestBody::Hyper(incoming)) => framing_of(&parts.headers, incoming),
-        // "Content-Length: 0" stays Length(0), so CONTENT_LENGTH shows "0".
+        // "Content-Length: 0" stays Length(0): the endpoint is told "0".
         (None, RequestBody::Plain { declared, .. }) => {
             declared.map_or(Framing::Empty, Framing::Length)
         }
@@ -338,45 +311,46 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
         },
     };
     let body = BodyReader::new(source, body_plan.decode, config.body.max_body_size);
-    let tls = ctx.tls.clone();
-    let local = ctx.local;
-    let peer = ctx.peer;
-    let app = ctx.app.clone();
+    let kind = route(&RouteHead {
+        method: &parts.method,
+        path: parts.uri.path(),
+        headers: &parts.headers,
+    });
+    let endpoint = ctx.endpoints.get(kind).clone();
+    let connection = ConnectionInfo {
+        local: ctx.local,
+        peer: ctx.peer,
+        tls: ctx.tls.clone(),
+        stream_id,
+    };
     let slot = ctx.slot.clone();
-    let root_path = config.root_path.clone();
     let zero_copy = match version {
         HttpVersion::Http2 => None,
         HttpVersion::Http10 | HttpVersion::Http11 => ctx.zero_copy.clone(),
     };
+    let body_decoded = body_plan.decode.is_some();
     let call = move |body: BodyReader, content_length: Option<u64>| -> Next {
-        let mut environ = build(&EnvironInput {
-            method: parts.method.as_str(),
-            target: parts.uri.path_and_query(),
-            version,
-            headers: &parts.headers,
-            authority: parts.uri.authority(),
-            https: tls.is_some(),
-            local_addr: local,
-            peer_addr: peer,
-            root_path: &root_path,
-            content_length,
-            strip_content_encoding: body_plan.strip_content_encoding,
-        });
-        if let Some(tls) = &tls {
-            environ.tls = tls_variables(&tls.protocol, &tls.cipher, tls.client_cert_pem.as_deref());
-        }
         let (reply, head) = Reply::new();
         let queued = Queued::new();
         let call = Box::new(Call {
-            environ,
-            body,
-            is_head: parts.method == Method::HEAD,
+            request: endpoint::Request {
+                head: RequestHead {
+                    method: parts.method,
+                    target: parts.uri,
+                    version: parts.version,
+                    headers: parts.headers,
+                },
+                body,
+                content_length,
+                body_decoded,
+                connection,
+            },
             zero_copy,
-            connection: slot,
+            slot,
             reply,
             queued: queued.clone(),
         });
-        if app.dispatch(call).is_err() {
+        if endpoint.dispatch(call).is_err() {
             log::warn!(target: "propylon.server", "worker pool and queue are full; answering 503");
             return Next::Respond(Box::new(error_response(503, "Service Unavailable", false)));
         }
@@ -395,16 +369,16 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             body,
             prepare: Box::new(call),
         })),
-        _ => call(body, body_plan.environ_content_length),
+        _ => call(body, body_plan.content_length),
     }
 }
 
 /// The watch of a hyper body: on HTTP/1.1 an unread rest is drained to keep
-/// the connection (`body::UnreadWatch`); on HTTP/2 a body dropped unread
+/// the connection (`UnreadWatch`); on HTTP/2 a body dropped unread
 /// resets its stream, which ends the upload. Not with `Expect`: the first
 /// read of such a body sends `100 Continue`, which must not come after the
 /// final response, nor ask for a body the application did not want (hyper
-/// then closes the connection, as before).
+/// then closes the connection).
 fn unread_watch(ctx: &ConnContext, version: HttpVersion, headers: &http::HeaderMap) -> UnreadWatch {
     let drain = (version == HttpVersion::Http11 && !headers.contains_key(http::header::EXPECT))
         .then(|| Drain {
@@ -417,7 +391,7 @@ fn unread_watch(ctx: &ConnContext, version: HttpVersion, headers: &http::HeaderM
 
 /// The response for a body error that ends a request before the application ran
 /// (or that the application let propagate).
-pub fn body_error_response(e: &BodyError) -> Response<ResponseBody> {
+pub(crate) fn body_error_response(e: &BodyError) -> Response<ResponseBody> {
     match e {
         BodyError::TooLarge(_) => error_response(413, "Content Too Large", true),
         BodyError::Invalid(_) => error_response(400, "Bad Request", true),
@@ -427,7 +401,7 @@ pub fn body_error_response(e: &BodyError) -> Response<ResponseBody> {
 
 /// A small plain-text error response. `close`: the rest of the request may be
 /// unread, so an HTTP/1.1 connection must not be reused.
-pub fn error_response(status: u16, reason: &str, close: bool) -> Response<ResponseBody> {
+pub(crate) fn error_response(status: u16, reason: &str, close: bool) -> Response<ResponseBody> {
     let body = Bytes::from(format!("{status} {reason}\n"));
     let mut response = Response::new(ResponseBody::Empty);
     *response.status_mut() =
@@ -446,7 +420,7 @@ pub fn error_response(status: u16, reason: &str, close: bool) -> Response<Respon
 }
 
 /// hyper knows the framing (Content-Length, chunked, HTTP/2 END_STREAM); a
-/// declared "Content-Length: 0" stays Length(0) so CONTENT_LENGTH shows "0".
+/// declared "Content-Length: 0" stays Length(0), so the endpoint is told 0.
 fn framing_of(headers: &http::HeaderMap, incoming: &Incoming) -> Framing {
     match incoming.size_hint().exact() {
         Some(0) if !headers.contains_key(CONTENT_LENGTH) => Framing::Empty,
@@ -495,7 +469,7 @@ async fn upgrade_to_h2c(
         body: body.freeze(),
         framing,
     };
-    ctx.serving.spawn_upgraded(on_upgrade, frames, request, ctx);
+    ctx.h2c.clone().spawn_h2c(on_upgrade, frames, request, ctx);
     let mut response = Response::new(ResponseBody::Empty);
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     response

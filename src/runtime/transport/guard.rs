@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::activity::Activity;
 use super::detect::PREFACE;
+use crate::runtime::timers::Activity;
 
 const FRAME_HEADER: usize = 9;
 
@@ -46,7 +46,7 @@ const MAX_RESETS: u32 = 1000;
 const MAX_WINDOW_UPDATES: u32 = 10_000;
 
 /// RFC 9113 §7.
-pub const ENHANCE_YOUR_CALM: u32 = 0xb;
+pub(crate) const ENHANCE_YOUR_CALM: u32 = 0xb;
 
 struct Shared {
     tripped: Option<(u32, &'static str)>,
@@ -83,17 +83,17 @@ impl Default for Handle {
 
 /// Lets the connection close a guarded connection with a GOAWAY.
 #[derive(Clone, Default)]
-pub struct GuardHandle(Arc<Handle>);
+pub(crate) struct GuardHandle(Arc<Handle>);
 
 impl GuardHandle {
     /// Whether no response bytes have gone out for `limit`.
-    pub fn no_data_sent_for(&self, limit: Duration) -> bool {
+    pub(crate) fn no_data_sent_for(&self, limit: Duration) -> bool {
         let at = Duration::from_nanos(self.0.sent_data_at.load(Ordering::Relaxed));
         (self.0.created + at).elapsed() >= limit
     }
 
     /// Close the connection with GOAWAY(`code`) at the next frame boundary.
-    pub fn trip(&self, code: u32, why: &'static str) {
+    pub(crate) fn trip(&self, code: u32, why: &'static str) {
         let mut s = self.0.shared.lock().unwrap();
         if s.tripped.is_none() {
             s.tripped = Some((code, why));
@@ -163,7 +163,7 @@ impl Counters {
     }
 }
 
-pub struct Guard<I> {
+pub(crate) struct Guard<I> {
     inner: I,
     handle: GuardHandle,
     activity: Arc<Activity>,
@@ -183,7 +183,7 @@ pub struct Guard<I> {
 }
 
 impl<I> Guard<I> {
-    pub fn new(inner: I, handle: GuardHandle, activity: Arc<Activity>) -> Guard<I> {
+    pub(crate) fn new(inner: I, handle: GuardHandle, activity: Arc<Activity>) -> Guard<I> {
         Guard {
             inner,
             handle,
@@ -357,7 +357,7 @@ impl<I: AsyncWrite + Unpin> Guard<I> {
     }
 }
 
-impl<I: super::h1::RawSocket> super::h1::RawSocket for Guard<I> {
+impl<I: super::RawSocket> super::RawSocket for Guard<I> {
     fn raw_socket(&self) -> Option<std::os::fd::RawFd> {
         self.inner.raw_socket()
     }
@@ -453,7 +453,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Guard<I> {
         self.inner.is_write_vectored()
     }
 
-    forward_flush_and_shutdown!();
+    super::forward::forward_flush_and_shutdown!();
 }
 
 #[cfg(test)]

@@ -2,13 +2,13 @@
 //!
 //! What it does: reads request heads into one buffer per connection, and
 //! serves each plain request (`proto::h1::parse_request`) through the same
-//! `service::handle` as hyper's requests: the same checks, environ, pool,
+//! `request::service::begin` as hyper's requests: the same checks, routing, endpoint, pool,
 //! access log and timers. It writes the response head as hyper would
 //! (`proto::h1::encode_response_head`), in one write with a small body,
 //! else followed by the body's own buffers (file bodies are placeholders the
 //! transport sends with `sendfile`), and goes on to the next request in the
 //! buffer. A request body is read by the application's thread from the
-//! socket (`socket_body`): what came with the head is handed over from the
+//! socket (`request::body::SocketBody`): what came with the head is handed over from the
 //! buffer, the rest goes from the kernel straight into the memory of the
 //! read. At the first request that is not plain, the connection is handed
 //! to hyper with what is buffered (`Outcome::Hyper`), and hyper serves it to
@@ -27,7 +27,7 @@
 use std::future::Future;
 use std::io;
 use std::io::IoSlice;
-use std::os::fd::RawFd;
+
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -41,19 +41,21 @@ use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use super::sendfile;
-use super::service::{begin, ConnContext, HttpResponse, PlainBody, RequestBody};
-use super::socket_body::{BodySocket, Lease};
+use super::context::ConnContext;
 use crate::proto;
 use crate::proto::h1::{
     chunk_head, encode_response_head, parse_request, Answering, BodyLength, Framing, Limits,
     NotPlain, Parsed, LAST_CHUNK,
 };
+use crate::runtime::request::body::{BodySocket, Lease, DRAIN_LIMIT, DRAIN_TIME};
+use crate::runtime::request::service::{begin, HttpResponse, PlainBody, RequestBody};
+use crate::runtime::transport::sendfile;
+use crate::runtime::transport::RawSocket;
 
 /// Read size: room for a usual head (nginx reads heads into 1 KiB first,
 /// `client_header_buffer_size`; hyper into 8 KiB). What a read takes of a
 /// body beyond the head is copied once more, from this buffer into the
-/// `bytes` objects `wsgi.input` returns; the rest goes there straight from
+/// `bytes` objects the application's body reads return; the rest goes there straight from
 /// the socket. 4 KiB against 8 KiB: +2.8% requests/s for a 64 KiB POST
 /// echo, hello world the same (3 interleaved rounds). A longer head takes
 /// more reads.
@@ -61,16 +63,6 @@ const READ_BUFFER: usize = 4 * 1024;
 
 /// A body at most this long goes into the same write as its head.
 const SMALL_BODY: usize = 1024;
-
-/// The most of a request body the application left unread, and that is
-/// still to come when its response is complete, that the connection waits
-/// for (and discards) to stay open; with more, it closes. 1 MiB: the JSON
-/// and form posts an application refuses without reading, not uploads.
-pub(super) const DRAIN_LIMIT: u64 = 1024 * 1024;
-
-/// How long the connection waits for that rest (at most the header timeout:
-/// the bytes it reads start that timer, as a head's would).
-pub(super) const DRAIN_TIME: Duration = Duration::from_secs(5);
 
 /// Read size while discarding a body.
 const DRAIN_READ: usize = 16 * 1024;
@@ -80,31 +72,10 @@ const DRAIN_READ: usize = 16 * 1024;
 /// into the buffer and handed to the application whole; a longer one, or
 /// one still to come, sends the connection to hyper. 64 KiB: a JSON or form
 /// POST, and the body hyper would hold in its own buffer anyway.
-pub const TLS_BUFFERED_BODY: u64 = 64 * 1024;
-
-/// A transport the server's own path can serve, and whether it has a socket
-/// a request body can be read from directly. Without one (TLS: the bytes on
-/// the socket are records only the connection can decrypt) the own path
-/// serves requests without a body, and hands the connection to hyper at the
-/// first request with one.
-pub trait RawSocket {
-    fn raw_socket(&self) -> Option<RawFd>;
-}
-
-impl RawSocket for tokio::net::UnixStream {
-    fn raw_socket(&self) -> Option<RawFd> {
-        Some(std::os::fd::AsRawFd::as_raw_fd(self))
-    }
-}
-
-impl RawSocket for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
-    fn raw_socket(&self) -> Option<RawFd> {
-        None
-    }
-}
+pub(crate) const TLS_BUFFERED_BODY: u64 = 64 * 1024;
 
 /// How the loop ended.
-pub enum Outcome<I> {
+pub(crate) enum Outcome<I> {
     /// The connection is over (closed by either side, or shut down).
     Closed,
     /// hyper serves the rest of the connection: the transport, and the bytes
@@ -114,7 +85,7 @@ pub enum Outcome<I> {
 
 /// One connection on the server's own path. A future of its `Outcome`;
 /// `graceful_shutdown` finishes the request in progress, then closes.
-pub struct Connection<I> {
+pub(crate) struct Connection<I> {
     run: Pin<Box<dyn Future<Output = io::Result<Outcome<I>>> + Send>>,
     stop: Arc<AtomicBool>,
 }
@@ -124,7 +95,7 @@ where
     I: AsyncRead + AsyncWrite + RawSocket + Unpin + Send + 'static,
 {
     /// Serve `io`, whose first bytes (`prefix`) were read already.
-    pub fn new(io: I, prefix: &[u8], ctx: Arc<ConnContext>) -> Connection<I> {
+    pub(crate) fn new(io: I, prefix: &[u8], ctx: Arc<ConnContext>) -> Connection<I> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut buf = BytesMut::with_capacity(READ_BUFFER);
         buf.extend_from_slice(prefix);
@@ -134,7 +105,7 @@ where
         }
     }
 
-    pub fn graceful_shutdown(self: Pin<&mut Self>) {
+    pub(crate) fn graceful_shutdown(self: Pin<&mut Self>) {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
@@ -579,38 +550,6 @@ async fn write_all<I: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// A transport handed to hyper: the bytes the loop read from it and did
-/// not serve, then the transport itself.
-pub struct Rewind<I> {
-    inner: I,
-    buffered: Bytes,
-}
-
-impl<I> Rewind<I> {
-    pub fn new(inner: I, buffered: Bytes) -> Rewind<I> {
-        Rewind { inner, buffered }
-    }
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.buffered.is_empty() {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
-        }
-        let n = this.buffered.len().min(buf.remaining());
-        buf.put_slice(&this.buffered[..n]);
-        this.buffered.advance(n);
-        Poll::Ready(Ok(()))
-    }
-}
-
-forward_async_write!(Rewind);
-
 /// The `date` header's value, formatted once a second per thread (as
 /// hyper's cache does).
 mod date {
@@ -621,7 +560,7 @@ mod date {
         static CACHE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
     }
 
-    pub fn now() -> [u8; 29] {
+    pub(crate) fn now() -> [u8; 29] {
         let now = SystemTime::now();
         let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         CACHE.with_borrow_mut(|(at, text)| {

@@ -34,7 +34,7 @@ const MAX_FRAME: usize = 16_384;
 
 /// Whether `headers` ask for an h2c upgrade (RFC 7540 §3.2: `Upgrade: h2c`,
 /// exactly one `HTTP2-Settings`, both named in `Connection`).
-pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
+pub(crate) fn is_upgrade_request(headers: &HeaderMap) -> bool {
     let has_token = |name: http::header::HeaderName, token: &str| {
         headers.get_all(name).iter().any(|v| {
             v.to_str()
@@ -49,27 +49,27 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
 }
 
 /// The upgraded request's body and framing, waiting for stream 1.
-pub struct UpgradeRequest {
-    pub body: Bytes,
-    pub framing: Framing,
+pub(crate) struct UpgradeRequest {
+    pub(crate) body: Bytes,
+    pub(crate) framing: Framing,
 }
 
 /// Hands the upgrade request to the first request the new connection serves.
 #[derive(Default)]
-pub struct PendingUpgrade(Mutex<Option<UpgradeRequest>>);
+pub(crate) struct PendingUpgrade(Mutex<Option<UpgradeRequest>>);
 
 impl PendingUpgrade {
-    pub fn new(request: UpgradeRequest) -> PendingUpgrade {
+    pub(crate) fn new(request: UpgradeRequest) -> PendingUpgrade {
         PendingUpgrade(Mutex::new(Some(request)))
     }
 
-    pub fn take(&self) -> Option<UpgradeRequest> {
+    pub(crate) fn take(&self) -> Option<UpgradeRequest> {
         self.0.lock().unwrap().take()
     }
 }
 
 /// The HEADERS (and CONTINUATION) frames for stream 1 carrying this request.
-pub fn stream_one_headers(method: &str, path_and_query: &str, headers: &HeaderMap) -> Bytes {
+pub(crate) fn stream_one_headers(method: &str, path_and_query: &str, headers: &HeaderMap) -> Bytes {
     let mut block = BytesMut::new();
     let authority = headers.get(HOST).map(|h| h.as_bytes()).unwrap_or_default();
     for (name, value) in [
@@ -158,7 +158,7 @@ fn integer(out: &mut BytesMut, mut value: usize, prefix_bits: u8, first_byte_fla
 
 /// The upgraded connection, with stream 1's HEADERS inserted after the client's
 /// preface and first frame.
-pub struct UpgradeStream<I> {
+pub(crate) struct UpgradeStream<I> {
     inner: I,
     state: Inject,
 }
@@ -175,7 +175,7 @@ enum Inject {
 }
 
 impl<I> UpgradeStream<I> {
-    pub fn new(inner: I, frames: Bytes) -> UpgradeStream<I> {
+    pub(crate) fn new(inner: I, frames: Bytes) -> UpgradeStream<I> {
         UpgradeStream {
             inner,
             state: Inject::Collecting {
@@ -243,7 +243,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for UpgradeStream<I> {
     }
 }
 
-forward_async_write!(UpgradeStream);
+crate::runtime::transport::forward::forward_async_write!(UpgradeStream);
 
 #[cfg(test)]
 mod tests {

@@ -36,7 +36,7 @@ use tokio::net::TcpStream;
 /// The most one placeholder covers: one `sendfile` call's worth (nginx's
 /// `sendfile_max_chunk` defaults to 2 MiB; 1 MiB keeps one slow client from
 /// monopolising a worker thread's time slice).
-pub const CHUNK: usize = 1 << 20;
+pub(crate) const CHUNK: usize = 1 << 20;
 
 static PLACEHOLDER: [u8; CHUNK] = [0; CHUNK];
 
@@ -50,14 +50,14 @@ struct Pending {
 /// Files waiting to be sent on one connection, in the order hyper will write
 /// their placeholders.
 #[derive(Default)]
-pub struct SendQueue {
+pub(crate) struct SendQueue {
     entries: Mutex<VecDeque<Pending>>,
 }
 
 impl SendQueue {
     /// Queue `len` (<= CHUNK) bytes of `file` at `offset`; returns the
     /// placeholder to hand to hyper.
-    pub fn push(&self, file: Arc<File>, offset: u64, len: usize) -> Bytes {
+    pub(crate) fn push(&self, file: Arc<File>, offset: u64, len: usize) -> Bytes {
         assert!(len <= CHUNK && len > 0);
         self.entries.lock().unwrap().push_back(Pending {
             file,
@@ -71,7 +71,7 @@ impl SendQueue {
 
 /// Whether `buf` is (part of) a placeholder: bytes that must reach this
 /// stream as they are, never copied into another buffer.
-pub fn is_placeholder(buf: &[u8]) -> bool {
+pub(crate) fn is_placeholder(buf: &[u8]) -> bool {
     placeholder_offset(buf).is_some()
 }
 
@@ -82,13 +82,13 @@ fn placeholder_offset(buf: &[u8]) -> Option<usize> {
 }
 
 /// A TCP stream whose writes of placeholders become `sendfile` calls.
-pub struct SendfileStream {
+pub(crate) struct SendfileStream {
     inner: TcpStream,
     queue: Arc<SendQueue>,
 }
 
 impl SendfileStream {
-    pub fn new(inner: TcpStream, queue: Arc<SendQueue>) -> SendfileStream {
+    pub(crate) fn new(inner: TcpStream, queue: Arc<SendQueue>) -> SendfileStream {
         SendfileStream { inner, queue }
     }
 
@@ -153,7 +153,7 @@ fn mismatch() -> io::Error {
     io::Error::other("zero-copy bookkeeping mismatch")
 }
 
-impl super::h1::RawSocket for SendfileStream {
+impl super::RawSocket for SendfileStream {
     fn raw_socket(&self) -> Option<std::os::fd::RawFd> {
         Some(self.inner.as_raw_fd())
     }
@@ -205,7 +205,7 @@ impl AsyncWrite for SendfileStream {
         true
     }
 
-    forward_flush_and_shutdown!();
+    super::forward::forward_flush_and_shutdown!();
 }
 
 #[cfg(test)]

@@ -1,3 +1,6 @@
+//! A connection's timers, and what they watch (`Activity`: requests in
+//! flight, response progress, bytes received).
+//!
 //! What a connection is doing, for its three timers: keep-alive (no request
 //! in flight for too long), request head (an HTTP/1.1 head that started to
 //! arrive and is not complete in time: slowloris) and send stall (a response
@@ -14,8 +17,8 @@
 //! connection went idle (`received`, called by the transport wrapper on every
 //! read) to the start of the request (`begin`). It is the server's, not
 //! hyper's: hyper's `header_read_timeout` starts when hyper begins waiting for
-//! the next head, so on a keep-alive connection it counted idle time too and
-//! closed connections the keep-alive timeout should have kept, and it cost a
+//! the next head, so on a keep-alive connection it counts idle time too and
+//! closes connections the keep-alive timeout should keep, and it costs a
 //! boxed timer armed and dropped per request.
 //!
 //! All timers are one `watch_timers` future that sleeps to its next deadline
@@ -27,7 +30,7 @@
 //! have been due for longer when it ends.
 //!
 //! What it does not do: close anything (the connection task does, through
-//! `h2guard::GuardHandle`).
+//! `transport::guard::GuardHandle`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,7 +39,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-pub struct Activity {
+pub(crate) struct Activity {
     state: Mutex<State>,
     /// Only `drained` waits on this (at shutdown).
     drained: Notify,
@@ -52,15 +55,15 @@ pub struct Activity {
 
 /// The limits `Activity::watch_timers` enforces.
 #[derive(Clone, Copy, Debug)]
-pub struct Timeouts {
+pub(crate) struct Timeouts {
     /// No request in flight for this long: close.
-    pub keep_alive: Duration,
+    pub(crate) keep_alive: Duration,
     /// A request head that started to arrive and has not become a request
     /// within this: close. `None` where heads do not apply (HTTP/2 streams
     /// have their own limits in h2 and the guard).
-    pub head: Option<Duration>,
+    pub(crate) head: Option<Duration>,
     /// A response the client has taken nothing of for this long: close.
-    pub send: Duration,
+    pub(crate) send: Duration,
 }
 
 struct State {
@@ -73,7 +76,7 @@ struct State {
 
 /// One response body's progress, updated by `access_log::Tracked` on every
 /// poll of the body: no lock.
-pub struct Progress {
+pub(crate) struct Progress {
     /// When the body last handed hyper data, in nanoseconds after `base`,
     /// plus one; 0 when it answered "not yet" or ended since.
     gave_data_at: AtomicU64,
@@ -88,13 +91,13 @@ impl Progress {
         }
     }
 
-    pub fn gave_data(&self) {
+    pub(crate) fn gave_data(&self) {
         // u64 nanoseconds: 584 years of connection.
         let ns = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
         self.gave_data_at.store(ns + 1, Ordering::Relaxed);
     }
 
-    pub fn waiting(&self) {
+    pub(crate) fn waiting(&self) {
         if self.gave_data_at.load(Ordering::Relaxed) != 0 {
             self.gave_data_at.store(0, Ordering::Relaxed);
         }
@@ -116,7 +119,7 @@ fn trim_finished(responses: &mut Vec<Arc<Progress>>) {
 }
 
 /// One request in flight on its connection (see `Activity::begin`).
-pub struct InFlight(Arc<Activity>);
+pub(crate) struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -126,7 +129,7 @@ impl Drop for InFlight {
 
 /// Why `Activity::watch_timers` returned.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Expired {
+pub(crate) enum Expired {
     /// No request in flight for the keep-alive timeout.
     Idle,
     /// A response has waited the send timeout for the client to take data.
@@ -142,7 +145,7 @@ impl Default for Activity {
 }
 
 impl Activity {
-    pub fn new() -> Activity {
+    pub(crate) fn new() -> Activity {
         Activity {
             state: Mutex::new(State {
                 in_flight: 0,
@@ -158,7 +161,7 @@ impl Activity {
 
     /// The transport received bytes. The first since the connection went idle
     /// starts the head timer (one clock read per request, none per read).
-    pub fn received(&self) {
+    pub(crate) fn received(&self) {
         if self.head_at.load(Ordering::Relaxed) == 0 {
             // u64 nanoseconds: 584 years of connection.
             let ns = u64::try_from(self.created.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
@@ -168,7 +171,7 @@ impl Activity {
 
     /// The bytes received since the connection went idle were not a head
     /// (the rest of a body the connection discarded): no head timer.
-    pub fn not_a_head(&self) {
+    pub(crate) fn not_a_head(&self) {
         self.head_at.store(0, Ordering::Relaxed);
     }
 
@@ -182,7 +185,7 @@ impl Activity {
     /// A request starts; it is in flight until the guard drops (its response
     /// body was sent or abandoned, or the request was dropped before it had
     /// one: an HTTP/2 stream the client reset, a connection that went away).
-    pub fn begin(self: &Arc<Self>) -> InFlight {
+    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
         self.state.lock().unwrap().in_flight += 1;
         InFlight(self.clone())
     }
@@ -190,7 +193,7 @@ impl Activity {
     /// A response body is on its way; its progress is watched until it
     /// drops. A finished response's `Progress` is used again (no allocation
     /// per response on a keep-alive connection).
-    pub fn watch(&self) -> Arc<Progress> {
+    pub(crate) fn watch(&self) -> Arc<Progress> {
         let mut s = self.state.lock().unwrap();
         // Held only here: its response is over.
         if let Some(free) = s.responses.iter().find(|p| Arc::strong_count(p) == 1) {
@@ -224,7 +227,7 @@ impl Activity {
     }
 
     /// Completes when no request is in flight.
-    pub async fn drained(&self) {
+    pub(crate) async fn drained(&self) {
         // Set before `in_flight` is looked at under the lock, so an `end`
         // that this look does not see reads the flag after it.
         self.draining.store(true, Ordering::SeqCst);
@@ -245,7 +248,7 @@ impl Activity {
     /// send timeout while `sent_nothing_for` (the transport's view: no
     /// response bytes went out for that long, so that a slow but steady reader
     /// of a large chunk is not taken for a stalled one).
-    pub async fn watch_timers(
+    pub(crate) async fn watch_timers(
         &self,
         timeouts: Timeouts,
         sent_nothing_for: impl Fn(Duration) -> bool,

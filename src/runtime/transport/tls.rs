@@ -21,24 +21,24 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientCert {
+pub(crate) enum ClientCert {
     None,
     Optional,
     Required,
 }
 
 #[derive(Debug, Clone)]
-pub struct TlsSettings {
-    pub certfile: PathBuf,
-    pub keyfile: PathBuf,
-    pub keyfile_password: Option<String>,
-    pub ca_certs: Option<PathBuf>,
-    pub client_cert: ClientCert,
+pub(crate) struct TlsSettings {
+    pub(crate) certfile: PathBuf,
+    pub(crate) keyfile: PathBuf,
+    pub(crate) keyfile_password: Option<String>,
+    pub(crate) ca_certs: Option<PathBuf>,
+    pub(crate) client_cert: ClientCert,
 }
 
 /// A TLS setting that cannot be used; the message says which file and why.
 #[derive(Debug)]
-pub struct TlsError(String);
+pub(crate) struct TlsError(String);
 
 impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -131,7 +131,7 @@ fn pem_block<'a>(text: &'a str, label: &str) -> Option<&'a str> {
     Some(&text[start..stop])
 }
 
-pub fn build(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
+pub(crate) fn build(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs = load_certs(&settings.certfile, "certificate file")?;
     let key = load_key(&settings.keyfile, settings.keyfile_password.as_deref())?;
@@ -184,13 +184,13 @@ pub fn build(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
 }
 
 /// The current TLS configuration, replaceable while the server runs.
-pub struct TlsState {
+pub(crate) struct TlsState {
     settings: TlsSettings,
     current: RwLock<Arc<ServerConfig>>,
 }
 
 impl TlsState {
-    pub fn new(settings: TlsSettings) -> Result<TlsState, TlsError> {
+    pub(crate) fn new(settings: TlsSettings) -> Result<TlsState, TlsError> {
         let config = build(&settings)?;
         Ok(TlsState {
             settings,
@@ -198,12 +198,12 @@ impl TlsState {
         })
     }
 
-    pub fn current(&self) -> Arc<ServerConfig> {
+    pub(crate) fn current(&self) -> Arc<ServerConfig> {
         self.current.read().unwrap().clone()
     }
 
     /// Rebuild from the same files. On error the old configuration stays.
-    pub fn reload(&self) -> Result<(), TlsError> {
+    pub(crate) fn reload(&self) -> Result<(), TlsError> {
         let config = build(&self.settings)?;
         *self.current.write().unwrap() = config;
         Ok(())
@@ -212,18 +212,18 @@ impl TlsState {
 
 /// What a TLS connection tells the application (the mod_ssl variable names).
 #[derive(Debug, Clone, Default)]
-pub struct TlsInfo {
-    pub protocol: String,
-    pub cipher: String,
+pub(crate) struct TlsInfo {
+    pub(crate) protocol: String,
+    pub(crate) cipher: String,
     /// The client's certificate as PEM, when it sent one.
-    pub client_cert_pem: Option<String>,
+    pub(crate) client_cert_pem: Option<String>,
     /// ALPN chose `h2` (RFC 7301): the connection is HTTP/2 from its first
     /// byte (RFC 9113 §3.3).
-    pub alpn_h2: bool,
+    pub(crate) alpn_h2: bool,
 }
 
 impl TlsInfo {
-    pub fn from_connection(conn: &rustls::ServerConnection) -> TlsInfo {
+    pub(crate) fn from_connection(conn: &rustls::ServerConnection) -> TlsInfo {
         use base64::Engine as _;
         let client_cert_pem = conn
             .peer_certificates()

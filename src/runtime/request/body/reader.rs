@@ -1,20 +1,21 @@
-//! Request bodies as a blocking, terminated byte stream (WSGI 1.1 `wsgi.input`).
+//! Request bodies as a blocking, terminated byte stream: what an endpoint's
+//! application reads.
 //!
 //! What it does: `BodyReader` gives `read(n)`, `read_to_end()` and
 //! `read_line(limit)` over a request body, on a pool thread (the caller releases
 //! the GIL). Bytes come from hyper's `Incoming` (each read waits on the tokio
 //! runtime with a timeout; the first poll is what makes hyper send
 //! `100 Continue`), or on the server's own HTTP/1.1 path from the socket
-//! (`socket_body`, read straight into the caller's memory by `read_into`),
+//! (`socket`, read straight into the caller's memory by `read_into`),
 //! are decoded when the body has a `Content-Encoding` the server
 //! was asked to decode, and are counted against the maximum body size before and
 //! after decoding (a zip bomb ends with `TooLarge`). After the end every read
 //! returns empty at once; after an error every read repeats the error.
 //!
 //! `buffer()` reads a whole body into memory, spilling to an unlinked temporary
-//! file past a threshold, for the WSGI 1.0 compatibility mode.
+//! file past a threshold, for `--buffer-body`.
 //!
-//! What it does not do: decide *whether* to decode or what CONTENT_LENGTH says
+//! What it does not do: decide *whether* to decode or what length the endpoint is told
 //! (that is `proto::body::plan`), or raise Python exceptions (the bridge maps
 //! `BodyError` to `propylon.errors`).
 
@@ -28,49 +29,24 @@ use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::activity::Activity;
-use super::socket_body::SocketBody;
+use super::socket::SocketBody;
+use super::{BodyError, DRAIN_LIMIT};
 use crate::proto::body::Coding;
+use crate::runtime::timers::Activity;
 
 /// Decoded bytes produced per step: bounds the memory one read can allocate
 /// whatever the compression ratio.
 const DECODE_STEP: usize = 64 * 1024;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BodyError {
-    /// The client went away (or stopped sending) before the body was complete.
-    Disconnected(String),
-    /// The body, raw or decoded, is larger than the configured maximum.
-    TooLarge(u64),
-    /// Bad chunked framing or an undecodable Content-Encoding.
-    Invalid(String),
-}
-
-impl std::fmt::Display for BodyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            BodyError::Disconnected(why) => write!(
-                f,
-                "client disconnected before the request body was complete ({why})"
-            ),
-            BodyError::TooLarge(max) => {
-                write!(f, "request body is larger than the maximum of {max} bytes")
-            }
-            BodyError::Invalid(why) => write!(f, "invalid request body: {why}"),
-        }
-    }
-}
-impl std::error::Error for BodyError {}
 
 /// Watches a hyper body for its end. Dropped before it (the application
 /// left the rest unread, or reading stopped at an error: too large,
 /// undecodable), it sets its connection's `unread_input` flag, so that the
 /// close lingers; except that, on HTTP/1.1 and with no error, it first hands
 /// the body to a task of its own (`Drain`) that reads and discards the
-/// rest as hyper reads it, up to `h1::DRAIN_LIMIT` bytes within
+/// rest as hyper reads it, up to `DRAIN_LIMIT` bytes within
 /// `Drain::time`, so that hyper goes on to the connection's next request
 /// instead of closing it. The flag is set only if that fails.
-pub struct UnreadWatch {
+pub(crate) struct UnreadWatch {
     flag: Arc<AtomicBool>,
     ended: bool,
     failed: bool,
@@ -78,16 +54,16 @@ pub struct UnreadWatch {
 }
 
 /// Where an HTTP/1.1 body left unread is drained.
-pub struct Drain {
-    pub rt: tokio::runtime::Handle,
-    pub activity: Arc<Activity>,
-    /// How long the rest may take (`h1::DRAIN_TIME`, or the header timeout
+pub(crate) struct Drain {
+    pub(crate) rt: tokio::runtime::Handle,
+    pub(crate) activity: Arc<Activity>,
+    /// How long the rest may take (`DRAIN_TIME`, or the header timeout
     /// if shorter: the bytes read start that timer, as a head's would).
-    pub time: Duration,
+    pub(crate) time: Duration,
 }
 
 impl UnreadWatch {
-    pub fn new(flag: Arc<AtomicBool>, drain: Option<Drain>) -> UnreadWatch {
+    pub(crate) fn new(flag: Arc<AtomicBool>, drain: Option<Drain>) -> UnreadWatch {
         UnreadWatch {
             flag,
             ended: false,
@@ -131,7 +107,7 @@ async fn drain(mut body: Incoming, time: Duration) -> bool {
                 None => return true,
                 Some(Ok(frame)) => {
                     seen += frame.data_ref().map_or(0, |d| d.len() as u64);
-                    if seen > super::h1::DRAIN_LIMIT {
+                    if seen > DRAIN_LIMIT {
                         return false;
                     }
                 }
@@ -143,13 +119,13 @@ async fn drain(mut body: Incoming, time: Duration) -> bool {
 }
 
 /// hyper's body, with its watch: what `Source::Incoming` reads.
-pub struct HyperBody {
+pub(crate) struct HyperBody {
     body: Option<Incoming>,
     watch: UnreadWatch,
 }
 
 impl HyperBody {
-    pub fn new(body: Incoming, watch: UnreadWatch) -> HyperBody {
+    pub(crate) fn new(body: Incoming, watch: UnreadWatch) -> HyperBody {
         HyperBody {
             body: Some(body),
             watch,
@@ -166,7 +142,7 @@ impl Drop for HyperBody {
 }
 
 /// Where raw body bytes come from.
-pub enum Source {
+pub(crate) enum Source {
     Empty,
     /// `declared`: the Content-Length, checked at the end of the stream (hyper
     /// takes an HTTP/2 RST_STREAM(NO_ERROR) for a normal end, RFC 9113 §8.1;
@@ -181,7 +157,7 @@ pub enum Source {
     Memory(Bytes),
     File(File),
     /// The server's own HTTP/1.1 path: the bytes that came with the head,
-    /// then the socket (`socket_body`).
+    /// then the socket (`socket`).
     Socket(SocketBody),
 }
 
@@ -221,7 +197,7 @@ impl Source {
                 let Some(incoming) = body.as_mut() else {
                     return Ok(None);
                 };
-                let frame = super::pool::blocking(|| {
+                let frame = crate::runtime::pool::blocking(|| {
                     rt.block_on(async { tokio::time::timeout(*timeout, incoming.frame()).await })
                 });
                 match frame {
@@ -250,7 +226,7 @@ impl Source {
                                 *received += data.len() as u64;
                                 return Ok(Some(data));
                             }
-                        } // trailers: not exposed through WSGI; keep reading
+                        } // trailers: not passed on to endpoints; keep reading
                     }
                 }
             },
@@ -497,7 +473,7 @@ impl Read for BrotliToTheEnd {
     }
 }
 
-pub struct BodyReader {
+pub(crate) struct BodyReader {
     stage: Stage,
     pending: BytesMut,
     state: ReadState,
@@ -511,7 +487,7 @@ enum ReadState {
 }
 
 impl BodyReader {
-    pub fn new(source: Source, decode: Option<Coding>, max_body_size: u64) -> BodyReader {
+    pub(crate) fn new(source: Source, decode: Option<Coding>, max_body_size: u64) -> BodyReader {
         let raw = RawReader {
             source,
             current: Bytes::new(),
@@ -535,7 +511,7 @@ impl BodyReader {
         }
     }
 
-    pub fn empty() -> BodyReader {
+    pub(crate) fn empty() -> BodyReader {
         BodyReader::new(Source::Empty, None, 0)
     }
 
@@ -572,7 +548,7 @@ impl BodyReader {
     }
 
     /// Up to `n` bytes; fewer only at the end of the body. Empty at the end.
-    pub fn read(&mut self, n: usize) -> Result<Bytes, BodyError> {
+    pub(crate) fn read(&mut self, n: usize) -> Result<Bytes, BodyError> {
         while self.pending.len() < n {
             if !self.fill()? {
                 break;
@@ -585,7 +561,7 @@ impl BodyReader {
     /// Fill `buf` (fewer bytes only at the end of the body): `read(buf.len())`
     /// into the caller's memory, each chunk copied once, straight from the
     /// transport's buffer. What a chunk has past `buf` stays for the next read.
-    pub fn read_into(&mut self, buf: &mut [u8]) -> Result<usize, BodyError> {
+    pub(crate) fn read_into(&mut self, buf: &mut [u8]) -> Result<usize, BodyError> {
         let mut filled = self.pending.len().min(buf.len());
         buf[..filled].copy_from_slice(&self.pending[..filled]);
         self.pending.advance(filled);
@@ -650,7 +626,7 @@ impl BodyReader {
 
     /// The bytes left to read, when known without reading: a body read as it
     /// came (not decoded) whose length was declared, or one held in memory.
-    pub fn remaining(&self) -> Option<u64> {
+    pub(crate) fn remaining(&self) -> Option<u64> {
         if !matches!(self.state, ReadState::Open) {
             return matches!(self.state, ReadState::Done).then_some(self.pending.len() as u64);
         }
@@ -671,23 +647,13 @@ impl BodyReader {
         Some(source + raw.current.len() as u64 + self.pending.len() as u64)
     }
 
-    /// Whatever is available without waiting past one chunk: at least one byte
-    /// unless the body has ended. (For `read(n)` callers that loop anyway.)
-    pub fn read_some(&mut self, n: usize) -> Result<Bytes, BodyError> {
-        if self.pending.is_empty() {
-            self.fill()?;
-        }
-        let take = n.min(self.pending.len());
-        Ok(self.pending.split_to(take).freeze())
-    }
-
-    pub fn read_to_end(&mut self) -> Result<Bytes, BodyError> {
+    pub(crate) fn read_to_end(&mut self) -> Result<Bytes, BodyError> {
         while self.fill()? {}
         Ok(std::mem::take(&mut self.pending).freeze())
     }
 
     /// One line including its `\n`, at most `limit` bytes (None: no limit).
-    pub fn read_line(&mut self, limit: Option<usize>) -> Result<Bytes, BodyError> {
+    pub(crate) fn read_line(&mut self, limit: Option<usize>) -> Result<Bytes, BodyError> {
         let mut scanned = 0;
         loop {
             if let Some(pos) = self.pending[scanned..].iter().position(|&b| b == b'\n') {
@@ -711,7 +677,7 @@ impl BodyReader {
     /// Read the whole body now; keep it in memory up to `memory_limit` bytes,
     /// past that in an unlinked temporary file. Returns the exact length and a
     /// reader over the buffered copy (which no longer decodes or limits).
-    pub fn buffer(mut self, memory_limit: usize) -> Result<(u64, BodyReader), BodyError> {
+    pub(crate) fn buffer(mut self, memory_limit: usize) -> Result<(u64, BodyReader), BodyError> {
         let mut memory = BytesMut::new();
         let mut file: Option<File> = None;
         let mut total = 0u64;

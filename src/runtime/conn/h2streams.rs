@@ -13,10 +13,11 @@
 //! with its own waker (`FuturesUnordered`): a stream woken by its response is
 //! polled, and the connection's `poll` right after it writes that response,
 //! in one wake of one task. Streams started outside a `Multiplexed` poll
-//! (none today) get a task of their own, as before. When the connection's
+//! (none are) get a task of their own. When the connection's
 //! future ends, streams still running move to a task of their own, so they
 //! end as they would have. A stream that panics ends alone, as a task would.
 //!
+//! What it does not do: decide anything HTTP/2 (hyper and h2 do).
 //! Measured: see docs/internals/performance.md, "HTTP/2 writes".
 
 use std::cell::RefCell;
@@ -36,7 +37,7 @@ thread_local! {
 
 /// The HTTP/2 builder's executor (see the module).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ConnectionExecutor;
+pub(crate) struct ConnectionExecutor;
 
 impl<F> hyper::rt::Executor<F> for ConnectionExecutor
 where
@@ -79,7 +80,7 @@ impl Drop for Polling<'_> {
 
 pin_project_lite::pin_project! {
     /// An HTTP/2 connection's future with its streams (see the module).
-    pub struct Multiplexed<C> {
+    pub(crate) struct Multiplexed<C> {
         #[pin]
         conn: C,
         streams: FuturesUnordered<Stream>,
@@ -88,7 +89,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<C> Multiplexed<C> {
-    pub fn new(conn: C) -> Multiplexed<C> {
+    pub(crate) fn new(conn: C) -> Multiplexed<C> {
         Multiplexed {
             conn,
             streams: FuturesUnordered::new(),
@@ -97,7 +98,7 @@ impl<C> Multiplexed<C> {
     }
 
     /// The connection itself (to start its graceful shutdown, say).
-    pub fn conn(self: Pin<&mut Self>) -> Pin<&mut C> {
+    pub(crate) fn conn(self: Pin<&mut Self>) -> Pin<&mut C> {
         self.project().conn
     }
 }
@@ -112,7 +113,7 @@ where
     E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
 {
     /// hyper's graceful shutdown: GOAWAY, the streams in flight finish.
-    pub fn graceful_shutdown(self: Pin<&mut Self>) {
+    pub(crate) fn graceful_shutdown(self: Pin<&mut Self>) {
         self.conn().graceful_shutdown();
     }
 }

@@ -1,11 +1,11 @@
 //! A request body read straight from the socket, on the application's thread.
 //!
-//! What it does: on the server's own HTTP/1.1 path (`h1`), the connection
+//! What it does: on the server's own HTTP/1.1 path (`conn::h1`), the connection
 //! lends its socket to the body of the request in flight
 //! (`BodySocket::lend`). The body, a `SocketBody`, first gives out the bytes
 //! that came in with the head, then reads the rest of its declared length
 //! from the socket with `recv(2)` into whatever memory its reader passes. For
-//! `wsgi.input.read(n)` that is the `bytes` object the read returns, so the
+//! the application's `read(n)` that is the `bytes` object the read returns, so the
 //! kernel copies the body once, to where the application gets it (hyper reads
 //! a body into its own buffer, from which it is copied again). When the
 //! response is over the connection takes the socket back (`Lease::end`): a
@@ -26,14 +26,14 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use super::body::BodyError;
+use super::BodyError;
 
 /// Chunks read for a reader that passes no memory of its own (`read()` to
 /// the end, `readline()`): at most this much at once.
 const CHUNK: usize = 64 * 1024;
 
 /// A connection's socket, as its request bodies read it.
-pub struct BodySocket {
+pub(crate) struct BodySocket {
     fd: RawFd,
     state: Mutex<LeaseState>,
 }
@@ -50,7 +50,7 @@ struct LeaseState {
 impl BodySocket {
     /// `fd` must stay open for as long as the connection can lend it: the
     /// connection ends every lease before it closes the socket.
-    pub fn new(fd: RawFd) -> Arc<BodySocket> {
+    pub(crate) fn new(fd: RawFd) -> Arc<BodySocket> {
         Arc::new(BodySocket {
             fd,
             state: Mutex::new(LeaseState {
@@ -63,7 +63,7 @@ impl BodySocket {
 
     /// Lend the socket to a body of `buffered` bytes (read with the head)
     /// and `left` more in the socket.
-    pub fn lend(
+    pub(crate) fn lend(
         self: &Arc<Self>,
         buffered: Bytes,
         left: u64,
@@ -92,7 +92,7 @@ impl BodySocket {
 }
 
 /// The connection's side of a lend: ending it takes the socket back.
-pub struct Lease {
+pub(crate) struct Lease {
     socket: Arc<BodySocket>,
     id: u64,
 }
@@ -100,7 +100,7 @@ pub struct Lease {
 impl Lease {
     /// Take the socket back; returns how many bytes of the body are still in
     /// it. Waits for a `recv` in progress (never for a wait).
-    pub fn end(self) -> u64 {
+    pub(crate) fn end(self) -> u64 {
         let mut state = self.socket.state.lock().unwrap();
         if state.reader == self.id {
             state.reader = 0;
@@ -119,7 +119,7 @@ impl Drop for Lease {
 }
 
 /// The request body's side: the bytes read with the head, then the socket.
-pub struct SocketBody {
+pub(crate) struct SocketBody {
     socket: Arc<BodySocket>,
     id: u64,
     buffered: Bytes,
@@ -129,13 +129,13 @@ pub struct SocketBody {
 
 impl SocketBody {
     /// Bytes still to read.
-    pub fn remaining(&self) -> u64 {
+    pub(crate) fn remaining(&self) -> u64 {
         self.buffered.len() as u64 + self.left
     }
 
     /// The next bytes: what came with the head, then up to `CHUNK` from the
     /// socket; `None` at the end.
-    pub fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
+    pub(crate) fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
         if !self.buffered.is_empty() {
             return Ok(Some(std::mem::take(&mut self.buffered)));
         }
@@ -154,7 +154,7 @@ impl SocketBody {
 
     /// Fill the front of `dst` (0: the body is over): the bytes that came
     /// with the head, else one `recv` straight into `dst`.
-    pub fn read_into(&mut self, dst: &mut [u8]) -> Result<usize, BodyError> {
+    pub(crate) fn read_into(&mut self, dst: &mut [u8]) -> Result<usize, BodyError> {
         if !self.buffered.is_empty() {
             let n = dst.len().min(self.buffered.len());
             dst[..n].copy_from_slice(&self.buffered[..n]);
@@ -205,7 +205,7 @@ impl SocketBody {
             }
             let fd = self.socket.fd;
             let timeout = self.timeout;
-            if !super::pool::blocking(|| wait_readable(fd, timeout)) {
+            if !crate::runtime::pool::blocking(|| wait_readable(fd, timeout)) {
                 return Err(BodyError::Disconnected(
                     "timed out waiting for the body".into(),
                 ));

@@ -1,0 +1,63 @@
+//! What the requests of one connection share, and what the connection task
+//! offers them.
+//!
+//! What it owns: `ConnContext`, built once per connection by the connection
+//! task and read by every request on it (`request::service`); `SpawnH2c`, the
+//! one thing a request asks of the connection task (switch to HTTP/2 after
+//! `Upgrade: h2c`).
+//!
+//! What it does not do: serve connections (`task`) or requests
+//! (`request::service`); it is their meeting point, so that neither imports
+//! the other's internals.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::upgrade::OnUpgrade;
+
+use super::h2c::{PendingUpgrade, UpgradeRequest};
+use crate::runtime::config::ServerConfig;
+use crate::runtime::endpoint::{ConnectionSlot, Endpoints};
+use crate::runtime::timers::Activity;
+use crate::runtime::transport::guard::GuardHandle;
+use crate::runtime::transport::sendfile::SendQueue;
+use crate::runtime::transport::tls::TlsInfo;
+
+/// What every request on a connection shares.
+pub(crate) struct ConnContext {
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) endpoints: Arc<Endpoints>,
+    pub(crate) rt: tokio::runtime::Handle,
+    pub(crate) local: Option<SocketAddr>,
+    pub(crate) peer: Option<SocketAddr>,
+    /// TLS connections: what the handshake established.
+    pub(crate) tls: Option<Arc<TlsInfo>>,
+    pub(crate) activity: Arc<Activity>,
+    /// Plain TCP connections: the queue `sendfile` works from.
+    pub(crate) zero_copy: Option<Arc<SendQueue>>,
+    /// An h2c-upgraded connection: the upgrade request, for stream 1.
+    pub(crate) upgrade: Option<PendingUpgrade>,
+    /// Starts the HTTP/2 connection an h2c upgrade switches to.
+    pub(crate) h2c: Arc<dyn SpawnH2c>,
+    /// Closes the connection (GOAWAY on HTTP/2) when a response stalls.
+    pub(crate) guard: GuardHandle,
+    /// The endpoints' per-connection state.
+    pub(crate) slot: Arc<ConnectionSlot>,
+    /// Set when a request's body was left unread, or refused before it was
+    /// read: if the connection closes, its close lingers (`linger`).
+    pub(crate) unread_input: Arc<AtomicBool>,
+}
+
+/// Serves the connection an `Upgrade: h2c` request switches to (RFC 7540
+/// §3.2) once its `101` is sent: HTTP/2, with `request` on stream 1.
+pub(crate) trait SpawnH2c: Send + Sync {
+    fn spawn_h2c(
+        self: Arc<Self>,
+        on_upgrade: OnUpgrade,
+        frames: Bytes,
+        request: UpgradeRequest,
+        parent: &ConnContext,
+    );
+}

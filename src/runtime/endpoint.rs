@@ -1,0 +1,217 @@
+//! The hand-off between the runtime and the endpoints that serve requests.
+//!
+//! What it does: a `Call` is one request, ready for an endpoint: the
+//! protocol-neutral `Request` (head, body reader, connection facts), the
+//! bridge's per-connection slot, and a `Reply` through which the endpoint
+//! sends its `Response` exactly once. `Endpoint` is what an endpoint
+//! implements: start a call (on the pool), or give it back when full.
+//! `Endpoints` holds one endpoint per kind the route table
+//! (`proto::route`) names. `Queued` is how long a call may wait for the
+//! pool: the runtime abandons a call no pool thread has started within
+//! `--queue-timeout` (and answers 503); the endpoint drops an abandoned
+//! call unrun.
+//!
+//! What it does not do: any Python, or any application protocol: how a
+//! request becomes a call of a Python application (WSGI's environ, say) is
+//! the endpoint's own business (`crate::py`). Tests in this crate can
+//! implement `Endpoint` in plain Rust.
+
+use std::any::Any;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
+use tokio::sync::oneshot;
+
+use super::request::body::BodyReader;
+use super::request::response::ResponseBody;
+use super::transport::sendfile::SendQueue;
+use super::transport::tls::TlsInfo;
+use crate::proto::route::EndpointKind;
+
+/// One request handed to an endpoint, with what it needs to answer.
+pub(crate) struct Call {
+    pub(crate) request: Request,
+    /// Set on plain-TCP HTTP/1.x connections: file bodies may use sendfile.
+    pub(crate) zero_copy: Option<Arc<SendQueue>>,
+    /// Shared by the calls of one connection (see `ConnectionSlot`).
+    pub(crate) slot: Arc<ConnectionSlot>,
+    pub(crate) reply: Reply,
+    /// The endpoint calls `Queued::start` on the pool thread before anything
+    /// else, and drops the call unrun when it says no.
+    pub(crate) queued: Queued,
+}
+
+/// Where a call stands in the pool's queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum QueueState {
+    Waiting,
+    /// A pool thread took it: the application runs.
+    Started,
+    /// It waited `--queue-timeout` (`ServerConfig::queue_timeout`): the
+    /// runtime answered 503; the application never sees it.
+    Abandoned,
+}
+
+/// A call's place in the queue, shared by the endpoint, which starts it, and
+/// the runtime, which abandons it when it has waited too long. Whichever
+/// comes first decides: an abandoned call never reaches the application,
+/// and a started one is never answered 503.
+#[derive(Clone)]
+pub(crate) struct Queued(Arc<AtomicU8>);
+
+impl Queued {
+    pub(crate) fn new() -> Queued {
+        Queued(Arc::new(AtomicU8::new(QueueState::Waiting as u8)))
+    }
+
+    /// On the pool thread that took the call: true if the application may
+    /// run it; false if the runtime has abandoned it (already answered).
+    pub(crate) fn start(&self) -> bool {
+        self.leave(QueueState::Started)
+    }
+
+    /// The call waited too long: true if it had not started (the runtime
+    /// answers 503), false if a pool thread took it first.
+    pub(crate) fn abandon(&self) -> bool {
+        self.leave(QueueState::Abandoned)
+    }
+
+    fn leave(&self, to: QueueState) -> bool {
+        self.0
+            .compare_exchange(
+                QueueState::Waiting as u8,
+                to as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+}
+
+/// A request as every endpoint receives it, whichever protocol brought it.
+pub(crate) struct Request {
+    pub(crate) head: RequestHead,
+    pub(crate) body: BodyReader,
+    /// How many bytes `body` gives, when that is exactly the declared
+    /// `Content-Length` (not when the body is decoded or streamed:
+    /// `proto::body::plan`; after buffering, the buffered length).
+    pub(crate) content_length: Option<u64>,
+    /// The runtime removes the request's `Content-Encoding`: `body` gives the
+    /// decoded content, and the field no longer describes it.
+    pub(crate) body_decoded: bool,
+    pub(crate) connection: ConnectionInfo,
+}
+
+/// The head of a request, checked (`proto::request`, `proto::h1`).
+pub(crate) struct RequestHead {
+    pub(crate) method: Method,
+    /// The request target: origin form, absolute form (with its authority),
+    /// HTTP/2's `:path` and `:authority`.
+    pub(crate) target: Uri,
+    pub(crate) version: Version,
+    pub(crate) headers: HeaderMap,
+}
+
+/// What the runtime knows of the connection a request came on.
+pub(crate) struct ConnectionInfo {
+    /// `None` on unix sockets.
+    pub(crate) local: Option<SocketAddr>,
+    /// `None` on unix sockets.
+    pub(crate) peer: Option<SocketAddr>,
+    /// TLS connections: what the handshake established.
+    pub(crate) tls: Option<Arc<TlsInfo>>,
+    /// The HTTP/2 stream of the request, where the runtime knows it: 1 for
+    /// the request of an h2c upgrade (hyper does not report the others).
+    /// No endpoint reads it yet: WSGI's environ has no place for it.
+    #[allow(dead_code)]
+    pub(crate) stream_id: Option<u32>,
+}
+
+/// Per-connection state that belongs to the endpoint, carried by the runtime
+/// without looking inside: an endpoint keeps there what it reuses across the
+/// requests of a connection. Dropped with the connection.
+#[derive(Default)]
+pub(crate) struct ConnectionSlot(Mutex<Option<Box<dyn Any + Send>>>);
+
+impl ConnectionSlot {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Option<Box<dyn Any + Send>>> {
+        // What a panicking holder left is still a valid cache.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An endpoint's response.
+pub(crate) struct Response {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: ResponseBody,
+    /// Trailer fields to send after the body. Not sent yet: the runtime
+    /// drops them (and says so in the debug log).
+    pub(crate) trailers: Option<HeaderMap>,
+}
+
+/// Sends the response to the connection task. Dropping it unsent answers
+/// 500 (the endpoint failed before it could say anything).
+pub(crate) struct Reply {
+    tx: oneshot::Sender<Response>,
+}
+
+impl Reply {
+    pub(crate) fn new() -> (Reply, oneshot::Receiver<Response>) {
+        let (tx, rx) = oneshot::channel();
+        (Reply { tx }, rx)
+    }
+
+    /// False when the connection is already gone.
+    pub(crate) fn send(self, response: Response) -> bool {
+        self.tx.send(response).is_ok()
+    }
+}
+
+/// The worker pool and its queue are full.
+#[derive(Debug)]
+pub(crate) struct Busy;
+
+pub(crate) trait Endpoint: Send + Sync + 'static {
+    /// Start `call` on the worker pool, or refuse it when the pool's queue is
+    /// full (the runtime answers 503). Boxed once where it is made: a call is
+    /// several hundred bytes, and it is handed on twice more.
+    fn dispatch(&self, call: Box<Call>) -> Result<(), Busy>;
+}
+
+/// The endpoints of a running server: one for each kind the route table
+/// (`proto::route`) can name.
+pub(crate) struct Endpoints {
+    wsgi: Arc<dyn Endpoint>,
+}
+
+impl Endpoints {
+    pub(crate) fn new(wsgi: Arc<dyn Endpoint>) -> Endpoints {
+        Endpoints { wsgi }
+    }
+
+    pub(crate) fn get(&self, kind: EndpointKind) -> &Arc<dyn Endpoint> {
+        match kind {
+            EndpointKind::Wsgi => &self.wsgi,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queued_call_is_either_started_or_abandoned() {
+        let q = Queued::new();
+        assert!(q.clone().start());
+        assert!(!q.abandon(), "started first: not abandoned");
+        let q = Queued::new();
+        assert!(q.abandon());
+        assert!(!q.start(), "abandoned first: never started");
+        assert!(!q.abandon());
+    }
+}
