@@ -2,7 +2,7 @@
 //! what it does into a response.
 //!
 //! One job per file:
-//! - `app`: the `Application` the runtime dispatches to; calls the
+//! - `app`: the WSGI `Endpoint` the runtime dispatches to; calls the
 //!   application on the pool and picks how its result is sent.
 //! - `environ`: the environ dict, with its per-connection template and caches.
 //! - `input`: `wsgi.input`.
