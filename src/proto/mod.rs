@@ -10,6 +10,7 @@
 //! - [`body`]: what the request body looks like to the application (413,
 //!   request decompression, what `CONTENT_LENGTH` shows).
 //! - [`environ`]: PEP 3333 environ strings from a request head.
+//! - [`chunked`]: decoding chunked HTTP/1.1 request bodies (400s).
 //! - [`h1`]: HTTP/1.1 request heads and response heads on the server's own
 //!   path (which requests it serves, and what hyper serves instead).
 //! - [`response`]: validating `start_response` arguments (status, headers).
@@ -20,6 +21,7 @@
 //! each name is found in one place.
 
 pub mod body;
+pub mod chunked;
 pub mod environ;
 pub mod h1;
 pub mod length;
