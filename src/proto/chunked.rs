@@ -127,11 +127,6 @@ impl ChunkedDecoder {
         }
     }
 
-    /// Whether the body is over (its end returned) or failed.
-    pub fn is_finished(&self) -> bool {
-        matches!(self.state, State::Done | State::Failed(_))
-    }
-
     /// Take the next step's bytes off the front of `buf`. After `End`,
     /// `buf` starts with what followed the body; after an error every call
     /// repeats it.
@@ -344,10 +339,12 @@ mod tests {
         max_bytes: 128,
     };
 
-    /// What a decoder made of `input` fed as `pieces`: the body, the
-    /// trailers (`name: value` lines) or the error, and what stayed in the
-    /// buffer after the end.
-    fn run(input: &[u8], piece: usize) -> (Result<(Vec<u8>, Vec<String>), &'static str>, Vec<u8>) {
+    /// The body and its trailers (`name: value` lines), or the error.
+    type Outcome = Result<(Vec<u8>, Vec<String>), &'static str>;
+
+    /// What a decoder made of `input` fed in pieces of `piece` bytes, and
+    /// what stayed in the buffer after the end.
+    fn run(input: &[u8], piece: usize) -> (Outcome, Vec<u8>) {
         let mut decoder = ChunkedDecoder::new(LIMITS);
         let mut buf = BytesMut::new();
         let mut body = Vec::new();
@@ -368,7 +365,7 @@ mod tests {
                     fed = end;
                 }
                 Ok(Chunk::End(trailers)) => {
-                    assert!(decoder.is_finished());
+                    assert!(matches!(decoder.state, State::Done));
                     let trailers = trailers
                         .iter()
                         .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
@@ -511,6 +508,6 @@ mod tests {
             Ok(Chunk::Data(Bytes::from_static(b"abc")))
         );
         assert_eq!(decoder.decode(&mut buf), Ok(Chunk::NeedMore));
-        assert!(!decoder.is_finished());
+        assert!(matches!(decoder.state, State::Data { .. }));
     }
 }

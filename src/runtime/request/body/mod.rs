@@ -1,14 +1,17 @@
 //! Request bodies: what the application reads (`reader`), and where the own
-//! HTTP/1.1 path's bodies come from (`socket`).
+//! HTTP/1.1 path's bodies come from (`socket`: read by the application's
+//! thread; `channel`: read by the connection).
 //!
 //! What it owns, shared by both: `BodyError`, and how much of a body left
 //! unread is drained to keep a connection open.
 
 use std::time::Duration;
 
+mod channel;
 mod reader;
 mod socket;
 
+pub(crate) use channel::{channel, BodyFeed, ChannelBody};
 pub(crate) use reader::{BodyReader, Drain, HyperBody, Source, UnreadWatch};
 pub(crate) use socket::{BodySocket, Lease, SocketBody};
 
