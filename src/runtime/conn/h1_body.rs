@@ -18,7 +18,7 @@
 //! TLS only the connection can decrypt the records; a chunked body's end is
 //! known only by decoding it, and bytes read past it (the next request)
 //! belong to the connection's buffer; and `100 Continue` is a write on the
-//! connection, ordered with the response's. A bounded channel (four reads)
+//! connection, ordered with the response's. A bounded channel (two reads)
 //! keeps the memory per request small: the connection stops reading when
 //! the application does not take what it read. The cost, a copy-free hand
 //! over per read and a task wake-up, is measured in the commit that made it.
@@ -38,13 +38,15 @@ use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::proto::chunked::{Chunk, ChunkedDecoder};
-use crate::runtime::request::body::{BodyError, BodyFeed, DRAIN_LIMIT};
+use crate::runtime::request::body::{BodyError, BodyFeed, Message, DRAIN_LIMIT};
 
 /// The interim response (RFC 9110 §15.2.1).
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-/// Room made in the buffer before a read of body bytes: a TLS record.
-const BODY_READ: usize = 16 * 1024;
+/// Room made in the buffer before a read of body bytes. 64 KiB: with 16 KiB
+/// reads (a message per 16 KiB chunk) a 64 KiB chunked POST echo served 4%
+/// fewer requests/s than hyper's path, which reads adaptively.
+const BODY_READ: usize = 64 * 1024;
 
 /// How the body's end is found.
 pub(crate) enum Decoding {
@@ -245,17 +247,27 @@ impl BodyPump {
             }
         }
         while self.end == BodyEnd::Reading {
-            match self.step(buf) {
-                Step::Data(data) => {
-                    let Some(feed) = &self.feed else {
-                        return std::future::pending().await;
-                    };
-                    if !feed.send(Ok(Some(data))).await {
-                        // The application dropped the body: the rest waits
-                        // for the response's end (`discard`).
-                        self.feed = None;
-                    }
+            // Everything the buffer holds goes in one message.
+            let mut pieces = Vec::new();
+            let step = loop {
+                match self.step(buf) {
+                    Step::Data(data) => pieces.push(data),
+                    other => break other,
                 }
+            };
+            if !pieces.is_empty() {
+                let Some(feed) = &self.feed else {
+                    return std::future::pending().await;
+                };
+                if !feed.send(Message::Data(pieces)).await {
+                    // The application dropped the body: the rest waits for
+                    // the response's end (`discard`).
+                    self.feed = None;
+                    return std::future::pending().await;
+                }
+            }
+            match step {
+                Step::Data(_) => unreachable!("taken above"),
                 Step::NeedMore => {
                     if let Err(e) = read(shared, buf).await {
                         self.fail(e).await;
@@ -264,7 +276,7 @@ impl BodyPump {
                 Step::End => {
                     self.end = BodyEnd::Whole;
                     if let Some(feed) = &self.feed {
-                        feed.send(Ok(None)).await;
+                        feed.send(Message::End).await;
                     }
                 }
                 Step::Invalid(why) => {
@@ -278,7 +290,7 @@ impl BodyPump {
     async fn fail(&mut self, e: BodyError) {
         self.end = BodyEnd::Broken;
         if let Some(feed) = &self.feed {
-            feed.send(Err(e)).await;
+            feed.send(Message::Failed(e)).await;
         }
     }
 

@@ -20,6 +20,7 @@
 //! What it does not do: decode framing (`proto::chunked`), read sockets, or
 //! limit the body's size (the body reader does).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,12 +30,18 @@ use tokio::sync::{mpsc, Notify};
 
 use super::BodyError;
 
-/// Messages in flight: with reads of up to 16 KiB (a TLS record), at most
-/// about 64 KiB of body waits for the application.
-const IN_FLIGHT: usize = 4;
+/// Messages in flight, each what one read of the connection gave (at most
+/// 64 KiB): at most about 128 KiB of body waits for the application.
+const IN_FLIGHT: usize = 2;
 
-/// One message: body bytes, the end (`None`), or an error.
-type Message = Result<Option<Bytes>, BodyError>;
+/// One message: the body bytes one read gave (a chunked body's chunks are
+/// pieces of the connection's buffer, sent together: one wake-up of the
+/// application's thread per read, not per chunk), the end, or an error.
+pub(crate) enum Message {
+    Data(Vec<Bytes>),
+    End,
+    Failed(BodyError),
+}
 
 struct Shared {
     wanted: Notify,
@@ -57,6 +64,7 @@ pub(crate) fn channel(
     (
         ChannelBody {
             rx,
+            queue: VecDeque::new(),
             shared: shared.clone(),
             rt,
             timeout,
@@ -71,6 +79,8 @@ pub(crate) fn channel(
 /// The application's side.
 pub(crate) struct ChannelBody {
     rx: mpsc::Receiver<Message>,
+    /// Bytes received and not handed out yet.
+    queue: VecDeque<Bytes>,
     shared: Arc<Shared>,
     rt: tokio::runtime::Handle,
     timeout: Duration,
@@ -82,10 +92,12 @@ pub(crate) struct ChannelBody {
 impl ChannelBody {
     /// Bytes still to come, when the body's length was declared.
     pub(crate) fn remaining(&self) -> Option<u64> {
+        let queued: u64 = self.queue.iter().map(|b| b.len() as u64).sum();
         if self.ended {
-            return Some(0);
+            return Some(queued);
         }
-        self.declared.map(|n| n.saturating_sub(self.received))
+        self.declared
+            .map(|n| n.saturating_sub(self.received) + queued)
     }
 
     /// Reading stopped at an error of the body's own (too large).
@@ -96,6 +108,9 @@ impl ChannelBody {
     /// The next bytes; `None` at the end. Waits up to the body timeout, as
     /// a `pool::blocking` wait (the caller has released the GIL).
     pub(crate) fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
+        if let Some(data) = self.queue.pop_front() {
+            return Ok(Some(data));
+        }
         if self.ended {
             return Ok(None);
         }
@@ -117,15 +132,18 @@ impl ChannelBody {
             Ok(None) => Err(BodyError::Disconnected(
                 "the request is over: its connection stopped reading the body".into(),
             )),
-            Ok(Some(Ok(Some(data)))) => {
-                self.received += data.len() as u64;
-                Ok(Some(data))
+            Ok(Some(Message::Data(pieces))) => {
+                self.received += pieces.iter().map(|b| b.len() as u64).sum::<u64>();
+                self.queue
+                    .extend(pieces.into_iter().filter(|b| !b.is_empty()));
+                // An empty message is not the end: ask again.
+                self.next_chunk()
             }
-            Ok(Some(Ok(None))) => {
+            Ok(Some(Message::End)) => {
                 self.ended = true;
                 Ok(None)
             }
-            Ok(Some(Err(e))) => Err(e),
+            Ok(Some(Message::Failed(e))) => Err(e),
         }
     }
 }
@@ -175,21 +193,24 @@ mod tests {
             move || {
                 handle.block_on(async {
                     feed.wanted().await;
-                    assert!(feed.send(Ok(Some(Bytes::from_static(b"abc")))).await);
-                    assert!(feed.send(Ok(None)).await);
+                    let pieces = vec![Bytes::from_static(b"ab"), Bytes::from_static(b"c")];
+                    assert!(feed.send(Message::Data(pieces)).await);
+                    assert!(feed.send(Message::End).await);
                     feed
                 })
             }
         });
         assert_eq!(body.remaining(), Some(3));
-        assert_eq!(body.next_chunk().unwrap().unwrap(), &b"abc"[..]);
+        assert_eq!(body.next_chunk().unwrap().unwrap(), &b"ab"[..]);
+        assert_eq!(body.remaining(), Some(1));
+        assert_eq!(body.next_chunk().unwrap().unwrap(), &b"c"[..]);
         assert_eq!(body.next_chunk().unwrap(), None);
         assert_eq!(body.remaining(), Some(0));
         let feed = sender.join().unwrap();
         assert!(!feed.given_up());
         drop(body);
         assert!(
-            !rt.block_on(feed.send(Ok(None))),
+            !rt.block_on(feed.send(Message::End)),
             "the application's side is gone"
         );
     }

@@ -11,7 +11,7 @@ mod channel;
 mod reader;
 mod socket;
 
-pub(crate) use channel::{channel, BodyFeed, ChannelBody};
+pub(crate) use channel::{channel, BodyFeed, ChannelBody, Message};
 pub(crate) use reader::{BodyReader, Drain, HyperBody, Source, UnreadWatch};
 pub(crate) use socket::{BodySocket, Lease, SocketBody};
 
