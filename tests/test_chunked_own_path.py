@@ -136,6 +136,20 @@ def test_expect_100_continue_unread_gets_the_response_then_the_close(conn, not_h
         raw.expect_close()
 
 
+def test_no_100_continue_once_the_response_has_started(conn, not_handed):
+    # The application writes the start of its response, then reads the body:
+    # no interim response may come after the final one has started (RFC
+    # 9110 §15.2); the client sends the body anyway, and gets it echoed.
+    with conn() as raw:
+        raw.send(b"POST /write-then-read HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                 b"Expect: 100-continue\r\n\r\n")
+        head = raw.read_head()
+        assert head.status == 200, "the final response first"
+        assert head.header("connection") == "close"
+        raw.send(b"hello")
+        assert raw.read_until_close().endswith(b"early \r\n5\r\nhello\r\n0\r\n\r\n")
+
+
 def test_a_large_chunked_body_is_read_in_pieces(start_server, pki):
     # Larger than the channel between the connection and the application, in
     # chunks of many sizes: all of it arrives, in order.
