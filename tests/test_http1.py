@@ -173,17 +173,18 @@ HALF_CLOSE_CASES = {
     # The server's own path.
     "get": (b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", [b"hello"]),
     "post-content-length": (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello", [b"hello"]),
-    # hyper's (the connection moves to it at these requests).
     "post-chunked": (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
                      b"5\r\nhello\r\n0\r\n\r\n", [b"hello"]),
-    "http10": (b"GET / HTTP/1.0\r\n\r\n", [b"hello"]),
     "expect": (b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok", [b"ok"]),
+    # hyper's (the connection moves to it at these requests).
+    "http10": (b"GET / HTTP/1.0\r\n\r\n", [b"hello"]),
     "upgrade-not-h2c": (b"GET / HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket-ish\r\n\r\n",
                         [b"hello"]),
-    # Pipelined, from one path to the other.
+    # Pipelined, from one path to the other (an absolute-form target is hyper's).
     "pipelined": (b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
                   b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n"
-                  b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", [b"hello", b"ab", b"hello"]),
+                  b"GET http://t/ HTTP/1.1\r\nHost: t\r\n\r\n"
+                  b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", [b"hello", b"ab", b"hello", b"hello"]),
 }
 
 

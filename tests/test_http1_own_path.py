@@ -1,9 +1,10 @@
 """The server's own HTTP/1.1 path (docs/internals/http1.md) and its hand-over to hyper.
 
-Plain HTTP/1.1 requests on cleartext connections are served by the server's
-own loop (``src/runtime/conn/h1.rs``); the first request that is not plain (chunked,
-``Expect``, ``Upgrade``, HTTP/1.0, a target not in origin form, a malformed
-head...) hands the connection to hyper, which serves it from there on. These
+Plain HTTP/1.1 requests (chunked bodies and ``Expect: 100-continue``
+included) are served by the server's own loop (``src/runtime/conn/h1.rs``);
+the first request that is not plain (``Upgrade``, HTTP/1.0, a target not in
+origin form, a malformed head...) hands the connection to hyper, which serves
+it from there on. These
 tests pin down what that must not change, and what the own path adds:
 
 - a response is byte for byte what hyper writes for the same request (the
@@ -16,10 +17,10 @@ tests pin down what that must not change, and what the own path adds:
   application leaves unread is discarded (waiting for up to 1 MiB of it
   still to come), or the connection is closed;
 - a body kept past the end of its request cannot read the socket any more;
-- on TLS the same loop serves requests without a body or with a small one
-  that came with its head (read into the connection's buffer), byte for
-  byte as hyper, and hands the connection to hyper at the first request with
-  any other body (it is in TLS records the application's thread cannot read);
+- on TLS the same loop serves every plain request, byte for byte as hyper:
+  a small body that came with its head is handed over from the connection's
+  buffer, any other body is read by the connection as the application takes
+  it;
 - random valid requests (seeded) give the application the same environ on
   the own path, on hyper's, and over HTTP/2.
 
@@ -156,32 +157,40 @@ def test_a_connection_moves_to_hyper_at_its_first_request_that_is_not_plain(debu
         first = raw.read_response()
         debug_server.sync_log("first-done")
         assert not any("handed to hyper" in line for line in debug_server.lines_since(start))
-        # Chunked: hyper's. It arrives pipelined with a plain request behind it,
-        # which hyper serves too, and so on for the rest of the connection.
+        # Chunked, with a plain request pipelined behind it: the own path's.
         raw.send(
             b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
             b"GET /env?n=3 HTTP/1.1\r\nHost: t\r\n\r\n"
         )
         second, third = raw.read_response(), raw.read_response()
-        raw.send(b"GET /env?n=4 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        fourth = raw.read_response()
+        debug_server.sync_log("chunked-done")
+        assert not any("handed to hyper" in line for line in debug_server.lines_since(start))
+        # An absolute-form target: hyper's. It arrives pipelined with a plain
+        # request behind it, which hyper serves too, and so on for the rest
+        # of the connection.
+        raw.send(
+            b"GET http://t/env?n=4 HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /env?n=5 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        fourth, fifth = raw.read_response(), raw.read_response()
         raw.expect_close()
-    assert [r.status for r in (first, second, third, fourth)] == [200] * 4
+    assert [r.status for r in (first, second, third, fourth, fifth)] == [200] * 5
     assert second.body == b"hello world"
-    ports = {json.loads(r.body)["REMOTE_PORT"] for r in (first, third, fourth)}
-    assert len(ports) == 1, "one connection throughout"
-    assert [json.loads(r.body)["QUERY_STRING"] for r in (first, third, fourth)] == ["n=1", "n=3", "n=4"]
+    envs = [json.loads(r.body) for r in (first, third, fourth, fifth)]
+    assert len({env["REMOTE_PORT"] for env in envs}) == 1, "one connection throughout"
+    assert [env["QUERY_STRING"] for env in envs] == ["n=1", "n=3", "n=4", "n=5"]
     debug_server.sync_log("moved-done")
     handed = [line for line in debug_server.lines_since(start) if "handed to hyper" in line]
-    assert len(handed) == 1 and handed[0].endswith("Framing"), handed
+    assert len(handed) == 1 and handed[0].endswith("Target"), handed
 
 
 @pytest.mark.parametrize(
     ("request_head", "why"),
     [
         (b"GET / HTTP/1.0\r\n\r\n", "Http10"),
-        (b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi", "Negotiation"),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n", "Framing"),
+        (b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", "Negotiation"),
         (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2, 2\r\n\r\nhi", "Framing"),
         (b"GET / HTTP/1.1\r\nHost: t\r\nBad Field: x\r\n\r\n", "Malformed"),
     ],
@@ -294,9 +303,9 @@ def test_http_client_keeps_its_connection_after_an_unread_body(server):
         conn.close()
 
 
-def test_on_hypers_path_an_unread_chunked_body_still_to_come_is_waited_for(server):
-    # Chunked: hyper's path. The watch of the body drains the rest in a task
-    # of its own, so hyper goes on to the next request instead of closing.
+def test_an_unread_chunked_body_still_to_come_is_waited_for(server):
+    # The connection decodes the rest and discards it, then serves the next
+    # request instead of closing.
     chunk = b"3e8\r\n" + b"u" * 1000 + b"\r\n"
     with RawConnection(server.port) as raw:
         raw.send(b"POST /expect-noread HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk)
@@ -306,7 +315,7 @@ def test_on_hypers_path_an_unread_chunked_body_still_to_come_is_waited_for(serve
         assert raw.read_response().body == b"hello"
 
 
-def test_on_hypers_path_more_than_1_mib_unread_closes_the_connection(server):
+def test_more_than_1_mib_of_a_chunked_body_unread_closes_the_connection(server):
     chunk = b"4000\r\n" + b"u" * 0x4000 + b"\r\n"  # 16 KiB
     with RawConnection(server.port) as raw:
         raw.send(b"POST /expect-noread HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk)
@@ -316,7 +325,7 @@ def test_on_hypers_path_more_than_1_mib_unread_closes_the_connection(server):
 
 
 def test_over_tls_an_unread_body_still_to_come_is_waited_for(tls_debug_server, pki):
-    # Over 64 KiB on TLS: hyper's path.
+    # Over 64 KiB on TLS: read by the connection, the rest discarded.
     with connect(tls_debug_server.tls_port, pki.ecdsa.client_context(alpn=("http/1.1",))) as raw:
         raw.send(b"POST /expect-noread HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + b"u" * 1000)
         assert raw.read_response().body == b"unread"
@@ -408,12 +417,12 @@ def test_over_tls_a_response_is_what_hyper_writes(tls_debug_server, pki, method,
     assert own_closed == hyper_closed
 
 
-def test_over_tls_a_body_over_64_kib_moves_the_connection_to_hyper(tls_debug_server, pki):
+def test_over_tls_a_body_over_64_kib_is_read_by_the_connection(tls_debug_server, pki):
     server = tls_debug_server
     start = server.mark()
     # 10,000 bytes: within 64 KiB, and in one TLS record with its head, so
     # all of it is here when the head is (a body in several records may not
-    # be, and then goes to hyper: the next test).
+    # be, and then the connection reads it: the next test).
     small = bytes(range(250)) * 40
     with connect(server.tls_port, pki.ecdsa.client_context(alpn=("http/1.1",))) as raw:
         raw.send(b"GET /env?n=1 HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -424,8 +433,6 @@ def test_over_tls_a_body_over_64_kib_moves_the_connection_to_hyper(tls_debug_ser
         empty = raw.read_response()
         raw.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s" % (len(small), small))
         echoed_small = raw.read_response("POST")
-        server.sync_log("first-done")
-        assert not any("handed to hyper" in line for line in server.lines_since(start))
         body = b"y" * 100_000
         raw.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
         echoed = raw.read_response("POST")
@@ -437,24 +444,25 @@ def test_over_tls_a_body_over_64_kib_moves_the_connection_to_hyper(tls_debug_ser
     envs = [json.loads(r.body) for r in (first, last)]
     assert len({env["REMOTE_PORT"] for env in envs}) == 1, "one connection throughout"
     assert [env["wsgi.url_scheme"] for env in envs] == ["https", "https"]
-    server.sync_log("moved-done")
-    handed = [line for line in server.lines_since(start) if "handed to hyper" in line]
-    assert len(handed) == 1 and handed[0].endswith(": Body"), handed
+    server.sync_log("tls-done")
+    assert not any("handed to hyper" in line for line in server.lines_since(start))
 
 
-def test_over_tls_a_small_body_still_to_come_moves_the_connection_to_hyper(tls_debug_server, pki):
-    # The head and half the body; the rest only once the server has handed
-    # the connection over (it does not wait on its own path: hyper's body
-    # timeout is for that).
+def test_over_tls_a_small_body_still_to_come_is_read_by_the_connection(tls_debug_server, pki):
+    # The head and half the body, then (in another record) the rest, and a
+    # pipelined request.
     server = tls_debug_server
     start = server.mark()
     body = b"z" * 1000
     with connect(server.tls_port, pki.ecdsa.client_context(alpn=("http/1.1",))) as raw:
         raw.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body[:500]))
-        server.wait_for_line(HANDED + r": BodyToCome", start)
-        raw.send(body[500:])
+        raw.send(body[500:] + b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         echoed = raw.read_response("POST")
+        hello = raw.read_response()
     assert (echoed.status, echoed.body) == (200, body)
+    assert (hello.status, hello.body) == (200, b"hello")
+    server.sync_log("tls-small-done")
+    assert not any("handed to hyper" in line for line in server.lines_since(start))
 
 
 # Differential fuzzing: random valid requests, each sent in origin form (the

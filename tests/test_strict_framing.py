@@ -1,24 +1,27 @@
 """Message framing where the RFCs are strict, on the wire, on every HTTP/1.1 path.
 
-A request reaches the server's own HTTP/1.1 path or hyper's (chunked bodies,
-TLS bodies over 64 KiB, and every later request of such a connection), over
-cleartext or TLS; each case below is sent on each of those paths and must
-get the same answer, and never reach the application:
+A request reaches the server's own HTTP/1.1 engine or hyper's (a request it
+does not serve, such as an absolute-form target, and every later request of
+such a connection), over cleartext or TLS; each case below is sent on each
+of those paths and must get the same answer, and never reach the
+application:
 
 - a transfer coding other than one final ``chunked`` gets 501 (RFC 9112
   §6.1), one whose final coding is not chunked 400 (§6.3 item 4); an empty
-  list element and a repeated ``chunked`` get 400;
+  element before ``chunked`` is another coding (501), a repeated ``chunked``
+  gets 400;
 - a ``Content-Length`` with more than one value gets 400, in one field
   (``3, 3``) as on two lines (RFC 9110 §8.6 lets a server refuse both);
   on HTTP/2 too;
+- a chunk size followed by whitespace without a chunk extension gets 400
+  (RFC 9112 §7.1 allows whitespace only before ``;``) on the own engine;
 - after TLS ALPN chose ``h2``, bytes that are not the HTTP/2 client preface
   get GOAWAY(PROTOCOL_ERROR) (RFC 9113 §3.4), not an HTTP/1.1 answer.
 
-Two gaps of hyper's path are kept as strict expected failures, so that the
-day they are closed the marks must go: a chunk size followed by whitespace
-(RFC 9112 §7.1 allows it only before a chunk extension), and equal
-``Content-Length`` lines on a connection hyper already serves (hyper keeps
-one of them before the server can see the other).
+One gap of hyper's path is kept as a strict expected failure, so that the
+day it is closed the mark must go: equal ``Content-Length`` lines on a
+connection hyper already serves (hyper keeps one of them before the server
+can see the other).
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ from tests.support import (
 
 APP = "tests.apps.wsgi_app:app"
 
-#: Where a request is served: a connection's first request (the own path
-#: parses its head), or one after a chunked request (hyper serves the
+#: Where a request is served: a connection's first request (the own engine
+#: parses its head), or one after an absolute-form request (hyper serves the
 #: connection from then on); cleartext or TLS (ALPN http/1.1).
 PATHS = ["own", "hyper", "tls-own", "tls-hyper"]
 HYPER_PATHS = {"hyper", "tls-hyper"}
@@ -66,9 +69,9 @@ def connect(server, pki, path: str) -> RawConnection:
     else:
         raw = RawConnection(server.port)
     if path in HYPER_PATHS:
-        raw.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + CHUNKED_ABC)
-        response = raw.read_response("POST")
-        assert response is not None and (response.status, response.body) == (200, b"abc"), response
+        raw.send(b"GET http://t/echo HTTP/1.1\r\nHost: t\r\n\r\n")
+        response = raw.read_response("GET")
+        assert response is not None and (response.status, response.body) == (200, b""), response
     return raw
 
 
@@ -180,9 +183,6 @@ def test_a_content_length_with_more_than_one_value_is_refused_on_http2(server, c
     pytest.param(b"3 \r\n", id="space"),
     pytest.param(b"3\t\r\n", id="tab"),
 ])
-@pytest.mark.xfail(strict=True, reason="hyper's chunked decoder accepts whitespace after a chunk size; "
-                                       "closed when the server's own HTTP/1.1 engine decodes chunked bodies "
-                                       "(issue 20, point 2)")
 def test_whitespace_after_a_chunk_size_without_an_extension_is_refused(server, pki, path, size_line):
     # RFC 9112 §7.1: chunk = chunk-size [ chunk-ext ] CRLF, and BWS only
     # inside chunk-ext (before ";").

@@ -465,7 +465,7 @@ def test_buffer_body_with_an_empty_content_length_gives_zero(buffer_server):
 # cases every run), on every way a body arrives: Content-Length on the own
 # HTTP/1.1 path (sent in random pieces, so that any part of it comes with the
 # head), Content-Length through hyper (absolute-form target), chunked in
-# random chunk sizes, HTTP/2, the body of an `Upgrade: h2c` request (with a
+# random chunk sizes (decoded by the own path's connection), HTTP/2, the body of an `Upgrade: h2c` request (with a
 # length and chunked), and HTTP/1.1 over TLS. What wsgi.input returns must be what
 # io.BytesIO returns for the same calls on the same bytes, piece for piece.
 

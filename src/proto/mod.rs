@@ -9,6 +9,7 @@
 //! - [`request`]: request framing rules hyper does not enforce for us (400s).
 //! - [`body`]: what the request body looks like to the application (413,
 //!   request decompression, what `CONTENT_LENGTH` shows).
+//! - [`chunked`]: decoding chunked HTTP/1.1 request bodies (400s).
 //! - [`h1`]: HTTP/1.1 request heads and response heads on the server's own
 //!   path (which requests it serves, and what hyper serves instead).
 //! - [`response`]: validating `start_response` arguments (status, headers).
@@ -22,6 +23,7 @@
 //! each name is found in one place.
 
 pub mod body;
+pub(crate) mod chunked;
 pub mod h1;
 // Read by the Python bridge, which `--no-default-features` leaves out.
 #[cfg_attr(not(feature = "python"), allow(dead_code))]

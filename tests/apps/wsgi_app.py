@@ -301,6 +301,13 @@ def write_wait(environ, start_response):
     return [b"late"]
 
 
+@route("/write-then-read")
+def write_then_read(environ, start_response):
+    write = start_response("200 OK", TEXT)
+    write(b"early ")  # sent before write() returns: the response has started
+    return [environ["wsgi.input"].read()]
+
+
 @route("/exc-info")
 def exc_info(environ, start_response):
     start_response("200 OK", TEXT)

@@ -10,15 +10,14 @@
 //! buffer. A request body is read by the application's thread from the
 //! socket (`request::body::SocketBody`): what came with the head is handed over from the
 //! buffer, the rest goes from the kernel straight into the memory of the
-//! read. At the first request that is not plain, the connection is handed
-//! to hyper with what is buffered (`Outcome::Hyper`), and hyper serves it to
-//! its end.
-//!
-//! On TLS connections the application's thread cannot read the socket (it
-//! holds records, not the body), so there a request body is plain only if
-//! it is small and here with its head: the connection reads it into its
-//! buffer (`TLS_BUFFERED_BODY`). The first request with any other body goes
-//! to hyper with the rest of the connection.
+//! read. Every other body (chunked, behind `Expect: 100-continue`, or on
+//! TLS, where the socket holds records, not the body) the connection reads
+//! and decodes itself while the response is written (`h1_body`), except
+//! that on TLS a small body here with its head is handed over whole
+//! (`TLS_BUFFERED_BODY`). At the first request that is not plain
+//! (`proto::h1::NotPlain`: HTTP/1.0, `Upgrade`, a malformed head...), the
+//! connection is handed to hyper with what is buffered (`Outcome::Hyper`),
+//! and hyper serves it to its end.
 //!
 //! What it does not do: HTTP/2, timeouts and shutdown (the connection
 //! task's `drive!` runs the same timers as for hyper, and calls
@@ -34,20 +33,25 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt as _;
 use http::{Method, Request, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::context::ConnContext;
+use super::h1_body::{
+    poll_read_buf, BodyEnd, BodyPump, Decoding, Expectation, ResponseWriter, Shared,
+};
 use crate::proto;
+use crate::proto::body::Framing as BodyFraming;
+use crate::proto::chunked::{ChunkedDecoder, TrailerLimits};
 use crate::proto::h1::{
     chunk_head, encode_response_head, parse_request, Answering, BodyLength, Framing, Limits,
     NotPlain, Parsed, LAST_CHUNK,
 };
-use crate::runtime::request::body::{BodySocket, Lease, DRAIN_LIMIT, DRAIN_TIME};
+use crate::runtime::request::body::{self, BodySocket, Lease, DRAIN_LIMIT, DRAIN_TIME};
 use crate::runtime::request::service::{begin, HttpResponse, PlainBody, RequestBody};
 use crate::runtime::transport::sendfile;
 use crate::runtime::transport::RawSocket;
@@ -68,10 +72,10 @@ const SMALL_BODY: usize = 1024;
 const DRAIN_READ: usize = 16 * 1024;
 
 /// On TLS, a request body of at most this many bytes that is here with its
-/// head (in the buffer, or decrypted by a read that does not wait) is read
-/// into the buffer and handed to the application whole; a longer one, or
-/// one still to come, sends the connection to hyper. 64 KiB: a JSON or form
-/// POST, and the body hyper would hold in its own buffer anyway.
+/// head (in the buffer, or decrypted by reads that do not wait) is read
+/// into the buffer and handed to the application whole, with no channel in
+/// between; a longer one, or one still to come, is read by the connection
+/// as the application takes it (`h1_body`). 64 KiB: a JSON or form POST.
 pub(crate) const TLS_BUFFERED_BODY: u64 = 64 * 1024;
 
 /// How the loop ended.
@@ -131,12 +135,6 @@ where
     let limits = Limits {
         max_headers: ctx.config.max_headers,
         max_head: ctx.config.max_header_size,
-        bodies: raw_socket.is_some(),
-        buffered_body: if raw_socket.is_some() {
-            0
-        } else {
-            TLS_BUFFERED_BODY
-        },
     };
     // Made at the first request with a body.
     let mut socket: Option<Arc<BodySocket>> = None;
@@ -146,9 +144,6 @@ where
             if !buf.is_empty() {
                 match parse_request(&mut buf, &limits) {
                     Parsed::Request(request) => break request,
-                    // On TLS: a small body not all in the buffer yet. Take
-                    // what the socket has without waiting, and look again.
-                    Parsed::Hyper(NotPlain::BodyToCome) if read_now(&mut io, &mut buf) => continue,
                     Parsed::Hyper(why) => {
                         if matches!(why, NotPlain::Malformed | NotPlain::TooLarge) {
                             // hyper refuses it (400, 414, 431) and closes, while
@@ -184,57 +179,95 @@ where
         // The request's parts are moved into a boxed future here, in a
         // scope of their own: the connection's future keeps no room for
         // them (idle keep-alive connections hold only what they need).
-        let (handled, answering, lease) = {
+        let (handled, answering, reading) = {
             // Taken apart at once, so nothing of it outlives this scope.
             let proto::h1::Request {
                 method,
                 uri,
                 headers,
-                content_length,
+                body: framing,
+                expect_continue,
                 keep_alive,
             } = request;
             let answering = Answering {
                 head: method == Method::HEAD,
                 keep_alive,
             };
-            let (body, lease) = match (content_length, raw_socket) {
-                (Some(n), Some(raw_socket)) if n > 0 => {
+            let (body, reading) = match (framing, raw_socket) {
+                (BodyFraming::Empty | BodyFraming::Length(0), _) => (None, Reading::Nothing),
+                // Cleartext: the application's thread reads the socket.
+                (BodyFraming::Length(n), Some(raw_socket)) if !expect_continue => {
                     let buffered =
                         buf.split_to(buf.len().min(usize::try_from(n).unwrap_or(usize::MAX)));
                     let left = n - buffered.len() as u64;
                     let socket = socket.get_or_insert_with(|| BodySocket::new(raw_socket));
                     let (body, lease) =
                         socket.lend(buffered.freeze(), left, ctx.config.body_timeout);
-                    (Some(PlainBody::Socket(body)), Some(lease))
+                    (Some(PlainBody::Socket(body)), Reading::Socket(lease))
                 }
-                // Without a socket to read it from, a body is plain only
-                // when all of it is in the buffer (`Limits::buffered_body`).
-                (Some(n), None) if n > 0 => {
+                // TLS: a small body here with its head (in the buffer, or
+                // decrypted by reads that do not wait) is handed over whole.
+                (BodyFraming::Length(n), None)
+                    if !expect_continue
+                        && n <= TLS_BUFFERED_BODY
+                        && (buf.len() as u64 >= n || read_all_now(&mut io, &mut buf, n)) =>
+                {
                     let body = buf.split_to(n as usize).freeze();
-                    (Some(PlainBody::Memory(body)), None)
+                    (Some(PlainBody::Memory(body)), Reading::Nothing)
                 }
-                _ => (None, None),
+                // The connection reads the rest: chunked bodies, TLS bodies,
+                // bodies behind `Expect: 100-continue`.
+                (framing, _) => {
+                    let decoding = match framing {
+                        BodyFraming::Length(n) => Decoding::Length(n),
+                        _ => Decoding::Chunked(ChunkedDecoder::new(TrailerLimits {
+                            max_fields: ctx.config.max_headers,
+                            max_bytes: ctx.config.max_header_size,
+                        })),
+                    };
+                    let declared = match framing {
+                        BodyFraming::Length(n) => Some(n),
+                        _ => None,
+                    };
+                    let (body, feed) =
+                        body::channel(ctx.rt.clone(), ctx.config.body_timeout, declared);
+                    let expectation = match expect_continue {
+                        true => Expectation::Waiting,
+                        false => Expectation::Settled,
+                    };
+                    (
+                        Some(PlainBody::Channel(body)),
+                        Reading::Connection(Box::new(BodyPump::new(decoding, feed)), expectation),
+                    )
+                }
             };
-            let body = RequestBody::Plain {
-                declared: content_length,
-                body,
-            };
+            let body = RequestBody::Plain { framing, body };
             let mut req = Request::new(body);
             *req.method_mut() = method;
             *req.uri_mut() = uri;
             *req.version_mut() = Version::HTTP_11;
             *req.headers_mut() = headers;
-            (Box::pin(begin(req, ctx.clone())), answering, lease)
+            (Box::pin(begin(req, ctx.clone())), answering, reading)
         };
-        let response = match handled.await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        };
-        let written = write_response(&mut io, response, answering, &mut out).await;
-        // The body's reader gives the socket back before the connection reads
-        // it again, or closes it.
-        let whole = match lease {
-            Some(lease) => {
+        let (written, whole) = match reading {
+            Reading::Nothing => {
+                let response = match handled.await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                };
+                (
+                    write_response(&mut io, response, answering, &mut out).await,
+                    true,
+                )
+            }
+            // The body's reader gives the socket back before the connection
+            // reads it again, or closes it.
+            Reading::Socket(lease) => {
+                let response = match handled.await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                };
+                let written = write_response(&mut io, response, answering, &mut out).await;
                 // Wait for an unread rest only to keep the connection.
                 let keep = matches!(written, Ok(false)) && !stop.load(Ordering::Relaxed);
                 let wait = keep.then(|| DRAIN_TIME.min(ctx.config.header_timeout));
@@ -244,9 +277,40 @@ where
                     // start of the next head.
                     ctx.activity.not_a_head();
                 }
-                whole
+                (written, whole)
             }
-            None => true,
+            Reading::Connection(mut pump, expectation) => {
+                let (written, expectation) = exchange(
+                    &mut io,
+                    &mut buf,
+                    &mut pump,
+                    expectation,
+                    handled,
+                    answering,
+                    &mut out,
+                )
+                .await;
+                pump.detach();
+                let whole = match pump.end {
+                    BodyEnd::Whole => true,
+                    BodyEnd::Broken => false,
+                    BodyEnd::Reading => {
+                        // Not when the client still waits for `100 Continue`:
+                        // it may never send the body.
+                        let keep = matches!(written, Ok(false))
+                            && !stop.load(Ordering::Relaxed)
+                            && !pump.given_up()
+                            && expectation == Expectation::Settled;
+                        let wait = DRAIN_TIME.min(ctx.config.header_timeout);
+                        let whole = keep && pump.discard(&mut io, &mut buf, wait).await;
+                        if whole && buf.is_empty() {
+                            ctx.activity.not_a_head();
+                        }
+                        whole
+                    }
+                };
+                (written, whole)
+            }
         };
         let close = written?;
         if close || !whole || stop.load(Ordering::Relaxed) {
@@ -291,14 +355,73 @@ async fn refuse<I: AsyncWrite + Unpin>(
     io.shutdown().await
 }
 
-/// Read what the socket has now into `buf`, without waiting: true if that
-/// was anything. Room is made for a TLS record's worth.
-fn read_now<I: AsyncRead + Unpin>(io: &mut I, buf: &mut BytesMut) -> bool {
-    buf.reserve(16 * 1024);
-    matches!(
-        std::future::poll_fn(|cx| poll_read_buf(Pin::new(&mut *io), cx, buf)).now_or_never(),
-        Some(Ok(n)) if n > 0
-    )
+/// Read what the socket has now into `buf`, without waiting, until it holds
+/// `n` bytes: true if it does. Room is made for a TLS record's worth.
+fn read_all_now<I: AsyncRead + Unpin>(io: &mut I, buf: &mut BytesMut, n: u64) -> bool {
+    while (buf.len() as u64) < n {
+        buf.reserve(16 * 1024);
+        match std::future::poll_fn(|cx| poll_read_buf(Pin::new(&mut *io), cx, buf)).now_or_never() {
+            Some(Ok(read)) if read > 0 => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// How a request's body is read.
+enum Reading {
+    /// No body, or all of it in memory already.
+    Nothing,
+    /// By the application's thread, from the socket (`body::socket`).
+    Socket(Lease),
+    /// By the connection, while the response is written (`h1_body`).
+    Connection(Box<BodyPump>, Expectation),
+}
+
+/// Serve a request whose body the connection reads: the response is awaited
+/// and written while the body is read, in this task. Returns what
+/// `write_response` returned, and where `Expect: 100-continue` stood when
+/// the response was over.
+async fn exchange<I, F>(
+    io: &mut I,
+    buf: &mut BytesMut,
+    pump: &mut BodyPump,
+    expectation: Expectation,
+    handled: Pin<Box<F>>,
+    mut answering: Answering,
+    out: &mut Vec<u8>,
+) -> (io::Result<bool>, Expectation)
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+    F: Future<Output = Result<HttpResponse, std::convert::Infallible>>,
+{
+    let shared = Shared::new(io, expectation);
+    let respond = async {
+        let response = match handled.await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        // The final response before the application asked for the body:
+        // the client may or may not send it now (RFC 9110 §10.1.1), so the
+        // connection closes after the response, and says so.
+        let waiting =
+            shared.lock().unwrap_or_else(|e| e.into_inner()).expectation == Expectation::Waiting;
+        answering.keep_alive &= !waiting;
+        let written = write_response(&mut ResponseWriter(&shared), response, answering, out).await;
+        written.map(|close| close || waiting)
+    };
+    let feeding = pump.feed(&shared, buf);
+    tokio::pin!(respond, feeding);
+    let mut fed = false;
+    let written = loop {
+        tokio::select! {
+            biased;
+            written = &mut respond => break written,
+            () = &mut feeding, if !fed => fed = true,
+        }
+    };
+    let expectation = shared.lock().unwrap_or_else(|e| e.into_inner()).expectation;
+    (written, expectation)
 }
 
 fn log_handover(why: NotPlain) {
@@ -319,21 +442,6 @@ async fn read_more<I: AsyncRead + Unpin>(
         poll_read_buf(Pin::new(&mut *io), cx, buf).map(Some)
     })
     .await
-}
-
-fn poll_read_buf<I: AsyncRead>(
-    io: Pin<&mut I>,
-    cx: &mut Context<'_>,
-    buf: &mut BytesMut,
-) -> Poll<io::Result<usize>> {
-    let spare = buf.spare_capacity_mut();
-    let mut read = ReadBuf::uninit(spare);
-    std::task::ready!(io.poll_read(cx, &mut read))?;
-    let n = read.filled().len();
-    // SAFETY: `poll_read` initialised the first `n` bytes of the spare
-    // capacity (what `ReadBuf::filled` reports).
-    unsafe { buf.advance_mut(n) };
-    Poll::Ready(Ok(n))
 }
 
 /// After the response: take the socket back from the request body, and

@@ -8,6 +8,7 @@
 
 pub(crate) mod context;
 pub(crate) mod h1;
+pub(crate) mod h1_body;
 pub(crate) mod h2c;
 pub(crate) mod h2streams;
 pub(crate) mod task;

@@ -25,7 +25,8 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
 use super::body::{
-    BodyError, BodyReader, Drain, HyperBody, SocketBody, Source, UnreadWatch, DRAIN_TIME,
+    BodyError, BodyReader, ChannelBody, Drain, HyperBody, SocketBody, Source, UnreadWatch,
+    DRAIN_TIME,
 };
 use super::response::ResponseBody;
 use crate::proto::body::{plan, Framing};
@@ -47,9 +48,9 @@ pub(crate) enum RequestBody {
     Hyper(Incoming),
     /// A plain request of the server's own HTTP/1.1 path, whose head
     /// `proto::h1::parse_request` has checked (size, framing, one `Host`):
-    /// its declared length, and its body when that is not 0.
+    /// its framing, and its body when it has one.
     Plain {
-        declared: Option<u64>,
+        framing: Framing,
         body: Option<PlainBody>,
     },
 }
@@ -61,6 +62,9 @@ pub(crate) enum PlainBody {
     /// All of it, read with the head (TLS, where the application's thread
     /// cannot read the socket: `conn::h1::TLS_BUFFERED_BODY`).
     Memory(Bytes),
+    /// Read (and decoded) by the connection: chunked bodies, bodies on TLS,
+    /// bodies behind `Expect: 100-continue`.
+    Channel(ChannelBody),
 }
 
 /// Serve one request, lazily: its work (the checks, the routing, the
@@ -263,9 +267,7 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
         (Some(u), _) => u.framing,
         (None, RequestBody::Hyper(incoming)) => framing_of(&parts.headers, incoming),
         // "Content-Length: 0" stays Length(0): the endpoint is told "0".
-        (None, RequestBody::Plain { declared, .. }) => {
-            declared.map_or(Framing::Empty, Framing::Length)
-        }
+        (None, RequestBody::Plain { framing, .. }) => *framing,
     };
     let config = &ctx.config;
     let body_plan = match plan(&parts.headers, framing, &config.body) {
@@ -292,6 +294,13 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
                 ..
             },
         ) => Source::Memory(body),
+        (
+            _,
+            RequestBody::Plain {
+                body: Some(PlainBody::Channel(body)),
+                ..
+            },
+        ) => Source::Channel(body),
         (Framing::Empty | Framing::Length(0), _) | (_, RequestBody::Plain { body: None, .. }) => {
             Source::Empty
         }

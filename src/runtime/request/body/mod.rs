@@ -1,5 +1,6 @@
 //! Request bodies: what the application reads (`reader`), and where the own
-//! HTTP/1.1 path's bodies come from (`socket`).
+//! HTTP/1.1 path's bodies come from (`socket`: read by the application's
+//! thread; `channel`: read by the connection).
 //!
 //! What it owns, shared by both: `BodyError`, and how much of a body left
 //! unread is drained to keep a connection open.
@@ -9,9 +10,11 @@
 
 use std::time::Duration;
 
+mod channel;
 mod reader;
 mod socket;
 
+pub(crate) use channel::{channel, BodyFeed, ChannelBody, Message};
 pub(crate) use reader::{BodyReader, Drain, HyperBody, Source, UnreadWatch};
 pub(crate) use socket::{BodySocket, Lease, SocketBody};
 

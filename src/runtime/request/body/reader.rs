@@ -29,6 +29,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::channel::ChannelBody;
 use super::socket::SocketBody;
 use super::{BodyError, DRAIN_LIMIT};
 use crate::proto::body::Coding;
@@ -159,14 +160,19 @@ pub(crate) enum Source {
     /// The server's own HTTP/1.1 path: the bytes that came with the head,
     /// then the socket (`socket`).
     Socket(SocketBody),
+    /// The server's own HTTP/1.1 path: what the connection read and decoded
+    /// (`channel`).
+    Channel(ChannelBody),
 }
 
 impl Source {
     /// Reading stopped at an error of the body's own (too large): the rest
     /// is not drained to keep the connection.
     fn give_up(&mut self) {
-        if let Source::Incoming { body, .. } = self {
-            body.watch.failed = true;
+        match self {
+            Source::Incoming { body, .. } => body.watch.failed = true,
+            Source::Channel(body) => body.give_up(),
+            _ => {}
         }
     }
 
@@ -174,6 +180,7 @@ impl Source {
         match self {
             Source::Empty => Ok(None),
             Source::Socket(body) => body.next_chunk(),
+            Source::Channel(body) => body.next_chunk(),
             Source::Memory(b) => Ok(if b.is_empty() {
                 None
             } else {
@@ -642,6 +649,7 @@ impl BodyReader {
                 ..
             } => Some(n.saturating_sub(*received)),
             Source::Socket(body) => Some(body.remaining()),
+            Source::Channel(body) => body.remaining(),
             Source::Incoming { declared: None, .. } | Source::File(_) => None,
         }?;
         Some(source + raw.current.len() as u64 + self.pending.len() as u64)
