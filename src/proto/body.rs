@@ -20,7 +20,7 @@ use crate::proto::syntax::trim_ows;
 
 /// A content coding the server can decode (RFC 9110 §8.4.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Coding {
+pub(crate) enum Coding {
     /// RFC 1952 (also spelled "x-gzip", RFC 9110 §8.4.1.3).
     Gzip,
     /// The zlib format, RFC 1950 (RFC 9110 §8.4.1.2).
@@ -34,7 +34,7 @@ pub enum Coding {
 impl Coding {
     /// The registered content-coding name.
     #[cfg(test)]
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Coding::Gzip => "gzip",
             Coding::Deflate => "deflate",
@@ -47,15 +47,15 @@ impl Coding {
 /// The server options that shape the request body (`Config.decompress`,
 /// `Config.max_body_size`, `Config.buffer_body`).
 #[derive(Clone, Copy, Debug)]
-pub struct BodyOptions {
-    pub decompress: bool,
-    pub max_body_size: u64,
-    pub buffer: bool,
+pub(crate) struct BodyOptions {
+    pub(crate) decompress: bool,
+    pub(crate) max_body_size: u64,
+    pub(crate) buffer: bool,
 }
 
 /// How the body is delimited on the wire, as the runtime found it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
+pub(crate) enum Framing {
     /// No body at all.
     Empty,
     /// Content-Length: n.
@@ -66,15 +66,15 @@ pub enum Framing {
 
 /// What the application will see of the body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BodyPlan {
-    pub framing: Framing,
+pub(crate) struct BodyPlan {
+    pub(crate) framing: Framing,
     /// The coding the server removes before `wsgi.input`, if any.
-    pub decode: Option<Coding>,
+    pub(crate) decode: Option<Coding>,
     /// CONTENT_LENGTH the app sees before buffering (buffer mode: `None`, the
     /// runtime sets the exact length after buffering).
-    pub content_length: Option<u64>,
+    pub(crate) content_length: Option<u64>,
     /// Remove HTTP_CONTENT_ENCODING (the body the app reads is decoded).
-    pub strip_content_encoding: bool,
+    pub(crate) strip_content_encoding: bool,
 }
 
 // ---------------------------------------------------------------------------
@@ -92,7 +92,7 @@ pub struct BodyPlan {
 // ---------------------------------------------------------------------------
 
 /// Plans the request body.
-pub fn plan(
+pub(crate) fn plan(
     headers: &HeaderMap,
     framing: Framing,
     opts: &BodyOptions,

@@ -32,21 +32,21 @@ use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 
 /// Bytes of chunk extensions in one body (hyper's `CHUNKED_EXTENSIONS_LIMIT`).
-pub const EXTENSIONS_LIMIT: usize = 16 * 1024;
+pub(crate) const EXTENSIONS_LIMIT: usize = 16 * 1024;
 
 /// Hex digits in a chunk size: a `u64`'s worth.
 const MAX_SIZE_DIGITS: u8 = 16;
 
 /// How large the trailer section may be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TrailerLimits {
-    pub max_fields: usize,
-    pub max_bytes: usize,
+pub(crate) struct TrailerLimits {
+    pub(crate) max_fields: usize,
+    pub(crate) max_bytes: usize,
 }
 
 /// One step of decoding.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Chunk {
+pub(crate) enum Chunk {
     /// Body bytes, taken off the buffer.
     Data(Bytes),
     /// Every byte in the buffer is used: read more, and call again.
@@ -58,9 +58,9 @@ pub enum Chunk {
 /// A body that is not valid chunked coding: answer `status` and close (the
 /// end of the body, and so the start of the next request, is unknown).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ChunkedError {
-    pub status: u16,
-    pub reason: &'static str,
+pub(crate) struct ChunkedError {
+    pub(crate) status: u16,
+    pub(crate) reason: &'static str,
 }
 
 impl std::fmt::Display for ChunkedError {
@@ -112,14 +112,14 @@ enum State {
 
 /// Decodes one chunked body.
 #[derive(Debug)]
-pub struct ChunkedDecoder {
+pub(crate) struct ChunkedDecoder {
     state: State,
     limits: TrailerLimits,
     extension_bytes: usize,
 }
 
 impl ChunkedDecoder {
-    pub fn new(limits: TrailerLimits) -> ChunkedDecoder {
+    pub(crate) fn new(limits: TrailerLimits) -> ChunkedDecoder {
         ChunkedDecoder {
             state: State::Size { size: 0, digits: 0 },
             limits,
@@ -130,7 +130,7 @@ impl ChunkedDecoder {
     /// Take the next step's bytes off the front of `buf`. After `End`,
     /// `buf` starts with what followed the body; after an error every call
     /// repeats it.
-    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Chunk, ChunkedError> {
+    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Chunk, ChunkedError> {
         match self.step(buf) {
             Err(e) => {
                 self.state = State::Failed(e);

@@ -42,34 +42,34 @@ use crate::proto::syntax::{parse_decimal, trim_ows};
 
 /// What a request head may be, beyond which hyper takes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Header fields in one head (hyper's default is 100; more: 431).
-    pub max_headers: usize,
+    pub(crate) max_headers: usize,
     /// Bytes of one head, request line to the empty line.
-    pub max_head: usize,
+    pub(crate) max_head: usize,
 }
 
 /// A plain request: what the server needs to serve it.
 #[derive(Debug)]
-pub struct Request {
-    pub method: Method,
+pub(crate) struct Request {
+    pub(crate) method: Method,
     /// The origin-form target (path and query).
-    pub uri: Uri,
-    pub headers: HeaderMap,
+    pub(crate) uri: Uri,
+    pub(crate) headers: HeaderMap,
     /// How the body is delimited: none, `Content-Length`, or chunked
     /// (`Transfer-Encoding: chunked`, `proto::chunked`).
-    pub body: BodyFraming,
+    pub(crate) body: BodyFraming,
     /// `Expect: 100-continue` (RFC 9110 §10.1.1): the client waits for a
     /// `100 Continue` before it sends the body.
-    pub expect_continue: bool,
+    pub(crate) expect_continue: bool,
     /// The connection may serve another request after this one: HTTP/1.1
     /// without `Connection: close` (RFC 9112 §9.3).
-    pub keep_alive: bool,
+    pub(crate) keep_alive: bool,
 }
 
 /// Why a head goes to hyper rather than this path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NotPlain {
+pub(crate) enum NotPlain {
     /// Not valid HTTP/1.1 syntax (hyper answers 400 or 414).
     Malformed,
     /// Larger than the limits (hyper answers 431, or the server's own check).
@@ -92,7 +92,7 @@ pub enum NotPlain {
 /// an allocation per request for nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum Parsed {
+pub(crate) enum Parsed {
     Request(Request),
     Partial,
     Hyper(NotPlain),
@@ -136,7 +136,7 @@ struct FieldAt {
 
 /// Parse the request head at the front of `buf`. On `Request` the head is
 /// taken off `buf`; otherwise `buf` is as it was.
-pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Parsed {
+pub(crate) fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Parsed {
     let mut inline = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); INLINE_HEADERS];
     let mut spilled;
     let headers = if limits.max_headers <= INLINE_HEADERS {
@@ -283,7 +283,7 @@ fn has_token(list: &[u8], token: &[u8]) -> bool {
 
 /// The length of a response body, as its sender knows it before sending.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BodyLength {
+pub(crate) enum BodyLength {
     /// The body is over before it started.
     Empty,
     Known(u64),
@@ -292,7 +292,7 @@ pub enum BodyLength {
 
 /// How the body after a head is framed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
+pub(crate) enum Framing {
     /// Exactly this many bytes (0 for HEAD, 204, 304).
     Length(u64),
     Chunked,
@@ -300,22 +300,22 @@ pub enum Framing {
 
 /// What `encode_response_head` decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Encoded {
-    pub framing: Framing,
+pub(crate) struct Encoded {
+    pub(crate) framing: Framing,
     /// Close the connection after this response.
-    pub close: bool,
+    pub(crate) close: bool,
 }
 
 /// The request a response answers, as far as the head is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Answering {
-    pub head: bool,
-    pub keep_alive: bool,
+pub(crate) struct Answering {
+    pub(crate) head: bool,
+    pub(crate) keep_alive: bool,
 }
 
 /// Write the head of a response to an HTTP/1.1 request. `date` is the
 /// current IMF-fixdate (`http_date`).
-pub fn encode_response_head(
+pub(crate) fn encode_response_head(
     status: StatusCode,
     headers: &HeaderMap,
     body: BodyLength,
@@ -429,7 +429,7 @@ pub fn encode_response_head(
 
 /// The line before a chunk of `len` bytes (RFC 9112 §7.1): its size in hex
 /// (upper case, as hyper writes it).
-pub fn chunk_head(len: usize, dst: &mut Vec<u8>) {
+pub(crate) fn chunk_head(len: usize, dst: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut digits = [0u8; 16];
     let mut i = digits.len();
@@ -447,10 +447,10 @@ pub fn chunk_head(len: usize, dst: &mut Vec<u8>) {
 }
 
 /// The end of a chunked body: the last chunk, no trailers (RFC 9112 §7.1).
-pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// An IMF-fixdate (RFC 9110 §5.6.7), e.g. "Sun, 06 Nov 1994 08:49:37 GMT".
-pub fn http_date(time: std::time::SystemTime) -> [u8; 29] {
+pub(crate) fn http_date(time: std::time::SystemTime) -> [u8; 29] {
     let mut out = [0u8; 29];
     let text = httpdate::fmt_http_date(time);
     out.copy_from_slice(&text.as_bytes()[..29]);

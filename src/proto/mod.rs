@@ -22,15 +22,15 @@
 //! `proto::length::ResponseLength`); there are deliberately no re-exports, so
 //! each name is found in one place.
 
-pub mod body;
+pub(crate) mod body;
 pub(crate) mod chunked;
-pub mod h1;
+pub(crate) mod h1;
 // Read by the Python bridge, which `--no-default-features` leaves out.
 #[cfg_attr(not(feature = "python"), allow(dead_code))]
 pub(crate) mod length;
-pub mod request;
+pub(crate) mod request;
 #[cfg_attr(not(feature = "python"), allow(dead_code))]
 pub(crate) mod response;
 pub(crate) mod route;
 mod syntax;
-pub mod wsgi;
+pub(crate) mod wsgi;

@@ -23,7 +23,7 @@ use crate::proto::syntax::{parse_decimal, trim_ows};
 
 /// The protocol version of a request, as far as the rules are concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HttpVersion {
+pub(crate) enum HttpVersion {
     Http10,
     Http11,
     Http2,
@@ -32,7 +32,7 @@ pub enum HttpVersion {
 impl HttpVersion {
     /// HTTP/0.9 is served as 1.0 and HTTP/3 as 2 (neither reaches the
     /// server: hyper refuses 0.9, and there is no HTTP/3 listener).
-    pub fn of(version: http::Version) -> HttpVersion {
+    pub(crate) fn of(version: http::Version) -> HttpVersion {
         match version {
             http::Version::HTTP_10 | http::Version::HTTP_09 => HttpVersion::Http10,
             http::Version::HTTP_2 | http::Version::HTTP_3 => HttpVersion::Http2,
@@ -44,9 +44,9 @@ impl HttpVersion {
 /// A request the server refuses: the status to answer with and a short reason
 /// for the log. The reason is for people, not for matching on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestError {
-    pub status: u16,
-    pub reason: &'static str,
+pub(crate) struct RequestError {
+    pub(crate) status: u16,
+    pub(crate) reason: &'static str,
 }
 
 impl RequestError {
@@ -69,7 +69,7 @@ impl std::error::Error for RequestError {}
 /// Connection-specific header fields that must not appear in HTTP/2
 /// (RFC 9113 §8.2.2, which names these five). `wsgi::environ` drops them too, so the
 /// list lives here, once.
-pub const HTTP2_CONNECTION_SPECIFIC: [&str; 5] = [
+pub(crate) const HTTP2_CONNECTION_SPECIFIC: [&str; 5] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -124,7 +124,7 @@ pub const HTTP2_CONNECTION_SPECIFIC: [&str; 5] = [
 
 /// Checks the framing headers of a request head. `Ok(())` means the body
 /// framing hyper chose is the only reading of this request.
-pub fn check_framing(version: HttpVersion, headers: &HeaderMap) -> Result<(), RequestError> {
+pub(crate) fn check_framing(version: HttpVersion, headers: &HeaderMap) -> Result<(), RequestError> {
     let content_length = declared_content_length(headers)?;
     match version {
         HttpVersion::Http11 => {
@@ -137,7 +137,7 @@ pub fn check_framing(version: HttpVersion, headers: &HeaderMap) -> Result<(), Re
 }
 
 /// Refused: a Content-Length with more than one value (see RULES).
-pub const REPEATED_CONTENT_LENGTH: RequestError =
+pub(crate) const REPEATED_CONTENT_LENGTH: RequestError =
     RequestError::bad_request("more than one Content-Length value");
 
 /// The declared Content-Length, if any: one value, on one field line.
@@ -239,7 +239,10 @@ fn check_http2_fields(headers: &HeaderMap) -> Result<(), RequestError> {
 /// contains a Host header field that identifies an entity that differs from
 /// the entity in the :authority pseudo-header field." Host names compare
 /// case-insensitively (RFC 3986 §6.2.2.1).
-pub fn check_authority(headers: &HeaderMap, authority: Option<&str>) -> Result<(), RequestError> {
+pub(crate) fn check_authority(
+    headers: &HeaderMap,
+    authority: Option<&str>,
+) -> Result<(), RequestError> {
     let Some(authority) = authority else {
         return Ok(());
     };
@@ -264,7 +267,7 @@ pub fn check_authority(headers: &HeaderMap, authority: Option<&str>) -> Result<(
 /// application an empty `PATH_INFO`. CONNECT's own target is not checked
 /// here (hyper and h2 parse it), nor an origin-form target (it starts with
 /// "/" by the http crate's parse).
-pub fn check_target(method: &http::Method, uri: &http::Uri) -> Result<(), RequestError> {
+pub(crate) fn check_target(method: &http::Method, uri: &http::Uri) -> Result<(), RequestError> {
     if method == http::Method::CONNECT {
         return Ok(());
     }
@@ -284,7 +287,7 @@ pub fn check_target(method: &http::Method, uri: &http::Uri) -> Result<(), Reques
 /// The size counted is the head as its shortest wire form: the request line
 /// ("METHOD target HTTP/1.1" and CRLF), each field line as "name: value" and
 /// CRLF, and the final CRLF.
-pub fn check_head_size(
+pub(crate) fn check_head_size(
     method: &str,
     target_len: usize,
     headers: &HeaderMap,

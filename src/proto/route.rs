@@ -22,34 +22,34 @@ use crate::proto::syntax::trim_ows;
 
 /// A kind of endpoint a request can be routed to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EndpointKind {
+pub(crate) enum EndpointKind {
     /// The WSGI application (PEP 3333, WSGI 1.1).
     Wsgi,
 }
 
 /// What routing looks at: the request's head, nothing else.
 #[derive(Clone, Copy, Debug)]
-pub struct RouteHead<'a> {
-    pub method: &'a Method,
+pub(crate) struct RouteHead<'a> {
+    pub(crate) method: &'a Method,
     /// The target's path, still percent-encoded ("*" for `OPTIONS *`, "" for
     /// CONNECT's authority form).
-    pub path: &'a str,
+    pub(crate) path: &'a str,
     /// The header fields: an `Upgrade` is looked up only by a row that asks.
-    pub headers: &'a HeaderMap,
+    pub(crate) headers: &'a HeaderMap,
 }
 
 /// One row of the table: a request matches when each condition set matches.
 #[derive(Clone, Copy, Debug)]
-pub struct Route {
+pub(crate) struct Route {
     /// Only this method (`None`: any).
-    pub method: Option<&'static str>,
+    pub(crate) method: Option<&'static str>,
     /// Only paths that are this prefix or continue it with "/" (`""`: any
     /// path, "*" and CONNECT's "" included).
-    pub prefix: &'static str,
+    pub(crate) prefix: &'static str,
     /// Only requests whose `Upgrade` asks for this protocol, compared without
     /// regard to case (RFC 9110 §7.8) (`None`: with or without `Upgrade`).
-    pub upgrade: Option<&'static str>,
-    pub endpoint: EndpointKind,
+    pub(crate) upgrade: Option<&'static str>,
+    pub(crate) endpoint: EndpointKind,
 }
 
 // ---------------------------------------------------------------------------
@@ -59,7 +59,7 @@ pub struct Route {
 // ---------------------------------------------------------------------------
 
 /// The server's route table.
-pub const ROUTES: &[Route] = &[Route {
+pub(crate) const ROUTES: &[Route] = &[Route {
     method: None,
     prefix: "",
     upgrade: None,
@@ -68,12 +68,12 @@ pub const ROUTES: &[Route] = &[Route {
 
 /// The endpoint kind that serves a request with this head.
 #[inline]
-pub fn route(head: &RouteHead<'_>) -> EndpointKind {
+pub(crate) fn route(head: &RouteHead<'_>) -> EndpointKind {
     route_in(ROUTES, head)
 }
 
 /// The first row of `table` that matches; WSGI when none does.
-pub fn route_in(table: &[Route], head: &RouteHead<'_>) -> EndpointKind {
+pub(crate) fn route_in(table: &[Route], head: &RouteHead<'_>) -> EndpointKind {
     table
         .iter()
         .find(|r| r.matches(head))
@@ -81,7 +81,7 @@ pub fn route_in(table: &[Route], head: &RouteHead<'_>) -> EndpointKind {
 }
 
 impl Route {
-    pub fn matches(&self, head: &RouteHead<'_>) -> bool {
+    pub(crate) fn matches(&self, head: &RouteHead<'_>) -> bool {
         let method = self.method.map_or(true, |m| m == head.method.as_str());
         let path = match head.path.strip_prefix(self.prefix) {
             Some(rest) => self.prefix.is_empty() || rest.is_empty() || rest.starts_with('/'),

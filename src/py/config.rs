@@ -61,7 +61,7 @@ struct PyConfig {
     tcp_congestion: Option<String>,
 }
 
-pub fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
+pub(crate) fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
     let c: PyConfig = config.extract()?;
     let binds = |binds: Vec<PyBind>| -> Vec<BindAddr> {
         binds

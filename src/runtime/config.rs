@@ -10,7 +10,7 @@ use crate::proto::body::BodyOptions;
 use crate::runtime::transport::tls::TlsSettings;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BindAddr {
+pub(crate) enum BindAddr {
     /// Host as given (an IP literal or a name to resolve) and port (0: any).
     Tcp {
         host: String,
@@ -21,42 +21,42 @@ pub enum BindAddr {
 
 /// HTTP/2 settings (RFC 9113 §6.5.2) and keep-alive pings.
 #[derive(Debug, Clone)]
-pub struct Http2Config {
-    pub max_concurrent_streams: u32,
-    pub initial_stream_window_size: u32,
-    pub initial_connection_window_size: u32,
-    pub max_frame_size: u32,
-    pub max_header_list_size: u32,
+pub(crate) struct Http2Config {
+    pub(crate) max_concurrent_streams: u32,
+    pub(crate) initial_stream_window_size: u32,
+    pub(crate) initial_connection_window_size: u32,
+    pub(crate) max_frame_size: u32,
+    pub(crate) max_header_list_size: u32,
     /// None: no keep-alive pings.
-    pub keep_alive_interval: Option<Duration>,
-    pub keep_alive_timeout: Duration,
+    pub(crate) keep_alive_interval: Option<Duration>,
+    pub(crate) keep_alive_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
-pub struct ServerConfig {
+pub(crate) struct ServerConfig {
     /// With `tls`, these listeners speak TLS; `insecure_binds` never do.
-    pub binds: Vec<BindAddr>,
-    pub insecure_binds: Vec<BindAddr>,
-    pub tls: Option<TlsSettings>,
-    pub http2: Http2Config,
-    pub threads: usize,
-    pub queue_size: usize,
+    pub(crate) binds: Vec<BindAddr>,
+    pub(crate) insecure_binds: Vec<BindAddr>,
+    pub(crate) tls: Option<TlsSettings>,
+    pub(crate) http2: Http2Config,
+    pub(crate) threads: usize,
+    pub(crate) queue_size: usize,
     /// The longest a request waits in the queue for a free application
     /// thread; then it is answered 503. Always more than zero.
-    pub queue_timeout: Duration,
-    pub body: BodyOptions,
-    pub buffer_memory_limit: usize,
-    pub max_header_size: usize,
-    pub max_headers: usize,
-    pub keep_alive_timeout: Duration,
-    pub header_timeout: Duration,
-    pub body_timeout: Duration,
+    pub(crate) queue_timeout: Duration,
+    pub(crate) body: BodyOptions,
+    pub(crate) buffer_memory_limit: usize,
+    pub(crate) max_header_size: usize,
+    pub(crate) max_headers: usize,
+    pub(crate) keep_alive_timeout: Duration,
+    pub(crate) header_timeout: Duration,
+    pub(crate) body_timeout: Duration,
     /// A response the client takes no data from for this long closes its connection.
-    pub send_timeout: Duration,
-    pub graceful_timeout: Duration,
-    pub access_log: bool,
-    pub root_path: String,
+    pub(crate) send_timeout: Duration,
+    pub(crate) graceful_timeout: Duration,
+    pub(crate) access_log: bool,
+    pub(crate) root_path: String,
     /// TCP congestion control of every TCP listener (Linux's
     /// `TCP_CONGESTION`); None: the system's default.
-    pub tcp_congestion: Option<String>,
+    pub(crate) tcp_congestion: Option<String>,
 }

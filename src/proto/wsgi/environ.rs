@@ -41,7 +41,7 @@ fn server_protocol(version: HttpVersion) -> &'static str {
 /// own request head; nothing is copied until `build`, and `build` copies
 /// only what it must change.
 #[derive(Clone, Copy, Debug)]
-pub struct EnvironInput<'a> {
+pub(crate) struct EnvironInput<'a> {
     pub(crate) method: &'a str,
     /// The request target's path and query, still percent-encoded (`None`
     /// for a target with neither: CONNECT's authority form).
@@ -66,7 +66,7 @@ pub struct EnvironInput<'a> {
 /// An environ value as latin-1 bytes: each byte is the char with the same
 /// code point.
 #[derive(Clone, Debug)]
-pub enum Text {
+pub(crate) enum Text {
     Static(&'static str),
     /// Bytes `start..end` of a part of the request, shared (a reference
     /// count, not a copy).
@@ -77,7 +77,7 @@ pub enum Text {
 
 /// The part of a request a `Text::Shared` is taken from.
 #[derive(Clone, Debug)]
-pub enum Shared {
+pub(crate) enum Shared {
     Field(HeaderValue),
     Target(PathAndQuery),
     Authority(Authority),
@@ -140,29 +140,29 @@ impl Eq for Text {}
 
 /// The CGI-style part of a WSGI environ.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Environ {
+pub(crate) struct Environ {
     /// Borrowed for the methods of RFC 9110 §9 (no allocation per request).
-    pub request_method: Cow<'static, str>,
-    pub script_name: Text,
+    pub(crate) request_method: Cow<'static, str>,
+    pub(crate) script_name: Text,
     /// Percent-decoded.
-    pub path_info: Text,
+    pub(crate) path_info: Text,
     /// Raw (not percent-decoded), "" if none.
-    pub query_string: Text,
-    pub server_name: Text,
-    pub server_port: Text,
-    pub server_protocol: &'static str,
+    pub(crate) query_string: Text,
+    pub(crate) server_name: Text,
+    pub(crate) server_port: Text,
+    pub(crate) server_protocol: &'static str,
     /// The peer, for `REMOTE_ADDR` (`remote_addr_text`) and `REMOTE_PORT`;
     /// `None` (both "") on unix sockets.
-    pub remote: Option<SocketAddr>,
+    pub(crate) remote: Option<SocketAddr>,
     /// "http" | "https".
-    pub url_scheme: &'static str,
-    pub content_type: Option<Text>,
-    pub content_length: Option<u64>,
+    pub(crate) url_scheme: &'static str,
+    pub(crate) content_type: Option<Text>,
+    pub(crate) content_length: Option<u64>,
     /// `("HTTP_USER_AGENT", value)`, in the order the fields were first seen.
     /// The names of common fields are static text (no allocation).
-    pub headers: Vec<(HeaderKey, Text)>,
+    pub(crate) headers: Vec<(HeaderKey, Text)>,
     /// TLS variables (see [`tls_variables`]); empty on cleartext connections.
-    pub tls: Vec<(&'static str, String)>,
+    pub(crate) tls: Vec<(&'static str, String)>,
 }
 
 /// The CGI/mod_ssl variables for a TLS connection: `HTTPS=on`, the protocol
@@ -525,7 +525,7 @@ fn header_variables(
 /// `COMMON_KEYS`, by its index (no allocation; the Python bridge keeps an
 /// interned str for each), or made for a rarer name.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HeaderKey {
+pub(crate) enum HeaderKey {
     Common(u8),
     Made(String),
 }

@@ -10,6 +10,6 @@
 
 // Both are read by the Python bridge, which `--no-default-features` leaves out.
 #[cfg_attr(not(feature = "python"), allow(dead_code))]
-pub mod environ;
+pub(crate) mod environ;
 #[cfg_attr(not(feature = "python"), allow(dead_code))]
 pub(crate) mod response;

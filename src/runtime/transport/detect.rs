@@ -37,7 +37,7 @@ pub(crate) const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// invalid connection preface as a connection error of type PROTOCOL_ERROR"
 /// (§3.4).
 #[rustfmt::skip]
-pub const INVALID_PREFACE_ANSWER: [u8; 26] = [
+pub(crate) const INVALID_PREFACE_ANSWER: [u8; 26] = [
     // SETTINGS: length 0, type 0x4, no flags, stream 0.
     0, 0, 0, 0x4, 0, 0, 0, 0, 0,
     // GOAWAY: length 8, type 0x7, no flags, stream 0.
