@@ -8,8 +8,9 @@ A then B, `--rounds` times, with the same server command, load generator and
 CPU pinning as `bench.py` (server on CPU 0, load on CPU 1). Alternating
 spreads the machine's drift over both builds, which a full bench run of
 each, an hour apart, does not. The report gives each run, the medians,
-B/A, and the CPU time other processes took during each measurement (a run
-disturbed by other work is marked).
+B/A, the server's CPU time per request (steadier than the rate when other
+work shares the machine), and the CPU time other processes took during
+each measurement (a run disturbed by other work is marked).
 
 The peers are not run: this compares Propylon with itself. Needs wrk,
 h2load and openssl, as bench.py does.
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for scenario in scenarios:
             rates: dict[str, list[float]] = {"A": [], "B": []}
+            costs: dict[str, list[float]] = {"A": [], "B": []}
             for round_ in range(opts.rounds):
                 for server in builds:
                     record = bench.measure(server, scenario, round_, run_opts, env, log_dir, tls)
@@ -70,17 +72,23 @@ def main(argv: list[str] | None = None) -> int:
                         return 1
                     rate = record["mib_s"] if scenario.metric == "MiB/s" else record["rps"]
                     rates[server.name].append(rate)
+                    # The server's CPU time per request: steadier than the rate
+                    # on a machine where other work takes CPU time.
+                    cost = record["server_cpu"] / record["rps"] * 1e6
+                    costs[server.name].append(cost)
                     foreign = max(record["foreign_cpu"].values())
                     busy = " (busy machine)" if foreign >= bench.BUSY_MACHINE else ""
                     print(
                         f"{scenario.name:10} {server.name} #{round_ + 1}: {rate:12,.0f} {scenario.metric}"
-                        f"  others' CPU {foreign:.0%}{busy}",
+                        f"  {cost:6.2f} CPU us/request  others' CPU {foreign:.0%}{busy}",
                         flush=True,
                     )
             a, b = statistics.median(rates["A"]), statistics.median(rates["B"])
+            ca, cb = statistics.median(costs["A"]), statistics.median(costs["B"])
             lines.append(
                 f"{scenario.name:10} A {a:12,.0f}  B {b:12,.0f} {scenario.metric}  B/A {b / a:.3f}"
                 f"  (A {min(rates['A']):,.0f}-{max(rates['A']):,.0f}, B {min(rates['B']):,.0f}-{max(rates['B']):,.0f})"
+                f"; CPU us/request A {ca:.2f} B {cb:.2f} B/A {cb / ca:.3f}"
             )
     finally:
         bench.kill_all()
