@@ -84,8 +84,13 @@ pub(crate) fn serve(py: Python<'_>, config: &Bound<'_, PyAny>, app: Py<PyAny>) -
         });
     });
     let pool = Arc::new(
-        Pool::new(config.threads, config.queue_size, thread_main)
-            .map_err(|e| PyOSError::new_err(e.to_string()))?,
+        Pool::new(
+            config.threads,
+            config.queue_size,
+            config.queue_timeout,
+            thread_main,
+        )
+        .map_err(|e| PyOSError::new_err(e.to_string()))?,
     );
     let app = wsgi::WsgiApp::new(app, pool.clone(), config.root_path.clone());
     let (stopped, pool_idle) = py.detach(move || {

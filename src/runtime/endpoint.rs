@@ -6,10 +6,8 @@
 //! sends its `Response` exactly once. `Endpoint` is what an endpoint
 //! implements: start a call (on the pool), or give it back when full.
 //! `Endpoints` holds one endpoint per kind the route table
-//! (`proto::route`) names. `Queued` is how long a call may wait for the
-//! pool: the runtime abandons a call no pool thread has started within
-//! `--queue-timeout` (and answers 503); the endpoint drops an abandoned
-//! call unrun.
+//! (`proto::route`) names. `Queued` tells the runtime that the pool gave
+//! up on a call that waited `--queue-timeout` for a thread (it answers 503).
 //!
 //! What it does not do: any Python, or any application protocol: how a
 //! request becomes a call of a Python application (WSGI's environ, say) is
@@ -18,7 +16,7 @@
 
 use std::any::Any;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
@@ -38,56 +36,32 @@ pub(crate) struct Call {
     /// Shared by the calls of one connection (see `ConnectionSlot`).
     pub(crate) slot: Arc<ConnectionSlot>,
     pub(crate) reply: Reply,
-    /// The endpoint calls `Queued::start` on the pool thread before anything
-    /// else, and drops the call unrun when it says no.
+    /// The endpoint hands it to the pool with the call's job
+    /// (`Pool::try_submit_queued`).
     pub(crate) queued: Queued,
 }
 
-/// Where a call stands in the pool's queue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-enum QueueState {
-    Waiting,
-    /// A pool thread took it: the application runs.
-    Started,
-    /// It waited `--queue-timeout` (`ServerConfig::queue_timeout`): the
-    /// runtime answered 503; the application never sees it.
-    Abandoned,
-}
-
-/// A call's place in the queue, shared by the endpoint, which starts it, and
-/// the runtime, which abandons it when it has waited too long. Whichever
-/// comes first decides: an abandoned call never reaches the application,
-/// and a started one is never answered 503.
-#[derive(Clone)]
-pub(crate) struct Queued(Arc<AtomicU8>);
+/// A call's place in the pool's queue, shared by the runtime, which waits
+/// for the call's response, and the pool, which abandons a call no thread
+/// has taken within `--queue-timeout` (`ServerConfig::queue_timeout`): it
+/// marks the call abandoned, then drops it unrun, so the runtime, finding
+/// the reply dropped, answers 503 instead of 500. A call a thread has taken
+/// is never abandoned (the pool takes and abandons under one lock).
+#[derive(Clone, Default)]
+pub(crate) struct Queued(Arc<AtomicBool>);
 
 impl Queued {
     pub(crate) fn new() -> Queued {
-        Queued(Arc::new(AtomicU8::new(QueueState::Waiting as u8)))
+        Queued::default()
     }
 
-    /// On the pool thread that took the call: true if the application may
-    /// run it; false if the runtime has abandoned it (already answered).
-    pub(crate) fn start(&self) -> bool {
-        self.leave(QueueState::Started)
+    /// The pool gave up on the call: it waited too long for a thread.
+    pub(crate) fn abandon(&self) {
+        self.0.store(true, Ordering::Release);
     }
 
-    /// The call waited too long: true if it had not started (the runtime
-    /// answers 503), false if a pool thread took it first.
-    pub(crate) fn abandon(&self) -> bool {
-        self.leave(QueueState::Abandoned)
-    }
-
-    fn leave(&self, to: QueueState) -> bool {
-        self.0
-            .compare_exchange(
-                QueueState::Waiting as u8,
-                to as u8,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.0.load(Ordering::Acquire)
     }
 }
 
@@ -205,13 +179,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_queued_call_is_either_started_or_abandoned() {
+    fn an_abandoned_call_says_so_to_every_holder() {
         let q = Queued::new();
-        assert!(q.clone().start());
-        assert!(!q.abandon(), "started first: not abandoned");
-        let q = Queued::new();
-        assert!(q.abandon());
-        assert!(!q.start(), "abandoned first: never started");
-        assert!(!q.abandon());
+        let runtime = q.clone();
+        assert!(!runtime.is_abandoned());
+        q.abandon();
+        assert!(runtime.is_abandoned());
     }
 }

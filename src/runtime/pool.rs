@@ -12,13 +12,21 @@
 //! thread attached to the interpreter across consecutive jobs and detach only
 //! to wait, instead of handing the GIL over once per job.
 //!
-//! What it does not do: it knows nothing about Python, nor about how long a
-//! request may wait in its queue (`exchange::Queued`).
+//! A new request's job may come with a `Queued` (`try_submit_queued`): if no
+//! thread has taken it within the queue timeout, the monitor thread marks it
+//! abandoned and drops it unrun, and the runtime answers 503. Checking the
+//! queue's oldest entry on the monitor's ticks costs nothing per request but
+//! reading the clock once; a timer per request cost about 5% of the HTTP/2
+//! hello-world rate.
+//!
+//! What it does not do: it knows nothing about Python.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use super::endpoint::Queued;
 
 pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -28,6 +36,11 @@ const YIELDS_BEFORE_WAIT: u32 = 2;
 /// How long queued work may wait, while every awake thread is busy and none
 /// takes a job, before the monitor wakes another thread (see `Pool::wake_for`).
 pub(crate) const STALL_TICK: Duration = Duration::from_millis(1);
+
+/// The longest the monitor sleeps while no queued work needs watching: a
+/// request past its queue timeout is answered within this (or a tenth of
+/// the timeout, if that is shorter).
+const EXPIRY_TICK: Duration = Duration::from_secs(1);
 
 /// Runs on each pool thread; must call `Worker::next` until it returns None.
 pub(crate) type ThreadMain = Arc<dyn Fn(Worker) + Send + Sync>;
@@ -44,6 +57,8 @@ struct Shared {
     monitor: Condvar,
     queue_size: usize,
     threads: usize,
+    /// How long a job submitted with a `Queued` may wait for a thread.
+    queue_timeout: Duration,
 }
 
 impl Shared {
@@ -56,8 +71,15 @@ impl Shared {
     }
 }
 
+/// A new request's job in the queue.
+struct Fresh {
+    job: Job,
+    /// When it may no longer start, and how to tell its request so.
+    expiry: Option<(Instant, Queued)>,
+}
+
 struct Queues {
-    fresh: VecDeque<Job>,
+    fresh: VecDeque<Fresh>,
     resumed: VecDeque<Job>,
     busy: usize,
     /// Of the busy ones, those waiting for the network inside `blocking`.
@@ -130,7 +152,8 @@ impl Worker {
         }
         let mut yields = if wait { YIELDS_BEFORE_WAIT } else { 0 };
         loop {
-            if let Some(job) = q.resumed.pop_front().or_else(|| q.fresh.pop_front()) {
+            let next = q.resumed.pop_front();
+            if let Some(job) = next.or_else(|| q.fresh.pop_front().map(|f| f.job)) {
                 q.busy += 1;
                 q.taken += 1;
                 self.holding = true;
@@ -228,13 +251,15 @@ pub(crate) fn plain_thread_main() -> ThreadMain {
 fn monitor(shared: Arc<Shared>) {
     // Its wake-ups (armed by a submission) need not preempt the thread running.
     super::scheduling::batch_scheduling();
+    let expiry_tick = (shared.queue_timeout / 10).clamp(Duration::from_millis(10), EXPIRY_TICK);
     let mut q = shared.state.lock().unwrap();
     loop {
         if q.stopping {
             return;
         }
+        q = expire(&shared, q);
         if !q.armed {
-            q = shared.monitor.wait(q).unwrap();
+            q = shared.monitor.wait_timeout(q, expiry_tick).unwrap().0;
             continue;
         }
         let seen = q.taken;
@@ -248,6 +273,37 @@ fn monitor(shared: Arc<Shared>) {
     }
 }
 
+/// Abandon the queued jobs past their expiry (the oldest are at the front),
+/// then drop them, outside the lock: their requests are answered 503.
+fn expire<'a>(
+    shared: &'a Shared,
+    mut q: std::sync::MutexGuard<'a, Queues>,
+) -> std::sync::MutexGuard<'a, Queues> {
+    let now = Instant::now();
+    let mut expired = Vec::new();
+    while let Some(Fresh {
+        expiry: Some((at, _)),
+        ..
+    }) = q.fresh.front()
+    {
+        if *at > now {
+            break;
+        }
+        expired.extend(q.fresh.pop_front());
+    }
+    if expired.is_empty() {
+        return q;
+    }
+    drop(q);
+    for fresh in expired {
+        if let Some((_, queued)) = &fresh.expiry {
+            queued.abandon();
+        }
+        drop(fresh.job);
+    }
+    shared.state.lock().unwrap()
+}
+
 /// What a submission asks of the other threads.
 #[derive(Debug, PartialEq)]
 enum Wake {
@@ -257,9 +313,11 @@ enum Wake {
 }
 
 impl Pool {
+    /// A job submitted with a `Queued` waits at most `queue_timeout`.
     pub(crate) fn new(
         threads: usize,
         queue_size: usize,
+        queue_timeout: Duration,
         thread_main: ThreadMain,
     ) -> std::io::Result<Pool> {
         let shared = Arc::new(Shared {
@@ -279,6 +337,7 @@ impl Pool {
             monitor: Condvar::new(),
             queue_size,
             threads: threads.max(1),
+            queue_timeout,
         });
         let mut handles = Vec::with_capacity(shared.threads + 1);
         for index in 0..shared.threads {
@@ -308,13 +367,26 @@ impl Pool {
     }
 
     /// Queue a new request's first job; gives the job back when the queue is full.
+    #[cfg(test)]
     pub(crate) fn try_submit(&self, job: Job) -> Result<(), Job> {
+        self.submit_fresh(Fresh { job, expiry: None })
+    }
+
+    /// Queue a new request's first job, to be abandoned (`Queued::abandon`)
+    /// and dropped unrun if no thread takes it within the queue timeout;
+    /// gives the job back when the queue is full.
+    pub(crate) fn try_submit_queued(&self, job: Job, queued: Queued) -> Result<(), Job> {
+        let expiry = Some((Instant::now() + self.shared.queue_timeout, queued));
+        self.submit_fresh(Fresh { job, expiry })
+    }
+
+    fn submit_fresh(&self, fresh: Fresh) -> Result<(), Job> {
         let mut q = self.shared.state.lock().unwrap();
         let free_threads = self.shared.threads.saturating_sub(q.busy + q.resumed.len());
         if q.stopping || q.fresh.len() >= self.shared.queue_size + free_threads {
-            return Err(job);
+            return Err(fresh.job);
         }
-        q.fresh.push_back(job);
+        q.fresh.push_back(fresh);
         let wake = q.wake_for(self.shared.threads);
         drop(q);
         self.shared.notify(wake);
@@ -360,9 +432,63 @@ mod tests {
     use super::*;
     use std::sync::mpsc;
 
+    /// A queue timeout no test reaches, where expiry is not what it tests.
+    const TIMEOUT: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn a_queued_job_no_thread_takes_in_time_is_abandoned_unrun() {
+        let pool = Pool::new(1, 4, Duration::from_millis(100), plain_thread_main()).unwrap();
+        let (block_tx, block_rx) = mpsc::channel::<()>();
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        pool.try_submit(Box::new(move || {
+            started_tx.send(()).unwrap();
+            block_rx.recv().unwrap();
+        }))
+        .ok()
+        .unwrap();
+        started_rx.recv().unwrap();
+        // The only thread is busy: this one waits, past its timeout.
+        let (ran_tx, ran_rx) = mpsc::channel::<()>();
+        let (dropped_tx, dropped_rx) = mpsc::channel::<bool>();
+        let queued = Queued::new();
+        let seen = queued.clone();
+        struct OnDrop(Option<mpsc::Sender<bool>>, Queued);
+        impl Drop for OnDrop {
+            fn drop(&mut self) {
+                // Abandoned before it is dropped: the runtime sees both at once.
+                let _ = self.0.take().unwrap().send(self.1.is_abandoned());
+            }
+        }
+        let on_drop = OnDrop(Some(dropped_tx), queued.clone());
+        pool.try_submit_queued(
+            Box::new(move || {
+                let _keep = on_drop;
+                ran_tx.send(()).unwrap();
+            }),
+            queued,
+        )
+        .ok()
+        .unwrap();
+        assert!(dropped_rx.recv_timeout(Duration::from_secs(10)).unwrap());
+        assert!(seen.is_abandoned());
+        block_tx.send(()).unwrap();
+        assert!(pool.shutdown(Duration::from_secs(5)));
+        assert!(ran_rx.try_recv().is_err(), "the abandoned job never ran");
+        // One taken in time runs, and is not abandoned.
+        let pool = Pool::new(1, 4, Duration::from_millis(100), plain_thread_main()).unwrap();
+        let queued = Queued::new();
+        let (ran_tx, ran_rx) = mpsc::channel::<()>();
+        pool.try_submit_queued(Box::new(move || ran_tx.send(()).unwrap()), queued.clone())
+            .ok()
+            .unwrap();
+        ran_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(pool.shutdown(Duration::from_secs(5)));
+        assert!(!queued.is_abandoned());
+    }
+
     #[test]
     fn runs_jobs_and_refuses_past_the_queue() {
-        let pool = Pool::new(1, 1, plain_thread_main()).unwrap();
+        let pool = Pool::new(1, 1, TIMEOUT, plain_thread_main()).unwrap();
         let (block_tx, block_rx) = mpsc::channel::<()>();
         let (started_tx, started_rx) = mpsc::channel::<()>();
         pool.try_submit(Box::new(move || {
@@ -394,7 +520,7 @@ mod tests {
     fn a_blocked_thread_does_not_hold_up_the_queue() {
         // The first job blocks until the second has run: the second must get
         // another thread although one was awake (busy) when it was queued.
-        let pool = Pool::new(2, 4, plain_thread_main()).unwrap();
+        let pool = Pool::new(2, 4, TIMEOUT, plain_thread_main()).unwrap();
         let (started_tx, started_rx) = mpsc::channel::<()>();
         let (second_tx, second_rx) = mpsc::channel::<()>();
         let (done_tx, done_rx) = mpsc::channel::<()>();
@@ -431,7 +557,10 @@ mod tests {
 
     /// Queue one more (empty) job and ask who must hear of it.
     fn queue_one(q: &mut Queues, threads: usize) -> Wake {
-        q.fresh.push_back(Box::new(|| {}));
+        q.fresh.push_back(Fresh {
+            job: Box::new(|| {}),
+            expiry: None,
+        });
         q.wake_for(threads)
     }
 
@@ -471,7 +600,7 @@ mod tests {
         // The race the h2 test found: two jobs queued back to back, the first
         // wakes a thread, which then blocks in the first job; the second
         // must still get a thread (the monitor's, a tick later).
-        let pool = Pool::new(2, 4, plain_thread_main()).unwrap();
+        let pool = Pool::new(2, 4, TIMEOUT, plain_thread_main()).unwrap();
         let (tx, rx) = mpsc::channel::<u32>();
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let release_rx = Arc::new(Mutex::new(release_rx));
@@ -505,7 +634,7 @@ mod tests {
     fn a_job_waiting_for_the_network_lets_the_queue_go_on() {
         // The first job waits (inside `blocking`) for the second: the second
         // is handed to another thread when the first starts waiting.
-        let pool = Pool::new(2, 4, plain_thread_main()).unwrap();
+        let pool = Pool::new(2, 4, TIMEOUT, plain_thread_main()).unwrap();
         let (second_tx, second_rx) = mpsc::channel::<()>();
         let (queued_tx, queued_rx) = mpsc::channel::<()>();
         let (done_tx, done_rx) = mpsc::channel::<usize>();
@@ -531,7 +660,7 @@ mod tests {
 
     #[test]
     fn a_panicking_job_does_not_kill_its_thread() {
-        let pool = Pool::new(1, 4, plain_thread_main()).unwrap();
+        let pool = Pool::new(1, 4, TIMEOUT, plain_thread_main()).unwrap();
         pool.try_submit(Box::new(|| panic!("boom"))).ok().unwrap();
         let (tx, rx) = mpsc::channel();
         pool.try_submit(Box::new(move || tx.send(()).unwrap()))

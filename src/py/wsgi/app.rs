@@ -61,13 +61,9 @@ impl Endpoint for WsgiApp {
         let environ = environ_values(&call.request, &self.root_path);
         let app = self.app.clone();
         let pool = self.pool.clone();
-        let job = Box::new(move || {
-            // Waited past `--queue-timeout`: the runtime answered 503.
-            if call.queued.start() {
-                Python::attach(|py| run(py, &app, environ, call, pool));
-            }
-        });
-        self.pool.try_submit(job).map_err(|_| Busy)
+        let queued = call.queued.clone();
+        let job = Box::new(move || Python::attach(|py| run(py, &app, environ, call, pool)));
+        self.pool.try_submit_queued(job, queued).map_err(|_| Busy)
     }
 }
 

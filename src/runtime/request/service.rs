@@ -14,7 +14,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
@@ -107,15 +106,9 @@ async fn finish(
 ) -> Result<HttpResponse, std::convert::Infallible> {
     let response = match next {
         Next::Respond(response) => *response,
-        Next::Await(awaiting) => await_head(awaiting, ctx.config.queue_timeout).await,
+        Next::Await(awaiting) => await_head(awaiting).await,
         Next::Buffer(pending) => {
-            let config = &ctx.config;
-            Box::pin(buffer_then_call(
-                *pending,
-                config.buffer_memory_limit,
-                config.queue_timeout,
-            ))
-            .await
+            Box::pin(buffer_then_call(*pending, ctx.config.buffer_memory_limit)).await
         }
         Next::Upgrade(req) => Box::pin(upgrade_to_h2c(*req, &ctx)).await,
     };
@@ -160,25 +153,20 @@ struct Pending {
     prepare: Box<dyn FnOnce(BodyReader, Option<u64>) -> Next + Send>,
 }
 
-async fn await_head(awaiting: Awaiting, queue_timeout: Duration) -> Response<ResponseBody> {
+async fn await_head(awaiting: Awaiting) -> Response<ResponseBody> {
     let Awaiting {
-        mut head,
+        head,
         queued,
         has_body,
     } = awaiting;
-    // Boxed: the timer is most of the size of the wait, and the future that
-    // waits is moved whole (an HTTP/2 stream's task, the own path's box).
-    if let Ok(received) = Box::pin(tokio::time::timeout(queue_timeout, &mut head)).await {
-        return head_response(received);
-    }
-    // Still queued after `--queue-timeout`: the call is dropped unrun when a
-    // thread takes it (`Queued::start`).
-    if queued.abandon() {
+    let received = head.await;
+    // The pool gave up on the call after `--queue-timeout` and dropped it
+    // unrun (`Queued`).
+    if received.is_err() && queued.is_abandoned() {
         log::warn!(target: "propylon.server", "request waited --queue-timeout for a worker thread; answering 503");
         return error_response(503, "Service Unavailable", has_body);
     }
-    // Started in time, and still running.
-    head_response(head.await)
+    head_response(received)
 }
 
 fn head_response(
@@ -199,16 +187,12 @@ fn head_response(
     }
 }
 
-async fn buffer_then_call(
-    pending: Pending,
-    limit: usize,
-    queue_timeout: Duration,
-) -> Response<ResponseBody> {
+async fn buffer_then_call(pending: Pending, limit: usize) -> Response<ResponseBody> {
     let Pending { body, prepare } = pending;
     match tokio::task::spawn_blocking(move || body.buffer(limit)).await {
         Ok(Ok((len, buffered))) => match prepare(buffered, Some(len)) {
             Next::Respond(response) => *response,
-            Next::Await(awaiting) => await_head(awaiting, queue_timeout).await,
+            Next::Await(awaiting) => await_head(awaiting).await,
             Next::Buffer(_) | Next::Upgrade(_) => {
                 error_response(500, "Internal Server Error", true)
             }
