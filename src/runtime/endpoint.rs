@@ -6,8 +6,9 @@
 //! sends its `Response` exactly once. `Endpoint` is what an endpoint
 //! implements: start a call (on the pool), or give it back when full.
 //! `Endpoints` holds one endpoint per kind the route table
-//! (`proto::route`) names. `Queued` tells the runtime that the pool gave
-//! up on a call that waited `--queue-timeout` for a thread (it answers 503).
+//! (`proto::route`) names. A call's `pool::Queued` tells the runtime that
+//! the pool gave up on a call that waited `--queue-timeout` for a thread (it
+//! answers 503).
 //!
 //! What it does not do: any Python, or any application protocol: how a
 //! request becomes a call of a Python application (WSGI's environ, say) is
@@ -16,12 +17,12 @@
 
 use std::any::Any;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use tokio::sync::oneshot;
 
+use super::pool::Queued;
 use super::request::body::BodyReader;
 use super::request::response::ResponseBody;
 use super::transport::sendfile::SendQueue;
@@ -39,30 +40,6 @@ pub(crate) struct Call {
     /// The endpoint hands it to the pool with the call's job
     /// (`Pool::try_submit_queued`).
     pub(crate) queued: Queued,
-}
-
-/// A call's place in the pool's queue, shared by the runtime, which waits
-/// for the call's response, and the pool, which abandons a call no thread
-/// has taken within `--queue-timeout` (`ServerConfig::queue_timeout`): it
-/// marks the call abandoned, then drops it unrun, so the runtime, finding
-/// the reply dropped, answers 503 instead of 500. A call a thread has taken
-/// is never abandoned (the pool takes and abandons under one lock).
-#[derive(Clone, Default)]
-pub(crate) struct Queued(Arc<AtomicBool>);
-
-impl Queued {
-    pub(crate) fn new() -> Queued {
-        Queued::default()
-    }
-
-    /// The pool gave up on the call: it waited too long for a thread.
-    pub(crate) fn abandon(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-
-    pub(crate) fn is_abandoned(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
 }
 
 /// A request as every endpoint receives it, whichever protocol brought it.
@@ -171,19 +148,5 @@ impl Endpoints {
         match kind {
             EndpointKind::Wsgi => &self.wsgi,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_abandoned_call_says_so_to_every_holder() {
-        let q = Queued::new();
-        let runtime = q.clone();
-        assert!(!runtime.is_abandoned());
-        q.abandon();
-        assert!(runtime.is_abandoned());
     }
 }

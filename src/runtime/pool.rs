@@ -22,11 +22,10 @@
 //! What it does not do: it knows nothing about Python.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-use super::endpoint::Queued;
 
 pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -41,6 +40,30 @@ pub(crate) const STALL_TICK: Duration = Duration::from_millis(1);
 /// request past its queue timeout is answered within this (or a tenth of
 /// the timeout, if that is shorter).
 const EXPIRY_TICK: Duration = Duration::from_secs(1);
+
+/// A call's place in the pool's queue, shared by the runtime, which waits
+/// for the call's response, and the pool, which abandons a call no thread
+/// has taken within `--queue-timeout` (`ServerConfig::queue_timeout`): it
+/// marks the call abandoned, then drops it unrun, so the runtime, finding
+/// the reply dropped, answers 503 instead of 500. A call a thread has taken
+/// is never abandoned (the pool takes and abandons under one lock).
+#[derive(Clone, Default)]
+pub(crate) struct Queued(Arc<AtomicBool>);
+
+impl Queued {
+    pub(crate) fn new() -> Queued {
+        Queued::default()
+    }
+
+    /// The pool gave up on the call: it waited too long for a thread.
+    pub(crate) fn abandon(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
 
 /// Runs on each pool thread; must call `Worker::next` until it returns None.
 pub(crate) type ThreadMain = Arc<dyn Fn(Worker) + Send + Sync>;
@@ -431,6 +454,15 @@ impl Pool {
 mod tests {
     use super::*;
     use std::sync::mpsc;
+
+    #[test]
+    fn an_abandoned_call_says_so_to_every_holder() {
+        let q = Queued::new();
+        let runtime = q.clone();
+        assert!(!runtime.is_abandoned());
+        q.abandon();
+        assert!(runtime.is_abandoned());
+    }
 
     /// A queue timeout no test reaches, where expiry is not what it tests.
     const TIMEOUT: Duration = Duration::from_secs(3600);

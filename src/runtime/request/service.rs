@@ -36,7 +36,8 @@ use crate::proto::route::{route, RouteHead};
 use crate::runtime::access_log::{AccessRecord, OnEnd, Tracked};
 use crate::runtime::conn::context::ConnContext;
 use crate::runtime::conn::h2c::{self, UpgradeRequest};
-use crate::runtime::endpoint::{self, Call, ConnectionInfo, Queued, Reply, RequestHead};
+use crate::runtime::endpoint::{self, Call, ConnectionInfo, Reply, RequestHead};
+use crate::runtime::pool::Queued;
 use crate::runtime::timers::InFlight;
 
 pub(crate) type HttpResponse = Response<Tracked<ResponseBody>>;
