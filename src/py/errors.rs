@@ -50,7 +50,7 @@ pub(crate) fn body_error(py: Python<'_>, e: &BodyError) -> PyErr {
         return PyOSError::new_err(e.to_string());
     };
     let class = match e {
-        BodyError::Disconnected(_) => &t.client_disconnected,
+        BodyError::Disconnected(_) | BodyError::TooSlow(_) => &t.client_disconnected,
         BodyError::TooLarge(_) => &t.too_large,
         BodyError::Invalid(_) => &t.invalid_body,
     };

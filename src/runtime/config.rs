@@ -32,6 +32,26 @@ pub struct Http2Config {
     pub keep_alive_timeout: Duration,
 }
 
+/// Which request bodies the server reads whole before the call, and the
+/// memory they may hold together.
+#[derive(Debug, Clone, Copy)]
+pub struct PrereadConfig {
+    /// Bodies of at most this many bytes; 0: none.
+    pub max_size: u64,
+    /// The memory all bodies being read ahead, or read and not yet dropped,
+    /// hold at once.
+    pub memory_limit: u64,
+}
+
+/// The minimum average rate of a request body, measured from its first
+/// read once `grace` has passed (as Kestrel's `MinRequestBodyDataRate`).
+#[derive(Debug, Clone, Copy)]
+pub struct MinRate {
+    /// 0: no minimum.
+    pub bytes_per_second: u64,
+    pub grace: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// With `tls`, these listeners speak TLS; `insecure_binds` never do.
@@ -46,6 +66,10 @@ pub struct ServerConfig {
     pub queue_timeout: Duration,
     pub body: BodyOptions,
     pub buffer_memory_limit: usize,
+    /// Request bodies read whole before the call (`request::body::preread`).
+    pub preread: PrereadConfig,
+    /// The slowest a request body may come (`request::body::preread::MinRate`).
+    pub min_body_rate: MinRate,
     pub max_header_size: usize,
     pub max_headers: usize,
     pub keep_alive_timeout: Duration,

@@ -195,8 +195,23 @@ where
             };
             let (body, reading) = match (framing, raw_socket) {
                 (BodyFraming::Empty | BodyFraming::Length(0), _) => (None, Reading::Nothing),
-                // Cleartext: the application's thread reads the socket.
-                (BodyFraming::Length(n), Some(raw_socket)) if !expect_continue => {
+                // A small body here with its head (in the buffer, or read
+                // by reads that do not wait) is handed over whole.
+                (BodyFraming::Length(n), _)
+                    if !expect_continue
+                        && n <= whole_here_limit(&ctx, raw_socket.is_some())
+                        && (buf.len() as u64 >= n || read_all_now(&mut io, &mut buf, n)) =>
+                {
+                    let body = buf.split_to(n as usize).freeze();
+                    (Some(PlainBody::Memory(body)), Reading::Nothing)
+                }
+                // Cleartext, over `--preread-body-size`: the application's
+                // thread reads the socket. A smaller body still to come is
+                // the connection's, read whole before the call
+                // (`request::body::preread`).
+                (BodyFraming::Length(n), Some(raw_socket))
+                    if !expect_continue && n > ctx.config.preread.max_size =>
+                {
                     let buffered =
                         buf.split_to(buf.len().min(usize::try_from(n).unwrap_or(usize::MAX)));
                     let left = n - buffered.len() as u64;
@@ -205,18 +220,8 @@ where
                         socket.lend(buffered.freeze(), left, ctx.config.body_timeout);
                     (Some(PlainBody::Socket(body)), Reading::Socket(lease))
                 }
-                // TLS: a small body here with its head (in the buffer, or
-                // decrypted by reads that do not wait) is handed over whole.
-                (BodyFraming::Length(n), None)
-                    if !expect_continue
-                        && n <= TLS_BUFFERED_BODY
-                        && (buf.len() as u64 >= n || read_all_now(&mut io, &mut buf, n)) =>
-                {
-                    let body = buf.split_to(n as usize).freeze();
-                    (Some(PlainBody::Memory(body)), Reading::Nothing)
-                }
                 // The connection reads the rest: chunked bodies, TLS bodies,
-                // bodies behind `Expect: 100-continue`.
+                // bodies behind `Expect: 100-continue`, small bodies.
                 (framing, _) => {
                     let decoding = match framing {
                         BodyFraming::Length(n) => Decoding::Length(n),
@@ -366,6 +371,18 @@ fn read_all_now<I: AsyncRead + Unpin>(io: &mut I, buf: &mut BytesMut, n: u64) ->
         }
     }
     true
+}
+
+/// The longest body handed over whole when it is here with its head: on
+/// TLS, `TLS_BUFFERED_BODY` (or `--preread-body-size` if larger); on
+/// cleartext `--preread-body-size` (a longer one the application's thread
+/// reads from the socket, without a copy).
+fn whole_here_limit(ctx: &ConnContext, cleartext: bool) -> u64 {
+    let preread = ctx.config.preread.max_size;
+    match cleartext {
+        true => preread,
+        false => preread.max(TLS_BUFFERED_BODY),
+    }
 }
 
 /// How a request's body is read.

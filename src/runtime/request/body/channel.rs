@@ -28,6 +28,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
 
+use super::deadline::Deadline;
 use super::BodyError;
 
 /// Messages in flight, each what one read of the connection gave (at most
@@ -108,42 +109,59 @@ impl ChannelBody {
     /// The next bytes; `None` at the end. Waits up to the body timeout, as
     /// a `pool::blocking` wait (the caller has released the GIL).
     pub(crate) fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
-        if let Some(data) = self.queue.pop_front() {
-            return Ok(Some(data));
+        if let Some(ready) = self.ready() {
+            return Ok(ready);
         }
-        if self.ended {
-            return Ok(None);
+        let deadline = Deadline::after(self.timeout);
+        let rt = self.rt.clone();
+        crate::runtime::pool::blocking(|| rt.block_on(self.next_chunk_within(&deadline)))
+    }
+
+    /// What is here without waiting: bytes received, or the end.
+    fn ready(&mut self) -> Option<Option<Bytes>> {
+        match self.queue.pop_front() {
+            Some(data) => Some(Some(data)),
+            None => self.ended.then_some(None),
         }
-        if !self.shared.asked.swap(true, Ordering::Relaxed) {
-            self.shared.wanted.notify_one();
-        }
-        let (rx, timeout) = (&mut self.rx, self.timeout);
-        let rt = &self.rt;
-        let message = crate::runtime::pool::blocking(|| {
-            rt.block_on(async { tokio::time::timeout(timeout, rx.recv()).await })
-        });
-        match message {
-            Err(_) => {
-                self.give_up();
-                Err(BodyError::Disconnected(
-                    "timed out waiting for the body".into(),
-                ))
+    }
+
+    /// The next bytes; `None` at the end; waiting until `deadline`.
+    pub(crate) async fn next_chunk_within(
+        &mut self,
+        deadline: &Deadline,
+    ) -> Result<Option<Bytes>, BodyError> {
+        loop {
+            if let Some(ready) = self.ready() {
+                return Ok(ready);
             }
-            Ok(None) => Err(BodyError::Disconnected(
-                "the request is over: its connection stopped reading the body".into(),
-            )),
-            Ok(Some(Message::Data(pieces))) => {
-                self.received += pieces.iter().map(|b| b.len() as u64).sum::<u64>();
-                self.queue
-                    .extend(pieces.into_iter().filter(|b| !b.is_empty()));
-                // An empty message is not the end: ask again.
-                self.next_chunk()
+            if !self.shared.asked.swap(true, Ordering::Relaxed) {
+                self.shared.wanted.notify_one();
             }
-            Ok(Some(Message::End)) => {
-                self.ended = true;
-                Ok(None)
+            let message = match deadline.wait(self.rx.recv()).await {
+                Ok(message) => message,
+                Err(e) => {
+                    self.give_up();
+                    return Err(e);
+                }
+            };
+            match message {
+                None => {
+                    return Err(BodyError::Disconnected(
+                        "the request is over: its connection stopped reading the body".into(),
+                    ))
+                }
+                Some(Message::Data(pieces)) => {
+                    self.received += pieces.iter().map(|b| b.len() as u64).sum::<u64>();
+                    // An empty message is not the end: ask again.
+                    self.queue
+                        .extend(pieces.into_iter().filter(|b| !b.is_empty()));
+                }
+                Some(Message::End) => {
+                    self.ended = true;
+                    return Ok(None);
+                }
+                Some(Message::Failed(e)) => return Err(e),
             }
-            Ok(Some(Message::Failed(e))) => Err(e),
         }
     }
 }
