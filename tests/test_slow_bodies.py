@@ -191,3 +191,31 @@ def test_a_body_over_the_preread_size_streams_to_the_application(start_server):
         [(status, body)] = h2_responses(h2, [1]).values()
         assert status == 200
         assert b'"length": 4096' in body and expected["sha256"].encode() in body
+
+
+def test_an_application_reading_a_body_below_the_minimum_rate_gets_client_disconnected(start_server):
+    """A body over --preread-body-size that the application reads: the read
+    raises ClientDisconnected once the body is below the rate, which frees the
+    thread (the application here catches it and answers)."""
+    srv = start_server(
+        "tests.apps.wsgi_app:app", "--threads", str(THREADS), "--preread-body-size", "1024",
+        "--min-body-rate", "2000", "--min-body-rate-grace", "1",
+    )  # fmt: skip
+    start = b"s" * 1500  # earns 0.75 s of waiting at 2000 bytes/s: the grace period counts
+    with RawConnection(srv.port) as conn:
+        conn.send(b"POST /body-report HTTP/1.1\r\nHost: t\r\nContent-Length: 4096\r\n\r\n" + start)
+        trickle = Trickle([conn.try_send])
+        response = conn.read_response("POST")
+        trickle.stop()
+        assert response is not None and response.status == 200
+        report = response.json()
+        assert report["error"] == "ClientDisconnected", report
+        assert "minimum of 2000 bytes/s" in report["message"]
+    with RawH2Connection(srv.port) as h2:
+        h2.request(1, request_headers("/body-report", "POST"), end_stream=False)
+        h2.send(h2_frame(DATA, 0, 1, start))
+        trickle = Trickle([lambda data: h2.send(h2_frame(DATA, 0, 1, data))])
+        [(status, body)] = h2_responses(h2, [1]).values()
+        trickle.stop()
+        assert status == 200
+        assert b'"error": "ClientDisconnected"' in body and b"minimum of 2000 bytes/s" in body

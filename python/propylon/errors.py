@@ -28,8 +28,9 @@ class ClientDisconnected(RequestBodyError):
     """The client went away before the request body was complete.
 
     Raised by a ``wsgi.input`` read when the connection (HTTP/1.1) or stream
-    (HTTP/2) closed or was reset mid-body, or when a read waited longer than
-    ``--body-timeout`` for more data. What was read so far is only part of the
+    (HTTP/2) closed or was reset mid-body, when a read waited longer than
+    ``--body-timeout`` for more data, or when the body came slower than
+    ``--min-body-rate``. What was read so far is only part of the
     body and must not be treated as the whole upload.
     """
 

@@ -51,7 +51,7 @@ use crate::proto::h1::{
     chunk_head, encode_response_head, parse_request, Answering, BodyLength, Framing, Limits,
     NotPlain, Parsed, LAST_CHUNK,
 };
-use crate::runtime::request::body::{self, BodySocket, Lease, DRAIN_LIMIT, DRAIN_TIME};
+use crate::runtime::request::body::{self, BodyClock, BodySocket, Lease, DRAIN_LIMIT, DRAIN_TIME};
 use crate::runtime::request::service::{begin, HttpResponse, PlainBody, RequestBody};
 use crate::runtime::transport::sendfile;
 use crate::runtime::transport::RawSocket;
@@ -216,8 +216,7 @@ where
                         buf.split_to(buf.len().min(usize::try_from(n).unwrap_or(usize::MAX)));
                     let left = n - buffered.len() as u64;
                     let socket = socket.get_or_insert_with(|| BodySocket::new(raw_socket));
-                    let (body, lease) =
-                        socket.lend(buffered.freeze(), left, ctx.config.body_timeout);
+                    let (body, lease) = socket.lend(buffered.freeze(), left, body_clock(&ctx));
                     (Some(PlainBody::Socket(body)), Reading::Socket(lease))
                 }
                 // The connection reads the rest: chunked bodies, TLS bodies,
@@ -234,8 +233,7 @@ where
                         BodyFraming::Length(n) => Some(n),
                         _ => None,
                     };
-                    let (body, feed) =
-                        body::channel(ctx.rt.clone(), ctx.config.body_timeout, declared);
+                    let (body, feed) = body::channel(ctx.rt.clone(), body_clock(&ctx), declared);
                     let expectation = match expect_continue {
                         true => Expectation::Waiting,
                         false => Expectation::Settled,
@@ -383,6 +381,11 @@ fn whole_here_limit(ctx: &ConnContext, cleartext: bool) -> u64 {
         true => preread,
         false => preread.max(TLS_BUFFERED_BODY),
     }
+}
+
+/// The waits of a body: `--body-timeout` each, `--min-body-rate` together.
+fn body_clock(ctx: &ConnContext) -> BodyClock {
+    BodyClock::new(ctx.config.body_timeout, ctx.config.min_body_rate)
 }
 
 /// How a request's body is read.
@@ -708,7 +711,8 @@ mod tests {
     fn lease(left: u64) -> (Lease, std::os::unix::net::UnixStream) {
         let (fd_owner, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
         let socket = BodySocket::new(fd_owner.as_raw_fd());
-        let (_body, lease) = socket.lend(Bytes::new(), left, Duration::from_secs(5));
+        let clock = BodyClock::timeout_only(Duration::from_secs(5));
+        let (_body, lease) = socket.lend(Bytes::new(), left, clock);
         (lease, fd_owner)
     }
 

@@ -25,8 +25,8 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
 use super::body::{
-    preread, BodyError, BodyReader, ChannelBody, Drain, HyperBody, Reservation, SocketBody,
-    Source, UnreadWatch, DRAIN_TIME,
+    preread, BodyClock, BodyError, BodyReader, ChannelBody, Drain, HyperBody, Reservation,
+    SocketBody, Source, UnreadWatch, DRAIN_TIME,
 };
 use super::response::ResponseBody;
 use crate::proto::body::{plan, Coding, Framing};
@@ -246,14 +246,7 @@ async fn read_ahead_then_call(ahead: Ahead, ctx: &ConnContext) -> Response<Respo
         prepare,
     } = ahead;
     let config = &ctx.config;
-    let read = preread(
-        source,
-        limit,
-        reservation,
-        config.body_timeout,
-        config.min_body_rate,
-    );
-    match read.await {
+    match preread(source, limit, reservation).await {
         Ok(source) => {
             let body = BodyReader::new(source, decode, config.body.max_body_size);
             match prepare(body, content_length) {
@@ -389,14 +382,14 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
         (Framing::Length(n), RequestBody::Hyper(body)) => Source::Incoming {
             body: HyperBody::new(body, unread_watch(ctx, version, &parts.headers)),
             rt: ctx.rt.clone(),
-            timeout: config.body_timeout,
+            clock: BodyClock::new(config.body_timeout, config.min_body_rate),
             declared: Some(n),
             received: 0,
         },
         (Framing::Streamed, RequestBody::Hyper(body)) => Source::Incoming {
             body: HyperBody::new(body, unread_watch(ctx, version, &parts.headers)),
             rt: ctx.rt.clone(),
-            timeout: config.body_timeout,
+            clock: BodyClock::new(config.body_timeout, config.min_body_rate),
             declared: None,
             received: 0,
         },

@@ -20,15 +20,13 @@
 //! What it does not do: decode framing (`proto::chunked`), read sockets, or
 //! limit the body's size (the body reader does).
 
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-
-use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
 
-use super::deadline::Deadline;
+use super::deadline::BodyClock;
 use super::BodyError;
 
 /// Messages in flight, each what one read of the connection gave (at most
@@ -53,7 +51,7 @@ struct Shared {
 /// A body channel: the application's side and the connection's.
 pub(crate) fn channel(
     rt: tokio::runtime::Handle,
-    timeout: Duration,
+    clock: BodyClock,
     declared: Option<u64>,
 ) -> (ChannelBody, BodyFeed) {
     let (tx, rx) = mpsc::channel(IN_FLIGHT);
@@ -68,7 +66,7 @@ pub(crate) fn channel(
             queue: VecDeque::new(),
             shared: shared.clone(),
             rt,
-            timeout,
+            clock,
             declared,
             received: 0,
             ended: false,
@@ -84,7 +82,7 @@ pub(crate) struct ChannelBody {
     queue: VecDeque<Bytes>,
     shared: Arc<Shared>,
     rt: tokio::runtime::Handle,
-    timeout: Duration,
+    clock: BodyClock,
     declared: Option<u64>,
     received: u64,
     ended: bool,
@@ -106,15 +104,14 @@ impl ChannelBody {
         self.shared.gave_up.store(true, Ordering::Relaxed);
     }
 
-    /// The next bytes; `None` at the end. Waits up to the body timeout, as
-    /// a `pool::blocking` wait (the caller has released the GIL).
+    /// The next bytes; `None` at the end. Waits as `next_chunk_async`
+    /// does, as a `pool::blocking` wait (the caller has released the GIL).
     pub(crate) fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
         if let Some(ready) = self.ready() {
             return Ok(ready);
         }
-        let deadline = Deadline::after(self.timeout);
         let rt = self.rt.clone();
-        crate::runtime::pool::blocking(|| rt.block_on(self.next_chunk_within(&deadline)))
+        crate::runtime::pool::blocking(|| rt.block_on(self.next_chunk_async()))
     }
 
     /// What is here without waiting: bytes received, or the end.
@@ -125,11 +122,9 @@ impl ChannelBody {
         }
     }
 
-    /// The next bytes; `None` at the end; waiting until `deadline`.
-    pub(crate) async fn next_chunk_within(
-        &mut self,
-        deadline: &Deadline,
-    ) -> Result<Option<Bytes>, BodyError> {
+    /// The next bytes; `None` at the end; each wait ends at the body
+    /// timeout, or when the body falls below the minimum rate (`BodyClock`).
+    pub(crate) async fn next_chunk_async(&mut self) -> Result<Option<Bytes>, BodyError> {
         loop {
             if let Some(ready) = self.ready() {
                 return Ok(ready);
@@ -137,7 +132,10 @@ impl ChannelBody {
             if !self.shared.asked.swap(true, Ordering::Relaxed) {
                 self.shared.wanted.notify_one();
             }
-            let message = match deadline.wait(self.rx.recv()).await {
+            let deadline = self.clock.deadline();
+            let message = deadline.wait(self.rx.recv()).await;
+            self.clock.waited(&deadline);
+            let message = match message {
                 Ok(message) => message,
                 Err(e) => {
                     self.give_up();
@@ -151,7 +149,9 @@ impl ChannelBody {
                     ))
                 }
                 Some(Message::Data(pieces)) => {
-                    self.received += pieces.iter().map(|b| b.len() as u64).sum::<u64>();
+                    let bytes = pieces.iter().map(|b| b.len() as u64).sum::<u64>();
+                    self.received += bytes;
+                    self.clock.received(bytes);
                     // An empty message is not the end: ask again.
                     self.queue
                         .extend(pieces.into_iter().filter(|b| !b.is_empty()));
@@ -196,6 +196,7 @@ impl BodyFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn bytes_then_the_end_and_the_first_read_is_told() {
@@ -205,7 +206,8 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let (mut body, feed) = channel(rt.handle().clone(), Duration::from_secs(5), Some(3));
+        let clock = BodyClock::timeout_only(Duration::from_secs(5));
+        let (mut body, feed) = channel(rt.handle().clone(), clock, Some(3));
         let sender = std::thread::spawn({
             let handle = rt.handle().clone();
             move || {
@@ -241,7 +243,8 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let (mut body, feed) = channel(rt.handle().clone(), Duration::from_millis(20), None);
+        let clock = BodyClock::timeout_only(Duration::from_millis(20));
+        let (mut body, feed) = channel(rt.handle().clone(), clock, None);
         assert!(
             matches!(body.next_chunk(), Err(BodyError::Disconnected(m)) if m.contains("timed out"))
         );

@@ -3,7 +3,7 @@
 //! What it owns: `Deadline`, the end of one wait: the body timeout
 //! (`--body-timeout`: then the client is taken to be gone) or, sooner, the
 //! moment the body falls below the minimum rate (`--min-body-rate`, then
-//! `BodyError::TooSlow`); `RateClock`, which measures a body's average rate
+//! `BodyError::TooSlow`); `BodyClock`, which measures a body's average rate
 //! over the time spent waiting for it, as Kestrel's `MinRequestBodyDataRate`
 //! does: the bytes received must stay at or above `rate × time waited` once
 //! the grace period has passed. Time the application spends not reading is
@@ -26,64 +26,86 @@ pub(crate) struct Deadline {
 }
 
 impl Deadline {
-    /// A wait that ends at the body timeout only.
-    pub(crate) fn after(timeout: Duration) -> Deadline {
-        let start = Instant::now();
-        Deadline {
-            start,
-            timeout: start + timeout,
-            slow: None,
+    /// When the wait ends.
+    pub(crate) fn end(&self) -> Instant {
+        match self.slow {
+            Some((at, _)) => at.min(self.timeout),
+            None => self.timeout,
         }
     }
 
-    /// `f`, or the error of the deadline that came first.
+    /// The error of a wait that reached `end()`.
+    pub(crate) fn expired(&self) -> BodyError {
+        match self.slow {
+            Some((at, rate)) if at < self.timeout => BodyError::TooSlow(rate),
+            _ => BodyError::Disconnected("timed out waiting for the body".into()),
+        }
+    }
+
+    /// `f`, or the error of the deadline.
     pub(crate) async fn wait<F: Future>(&self, f: F) -> Result<F::Output, BodyError> {
-        let (at, slow) = match self.slow {
-            Some((at, rate)) if at < self.timeout => (at, Some(rate)),
-            _ => (self.timeout, None),
-        };
-        tokio::time::timeout_at(at.into(), f)
+        tokio::time::timeout_at(self.end().into(), f)
             .await
-            .map_err(|_| match slow {
-                Some(rate) => BodyError::TooSlow(rate),
-                None => BodyError::Disconnected("timed out waiting for the body".into()),
-            })
+            .map_err(|_| self.expired())
     }
 }
 
-/// A body's rate: the bytes received against the time spent waiting.
-pub(crate) struct RateClock {
+/// The waits of one body: each bounded by the body timeout, all together by
+/// the minimum rate (the bytes received against the time spent waiting).
+pub(crate) struct BodyClock {
+    timeout: Duration,
     rate: MinRate,
     waited: Duration,
     received: u64,
 }
 
-impl RateClock {
-    pub(crate) fn new(rate: MinRate) -> RateClock {
-        RateClock {
+impl BodyClock {
+    pub(crate) fn new(timeout: Duration, rate: MinRate) -> BodyClock {
+        BodyClock {
+            timeout,
             rate,
             waited: Duration::ZERO,
             received: 0,
         }
     }
 
-    /// The deadline of a wait starting now.
-    pub(crate) fn deadline(&self, timeout: Duration) -> Deadline {
-        let mut deadline = Deadline::after(timeout);
-        let rate = self.rate.bytes_per_second;
-        if rate > 0 {
-            // Below the rate once `waited > received / rate`, never within
-            // the grace period.
-            let earned = Duration::from_secs_f64(self.received as f64 / rate as f64);
-            let allowed = self.rate.grace.max(earned).saturating_sub(self.waited);
-            deadline.slow = Some((deadline.start + allowed, rate));
-        }
-        deadline
+    /// A clock with the body timeout only.
+    #[cfg(test)]
+    pub(crate) fn timeout_only(timeout: Duration) -> BodyClock {
+        BodyClock::new(
+            timeout,
+            MinRate {
+                bytes_per_second: 0,
+                grace: Duration::ZERO,
+            },
+        )
     }
 
-    /// A wait under `deadline` ended with `bytes` bytes.
-    pub(crate) fn record(&mut self, deadline: &Deadline, bytes: u64) {
+    /// The deadline of a wait starting now.
+    pub(crate) fn deadline(&self) -> Deadline {
+        let start = Instant::now();
+        let rate = self.rate.bytes_per_second;
+        // Below the rate once `waited > received / rate`, never within the
+        // grace period.
+        let slow = (rate > 0).then(|| {
+            let earned = Duration::from_secs_f64(self.received as f64 / rate as f64);
+            let allowed = self.rate.grace.max(earned).saturating_sub(self.waited);
+            (start + allowed, rate)
+        });
+        Deadline {
+            start,
+            timeout: start + self.timeout,
+            slow,
+        }
+    }
+
+    /// A wait under `deadline` is over.
+    pub(crate) fn waited(&mut self, deadline: &Deadline) {
         self.waited += deadline.start.elapsed();
+    }
+
+    /// `bytes` more of the body came.
+    pub(crate) fn received(&mut self, bytes: u64) {
         self.received += bytes;
     }
 }
@@ -98,22 +120,20 @@ mod tests {
             bytes_per_second: 100,
             grace: Duration::from_secs(5),
         };
-        let mut clock = RateClock::new(rate);
-        let first = clock.deadline(Duration::from_secs(60));
-        let (slow, _) = first.slow.unwrap();
-        assert!(slow - first.start == Duration::from_secs(5));
-        // 1000 bytes at once: 10 s of waiting earned.
-        clock.record(&first, 1000);
-        let next = clock.deadline(Duration::from_secs(60));
-        let (slow, r) = next.slow.unwrap();
-        assert_eq!(r, 100);
-        assert!(slow - next.start > Duration::from_secs(9));
-        assert!(RateClock::new(MinRate {
-            bytes_per_second: 0,
-            grace: Duration::ZERO
-        })
-        .deadline(Duration::from_secs(1))
-        .slow
-        .is_none());
+        let mut clock = BodyClock::new(Duration::from_secs(60), rate);
+        let first = clock.deadline();
+        assert_eq!(first.end() - first.start, Duration::from_secs(5));
+        assert_eq!(first.expired(), BodyError::TooSlow(100));
+        // 1000 bytes: 10 s of waiting earned.
+        clock.waited(&first);
+        clock.received(1000);
+        let next = clock.deadline();
+        assert!(next.end() - next.start > Duration::from_secs(9));
+        let timeout_only = BodyClock::timeout_only(Duration::from_secs(1)).deadline();
+        assert_eq!(
+            timeout_only.end() - timeout_only.start,
+            Duration::from_secs(1)
+        );
+        assert!(matches!(timeout_only.expired(), BodyError::Disconnected(_)));
     }
 }

@@ -18,8 +18,9 @@ mod preread;
 mod reader;
 mod socket;
 
-pub(crate) use channel::{channel, BodyFeed, ChannelBody, Message};
 pub(crate) use budget::{MemoryBudget, Reservation};
+pub(crate) use channel::{channel, BodyFeed, ChannelBody, Message};
+pub(crate) use deadline::BodyClock;
 pub(crate) use preread::preread;
 pub(crate) use reader::{BodyReader, Drain, HyperBody, Source, UnreadWatch};
 pub(crate) use socket::{BodySocket, Lease, SocketBody};

@@ -7,22 +7,19 @@
 //! the limit becomes a memory body (`Source::Held`); one that goes past it
 //! is handed on as it is, the bytes read first ahead of the rest
 //! (`Source::Prefixed`). Each wait ends at the body timeout or when the
-//! body falls below the minimum rate (`deadline`). A body is read ahead
+//! body falls below the minimum rate (the source's `BodyClock`, which goes
+//! on counting when the application reads the rest). A body is read ahead
 //! only under a `Reservation` of the memory budget (`budget`).
 //!
 //! What it does not do: choose which bodies are read ahead
 //! (`request::service`), decode them, or count them against the maximum
 //! body size (`reader` does both as the application reads).
 
-use std::time::Duration;
-
 use bytes::BytesMut;
 
 use super::budget::Reservation;
-use super::deadline::RateClock;
 use super::reader::Source;
 use super::BodyError;
-use crate::runtime::config::MinRate;
 
 /// Read `source` (hyper's body, or a channel body) up to `limit` bytes.
 /// The body, whole in memory under `reservation`; or, past `limit`, the
@@ -32,21 +29,12 @@ pub(crate) async fn preread(
     mut source: Source,
     limit: u64,
     mut reservation: Reservation,
-    timeout: Duration,
-    rate: MinRate,
 ) -> Result<Source, BodyError> {
-    let mut clock = RateClock::new(rate);
     let mut held = BytesMut::new();
     loop {
-        let deadline = clock.deadline(timeout);
         let next = match &mut source {
-            Source::Incoming {
-                body,
-                declared,
-                received,
-                ..
-            } => body.next_data(*declared, received, &deadline).await,
-            Source::Channel(body) => body.next_chunk_within(&deadline).await,
+            Source::Incoming { .. } => source.next_incoming().await,
+            Source::Channel(body) => body.next_chunk_async().await,
             // Nothing to wait for in the others.
             _ => return Ok(source),
         };
@@ -63,7 +51,6 @@ pub(crate) async fn preread(
                 });
             }
             Ok(Some(chunk)) => {
-                clock.record(&deadline, chunk.len() as u64);
                 held.extend_from_slice(&chunk);
                 if held.len() as u64 > limit {
                     return Ok(Source::Prefixed {

@@ -29,9 +29,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::channel::ChannelBody;
-use super::deadline::Deadline;
 use super::budget::Reservation;
+use super::channel::ChannelBody;
+use super::deadline::{BodyClock, Deadline};
 use super::socket::SocketBody;
 use super::{BodyError, DRAIN_LIMIT};
 use crate::proto::body::Coding;
@@ -153,7 +153,7 @@ pub(crate) enum Source {
     Incoming {
         body: HyperBody,
         rt: tokio::runtime::Handle,
-        timeout: Duration,
+        clock: BodyClock,
         declared: Option<u64>,
         received: u64,
     },
@@ -201,9 +201,7 @@ impl Source {
             } else {
                 Some(std::mem::take(b))
             }),
-            Source::Prefixed { first, .. } if !first.is_empty() => {
-                Ok(Some(std::mem::take(first)))
-            }
+            Source::Prefixed { first, .. } if !first.is_empty() => Ok(Some(std::mem::take(first))),
             Source::Prefixed { rest, .. } => rest.next_chunk(),
             Source::File(f) => {
                 let mut buf = vec![0u8; DECODE_STEP];
@@ -213,19 +211,33 @@ impl Source {
                 buf.truncate(n);
                 Ok(if n == 0 { None } else { Some(Bytes::from(buf)) })
             }
-            Source::Incoming {
-                body,
-                rt,
-                timeout,
-                declared,
-                received,
-            } => {
-                let deadline = Deadline::after(*timeout);
-                crate::runtime::pool::blocking(|| {
-                    rt.block_on(body.next_data(*declared, received, &deadline))
-                })
+            Source::Incoming { rt, .. } => {
+                let rt = rt.clone();
+                crate::runtime::pool::blocking(|| rt.block_on(self.next_incoming()))
             }
         }
+    }
+
+    /// The next data of hyper's body; each wait ends at the body timeout,
+    /// or when the body falls below the minimum rate (`BodyClock`).
+    pub(super) async fn next_incoming(&mut self) -> Result<Option<Bytes>, BodyError> {
+        let Source::Incoming {
+            body,
+            clock,
+            declared,
+            received,
+            ..
+        } = self
+        else {
+            return Ok(None);
+        };
+        let deadline = clock.deadline();
+        let next = body.next_data(*declared, received, &deadline).await;
+        clock.waited(&deadline);
+        if let Ok(Some(data)) = &next {
+            clock.received(data.len() as u64);
+        }
+        next
     }
 
     /// The bytes left, when known without reading.
