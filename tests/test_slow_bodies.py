@@ -80,7 +80,7 @@ def assert_prompt(port: int) -> None:
 def h2_responses(h2: RawH2Connection, streams: list[int]) -> dict[int, tuple[int | None, bytes]]:
     """Read until every stream in ``streams`` has ended: its status and body."""
     status: dict[int, int | None] = {}
-    bodies: dict[int, bytes] = {s: b"" for s in streams}
+    bodies: dict[int, bytes] = dict.fromkeys(streams, b"")
     ended: set[int] = set()
 
     def take(frame) -> bool:
@@ -193,10 +193,10 @@ def test_a_body_over_the_preread_size_streams_to_the_application(start_server):
         assert b'"length": 4096' in body and expected["sha256"].encode() in body
 
 
-def test_an_application_reading_a_body_below_the_minimum_rate_gets_client_disconnected(start_server):
+def test_an_application_reading_a_body_below_the_minimum_rate_gets_an_error(start_server):
     """A body over --preread-body-size that the application reads: the read
-    raises ClientDisconnected once the body is below the rate, which frees the
-    thread (the application here catches it and answers)."""
+    raises RequestBodyTooSlow, a ClientDisconnected, once the body is below
+    the rate, which frees the thread; let through, it is answered 408."""
     srv = start_server(
         "tests.apps.wsgi_app:app", "--threads", str(THREADS), "--preread-body-size", "1024",
         "--min-body-rate", "2000", "--min-body-rate-grace", "1",
@@ -209,8 +209,17 @@ def test_an_application_reading_a_body_below_the_minimum_rate_gets_client_discon
         trickle.stop()
         assert response is not None and response.status == 200
         report = response.json()
-        assert report["error"] == "ClientDisconnected", report
+        assert report["error"] == "RequestBodyTooSlow", report
+        assert report["is_ClientDisconnected"] and report["is_RequestBodyError"], report
         assert "minimum of 2000 bytes/s" in report["message"]
+    # Let through by the application (/hash reads without catching).
+    with RawConnection(srv.port) as conn:
+        conn.send(b"POST /hash HTTP/1.1\r\nHost: t\r\nContent-Length: 4096\r\n\r\n" + start)
+        trickle = Trickle([conn.try_send])
+        response = conn.read_response("POST")
+        trickle.stop()
+        assert response is not None
+        assert (response.status, response.header("connection")) == (408, "close")
     with RawH2Connection(srv.port) as h2:
         h2.request(1, request_headers("/body-report", "POST"), end_stream=False)
         h2.send(h2_frame(DATA, 0, 1, start))
@@ -218,4 +227,4 @@ def test_an_application_reading_a_body_below_the_minimum_rate_gets_client_discon
         [(status, body)] = h2_responses(h2, [1]).values()
         trickle.stop()
         assert status == 200
-        assert b'"error": "ClientDisconnected"' in body and b"minimum of 2000 bytes/s" in body
+        assert b'"error": "RequestBodyTooSlow"' in body and b"minimum of 2000 bytes/s" in body

@@ -35,6 +35,17 @@ class ClientDisconnected(RequestBodyError):
     """
 
 
+class RequestBodyTooSlow(ClientDisconnected):
+    """The client sent the request body slower than ``--min-body-rate``.
+
+    Raised by a ``wsgi.input`` read once the body's average rate, over the
+    time spent waiting for it, fell below the minimum after
+    ``--min-body-rate-grace``. A :class:`ClientDisconnected`: code that
+    handles a client gone away handles this too. Let through before the
+    response has started, it is answered ``408 Request Timeout``.
+    """
+
+
 class RequestBodyTooLarge(RequestBodyError):
     """The request body crossed ``--max-body-size``.
 

@@ -235,7 +235,8 @@ async fn buffer_then_call(
 /// Read a small body in this task (no thread waits for the client), then
 /// make the call with it in memory; a body past the limit is streamed, its
 /// start read already. A body that stops, or comes slower than the minimum
-/// rate, is answered here (400, 408) without calling the application.
+/// rate, or grows past the maximum body size, is answered here (400, 408,
+/// 413) without calling the application.
 async fn read_ahead_then_call(ahead: Ahead, ctx: &ConnContext) -> Response<ResponseBody> {
     let Ahead {
         source,
@@ -246,9 +247,10 @@ async fn read_ahead_then_call(ahead: Ahead, ctx: &ConnContext) -> Response<Respo
         prepare,
     } = ahead;
     let config = &ctx.config;
-    match preread(source, limit, reservation).await {
+    let max_body_size = config.body.max_body_size;
+    match preread(source, limit, max_body_size, reservation).await {
         Ok(source) => {
-            let body = BodyReader::new(source, decode, config.body.max_body_size);
+            let body = BodyReader::new(source, decode, max_body_size);
             match prepare(body, content_length) {
                 Next::Respond(response) => *response,
                 Next::Await(awaiting) => await_head(awaiting, config.queue_timeout).await,

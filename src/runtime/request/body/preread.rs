@@ -12,8 +12,8 @@
 //! only under a `Reservation` of the memory budget (`budget`).
 //!
 //! What it does not do: choose which bodies are read ahead
-//! (`request::service`), decode them, or count them against the maximum
-//! body size (`reader` does both as the application reads).
+//! (`request::service`), or decode them (`reader` does, and counts the
+//! decoded bytes against the maximum body size, as the application reads).
 
 use bytes::BytesMut;
 
@@ -23,11 +23,13 @@ use super::BodyError;
 
 /// Read `source` (hyper's body, or a channel body) up to `limit` bytes.
 /// The body, whole in memory under `reservation`; or, past `limit`, the
-/// bytes read so far ahead of the rest, to be streamed. An error gives the
+/// bytes read so far ahead of the rest, to be streamed. Past
+/// `max_body_size` (raw bytes) it is `TooLarge` at once. An error gives the
 /// source up (its rest is not drained: the connection closes).
 pub(crate) async fn preread(
     mut source: Source,
     limit: u64,
+    max_body_size: u64,
     mut reservation: Reservation,
 ) -> Result<Source, BodyError> {
     let mut held = BytesMut::new();
@@ -52,6 +54,10 @@ pub(crate) async fn preread(
             }
             Ok(Some(chunk)) => {
                 held.extend_from_slice(&chunk);
+                if held.len() as u64 > max_body_size {
+                    source.give_up();
+                    return Err(BodyError::TooLarge(max_body_size));
+                }
                 if held.len() as u64 > limit {
                     return Ok(Source::Prefixed {
                         first: held.freeze(),
