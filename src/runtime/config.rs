@@ -35,21 +35,21 @@ pub struct Http2Config {
 /// Which request bodies the server reads whole before the call, and the
 /// memory they may hold together.
 #[derive(Debug, Clone, Copy)]
-pub struct PrereadConfig {
+pub(crate) struct PrereadConfig {
     /// Bodies of at most this many bytes; 0: none.
-    pub max_size: u64,
+    pub(crate) max_size: u64,
     /// The memory all bodies being read ahead, or read and not yet dropped,
     /// hold at once.
-    pub memory_limit: u64,
+    pub(crate) memory_limit: u64,
 }
 
 /// The minimum average rate of a request body, measured from its first
 /// read once `grace` has passed (as Kestrel's `MinRequestBodyDataRate`).
 #[derive(Debug, Clone, Copy)]
-pub struct MinRate {
+pub(crate) struct MinRate {
     /// 0: no minimum.
-    pub bytes_per_second: u64,
-    pub grace: Duration,
+    pub(crate) bytes_per_second: u64,
+    pub(crate) grace: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -67,9 +67,9 @@ pub struct ServerConfig {
     pub body: BodyOptions,
     pub buffer_memory_limit: usize,
     /// Request bodies read whole before the call (`request::body::preread`).
-    pub preread: PrereadConfig,
+    pub(crate) preread: PrereadConfig,
     /// The slowest a request body may come (`request::body::preread::MinRate`).
-    pub min_body_rate: MinRate,
+    pub(crate) min_body_rate: MinRate,
     pub max_header_size: usize,
     pub max_headers: usize,
     pub keep_alive_timeout: Duration,
