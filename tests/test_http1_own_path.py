@@ -276,7 +276,8 @@ def test_an_unread_body_that_does_not_come_closes_the_connection_in_time(start_s
     # The wait is at most 5 s, and no longer than the header timeout.
     srv = start_server(APP, "--header-timeout", "1")
     with RawConnection(srv.port) as raw:
-        raw.send(b"POST /expect-noread HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n" + b"u" * 10)
+        # Over --preread-body-size: the application is called before the body comes.
+        raw.send(b"POST /expect-noread HTTP/1.1\r\nHost: t\r\nContent-Length: 50000\r\n\r\n" + b"u" * 10)
         assert raw.read_response().body == b"unread"
         began = time.monotonic()
         raw.send(b"u" * 10)  # some of it, then nothing
@@ -309,7 +310,8 @@ def test_an_unread_chunked_body_still_to_come_is_waited_for(server):
     # request instead of closing.
     chunk = b"3e8\r\n" + b"u" * 1000 + b"\r\n"
     with RawConnection(server.port) as raw:
-        raw.send(b"POST /expect-noread HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk)
+        # Past --preread-body-size: the application is called before the end.
+        raw.send(b"POST /expect-noread HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 17)
         assert raw.read_response().body == b"unread"
         raw.send(chunk * 50 + b"0\r\n\r\n")
         raw.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -319,7 +321,8 @@ def test_an_unread_chunked_body_still_to_come_is_waited_for(server):
 def test_more_than_1_mib_of_a_chunked_body_unread_closes_the_connection(server):
     chunk = b"4000\r\n" + b"u" * 0x4000 + b"\r\n"  # 16 KiB
     with RawConnection(server.port) as raw:
-        raw.send(b"POST /expect-noread HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk)
+        # Past --preread-body-size: the application is called before the end.
+        raw.send(b"POST /expect-noread HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 2)
         assert raw.read_response().body == b"unread"
         raw.send(chunk * 70)  # 1.1 MiB, and no end
         raw.expect_close()

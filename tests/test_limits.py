@@ -370,7 +370,8 @@ def test_stalled_body_raises_client_disconnected(impatient_server, tmp_path):
     # after --body-timeout the app's read raises ClientDisconnected.
     record = tmp_path / "record.json"
     with RawConnection(impatient_server.port) as raw:
-        raw.send(b"POST /body-report HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\nX-Record-Path: "
+        # Over --preread-body-size: the application reads it as it comes.
+        raw.send(b"POST /body-report HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\nX-Record-Path: "
                  + str(record).encode() + b"\r\n\r\n" + b"a" * 10)
         lines = wait_for_file(record, lambda text: len(text.splitlines()) >= 2).splitlines()
     seen = json.loads(lines[1])

@@ -102,8 +102,12 @@ def target_for(server, transport):
 @pytest.fixture(scope="module")
 def input_server(start_module_server):
     # A short --body-timeout turns a read that wrongly blocks past the end into a
-    # reported ClientDisconnected instead of a test timeout.
-    return start_module_server("tests.apps.wsgi_app:app", "--body-timeout", "10")
+    # reported ClientDisconnected instead of a test timeout. No body is read
+    # ahead: these tests are about what the application's reads see as a body
+    # arrives (and stops arriving).
+    return start_module_server(
+        "tests.apps.wsgi_app:app", "--body-timeout", "10", "--preread-body-size", "0"
+    )
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -8,7 +8,13 @@ without it.
 """
 
 from propylon.config import Bind, Config
-from propylon.errors import ClientDisconnected, InvalidRequestBody, RequestBodyError, RequestBodyTooLarge
+from propylon.errors import (
+    ClientDisconnected,
+    InvalidRequestBody,
+    RequestBodyError,
+    RequestBodyTooLarge,
+    RequestBodyTooSlow,
+)
 from propylon.filewrapper import FileWrapper
 
 __version__ = "0.1.0"
@@ -21,5 +27,6 @@ __all__ = [
     "InvalidRequestBody",
     "RequestBodyError",
     "RequestBodyTooLarge",
+    "RequestBodyTooSlow",
     "__version__",
 ]

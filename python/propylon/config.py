@@ -629,6 +629,28 @@ class Config:
     buffer_memory_limit: int = _option(
         1 * MIB, Size(0), "with --buffer-body, larger bodies go to a temporary file", group=BODIES
     )
+    preread_body_size: int = _option(
+        16 * KIB, Size(0),
+        "a request body of at most this many bytes is read whole by the server before the "
+        "application is called (no thread waits for a slow client); 0: never",
+        group=BODIES,
+    )  # fmt: skip
+    preread_memory_limit: int = _option(
+        64 * MIB, Size(0),
+        "the most memory all bodies read ahead (--preread-body-size) hold at once; "
+        "past it, bodies stream to the application",
+        group=BODIES,
+    )  # fmt: skip
+    min_body_rate: int = _option(
+        240, Count(minimum=0),
+        "bytes/s a client must send a request body at, on average, after --min-body-rate-grace; "
+        "slower gets 408 (or ClientDisconnected in wsgi.input); 0: no minimum",
+        group=LIMITS,
+    )  # fmt: skip
+    min_body_rate_grace: float = _option(
+        5.0, Seconds(allow_zero=True), "how long a request body may be slower than --min-body-rate",
+        group=LIMITS,
+    )  # fmt: skip
 
     max_header_size: int = _option(
         64 * KIB, Size(1), "largest request head; larger gets 431 and the connection is closed", group=LIMITS

@@ -28,9 +28,21 @@ class ClientDisconnected(RequestBodyError):
     """The client went away before the request body was complete.
 
     Raised by a ``wsgi.input`` read when the connection (HTTP/1.1) or stream
-    (HTTP/2) closed or was reset mid-body, or when a read waited longer than
-    ``--body-timeout`` for more data. What was read so far is only part of the
+    (HTTP/2) closed or was reset mid-body, when a read waited longer than
+    ``--body-timeout`` for more data, or when the body came slower than
+    ``--min-body-rate``. What was read so far is only part of the
     body and must not be treated as the whole upload.
+    """
+
+
+class RequestBodyTooSlow(ClientDisconnected):
+    """The client sent the request body slower than ``--min-body-rate``.
+
+    Raised by a ``wsgi.input`` read once the body's average rate, over the
+    time spent waiting for it, fell below the minimum after
+    ``--min-body-rate-grace``. A :class:`ClientDisconnected`: code that
+    handles a client gone away handles this too. Let through before the
+    response has started, it is answered ``408 Request Timeout``.
     """
 
 

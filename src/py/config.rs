@@ -16,7 +16,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::proto::body::BodyOptions;
-use crate::runtime::config::{BindAddr, Http2Config, ServerConfig};
+use crate::runtime::config::{BindAddr, Http2Config, MinRate, PrereadConfig, ServerConfig};
 use crate::runtime::transport::tls::{ClientCert, TlsSettings};
 
 #[derive(FromPyObject)]
@@ -49,6 +49,10 @@ struct PyConfig {
     decompress: bool,
     buffer_body: bool,
     buffer_memory_limit: usize,
+    preread_body_size: u64,
+    preread_memory_limit: u64,
+    min_body_rate: u64,
+    min_body_rate_grace: f64,
     max_header_size: usize,
     max_headers: usize,
     keep_alive_timeout: f64,
@@ -111,6 +115,14 @@ pub(crate) fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
             buffer: c.buffer_body,
         },
         buffer_memory_limit: c.buffer_memory_limit,
+        preread: PrereadConfig {
+            max_size: c.preread_body_size,
+            memory_limit: c.preread_memory_limit,
+        },
+        min_body_rate: MinRate {
+            bytes_per_second: c.min_body_rate,
+            grace: secs("min_body_rate_grace", c.min_body_rate_grace)?,
+        },
         max_header_size: c.max_header_size,
         max_headers: c.max_headers,
         keep_alive_timeout: secs("keep_alive_timeout", c.keep_alive_timeout)?,

@@ -16,6 +16,7 @@ use crate::runtime::request::body::BodyError;
 struct Imported {
     client_disconnected: Py<PyType>,
     too_large: Py<PyType>,
+    too_slow: Py<PyType>,
     invalid_body: Py<PyType>,
     log_app_error: Py<PyAny>,
 }
@@ -32,6 +33,7 @@ fn imported(py: Python<'_>) -> PyResult<&Imported> {
         Ok(Imported {
             client_disconnected: class("ClientDisconnected")?,
             too_large: class("RequestBodyTooLarge")?,
+            too_slow: class("RequestBodyTooSlow")?,
             invalid_body: class("InvalidRequestBody")?,
             log_app_error: logging.getattr("log_app_error")?.unbind(),
         })
@@ -51,6 +53,7 @@ pub(crate) fn body_error(py: Python<'_>, e: &BodyError) -> PyErr {
     };
     let class = match e {
         BodyError::Disconnected(_) => &t.client_disconnected,
+        BodyError::TooSlow(_) => &t.too_slow,
         BodyError::TooLarge(_) => &t.too_large,
         BodyError::Invalid(_) => &t.invalid_body,
     };
@@ -65,6 +68,7 @@ pub(crate) fn body_error(py: Python<'_>, e: &BodyError) -> PyErr {
 pub(crate) enum BodyErrorClass {
     ClientDisconnected,
     RequestBodyTooLarge,
+    RequestBodyTooSlow,
     InvalidRequestBody,
 }
 
@@ -75,6 +79,7 @@ pub(crate) fn is_body_error(py: Python<'_>, err: &PyErr, class: BodyErrorClass) 
         let class = match class {
             BodyErrorClass::ClientDisconnected => &t.client_disconnected,
             BodyErrorClass::RequestBodyTooLarge => &t.too_large,
+            BodyErrorClass::RequestBodyTooSlow => &t.too_slow,
             BodyErrorClass::InvalidRequestBody => &t.invalid_body,
         };
         err.is_instance(py, class.bind(py))

@@ -32,6 +32,26 @@ pub(crate) struct Http2Config {
     pub(crate) keep_alive_timeout: Duration,
 }
 
+/// Which request bodies the server reads whole before the call, and the
+/// memory they may hold together.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PrereadConfig {
+    /// Bodies of at most this many bytes; 0: none.
+    pub(crate) max_size: u64,
+    /// The memory all bodies being read ahead, or read and not yet dropped,
+    /// hold at once.
+    pub(crate) memory_limit: u64,
+}
+
+/// The minimum average rate of a request body, measured from its first
+/// read once `grace` has passed (as Kestrel's `MinRequestBodyDataRate`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MinRate {
+    /// 0: no minimum.
+    pub(crate) bytes_per_second: u64,
+    pub(crate) grace: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct ServerConfig {
     /// With `tls`, these listeners speak TLS; `insecure_binds` never do.
@@ -46,6 +66,10 @@ pub(crate) struct ServerConfig {
     pub(crate) queue_timeout: Duration,
     pub(crate) body: BodyOptions,
     pub(crate) buffer_memory_limit: usize,
+    /// Request bodies read whole before the call (`request::body::preread`).
+    pub(crate) preread: PrereadConfig,
+    /// The slowest a request body may come (`request::body::preread::MinRate`).
+    pub(crate) min_body_rate: MinRate,
     pub(crate) max_header_size: usize,
     pub(crate) max_headers: usize,
     pub(crate) keep_alive_timeout: Duration,

@@ -161,6 +161,8 @@ pub(crate) enum FileResponse<R> {
 pub(crate) enum FailureCause {
     /// It let a `RequestBodyTooLarge` through.
     RequestBodyTooLarge,
+    /// It let a `RequestBodyTooSlow` through (RFC 9110 §15.5.9).
+    RequestBodyTooSlow,
     /// It let an `InvalidRequestBody` or `ClientDisconnected` through.
     RequestBodyBroken,
     /// Anything else it raised or did wrong.
@@ -499,6 +501,7 @@ impl<R, S> ResponseState<R, S> {
             Phase::NoHead(reply) | Phase::HeadGiven(reply, _) => {
                 let status = match cause {
                     FailureCause::RequestBodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                    FailureCause::RequestBodyTooSlow => StatusCode::REQUEST_TIMEOUT,
                     FailureCause::RequestBodyBroken => StatusCode::BAD_REQUEST,
                     FailureCause::Application => StatusCode::INTERNAL_SERVER_ERROR,
                 };
@@ -863,6 +866,8 @@ mod tests {
          &[Start(200, None, false), Fail(RequestBodyTooLarge)], &["ok [HeadGiven]", "answer 413 close [Done]"]),
         ("a broken request body", false,
          &[Fail(RequestBodyBroken)], &["answer 400 close [Done]"]),
+        ("a request body below the minimum rate", false,
+         &[Fail(RequestBodyTooSlow)], &["answer 408 close [Done]"]),
         ("failure while streaming", false,
          &[Start(200, None, false), Chunk(1), Fail(Application), Chunk(1)],
          &["ok [HeadGiven]", "head 200 stream; send 1 [Streaming]", "abort [Done]", "discard [Done]"]),

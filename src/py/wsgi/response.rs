@@ -167,7 +167,7 @@ impl OutgoingResponse {
 }
 
 /// The application failed with `err`: log it, and answer or abort. A body
-/// error it let through answers 413 or 400, anything else 500.
+/// error it let through answers 413, 408 or 400, anything else 500.
 pub(crate) fn fail(py: Python<'_>, response: &SharedResponse, err: &PyErr) {
     let disconnected = errors::is_body_error(py, err, BodyErrorClass::ClientDisconnected);
     if disconnected {
@@ -177,6 +177,8 @@ pub(crate) fn fail(py: Python<'_>, response: &SharedResponse, err: &PyErr) {
     }
     let cause = if errors::is_body_error(py, err, BodyErrorClass::RequestBodyTooLarge) {
         FailureCause::RequestBodyTooLarge
+    } else if errors::is_body_error(py, err, BodyErrorClass::RequestBodyTooSlow) {
+        FailureCause::RequestBodyTooSlow
     } else if disconnected || errors::is_body_error(py, err, BodyErrorClass::InvalidRequestBody) {
         FailureCause::RequestBodyBroken
     } else {

@@ -20,6 +20,7 @@ use hyper::upgrade::OnUpgrade;
 use super::h2c::{PendingUpgrade, UpgradeRequest};
 use crate::runtime::config::ServerConfig;
 use crate::runtime::endpoint::{ConnectionSlot, Endpoints};
+use crate::runtime::request::body::MemoryBudget;
 use crate::runtime::timers::Activity;
 use crate::runtime::transport::guard::GuardHandle;
 use crate::runtime::transport::sendfile::SendQueue;
@@ -48,6 +49,8 @@ pub(crate) struct ConnContext {
     /// Set when a request's body was left unread, or refused before it was
     /// read: if the connection closes, its close lingers (`linger`).
     pub(crate) unread_input: Arc<AtomicBool>,
+    /// The server's memory budget for bodies read before the call.
+    pub(crate) preread_budget: Arc<MemoryBudget>,
 }
 
 /// Serves the connection an `Upgrade: h2c` request switches to (RFC 7540

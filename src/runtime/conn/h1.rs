@@ -51,7 +51,7 @@ use crate::proto::h1::{
     chunk_head, encode_response_head, parse_request, Answering, BodyLength, Framing, Limits,
     NotPlain, Parsed, LAST_CHUNK,
 };
-use crate::runtime::request::body::{self, BodySocket, Lease, DRAIN_LIMIT, DRAIN_TIME};
+use crate::runtime::request::body::{self, BodyClock, BodySocket, Lease, DRAIN_LIMIT, DRAIN_TIME};
 use crate::runtime::request::service::{begin, HttpResponse, PlainBody, RequestBody};
 use crate::runtime::transport::sendfile;
 use crate::runtime::transport::RawSocket;
@@ -195,28 +195,32 @@ where
             };
             let (body, reading) = match (framing, raw_socket) {
                 (BodyFraming::Empty | BodyFraming::Length(0), _) => (None, Reading::Nothing),
-                // Cleartext: the application's thread reads the socket.
-                (BodyFraming::Length(n), Some(raw_socket)) if !expect_continue => {
-                    let buffered =
-                        buf.split_to(buf.len().min(usize::try_from(n).unwrap_or(usize::MAX)));
-                    let left = n - buffered.len() as u64;
-                    let socket = socket.get_or_insert_with(|| BodySocket::new(raw_socket));
-                    let (body, lease) =
-                        socket.lend(buffered.freeze(), left, ctx.config.body_timeout);
-                    (Some(PlainBody::Socket(body)), Reading::Socket(lease))
-                }
-                // TLS: a small body here with its head (in the buffer, or
-                // decrypted by reads that do not wait) is handed over whole.
-                (BodyFraming::Length(n), None)
+                // A small body here with its head (in the buffer, or read
+                // by reads that do not wait) is handed over whole.
+                (BodyFraming::Length(n), _)
                     if !expect_continue
-                        && n <= TLS_BUFFERED_BODY
+                        && n <= whole_here_limit(&ctx, raw_socket.is_some())
                         && (buf.len() as u64 >= n || read_all_now(&mut io, &mut buf, n)) =>
                 {
                     let body = buf.split_to(n as usize).freeze();
                     (Some(PlainBody::Memory(body)), Reading::Nothing)
                 }
+                // Cleartext, over `--preread-body-size`: the application's
+                // thread reads the socket. A smaller body still to come is
+                // the connection's, read whole before the call
+                // (`request::body::preread`).
+                (BodyFraming::Length(n), Some(raw_socket))
+                    if !expect_continue && n > ctx.config.preread.max_size =>
+                {
+                    let buffered =
+                        buf.split_to(buf.len().min(usize::try_from(n).unwrap_or(usize::MAX)));
+                    let left = n - buffered.len() as u64;
+                    let socket = socket.get_or_insert_with(|| BodySocket::new(raw_socket));
+                    let (body, lease) = socket.lend(buffered.freeze(), left, body_clock(&ctx));
+                    (Some(PlainBody::Socket(body)), Reading::Socket(lease))
+                }
                 // The connection reads the rest: chunked bodies, TLS bodies,
-                // bodies behind `Expect: 100-continue`.
+                // bodies behind `Expect: 100-continue`, small bodies.
                 (framing, _) => {
                     let decoding = match framing {
                         BodyFraming::Length(n) => Decoding::Length(n),
@@ -229,8 +233,7 @@ where
                         BodyFraming::Length(n) => Some(n),
                         _ => None,
                     };
-                    let (body, feed) =
-                        body::channel(ctx.rt.clone(), ctx.config.body_timeout, declared);
+                    let (body, feed) = body::channel(ctx.rt.clone(), body_clock(&ctx), declared);
                     let expectation = match expect_continue {
                         true => Expectation::Waiting,
                         false => Expectation::Settled,
@@ -366,6 +369,23 @@ fn read_all_now<I: AsyncRead + Unpin>(io: &mut I, buf: &mut BytesMut, n: u64) ->
         }
     }
     true
+}
+
+/// The longest body handed over whole when it is here with its head: on
+/// TLS, `TLS_BUFFERED_BODY` (or `--preread-body-size` if larger); on
+/// cleartext `--preread-body-size` (a longer one the application's thread
+/// reads from the socket, without a copy).
+fn whole_here_limit(ctx: &ConnContext, cleartext: bool) -> u64 {
+    let preread = ctx.config.preread.max_size;
+    match cleartext {
+        true => preread,
+        false => preread.max(TLS_BUFFERED_BODY),
+    }
+}
+
+/// The waits of a body: `--body-timeout` each, `--min-body-rate` together.
+fn body_clock(ctx: &ConnContext) -> BodyClock {
+    BodyClock::new(ctx.config.body_timeout, ctx.config.min_body_rate)
 }
 
 /// How a request's body is read.
@@ -691,7 +711,8 @@ mod tests {
     fn lease(left: u64) -> (Lease, std::os::unix::net::UnixStream) {
         let (fd_owner, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
         let socket = BodySocket::new(fd_owner.as_raw_fd());
-        let (_body, lease) = socket.lend(Bytes::new(), left, Duration::from_secs(5));
+        let clock = BodyClock::timeout_only(Duration::from_secs(5));
+        let (_body, lease) = socket.lend(Bytes::new(), left, clock);
         (lease, fd_owner)
     }
 

@@ -37,6 +37,7 @@ use super::h2streams::{ConnectionExecutor, Multiplexed};
 use super::with_watchers::{Either, WithWatchers};
 use crate::runtime::config::ServerConfig;
 use crate::runtime::endpoint::Endpoints;
+use crate::runtime::request::body::MemoryBudget;
 use crate::runtime::request::service::{begin, handle, HttpResponse, RequestBody};
 use crate::runtime::timers::{Activity, Expired, Timeouts};
 use crate::runtime::transport::detect::{detect, Prefixed, Protocol, INVALID_PREFACE_ANSWER};
@@ -161,6 +162,7 @@ pub(crate) struct Serving {
     tls: Option<Arc<TlsState>>,
     shutdown: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
+    preread_budget: Arc<MemoryBudget>,
 }
 
 impl Serving {
@@ -177,6 +179,7 @@ impl Serving {
         Serving {
             http1: http1_builder(&config),
             http2: http2_builder(&config),
+            preread_budget: MemoryBudget::new(config.preread.memory_limit),
             config,
             endpoints,
             rt,
@@ -290,6 +293,7 @@ impl Serving {
             guard: GuardHandle::default(),
             slot: Default::default(),
             unread_input: Default::default(),
+            preread_budget: self.preread_budget.clone(),
         })
     }
 }

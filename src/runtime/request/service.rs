@@ -24,11 +24,11 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
 use super::body::{
-    BodyError, BodyReader, ChannelBody, Drain, HyperBody, SocketBody, Source, UnreadWatch,
-    DRAIN_TIME,
+    preread, BodyClock, BodyError, BodyReader, ChannelBody, Drain, HyperBody, Reservation,
+    SocketBody, Source, UnreadWatch, DRAIN_TIME,
 };
 use super::response::ResponseBody;
-use crate::proto::body::{plan, Framing};
+use crate::proto::body::{plan, Coding, Framing};
 use crate::proto::request::{
     check_authority, check_framing, check_head_size, check_target, HttpVersion,
 };
@@ -112,6 +112,7 @@ async fn finish(
             Box::pin(buffer_then_call(*pending, ctx.config.buffer_memory_limit)).await
         }
         Next::Upgrade(req) => Box::pin(upgrade_to_h2c(*req, &ctx)).await,
+        Next::ReadAhead(ahead) => Box::pin(read_ahead_then_call(*ahead, &ctx)).await,
     };
     let (parts, body) = response.into_parts();
     let record = record.map(|mut r| {
@@ -135,6 +136,8 @@ enum Next {
     Await(Awaiting),
     /// `--buffer-body`: read the whole body first.
     Buffer(Box<Pending>),
+    /// A small body: read it first, asynchronously (`body::preread`).
+    ReadAhead(Box<Ahead>),
     /// `Upgrade: h2c`.
     Upgrade(Box<Request<RequestBody>>),
 }
@@ -151,6 +154,17 @@ struct Awaiting {
 /// A request whose body must be buffered before the call is made.
 struct Pending {
     body: BodyReader,
+    prepare: Box<dyn FnOnce(BodyReader, Option<u64>) -> Next + Send>,
+}
+
+/// A request whose small body is read before the call is made.
+struct Ahead {
+    source: Source,
+    /// `--preread-body-size`.
+    limit: u64,
+    reservation: Reservation,
+    decode: Option<Coding>,
+    content_length: Option<u64>,
     prepare: Box<dyn FnOnce(BodyReader, Option<u64>) -> Next + Send>,
 }
 
@@ -194,13 +208,76 @@ async fn buffer_then_call(pending: Pending, limit: usize) -> Response<ResponseBo
         Ok(Ok((len, buffered))) => match prepare(buffered, Some(len)) {
             Next::Respond(response) => *response,
             Next::Await(awaiting) => await_head(awaiting).await,
-            Next::Buffer(_) | Next::Upgrade(_) => {
+            Next::Buffer(_) | Next::Upgrade(_) | Next::ReadAhead(_) => {
                 error_response(500, "Internal Server Error", true)
             }
         },
         Ok(Err(e)) => body_error_response(&e),
         Err(_) => error_response(500, "Internal Server Error", true),
     }
+}
+
+/// Read a small body in this task (no thread waits for the client), then
+/// make the call with it in memory; a body past the limit is streamed, its
+/// start read already. A body that stops, or comes slower than the minimum
+/// rate, or grows past the maximum body size, is answered here (400, 408,
+/// 413) without calling the application.
+async fn read_ahead_then_call(ahead: Ahead, ctx: &ConnContext) -> Response<ResponseBody> {
+    let Ahead {
+        source,
+        limit,
+        reservation,
+        decode,
+        content_length,
+        prepare,
+    } = ahead;
+    let config = &ctx.config;
+    let max_body_size = config.body.max_body_size;
+    match preread(source, limit, max_body_size, reservation).await {
+        Ok(source) => {
+            let body = BodyReader::new(source, decode, max_body_size);
+            match prepare(body, content_length) {
+                Next::Respond(response) => *response,
+                Next::Await(awaiting) => await_head(awaiting).await,
+                Next::Buffer(_) | Next::Upgrade(_) | Next::ReadAhead(_) => {
+                    error_response(500, "Internal Server Error", true)
+                }
+            }
+        }
+        Err(e) => {
+            log::info!(target: "propylon.server", "request ended before the call: {e}");
+            ctx.unread_input.store(true, Ordering::Relaxed);
+            body_error_response(&e)
+        }
+    }
+}
+
+/// The part of the memory budget a body is read ahead under, when it is
+/// read ahead: one hyper or the connection reads (the own path's socket
+/// bodies over the limit stay with the application's thread: no copy),
+/// not behind `Expect: 100-continue` (the application decides whether it
+/// wants the body, RFC 9110 §10.1.1), declared at most `--preread-body-size`
+/// bytes long, or of no declared length (read up to the limit: the limit is
+/// reserved).
+fn read_ahead(
+    ctx: &ConnContext,
+    framing: Framing,
+    headers: &http::HeaderMap,
+    source: &Source,
+) -> Option<Reservation> {
+    let limit = ctx.config.preread.max_size;
+    if ctx.config.body.buffer
+        || headers.contains_key(http::header::EXPECT)
+        || !matches!(source, Source::Incoming { .. } | Source::Channel(_))
+    {
+        return None;
+    }
+    let size = match framing {
+        Framing::Length(n) if n <= limit => n,
+        Framing::Streamed if limit > 0 => limit,
+        _ => return None,
+    };
+    ctx.preread_budget.reserve(size)
 }
 
 /// Everything about a request that needs no waiting: framing rules, the body
@@ -292,19 +369,21 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
         (Framing::Length(n), RequestBody::Hyper(body)) => Source::Incoming {
             body: HyperBody::new(body, unread_watch(ctx, version, &parts.headers)),
             rt: ctx.rt.clone(),
-            timeout: config.body_timeout,
+            clock: BodyClock::new(config.body_timeout, config.min_body_rate),
             declared: Some(n),
             received: 0,
         },
         (Framing::Streamed, RequestBody::Hyper(body)) => Source::Incoming {
             body: HyperBody::new(body, unread_watch(ctx, version, &parts.headers)),
             rt: ctx.rt.clone(),
-            timeout: config.body_timeout,
+            clock: BodyClock::new(config.body_timeout, config.min_body_rate),
             declared: None,
             received: 0,
         },
     };
-    let body = BodyReader::new(source, body_plan.decode, config.body.max_body_size);
+    let reservation = read_ahead(ctx, framing, &parts.headers, &source);
+    let decode = body_plan.decode;
+    let max_body_size = config.body.max_body_size;
     let kind = route(&RouteHead {
         method: &parts.method,
         path: parts.uri.path(),
@@ -354,6 +433,17 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             has_body: !matches!(framing, Framing::Empty | Framing::Length(0)),
         })
     };
+    if let Some(reservation) = reservation {
+        return Next::ReadAhead(Box::new(Ahead {
+            source,
+            limit: config.preread.max_size,
+            reservation,
+            decode,
+            content_length: body_plan.content_length,
+            prepare: Box::new(call),
+        }));
+    }
+    let body = BodyReader::new(source, decode, max_body_size);
     match framing {
         // Nothing to buffer; the exact length is known ("0", or no body).
         Framing::Empty | Framing::Length(0) if config.body.buffer => {
@@ -390,6 +480,8 @@ pub(crate) fn body_error_response(e: &BodyError) -> Response<ResponseBody> {
         BodyError::TooLarge(_) => error_response(413, "Content Too Large", true),
         BodyError::Invalid(_) => error_response(400, "Bad Request", true),
         BodyError::Disconnected(_) => error_response(400, "Bad Request", true),
+        // RFC 9110 §15.5.9: the server would not wait any longer.
+        BodyError::TooSlow(_) => error_response(408, "Request Timeout", true),
     }
 }
 

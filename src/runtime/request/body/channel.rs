@@ -20,14 +20,13 @@
 //! What it does not do: decode framing (`proto::chunked`), read sockets, or
 //! limit the body's size (the body reader does).
 
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-
-use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
 
+use super::deadline::BodyClock;
 use super::BodyError;
 
 /// Messages in flight, each what one read of the connection gave (at most
@@ -52,7 +51,7 @@ struct Shared {
 /// A body channel: the application's side and the connection's.
 pub(crate) fn channel(
     rt: tokio::runtime::Handle,
-    timeout: Duration,
+    clock: BodyClock,
     declared: Option<u64>,
 ) -> (ChannelBody, BodyFeed) {
     let (tx, rx) = mpsc::channel(IN_FLIGHT);
@@ -67,7 +66,7 @@ pub(crate) fn channel(
             queue: VecDeque::new(),
             shared: shared.clone(),
             rt,
-            timeout,
+            clock,
             declared,
             received: 0,
             ended: false,
@@ -83,7 +82,7 @@ pub(crate) struct ChannelBody {
     queue: VecDeque<Bytes>,
     shared: Arc<Shared>,
     rt: tokio::runtime::Handle,
-    timeout: Duration,
+    clock: BodyClock,
     declared: Option<u64>,
     received: u64,
     ended: bool,
@@ -105,45 +104,64 @@ impl ChannelBody {
         self.shared.gave_up.store(true, Ordering::Relaxed);
     }
 
-    /// The next bytes; `None` at the end. Waits up to the body timeout, as
-    /// a `pool::blocking` wait (the caller has released the GIL).
+    /// The next bytes; `None` at the end. Waits as `next_chunk_async`
+    /// does, as a `pool::blocking` wait (the caller has released the GIL).
     pub(crate) fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
-        if let Some(data) = self.queue.pop_front() {
-            return Ok(Some(data));
+        if let Some(ready) = self.ready() {
+            return Ok(ready);
         }
-        if self.ended {
-            return Ok(None);
+        let rt = self.rt.clone();
+        crate::runtime::pool::blocking(|| rt.block_on(self.next_chunk_async()))
+    }
+
+    /// What is here without waiting: bytes received, or the end.
+    fn ready(&mut self) -> Option<Option<Bytes>> {
+        match self.queue.pop_front() {
+            Some(data) => Some(Some(data)),
+            None => self.ended.then_some(None),
         }
-        if !self.shared.asked.swap(true, Ordering::Relaxed) {
-            self.shared.wanted.notify_one();
-        }
-        let (rx, timeout) = (&mut self.rx, self.timeout);
-        let rt = &self.rt;
-        let message = crate::runtime::pool::blocking(|| {
-            rt.block_on(async { tokio::time::timeout(timeout, rx.recv()).await })
-        });
-        match message {
-            Err(_) => {
-                self.give_up();
-                Err(BodyError::Disconnected(
-                    "timed out waiting for the body".into(),
-                ))
+    }
+
+    /// The next bytes; `None` at the end; each wait ends at the body
+    /// timeout, or when the body falls below the minimum rate (`BodyClock`).
+    pub(crate) async fn next_chunk_async(&mut self) -> Result<Option<Bytes>, BodyError> {
+        loop {
+            if let Some(ready) = self.ready() {
+                return Ok(ready);
             }
-            Ok(None) => Err(BodyError::Disconnected(
-                "the request is over: its connection stopped reading the body".into(),
-            )),
-            Ok(Some(Message::Data(pieces))) => {
-                self.received += pieces.iter().map(|b| b.len() as u64).sum::<u64>();
-                self.queue
-                    .extend(pieces.into_iter().filter(|b| !b.is_empty()));
-                // An empty message is not the end: ask again.
-                self.next_chunk()
+            if !self.shared.asked.swap(true, Ordering::Relaxed) {
+                self.shared.wanted.notify_one();
             }
-            Ok(Some(Message::End)) => {
-                self.ended = true;
-                Ok(None)
+            let deadline = self.clock.deadline();
+            let message = deadline.wait(self.rx.recv()).await;
+            self.clock.waited(&deadline);
+            let message = match message {
+                Ok(message) => message,
+                Err(e) => {
+                    self.give_up();
+                    return Err(e);
+                }
+            };
+            match message {
+                None => {
+                    return Err(BodyError::Disconnected(
+                        "the request is over: its connection stopped reading the body".into(),
+                    ))
+                }
+                Some(Message::Data(pieces)) => {
+                    let bytes = pieces.iter().map(|b| b.len() as u64).sum::<u64>();
+                    self.received += bytes;
+                    self.clock.received(bytes);
+                    // An empty message is not the end: ask again.
+                    self.queue
+                        .extend(pieces.into_iter().filter(|b| !b.is_empty()));
+                }
+                Some(Message::End) => {
+                    self.ended = true;
+                    return Ok(None);
+                }
+                Some(Message::Failed(e)) => return Err(e),
             }
-            Ok(Some(Message::Failed(e))) => Err(e),
         }
     }
 }
@@ -178,6 +196,7 @@ impl BodyFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn bytes_then_the_end_and_the_first_read_is_told() {
@@ -187,7 +206,8 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let (mut body, feed) = channel(rt.handle().clone(), Duration::from_secs(5), Some(3));
+        let clock = BodyClock::timeout_only(Duration::from_secs(5));
+        let (mut body, feed) = channel(rt.handle().clone(), clock, Some(3));
         let sender = std::thread::spawn({
             let handle = rt.handle().clone();
             move || {
@@ -223,7 +243,8 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let (mut body, feed) = channel(rt.handle().clone(), Duration::from_millis(20), None);
+        let clock = BodyClock::timeout_only(Duration::from_millis(20));
+        let (mut body, feed) = channel(rt.handle().clone(), clock, None);
         assert!(
             matches!(body.next_chunk(), Err(BodyError::Disconnected(m)) if m.contains("timed out"))
         );

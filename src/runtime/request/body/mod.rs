@@ -1,6 +1,7 @@
 //! Request bodies: what the application reads (`reader`), and where the own
 //! HTTP/1.1 path's bodies come from (`socket`: read by the application's
-//! thread; `channel`: read by the connection).
+//! thread; `channel`: read by the connection), and small bodies read whole
+//! before the call (`preread`).
 //!
 //! What it owns, shared by both: `BodyError`, and how much of a body left
 //! unread is drained to keep a connection open.
@@ -10,11 +11,17 @@
 
 use std::time::Duration;
 
+mod budget;
 mod channel;
+mod deadline;
+mod preread;
 mod reader;
 mod socket;
 
+pub(crate) use budget::{MemoryBudget, Reservation};
 pub(crate) use channel::{channel, BodyFeed, ChannelBody, Message};
+pub(crate) use deadline::BodyClock;
+pub(crate) use preread::preread;
 pub(crate) use reader::{BodyReader, Drain, HyperBody, Source, UnreadWatch};
 pub(crate) use socket::{BodySocket, Lease, SocketBody};
 
@@ -36,6 +43,9 @@ pub(crate) enum BodyError {
     TooLarge(u64),
     /// Bad chunked framing or an undecodable Content-Encoding.
     Invalid(String),
+    /// The client sent the body slower, on average, than this many bytes
+    /// a second once the grace period had passed (`preread::MinRate`).
+    TooSlow(u64),
 }
 
 impl std::fmt::Display for BodyError {
@@ -49,6 +59,10 @@ impl std::fmt::Display for BodyError {
                 write!(f, "request body is larger than the maximum of {max} bytes")
             }
             BodyError::Invalid(why) => write!(f, "invalid request body: {why}"),
+            BodyError::TooSlow(rate) => write!(
+                f,
+                "the client sent the request body slower than the minimum of {rate} bytes/s"
+            ),
         }
     }
 }

@@ -29,7 +29,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::budget::Reservation;
 use super::channel::ChannelBody;
+use super::deadline::{BodyClock, Deadline};
 use super::socket::SocketBody;
 use super::{BodyError, DRAIN_LIMIT};
 use crate::proto::body::Coding;
@@ -151,11 +153,23 @@ pub(crate) enum Source {
     Incoming {
         body: HyperBody,
         rt: tokio::runtime::Handle,
-        timeout: Duration,
+        clock: BodyClock,
         declared: Option<u64>,
         received: u64,
     },
     Memory(Bytes),
+    /// A body read whole before the call (`preread`), holding its part of
+    /// the memory budget until it is dropped.
+    Held {
+        bytes: Bytes,
+        _reservation: Reservation,
+    },
+    /// The start of a body read ahead (`preread`) that went past the limit,
+    /// then the rest of it, streamed.
+    Prefixed {
+        first: Bytes,
+        rest: Box<Source>,
+    },
     File(File),
     /// The server's own HTTP/1.1 path: the bytes that came with the head,
     /// then the socket (`socket`).
@@ -168,10 +182,11 @@ pub(crate) enum Source {
 impl Source {
     /// Reading stopped at an error of the body's own (too large): the rest
     /// is not drained to keep the connection.
-    fn give_up(&mut self) {
+    pub(super) fn give_up(&mut self) {
         match self {
             Source::Incoming { body, .. } => body.watch.failed = true,
             Source::Channel(body) => body.give_up(),
+            Source::Prefixed { rest, .. } => rest.give_up(),
             _ => {}
         }
     }
@@ -181,11 +196,13 @@ impl Source {
             Source::Empty => Ok(None),
             Source::Socket(body) => body.next_chunk(),
             Source::Channel(body) => body.next_chunk(),
-            Source::Memory(b) => Ok(if b.is_empty() {
+            Source::Memory(b) | Source::Held { bytes: b, .. } => Ok(if b.is_empty() {
                 None
             } else {
                 Some(std::mem::take(b))
             }),
+            Source::Prefixed { first, .. } if !first.is_empty() => Ok(Some(std::mem::take(first))),
+            Source::Prefixed { rest, .. } => rest.next_chunk(),
             Source::File(f) => {
                 let mut buf = vec![0u8; DECODE_STEP];
                 let n = f
@@ -194,49 +211,94 @@ impl Source {
                 buf.truncate(n);
                 Ok(if n == 0 { None } else { Some(Bytes::from(buf)) })
             }
+            Source::Incoming { rt, .. } => {
+                let rt = rt.clone();
+                crate::runtime::pool::blocking(|| rt.block_on(self.next_incoming()))
+            }
+        }
+    }
+
+    /// The next data of hyper's body; each wait ends at the body timeout,
+    /// or when the body falls below the minimum rate (`BodyClock`).
+    pub(super) async fn next_incoming(&mut self) -> Result<Option<Bytes>, BodyError> {
+        let Source::Incoming {
+            body,
+            clock,
+            declared,
+            received,
+            ..
+        } = self
+        else {
+            return Ok(None);
+        };
+        let deadline = clock.deadline();
+        let next = body.next_data(*declared, received, &deadline).await;
+        clock.waited(&deadline);
+        if let Ok(Some(data)) = &next {
+            clock.received(data.len() as u64);
+        }
+        next
+    }
+
+    /// The bytes left, when known without reading.
+    fn remaining(&self) -> Option<u64> {
+        match self {
+            Source::Empty => Some(0),
+            Source::Memory(b) | Source::Held { bytes: b, .. } => Some(b.len() as u64),
+            Source::Prefixed { first, rest } => Some(first.len() as u64 + rest.remaining()?),
             Source::Incoming {
-                body: HyperBody { body, watch },
-                rt,
-                timeout,
-                declared,
+                declared: Some(n),
                 received,
-            } => loop {
-                let Some(incoming) = body.as_mut() else {
-                    return Ok(None);
-                };
-                let frame = crate::runtime::pool::blocking(|| {
-                    rt.block_on(async { tokio::time::timeout(*timeout, incoming.frame()).await })
-                });
-                match frame {
-                    Err(_) => {
-                        watch.failed = true;
-                        return Err(BodyError::Disconnected(
-                            "timed out waiting for the body".into(),
-                        ));
-                    }
-                    Ok(None) => {
-                        watch.ended = true;
-                        return match declared {
-                            Some(n) if *received < *n => Err(BodyError::Disconnected(format!(
-                                "the stream ended after {received} of {n} bytes"
-                            ))),
-                            _ => Ok(None),
-                        };
-                    }
-                    Ok(Some(Err(e))) => {
-                        watch.failed = true;
-                        return Err(classify(&e));
-                    }
-                    Ok(Some(Ok(frame))) => {
-                        if let Ok(data) = frame.into_data() {
-                            if !data.is_empty() {
-                                *received += data.len() as u64;
-                                return Ok(Some(data));
-                            }
-                        } // trailers: not passed on to endpoints; keep reading
-                    }
+                ..
+            } => Some(n.saturating_sub(*received)),
+            Source::Socket(body) => Some(body.remaining()),
+            Source::Channel(body) => body.remaining(),
+            Source::Incoming { declared: None, .. } | Source::File(_) => None,
+        }
+    }
+}
+
+impl HyperBody {
+    /// The next data of the body (trailers are not passed on), `None` at its
+    /// end, within `deadline`. `received` counts the bytes, checked against
+    /// `declared` at the end.
+    pub(super) async fn next_data(
+        &mut self,
+        declared: Option<u64>,
+        received: &mut u64,
+        deadline: &Deadline,
+    ) -> Result<Option<Bytes>, BodyError> {
+        loop {
+            let Some(incoming) = self.body.as_mut() else {
+                return Ok(None);
+            };
+            match deadline.wait(incoming.frame()).await {
+                Err(e) => {
+                    self.watch.failed = true;
+                    return Err(e);
                 }
-            },
+                Ok(None) => {
+                    self.watch.ended = true;
+                    return match declared {
+                        Some(n) if *received < n => Err(BodyError::Disconnected(format!(
+                            "the stream ended after {received} of {n} bytes"
+                        ))),
+                        _ => Ok(None),
+                    };
+                }
+                Ok(Some(Err(e))) => {
+                    self.watch.failed = true;
+                    return Err(classify(&e));
+                }
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            *received += data.len() as u64;
+                            return Ok(Some(data));
+                        }
+                    } // trailers: not passed on to endpoints; keep reading
+                }
+            }
         }
     }
 }
@@ -640,18 +702,7 @@ impl BodyReader {
         let Stage::Raw(raw) = &self.stage else {
             return None;
         };
-        let source = match &raw.source {
-            Source::Empty => Some(0),
-            Source::Memory(b) => Some(b.len() as u64),
-            Source::Incoming {
-                declared: Some(n),
-                received,
-                ..
-            } => Some(n.saturating_sub(*received)),
-            Source::Socket(body) => Some(body.remaining()),
-            Source::Channel(body) => body.remaining(),
-            Source::Incoming { declared: None, .. } | Source::File(_) => None,
-        }?;
+        let source = raw.source.remaining()?;
         Some(source + raw.current.len() as u64 + self.pending.len() as u64)
     }
 

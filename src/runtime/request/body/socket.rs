@@ -13,19 +13,19 @@
 //! left unread.
 //!
 //! A read that finds nothing waits in `poll(2)`, as a `pool::blocking` wait
-//! (the caller has released the GIL), up to the body timeout.
+//! (the caller has released the GIL), up to the body timeout, or until the
+//! body falls below the minimum rate (`deadline::BodyClock`).
 //!
 //! What it does not do: decode or limit the body (its length was checked
 //! against the maximum before the application was called), or read a byte
 //! past it: the next request's bytes stay in the socket for the connection.
 
+use bytes::{Bytes, BytesMut};
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-
+use super::deadline::BodyClock;
 use super::BodyError;
 
 /// Chunks read for a reader that passes no memory of its own (`read()` to
@@ -67,7 +67,7 @@ impl BodySocket {
         self: &Arc<Self>,
         buffered: Bytes,
         left: u64,
-        timeout: Duration,
+        clock: BodyClock,
     ) -> (SocketBody, Lease) {
         let mut state = self.state.lock().unwrap();
         state.lent += 1;
@@ -81,7 +81,7 @@ impl BodySocket {
                 id,
                 buffered,
                 left,
-                timeout,
+                clock,
             },
             Lease {
                 socket: self.clone(),
@@ -124,7 +124,7 @@ pub(crate) struct SocketBody {
     id: u64,
     buffered: Bytes,
     left: u64,
-    timeout: Duration,
+    clock: BodyClock,
 }
 
 impl SocketBody {
@@ -188,6 +188,7 @@ impl SocketBody {
                     let n = n as usize;
                     self.left -= n as u64;
                     state.left = self.left;
+                    self.clock.received(n as u64);
                     return Ok(n);
                 }
                 if n == 0 {
@@ -204,26 +205,25 @@ impl SocketBody {
                 }
             }
             let fd = self.socket.fd;
-            let timeout = self.timeout;
-            if !crate::runtime::pool::blocking(|| wait_readable(fd, timeout)) {
-                return Err(BodyError::Disconnected(
-                    "timed out waiting for the body".into(),
-                ));
+            let deadline = self.clock.deadline();
+            let readable = crate::runtime::pool::blocking(|| wait_readable(fd, deadline.end()));
+            self.clock.waited(&deadline);
+            if !readable {
+                return Err(deadline.expired());
             }
         }
     }
 }
 
 /// Wait until `fd` has bytes (or an end or error, which `recv` reports);
-/// false when `timeout` passed first. Not under the lease's lock: if the
+/// false when `deadline` passed first. Not under the lease's lock: if the
 /// connection ends the lease meanwhile, the next `recv` sees it.
-fn wait_readable(fd: RawFd, timeout: Duration) -> bool {
+fn wait_readable(fd: RawFd, deadline: std::time::Instant) -> bool {
     let mut pfd = libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
     };
-    let deadline = std::time::Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
@@ -245,6 +245,7 @@ mod tests {
     use std::io::Write;
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
+    use std::time::Duration;
 
     fn pair() -> (UnixStream, UnixStream) {
         let (a, b) = UnixStream::pair().unwrap();
@@ -257,7 +258,11 @@ mod tests {
         let (mut client, server) = pair();
         let socket = BodySocket::new(server.as_raw_fd());
         client.write_all(b"defgNEXT").unwrap();
-        let (mut body, lease) = socket.lend(Bytes::from_static(b"abc"), 4, Duration::from_secs(5));
+        let (mut body, lease) = socket.lend(
+            Bytes::from_static(b"abc"),
+            4,
+            BodyClock::timeout_only(Duration::from_secs(5)),
+        );
         assert_eq!(body.remaining(), 7);
         let mut buf = [0u8; 16];
         assert_eq!(body.read_into(&mut buf).unwrap(), 3);
@@ -281,7 +286,11 @@ mod tests {
     fn a_read_waits_for_bytes_and_times_out() {
         let (mut client, server) = pair();
         let socket = BodySocket::new(server.as_raw_fd());
-        let (mut body, _lease) = socket.lend(Bytes::new(), 5, Duration::from_millis(50));
+        let (mut body, _lease) = socket.lend(
+            Bytes::new(),
+            5,
+            BodyClock::timeout_only(Duration::from_millis(50)),
+        );
         let writer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(10));
             client.write_all(b"12").unwrap();
@@ -298,19 +307,31 @@ mod tests {
     fn a_closed_connection_and_an_ended_lease_are_errors() {
         let (client, server) = pair();
         let socket = BodySocket::new(server.as_raw_fd());
-        let (mut body, lease) = socket.lend(Bytes::new(), 5, Duration::from_secs(5));
+        let (mut body, lease) = socket.lend(
+            Bytes::new(),
+            5,
+            BodyClock::timeout_only(Duration::from_secs(5)),
+        );
         drop(client);
         assert!(
             matches!(body.next_chunk(), Err(BodyError::Disconnected(m)) if m.contains("5 bytes"))
         );
         assert_eq!(lease.end(), 5, "what the body left");
-        let (mut later, lease) = socket.lend(Bytes::new(), 1, Duration::from_secs(5));
+        let (mut later, lease) = socket.lend(
+            Bytes::new(),
+            1,
+            BodyClock::timeout_only(Duration::from_secs(5)),
+        );
         drop(lease);
         assert!(
             matches!(later.read_into(&mut [0u8; 4]), Err(BodyError::Disconnected(m)) if m.contains("over"))
         );
         // A body from an earlier request cannot read the socket of a later one.
-        let (_current, _lease) = socket.lend(Bytes::new(), 1, Duration::from_secs(5));
+        let (_current, _lease) = socket.lend(
+            Bytes::new(),
+            1,
+            BodyClock::timeout_only(Duration::from_secs(5)),
+        );
         assert!(later.next_chunk().is_err());
     }
 }
