@@ -1367,7 +1367,7 @@ def main(argv=None) -> int:
         env = {
             **os.environ,
             "PYTHONPATH": str(APPS),
-            "PROPYLON_BENCH_FILE": str(file_path),
+            "BENCH_FILE": str(file_path),
             "PYTHONDONTWRITEBYTECODE": "1",
         }
         env.pop("VIRTUAL_ENV", None)

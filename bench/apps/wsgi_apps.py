@@ -6,7 +6,7 @@ One module, one attribute per scenario, so each server gets the same code:
 - ``bytes64k`` a 64 KiB body from a prebuilt bytes object, one chunk;
 - ``echo``     reads the request body (CONTENT_LENGTH bytes, the PEP 3333 way,
                so WSGI 1.0 servers work too) and sends it back;
-- ``file``     the file named by ``$PROPYLON_BENCH_FILE`` (the bench writes a
+- ``file``     the file named by ``$BENCH_FILE`` (the bench writes a
                10 MiB file there) through ``environ["wsgi.file_wrapper"]`` when
                the server offers one (Propylon and gunicorn sendfile from it,
                waitress and pyruvate have their own), else a 64 KiB read loop.
@@ -22,7 +22,7 @@ import os
 HELLO = b"Hello, world!"
 BYTES_64K = b"x" * 65536
 BLOCK_SIZE = 65536
-FILE_PATH = os.environ.get("PROPYLON_BENCH_FILE", "")
+FILE_PATH = os.environ.get("BENCH_FILE", "")
 
 
 def hello(environ, start_response):

@@ -14,7 +14,7 @@
 //!
 //! With `--app file` it is the ceiling of the bench's `file*` scenarios
 //! instead: every request on a connection is answered with the file named by
-//! `$PROPYLON_BENCH_FILE` (the file `bench/apps/wsgi_apps.py:file` serves),
+//! `$BENCH_FILE` (the file `bench/apps/wsgi_apps.py:file` serves),
 //! sent with `sendfile(2)`, one blocking thread per connection. No hyper there:
 //! hyper writes bodies from memory, and the point is what the kernel alone
 //! can send on this machine, whatever server sits on top.
@@ -151,7 +151,7 @@ fn set_congestion(listener: &impl AsRawFd, name: Option<&str>) {
 /// (the bench sends bodiless GETs); stops at EOF or any error.
 fn serve_file(listener: std::net::TcpListener, path: String) -> ! {
     let size = std::fs::metadata(&path)
-        .unwrap_or_else(|e| fail(format!("cannot read $PROPYLON_BENCH_FILE ({path}): {e}")))
+        .unwrap_or_else(|e| fail(format!("cannot read $BENCH_FILE ({path}): {e}")))
         .len();
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
@@ -234,8 +234,8 @@ fn tls_acceptor(certfile: &str, keyfile: &str) -> TlsAcceptor {
 fn main() {
     let args = parse_args();
     if args.app == App::File {
-        let path = std::env::var("PROPYLON_BENCH_FILE")
-            .unwrap_or_else(|_| fail("--app file needs $PROPYLON_BENCH_FILE".to_string()));
+        let path = std::env::var("BENCH_FILE")
+            .unwrap_or_else(|_| fail("--app file needs $BENCH_FILE".to_string()));
         let listener = std::net::TcpListener::bind(args.bind).unwrap_or_else(|e| {
             eprintln!("hyper-ref: error: cannot listen on {}: {e}", args.bind);
             std::process::exit(1)
