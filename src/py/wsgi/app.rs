@@ -31,8 +31,9 @@ use super::response::{fail, OutgoingResponse, SharedResponse};
 use super::start_response::StartResponse;
 use crate::proto::request::HttpVersion;
 use crate::proto::wsgi::environ::{self, Environ, EnvironInput};
-use crate::runtime::endpoint::{Busy, Call, Endpoint, Request};
+use crate::runtime::endpoint::{Busy, Call, ConnectionSlot, Endpoint, Reply, Request};
 use crate::runtime::pool::Pool;
+use crate::runtime::request::body::BodyReader;
 use crate::runtime::transport::sendfile::SendQueue;
 
 /// A WSGI application, called on `pool`.
@@ -55,16 +56,45 @@ impl WsgiApp {
 
 impl Endpoint for WsgiApp {
     fn dispatch(&self, call: Box<Call>) -> Result<(), Busy> {
-        // The environ values are made here, on the I/O thread: the pool
-        // thread, which holds the GIL, only turns them into the dict. The
-        // call stays in its box (moving it out costs more than it saves).
+        // The environ values are made here, on the I/O thread, and the
+        // request's head (its header map, its target) is freed here too: the
+        // pool thread, which holds the GIL, only turns the values into the
+        // dict.
         let environ = environ_values(&call.request, &self.root_path);
+        let Call {
+            request,
+            zero_copy,
+            slot,
+            reply,
+            queued,
+        } = *call;
+        let Request { head, body, .. } = request;
+        let is_head = head.method == Method::HEAD;
+        drop(head);
+        let call = WsgiCall {
+            environ,
+            body,
+            is_head,
+            zero_copy,
+            slot,
+            reply,
+        };
         let app = self.app.clone();
         let pool = self.pool.clone();
-        let queued = call.queued.clone();
-        let job = Box::new(move || Python::attach(|py| run(py, &app, environ, call, pool)));
+        let job = Box::new(move || Python::attach(|py| run(py, &app, call, pool)));
         self.pool.try_submit_queued(job, queued).map_err(|_| Busy)
     }
+}
+
+/// What the pool thread needs of a call: the environ values, the body, and
+/// how to answer.
+struct WsgiCall {
+    environ: Environ,
+    body: BodyReader,
+    is_head: bool,
+    zero_copy: Option<Arc<SendQueue>>,
+    slot: Arc<ConnectionSlot>,
+    reply: Reply,
 }
 
 /// A request's environ values (PEP 3333, WSGI 1.1) as plain Rust strings.
@@ -91,16 +121,15 @@ fn environ_values(request: &Request, root_path: &str) -> Environ {
     environ
 }
 
-fn run(py: Python<'_>, app: &Py<PyAny>, environ: Environ, call: Box<Call>, pool: Arc<Pool>) {
-    let Call {
-        request,
+fn run(py: Python<'_>, app: &Py<PyAny>, call: WsgiCall, pool: Arc<Pool>) {
+    let WsgiCall {
+        environ,
+        body,
+        is_head,
         zero_copy,
         slot: connection,
         reply,
-        queued: _,
-    } = *call;
-    let Request { head, body, .. } = request;
-    let is_head = head.method == Method::HEAD;
+    } = call;
     let response: SharedResponse = Arc::new(Mutex::new(OutgoingResponse::new(reply, is_head)));
     let result = (|| -> PyResult<Bound<'_, PyAny>> {
         // Taken out of the slot while in use, not used under its lock: Python
