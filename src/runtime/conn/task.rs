@@ -322,13 +322,7 @@ impl SpawnH2c for Serving {
                 Ok(upgraded) => {
                     let io = UpgradeStream::new(TokioIo::new(upgraded), frames);
                     let io = Guard::new(io, ctx.guard.clone(), ctx.activity.clone());
-                    let io = TokioIo::new(io);
-                    let service_ctx = ctx.clone();
-                    let service = service_fn(move |req: Request<Incoming>| {
-                        begin(req.map(RequestBody::Hyper), service_ctx.clone())
-                    });
-                    let conn = Multiplexed::new(serving.http2.serve_connection(io, service));
-                    drive!(conn, serving.shutdown.clone(), &ctx, head: false);
+                    http2(io, &serving, ctx).await;
                 }
                 Err(e) => log::debug!(target: "propylon.server", "h2c upgrade failed: {e}"),
             }
@@ -436,18 +430,7 @@ where
         Protocol::Http1 => own_http1(io, serving, ctx).await,
         // Boxed: an HTTP/1.1 connection's future should not be the size of
         // an HTTP/2 one (held for as long as the connection is open).
-        Protocol::Http2 => {
-            Box::pin(async {
-                let io = TokioIo::new(io);
-                let service_ctx = ctx.clone();
-                let service = service_fn(move |req: Request<Incoming>| {
-                    begin(req.map(RequestBody::Hyper), service_ctx.clone())
-                });
-                let conn = Multiplexed::new(serving.http2.serve_connection(io, service));
-                drive!(conn, serving.shutdown.clone(), &ctx, head: false);
-            })
-            .await
-        }
+        Protocol::Http2 => Box::pin(http2(io, serving, ctx)).await,
     }
 }
 
@@ -471,6 +454,21 @@ where
         io.shutdown().await
     };
     let _ = tokio::time::timeout(ctx.config.send_timeout, answer).await;
+}
+
+/// HTTP/2 (hyper and h2) to the connection's end, its streams polled in
+/// this task (`Multiplexed`).
+async fn http2<I>(io: I, serving: &Serving, ctx: Arc<ConnContext>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
+    let service_ctx = ctx.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        begin(req.map(RequestBody::Hyper), service_ctx.clone())
+    });
+    let conn = Multiplexed::new(serving.http2.serve_connection(io, service));
+    drive!(conn, serving.shutdown.clone(), &ctx, head: false);
 }
 
 /// The server's own HTTP/1.1 path, then hyper if a request is not plain.
