@@ -83,10 +83,13 @@ pub(crate) fn route_in(table: &[Route], head: &RouteHead<'_>) -> EndpointKind {
 impl Route {
     pub(crate) fn matches(&self, head: &RouteHead<'_>) -> bool {
         let method = self.method.map_or(true, |m| m == head.method.as_str());
-        let path = match head.path.strip_prefix(self.prefix) {
-            Some(rest) => self.prefix.is_empty() || rest.is_empty() || rest.starts_with('/'),
-            None => false,
-        };
+        // The empty prefix (any path) is decided without looking at the path:
+        // the catch-all row is asked for every request.
+        let path = self.prefix.is_empty()
+            || match head.path.strip_prefix(self.prefix) {
+                Some(rest) => rest.is_empty() || rest.starts_with('/'),
+                None => false,
+            };
         let upgrade = match self.upgrade {
             None => true,
             // A list of protocols, RFC 9110 §7.8: any of them.

@@ -71,14 +71,16 @@ impl Endpoint for WsgiApp {
         let Request { head, body, .. } = request;
         let is_head = head.method == Method::HEAD;
         drop(head);
-        let call = WsgiCall {
+        // Boxed once: the pool's job and `run` move a pointer, not the
+        // call's several hundred bytes (environ values and body reader).
+        let call = Box::new(WsgiCall {
             environ,
             body,
             is_head,
             zero_copy,
             slot,
             reply,
-        };
+        });
         let app = self.app.clone();
         let pool = self.pool.clone();
         let job = Box::new(move || Python::attach(|py| run(py, &app, call, pool)));
@@ -121,15 +123,17 @@ fn environ_values(request: &Request, root_path: &str) -> Environ {
     environ
 }
 
-fn run(py: Python<'_>, app: &Py<PyAny>, call: WsgiCall, pool: Arc<Pool>) {
+fn run(py: Python<'_>, app: &Py<PyAny>, call: Box<WsgiCall>, pool: Arc<Pool>) {
+    // Fields taken one by one: the environ values stay in the box, read in
+    // place.
     let WsgiCall {
-        environ,
+        ref environ,
         body,
         is_head,
         zero_copy,
         slot: connection,
         reply,
-    } = call;
+    } = *call;
     let response: SharedResponse = Arc::new(Mutex::new(OutgoingResponse::new(reply, is_head)));
     let result = (|| -> PyResult<Bound<'_, PyAny>> {
         // Taken out of the slot while in use, not used under its lock: Python

@@ -160,13 +160,13 @@ fn latin1_str<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyStrin
 
 pub(crate) fn environ_dict<'py>(
     py: Python<'py>,
-    e: Environ,
+    e: &Environ,
     body: BodyReader,
     strings: &mut ConnStrings,
 ) -> PyResult<Bound<'py, PyDict>> {
     // The constant entries and the connection's values are copied from its
     // template (one table copy), the rest set one by one.
-    let d = strings.template(py, &e)?.copy()?;
+    let d = strings.template(py, e)?.copy()?;
     // Values that recur on most requests are interned str objects.
     let method = match &*e.request_method {
         "GET" => intern!(py, "GET").clone(),

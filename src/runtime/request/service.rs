@@ -266,17 +266,18 @@ fn read_ahead(
     source: &Source,
 ) -> Option<Reservation> {
     let limit = ctx.config.preread.max_size;
-    if ctx.config.body.buffer
-        || headers.contains_key(http::header::EXPECT)
-        || !matches!(source, Source::Incoming { .. } | Source::Channel(_))
-    {
-        return None;
-    }
+    // The cheap tests first: most requests have no body to read.
     let size = match framing {
         Framing::Length(n) if n <= limit => n,
         Framing::Streamed if limit > 0 => limit,
         _ => return None,
     };
+    if ctx.config.body.buffer
+        || !matches!(source, Source::Incoming { .. } | Source::Channel(_))
+        || headers.contains_key(http::header::EXPECT)
+    {
+        return None;
+    }
     ctx.preread_budget.reserve(size)
 }
 
