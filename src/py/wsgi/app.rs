@@ -31,9 +31,8 @@ use super::response::{fail, OutgoingResponse, SharedResponse};
 use super::start_response::StartResponse;
 use crate::proto::request::HttpVersion;
 use crate::proto::wsgi::environ::{self, Environ, EnvironInput};
-use crate::runtime::endpoint::{Busy, Call, ConnectionSlot, Endpoint, Reply, Request};
+use crate::runtime::endpoint::{Busy, Call, Endpoint, Request};
 use crate::runtime::pool::Pool;
-use crate::runtime::request::body::BodyReader;
 use crate::runtime::transport::sendfile::SendQueue;
 
 /// A WSGI application, called on `pool`.
@@ -55,31 +54,24 @@ impl WsgiApp {
 }
 
 impl Endpoint for WsgiApp {
-    fn dispatch(&self, call: Box<Call>) -> Result<(), Busy> {
+    fn dispatch(&self, mut call: Box<Call>) -> Result<(), Busy> {
         // The environ values are made here, on the I/O thread, and the
         // request's head (its header map, its target) is freed here too: the
         // pool thread, which holds the GIL, only turns the values into the
         // dict.
         let environ = environ_values(&call.request, &self.root_path);
-        let Call {
-            request,
-            zero_copy,
-            slot,
-            reply,
-            queued,
-        } = *call;
-        let Request { head, body, .. } = request;
+        let head = &mut call.request.head;
         let is_head = head.method == Method::HEAD;
-        drop(head);
-        // Boxed once: the pool's job and `run` move a pointer, not the
-        // call's several hundred bytes (environ values and body reader).
+        drop(std::mem::take(&mut head.headers));
+        drop(std::mem::take(&mut head.target));
+        let queued = call.queued.clone();
+        // The call stays in its box and the environ values join it in one
+        // more: the pool's job and `run` move pointers, not the several
+        // hundred bytes of a request.
         let call = Box::new(WsgiCall {
+            call,
             environ,
-            body,
             is_head,
-            zero_copy,
-            slot,
-            reply,
         });
         let app = self.app.clone();
         let pool = self.pool.clone();
@@ -88,15 +80,12 @@ impl Endpoint for WsgiApp {
     }
 }
 
-/// What the pool thread needs of a call: the environ values, the body, and
-/// how to answer.
+/// What the pool thread needs of a call: the call (its head already freed)
+/// and the environ values.
 struct WsgiCall {
+    call: Box<Call>,
     environ: Environ,
-    body: BodyReader,
     is_head: bool,
-    zero_copy: Option<Arc<SendQueue>>,
-    slot: Arc<ConnectionSlot>,
-    reply: Reply,
 }
 
 /// A request's environ values (PEP 3333, WSGI 1.1) as plain Rust strings.
@@ -124,16 +113,16 @@ fn environ_values(request: &Request, root_path: &str) -> Environ {
 }
 
 fn run(py: Python<'_>, app: &Py<PyAny>, call: Box<WsgiCall>, pool: Arc<Pool>) {
-    // Fields taken one by one: the environ values stay in the box, read in
-    // place.
+    // Fields moved out one by one; the environ values are read in place.
     let WsgiCall {
+        call,
         ref environ,
-        body,
         is_head,
-        zero_copy,
-        slot: connection,
-        reply,
     } = *call;
+    let body = call.request.body;
+    let zero_copy = call.zero_copy;
+    let connection = call.slot;
+    let reply = call.reply;
     let response: SharedResponse = Arc::new(Mutex::new(OutgoingResponse::new(reply, is_head)));
     let result = (|| -> PyResult<Bound<'_, PyAny>> {
         // Taken out of the slot while in use, not used under its lock: Python
