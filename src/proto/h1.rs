@@ -535,11 +535,11 @@ mod tests {
         (parsed, buf)
     }
 
-    fn plain(bytes: &[u8]) -> (Request, BytesMut) {
+    fn served(bytes: &[u8]) -> (Request, BytesMut) {
         match parse(bytes) {
             (Parsed::Request(r), rest) => (r, rest),
             (other, _) => panic!(
-                "{:?}: expected a plain request, got {other:?}",
+                "{:?}: expected a request to serve, got {other:?}",
                 String::from_utf8_lossy(bytes)
             ),
         }
@@ -548,9 +548,9 @@ mod tests {
     const GET: &[u8] = b"GET /a/b?c=d HTTP/1.1\r\nHost: example\r\nUser-Agent: t\r\nAccept: */*\r\nAccept: text/html\r\n\r\n";
 
     #[test]
-    fn a_plain_get_whole_byte_by_byte_and_with_trailing_data() {
+    fn a_get_whole_byte_by_byte_and_with_trailing_data() {
         // Whole.
-        let (req, rest) = plain(GET);
+        let (req, rest) = served(GET);
         assert_eq!(req.method, Method::GET);
         assert_eq!(req.uri.path(), "/a/b");
         assert_eq!(req.uri.query(), Some("c=d"));
@@ -578,8 +578,8 @@ mod tests {
         // With the next request (pipelined) and a body behind it.
         let mut two = GET.to_vec();
         two.extend_from_slice(b"POST /x HTTP/1.1\r\nHost: e\r\nContent-Length: 3\r\n\r\nabcGET");
-        let (_, rest) = plain(&two);
-        let (second, rest) = plain(&rest);
+        let (_, rest) = served(&two);
+        let (second, rest) = served(&rest);
         assert_eq!(second.method, Method::POST);
         assert_eq!(second.body, BodyFraming::Length(3));
         assert_eq!(&rest[..], b"abcGET");
@@ -644,7 +644,7 @@ mod tests {
     #[test]
     fn an_absolute_form_target_is_the_host() {
         // RFC 9112 §3.2.2: the authority of the target, not the Host field.
-        let (req, _) = plain(b"GET http://a:8/p?q HTTP/1.1\r\nHost: b\r\n\r\n");
+        let (req, _) = served(b"GET http://a:8/p?q HTTP/1.1\r\nHost: b\r\n\r\n");
         assert_eq!(req.headers["host"], "a:8");
         assert_eq!(req.uri.path(), "/p");
         assert_eq!(req.uri.query(), Some("q"));
@@ -671,18 +671,18 @@ mod tests {
     }
 
     #[test]
-    fn chunked_bodies_and_expect_100_continue_are_plain() {
+    fn chunked_bodies_and_expect_100_continue_are_served() {
         let (req, rest) =
-            plain(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked \r\n\r\n5\r\nhello");
+            served(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked \r\n\r\n5\r\nhello");
         assert_eq!(req.body, BodyFraming::Streamed);
         assert!(!req.expect_continue);
         assert_eq!(&rest[..], b"5\r\nhello", "the body stays in the buffer");
-        let (req, _) = plain(
+        let (req, _) = served(
             b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n",
         );
         assert_eq!(req.body, BodyFraming::Length(5));
         assert!(req.expect_continue);
-        let (req, _) = plain(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let (req, _) = served(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert_eq!(req.body, BodyFraming::Streamed);
         assert!(req.expect_continue);
     }
@@ -733,9 +733,10 @@ mod tests {
 
     #[test]
     fn connection_close_and_content_length() {
-        let (req, _) = plain(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Close\r\n\r\n");
+        let (req, _) =
+            served(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Close\r\n\r\n");
         assert!(!req.keep_alive);
-        let (req, _) = plain(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
+        let (req, _) = served(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
         assert_eq!(req.body, BodyFraming::Length(0));
     }
 
@@ -849,7 +850,7 @@ mod tests {
             max_head: 512,
         };
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-        let mut plain_cases = 0;
+        let mut served_cases = 0;
         let mut refused = 0;
         for case in 0..6000 {
             let limits = socket;
@@ -860,7 +861,7 @@ mod tests {
             let expected = decision(&parsed);
             match &parsed {
                 Parsed::Request(r) => {
-                    plain_cases += 1;
+                    served_cases += 1;
                     // The rules of a served request hold on what was taken.
                     let count = |name: &str| r.headers.get_all(name).iter().count();
                     match r.version {
@@ -932,9 +933,9 @@ mod tests {
                 (got, _) => panic!("{show:?}: whole {parsed:?}, in pieces {got:?}"),
             }
         }
-        // The mutations must leave many heads plain, or the test would only
+        // The mutations must leave many heads served, or the test would only
         // exercise the refusals.
-        assert!(plain_cases > 600, "only {plain_cases} plain cases");
+        assert!(served_cases > 600, "only {served_cases} served cases");
         assert!(refused > 0, "no refused case");
     }
 

@@ -31,7 +31,7 @@ pub(crate) enum HttpVersion {
 
 impl HttpVersion {
     /// HTTP/0.9 is served as 1.0 and HTTP/3 as 2 (neither reaches the
-    /// server: hyper refuses 0.9, and there is no HTTP/3 listener).
+    /// server: `proto::h1` refuses 0.9, and there is no HTTP/3 listener).
     pub(crate) fn of(version: http::Version) -> HttpVersion {
         match version {
             http::Version::HTTP_10 | http::Version::HTTP_09 => HttpVersion::Http10,
@@ -89,8 +89,8 @@ pub(crate) const HTTP2_CONNECTION_SPECIFIC: [&str; 5] = [
 //                   value, equal or not, in a list or on a second field
 //                   line -> 400 (RFC 9110 §8.6: a recipient of equal
 //                   duplicates MAY reject the message or keep one value;
-//                   rejecting is the one answer all three parsers can give,
-//                   as hyper refuses "5, 5" itself and h2 resets its stream)
+//                   rejecting is one answer for every form, and h2 resets
+//                   the stream of a "5, 5" itself)
 //   HTTP/1.x        Content-Length and Transfer-Encoding together -> 400
 //                   (RFC 9112 §6.1: a server MAY reject; we do)
 //                   more than one Host field line -> 400 (RFC 9112 §3.2)

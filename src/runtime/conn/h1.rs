@@ -62,7 +62,7 @@ use crate::runtime::request::body::{
     self, BodyClock, BodyError, BodySocket, Lease, DRAIN_LIMIT, DRAIN_TIME,
 };
 use crate::runtime::request::service::{
-    begin, HttpResponse, PlainBody, RequestBody, ResponseTrailers,
+    begin, Http1Body, HttpResponse, RequestBody, ResponseTrailers,
 };
 use crate::runtime::transport::sendfile;
 use crate::runtime::transport::RawSocket;
@@ -229,7 +229,7 @@ where
                         && (buf.len() as u64 >= n || read_all_now(&mut io, &mut buf, n)) =>
                 {
                     let body = buf.split_to(n as usize).freeze();
-                    (Some(PlainBody::Memory(body)), Reading::Nothing)
+                    (Some(Http1Body::Memory(body)), Reading::Nothing)
                 }
                 // Cleartext, over `--preread-body-size`: the application's
                 // thread reads the socket. A smaller body still to come is
@@ -243,7 +243,7 @@ where
                     let left = n - buffered.len() as u64;
                     let socket = socket.get_or_insert_with(|| BodySocket::new(raw_socket));
                     let (body, lease) = socket.lend(buffered.freeze(), left, body_clock(&ctx));
-                    (Some(PlainBody::Socket(body)), Reading::Socket(lease))
+                    (Some(Http1Body::Socket(body)), Reading::Socket(lease))
                 }
                 // The connection reads the rest: chunked bodies, TLS bodies,
                 // bodies behind `Expect: 100-continue`, small bodies.
@@ -265,12 +265,12 @@ where
                         false => Expectation::Settled,
                     };
                     (
-                        Some(PlainBody::Channel(body)),
+                        Some(Http1Body::Channel(body)),
                         Reading::Connection(Box::new(BodyPump::new(decoding, feed)), expectation),
                     )
                 }
             };
-            let body = RequestBody::Plain { framing, body };
+            let body = RequestBody::Http1 { framing, body };
             let mut req = Request::new(body);
             *req.method_mut() = method;
             *req.uri_mut() = uri;

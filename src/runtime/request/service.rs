@@ -50,14 +50,14 @@ pub(crate) enum RequestBody {
     /// An HTTP/1.x request, whose head `proto::h1::parse_request` has
     /// checked (size, framing, target, Host): its framing, and its body when
     /// it has one.
-    Plain {
+    Http1 {
         framing: Framing,
-        body: Option<PlainBody>,
+        body: Option<Http1Body>,
     },
 }
 
-/// The body of a plain request.
-pub(crate) enum PlainBody {
+/// The body of an HTTP/1.x request.
+pub(crate) enum Http1Body {
     /// Read from the socket by the application's thread.
     Socket(SocketBody),
     /// All of it, read with the head (TLS, where the application's thread
@@ -239,7 +239,7 @@ async fn read_ahead_then_call(ahead: Ahead, ctx: &ConnContext) -> Response<Respo
 }
 
 /// The part of the memory budget a body is read ahead under, when it is
-/// read ahead: one hyper or the connection reads (the own path's socket
+/// read ahead: one HTTP/2 or the HTTP/1.x connection reads (HTTP/1.x socket
 /// bodies over the limit stay with the application's thread: no copy),
 /// not behind `Expect: 100-continue` (the application decides whether it
 /// wants the body, RFC 9110 §10.1.1), declared at most `--preread-body-size`
@@ -291,7 +291,7 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
         (Some(u), _) => u.framing,
         (None, RequestBody::Hyper(incoming)) => framing_of(&parts.headers, incoming),
         // "Content-Length: 0" stays Length(0): the endpoint is told "0".
-        (None, RequestBody::Plain { framing, .. }) => *framing,
+        (None, RequestBody::Http1 { framing, .. }) => *framing,
     };
     let config = &ctx.config;
     let body_plan = match plan(&parts.headers, framing, &config.body) {
@@ -306,26 +306,26 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
         _ if upgraded.is_some() => Source::Memory(upgraded.map(|u| u.body).unwrap_or_default()),
         (
             _,
-            RequestBody::Plain {
-                body: Some(PlainBody::Socket(body)),
+            RequestBody::Http1 {
+                body: Some(Http1Body::Socket(body)),
                 ..
             },
         ) => Source::Socket(body),
         (
             _,
-            RequestBody::Plain {
-                body: Some(PlainBody::Memory(body)),
+            RequestBody::Http1 {
+                body: Some(Http1Body::Memory(body)),
                 ..
             },
         ) => Source::Memory(body),
         (
             _,
-            RequestBody::Plain {
-                body: Some(PlainBody::Channel(body)),
+            RequestBody::Http1 {
+                body: Some(Http1Body::Channel(body)),
                 ..
             },
         ) => Source::Channel(body),
-        (Framing::Empty | Framing::Length(0), _) | (_, RequestBody::Plain { body: None, .. }) => {
+        (Framing::Empty | Framing::Length(0), _) | (_, RequestBody::Http1 { body: None, .. }) => {
             Source::Empty
         }
         (Framing::Length(n), RequestBody::Hyper(body)) => Source::Incoming {
