@@ -403,7 +403,10 @@ where
             frames,
             request,
         } = switch;
-        // The same connection: its guard, timers, slot and linger flag go on.
+        // The same connection (its slot and linger flag go on), with timers
+        // and an abuse guard of its own: the guard must see HTTP/2 from its
+        // first byte, the preface (the one below the HTTP/1.x loop saw a
+        // request head, and passes everything through).
         let upgraded = Arc::new(ConnContext {
             config: ctx.config.clone(),
             endpoints: ctx.endpoints.clone(),
@@ -411,15 +414,16 @@ where
             local: ctx.local,
             peer: ctx.peer,
             tls: ctx.tls.clone(),
-            activity: ctx.activity.clone(),
+            activity: Arc::new(Activity::new()),
             zero_copy: None,
             upgrade: Some(PendingUpgrade::new(request)),
-            guard: ctx.guard.clone(),
+            guard: GuardHandle::default(),
             slot: ctx.slot.clone(),
             unread_input: ctx.unread_input.clone(),
             preread_budget: ctx.preread_budget.clone(),
         });
         let io = UpgradeStream::new(Rewind::new(io, buffered), frames);
+        let io = Guard::new(io, upgraded.guard.clone(), upgraded.activity.clone());
         // Boxed: an HTTP/1.x connection's future should not be the size of
         // an HTTP/2 one.
         Box::pin(http2(io, serving, upgraded)).await;
