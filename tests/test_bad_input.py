@@ -83,9 +83,9 @@ def test_bad_request_is_refused(strict_server, case):
 def test_content_length_with_transfer_encoding_cannot_smuggle(strict_server, order):
     # RFC 9112 §6.3: a server MAY reject such a request, or process it by
     # Transfer-Encoding alone; either way it MUST close the connection after
-    # responding. hyper takes the second option (the Content-Length is
-    # dropped), so the body is read as chunked and the connection closes: the
-    # request smuggled behind it ("GET /smuggled") is never answered.
+    # responding. The server rejects it (400), so the request smuggled
+    # behind it ("GET /smuggled") is never answered; were it served by
+    # Transfer-Encoding alone, the connection would close all the same.
     fields = ["Content-Length: 5", "Transfer-Encoding: chunked"]
     if order == "te-first":
         fields.reverse()
@@ -153,9 +153,8 @@ def default_server(start_module_server):
 
 @pytest.mark.parametrize(("count", "status"), [(90, 200), (150, 431)])
 def test_default_header_count_limit(default_server, count, status):
-    # The default --max-headers (100) is hyper's own limit, which the server
-    # leaves to hyper instead of setting it (a set limit costs per request):
-    # it must hold all the same.
+    # The default --max-headers (100): the head parser's inline array of
+    # fields, whose limit must hold all the same.
     with RawConnection(default_server.port) as raw:
         raw.send(head(*[f"X-H{i}: {i}" for i in range(count)], path="/echo"))
         response = raw.read_response()
@@ -170,7 +169,7 @@ def test_default_header_count_limit(default_server, count, status):
 # Whatever the damage, the server must answer with well-formed HTTP/1.1
 # responses or close, within the client's timeout, log no panic, and go on
 # serving. The seeds cover the server's own HTTP/1.1 path and every reason a
-# connection moves to hyper (body, chunked, Expect, Upgrade, HTTP/1.0,
+# head takes its own way through the engine (body, chunked, Expect, Upgrade, HTTP/1.0,
 # pipelining from one to the other).
 FUZZ_SEEDS = [
     b"GET /?a=1 HTTP/1.1\r\nHost: t\r\nAccept: */*\r\n\r\n",
@@ -280,9 +279,9 @@ def strict_tls_server(start_module_server, pki):
 
 
 def test_mutated_requests_over_tls_get_answers_or_a_close(strict_tls_server, pki):
-    # The same damaged requests over TLS (HTTP/1.1 by ALPN), where the own
-    # path serves requests without a body and hyper everything else; the
-    # client ends with close_notify, TLS's way to stop sending.
+    # The same damaged requests over TLS (HTTP/1.1 by ALPN), where the
+    # connection reads every body itself; the client ends with close_notify,
+    # TLS's way to stop sending.
     context = pki.ecdsa.client_context(alpn=("http/1.1",))
     rng = random.Random(6)
     mark = strict_tls_server.mark()

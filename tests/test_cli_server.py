@@ -261,7 +261,7 @@ def test_access_log_escapes_quotes_and_bytes_and_keeps_absolute_targets(start_se
     token = uuid.uuid4().hex
     # A forged field attempt in User-Agent, a backslash, a tab and obs-text
     # (RFC 9110 allows bytes 0x80-0xFF in field values); the target in
-    # absolute form (hyper's path).
+    # absolute form.
     request = (f"GET http://example.com/?t={token} HTTP/1.1\r\nHost: example.com\r\n"
                f"User-Agent: x\" 200 0 \"-\" \"forged\\\t\xe9\r\nConnection: close\r\n\r\n").encode("latin-1")
     with socket.create_connection(("127.0.0.1", srv.port), timeout=CLIENT_TIMEOUT) as conn:

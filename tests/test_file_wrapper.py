@@ -166,10 +166,10 @@ def test_random_file_responses_are_the_same_on_every_path(file_server, tmp_path)
     # Seeded cases: files of 0 bytes to 3 MB, sent from any offset, with no
     # Content-Length, the exact one, a smaller one or a larger one, through
     # the server's wrapper, a subclass, or a file-like without fileno() in
-    # blocks of 1 byte to 64 KiB; asked with GET and HEAD, on the own
-    # HTTP/1.1 path, on hyper's (absolute-form target) with a request
+    # blocks of 1 byte to 64 KiB; asked with GET and HEAD, over HTTP/1.1
+    # with an origin-form and an absolute-form target and a request
     # pipelined behind, and over HTTP/2. A complete response is byte for byte
-    # the same on both HTTP/1.1 paths and holds the file's bytes from the
+    # the same for both HTTP/1.1 targets and holds the file's bytes from the
     # offset; one cut short (a length larger than the file) is cut short on
     # every path, and its bytes are the file's.
     import random
@@ -200,17 +200,17 @@ def test_random_file_responses_are_the_same_on_every_path(file_server, tmp_path)
         method = rng.choice(["GET", "GET", "HEAD"])
         where = f"case {case}: {params} {method}"
         own = pipelined_pair(file_server.port, f"{method} {query} HTTP/1.1\r\nHost: t\r\n\r\n".encode(), method)
-        hyper = pipelined_pair(file_server.port, f"{method} http://t{query} HTTP/1.1\r\nHost: t\r\n\r\n".encode(),
+        absolute = pipelined_pair(file_server.port, f"{method} http://t{query} HTTP/1.1\r\nHost: t\r\n\r\n".encode(),
                                method)
         short = length == "more" and method == "GET"  # the file ends before its length
         if own[0] is not None and own[0][5]:  # cut short
             assert short, where
-            assert hyper[0] is None or hyper[0][5], where
-            for response in (own[0], hyper[0]):
+            assert absolute[0] is None or absolute[0][5], where
+            for response in (own[0], absolute[0]):
                 if response is not None:
                     assert response[4] == data[seek:seek + len(response[4])], where
             continue
-        assert own == hyper, where
+        assert own == absolute, where
         status, body = own[0][1], own[0][4]
         assert status == 200, where
         if method == "GET":

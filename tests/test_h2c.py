@@ -264,3 +264,17 @@ def test_curl_http2_upgrade_with_a_post_body(h2c_server, tmp_path):
     assert version == b"2"
     assert result["SERVER_PROTOCOL"] == "HTTP/2"
     assert result["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_an_upgrade_whose_body_stalls_is_answered_at_the_body_timeout(start_server):
+    # The upgrade request's body is read in HTTP/1.1 with the waits of any
+    # body (--body-timeout): a body that stops coming is answered there, in
+    # HTTP/1.1, and the connection closes; it does not hold the connection.
+    srv = start_server(APP, "--body-timeout", "1")
+    with RawConnection(srv.port) as raw:
+        raw.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+                 b"HTTP2-Settings: AAMAAABkAAQAAP__\r\nContent-Length: 10\r\n\r\nabc")
+        response = raw.read_head()
+        assert response is not None and response.status == 400, response
+        raw.read_until_close()
+    assert http_request(srv.port, "GET", "/")[2] == b"hello"

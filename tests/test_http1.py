@@ -176,11 +176,11 @@ HALF_CLOSE_CASES = {
     "post-chunked": (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
                      b"5\r\nhello\r\n0\r\n\r\n", [b"hello"]),
     "expect": (b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok", [b"ok"]),
-    # hyper's (the connection moves to it at these requests).
+    # HTTP/1.0, and an Upgrade other than h2c (served as it is).
     "http10": (b"GET / HTTP/1.0\r\n\r\n", [b"hello"]),
     "upgrade-not-h2c": (b"GET / HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket-ish\r\n\r\n",
                         [b"hello"]),
-    # Pipelined, from one path to the other (an absolute-form target is hyper's).
+    # Pipelined, an absolute-form target among them.
     "pipelined": (b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
                   b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n"
                   b"GET http://t/ HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -192,8 +192,8 @@ HALF_CLOSE_CASES = {
 def test_a_client_that_shuts_its_sending_side_still_gets_its_responses(server, case):
     # A client may shut its side of the connection once the request is sent
     # (HTTP/1.0 clients, `nc -N`, a request piped in): RFC 9112 §9.6 lets
-    # the server finish its responses; then it closes too. hyper's default
-    # would drop such a request unanswered.
+    # the server finish its responses; then it closes too, rather than drop
+    # the request at the end of the input.
     request, bodies = HALF_CLOSE_CASES[case]
     with RawConnection(server.port) as raw:
         raw.send(request)
@@ -204,3 +204,84 @@ def test_a_client_that_shuts_its_sending_side_still_gets_its_responses(server, c
                 assert response.status == 200, response
                 got.append(response.body)
         assert got == bodies
+
+
+# HTTP/1.0 (RFC 9112 §9.3, RFC 9110 §6.2).
+
+
+def test_http10_keep_alive_is_kept_when_asked_for_and_the_length_known(server):
+    with RawConnection(server.port) as raw:
+        raw.send(b"GET /env?n=1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                 b"GET /env?n=2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        first, second = raw.read_response(), raw.read_response()
+        assert "keep-alive" in (first.header("Connection") or "").lower()
+        # A body of unknown length is delimited by the close: not kept.
+        raw.send(b"GET /chunked?n=2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        third = raw.read_head()
+        assert "close" in (third.header("Connection") or "").lower()
+        assert raw.read_until_close() == b"chunk-0;chunk-1;"
+    envs = [json.loads(r.body) for r in (first, second)]
+    assert [env["SERVER_PROTOCOL"] for env in envs] == ["HTTP/1.0"] * 2
+    assert envs[0]["REMOTE_PORT"] == envs[1]["REMOTE_PORT"]
+
+
+def test_http10_is_answered_in_http11_with_a_post_body(server):
+    # RFC 9110 §6.2: a server sends its highest minor version.
+    with RawConnection(server.port) as raw:
+        raw.send(b"POST /echo HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello")
+        response = raw.read_response("POST")
+        raw.expect_close()
+    assert (response.version, response.status, response.body) == ("HTTP/1.1", 200, b"hello")
+
+
+# Heads the engine refuses itself, with the status RFC 9110 and 9112 name.
+
+REFUSED_HEADS = {
+    # RFC 9110 §10.1.1: 100-continue is the only expectation.
+    "expect-other": (b"POST /called HTTP/1.1\r\nHost: t\r\nExpect: 200-ok\r\nContent-Length: 2\r\n\r\nhi", 417),
+    "expect-twice": (b"POST /called HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nExpect: 100-continue\r\n"
+                     b"Content-Length: 2\r\n\r\nhi", 417),
+    # RFC 9110 §9.3.6: this server is no proxy.
+    "connect": (b"CONNECT t:443 HTTP/1.1\r\nHost: t:443\r\n\r\n", 501),
+    # RFC 9112 §3.2: Host in every HTTP/1.1 request, absolute form too; once.
+    "absolute-without-host": (b"GET http://t/called HTTP/1.1\r\n\r\n", 400),
+    "http10-two-hosts": (b"GET /called HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    # RFC 9112 §3.2.4: the asterisk form only with OPTIONS.
+    "asterisk-get": (b"GET * HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+    # RFC 9112 §3: a request line longer than the head limit (--max-header-size).
+    "target-too-long": (b"GET /" + b"x" * 70_000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED_HEADS))
+def test_heads_the_engine_refuses_get_their_status_and_a_close(server, case):
+    data, status = REFUSED_HEADS[case]
+    with RawConnection(server.port) as raw:
+        try:
+            raw.send(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        response = raw.read_head()
+        assert response is not None and response.status == status, response
+        raw.read_until_close()
+
+
+def test_options_asterisk_reaches_the_application(server):
+    # RFC 9112 §3.2.4: the server-wide OPTIONS reaches the application, with
+    # PATH_INFO "*"; the test application's validator (wsgiref.validate)
+    # refuses a PATH_INFO without "/", and says so.
+    mark = server.mark()
+    with RawConnection(server.port) as raw:
+        raw.send(b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n")
+        response = raw.read_response()
+    assert response is not None and response.status == 500, response
+    server.wait_for_line(r"PATH_INFO doesn't start with /: '\*'", mark)
+
+
+def test_an_absolute_form_target_names_the_host(server):
+    # RFC 9112 §3.2.2: the target's authority, not the Host field.
+    with RawConnection(server.port) as raw:
+        raw.send(b"GET http://named.example:8080/env?q=1 HTTP/1.1\r\nHost: other.example\r\n\r\n")
+        env = json.loads(raw.read_response().body)
+    assert env["HTTP_HOST"] == "named.example:8080"
+    assert (env["PATH_INFO"], env["QUERY_STRING"]) == ("/env", "q=1")

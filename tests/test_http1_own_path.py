@@ -1,28 +1,25 @@
-"""The server's own HTTP/1.1 path (docs/internals/http1.md) and its hand-over to hyper.
+"""The server's HTTP/1.x engine (docs/internals/http1.md).
 
-Plain HTTP/1.1 requests (chunked bodies and ``Expect: 100-continue``
-included) are served by the server's own loop (``src/runtime/conn/h1.rs``);
-the first request that is not plain (``Upgrade``, HTTP/1.0, a target not in
-origin form, a malformed head...) hands the connection to hyper, which serves
-it from there on. These
-tests pin down what that must not change, and what the own path adds:
+Every HTTP/1.0 and HTTP/1.1 request (chunked bodies, ``Expect:
+100-continue``, absolute-form targets, ``Upgrade`` included) is served by the
+server's own loop (``src/runtime/conn/h1.rs``); its response heads are written
+as hyper 1.x writes them. These tests pin down:
 
-- a response is byte for byte what hyper writes for the same request (the
-  absolute-form target ``GET http://t/path`` is served by hyper, the origin
-  form ``GET /path`` by the own path; both name the same resource);
-- a connection moves to hyper mid-stream, pipelined bytes included, and says
-  so in the debug log;
+- a response to an absolute-form target (``GET http://t/path``) is byte for
+  byte the response to its origin form (``GET /path``), whatever the
+  response, on cleartext and TLS;
+- one connection serves every form in turn, pipelined bytes included, and
+  refuses what it must with the right status;
 - a request body is read from the socket by the application's thread: in any
   read sizes, while the response streams, and not past its end; what the
   application leaves unread is discarded (waiting for up to 1 MiB of it
   still to come), or the connection is closed;
 - a body kept past the end of its request cannot read the socket any more;
-- on TLS the same loop serves every plain request, byte for byte as hyper:
-  a small body that came with its head is handed over from the connection's
-  buffer, any other body is read by the connection as the application takes
-  it;
-- random valid requests (seeded) give the application the same environ on
-  the own path, on hyper's, and over HTTP/2.
+- on TLS a small body that came with its head is handed over from the
+  connection's buffer, any other body is read by the connection as the
+  application takes it;
+- random valid requests (seeded) give the application the same environ in
+  origin form, in absolute form, over HTTP/2 and by h2c upgrade.
 
 Clients: raw sockets (``tests.support.RawConnection``), to see the bytes.
 """
@@ -54,9 +51,6 @@ from tests.support import (
 )
 
 APP = "tests.apps.wsgi_app:app"
-
-HANDED = r"HTTP/1\.1 request handed to hyper"
-
 
 @pytest.fixture(scope="module")
 def debug_server(start_module_server):
@@ -126,49 +120,37 @@ CASES = [
 
 
 def both_forms(method: str, path: str, extra: bytes) -> tuple[bytes, bytes]:
-    """The request with an origin-form target (the own path's) and an absolute-form one (hyper's)."""
+    """The request with an origin-form target and with an absolute-form one."""
     head, _, body = extra.partition(b"\r\n\r\n")
     fields = head + b"\r\n" if body or extra.endswith(b"\r\n\r\n") else extra
     target = path.encode()
-    own_request = b"%s %s HTTP/1.1\r\nHost: t\r\n%s\r\n%s" % (method.encode(), target, fields, body)
-    hyper_request = b"%s http://t%s HTTP/1.1\r\nHost: t\r\n%s\r\n%s" % (method.encode(), target, fields, body)
-    return own_request, hyper_request
+    origin = b"%s %s HTTP/1.1\r\nHost: t\r\n%s\r\n%s" % (method.encode(), target, fields, body)
+    absolute = b"%s http://t%s HTTP/1.1\r\nHost: t\r\n%s\r\n%s" % (method.encode(), target, fields, body)
+    return origin, absolute
 
 
 @pytest.mark.parametrize(("method", "path", "extra"), CASES)
-def test_a_response_is_what_hyper_writes(debug_server, method, path, extra):
-    own_request, hyper_request = both_forms(method, path, extra)
-    start = debug_server.mark()
-    own, own_closed = exchange(debug_server.port, own_request, method)
-    debug_server.sync_log("own-done")
-    assert not any("handed to hyper" in line for line in debug_server.lines_since(start)), (
-        "the origin-form request went to hyper"
-    )
-    theirs, hyper_closed = exchange(debug_server.port, hyper_request, method)
-    debug_server.wait_for_line(HANDED + r": Target", start)
-    assert comparable(own) == comparable(theirs)
-    assert own_closed == hyper_closed
+def test_an_absolute_form_target_is_answered_as_its_origin_form(debug_server, method, path, extra):
+    origin, absolute = both_forms(method, path, extra)
+    by_origin, origin_closed = exchange(debug_server.port, origin, method)
+    by_absolute, absolute_closed = exchange(debug_server.port, absolute, method)
+    assert comparable(by_origin) == comparable(by_absolute)
+    assert origin_closed == absolute_closed
 
 
-def test_a_connection_moves_to_hyper_at_its_first_request_that_is_not_plain(debug_server):
-    start = debug_server.mark()
+def test_one_connection_serves_every_form_in_turn(debug_server):
     with RawConnection(debug_server.port) as raw:
         raw.send(b"GET /env?n=1 HTTP/1.1\r\nHost: t\r\n\r\n")
         first = raw.read_response()
-        debug_server.sync_log("first-done")
-        assert not any("handed to hyper" in line for line in debug_server.lines_since(start))
-        # Chunked, with a plain request pipelined behind it: the own path's.
+        # Chunked, with a request pipelined behind it.
         raw.send(
             b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
             b"GET /env?n=3 HTTP/1.1\r\nHost: t\r\n\r\n"
         )
         second, third = raw.read_response(), raw.read_response()
-        debug_server.sync_log("chunked-done")
-        assert not any("handed to hyper" in line for line in debug_server.lines_since(start))
-        # An absolute-form target: hyper's. It arrives pipelined with a plain
-        # request behind it, which hyper serves too, and so on for the rest
-        # of the connection.
+        # An absolute-form target, pipelined with an origin-form request
+        # behind it.
         raw.send(
             b"GET http://t/env?n=4 HTTP/1.1\r\nHost: t\r\n\r\n"
             b"GET /env?n=5 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
@@ -180,31 +162,28 @@ def test_a_connection_moves_to_hyper_at_its_first_request_that_is_not_plain(debu
     envs = [json.loads(r.body) for r in (first, third, fourth, fifth)]
     assert len({env["REMOTE_PORT"] for env in envs}) == 1, "one connection throughout"
     assert [env["QUERY_STRING"] for env in envs] == ["n=1", "n=3", "n=4", "n=5"]
-    debug_server.sync_log("moved-done")
-    handed = [line for line in debug_server.lines_since(start) if "handed to hyper" in line]
-    assert len(handed) == 1 and handed[0].endswith("Target"), handed
 
 
 @pytest.mark.parametrize(
-    ("request_head", "why"),
+    ("request_head", "status"),
     [
-        (b"GET / HTTP/1.0\r\n\r\n", "Http10"),
-        (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n", "Framing"),
-        (b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", "Negotiation"),
-        (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2, 2\r\n\r\nhi", "Framing"),
-        (b"GET / HTTP/1.1\r\nHost: t\r\nBad Field: x\r\n\r\n", "Malformed"),
+        (b"GET / HTTP/1.0\r\n\r\n", 200),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n", 501),
+        (b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", 200),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2, 2\r\n\r\nhi", 400),
+        (b"GET / HTTP/1.1\r\nHost: t\r\nBad Field: x\r\n\r\n", 400),
     ],
+    ids=["http10", "transfer-coding", "upgrade-websocket", "content-length-list", "malformed"],
 )
-def test_what_is_not_plain_is_hypers(debug_server, request_head, why):
-    start = debug_server.mark()
-    with RawConnection(debug_server.port) as raw:
-        raw.send(request_head)
-        response = raw.read_response()
-        while response is not None and response.status == 100:
+def test_unusual_heads_are_served_or_refused_after_a_request(debug_server, request_head, status):
+    # The same heads on a connection's first request and after another one.
+    for before in (b"", b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"):
+        with RawConnection(debug_server.port) as raw:
+            raw.send(before + request_head)
+            if before:
+                assert raw.read_response().status == 200
             response = raw.read_response()
-    # A refused framing is answered 400 or 501 (proto::request), after hyper parsed it.
-    assert response is not None and response.status in (200, 400, 501)
-    debug_server.wait_for_line(HANDED + ": " + why, start)
+        assert response is not None and response.status == status, (before, response)
 
 
 def test_pipelined_bodies_and_heads_in_one_segment(server):
@@ -393,37 +372,28 @@ def test_a_head_longer_than_one_read_is_plain(debug_server):
     # The own path reads 4 KiB at a time: a 20 KB cookie takes several reads,
     # sent in pieces, and is still a plain request.
     cookie = "c=" + "x" * 20_000
-    start = debug_server.mark()
     with RawConnection(debug_server.port) as raw:
         head = f"GET /env HTTP/1.1\r\nHost: t\r\nCookie: {cookie}\r\n\r\n".encode()
         for i in range(0, len(head), 3000):
             raw.send(head[i : i + 3000])
         env = json.loads(raw.read_response().body)
     assert env["HTTP_COOKIE"] == cookie
-    debug_server.sync_log("long-head-done")
-    assert not any("handed to hyper" in line for line in debug_server.lines_since(start))
 
 
 @pytest.mark.parametrize(("method", "path", "extra"), CASES)
-def test_over_tls_a_response_is_what_hyper_writes(tls_debug_server, pki, method, path, extra):
+def test_over_tls_an_absolute_form_target_is_answered_as_its_origin_form(tls_debug_server, pki, method, path,
+                                                                          extra):
     server = tls_debug_server
     tls = pki.ecdsa.client_context(alpn=("http/1.1",))
-    own_request, hyper_request = both_forms(method, path, extra)
-    start = server.mark()
-    own, own_closed = exchange(server.tls_port, own_request, method, tls)
-    server.sync_log("own-done")
-    assert not any("handed to hyper" in line for line in server.lines_since(start)), (
-        "the origin-form request went to hyper"
-    )
-    theirs, hyper_closed = exchange(server.tls_port, hyper_request, method, tls)
-    server.wait_for_line(HANDED + r": Target", start)
-    assert comparable(own) == comparable(theirs)
-    assert own_closed == hyper_closed
+    origin, absolute = both_forms(method, path, extra)
+    by_origin, origin_closed = exchange(server.tls_port, origin, method, tls)
+    by_absolute, absolute_closed = exchange(server.tls_port, absolute, method, tls)
+    assert comparable(by_origin) == comparable(by_absolute)
+    assert origin_closed == absolute_closed
 
 
 def test_over_tls_a_body_over_64_kib_is_read_by_the_connection(tls_debug_server, pki):
     server = tls_debug_server
-    start = server.mark()
     # 10,000 bytes: within 64 KiB, and in one TLS record with its head, so
     # all of it is here when the head is (a body in several records may not
     # be, and then the connection reads it: the next test).
@@ -448,15 +418,12 @@ def test_over_tls_a_body_over_64_kib_is_read_by_the_connection(tls_debug_server,
     envs = [json.loads(r.body) for r in (first, last)]
     assert len({env["REMOTE_PORT"] for env in envs}) == 1, "one connection throughout"
     assert [env["wsgi.url_scheme"] for env in envs] == ["https", "https"]
-    server.sync_log("tls-done")
-    assert not any("handed to hyper" in line for line in server.lines_since(start))
 
 
 def test_over_tls_a_small_body_still_to_come_is_read_by_the_connection(tls_debug_server, pki):
     # The head and half the body, then (in another record) the rest, and a
     # pipelined request.
     server = tls_debug_server
-    start = server.mark()
     body = b"z" * 1000
     with connect(server.tls_port, pki.ecdsa.client_context(alpn=("http/1.1",))) as raw:
         raw.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body[:500]))
@@ -465,12 +432,10 @@ def test_over_tls_a_small_body_still_to_come_is_read_by_the_connection(tls_debug
         hello = raw.read_response()
     assert (echoed.status, echoed.body) == (200, body)
     assert (hello.status, hello.body) == (200, b"hello")
-    server.sync_log("tls-small-done")
-    assert not any("handed to hyper" in line for line in server.lines_since(start))
 
 
 # Differential fuzzing: random valid requests, each sent in origin form (the
-# own path) and in absolute form (hyper), must give the application the same
+# origin form and in absolute form, must give the application the same
 # environ. Seeded: the same requests every run.
 ENVIRON_CASES = 300
 PATH_CHARS = "abcXYZ019-._~!$&'()*+,;=:@"  # RFC 3986's
@@ -530,37 +495,34 @@ def environ_of(port: int, request: bytes) -> tuple[int, dict | bytes]:
         response = raw.read_response()
     assert response is not None and not response.incomplete, request
     if response.status != 200:
-        return response.status, response.body
+        # A refusal's text is the protocol's own (HTTP/2 has none): the
+        # status is the answer.
+        return response.status, b""
     environ = json.loads(response.body)
     del environ["REMOTE_PORT"]
     return 200, environ
 
 
-def test_random_requests_get_the_same_environ_on_both_paths(debug_server):
+def test_random_requests_get_the_same_environ_in_origin_and_absolute_form(debug_server):
     rng = random.Random(11)
-    start = debug_server.mark()
     served = 0
     for case in range(ENVIRON_CASES):
         method = rng.choice([b"GET", b"POST", b"DELETE", b"PATCH", b"PROPFIND"])
         target, fields = random_target(rng), random_fields(rng)
-        own = b"%s %s HTTP/1.1\r\nHost: t\r\n%s\r\n" % (method, target, fields)
-        hyper = b"%s http://t%s HTTP/1.1\r\nHost: t\r\n%s\r\n" % (method, target, fields)
-        mine, theirs = environ_of(debug_server.port, own), environ_of(debug_server.port, hyper)
-        assert mine == theirs, f"case {case}: {own!r}"
+        origin = b"%s %s HTTP/1.1\r\nHost: t\r\n%s\r\n" % (method, target, fields)
+        absolute = b"%s http://t%s HTTP/1.1\r\nHost: t\r\n%s\r\n" % (method, target, fields)
+        mine, theirs = environ_of(debug_server.port, origin), environ_of(debug_server.port, absolute)
+        assert mine == theirs, f"case {case}: {origin!r}"
         served += mine[0] == 200
-    # Most of the requests must be served (not refused alike), and the
-    # origin-form ones by the own path.
+    # Most of the requests must be served (not refused alike).
     assert served > ENVIRON_CASES * 0.8, served
-    debug_server.sync_log("environ-done")
-    handed = sum("handed to hyper" in line for line in debug_server.lines_since(start))
-    assert handed <= ENVIRON_CASES + (ENVIRON_CASES - served), handed
 
 
 def h2_environ(conn: RawH2Connection, stream: int, method: str, target: bytes,
                fields: list[tuple[bytes, bytes]]) -> tuple[int, dict | bytes]:
     status, body = h2_raw(conn, stream, target, method.encode(), fields)
     if status != 200:
-        return status, body
+        return status, b""
     environ = json.loads(body)
     del environ["REMOTE_PORT"]
     return 200, environ
@@ -596,7 +558,7 @@ def test_random_requests_get_the_same_environ_over_http2(debug_server):
 
 # Differential fuzzing of responses: random responses (tests/apps/random_app.py,
 # application faults included), each asked for in origin form (own path) and
-# absolute form (hyper), with a
+# absolute form, with a
 # second request pipelined behind it that shows whether the connection stayed
 # open. Byte for byte the same, but for the date.
 RESPONSE_CASES = 400
@@ -619,28 +581,20 @@ def pipelined_pair(port: int, first: bytes, method: str) -> list:
         return responses
 
 
-def test_random_responses_are_written_as_hyper_writes_them(random_server):
+def test_random_responses_are_the_same_in_origin_and_absolute_form(random_server):
     rng = random.Random(13)
     statuses = set()
-    short_before_the_body = 0
     for case in range(RESPONSE_CASES):
         method = rng.choice(["GET", "GET", "HEAD"])
-        own = pipelined_pair(random_server.port, b"%s /?seed=%d HTTP/1.1\r\nHost: t\r\n\r\n" % (method.encode(), case),
-                             method)
-        hyper = pipelined_pair(random_server.port,
-                               b"%s http://t/?seed=%d HTTP/1.1\r\nHost: t\r\n\r\n" % (method.encode(), case), method)
-        if hyper == [None] and own[0] is not None and own[0][4:] == (b"", True):
-            # The one known difference (docs/internals/http1.md): a body that ends
-            # short of its Content-Length before its first byte. hyper then
-            # closes without sending the head; the own path sends the head
-            # and closes. Either way the client sees the response incomplete.
-            short_before_the_body += 1
-            continue
-        assert own == hyper, f"case {case} ({method})"
-        statuses.add(own[0][1] if own[0] else None)
+        origin = pipelined_pair(random_server.port,
+                                b"%s /?seed=%d HTTP/1.1\r\nHost: t\r\n\r\n" % (method.encode(), case), method)
+        absolute = pipelined_pair(random_server.port,
+                                  b"%s http://t/?seed=%d HTTP/1.1\r\nHost: t\r\n\r\n" % (method.encode(), case),
+                                  method)
+        assert origin == absolute, f"case {case} ({method})"
+        statuses.add(origin[0][1] if origin[0] else None)
     # Both kinds of outcome were exercised: responses served and refused.
     assert {200, 204, 304, 500} <= statuses, statuses
-    assert short_before_the_body < RESPONSE_CASES // 10, short_before_the_body
     assert "panicked" not in random_server.stderr_text()
 
 
@@ -687,7 +641,7 @@ def root_path_server(start_module_server):
 def test_random_targets_split_the_same_under_a_root_path(root_path_server):
     # --root-path /app: SCRIPT_NAME and PATH_INFO from random targets in and
     # around the root path ("/app", "/app/", "/apple", "/app%2F", ...) on the
-    # own path, hyper's and HTTP/2: the same answer from the application,
+    # origin form, absolute form and HTTP/2: the same answer from the application,
     # whatever route the split leads to.
     rng = random.Random(15)
     port = root_path_server.port
@@ -704,6 +658,8 @@ def test_random_targets_split_the_same_under_a_root_path(root_path_server):
                     response = raw.read_response()
                 results.append((response.status, response.body))
             results.append(h2_raw(conn, 2 * case + 1, target))
+            # A refusal's text is the protocol's own: the status is the answer.
+            results = [(status, b"" if status == 400 else body) for status, body in results]
             environs = [(status, json.loads(body) if body.startswith(b"{") else body) for status, body in results]
             for _, env in environs:
                 if isinstance(env, dict):

@@ -256,7 +256,7 @@ def test_a_413_reaches_a_client_that_sends_its_whole_body_first(small_body_serve
 
 
 def test_a_431_reaches_a_client_still_sending_its_head(unread_body_server):
-    # A head far over --max-header-size (64 KiB): hyper refuses it with 431
+    # A head far over --max-header-size (64 KiB): refused with 431
     # while http.client is still writing it.
     conn = http.client.HTTPConnection("127.0.0.1", unread_body_server.port, timeout=CLIENT_TIMEOUT)
     try:
@@ -325,8 +325,6 @@ def patient_keep_alive_server(start_module_server):
 def test_an_idle_keep_alive_connection_outlives_the_header_timeout(patient_keep_alive_server):
     # The header timeout counts from a head's first byte, not from the end of
     # the previous response: an idle connection is the keep-alive timeout's.
-    # (hyper's own header timer starts when it waits for the next head; with
-    # it, this connection was closed after 1 s.)
     with RawConnection(patient_keep_alive_server.port) as raw:
         raw.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         assert raw.read_response().body == b"hello"

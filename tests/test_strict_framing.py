@@ -1,10 +1,8 @@
-"""Message framing where the RFCs are strict, on the wire, on every HTTP/1.1 path.
+"""Message framing where the RFCs are strict, on the wire, wherever a request stands.
 
-A request reaches the server's own HTTP/1.1 engine or hyper's (a request it
-does not serve, such as an absolute-form target, and every later request of
-such a connection), over cleartext or TLS; each case below is sent on each
-of those paths and must get the same answer, and never reach the
-application:
+Each case below is sent as a connection's first request and as a request
+after an absolute-form one on the same connection, over cleartext and TLS;
+it must get the same answer each time, and never reach the application:
 
 - a transfer coding other than one final ``chunked`` gets 501 (RFC 9112
   §6.1), one whose final coding is not chunked 400 (§6.3 item 4); an empty
@@ -14,14 +12,9 @@ application:
   (``3, 3``) as on two lines (RFC 9110 §8.6 lets a server refuse both);
   on HTTP/2 too;
 - a chunk size followed by whitespace without a chunk extension gets 400
-  (RFC 9112 §7.1 allows whitespace only before ``;``) on the own engine;
+  (RFC 9112 §7.1 allows whitespace only before ``;``);
 - after TLS ALPN chose ``h2``, bytes that are not the HTTP/2 client preface
   get GOAWAY(PROTOCOL_ERROR) (RFC 9113 §3.4), not an HTTP/1.1 answer.
-
-One gap of hyper's path is kept as a strict expected failure, so that the
-day it is closed the mark must go: equal ``Content-Length`` lines on a
-connection hyper already serves (hyper keeps one of them before the server
-can see the other).
 """
 
 from __future__ import annotations
@@ -47,11 +40,10 @@ from tests.support import (
 
 APP = "tests.apps.wsgi_app:app"
 
-#: Where a request is served: a connection's first request (the own engine
-#: parses its head), or one after an absolute-form request (hyper serves the
-#: connection from then on); cleartext or TLS (ALPN http/1.1).
-PATHS = ["own", "hyper", "tls-own", "tls-hyper"]
-HYPER_PATHS = {"hyper", "tls-hyper"}
+#: Where a request stands: a connection's first request, or one after an
+#: absolute-form request; cleartext or TLS (ALPN http/1.1).
+PATHS = ["first", "later", "tls-first", "tls-later"]
+LATER = {"later", "tls-later"}
 
 CHUNKED_ABC = b"3\r\nabc\r\n0\r\n\r\n"
 
@@ -68,7 +60,7 @@ def connect(server, pki, path: str) -> RawConnection:
         raw.sock = TLSOverMemory(raw.sock, pki.ecdsa.client_context(alpn=("http/1.1",)), "localhost")
     else:
         raw = RawConnection(server.port)
-    if path in HYPER_PATHS:
+    if path in LATER:
         raw.send(b"GET http://t/echo HTTP/1.1\r\nHost: t\r\n\r\n")
         response = raw.read_response("GET")
         assert response is not None and (response.status, response.body) == (200, b""), response
@@ -143,14 +135,8 @@ CONTENT_LENGTHS = {
 }
 
 
-@pytest.mark.parametrize(("case", "path"), [
-    pytest.param(case, path, marks=pytest.mark.xfail(
-        path in HYPER_PATHS and case == "two-lines", strict=True,
-        reason="hyper keeps one of equal Content-Length lines and drops the other unseen; "
-               "closed when the server's own HTTP/1.1 engine parses every head (issue 20, point 2)",
-    ))
-    for case in CONTENT_LENGTHS for path in PATHS
-])
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("case", list(CONTENT_LENGTHS))
 def test_a_content_length_with_more_than_one_value_is_refused(server, pki, case, path):
     mark = server.mark()
     status, token = send_case(server, pki, path, CONTENT_LENGTHS[case], b"abc")
@@ -178,7 +164,7 @@ def test_a_content_length_with_more_than_one_value_is_refused_on_http2(server, c
     assert_app_not_called(server, mark, token)
 
 
-@pytest.mark.parametrize("path", ["own", "tls-own"])
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("size_line", [
     pytest.param(b"3 \r\n", id="space"),
     pytest.param(b"3\t\r\n", id="tab"),
@@ -193,7 +179,7 @@ def test_whitespace_after_a_chunk_size_without_an_extension_is_refused(server, p
     assert response is None or response.status == 400, (response.status, response.body)
 
 
-@pytest.mark.parametrize("path", ["own", "tls-own"])
+@pytest.mark.parametrize("path", PATHS)
 def test_whitespace_before_a_chunk_extension_is_accepted(server, pki, path):
     # RFC 9112 §7.1.1: chunk-ext = *( BWS ";" BWS chunk-ext-name ... ).
     with connect(server, pki, path) as raw:

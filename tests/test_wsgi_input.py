@@ -468,8 +468,8 @@ def test_buffer_body_with_an_empty_content_length_gives_zero(buffer_server):
 # Random bodies read with random sequences of read calls (seeded: the same
 # cases every run), on every way a body arrives: Content-Length on the own
 # HTTP/1.1 path (sent in random pieces, so that any part of it comes with the
-# head), Content-Length through hyper (absolute-form target), chunked in
-# random chunk sizes (decoded by the own path's connection), HTTP/2, the body of an `Upgrade: h2c` request (with a
+# head), Content-Length with an absolute-form target, chunked in
+# random chunk sizes (decoded by the connection), HTTP/2, the body of an `Upgrade: h2c` request (with a
 # length and chunked), and HTTP/1.1 over TLS. What wsgi.input returns must be what
 # io.BytesIO returns for the same calls on the same bytes, piece for piece.
 
@@ -560,10 +560,10 @@ def tls_input_server(start_module_server, pki):
     return start_module_server("tests.apps.wsgi_app:app", *pki.ecdsa.args(), "--body-timeout", "10")
 
 
-@pytest.mark.parametrize("transport", ["own", "hyper", "chunked", "http2", "h2c", "h2c-chunked", "tls"])
+@pytest.mark.parametrize("transport", ["own", "absolute", "chunked", "http2", "h2c", "h2c-chunked", "tls"])
 def test_random_reads_return_what_bytesio_returns(input_server, tls_input_server, pki, transport):
     # "tls": HTTP/1.1 over TLS, where a body of at most 64 KiB that came with
-    # its head is read into the connection's buffer, and the rest is hyper's.
+    # its head is read into the connection's buffer, and the connection reads the rest.
     rng = random.Random(21)
     for case in range(RANDOM_READ_CASES):
         body, ops = random_body(rng), random_ops(rng)
@@ -576,7 +576,7 @@ def test_random_reads_return_what_bytesio_returns(input_server, tls_input_server
         elif transport == "http2":
             got = post_json(input_server.url, path, body, "http2", chunk=rng.choice([1000, 16384, 100_000]))
         else:
-            target = f"http://t{path}" if transport == "hyper" else path
+            target = f"http://t{path}" if transport == "absolute" else path
             got = post_in_pieces(input_server.port, target, body, rng, chunked=transport == "chunked")
         assert got["pieces"] == expected_reads(body, ops), f"case {case}: {ops} on {len(body)} bytes"
         assert got["sha256"] == hashlib.sha256(body).hexdigest(), f"case {case}"

@@ -300,7 +300,7 @@ fn trailers(section: &[u8], max_fields: usize) -> Result<HeaderMap, ChunkedError
 /// format and the trailer list itself. Such a field in a trailer section is
 /// dropped rather than refused: it changes nothing where trailers are
 /// never merged into the head.
-fn may_be_trailer(name: &HeaderName) -> bool {
+pub(crate) fn may_be_trailer(name: &HeaderName) -> bool {
     use http::header::*;
     ![
         TRANSFER_ENCODING,

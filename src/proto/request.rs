@@ -1,4 +1,4 @@
-//! Request framing rules that hyper does not enforce for us.
+//! Request framing rules, for every protocol version.
 //!
 //! What it does: looks at a parsed request head (version and header fields)
 //! and decides whether its message framing is trustworthy, and whether its
@@ -6,10 +6,10 @@
 //! could be read two ways by two HTTP implementations (request smuggling) is
 //! refused with the status to answer with, before any application code runs.
 //!
-//! What it does not do: parse anything (hyper did), read the body, decide how
-//! the body is decoded (`body::plan`), or check the header count (hyper answers
-//! 431). The head size limit is checked here (`check_head_size`) because hyper's
-//! own limit is its read buffer, which the runtime keeps larger. It never closes a connection
+//! What it does not do: parse anything (`proto::h1` parses HTTP/1.x heads and
+//! applies these rules to them; h2 parses HTTP/2's), read the body, decide how
+//! the body is decoded (`body::plan`), or limit the head's size (`proto::h1`:
+//! 414, 431). It never closes a connection
 //! itself: an `Err` means "answer with `status`, then close" for HTTP/1.x
 //! (RFC 9112 §6.3 asks a server to close after a framing error) and "answer
 //! with `status` on this stream" for HTTP/2.
@@ -31,7 +31,7 @@ pub(crate) enum HttpVersion {
 
 impl HttpVersion {
     /// HTTP/0.9 is served as 1.0 and HTTP/3 as 2 (neither reaches the
-    /// server: hyper refuses 0.9, and there is no HTTP/3 listener).
+    /// server: `proto::h1` refuses 0.9, and there is no HTTP/3 listener).
     pub(crate) fn of(version: http::Version) -> HttpVersion {
         match version {
             http::Version::HTTP_10 | http::Version::HTTP_09 => HttpVersion::Http10,
@@ -89,16 +89,14 @@ pub(crate) const HTTP2_CONNECTION_SPECIFIC: [&str; 5] = [
 //                   value, equal or not, in a list or on a second field
 //                   line -> 400 (RFC 9110 §8.6: a recipient of equal
 //                   duplicates MAY reject the message or keep one value;
-//                   rejecting is the one answer all three parsers can give,
-//                   as hyper refuses "5, 5" itself and h2 resets its stream)
+//                   rejecting is one answer for every form, and h2 resets
+//                   the stream of a "5, 5" itself)
 //   HTTP/1.x        Content-Length and Transfer-Encoding together -> 400
-//                   (RFC 9112 §6.1: a server MAY reject; we do). In practice
-//                   hyper removes the Content-Length before we see the head,
-//                   reads the body as chunked and closes the connection after
-//                   the response (RFC 9112 §6.3's other permitted answer), so
-//                   this rule only fires where hyper left both fields in place.
+//                   (RFC 9112 §6.1: a server MAY reject; we do)
+//                   more than one Host field line -> 400 (RFC 9112 §3.2)
 //   HTTP/1.0        any Transfer-Encoding -> 400 (RFC 9112 §6.1: the framing
-//                   "is faulty")
+//                   "is faulty"); Host may be absent
+//   HTTP/1.1        no Host -> 400 (RFC 9112 §3.2)
 //   HTTP/1.1        Transfer-Encoding is exactly one `chunked`, the only
 //                   transfer coding the server decodes:
 //                     final coding not chunked -> 400 (RFC 9112 §6.3 item 4:
@@ -123,15 +121,16 @@ pub(crate) const HTTP2_CONNECTION_SPECIFIC: [&str; 5] = [
 // ---------------------------------------------------------------------------
 
 /// Checks the framing headers of a request head. `Ok(())` means the body
-/// framing hyper chose is the only reading of this request.
+/// framing is the only reading of this request: a `Transfer-Encoding` is
+/// one `chunked`, else a `Content-Length` is one number
+/// (`declared_content_length`).
 pub(crate) fn check_framing(version: HttpVersion, headers: &HeaderMap) -> Result<(), RequestError> {
     let content_length = declared_content_length(headers)?;
     match version {
-        HttpVersion::Http11 => {
-            check_host(headers)?;
+        HttpVersion::Http11 | HttpVersion::Http10 => {
+            check_host(version, headers)?;
             check_transfer_encoding(version, headers, content_length.is_some())
         }
-        HttpVersion::Http10 => check_transfer_encoding(version, headers, content_length.is_some()),
         HttpVersion::Http2 => check_http2_fields(headers),
     }
 }
@@ -141,7 +140,7 @@ pub(crate) const REPEATED_CONTENT_LENGTH: RequestError =
     RequestError::bad_request("more than one Content-Length value");
 
 /// The declared Content-Length, if any: one value, on one field line.
-fn declared_content_length(headers: &HeaderMap) -> Result<Option<u64>, RequestError> {
+pub(crate) fn declared_content_length(headers: &HeaderMap) -> Result<Option<u64>, RequestError> {
     let mut declared: Option<u64> = None;
     for value in headers.get_all(CONTENT_LENGTH) {
         for element in value.as_bytes().split(|&b| b == b',') {
@@ -158,9 +157,11 @@ fn declared_content_length(headers: &HeaderMap) -> Result<Option<u64>, RequestEr
 /// RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code
 /// to any HTTP/1.1 request message that lacks a Host header field and to any
 /// request message that contains more than one Host header field line".
-fn check_host(headers: &HeaderMap) -> Result<(), RequestError> {
+/// HTTP/1.0 has no Host requirement.
+fn check_host(version: HttpVersion, headers: &HeaderMap) -> Result<(), RequestError> {
     match headers.get_all(http::header::HOST).iter().count() {
         1 => Ok(()),
+        0 if version == HttpVersion::Http10 => Ok(()),
         0 => Err(RequestError::bad_request(
             "HTTP/1.1 request without a Host header",
         )),
@@ -263,10 +264,10 @@ pub(crate) fn check_authority(
 /// (§3.2.3), the asterisk form only for OPTIONS (§3.2.4); RFC 9113 §8.3.1
 /// says the same of HTTP/2's `:path`. Either elsewhere is an invalid request
 /// line, answered with 400 (§3.2: "a server SHOULD respond with a 400"):
-/// hyper accepts `GET example HTTP/1.1` as an authority and left the
+/// `GET example HTTP/1.1` parses as an authority, and would leave the
 /// application an empty `PATH_INFO`. CONNECT's own target is not checked
-/// here (hyper and h2 parse it), nor an origin-form target (it starts with
-/// "/" by the http crate's parse).
+/// here, nor an origin-form target (it starts with "/" by the http crate's
+/// parse).
 pub(crate) fn check_target(method: &http::Method, uri: &http::Uri) -> Result<(), RequestError> {
     if method == http::Method::CONNECT {
         return Ok(());
@@ -279,32 +280,6 @@ pub(crate) fn check_target(method: &http::Method, uri: &http::Uri) -> Result<(),
             RequestError::bad_request("request target \"*\", which is only for OPTIONS"),
         ),
         Some(_) => Ok(()),
-    }
-}
-
-/// `--max-header-size` for an HTTP/1.x request head, which hyper parsed in a
-/// read buffer larger than the limit (see `runtime::conn::task::READ_AHEAD`).
-/// The size counted is the head as its shortest wire form: the request line
-/// ("METHOD target HTTP/1.1" and CRLF), each field line as "name: value" and
-/// CRLF, and the final CRLF.
-pub(crate) fn check_head_size(
-    method: &str,
-    target_len: usize,
-    headers: &HeaderMap,
-    max: usize,
-) -> Result<(), RequestError> {
-    let line = method.len() + 1 + target_len + 1 + "HTTP/1.1".len() + 2;
-    let fields: usize = headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
-        .sum();
-    if line + fields + 2 > max {
-        Err(RequestError {
-            status: 431,
-            reason: "Request Header Fields Too Large",
-        })
-    } else {
-        Ok(())
     }
 }
 
@@ -403,6 +378,9 @@ mod tests {
         // HTTP/1.0 has no Transfer-Encoding (RFC 9112 §6.1).
         (Http10, &[("transfer-encoding", "chunked")], Some(400)),
         (Http10, &[("content-length", "3")], None),
+        // Host: one in HTTP/1.1, at most one in HTTP/1.0 (RFC 9112 §3.2).
+        (Http10, &[("host", "a")], None),
+        (Http10, &[("host", "a"), ("host", "b")], Some(400)),
         // HTTP/2 connection-specific fields (RFC 9113 §8.2.2).
         (Http2, &[("connection", "keep-alive")], Some(400)),
         (Http2, &[("keep-alive", "timeout=5")], Some(400)),
@@ -413,7 +391,7 @@ mod tests {
         (Http2, &[("te", "Trailers")], None),
         (Http2, &[("te", "gzip")], Some(400)),
         (Http2, &[("te", "trailers, deflate")], Some(400)),
-        // The same fields are fine in HTTP/1.1 (hop-by-hop, hyper handles them).
+        // The same fields are fine in HTTP/1.1 (hop-by-hop, `proto::h1` handles them).
         (Http11, &[("connection", "keep-alive"), ("te", "gzip")], None),
         (Http11, &[("upgrade", "websocket"), ("connection", "upgrade")], None),
     ];
@@ -493,14 +471,5 @@ mod tests {
                 "{fields:?} {authority:?}"
             );
         }
-    }
-
-    #[test]
-    fn head_size_counts_the_shortest_wire_form() {
-        let h = headers(&[("host", "t"), ("x-big", "aaaaaaaaaa")]);
-        // "GET / HTTP/1.1\r\n" 16 + "host: t\r\n" 9 + "x-big: aaaaaaaaaa\r\n" 19 + "\r\n" 2
-        assert_eq!(check_head_size("GET", 1, &h, 46), Ok(()));
-        let refused = check_head_size("GET", 1, &h, 45).unwrap_err();
-        assert_eq!(refused.status, 431);
     }
 }

@@ -99,8 +99,9 @@ pub(crate) struct Response {
     pub(crate) status: StatusCode,
     pub(crate) headers: HeaderMap,
     pub(crate) body: ResponseBody,
-    /// Trailer fields to send after the body. Not sent yet: the runtime
-    /// drops them (and says so in the debug log).
+    /// Trailer fields to send after the body: HTTP/1.1 sends them after a
+    /// chunked body and drops them after one with a length (`conn::h1`);
+    /// HTTP/2 does not send them yet.
     pub(crate) trailers: Option<HeaderMap>,
 }
 

@@ -2,9 +2,7 @@
 //! offers them.
 //!
 //! What it owns: `ConnContext`, built once per connection by the connection
-//! task and read by every request on it (`request::service`); `SpawnH2c`, the
-//! one thing a request asks of the connection task (switch to HTTP/2 after
-//! `Upgrade: h2c`).
+//! task and read by every request on it (`request::service`).
 //!
 //! What it does not do: serve connections (`task`) or requests
 //! (`request::service`); it is their meeting point, so that neither imports
@@ -14,10 +12,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use hyper::upgrade::OnUpgrade;
-
-use super::h2c::{PendingUpgrade, UpgradeRequest};
+use super::h2c::PendingUpgrade;
 use crate::runtime::config::ServerConfig;
 use crate::runtime::endpoint::{ConnectionSlot, Endpoints};
 use crate::runtime::request::body::MemoryBudget;
@@ -40,8 +35,6 @@ pub(crate) struct ConnContext {
     pub(crate) zero_copy: Option<Arc<SendQueue>>,
     /// An h2c-upgraded connection: the upgrade request, for stream 1.
     pub(crate) upgrade: Option<PendingUpgrade>,
-    /// Starts the HTTP/2 connection an h2c upgrade switches to.
-    pub(crate) h2c: Arc<dyn SpawnH2c>,
     /// Closes the connection (GOAWAY on HTTP/2) when a response stalls.
     pub(crate) guard: GuardHandle,
     /// The endpoints' per-connection state.
@@ -51,16 +44,4 @@ pub(crate) struct ConnContext {
     pub(crate) unread_input: Arc<AtomicBool>,
     /// The server's memory budget for bodies read before the call.
     pub(crate) preread_budget: Arc<MemoryBudget>,
-}
-
-/// Serves the connection an `Upgrade: h2c` request switches to (RFC 7540
-/// §3.2) once its `101` is sent: HTTP/2, with `request` on stream 1.
-pub(crate) trait SpawnH2c: Send + Sync {
-    fn spawn_h2c(
-        self: Arc<Self>,
-        on_upgrade: OnUpgrade,
-        frames: Bytes,
-        request: UpgradeRequest,
-        parent: &ConnContext,
-    );
 }

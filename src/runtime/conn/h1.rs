@@ -1,9 +1,11 @@
-//! The server's own HTTP/1.1 connection loop.
+//! The server's HTTP/1.x connection loop (HTTP/1.0 and HTTP/1.1).
 //!
 //! What it does: reads request heads into one buffer per connection, and
-//! serves each plain request (`proto::h1::parse_request`) through the same
-//! `request::service::begin` as hyper's requests: the same checks, routing, endpoint, pool,
-//! access log and timers. It writes the response head as hyper would
+//! serves each request (`proto::h1::parse_request`) through
+//! `request::service::begin`, as HTTP/2 streams are: the same checks,
+//! routing, endpoint, pool, access log and timers; a head `parse_request`
+//! refuses is answered with its status (400, 414, 417, 431, 501) and the
+//! connection closes. It writes the response head as hyper would
 //! (`proto::h1::encode_response_head`), in one write with a small body,
 //! else followed by the body's own buffers (file bodies are placeholders the
 //! transport sends with `sendfile`), and goes on to the next request in the
@@ -14,13 +16,16 @@
 //! TLS, where the socket holds records, not the body) the connection reads
 //! and decodes itself while the response is written (`h1_body`), except
 //! that on TLS a small body here with its head is handed over whole
-//! (`TLS_BUFFERED_BODY`). At the first request that is not plain
-//! (`proto::h1::NotPlain`: HTTP/1.0, `Upgrade`, a malformed head...), the
-//! connection is handed to hyper with what is buffered (`Outcome::Hyper`),
-//! and hyper serves it to its end.
+//! (`TLS_BUFFERED_BODY`). A chunked response ends with the response's
+//! trailer fields (`ResponseTrailers`); a response with a length drops them.
+//! An `Upgrade: h2c` request on cleartext (RFC 7540 §3.2) has its body read
+//! whole here, is answered `101 Switching Protocols`, and ends the loop with
+//! the socket and what is buffered (`Outcome::H2c`), for the connection task
+//! to serve as HTTP/2; other `Upgrade` tokens are ignored (the request is
+//! served as it is).
 //!
 //! What it does not do: HTTP/2, timeouts and shutdown (the connection
-//! task's `drive!` runs the same timers as for hyper, and calls
+//! task's `drive!` runs the same timers as for HTTP/2, and calls
 //! `graceful_shutdown`), or decide anything HTTP: that is `proto::h1`.
 
 use std::future::Future;
@@ -44,15 +49,21 @@ use super::context::ConnContext;
 use super::h1_body::{
     poll_read_buf, BodyEnd, BodyPump, Decoding, Expectation, ResponseWriter, Shared,
 };
+use super::h2c::{self, UpgradeRequest};
 use crate::proto;
 use crate::proto::body::Framing as BodyFraming;
 use crate::proto::chunked::{ChunkedDecoder, TrailerLimits};
 use crate::proto::h1::{
-    chunk_head, encode_response_head, parse_request, Answering, BodyLength, Framing, Limits,
-    NotPlain, Parsed, LAST_CHUNK,
+    chunk_head, encode_last_chunk, encode_response_head, parse_request, Answering, BodyLength,
+    Framing, Limits, Parsed,
 };
-use crate::runtime::request::body::{self, BodyClock, BodySocket, Lease, DRAIN_LIMIT, DRAIN_TIME};
-use crate::runtime::request::service::{begin, HttpResponse, PlainBody, RequestBody};
+use crate::proto::request::{HttpVersion, RequestError};
+use crate::runtime::request::body::{
+    self, BodyClock, BodyError, BodySocket, Lease, DRAIN_LIMIT, DRAIN_TIME,
+};
+use crate::runtime::request::service::{
+    begin, Http1Body, HttpResponse, RequestBody, ResponseTrailers,
+};
 use crate::runtime::transport::sendfile;
 use crate::runtime::transport::RawSocket;
 
@@ -82,12 +93,24 @@ pub(crate) const TLS_BUFFERED_BODY: u64 = 64 * 1024;
 pub(crate) enum Outcome<I> {
     /// The connection is over (closed by either side, or shut down).
     Closed,
-    /// hyper serves the rest of the connection: the transport, and the bytes
-    /// read from it that hyper must read first.
-    Hyper(I, Bytes),
+    /// `101 Switching Protocols` was sent for `Upgrade: h2c`: the connection
+    /// is HTTP/2 from here on.
+    H2c(Switch<I>),
 }
 
-/// One connection on the server's own path. A future of its `Outcome`;
+/// A connection switching to HTTP/2 after an `Upgrade: h2c` request.
+pub(crate) struct Switch<I> {
+    pub(crate) io: I,
+    /// What was read after the upgrade request (the client's preface may
+    /// have come with it): read before the transport.
+    pub(crate) buffered: Bytes,
+    /// Stream 1's HEADERS, carrying the upgrade request (`h2c::UpgradeStream`).
+    pub(crate) frames: Bytes,
+    /// Its body, read here.
+    pub(crate) request: UpgradeRequest,
+}
+
+/// One HTTP/1.x connection. A future of its `Outcome`;
 /// `graceful_shutdown` finishes the request in progress, then closes.
 pub(crate) struct Connection<I> {
     run: Pin<Box<dyn Future<Output = io::Result<Outcome<I>>> + Send>>,
@@ -144,18 +167,10 @@ where
             if !buf.is_empty() {
                 match parse_request(&mut buf, &limits) {
                     Parsed::Request(request) => break request,
-                    Parsed::Hyper(why) => {
-                        if matches!(why, NotPlain::Malformed | NotPlain::TooLarge) {
-                            // hyper refuses it (400, 414, 431) and closes, while
-                            // the client may still be sending: the close lingers.
-                            ctx.unread_input.store(true, Ordering::Relaxed);
-                        }
-                        log_handover(why);
-                        return Ok(Outcome::Hyper(io, buf.freeze()));
-                    }
                     Parsed::Refuse(e) => {
                         log::info!(target: "propylon.server", "rejected request: {e}");
-                        // Its body, if any, is not read: the close lingers.
+                        // Its body, or the rest of its head, is not read:
+                        // the close lingers.
                         ctx.unread_input.store(true, Ordering::Relaxed);
                         refuse(&mut io, &e, &mut out).await?;
                         return Ok(Outcome::Closed);
@@ -167,15 +182,23 @@ where
                 buf.reserve(READ_BUFFER);
             }
             match read_more(&mut io, &mut buf, &stop).await {
-                Some(Ok(0)) if buf.is_empty() => return Ok(Outcome::Closed),
-                // An incomplete head and the end: hyper says what it says
-                // to any such connection.
-                Some(Ok(0)) => return Ok(Outcome::Hyper(io, buf.freeze())),
+                // The end, between requests or within a head: nothing to
+                // answer.
+                Some(Ok(0)) => return Ok(Outcome::Closed),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e),
                 None => return Ok(Outcome::Closed),
             }
         };
+        if request.upgrade
+            && request.version == Version::HTTP_11
+            && ctx.tls.is_none()
+            && h2c::is_upgrade_request(&request.headers)
+        {
+            // Boxed: a connection's future should not hold room for an
+            // upgrade it may never see.
+            return Box::pin(upgrade_to_h2c(io, buf, request, &ctx, &mut out)).await;
+        }
         // The request's parts are moved into a boxed future here, in a
         // scope of their own: the connection's future keeps no room for
         // them (idle keep-alive connections hold only what they need).
@@ -184,14 +207,17 @@ where
             let proto::h1::Request {
                 method,
                 uri,
+                version,
                 headers,
                 body: framing,
                 expect_continue,
                 keep_alive,
+                upgrade: _,
             } = request;
             let answering = Answering {
                 head: method == Method::HEAD,
                 keep_alive,
+                version: HttpVersion::of(version),
             };
             let (body, reading) = match (framing, raw_socket) {
                 (BodyFraming::Empty | BodyFraming::Length(0), _) => (None, Reading::Nothing),
@@ -203,7 +229,7 @@ where
                         && (buf.len() as u64 >= n || read_all_now(&mut io, &mut buf, n)) =>
                 {
                     let body = buf.split_to(n as usize).freeze();
-                    (Some(PlainBody::Memory(body)), Reading::Nothing)
+                    (Some(Http1Body::Memory(body)), Reading::Nothing)
                 }
                 // Cleartext, over `--preread-body-size`: the application's
                 // thread reads the socket. A smaller body still to come is
@@ -217,7 +243,7 @@ where
                     let left = n - buffered.len() as u64;
                     let socket = socket.get_or_insert_with(|| BodySocket::new(raw_socket));
                     let (body, lease) = socket.lend(buffered.freeze(), left, body_clock(&ctx));
-                    (Some(PlainBody::Socket(body)), Reading::Socket(lease))
+                    (Some(Http1Body::Socket(body)), Reading::Socket(lease))
                 }
                 // The connection reads the rest: chunked bodies, TLS bodies,
                 // bodies behind `Expect: 100-continue`, small bodies.
@@ -239,16 +265,16 @@ where
                         false => Expectation::Settled,
                     };
                     (
-                        Some(PlainBody::Channel(body)),
+                        Some(Http1Body::Channel(body)),
                         Reading::Connection(Box::new(BodyPump::new(decoding, feed)), expectation),
                     )
                 }
             };
-            let body = RequestBody::Plain { framing, body };
+            let body = RequestBody::Http1 { framing, body };
             let mut req = Request::new(body);
             *req.method_mut() = method;
             *req.uri_mut() = uri;
-            *req.version_mut() = Version::HTTP_11;
+            *req.version_mut() = version;
             *req.headers_mut() = headers;
             (Box::pin(begin(req, ctx.clone())), answering, reading)
         };
@@ -350,12 +376,129 @@ async fn refuse<I: AsyncWrite + Unpin>(
     let request = Answering {
         head: false,
         keep_alive: false,
+        version: HttpVersion::Http11,
     };
     let length = BodyLength::Known(body.len() as u64);
     encode_response_head(status, &headers, length, request, &date::now(), out);
     out.extend_from_slice(body.as_bytes());
     write_all(io, &mut [IoSlice::new(out)]).await?;
     io.shutdown().await
+}
+
+/// `Upgrade: h2c` (RFC 7540 §3.2): read the request's body whole (at most
+/// `--max-body-size`, with the waits of any body: `--body-timeout`,
+/// `--min-body-rate`; `100 Continue` first when the client expects it),
+/// answer `101 Switching Protocols`, and hand the connection over to HTTP/2
+/// with the request, to be answered on stream 1. A body that cannot be read
+/// is answered (413, 408, 400) in HTTP/1.1, and the connection closes.
+async fn upgrade_to_h2c<I>(
+    mut io: I,
+    mut buf: BytesMut,
+    request: proto::h1::Request,
+    ctx: &ConnContext,
+    out: &mut Vec<u8>,
+) -> io::Result<Outcome<I>>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    // The connection is busy: not idle, nor reading a head.
+    let in_flight = ctx.activity.begin();
+    let framing = request.body;
+    let read = match framing {
+        BodyFraming::Empty | BodyFraming::Length(0) => Ok(Bytes::new()),
+        BodyFraming::Length(n) if n > ctx.config.body.max_body_size => {
+            Err(BodyError::TooLarge(ctx.config.body.max_body_size))
+        }
+        _ => read_whole_body(&mut io, &mut buf, framing, request.expect_continue, ctx).await,
+    };
+    let body = match read {
+        Ok(body) => body,
+        Err(e) => {
+            log::info!(target: "propylon.server", "h2c upgrade refused: {e}");
+            drop(in_flight);
+            ctx.unread_input.store(true, Ordering::Relaxed);
+            refuse(&mut io, &body_refusal(&e), out).await?;
+            return Ok(Outcome::Closed);
+        }
+    };
+    out.clear();
+    out.extend_from_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\ndate: ",
+    );
+    out.extend_from_slice(&date::now());
+    out.extend_from_slice(b"\r\n\r\n");
+    write_all(&mut io, &mut [IoSlice::new(out)]).await?;
+    io.flush().await?;
+    drop(in_flight);
+    let target = request.uri.path_and_query().map_or("/", |p| p.as_str());
+    let frames = h2c::stream_one_headers(request.method.as_str(), target, &request.headers);
+    Ok(Outcome::H2c(Switch {
+        io,
+        buffered: buf.freeze(),
+        frames,
+        request: UpgradeRequest { body, framing },
+    }))
+}
+
+/// Read a request body whole into memory, as the connection reads any body
+/// (`h1_body::BodyPump`), under `--max-body-size`.
+async fn read_whole_body<I: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut I,
+    buf: &mut BytesMut,
+    framing: BodyFraming,
+    expect_continue: bool,
+    ctx: &ConnContext,
+) -> Result<Bytes, BodyError> {
+    let max = ctx.config.body.max_body_size;
+    let (decoding, declared) = match framing {
+        BodyFraming::Length(n) => (Decoding::Length(n), Some(n)),
+        _ => (
+            Decoding::Chunked(ChunkedDecoder::new(TrailerLimits {
+                max_fields: ctx.config.max_headers,
+                max_bytes: ctx.config.max_header_size,
+            })),
+            None,
+        ),
+    };
+    let (mut body, feed) = body::channel(ctx.rt.clone(), body_clock(ctx), declared);
+    let mut pump = BodyPump::new(decoding, feed);
+    let expectation = match expect_continue {
+        true => Expectation::Waiting,
+        false => Expectation::Settled,
+    };
+    let shared = Shared::new(io, expectation);
+    let collect = async {
+        let mut whole = BytesMut::new();
+        while let Some(data) = body.next_chunk_async().await? {
+            if (whole.len() + data.len()) as u64 > max {
+                return Err(BodyError::TooLarge(max));
+            }
+            whole.extend_from_slice(&data);
+        }
+        Ok(whole.freeze())
+    };
+    let feeding = pump.feed(&shared, buf);
+    tokio::pin!(collect, feeding);
+    let mut fed = false;
+    loop {
+        tokio::select! {
+            biased;
+            collected = &mut collect => return collected,
+            () = &mut feeding, if !fed => fed = true,
+        }
+    }
+}
+
+/// The answer to a body that could not be read before the call (as
+/// `request::service::body_error_response` answers the others).
+fn body_refusal(e: &BodyError) -> RequestError {
+    let (status, reason) = match e {
+        BodyError::TooLarge(_) => (413, "Content Too Large"),
+        // RFC 9110 §15.5.9: the server would not wait any longer.
+        BodyError::TooSlow(_) => (408, "Request Timeout"),
+        BodyError::Invalid(_) | BodyError::Disconnected(_) => (400, "Bad Request"),
+    };
+    RequestError { status, reason }
 }
 
 /// Read what the socket has now into `buf`, without waiting, until it holds
@@ -444,10 +587,6 @@ where
     (written, expectation)
 }
 
-fn log_handover(why: NotPlain) {
-    log::debug!(target: "propylon.server", "HTTP/1.1 request handed to hyper: {why:?}");
-}
-
 /// Read what the socket has into `buf`. `None`: shutdown was asked for and
 /// nothing of a next request has come.
 async fn read_more<I: AsyncRead + Unpin>(
@@ -528,8 +667,8 @@ async fn write_response<I: AsyncWrite + Unpin>(
 ) -> io::Result<bool> {
     // The head is encoded and the rest of the response's parts dropped
     // before the first await: the connection's future holds only the body.
-    let (mut body, encoded) = {
-        let (parts, body) = response.into_parts();
+    let (mut body, encoded, mut trailers) = {
+        let (mut parts, body) = response.into_parts();
         let length = if body.is_end_stream() {
             BodyLength::Empty
         } else {
@@ -547,7 +686,11 @@ async fn write_response<I: AsyncWrite + Unpin>(
             &date::now(),
             out,
         );
-        (body, encoded)
+        let trailers = match encoded.framing {
+            Framing::Chunked => parts.extensions.remove::<ResponseTrailers>(),
+            Framing::Length(_) | Framing::Close => None,
+        };
+        (body, encoded, trailers)
     };
     let mut close = encoded.close;
     let mut head_sent = false;
@@ -600,13 +743,26 @@ async fn write_response<I: AsyncWrite + Unpin>(
                     if head_sent {
                         out.clear();
                     }
-                    out.extend_from_slice(LAST_CHUNK);
+                    let trailers = trailers.take().map(|t| t.0);
+                    encode_last_chunk(trailers.as_ref(), out);
                     write_all(io, &mut [IoSlice::new(out)]).await?;
                     head_sent = true;
                     break;
                 }
             }
         },
+        Framing::Close => {
+            // The close after it ends the body; an aborted body ends it the
+            // same way (the close is the only end this framing has).
+            while let Some(Ok(frame)) = body.frame().await {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if !data.is_empty() {
+                    send(io, out, &mut head_sent, data).await?;
+                }
+            }
+        }
     }
     if !head_sent {
         write_all(io, &mut [IoSlice::new(out)]).await?;
@@ -762,5 +918,157 @@ mod tests {
         client.write_all(b"0123456789").await.unwrap();
         let (l, _fd) = lease(10);
         assert!(discard_rest(&mut server, &mut buf, l, None, &stop).await);
+    }
+
+    /// A whole connection served by `Connection`, its endpoint answering
+    /// every request with "hello" and a trailer field: as a stream (chunked)
+    /// for `/stream`, with a length otherwise.
+    mod served {
+        use super::*;
+        use crate::proto::body::BodyOptions;
+        use crate::runtime::config::{Http2Config, MinRate, PrereadConfig, ServerConfig};
+        use crate::runtime::endpoint::{self, Busy, Call, Endpoint, Endpoints};
+        use crate::runtime::request::body::MemoryBudget;
+        use crate::runtime::request::response::{self, ResponseBody};
+        use crate::runtime::timers::Activity;
+        use crate::runtime::transport::guard::GuardHandle;
+        use http::{HeaderMap, HeaderValue, StatusCode};
+        use tokio::io::AsyncReadExt;
+
+        impl RawSocket for tokio::io::DuplexStream {
+            fn raw_socket(&self) -> Option<std::os::fd::RawFd> {
+                None
+            }
+        }
+
+        struct WithTrailers;
+
+        impl Endpoint for WithTrailers {
+            fn dispatch(&self, call: Box<Call>) -> Result<(), Busy> {
+                let body = if call.request.head.target.path() == "/stream" {
+                    let (sink, stream) = response::channel();
+                    sink.push(Bytes::from_static(b"hello"));
+                    sink.finish();
+                    ResponseBody::Stream(stream)
+                } else {
+                    ResponseBody::full(Bytes::from_static(b"hello"))
+                };
+                let mut trailers = HeaderMap::new();
+                trailers.insert("x-checksum", HeaderValue::from_static("abc"));
+                // Framing fields are never trailers (RFC 9110 §6.5.1).
+                trailers.insert("content-length", HeaderValue::from_static("9"));
+                call.reply.send(endpoint::Response {
+                    status: StatusCode::OK,
+                    headers: HeaderMap::new(),
+                    body,
+                    trailers: Some(trailers),
+                });
+                Ok(())
+            }
+        }
+
+        fn context() -> Arc<ConnContext> {
+            let timeout = Duration::from_secs(5);
+            let config = ServerConfig {
+                binds: Vec::new(),
+                insecure_binds: Vec::new(),
+                tls: None,
+                http2: Http2Config {
+                    max_concurrent_streams: 100,
+                    initial_stream_window_size: 65535,
+                    initial_connection_window_size: 65535,
+                    max_frame_size: 16384,
+                    max_header_list_size: 16384,
+                    keep_alive_interval: None,
+                    keep_alive_timeout: timeout,
+                },
+                threads: 1,
+                queue_size: 1,
+                queue_timeout: timeout,
+                body: BodyOptions {
+                    decompress: false,
+                    max_body_size: 1 << 20,
+                    buffer: false,
+                },
+                buffer_memory_limit: 0,
+                preread: PrereadConfig {
+                    max_size: 0,
+                    memory_limit: 0,
+                },
+                min_body_rate: MinRate {
+                    bytes_per_second: 0,
+                    grace: timeout,
+                },
+                max_header_size: 8192,
+                max_headers: 100,
+                keep_alive_timeout: timeout,
+                header_timeout: timeout,
+                body_timeout: timeout,
+                send_timeout: timeout,
+                graceful_timeout: timeout,
+                access_log: false,
+                root_path: String::new(),
+                tcp_congestion: None,
+            };
+            Arc::new(ConnContext {
+                config: Arc::new(config),
+                endpoints: Arc::new(Endpoints::new(Arc::new(WithTrailers))),
+                rt: tokio::runtime::Handle::current(),
+                local: None,
+                peer: None,
+                tls: None,
+                activity: Arc::new(Activity::new()),
+                zero_copy: None,
+                upgrade: None,
+                guard: GuardHandle::default(),
+                slot: Default::default(),
+                unread_input: Default::default(),
+                preread_budget: MemoryBudget::new(0),
+            })
+        }
+
+        /// What the connection writes for `requests`, to its close.
+        async fn serve(requests: &[u8]) -> String {
+            let (mut client, server) = tokio::io::duplex(64 * 1024);
+            let conn = tokio::spawn(Connection::new(server, requests, context()));
+            let mut written = Vec::new();
+            client.read_to_end(&mut written).await.unwrap();
+            assert!(matches!(conn.await.unwrap(), Ok(Outcome::Closed)));
+            String::from_utf8(written).unwrap()
+        }
+
+        #[tokio::test]
+        async fn a_chunked_response_ends_with_its_trailers_a_length_drops_them() {
+            let written = serve(
+                b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n\
+                  GET /length HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            )
+            .await;
+            let (chunked, length) =
+                written.split_at(written.find("HTTP/1.1 200 OK\r\ncon").unwrap());
+            assert!(
+                chunked.contains("transfer-encoding: chunked\r\n"),
+                "{written}"
+            );
+            assert!(
+                chunked.ends_with("\r\n\r\n5\r\nhello\r\n0\r\nx-checksum: abc\r\n\r\n"),
+                "{written}"
+            );
+            assert!(length.contains("content-length: 5\r\n"), "{written}");
+            assert!(length.ends_with("\r\n\r\nhello"), "{written}");
+            assert!(!length.contains("x-checksum"), "{written}");
+        }
+
+        #[tokio::test]
+        async fn http10_gets_no_chunked_coding_and_no_trailers() {
+            // RFC 9112 §6.3 item 8: the close ends a body of unknown length.
+            let written = serve(b"GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").await;
+            assert!(
+                written.starts_with("HTTP/1.1 200 OK\r\nconnection: close\r\n"),
+                "{written}"
+            );
+            assert!(!written.contains("transfer-encoding"), "{written}");
+            assert!(written.ends_with("\r\n\r\nhello"), "{written}");
+        }
     }
 }

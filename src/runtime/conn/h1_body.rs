@@ -45,7 +45,7 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Room made in the buffer before a read of body bytes. 64 KiB: with 16 KiB
 /// reads (a message per 16 KiB chunk) a 64 KiB chunked POST echo served 4%
-/// fewer requests/s than hyper's path, which reads adaptively.
+/// fewer requests/s than hyper's HTTP/1 server, which reads adaptively.
 const BODY_READ: usize = 64 * 1024;
 
 /// How the body's end is found.

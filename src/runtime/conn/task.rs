@@ -1,11 +1,11 @@
 //! The task of one connection, from the accepted socket to its close.
 //!
 //! What it does: runs the TLS handshake where the listener asks for one, tells
-//! HTTP/1.1 from HTTP/2 prior knowledge by the first bytes (`detect`), and
-//! serves the connection: HTTP/1.1 on the server's own path (`h1`) until a
-//! request is not plain, then hyper's HTTP/1.1; HTTP/2 (prior knowledge, ALPN
-//! `h2`, or an h2c upgrade) with hyper, its streams polled in this task
-//! (`h2streams`). Beside the connection it runs the connection's watchers
+//! HTTP/1.x from HTTP/2 prior knowledge by the first bytes (`detect`), and
+//! serves the connection: HTTP/1.0 and HTTP/1.1 with the server's own engine
+//! (`h1`); HTTP/2 (prior knowledge, ALPN `h2`, or an h2c upgrade, which `h1`
+//! answers with `101` before it hands the connection back) with hyper, its
+//! streams polled in this task (`h2streams`). Beside the connection it runs the connection's watchers
 //! (shutdown, and the timers of `timers`), behind the abuse guard
 //! (`transport::guard`) and, for HTTP/1.1, a lingering close (`linger`).
 //!
@@ -18,27 +18,25 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::Request;
 use hyper::body::Incoming;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
-use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-use super::context::{ConnContext, SpawnH2c};
+use super::context::ConnContext;
 use super::h1;
-use super::h2c::{PendingUpgrade, UpgradeRequest, UpgradeStream};
+use super::h2c::{PendingUpgrade, UpgradeStream};
 use super::h2streams::{ConnectionExecutor, Multiplexed};
 use super::with_watchers::{Either, WithWatchers};
 use crate::runtime::config::ServerConfig;
 use crate::runtime::endpoint::Endpoints;
 use crate::runtime::request::body::MemoryBudget;
-use crate::runtime::request::service::{begin, handle, HttpResponse, RequestBody};
+use crate::runtime::request::service::{begin, RequestBody};
 use crate::runtime::timers::{Activity, Expired, Timeouts};
 use crate::runtime::transport::detect::{detect, Prefixed, Protocol, INVALID_PREFACE_ANSWER};
 use crate::runtime::transport::guard::{Guard, GuardHandle, ENHANCE_YOUR_CALM};
@@ -56,12 +54,12 @@ const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
 /// connection with GOAWAY(ENHANCE_YOUR_CALM): hyper's default.
 const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
 
-/// Run a connection (hyper's, or the server's own HTTP/1.1 `h1::Connection`)
+/// Run a connection (hyper's HTTP/2, or the server's HTTP/1.x `h1::Connection`)
 /// to its end and evaluate to its output (`None` when it was cut short):
 /// until it closes, the server shuts down
 /// (graceful: in-flight requests finish), it has been idle for the
-/// keep-alive timeout, or (HTTP/1.1, `head` true) a request head took longer
-/// than the header timeout. A macro because hyper's connection types share
+/// keep-alive timeout, or (HTTP/1.x, `head` true) a request head took longer
+/// than the header timeout. A macro because the two connection types share
 /// `graceful_shutdown` by name only.
 macro_rules! drive {
     ($conn:expr, $shutdown:expr, $ctx:expr, head: $head:expr) => {{
@@ -104,15 +102,15 @@ macro_rules! drive {
                     tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await.ok()
                 }
                 Expired::SlowHead => {
-                    // Slowloris. hyper is in the middle of the head: there is
-                    // nothing to finish, and no response to send (hyper's own
-                    // header timeout closed the same way).
+                    // Slowloris. The connection is in the middle of a head:
+                    // there is nothing to finish, and no response to send.
                     log::info!(target: "propylon.server", "request head not complete within the header timeout: closing the connection");
                     None
                 }
                 Expired::Stalled => {
                     // The client takes no data: GOAWAY (HTTP/2) and close. If
-                    // hyper does not come back to the transport soon, drop it.
+                    // the connection does not come back to the transport soon,
+                    // drop it.
                     ctx.guard.trip(ENHANCE_YOUR_CALM, "a response stalled: the client takes no data");
                     tokio::time::timeout(STALL_GRACE, conn.as_mut()).await.ok()
                 }
@@ -120,7 +118,7 @@ macro_rules! drive {
         };
         if let Some(Err(e)) = &result {
             // Malformed requests, resets and timeouts: the client's doing, not
-            // an error of the server's. hyper already answered 400/431 where it could.
+            // an error of the server's (answered 400/431 where they could be).
             log::debug!(target: "propylon.server", "connection ended: {e}");
         }
         result
@@ -147,13 +145,12 @@ fn timeouts(config: &ServerConfig, head: bool) -> Timeouts {
 /// are done) has to complete its closing exchange before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// After tripping the guard of a stalled connection, how long hyper gets to
-/// notice before the connection is dropped outright.
+/// After tripping the guard of a stalled connection, how long the connection
+/// gets to notice before it is dropped outright.
 const STALL_GRACE: Duration = Duration::from_secs(1);
 
 /// What every connection of a running server shares.
 pub(crate) struct Serving {
-    http1: http1::Builder,
     /// HTTP/2 connections: prior knowledge, TLS with ALPN `h2`, and h2c upgrades.
     http2: http2::Builder<ConnectionExecutor>,
     config: Arc<ServerConfig>,
@@ -177,7 +174,6 @@ impl Serving {
         alive: mpsc::Sender<()>,
     ) -> Serving {
         Serving {
-            http1: http1_builder(&config),
             http2: http2_builder(&config),
             preread_budget: MemoryBudget::new(config.preread.memory_limit),
             config,
@@ -194,49 +190,6 @@ impl Serving {
         self.shutdown.clone()
     }
 }
-
-fn http1_builder(config: &ServerConfig) -> http1::Builder {
-    let mut builder = http1::Builder::new();
-    // No timer: hyper's HTTP/1.1 side would use one only for its header
-    // timeout, which is off (below).
-    builder
-        // hyper's own floor for its read buffer is 8 KiB. hyper also takes
-        // this size for its limit on the head (431), so `request::service`
-        // applies --max-header-size itself.
-        .max_buf_size((config.max_header_size + READ_AHEAD).max(8192))
-        // The header timeout is the server's (`timers`): hyper's starts when
-        // it waits for the next head, so on a keep-alive connection it closed
-        // idle connections at the header timeout instead of the keep-alive
-        // timeout, and it armed and dropped a boxed timer per request.
-        .header_read_timeout(None)
-        // Body buffers reach the transport as they are: `sendfile` needs that.
-        .writev(true)
-        // A client that shuts its sending side after a request (HTTP/1.0
-        // clients, `nc -N`, a request piped in) still gets the response, as
-        // on the server's own path and from gunicorn or waitress. hyper's
-        // default drops the request at that EOF, answerless; the price is
-        // that a client gone while the application runs is noticed at the
-        // first write, as on the own path.
-        .half_close(true)
-        // Not `pipeline_flush(true)`: with it hyper 1.x does not flush its
-        // automatic 400/431 for a malformed request before closing.
-        .keep_alive(true);
-    // hyper parses into an inline array of its default size (100) unless a
-    // limit is set; a set limit, even 100, fills a fresh array per request.
-    if config.max_headers != HYPER_DEFAULT_MAX_HEADERS {
-        builder.max_headers(config.max_headers);
-    }
-    builder
-}
-
-/// Room in hyper's read buffer past the largest head: a request whose head
-/// and body fit in it (a 64 KiB upload with its head) is read from the socket
-/// at once, and the application's body read finds the whole body
-/// there instead of waiting for the I/O thread to read the rest.
-const READ_AHEAD: usize = 64 * 1024;
-
-/// hyper's own limit on the header fields of an HTTP/1.1 request (more: 431).
-const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
 macro_rules! http2_settings {
     ($builder:expr, $config:expr) => {{
@@ -272,7 +225,7 @@ pub(crate) enum Raw {
 
 impl Serving {
     fn context(
-        self: &Arc<Self>,
+        &self,
         local: Option<SocketAddr>,
         peer: Option<SocketAddr>,
         tls: Option<Arc<TlsInfo>>,
@@ -289,45 +242,11 @@ impl Serving {
             activity: Arc::new(Activity::new()),
             zero_copy,
             upgrade,
-            h2c: self.clone(),
             guard: GuardHandle::default(),
             slot: Default::default(),
             unread_input: Default::default(),
             preread_budget: self.preread_budget.clone(),
         })
-    }
-}
-
-impl SpawnH2c for Serving {
-    /// Serve an h2c-upgraded connection: HTTP/2 from the first byte after the
-    /// 101, with the upgrade request inserted as stream 1.
-    fn spawn_h2c(
-        self: Arc<Self>,
-        on_upgrade: OnUpgrade,
-        frames: Bytes,
-        request: UpgradeRequest,
-        parent: &ConnContext,
-    ) {
-        let ctx = self.context(
-            parent.local,
-            parent.peer,
-            None,
-            None,
-            Some(PendingUpgrade::new(request)),
-        );
-        let serving = self;
-        tokio::spawn(async move {
-            let alive = serving.alive.clone();
-            match on_upgrade.await {
-                Ok(upgraded) => {
-                    let io = UpgradeStream::new(TokioIo::new(upgraded), frames);
-                    let io = Guard::new(io, ctx.guard.clone(), ctx.activity.clone());
-                    http2(io, &serving, ctx).await;
-                }
-                Err(e) => log::debug!(target: "propylon.server", "h2c upgrade failed: {e}"),
-            }
-            drop(alive);
-        });
     }
 }
 
@@ -387,16 +306,8 @@ async fn tls_connection(
     serve(stream, serving, ctx).await;
 }
 
-type BoxedHandle =
-    Pin<Box<dyn Future<Output = Result<HttpResponse, std::convert::Infallible>> + Send>>;
-
-/// Serve one connection (HTTP/1.1 or HTTP/2, detected from its first bytes),
-/// behind the HTTP/2 abuse guard.
-///
-/// HTTP/1.1 starts on the server's own path (`h1`) on every kind of
-/// connection, until a request is not plain; on TLS a request with a body is
-/// not plain (its records are not read from the socket as they are:
-/// `RawSocket`).
+/// Serve one connection (HTTP/1.x or HTTP/2, detected from its first bytes),
+/// behind the abuse guard.
 async fn serve<I>(io: I, serving: &Serving, ctx: Arc<ConnContext>)
 where
     I: AsyncRead + AsyncWrite + RawSocket + Unpin + Send + 'static,
@@ -427,7 +338,7 @@ where
     let alpn_h2 = ctx.tls.as_ref().is_some_and(|tls| tls.alpn_h2);
     match protocol {
         Protocol::Http1 if alpn_h2 => refuse_invalid_preface(io, &ctx).await,
-        Protocol::Http1 => own_http1(io, serving, ctx).await,
+        Protocol::Http1 => http1(io, serving, ctx).await,
         // Boxed: an HTTP/1.1 connection's future should not be the size of
         // an HTTP/2 one (held for as long as the connection is open).
         Protocol::Http2 => Box::pin(http2(io, serving, ctx)).await,
@@ -471,38 +382,50 @@ where
     drive!(conn, serving.shutdown.clone(), &ctx, head: false);
 }
 
-/// The server's own HTTP/1.1 path, then hyper if a request is not plain.
-async fn own_http1<I>(io: Prefixed<Guard<I>>, serving: &Serving, ctx: Arc<ConnContext>)
+/// HTTP/1.x (`h1`) to the connection's end, or to an h2c upgrade, after
+/// which the connection is HTTP/2: the upgrade request arrives on stream 1
+/// (`UpgradeStream`), its body beside it (`PendingUpgrade`).
+async fn http1<I>(io: Prefixed<Guard<I>>, serving: &Serving, ctx: Arc<ConnContext>)
 where
     I: AsyncRead + AsyncWrite + RawSocket + Unpin + Send + 'static,
 {
     let (io, prefix) = io.into_parts();
-    // Whichever path closes the connection, hyper's or the own, a client
-    // still sending gets its response before the close (`linger`).
+    // A client still sending when the connection closes gets its response
+    // before the close (`linger`); on an upgraded connection too.
     let io = Linger::new(io, ctx.unread_input.clone());
     let conn = h1::Connection::new(io, &prefix, ctx.clone());
-    if let Some(Ok(h1::Outcome::Hyper(io, buffered))) =
+    if let Some(Ok(h1::Outcome::H2c(switch))) =
         drive!(conn, serving.shutdown.clone(), &ctx, head: true)
     {
-        // Boxed: an idle connection's future should not hold room for a
-        // hyper connection it may never need.
-        Box::pin(hyper_http1(Rewind::new(io, buffered), serving, ctx)).await;
+        let h1::Switch {
+            io,
+            buffered,
+            frames,
+            request,
+        } = switch;
+        // The same connection (its slot and linger flag go on), with timers
+        // and an abuse guard of its own: the guard must see HTTP/2 from its
+        // first byte, the preface (the one below the HTTP/1.x loop saw a
+        // request head, and passes everything through).
+        let upgraded = Arc::new(ConnContext {
+            config: ctx.config.clone(),
+            endpoints: ctx.endpoints.clone(),
+            rt: ctx.rt.clone(),
+            local: ctx.local,
+            peer: ctx.peer,
+            tls: ctx.tls.clone(),
+            activity: Arc::new(Activity::new()),
+            zero_copy: None,
+            upgrade: Some(PendingUpgrade::new(request)),
+            guard: GuardHandle::default(),
+            slot: ctx.slot.clone(),
+            unread_input: ctx.unread_input.clone(),
+            preread_budget: ctx.preread_budget.clone(),
+        });
+        let io = UpgradeStream::new(Rewind::new(io, buffered), frames);
+        let io = Guard::new(io, upgraded.guard.clone(), upgraded.activity.clone());
+        // Boxed: an HTTP/1.x connection's future should not be the size of
+        // an HTTP/2 one.
+        Box::pin(http2(io, serving, upgraded)).await;
     }
-}
-
-/// hyper's HTTP/1.1, to the connection's end.
-async fn hyper_http1<I>(io: I, serving: &Serving, ctx: Arc<ConnContext>)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let io = TokioIo::new(io);
-    let service_ctx = ctx.clone();
-    // hyper keeps the allocation of an HTTP/1.1 connection's request
-    // future for the connection's life; boxed, what stays while the
-    // connection is idle is a pointer, not the whole future.
-    let service = service_fn(move |req: Request<Incoming>| -> BoxedHandle {
-        Box::pin(handle(req.map(RequestBody::Hyper), service_ctx.clone()))
-    });
-    let conn = serving.http1.serve_connection(io, service).with_upgrades();
-    drive!(conn, serving.shutdown.clone(), &ctx, head: true);
 }

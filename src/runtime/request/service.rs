@@ -1,4 +1,4 @@
-//! One request, from hyper's `Request` to hyper's `Response`.
+//! One request, from an `http::Request` to an `http::Response`.
 //!
 //! What it does: applies the framing rules (`proto::request`), plans the body
 //! (`proto::body`: 413 before the application is called, decoding, the
@@ -8,7 +8,7 @@
 //! (`endpoint::Request`; 503 when its pool is full), and turns its reply into
 //! a response.
 //!
-//! What it does not do: parse HTTP (hyper and `conn::h1` do), know what an
+//! What it does not do: parse HTTP (`conn::h1` and hyper's HTTP/2 do), know what an
 //! endpoint does with a request (WSGI's environ is the WSGI endpoint's), or
 //! decide on connection lifetimes (the connection task, `conn::task`, does).
 
@@ -19,44 +19,45 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
 use http_body::Body as _;
-use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
 use super::body::{
-    preread, BodyClock, BodyError, BodyReader, ChannelBody, Drain, HyperBody, Reservation,
-    SocketBody, Source, UnreadWatch, DRAIN_TIME,
+    preread, BodyClock, BodyError, BodyReader, ChannelBody, HyperBody, Reservation, SocketBody,
+    Source, UnreadWatch,
 };
 use super::response::ResponseBody;
 use crate::proto::body::{plan, Coding, Framing};
-use crate::proto::request::{
-    check_authority, check_framing, check_head_size, check_target, HttpVersion,
-};
+use crate::proto::request::{check_authority, check_framing, check_target, HttpVersion};
 use crate::proto::route::{route, RouteHead};
 use crate::runtime::access_log::{AccessRecord, OnEnd, Tracked};
 use crate::runtime::conn::context::ConnContext;
-use crate::runtime::conn::h2c::{self, UpgradeRequest};
 use crate::runtime::endpoint::{self, Call, ConnectionInfo, Reply, RequestHead};
 use crate::runtime::pool::Queued;
 use crate::runtime::timers::InFlight;
 
 pub(crate) type HttpResponse = Response<Tracked<ResponseBody>>;
 
-/// Where a request's body comes from: hyper (HTTP/2, and HTTP/1.1
-/// connections hyper serves), or the server's own HTTP/1.1 path (`h1`).
+/// The trailer fields of a response (`endpoint::Response::trailers`), in
+/// its extensions: HTTP/1.1 sends them after a chunked body (`conn::h1`).
+#[derive(Clone, Debug)]
+pub(crate) struct ResponseTrailers(pub(crate) http::HeaderMap);
+
+/// Where a request's body comes from: hyper (HTTP/2), or the server's
+/// HTTP/1.x engine (`conn::h1`).
 pub(crate) enum RequestBody {
     Hyper(Incoming),
-    /// A plain request of the server's own HTTP/1.1 path, whose head
-    /// `proto::h1::parse_request` has checked (size, framing, one `Host`):
-    /// its framing, and its body when it has one.
-    Plain {
+    /// An HTTP/1.x request, whose head `proto::h1::parse_request` has
+    /// checked (size, framing, target, Host): its framing, and its body when
+    /// it has one.
+    Http1 {
         framing: Framing,
-        body: Option<PlainBody>,
+        body: Option<Http1Body>,
     },
 }
 
-/// The body of a plain request.
-pub(crate) enum PlainBody {
+/// The body of an HTTP/1.x request.
+pub(crate) enum Http1Body {
     /// Read from the socket by the application's thread.
     Socket(SocketBody),
     /// All of it, read with the head (TLS, where the application's thread
@@ -67,23 +68,11 @@ pub(crate) enum PlainBody {
     Channel(ChannelBody),
 }
 
-/// Serve one request, lazily: its work (the checks, the routing, the
-/// dispatch to the pool) runs at the first poll. hyper's HTTP/1.1
-/// connections take this form: done eagerly, inside hyper's `service.call`,
-/// it costs about 4 KiB more per idle HTTP/1.1 connection.
-pub(crate) async fn handle(
-    req: Request<RequestBody>,
-    ctx: Arc<ConnContext>,
-) -> Result<HttpResponse, std::convert::Infallible> {
-    begin(req, ctx).await
-}
-
 /// Serve one request, eagerly: the checks, the routing and the dispatch to
 /// the pool happen now, and the future only waits for the response. It is
-/// small (112 bytes against 704 for `handle`'s, which holds the
-/// request until its first poll): an HTTP/2 stream is a task of its own,
-/// moved and copied with its future, and the server's own HTTP/1.1 path
-/// boxes it per request.
+/// small (112 bytes; a future holding the request until its first poll
+/// took 704): an HTTP/2 stream is a task of its own, moved and copied with
+/// its future, and the HTTP/1.x engine boxes it per request.
 pub(crate) fn begin(
     req: Request<RequestBody>,
     ctx: Arc<ConnContext>,
@@ -111,7 +100,6 @@ async fn finish(
         Next::Buffer(pending) => {
             Box::pin(buffer_then_call(*pending, ctx.config.buffer_memory_limit)).await
         }
-        Next::Upgrade(req) => Box::pin(upgrade_to_h2c(*req, &ctx)).await,
         Next::ReadAhead(ahead) => Box::pin(read_ahead_then_call(*ahead, &ctx)).await,
     };
     let (parts, body) = response.into_parts();
@@ -138,8 +126,6 @@ enum Next {
     Buffer(Box<Pending>),
     /// A small body: read it first, asynchronously (`body::preread`).
     ReadAhead(Box<Ahead>),
-    /// `Upgrade: h2c`.
-    Upgrade(Box<Request<RequestBody>>),
 }
 
 /// A call on the pool's queue, as its request waits for it.
@@ -189,12 +175,12 @@ fn head_response(
 ) -> Response<ResponseBody> {
     match received {
         Ok(head) => {
-            if head.trailers.is_some() {
-                log::debug!(target: "propylon.server", "response trailers are not sent: dropped");
-            }
             let mut response = Response::new(head.body);
             *response.status_mut() = head.status;
             *response.headers_mut() = head.headers;
+            if let Some(trailers) = head.trailers {
+                response.extensions_mut().insert(ResponseTrailers(trailers));
+            }
             response
         }
         // The endpoint dropped the reply without answering: it has logged why.
@@ -208,7 +194,7 @@ async fn buffer_then_call(pending: Pending, limit: usize) -> Response<ResponseBo
         Ok(Ok((len, buffered))) => match prepare(buffered, Some(len)) {
             Next::Respond(response) => *response,
             Next::Await(awaiting) => await_head(awaiting).await,
-            Next::Buffer(_) | Next::Upgrade(_) | Next::ReadAhead(_) => {
+            Next::Buffer(_) | Next::ReadAhead(_) => {
                 error_response(500, "Internal Server Error", true)
             }
         },
@@ -239,7 +225,7 @@ async fn read_ahead_then_call(ahead: Ahead, ctx: &ConnContext) -> Response<Respo
             match prepare(body, content_length) {
                 Next::Respond(response) => *response,
                 Next::Await(awaiting) => await_head(awaiting).await,
-                Next::Buffer(_) | Next::Upgrade(_) | Next::ReadAhead(_) => {
+                Next::Buffer(_) | Next::ReadAhead(_) => {
                     error_response(500, "Internal Server Error", true)
                 }
             }
@@ -253,7 +239,7 @@ async fn read_ahead_then_call(ahead: Ahead, ctx: &ConnContext) -> Response<Respo
 }
 
 /// The part of the memory budget a body is read ahead under, when it is
-/// read ahead: one hyper or the connection reads (the own path's socket
+/// read ahead: one HTTP/2 or the HTTP/1.x connection reads (HTTP/1.x socket
 /// bodies over the limit stay with the application's thread: no copy),
 /// not behind `Expect: 100-continue` (the application decides whether it
 /// wants the body, RFC 9110 §10.1.1), declared at most `--preread-body-size`
@@ -285,42 +271,18 @@ fn read_ahead(
 /// plan, the route, and the dispatch to the endpoint.
 fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
     let version = HttpVersion::of(req.version());
-    let uri = req.uri();
-    // A plain request's head was checked as it was parsed: the size, and
-    // framing that leaves nothing to refuse (`proto::h1`).
-    let plain = matches!(req.body(), RequestBody::Plain { .. });
-    let authority_ok = match version {
-        _ if plain => Ok(()),
-        HttpVersion::Http2 => check_authority(req.headers(), uri.authority().map(|a| a.as_str())),
-        _ => {
-            // The request-target as sent: origin form, or absolute form.
-            let target_len = uri.path_and_query().map_or(1, |p| p.as_str().len())
-                + uri.authority().map_or(0, |a| {
-                    a.as_str().len() + uri.scheme_str().map_or(0, |s| s.len() + 3)
-                });
-            check_head_size(
-                req.method().as_str(),
-                target_len,
-                req.headers(),
-                ctx.config.max_header_size,
-            )
+    // An HTTP/1.x head was checked as it was parsed (`proto::h1`); an
+    // HTTP/2 one is checked here.
+    if let RequestBody::Hyper(_) = req.body() {
+        let uri = req.uri();
+        let checked = check_authority(req.headers(), uri.authority().map(|a| a.as_str()))
+            .and(check_target(req.method(), uri))
+            .and(check_framing(version, req.headers()));
+        if let Err(e) = checked {
+            log::info!(target: "propylon.server", "rejected request: {e}");
+            ctx.unread_input.store(true, Ordering::Relaxed);
+            return Next::Respond(Box::new(error_response(e.status, e.reason, true)));
         }
-    };
-    let framing_ok = match plain {
-        true => Ok(()),
-        false => check_target(req.method(), uri).and(check_framing(version, req.headers())),
-    };
-    if let Err(e) = authority_ok.and(framing_ok) {
-        log::info!(target: "propylon.server", "rejected request: {e}");
-        ctx.unread_input.store(true, Ordering::Relaxed);
-        return Next::Respond(Box::new(error_response(e.status, e.reason, true)));
-    }
-    if version == HttpVersion::Http11
-        && !plain
-        && ctx.tls.is_none()
-        && h2c::is_upgrade_request(req.headers())
-    {
-        return Next::Upgrade(Box::new(req));
     }
     let (parts, incoming) = req.into_parts();
     // The request an h2c upgrade carried arrives as stream 1, its body read.
@@ -330,7 +292,7 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
         (Some(u), _) => u.framing,
         (None, RequestBody::Hyper(incoming)) => framing_of(&parts.headers, incoming),
         // "Content-Length: 0" stays Length(0): the endpoint is told "0".
-        (None, RequestBody::Plain { framing, .. }) => *framing,
+        (None, RequestBody::Http1 { framing, .. }) => *framing,
     };
     let config = &ctx.config;
     let body_plan = match plan(&parts.headers, framing, &config.body) {
@@ -345,37 +307,37 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
         _ if upgraded.is_some() => Source::Memory(upgraded.map(|u| u.body).unwrap_or_default()),
         (
             _,
-            RequestBody::Plain {
-                body: Some(PlainBody::Socket(body)),
+            RequestBody::Http1 {
+                body: Some(Http1Body::Socket(body)),
                 ..
             },
         ) => Source::Socket(body),
         (
             _,
-            RequestBody::Plain {
-                body: Some(PlainBody::Memory(body)),
+            RequestBody::Http1 {
+                body: Some(Http1Body::Memory(body)),
                 ..
             },
         ) => Source::Memory(body),
         (
             _,
-            RequestBody::Plain {
-                body: Some(PlainBody::Channel(body)),
+            RequestBody::Http1 {
+                body: Some(Http1Body::Channel(body)),
                 ..
             },
         ) => Source::Channel(body),
-        (Framing::Empty | Framing::Length(0), _) | (_, RequestBody::Plain { body: None, .. }) => {
+        (Framing::Empty | Framing::Length(0), _) | (_, RequestBody::Http1 { body: None, .. }) => {
             Source::Empty
         }
         (Framing::Length(n), RequestBody::Hyper(body)) => Source::Incoming {
-            body: HyperBody::new(body, unread_watch(ctx, version, &parts.headers)),
+            body: HyperBody::new(body, unread_watch(ctx)),
             rt: ctx.rt.clone(),
             clock: BodyClock::new(config.body_timeout, config.min_body_rate),
             declared: Some(n),
             received: 0,
         },
         (Framing::Streamed, RequestBody::Hyper(body)) => Source::Incoming {
-            body: HyperBody::new(body, unread_watch(ctx, version, &parts.headers)),
+            body: HyperBody::new(body, unread_watch(ctx)),
             rt: ctx.rt.clone(),
             clock: BodyClock::new(config.body_timeout, config.min_body_rate),
             declared: None,
@@ -458,20 +420,10 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
     }
 }
 
-/// The watch of a hyper body: on HTTP/1.1 an unread rest is drained to keep
-/// the connection (`UnreadWatch`); on HTTP/2 a body dropped unread
-/// resets its stream, which ends the upload. Not with `Expect`: the first
-/// read of such a body sends `100 Continue`, which must not come after the
-/// final response, nor ask for a body the application did not want (hyper
-/// then closes the connection).
-fn unread_watch(ctx: &ConnContext, version: HttpVersion, headers: &http::HeaderMap) -> UnreadWatch {
-    let drain = (version == HttpVersion::Http11 && !headers.contains_key(http::header::EXPECT))
-        .then(|| Drain {
-            rt: ctx.rt.clone(),
-            activity: ctx.activity.clone(),
-            time: DRAIN_TIME.min(ctx.config.header_timeout),
-        });
-    UnreadWatch::new(ctx.unread_input.clone(), drain)
+/// The watch of a hyper body (HTTP/2): a body dropped unread resets its
+/// stream, which ends the upload; nothing is drained.
+fn unread_watch(ctx: &ConnContext) -> UnreadWatch {
+    UnreadWatch::new(ctx.unread_input.clone(), None)
 }
 
 /// The response for a body error that ends a request before the application ran
@@ -514,56 +466,4 @@ fn framing_of(headers: &http::HeaderMap, incoming: &Incoming) -> Framing {
         Some(n) => Framing::Length(n),
         None => Framing::Streamed,
     }
-}
-
-/// `Upgrade: h2c` (RFC 7540 §3.2): read the request body in HTTP/1.1, answer
-/// 101, and serve the connection as HTTP/2 with this request on stream 1.
-async fn upgrade_to_h2c(
-    mut req: Request<RequestBody>,
-    ctx: &ConnContext,
-) -> Response<ResponseBody> {
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    let (parts, body) = req.into_parts();
-    // Upgrade requests are hyper's: the server's own path hands them over.
-    let RequestBody::Hyper(mut incoming) = body else {
-        return error_response(400, "Bad Request", true);
-    };
-    let framing = framing_of(&parts.headers, &incoming);
-    let max = ctx.config.body.max_body_size;
-    if let Framing::Length(n) = framing {
-        if n > max {
-            return error_response(413, "Content Too Large", true);
-        }
-    }
-    let mut body = bytes::BytesMut::new();
-    loop {
-        match tokio::time::timeout(ctx.config.body_timeout, incoming.frame()).await {
-            Ok(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    if (body.len() + data.len()) as u64 > max {
-                        return error_response(413, "Content Too Large", true);
-                    }
-                    body.extend_from_slice(data);
-                }
-            }
-            Ok(None) => break,
-            Ok(Some(Err(_))) | Err(_) => return error_response(400, "Bad Request", true),
-        }
-    }
-    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let frames = h2c::stream_one_headers(parts.method.as_str(), target, &parts.headers);
-    let request = UpgradeRequest {
-        body: body.freeze(),
-        framing,
-    };
-    ctx.h2c.clone().spawn_h2c(on_upgrade, frames, request, ctx);
-    let mut response = Response::new(ResponseBody::Empty);
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    response
-        .headers_mut()
-        .insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-    response
-        .headers_mut()
-        .insert(http::header::UPGRADE, HeaderValue::from_static("h2c"));
-    response
 }

@@ -3,8 +3,8 @@
 //! What it does: `detect` reads until the bytes either stop matching the
 //! HTTP/2 client preface (RFC 9113 §3.4) or match all 24 of them, and hands
 //! back the connection as a `Prefixed` transport that gives those bytes out
-//! again before anything else. The caller then serves it with hyper's HTTP/1.1
-//! or HTTP/2 connection directly.
+//! again before anything else. The caller then serves it with the HTTP/1.x
+//! loop (`conn::h1`) or hyper's HTTP/2 connection directly.
 //!
 //! Why not hyper-util's `auto` builder, which does the same: it gives the
 //! bytes it read back on a read of their own, so hyper's first read of a

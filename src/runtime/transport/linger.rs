@@ -17,12 +17,10 @@
 //! `IDLE`, or `TOTAL` has passed. "May still be sending" is the
 //! connection's `unread_input` flag (`conn::context::ConnContext`), set when:
 //!
-//! - the own path's loop closes with the rest of a request body to come;
-//! - a hyper body's reader (`request::body::UnreadWatch`) is dropped before the
-//!   body's end (left unread, or refused while being read: `413`), and the
-//!   rest could not be drained to keep the connection;
-//! - a request is refused before its body is read (`413`, `400`), or the
-//!   own path hands a malformed or too large head to hyper, which refuses it.
+//! - the HTTP/1.x loop (`conn::h1`) closes with the rest of a request body
+//!   to come (left unread, or refused while being read: `413`);
+//! - a request is refused before its body is read (`413`, `400`), or its
+//!   head is refused (`400`, `414`, `417`, `431`, `501`).
 //!
 //! Any other close is at once: a `Connection: close` answer to a `GET`,
 //! HTTP/1.0, errors, resets, idle keep-alive connections. Lingering on every

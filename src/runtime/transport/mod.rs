@@ -3,8 +3,8 @@
 //!
 //! What it owns: telling HTTP/1.1 from HTTP/2 by the first bytes (`detect`),
 //! TLS configuration (`tls`), the abuse and stall guard (`guard`), lingering
-//! close (`linger`), `sendfile(2)` under hyper (`sendfile`), handing buffered
-//! bytes back (`rewind`), and `RawSocket`, the question whether a request
+//! close (`linger`), `sendfile(2)` (`sendfile`), handing buffered bytes back
+//! after an h2c upgrade (`rewind`), and `RawSocket`, the question whether a request
 //! body can be read from the socket itself.
 //!
 //! What it does not do: parse or answer HTTP (`conn`, `request`).
@@ -20,11 +20,10 @@ pub(crate) mod rewind;
 pub(crate) mod sendfile;
 pub(crate) mod tls;
 
-/// A transport the server's own path can serve, and whether it has a socket
-/// a request body can be read from directly. Without one (TLS: the bytes on
-/// the socket are records only the connection can decrypt) the own path
-/// serves requests without a body, and hands the connection to hyper at the
-/// first request with one.
+/// A transport the HTTP/1.x loop (`conn::h1`) can serve, and whether it has
+/// a socket a request body can be read from directly. Without one (TLS: the
+/// bytes on the socket are records only the connection can decrypt) the
+/// connection reads every body itself.
 pub(crate) trait RawSocket {
     fn raw_socket(&self) -> Option<RawFd>;
 }

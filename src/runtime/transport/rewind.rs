@@ -9,8 +9,9 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// A transport handed to hyper by the own HTTP/1.1 path (`conn::h1`): the
-/// bytes the loop read from it and did not serve, then the transport itself.
+/// The transport of a connection upgraded to HTTP/2 by `Upgrade: h2c`
+/// (`conn::task`): the bytes the HTTP/1.x loop (`conn::h1`) read past the
+/// upgrade request, then the transport itself.
 pub(crate) struct Rewind<I> {
     inner: I,
     buffered: Bytes,

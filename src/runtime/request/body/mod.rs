@@ -22,7 +22,7 @@ pub(crate) use budget::{MemoryBudget, Reservation};
 pub(crate) use channel::{channel, BodyFeed, ChannelBody, Message};
 pub(crate) use deadline::BodyClock;
 pub(crate) use preread::preread;
-pub(crate) use reader::{BodyReader, Drain, HyperBody, Source, UnreadWatch};
+pub(crate) use reader::{BodyReader, HyperBody, Source, UnreadWatch};
 pub(crate) use socket::{BodySocket, Lease, SocketBody};
 
 /// The most of a request body the application left unread, and that is
