@@ -653,7 +653,7 @@ class Config:
     )  # fmt: skip
 
     max_header_size: int = _option(
-        64 * KIB, Size(1), "largest request head; larger gets 431 and the connection is closed", group=LIMITS
+        64 * KIB, Size(1), "largest request head; larger gets 431 (414 when the request line alone is larger) and the connection is closed", group=LIMITS
     )
     max_headers: int = _option(
         100, Count(minimum=1), "most header fields in one request; more gets 431", group=LIMITS
