@@ -132,7 +132,7 @@ def test_many_concurrent_streams_on_one_connection(server):
 
 @pytest.mark.skipif(shutil.which("nghttp") is None, reason="nghttp (nghttp2-client) is not installed")
 def test_sigterm_lets_the_streams_in_flight_on_a_connection_finish(start_server, tmp_path):
-    # A connection's streams run in its own task (src/runtime/h2streams.rs):
+    # A connection's streams run in its own task (src/runtime/conn/h2.rs):
     # a graceful shutdown (GOAWAY, PING, GOAWAY) must still let every stream
     # in flight answer. nghttp sends all its URIs at once on one connection;
     # httpx cannot be the client here: python-h2 refuses the PING that

@@ -1,4 +1,4 @@
-//! One request, from hyper's `Request` to hyper's `Response`.
+//! One request, from an `http::Request` to an `http::Response`.
 //!
 //! What it does: applies the framing rules (`proto::request`), plans the body
 //! (`proto::body`: 413 before the application is called, decoding, the
@@ -8,7 +8,7 @@
 //! (`endpoint::Request`; 503 when its pool is full), and turns its reply into
 //! a response.
 //!
-//! What it does not do: parse HTTP (hyper and `conn::h1` do), know what an
+//! What it does not do: parse HTTP (`conn::h1`, hyper and h2 do), know what an
 //! endpoint does with a request (WSGI's environ is the WSGI endpoint's), or
 //! decide on connection lifetimes (the connection task, `conn::task`, does).
 
@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use h2::RecvStream;
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
 use http_body::Body as _;
@@ -27,7 +28,7 @@ use super::body::{
     preread, BodyClock, BodyError, BodyReader, ChannelBody, Drain, HyperBody, Reservation,
     SocketBody, Source, UnreadWatch, DRAIN_TIME,
 };
-use super::response::ResponseBody;
+use super::response::{ResponseBody, Trailers};
 use crate::proto::body::{plan, Coding, Framing};
 use crate::proto::request::{
     check_authority, check_framing, check_head_size, check_target, HttpVersion,
@@ -42,10 +43,16 @@ use crate::runtime::timers::InFlight;
 
 pub(crate) type HttpResponse = Response<Tracked<ResponseBody>>;
 
-/// Where a request's body comes from: hyper (HTTP/2, and HTTP/1.1
-/// connections hyper serves), or the server's own HTTP/1.1 path (`h1`).
+/// Where a request's body comes from: hyper (the HTTP/1.1 connections
+/// hyper serves), an HTTP/2 stream (`conn::h2`), or the server's own
+/// HTTP/1.1 path (`h1`).
 pub(crate) enum RequestBody {
     Hyper(Incoming),
+    /// An HTTP/2 stream's body, and the stream's id.
+    H2 {
+        body: RecvStream,
+        stream_id: u32,
+    },
     /// A plain request of the server's own HTTP/1.1 path, whose head
     /// `proto::h1::parse_request` has checked (size, framing, one `Host`):
     /// its framing, and its body when it has one.
@@ -81,8 +88,8 @@ pub(crate) async fn handle(
 /// Serve one request, eagerly: the checks, the routing and the dispatch to
 /// the pool happen now, and the future only waits for the response. It is
 /// small (112 bytes against 704 for `handle`'s, which holds the
-/// request until its first poll): an HTTP/2 stream is a task of its own,
-/// moved and copied with its future, and the server's own HTTP/1.1 path
+/// request until its first poll): an HTTP/2 stream's exchange holds it in
+/// the connection's task (`conn::h2`), and the server's own HTTP/1.1 path
 /// boxes it per request.
 pub(crate) fn begin(
     req: Request<RequestBody>,
@@ -189,12 +196,13 @@ fn head_response(
 ) -> Response<ResponseBody> {
     match received {
         Ok(head) => {
-            if head.trailers.is_some() {
-                log::debug!(target: "propylon.server", "response trailers are not sent: dropped");
-            }
             let mut response = Response::new(head.body);
             *response.status_mut() = head.status;
             *response.headers_mut() = head.headers;
+            // Sent by HTTP/2 (`conn::h2`); HTTP/1.1 drops them.
+            if let Some(trailers) = head.trailers {
+                response.extensions_mut().insert(Trailers(trailers));
+            }
             response
         }
         // The endpoint dropped the reply without answering: it has logged why.
@@ -324,10 +332,14 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
     let (parts, incoming) = req.into_parts();
     // The request an h2c upgrade carried arrives as stream 1, its body read.
     let upgraded = ctx.upgrade.as_ref().and_then(|u| u.take());
-    let stream_id = upgraded.is_some().then_some(1);
+    let stream_id = match &incoming {
+        RequestBody::H2 { stream_id, .. } => Some(*stream_id),
+        _ => upgraded.is_some().then_some(1),
+    };
     let framing = match (&upgraded, &incoming) {
         (Some(u), _) => u.framing,
         (None, RequestBody::Hyper(incoming)) => framing_of(&parts.headers, incoming),
+        (None, RequestBody::H2 { body, .. }) => h2_framing(&parts.headers, body),
         // "Content-Length: 0" stays Length(0): the endpoint is told "0".
         (None, RequestBody::Plain { framing, .. }) => *framing,
     };
@@ -339,6 +351,10 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             ctx.unread_input.store(true, Ordering::Relaxed);
             return Next::Respond(Box::new(error_response(e.status, e.reason, true)));
         }
+    };
+    let declared = match framing {
+        Framing::Length(n) => Some(n),
+        Framing::Empty | Framing::Streamed => None,
     };
     let source = match (framing, incoming) {
         _ if upgraded.is_some() => Source::Memory(upgraded.map(|u| u.body).unwrap_or_default()),
@@ -366,20 +382,22 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
         (Framing::Empty | Framing::Length(0), _) | (_, RequestBody::Plain { body: None, .. }) => {
             Source::Empty
         }
-        (Framing::Length(n), RequestBody::Hyper(body)) => Source::Incoming {
+        (Framing::Length(_) | Framing::Streamed, RequestBody::Hyper(body)) => Source::Incoming {
             body: HyperBody::new(body, unread_watch(ctx, version, &parts.headers)),
             rt: ctx.rt.clone(),
             clock: BodyClock::new(config.body_timeout, config.min_body_rate),
-            declared: Some(n),
+            declared,
             received: 0,
         },
-        (Framing::Streamed, RequestBody::Hyper(body)) => Source::Incoming {
-            body: HyperBody::new(body, unread_watch(ctx, version, &parts.headers)),
-            rt: ctx.rt.clone(),
-            clock: BodyClock::new(config.body_timeout, config.min_body_rate),
-            declared: None,
-            received: 0,
-        },
+        (Framing::Length(_) | Framing::Streamed, RequestBody::H2 { body, .. }) => {
+            Source::Incoming {
+                body: HyperBody::h2(body, unread_watch(ctx, version, &parts.headers)),
+                rt: ctx.rt.clone(),
+                clock: BodyClock::new(config.body_timeout, config.min_body_rate),
+                declared,
+                received: 0,
+            }
+        }
     };
     let reservation = read_ahead(ctx, framing, &parts.headers, &source);
     let decode = body_plan.decode;
@@ -505,12 +523,27 @@ pub(crate) fn error_response(status: u16, reason: &str, close: bool) -> Response
     response
 }
 
-/// hyper knows the framing (Content-Length, chunked, HTTP/2 END_STREAM); a
+/// hyper knows the framing (Content-Length, chunked); a
 /// declared "Content-Length: 0" stays Length(0), so the endpoint is told 0.
 fn framing_of(headers: &http::HeaderMap, incoming: &Incoming) -> Framing {
     match incoming.size_hint().exact() {
         Some(0) if !headers.contains_key(CONTENT_LENGTH) => Framing::Empty,
         Some(n) => Framing::Length(n),
+        None => Framing::Streamed,
+    }
+}
+
+/// An HTTP/2 request's framing: its Content-Length (checked already:
+/// `check_framing`), else none when the HEADERS ended the stream, else a
+/// stream of DATA (RFC 9113 §8.1). A declared "Content-Length: 0" stays
+/// Length(0), so the endpoint is told 0.
+fn h2_framing(headers: &http::HeaderMap, body: &RecvStream) -> Framing {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) => Framing::Length(n),
+        None if body.is_end_stream() => Framing::Empty,
         None => Framing::Streamed,
     }
 }
