@@ -488,7 +488,8 @@ mod tests {
     use crate::runtime::conn::context::SpawnH2c;
     use crate::runtime::conn::h2c::UpgradeRequest;
     use crate::runtime::endpoint::{Busy, Call, Endpoint, Endpoints, Response};
-    use crate::runtime::request::body::MemoryBudget;
+    use crate::runtime::request::body::{BodyError, MemoryBudget};
+    use crate::runtime::request::response::channel;
     use crate::runtime::timers::Activity;
     use crate::runtime::transport::guard::GuardHandle;
     use http::StatusCode;
@@ -542,20 +543,37 @@ mod tests {
 
     /// Answers every call with the request's stream id in `x-stream-id`,
     /// the length of its body (read on a blocking thread, as an application
-    /// reads) as the body, and a trailer `x-checksum`.
-    struct Echo;
+    /// reads) as the body, and a trailer `x-checksum`; reports each body's
+    /// read to `reads`. On `/abort`, sends a chunk and then fails its body.
+    struct Echo {
+        reads: tokio::sync::mpsc::UnboundedSender<Result<usize, BodyError>>,
+    }
 
     impl Endpoint for Echo {
         fn dispatch(&self, call: Box<Call>) -> Result<(), Busy> {
+            let reads = self.reads.clone();
             tokio::task::spawn_blocking(move || {
                 let Call {
                     mut request, reply, ..
                 } = *call;
+                let mut headers = HeaderMap::new();
+                headers.insert(CONNECTION, HeaderValue::from_static("close"));
+                if request.head.target.path() == "/abort" {
+                    let (sink, body) = channel();
+                    sink.push(Bytes::from_static(b"part"));
+                    reply.send(Response {
+                        status: StatusCode::OK,
+                        headers,
+                        body: ResponseBody::Stream(body),
+                        trailers: None,
+                    });
+                    sink.abort("the application failed");
+                    return;
+                }
                 let stream_id = request.connection.stream_id;
                 let len = request.body.read_to_end().map(|b| b.len());
-                let mut headers = HeaderMap::new();
+                let _ = reads.send(len.clone());
                 headers.insert("x-stream-id", HeaderValue::from(stream_id.unwrap_or(0)));
-                headers.insert(CONNECTION, HeaderValue::from_static("close"));
                 let mut trailers = HeaderMap::new();
                 trailers.insert("x-checksum", HeaderValue::from_static("abc"));
                 reply.send(Response {
@@ -583,12 +601,16 @@ mod tests {
         }
     }
 
-    /// A client's `SendRequest` on a served connection.
-    async fn serve(stream_window: u32) -> ::h2::client::SendRequest<Bytes> {
+    type Reads = tokio::sync::mpsc::UnboundedReceiver<Result<usize, BodyError>>;
+
+    /// A client's `SendRequest` on a served connection, and the endpoint's
+    /// reports of its body reads.
+    async fn serve(stream_window: u32) -> (::h2::client::SendRequest<Bytes>, Reads) {
         let config = Arc::new(config(stream_window));
+        let (reads, reports) = tokio::sync::mpsc::unbounded_channel();
         let ctx = Arc::new(ConnContext {
             config: config.clone(),
-            endpoints: Arc::new(Endpoints::new(Arc::new(Echo))),
+            endpoints: Arc::new(Endpoints::new(Arc::new(Echo { reads }))),
             rt: tokio::runtime::Handle::current(),
             local: None,
             peer: None,
@@ -607,7 +629,7 @@ mod tests {
         tokio::spawn(Connection::new(server, &settings, ctx));
         let (send, conn) = ::h2::client::handshake(client).await.unwrap();
         tokio::spawn(conn);
-        send
+        (send, reports)
     }
 
     /// The response to `body` sent as a POST, with its body and trailers.
@@ -643,7 +665,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn each_request_knows_its_stream_and_trailers_follow_the_body() {
-        let mut send = serve(65_535).await;
+        let (mut send, _) = serve(65_535).await;
         for expected_id in ["1", "3", "5"] {
             let (parts, body, trailers) = tokio::time::timeout(WAIT, post(&mut send, Bytes::new()))
                 .await
@@ -663,12 +685,51 @@ mod tests {
     async fn a_body_larger_than_the_window_arrives_as_the_application_reads() {
         // Four windows' worth: the client can send the rest only if reading
         // gives the window back.
-        let mut send = serve(65_535).await;
+        let (mut send, _) = serve(65_535).await;
         let body = Bytes::from(vec![b'x'; 4 * 65_535]);
         let (parts, body, _) = tokio::time::timeout(WAIT, post(&mut send, body))
             .await
             .unwrap();
         assert_eq!(parts.status, 200);
         assert_eq!(&body[..], b"Ok(262140)");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_reset_fails_the_applications_body_read() {
+        let (mut send, mut reads) = serve(65_535).await;
+        let request = http::Request::post("http://localhost/").body(()).unwrap();
+        let (response, mut stream) = send.send_request(request, false).unwrap();
+        stream
+            .send_data(Bytes::from_static(b"start"), false)
+            .unwrap();
+        stream.send_reset(Reason::CANCEL);
+        let read = tokio::time::timeout(WAIT, reads.recv()).await.unwrap();
+        assert!(
+            matches!(read, Some(Err(BodyError::Disconnected(_)))),
+            "{read:?}"
+        );
+        drop(response);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_response_body_resets_its_stream_with_internal_error() {
+        let (mut send, _) = serve(65_535).await;
+        let request = http::Request::get("http://localhost/abort")
+            .body(())
+            .unwrap();
+        let (response, _) = send.send_request(request, true).unwrap();
+        let outcome = tokio::time::timeout(WAIT, async {
+            let mut body = response.await.unwrap().into_body();
+            loop {
+                match body.data().await {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return e.reason(),
+                    None => return None,
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(outcome, Some(Reason::INTERNAL_ERROR));
     }
 }
