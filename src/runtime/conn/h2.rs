@@ -31,7 +31,10 @@ use ::h2::{Ping, PingPong, Reason, RecvStream, SendStream};
 use bytes::Bytes;
 use futures_util::future::FutureExt as _;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, TE};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, TE, TRANSFER_ENCODING,
+    UPGRADE,
+};
 use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
@@ -180,26 +183,24 @@ where
                 conn.abrupt_shutdown(Reason::NO_ERROR);
             }
         }
+        let mut started = false;
         loop {
-            let mut started = false;
-            loop {
-                match conn.poll_accept(cx) {
-                    Poll::Ready(Some(Ok((request, respond)))) => {
-                        start(&this.exchanges, &this.ctx, request, respond);
-                        started = true;
-                    }
-                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
-                    Poll::Ready(None) => return Poll::Ready(Ok(())),
-                    Poll::Pending => break,
+            match conn.poll_accept(cx) {
+                Poll::Ready(Some(Ok((request, respond)))) => {
+                    start(&this.exchanges, &this.ctx, request, respond);
+                    started = true;
                 }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => break,
             }
-            if !started {
-                return Poll::Pending;
-            }
-            // New streams run at once; then the connection writes what they
-            // sent (an early answer: an error, or 503).
+        }
+        if started {
+            // New streams run at once. What they send (an early answer: an
+            // error, or 503) wakes this task, and the next poll writes it.
             poll_exchanges(&mut this.exchanges, cx);
         }
+        Poll::Pending
     }
 }
 
@@ -294,9 +295,7 @@ async fn send_response(response: HttpResponse, mut respond: SendResponse<Bytes>)
     let (mut parts, body) = response.into_parts();
     let trailers = parts.extensions.remove::<Trailers>().map(|t| t.0);
     strip_connection_fields(&mut parts.headers);
-    if !parts.headers.contains_key(DATE) {
-        parts.headers.insert(DATE, date::now());
-    }
+    parts.headers.entry(DATE).or_insert_with(date::now);
     let body_ended = body.is_end_stream();
     if !body_ended {
         if let Some(len) = body.size_hint().exact() {
@@ -442,16 +441,19 @@ fn strip_connection_fields(headers: &mut HeaderMap) {
             }
         }
     }
-    for name in [
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "upgrade",
-    ] {
+    for name in CONNECTION_FIELDS {
         headers.remove(name);
     }
-    headers.remove(TE);
 }
+
+/// The fields `strip_connection_fields` removes besides `Connection`.
+const CONNECTION_FIELDS: [HeaderName; 5] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    TRANSFER_ENCODING,
+    UPGRADE,
+    TE,
+];
 
 /// The `date` field's value, formatted once a second per thread.
 mod date {
