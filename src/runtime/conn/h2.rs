@@ -396,17 +396,24 @@ impl Future for SendBody {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         loop {
-            if let Poll::Ready(reason) = this.stream.poll_reset(cx) {
-                log::debug!(target: "propylon.server", "HTTP/2 response stream reset: {reason:?}");
-                return Poll::Ready(());
-            }
+            // A reset while it waits for window ends `poll_capacity` (and
+            // a reset before, `send_data`).
             if ready!(this.poll_pending(cx)) {
                 return Poll::Ready(());
             }
             let Some(body) = this.body.as_mut() else {
                 return Poll::Ready(());
             };
-            match ready!(Pin::new(&mut *body).poll_frame(cx)) {
+            let Poll::Ready(frame) = Pin::new(&mut *body).poll_frame(cx) else {
+                // Waiting for the application: a client's RST_STREAM ends
+                // the response now (the body, dropped, tells its producer).
+                if let Poll::Ready(reason) = this.stream.poll_reset(cx) {
+                    log::debug!(target: "propylon.server", "HTTP/2 response stream reset: {reason:?}");
+                    return Poll::Ready(());
+                }
+                return Poll::Pending;
+            };
+            match frame {
                 Some(Ok(frame)) => {
                     let Ok(data) = frame.into_data() else {
                         continue; // response bodies carry no trailers frames
