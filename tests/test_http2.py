@@ -7,6 +7,8 @@ cleartext) and curl (``--http2-prior-knowledge`` next to ``--http1.1``).
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import hashlib
 import json
 import random
@@ -90,6 +92,17 @@ def test_head_over_http2(server):
     assert head.status_code == 200
     assert head.content == b""
     assert head.headers["content-length"] == get.headers["content-length"] == str(len(get.content))
+
+
+def test_http2_responses_carry_the_date_and_the_length_of_a_known_body(server):
+    # RFC 9110 §6.6.1: an origin server with a clock sends Date. The HTTP/2
+    # driver adds it, and the Content-Length of a body whose size it knows.
+    with h2_client() as client:
+        response = client.get(f"{server.url}/")
+    assert response.http_version == "HTTP/2"
+    sent = email.utils.parsedate_to_datetime(response.headers["date"])
+    assert abs((sent - datetime.datetime.now(datetime.timezone.utc)).total_seconds()) < 3600
+    assert response.headers["content-length"] == str(len(response.content)) == "5"
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
