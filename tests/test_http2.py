@@ -7,6 +7,8 @@ cleartext) and curl (``--http2-prior-knowledge`` next to ``--http1.1``).
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import hashlib
 import json
 import random
@@ -92,6 +94,17 @@ def test_head_over_http2(server):
     assert head.headers["content-length"] == get.headers["content-length"] == str(len(get.content))
 
 
+def test_http2_responses_carry_the_date_and_the_length_of_a_known_body(server):
+    # RFC 9110 §6.6.1: an origin server with a clock sends Date. The HTTP/2
+    # driver adds it, and the Content-Length of a body whose size it knows.
+    with h2_client() as client:
+        response = client.get(f"{server.url}/")
+    assert response.http_version == "HTTP/2"
+    sent = email.utils.parsedate_to_datetime(response.headers["date"])
+    assert abs((sent - datetime.datetime.now(datetime.timezone.utc)).total_seconds()) < 3600
+    assert response.headers["content-length"] == str(len(response.content)) == "5"
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_http2_prior_knowledge_and_http11_on_the_same_port(server):
     versions = {}
@@ -132,7 +145,7 @@ def test_many_concurrent_streams_on_one_connection(server):
 
 @pytest.mark.skipif(shutil.which("nghttp") is None, reason="nghttp (nghttp2-client) is not installed")
 def test_sigterm_lets_the_streams_in_flight_on_a_connection_finish(start_server, tmp_path):
-    # A connection's streams run in its own task (src/runtime/h2streams.rs):
+    # A connection's streams run in its own task (src/runtime/conn/h2.rs):
     # a graceful shutdown (GOAWAY, PING, GOAWAY) must still let every stream
     # in flight answer. nghttp sends all its URIs at once on one connection;
     # httpx cannot be the client here: python-h2 refuses the PING that

@@ -74,9 +74,9 @@ pub(crate) struct ConnectionInfo {
     pub(crate) peer: Option<SocketAddr>,
     /// TLS connections: what the handshake established.
     pub(crate) tls: Option<Arc<TlsInfo>>,
-    /// The HTTP/2 stream of the request, where the runtime knows it: 1 for
-    /// the request of an h2c upgrade (hyper does not report the others).
-    /// No endpoint reads it yet: WSGI's environ has no place for it.
+    /// The HTTP/2 stream of the request (1 for the request of an h2c
+    /// upgrade); `None` on HTTP/1.x. No endpoint reads it yet: WSGI's
+    /// environ has no place for it.
     #[allow(dead_code)]
     pub(crate) stream_id: Option<u32>,
 }
@@ -99,9 +99,9 @@ pub(crate) struct Response {
     pub(crate) status: StatusCode,
     pub(crate) headers: HeaderMap,
     pub(crate) body: ResponseBody,
-    /// Trailer fields to send after the body: HTTP/1.1 sends them after a
-    /// chunked body and drops them after one with a length (`conn::h1`);
-    /// HTTP/2 does not send them yet.
+    /// Trailer fields to send after the body: HTTP/2 sends them (RFC 9113
+    /// §8.1); HTTP/1.1 sends them after a chunked body and drops them after
+    /// one with a length (`conn::h1`).
     pub(crate) trailers: Option<HeaderMap>,
 }
 

@@ -17,7 +17,7 @@
 //! and decodes itself while the response is written (`h1_body`), except
 //! that on TLS a small body here with its head is handed over whole
 //! (`TLS_BUFFERED_BODY`). A chunked response ends with the response's
-//! trailer fields (`ResponseTrailers`); a response with a length drops them.
+//! trailer fields (`response::Trailers`); a response with a length drops them.
 //! An `Upgrade: h2c` request on cleartext (RFC 7540 §3.2) has its body read
 //! whole here, is answered `101 Switching Protocols`, and ends the loop with
 //! the socket and what is buffered (`Outcome::H2c`), for the connection task
@@ -61,9 +61,8 @@ use crate::proto::request::{HttpVersion, RequestError};
 use crate::runtime::request::body::{
     self, BodyClock, BodyError, BodySocket, Lease, DRAIN_LIMIT, DRAIN_TIME,
 };
-use crate::runtime::request::service::{
-    begin, Http1Body, HttpResponse, RequestBody, ResponseTrailers,
-};
+use crate::runtime::request::response::Trailers;
+use crate::runtime::request::service::{begin, Http1Body, HttpResponse, RequestBody};
 use crate::runtime::transport::sendfile;
 use crate::runtime::transport::RawSocket;
 
@@ -687,7 +686,7 @@ async fn write_response<I: AsyncWrite + Unpin>(
             out,
         );
         let trailers = match encoded.framing {
-            Framing::Chunked => parts.extensions.remove::<ResponseTrailers>(),
+            Framing::Chunked => parts.extensions.remove::<Trailers>(),
             Framing::Length(_) | Framing::Close => None,
         };
         (body, encoded, trailers)

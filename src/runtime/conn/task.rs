@@ -4,8 +4,9 @@
 //! HTTP/1.x from HTTP/2 prior knowledge by the first bytes (`detect`), and
 //! serves the connection: HTTP/1.0 and HTTP/1.1 with the server's own engine
 //! (`h1`); HTTP/2 (prior knowledge, ALPN `h2`, or an h2c upgrade, which `h1`
-//! answers with `101` before it hands the connection back) with hyper, its
-//! streams polled in this task (`h2streams`). Beside the connection it runs the connection's watchers
+//! answers with `101` before it hands the connection back) with the `h2`
+//! crate, its streams polled in this task (`h2`). Beside the connection it
+//! runs the connection's watchers
 //! (shutdown, and the timers of `timers`), behind the abuse guard
 //! (`transport::guard`) and, for HTTP/1.1, a lingering close (`linger`).
 //!
@@ -18,11 +19,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Request;
-use hyper::body::Incoming;
-use hyper::server::conn::http2;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{mpsc, watch};
@@ -30,13 +26,12 @@ use tokio_rustls::TlsAcceptor;
 
 use super::context::ConnContext;
 use super::h1;
+use super::h2;
 use super::h2c::{PendingUpgrade, UpgradeStream};
-use super::h2streams::{ConnectionExecutor, Multiplexed};
 use super::with_watchers::{Either, WithWatchers};
 use crate::runtime::config::ServerConfig;
 use crate::runtime::endpoint::Endpoints;
 use crate::runtime::request::body::MemoryBudget;
-use crate::runtime::request::service::{begin, RequestBody};
 use crate::runtime::timers::{Activity, Expired, Timeouts};
 use crate::runtime::transport::detect::{detect, Prefixed, Protocol, INVALID_PREFACE_ANSWER};
 use crate::runtime::transport::guard::{Guard, GuardHandle, ENHANCE_YOUR_CALM};
@@ -46,15 +41,7 @@ use crate::runtime::transport::sendfile::{SendQueue, SendfileStream};
 use crate::runtime::transport::tls::{TlsInfo, TlsState};
 use crate::runtime::transport::RawSocket;
 
-/// Streams a client may reset before the server accepted them, per
-/// connection, before it gets GOAWAY(ENHANCE_YOUR_CALM): h2's default since
-/// the rapid-reset fix (CVE-2023-44487).
-const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
-/// Streams the server may reset for protocol errors before it gives up on the
-/// connection with GOAWAY(ENHANCE_YOUR_CALM): hyper's default.
-const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
-
-/// Run a connection (hyper's HTTP/2, or the server's HTTP/1.x `h1::Connection`)
+/// Run a connection (HTTP/2's `h2::Connection`, or HTTP/1.x's `h1::Connection`)
 /// to its end and evaluate to its output (`None` when it was cut short):
 /// until it closes, the server shuts down
 /// (graceful: in-flight requests finish), it has been idle for the
@@ -152,7 +139,7 @@ const STALL_GRACE: Duration = Duration::from_secs(1);
 /// What every connection of a running server shares.
 pub(crate) struct Serving {
     /// HTTP/2 connections: prior knowledge, TLS with ALPN `h2`, and h2c upgrades.
-    http2: http2::Builder<ConnectionExecutor>,
+    http2: h2::Settings,
     config: Arc<ServerConfig>,
     endpoints: Arc<Endpoints>,
     rt: tokio::runtime::Handle,
@@ -174,7 +161,7 @@ impl Serving {
         alive: mpsc::Sender<()>,
     ) -> Serving {
         Serving {
-            http2: http2_builder(&config),
+            http2: h2::Settings::new(&config.http2),
             preread_budget: MemoryBudget::new(config.preread.memory_limit),
             config,
             endpoints,
@@ -189,32 +176,6 @@ impl Serving {
     pub(crate) fn shutdown(&self) -> watch::Receiver<bool> {
         self.shutdown.clone()
     }
-}
-
-macro_rules! http2_settings {
-    ($builder:expr, $config:expr) => {{
-        let h2 = &$config.http2;
-        $builder
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(h2.max_concurrent_streams)
-            .initial_stream_window_size(h2.initial_stream_window_size)
-            .initial_connection_window_size(h2.initial_connection_window_size)
-            .max_frame_size(h2.max_frame_size)
-            .max_header_list_size(h2.max_header_list_size)
-            .keep_alive_interval(h2.keep_alive_interval)
-            .keep_alive_timeout(h2.keep_alive_timeout)
-            // CVE-2023-44487 (rapid reset): streams the client resets before
-            // they were even accepted; h2's default, stated here on purpose.
-            .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
-            .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS);
-    }};
-}
-
-fn http2_builder(config: &ServerConfig) -> http2::Builder<ConnectionExecutor> {
-    // Streams run in their connection's task (`h2streams`).
-    let mut builder = http2::Builder::new(ConnectionExecutor);
-    http2_settings!(builder, config);
-    builder
 }
 
 /// An accepted socket, with its addresses (TCP: peer, local).
@@ -367,18 +328,12 @@ where
     let _ = tokio::time::timeout(ctx.config.send_timeout, answer).await;
 }
 
-/// HTTP/2 (hyper and h2) to the connection's end, its streams polled in
-/// this task (`Multiplexed`).
+/// HTTP/2 (`h2::Connection`) to the connection's end.
 async fn http2<I>(io: I, serving: &Serving, ctx: Arc<ConnContext>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = TokioIo::new(io);
-    let service_ctx = ctx.clone();
-    let service = service_fn(move |req: Request<Incoming>| {
-        begin(req.map(RequestBody::Hyper), service_ctx.clone())
-    });
-    let conn = Multiplexed::new(serving.http2.serve_connection(io, service));
+    let conn = h2::Connection::new(io, &serving.http2, ctx.clone());
     drive!(conn, serving.shutdown.clone(), &ctx, head: false);
 }
 

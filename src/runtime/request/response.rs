@@ -1,4 +1,5 @@
-//! Response bodies handed to hyper, and the channel that feeds them from the
+//! Response bodies handed to the connection (hyper's HTTP/1.1, the own
+//! HTTP/1.1 loop, HTTP/2's `conn::h2`), and the channel that feeds them from the
 //! application side.
 //!
 //! What it does: `ResponseBody` is the one body type the server returns: empty,
@@ -38,8 +39,8 @@ const FILE_BLOCK: usize = 256 * 1024;
 const SMALL_CHUNK: usize = 4 * 1024;
 const COALESCED: usize = 64 * 1024;
 
-/// The error a body reports to hyper to abort the response: hyper closes an
-/// HTTP/1.1 connection, or resets an HTTP/2 stream.
+/// The error a body reports to abort the response: the connection closes
+/// (HTTP/1.1), or the stream is reset with INTERNAL_ERROR (HTTP/2).
 #[derive(Debug)]
 pub(crate) struct Aborted(pub &'static str);
 
@@ -49,6 +50,13 @@ impl std::fmt::Display for Aborted {
     }
 }
 impl std::error::Error for Aborted {}
+
+/// An endpoint's trailer fields, carried in the response's extensions to
+/// the connection that sends them (HTTP/2: a HEADERS frame after the body,
+/// RFC 9113 §8.1; HTTP/1.1: the trailer section of a chunked body, RFC 9112
+/// §7.1.2).
+#[derive(Clone)]
+pub(crate) struct Trailers(pub(crate) http::HeaderMap);
 
 pub(crate) enum ResponseBody {
     Empty,

@@ -8,7 +8,7 @@
 //! (`endpoint::Request`; 503 when its pool is full), and turns its reply into
 //! a response.
 //!
-//! What it does not do: parse HTTP (`conn::h1` and hyper's HTTP/2 do), know what an
+//! What it does not do: parse HTTP (`conn::h1` and `conn::h2` do), know what an
 //! endpoint does with a request (WSGI's environ is the WSGI endpoint's), or
 //! decide on connection lifetimes (the connection task, `conn::task`, does).
 
@@ -18,15 +18,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
-use http_body::Body as _;
-use hyper::body::Incoming;
+use h2::RecvStream;
 use tokio::sync::oneshot;
 
 use super::body::{
     preread, BodyClock, BodyError, BodyReader, ChannelBody, HyperBody, Reservation, SocketBody,
     Source, UnreadWatch,
 };
-use super::response::ResponseBody;
+use super::response::{ResponseBody, Trailers};
 use crate::proto::body::{plan, Coding, Framing};
 use crate::proto::request::{check_authority, check_framing, check_target, HttpVersion};
 use crate::proto::route::{route, RouteHead};
@@ -38,15 +37,11 @@ use crate::runtime::timers::InFlight;
 
 pub(crate) type HttpResponse = Response<Tracked<ResponseBody>>;
 
-/// The trailer fields of a response (`endpoint::Response::trailers`), in
-/// its extensions: HTTP/1.1 sends them after a chunked body (`conn::h1`).
-#[derive(Clone, Debug)]
-pub(crate) struct ResponseTrailers(pub(crate) http::HeaderMap);
-
-/// Where a request's body comes from: hyper (HTTP/2), or the server's
-/// HTTP/1.x engine (`conn::h1`).
+/// Where a request's body comes from: an HTTP/2 stream (`conn::h2`), or
+/// the server's HTTP/1.x engine (`conn::h1`).
 pub(crate) enum RequestBody {
-    Hyper(Incoming),
+    /// An HTTP/2 stream's body, and the stream's id.
+    H2 { body: RecvStream, stream_id: u32 },
     /// An HTTP/1.x request, whose head `proto::h1::parse_request` has
     /// checked (size, framing, target, Host): its framing, and its body when
     /// it has one.
@@ -179,7 +174,7 @@ fn head_response(
             *response.status_mut() = head.status;
             *response.headers_mut() = head.headers;
             if let Some(trailers) = head.trailers {
-                response.extensions_mut().insert(ResponseTrailers(trailers));
+                response.extensions_mut().insert(Trailers(trailers));
             }
             response
         }
@@ -273,7 +268,7 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
     let version = HttpVersion::of(req.version());
     // An HTTP/1.x head was checked as it was parsed (`proto::h1`); an
     // HTTP/2 one is checked here.
-    if let RequestBody::Hyper(_) = req.body() {
+    if let RequestBody::H2 { .. } = req.body() {
         let uri = req.uri();
         let checked = check_authority(req.headers(), uri.authority().map(|a| a.as_str()))
             .and(check_target(req.method(), uri))
@@ -287,10 +282,13 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
     let (parts, incoming) = req.into_parts();
     // The request an h2c upgrade carried arrives as stream 1, its body read.
     let upgraded = ctx.upgrade.as_ref().and_then(|u| u.take());
-    let stream_id = upgraded.is_some().then_some(1);
+    let stream_id = match &incoming {
+        RequestBody::H2 { stream_id, .. } => Some(*stream_id),
+        RequestBody::Http1 { .. } => upgraded.is_some().then_some(1),
+    };
     let framing = match (&upgraded, &incoming) {
         (Some(u), _) => u.framing,
-        (None, RequestBody::Hyper(incoming)) => framing_of(&parts.headers, incoming),
+        (None, RequestBody::H2 { body, .. }) => h2_framing(&parts.headers, body),
         // "Content-Length: 0" stays Length(0): the endpoint is told "0".
         (None, RequestBody::Http1 { framing, .. }) => *framing,
     };
@@ -329,20 +327,18 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
         (Framing::Empty | Framing::Length(0), _) | (_, RequestBody::Http1 { body: None, .. }) => {
             Source::Empty
         }
-        (Framing::Length(n), RequestBody::Hyper(body)) => Source::Incoming {
-            body: HyperBody::new(body, unread_watch(ctx)),
-            rt: ctx.rt.clone(),
-            clock: BodyClock::new(config.body_timeout, config.min_body_rate),
-            declared: Some(n),
-            received: 0,
-        },
-        (Framing::Streamed, RequestBody::Hyper(body)) => Source::Incoming {
-            body: HyperBody::new(body, unread_watch(ctx)),
-            rt: ctx.rt.clone(),
-            clock: BodyClock::new(config.body_timeout, config.min_body_rate),
-            declared: None,
-            received: 0,
-        },
+        (Framing::Length(_) | Framing::Streamed, RequestBody::H2 { body, .. }) => {
+            Source::Incoming {
+                body: HyperBody::h2(body, unread_watch(ctx)),
+                rt: ctx.rt.clone(),
+                clock: BodyClock::new(config.body_timeout, config.min_body_rate),
+                declared: match framing {
+                    Framing::Length(n) => Some(n),
+                    Framing::Empty | Framing::Streamed => None,
+                },
+                received: 0,
+            }
+        }
     };
     let reservation = read_ahead(ctx, framing, &parts.headers, &source);
     let decode = body_plan.decode;
@@ -420,7 +416,7 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
     }
 }
 
-/// The watch of a hyper body (HTTP/2): a body dropped unread resets its
+/// The watch of an HTTP/2 body: a body dropped unread resets its
 /// stream, which ends the upload; nothing is drained.
 fn unread_watch(ctx: &ConnContext) -> UnreadWatch {
     UnreadWatch::new(ctx.unread_input.clone(), None)
@@ -458,12 +454,17 @@ pub(crate) fn error_response(status: u16, reason: &str, close: bool) -> Response
     response
 }
 
-/// hyper knows the framing (Content-Length, chunked, HTTP/2 END_STREAM); a
-/// declared "Content-Length: 0" stays Length(0), so the endpoint is told 0.
-fn framing_of(headers: &http::HeaderMap, incoming: &Incoming) -> Framing {
-    match incoming.size_hint().exact() {
-        Some(0) if !headers.contains_key(CONTENT_LENGTH) => Framing::Empty,
+/// An HTTP/2 request's framing: its Content-Length (checked already:
+/// `check_framing`), else none when the HEADERS ended the stream, else a
+/// stream of DATA (RFC 9113 §8.1). A declared "Content-Length: 0" stays
+/// Length(0), so the endpoint is told 0.
+fn h2_framing(headers: &http::HeaderMap, body: &RecvStream) -> Framing {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    match declared {
         Some(n) => Framing::Length(n),
+        None if body.is_end_stream() => Framing::Empty,
         None => Framing::Streamed,
     }
 }

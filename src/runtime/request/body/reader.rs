@@ -5,7 +5,10 @@
 //! `read_line(limit)` over a request body, on a pool thread (the caller releases
 //! the GIL). Bytes come from hyper's `Incoming` (each read waits on the tokio
 //! runtime with a timeout; the first poll is what makes hyper send
-//! `100 Continue`), or on the server's own HTTP/1.1 path from the socket
+//! `100 Continue`), from an HTTP/2 stream (h2's `RecvStream`: each chunk
+//! read gives its bytes back to the stream's and the connection's windows,
+//! so a client sends no faster than the application reads), or on the
+//! server's own HTTP/1.1 path from the socket
 //! (`socket`, read straight into the caller's memory by `read_into`),
 //! are decoded when the body has a `Content-Encoding` the server
 //! was asked to decode, and are counted against the maximum body size before and
@@ -26,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use h2::RecvStream;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -76,12 +80,12 @@ impl UnreadWatch {
     }
 
     /// Dropped with its body: drains it (see above), or sets the flag.
-    fn release(&mut self, body: Incoming) {
+    fn release(&mut self, body: Wire) {
         if self.ended {
             return;
         }
-        match self.drain.take() {
-            Some(Drain { rt, activity, time }) if !self.failed => {
+        match (self.drain.take(), body) {
+            (Some(Drain { rt, activity, time }), Wire::Hyper(body)) if !self.failed => {
                 let flag = self.flag.clone();
                 rt.spawn(async move {
                     if drain(body, time).await {
@@ -95,6 +99,9 @@ impl UnreadWatch {
                     }
                 });
             }
+            // An HTTP/2 body dropped unread: h2 resets its stream (NO_ERROR
+            // once the response is complete, RFC 9113 §8.1), which ends
+            // the upload.
             _ => self.flag.store(true, Ordering::Relaxed),
         }
     }
@@ -121,16 +128,32 @@ async fn drain(mut body: Incoming, time: Duration) -> bool {
     tokio::time::timeout(time, discarded).await.unwrap_or(false)
 }
 
-/// hyper's body, with its watch: what `Source::Incoming` reads.
+/// A body read from a connection's frames, with its watch: what
+/// `Source::Incoming` reads.
 pub(crate) struct HyperBody {
-    body: Option<Incoming>,
+    body: Option<Wire>,
     watch: UnreadWatch,
+}
+
+/// Where a `HyperBody`'s frames come from.
+enum Wire {
+    /// hyper's HTTP/1.1.
+    Hyper(Incoming),
+    /// An HTTP/2 stream (`conn::h2`).
+    H2(RecvStream),
 }
 
 impl HyperBody {
     pub(crate) fn new(body: Incoming, watch: UnreadWatch) -> HyperBody {
         HyperBody {
-            body: Some(body),
+            body: Some(Wire::Hyper(body)),
+            watch,
+        }
+    }
+
+    pub(crate) fn h2(body: RecvStream, watch: UnreadWatch) -> HyperBody {
+        HyperBody {
+            body: Some(Wire::H2(body)),
             watch,
         }
     }
@@ -269,8 +292,12 @@ impl HyperBody {
         deadline: &Deadline,
     ) -> Result<Option<Bytes>, BodyError> {
         loop {
-            let Some(incoming) = self.body.as_mut() else {
-                return Ok(None);
+            let incoming = match self.body.as_mut() {
+                None => return Ok(None),
+                Some(Wire::H2(_)) => {
+                    return self.next_h2_data(declared, received, deadline).await;
+                }
+                Some(Wire::Hyper(incoming)) => incoming,
             };
             match deadline.wait(incoming.frame()).await {
                 Err(e) => {
@@ -299,6 +326,57 @@ impl HyperBody {
                     } // trailers: not passed on to endpoints; keep reading
                 }
             }
+        }
+    }
+}
+
+impl HyperBody {
+    /// `next_data` of an HTTP/2 stream. Each chunk's bytes go back to the
+    /// flow-control windows as the chunk is handed on (RFC 9113 §5.2): the
+    /// client gets room for as much as the application has read.
+    async fn next_h2_data(
+        &mut self,
+        declared: Option<u64>,
+        received: &mut u64,
+        deadline: &Deadline,
+    ) -> Result<Option<Bytes>, BodyError> {
+        let Some(Wire::H2(stream)) = self.body.as_mut() else {
+            return Ok(None);
+        };
+        loop {
+            let next = deadline
+                .wait(std::future::poll_fn(|cx| stream.poll_data(cx)))
+                .await;
+            match next {
+                Err(e) => {
+                    self.watch.failed = true;
+                    return Err(e);
+                }
+                Ok(Some(Ok(data))) => {
+                    let _ = stream.flow_control().release_capacity(data.len());
+                    if !data.is_empty() {
+                        *received += data.len() as u64;
+                        return Ok(Some(data));
+                    }
+                }
+                // RST_STREAM(NO_ERROR) ends a body early without failing it
+                // (RFC 9113 §8.1); the declared length says whether it was
+                // all there.
+                Ok(None) => break,
+                Ok(Some(Err(e))) if e.reason() == Some(h2::Reason::NO_ERROR) => break,
+                Ok(Some(Err(e))) => {
+                    self.watch.failed = true;
+                    return Err(BodyError::Disconnected(e.to_string()));
+                }
+            }
+        }
+        // Trailers: not passed on to endpoints.
+        self.watch.ended = true;
+        match declared {
+            Some(n) if *received < n => Err(BodyError::Disconnected(format!(
+                "the stream ended after {received} of {n} bytes"
+            ))),
+            _ => Ok(None),
         }
     }
 }

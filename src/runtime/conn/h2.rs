@@ -1,0 +1,764 @@
+//! HTTP/2 connections, served with the `h2` crate.
+//!
+//! What it owns: the server side of an HTTP/2 connection above the framing
+//! `h2` does. `Settings` is the handshake every connection starts with (the
+//! SETTINGS the server announces, its limits against abuse, the keep-alive
+//! PINGs). `Connection` is one connection's future: it accepts streams, runs
+//! each stream's exchange in the connection's own task (no task per stream:
+//! a stream woken by its response is polled, and the connection writes that
+//! response, in one wake of one task), sends keep-alive PINGs, and shuts
+//! down gracefully on request (GOAWAY, the streams in flight finish). A
+//! stream's exchange hands the request to `request::service` with its body
+//! (`RequestBody::H2`: h2's `RecvStream`, whose window refills only as the
+//! application reads) and its stream id, then sends the response head, the
+//! body under flow control, and the endpoint's trailers. A client's
+//! RST_STREAM drops the exchange (the application's next body read fails);
+//! a response body that fails resets the stream with INTERNAL_ERROR.
+//!
+//! What it does not do: parse frames, apply HTTP/2's stream and flow-control
+//! rules, or answer PINGs and SETTINGS (`h2` does); check a request's head
+//! or call endpoints (`request::service`); watch the connection's timers
+//! and shutdown (`task`, around `Connection`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use ::h2::server::{Builder, Handshake, SendResponse};
+use ::h2::{Ping, PingPong, Reason, RecvStream, SendStream};
+use bytes::Bytes;
+use futures_util::future::FutureExt as _;
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, TE, TRANSFER_ENCODING,
+    UPGRADE,
+};
+use http_body::Body as _;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, Sleep};
+
+use super::context::ConnContext;
+use crate::runtime::access_log::Tracked;
+use crate::runtime::config::Http2Config;
+use crate::runtime::request::response::{ResponseBody, Trailers};
+use crate::runtime::request::service::{begin, HttpResponse, RequestBody};
+
+/// Streams a client may reset before the server accepted them, per
+/// connection, before it gets GOAWAY(ENHANCE_YOUR_CALM): h2's default since
+/// the rapid-reset fix (CVE-2023-44487), stated here on purpose.
+const MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// Streams the server may reset for protocol errors before it gives up on the
+/// connection with GOAWAY(ENHANCE_YOUR_CALM).
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// The most response data h2 buffers per stream beyond what the client's
+/// window lets out: a body is asked for more only below it.
+const MAX_SEND_BUFFER: usize = 400 * 1024;
+
+/// How every HTTP/2 connection of a server starts.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    builder: Builder,
+    keep_alive: Option<KeepAliveSettings>,
+}
+
+#[derive(Clone, Copy)]
+struct KeepAliveSettings {
+    interval: Duration,
+    timeout: Duration,
+}
+
+impl Settings {
+    pub(crate) fn new(config: &Http2Config) -> Settings {
+        let mut builder = Builder::new();
+        builder
+            .max_concurrent_streams(config.max_concurrent_streams)
+            .initial_window_size(config.initial_stream_window_size)
+            .initial_connection_window_size(config.initial_connection_window_size)
+            .max_frame_size(config.max_frame_size)
+            .max_header_list_size(config.max_header_list_size)
+            .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
+            .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
+            .max_send_buffer_size(MAX_SEND_BUFFER);
+        Settings {
+            builder,
+            keep_alive: config
+                .keep_alive_interval
+                .map(|interval| KeepAliveSettings {
+                    interval,
+                    timeout: config.keep_alive_timeout,
+                }),
+        }
+    }
+}
+
+type Exchange = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+enum State<I> {
+    Handshaking(Handshake<I, Bytes>),
+    Serving(::h2::server::Connection<I, Bytes>),
+}
+
+/// One HTTP/2 connection to its end (see the module).
+pub(crate) struct Connection<I> {
+    state: State<I>,
+    /// The streams' exchanges, each polled when its own waker fires.
+    exchanges: FuturesUnordered<Exchange>,
+    ctx: Arc<ConnContext>,
+    keep_alive: Option<KeepAlive>,
+    /// `graceful_shutdown` came during the handshake.
+    shutdown_pending: bool,
+}
+
+impl<I> Connection<I>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    pub(crate) fn new(io: I, settings: &Settings, ctx: Arc<ConnContext>) -> Connection<I> {
+        Connection {
+            state: State::Handshaking(settings.builder.handshake(io)),
+            exchanges: FuturesUnordered::new(),
+            ctx,
+            keep_alive: settings.keep_alive.map(KeepAlive::new),
+            shutdown_pending: false,
+        }
+    }
+
+    /// GOAWAY: no new streams; the ones in flight finish, then the
+    /// connection closes (RFC 9113 §6.8).
+    pub(crate) fn graceful_shutdown(self: Pin<&mut Self>) {
+        let this = self.get_mut();
+        match &mut this.state {
+            State::Handshaking(_) => this.shutdown_pending = true,
+            State::Serving(conn) => conn.graceful_shutdown(),
+        }
+    }
+}
+
+/// Start a stream's exchange among the connection's.
+fn start(
+    exchanges: &FuturesUnordered<Exchange>,
+    ctx: &Arc<ConnContext>,
+    request: http::Request<RecvStream>,
+    respond: SendResponse<Bytes>,
+) {
+    let exchange = exchange(request, respond, ctx.clone());
+    // A stream that panics ends alone, as its own task would have.
+    let alone = std::panic::AssertUnwindSafe(exchange).catch_unwind();
+    exchanges.push(Box::pin(alone.map(|_| ())));
+}
+
+/// When the connection has ended, exchanges still running move to a task of
+/// their own, so that they end as they would have (a call's reply still
+/// finds its request waiting; the access log gets its line).
+fn finish_alone(exchanges: &mut FuturesUnordered<Exchange>) {
+    if !exchanges.is_empty() {
+        let rest = std::mem::take(exchanges);
+        tokio::spawn(rest.for_each(|()| async {}));
+    }
+}
+
+/// Polls the exchanges until none is ready.
+fn poll_exchanges(exchanges: &mut FuturesUnordered<Exchange>, cx: &mut Context<'_>) {
+    while let Poll::Ready(Some(())) = exchanges.poll_next_unpin(cx) {}
+}
+
+impl<I> Future for Connection<I>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Output = Result<(), ::h2::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let State::Handshaking(handshake) = &mut this.state {
+            let mut conn = ready!(Pin::new(handshake).poll(cx))?;
+            if let Some(keep_alive) = &mut this.keep_alive {
+                keep_alive.ping_pong = conn.ping_pong();
+            }
+            if this.shutdown_pending {
+                conn.graceful_shutdown();
+            }
+            this.state = State::Serving(conn);
+        }
+        let State::Serving(conn) = &mut this.state else {
+            unreachable!("the handshake is over")
+        };
+        // Exchanges first: what they send, the connection's poll writes.
+        poll_exchanges(&mut this.exchanges, cx);
+        if let Some(keep_alive) = &mut this.keep_alive {
+            if keep_alive.poll(cx).is_ready() {
+                log::debug!(target: "propylon.server", "HTTP/2 keep-alive PING unanswered: closing the connection");
+                conn.abrupt_shutdown(Reason::NO_ERROR);
+            }
+        }
+        let mut started = false;
+        loop {
+            match conn.poll_accept(cx) {
+                Poll::Ready(Some(Ok((request, respond)))) => {
+                    start(&this.exchanges, &this.ctx, request, respond);
+                    started = true;
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    finish_alone(&mut this.exchanges);
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Ready(None) => {
+                    finish_alone(&mut this.exchanges);
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Pending => break,
+            }
+        }
+        if started {
+            // New streams run at once. What they send (an early answer: an
+            // error, or 503) wakes this task, and the next poll writes it.
+            poll_exchanges(&mut this.exchanges, cx);
+        }
+        Poll::Pending
+    }
+}
+
+/// Keep-alive PINGs (RFC 9113 §6.7): one every `interval`; a PING the
+/// client has not answered within `timeout` closes the connection.
+struct KeepAlive {
+    settings: KeepAliveSettings,
+    /// None until the handshake is done, and once the PINGs have stopped.
+    ping_pong: Option<PingPong>,
+    timer: Pin<Box<Sleep>>,
+    awaiting_pong: bool,
+}
+
+impl KeepAlive {
+    fn new(settings: KeepAliveSettings) -> KeepAlive {
+        KeepAlive {
+            settings,
+            ping_pong: None,
+            timer: Box::pin(tokio::time::sleep(settings.interval)),
+            awaiting_pong: false,
+        }
+    }
+
+    /// Ready (once) when a PING went unanswered for the timeout.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(ping_pong) = &mut self.ping_pong else {
+            return Poll::Pending;
+        };
+        loop {
+            if self.awaiting_pong {
+                match ping_pong.poll_pong(cx) {
+                    Poll::Ready(Ok(_)) => {
+                        self.awaiting_pong = false;
+                        let next = Instant::now() + self.settings.interval;
+                        self.timer.as_mut().reset(next);
+                    }
+                    Poll::Ready(Err(_)) => {
+                        // The connection is closing; h2 reports why.
+                        self.ping_pong = None;
+                        return Poll::Pending;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            ready!(self.timer.as_mut().poll(cx));
+            if self.awaiting_pong || ping_pong.send_ping(Ping::opaque()).is_err() {
+                self.ping_pong = None;
+                return match self.awaiting_pong {
+                    true => Poll::Ready(()),
+                    false => Poll::Pending,
+                };
+            }
+            self.awaiting_pong = true;
+            let deadline = Instant::now() + self.settings.timeout;
+            self.timer.as_mut().reset(deadline);
+        }
+    }
+}
+
+/// One stream: the request to `request::service`, its response back to the
+/// client. A client's RST_STREAM before the response ends it (the request's
+/// future, and with it the call's reply, is dropped).
+async fn exchange(
+    request: http::Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    ctx: Arc<ConnContext>,
+) {
+    let stream_id = respond.stream_id().as_u32();
+    let request = request.map(|body| RequestBody::H2 { body, stream_id });
+    let mut response = std::pin::pin!(begin(request, ctx));
+    let answered = std::future::poll_fn(|cx| {
+        if let Poll::Ready(response) = response.as_mut().poll(cx) {
+            return Poll::Ready(Some(response));
+        }
+        match respond.poll_reset(cx) {
+            Poll::Ready(_) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
+    match answered {
+        Some(Ok(response)) => send_response(response, respond).await,
+        Some(Err(never)) => match never {},
+        None => {
+            log::debug!(target: "propylon.server", "HTTP/2 stream {stream_id} reset by the client before its response")
+        }
+    }
+}
+
+/// Send the head, then the body and the trailers (`SendBody`).
+async fn send_response(response: HttpResponse, mut respond: SendResponse<Bytes>) {
+    let (mut parts, body) = response.into_parts();
+    let trailers = parts.extensions.remove::<Trailers>().map(|t| t.0);
+    strip_connection_fields(&mut parts.headers);
+    parts.headers.entry(DATE).or_insert_with(date::now);
+    let body_ended = body.is_end_stream();
+    if !body_ended {
+        if let Some(len) = body.size_hint().exact() {
+            parts
+                .headers
+                .entry(CONTENT_LENGTH)
+                .or_insert_with(|| HeaderValue::from(len));
+        }
+    }
+    let end = body_ended && trailers.is_none();
+    let stream = match respond.send_response(http::Response::from_parts(parts, ()), end) {
+        Ok(stream) => stream,
+        Err(e) => {
+            log::debug!(target: "propylon.server", "HTTP/2 response head not sent: {e}");
+            respond.send_reset(Reason::INTERNAL_ERROR);
+            return;
+        }
+    };
+    if !end {
+        SendBody {
+            body: Some(body),
+            stream,
+            pending: None,
+            trailers,
+        }
+        .await;
+    }
+}
+
+/// A response body to its stream: each chunk once the stream has window for
+/// it (h2 holds at most `MAX_SEND_BUFFER` beyond the window), then the
+/// trailers or an empty END_STREAM. The body is asked for more only as the
+/// client takes it, so a client that reads nothing stalls the body (the
+/// connection's send timer sees it).
+struct SendBody {
+    /// Dropped as soon as it has ended: the request ends then.
+    body: Option<Tracked<ResponseBody>>,
+    stream: SendStream<Bytes>,
+    /// A chunk waiting for window, and whether it ends the stream.
+    pending: Option<(Bytes, bool)>,
+    trailers: Option<HeaderMap>,
+}
+
+impl SendBody {
+    /// Wait for window for the pending chunk and hand it to h2; `Ready(true)`
+    /// when the stream is over (ended, reset or failed).
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        let Some((data, end)) = self.pending.take() else {
+            return Poll::Ready(false);
+        };
+        while self.stream.capacity() == 0 {
+            match self.stream.poll_capacity(cx) {
+                Poll::Ready(Some(Ok(_))) => {}
+                Poll::Ready(Some(Err(_)) | None) => return Poll::Ready(true),
+                Poll::Pending => {
+                    self.pending = Some((data, end));
+                    return Poll::Pending;
+                }
+            }
+        }
+        Poll::Ready(self.stream.send_data(data, end).is_err() || end)
+    }
+
+    /// The end after the last chunk: the trailers, or an empty END_STREAM.
+    fn finish(&mut self) {
+        let sent = match self.trailers.take() {
+            Some(trailers) => {
+                self.stream.reserve_capacity(0);
+                self.stream.send_trailers(trailers)
+            }
+            None => self.stream.send_data(Bytes::new(), true),
+        };
+        if let Err(e) = sent {
+            log::debug!(target: "propylon.server", "HTTP/2 response end not sent: {e}");
+        }
+    }
+}
+
+impl Future for SendBody {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            // A reset while it waits for window ends `poll_capacity` (and
+            // a reset before, `send_data`).
+            if ready!(this.poll_pending(cx)) {
+                return Poll::Ready(());
+            }
+            let Some(body) = this.body.as_mut() else {
+                return Poll::Ready(());
+            };
+            let Poll::Ready(frame) = Pin::new(&mut *body).poll_frame(cx) else {
+                // Waiting for the application: a client's RST_STREAM ends
+                // the response now (the body, dropped, tells its producer).
+                if let Poll::Ready(reason) = this.stream.poll_reset(cx) {
+                    log::debug!(target: "propylon.server", "HTTP/2 response stream reset: {reason:?}");
+                    return Poll::Ready(());
+                }
+                return Poll::Pending;
+            };
+            match frame {
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue; // response bodies carry no trailers frames
+                    };
+                    let end = this.trailers.is_none() && body.is_end_stream();
+                    if end {
+                        this.body = None;
+                    }
+                    if data.is_empty() {
+                        if end {
+                            this.finish();
+                            return Poll::Ready(());
+                        }
+                        continue;
+                    }
+                    // A claim on the window, not the chunk's length: h2
+                    // raises it to what is buffered in `send_data` (hyper's
+                    // way, so a waiting stream does not hold window other
+                    // streams could use).
+                    this.stream.reserve_capacity(1);
+                    this.pending = Some((data, end));
+                }
+                Some(Err(e)) => {
+                    log::debug!(target: "propylon.server", "HTTP/2 response body failed: {e}; resetting the stream");
+                    this.stream.send_reset(Reason::INTERNAL_ERROR);
+                    return Poll::Ready(());
+                }
+                None => {
+                    this.body = None;
+                    this.finish();
+                    return Poll::Ready(());
+                }
+            }
+        }
+    }
+}
+
+/// Fields that are about an HTTP/1.1 connection, not a message: HTTP/2
+/// forbids them (RFC 9113 §8.2.2), and h2 refuses a head that has them.
+/// Removed, with the fields `Connection` names.
+fn strip_connection_fields(headers: &mut HeaderMap) {
+    if let Some(connection) = headers.remove(CONNECTION) {
+        if let Ok(names) = connection.to_str() {
+            for name in names.split(',') {
+                if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
+                    headers.remove(name);
+                }
+            }
+        }
+    }
+    for name in CONNECTION_FIELDS {
+        headers.remove(name);
+    }
+}
+
+/// The fields `strip_connection_fields` removes besides `Connection`.
+const CONNECTION_FIELDS: [HeaderName; 5] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    TRANSFER_ENCODING,
+    UPGRADE,
+    TE,
+];
+
+/// The `date` field's value, formatted once a second per thread.
+mod date {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use http::HeaderValue;
+
+    thread_local! {
+        static CACHE: RefCell<Option<(u64, HeaderValue)>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn now() -> HeaderValue {
+        let now = SystemTime::now();
+        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        CACHE.with_borrow_mut(|cache| match cache {
+            Some((at, value)) if *at == second => value.clone(),
+            _ => {
+                let text = crate::proto::h1::http_date(now);
+                let value =
+                    HeaderValue::from_bytes(&text).expect("an IMF-fixdate is a valid value");
+                *cache = Some((second, value.clone()));
+                value
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::body::BodyOptions;
+    use crate::runtime::config::{MinRate, PrereadConfig, ServerConfig};
+    use crate::runtime::conn::context::SpawnH2c;
+    use crate::runtime::conn::h2c::UpgradeRequest;
+    use crate::runtime::endpoint::{Busy, Call, Endpoint, Endpoints, Response};
+    use crate::runtime::request::body::{BodyError, MemoryBudget};
+    use crate::runtime::request::response::channel;
+    use crate::runtime::timers::Activity;
+    use crate::runtime::transport::guard::GuardHandle;
+    use http::StatusCode;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn config(stream_window: u32) -> ServerConfig {
+        let secs = Duration::from_secs;
+        ServerConfig {
+            binds: Vec::new(),
+            insecure_binds: Vec::new(),
+            tls: None,
+            http2: Http2Config {
+                max_concurrent_streams: 100,
+                initial_stream_window_size: stream_window,
+                initial_connection_window_size: stream_window,
+                max_frame_size: 16_384,
+                max_header_list_size: 16_384,
+                keep_alive_interval: None,
+                keep_alive_timeout: secs(20),
+            },
+            threads: 1,
+            queue_size: 1,
+            queue_timeout: secs(30),
+            body: BodyOptions {
+                decompress: false,
+                max_body_size: 1 << 30,
+                buffer: false,
+            },
+            buffer_memory_limit: 1 << 20,
+            preread: PrereadConfig {
+                max_size: 0,
+                memory_limit: 0,
+            },
+            min_body_rate: MinRate {
+                bytes_per_second: 0,
+                grace: secs(5),
+            },
+            max_header_size: 8192,
+            max_headers: 100,
+            keep_alive_timeout: secs(60),
+            header_timeout: secs(60),
+            body_timeout: secs(60),
+            send_timeout: secs(60),
+            graceful_timeout: secs(5),
+            access_log: false,
+            root_path: String::new(),
+            tcp_congestion: None,
+        }
+    }
+
+    /// Answers every call with the request's stream id in `x-stream-id`,
+    /// the length of its body (read on a blocking thread, as an application
+    /// reads) as the body, and a trailer `x-checksum`; reports each body's
+    /// read to `reads`. On `/abort`, sends a chunk and then fails its body.
+    struct Echo {
+        reads: tokio::sync::mpsc::UnboundedSender<Result<usize, BodyError>>,
+    }
+
+    impl Endpoint for Echo {
+        fn dispatch(&self, call: Box<Call>) -> Result<(), Busy> {
+            let reads = self.reads.clone();
+            tokio::task::spawn_blocking(move || {
+                let Call {
+                    mut request, reply, ..
+                } = *call;
+                let mut headers = HeaderMap::new();
+                headers.insert(CONNECTION, HeaderValue::from_static("close"));
+                if request.head.target.path() == "/abort" {
+                    let (sink, body) = channel();
+                    sink.push(Bytes::from_static(b"part"));
+                    reply.send(Response {
+                        status: StatusCode::OK,
+                        headers,
+                        body: ResponseBody::Stream(body),
+                        trailers: None,
+                    });
+                    sink.abort("the application failed");
+                    return;
+                }
+                let stream_id = request.connection.stream_id;
+                let len = request.body.read_to_end().map(|b| b.len());
+                let _ = reads.send(len.clone());
+                headers.insert("x-stream-id", HeaderValue::from(stream_id.unwrap_or(0)));
+                let mut trailers = HeaderMap::new();
+                trailers.insert("x-checksum", HeaderValue::from_static("abc"));
+                reply.send(Response {
+                    status: StatusCode::OK,
+                    headers,
+                    body: ResponseBody::full(Bytes::from(format!("{len:?}"))),
+                    trailers: Some(trailers),
+                });
+            });
+            Ok(())
+        }
+    }
+
+    struct NoUpgrades;
+
+    impl SpawnH2c for NoUpgrades {
+        fn spawn_h2c(
+            self: Arc<Self>,
+            _: hyper::upgrade::OnUpgrade,
+            _: Bytes,
+            _: UpgradeRequest,
+            _: &ConnContext,
+        ) {
+            unreachable!("no HTTP/1.1 here")
+        }
+    }
+
+    type Reads = tokio::sync::mpsc::UnboundedReceiver<Result<usize, BodyError>>;
+
+    /// A client's `SendRequest` on a served connection, and the endpoint's
+    /// reports of its body reads.
+    async fn serve(stream_window: u32) -> (::h2::client::SendRequest<Bytes>, Reads) {
+        let config = Arc::new(config(stream_window));
+        let (reads, reports) = tokio::sync::mpsc::unbounded_channel();
+        let ctx = Arc::new(ConnContext {
+            config: config.clone(),
+            endpoints: Arc::new(Endpoints::new(Arc::new(Echo { reads }))),
+            rt: tokio::runtime::Handle::current(),
+            local: None,
+            peer: None,
+            tls: None,
+            activity: Arc::new(Activity::new()),
+            zero_copy: None,
+            upgrade: None,
+            h2c: Arc::new(NoUpgrades),
+            guard: GuardHandle::default(),
+            slot: Default::default(),
+            unread_input: Default::default(),
+            preread_budget: MemoryBudget::new(0),
+        });
+        let (client, server) = tokio::io::duplex(256 * 1024);
+        let settings = Settings::new(&config.http2);
+        tokio::spawn(Connection::new(server, &settings, ctx));
+        let (send, conn) = ::h2::client::handshake(client).await.unwrap();
+        tokio::spawn(conn);
+        (send, reports)
+    }
+
+    /// The response to `body` sent as a POST, with its body and trailers.
+    async fn post(
+        send: &mut ::h2::client::SendRequest<Bytes>,
+        body: Bytes,
+    ) -> (http::response::Parts, Bytes, Option<HeaderMap>) {
+        let request = http::Request::post("http://localhost/").body(()).unwrap();
+        let (response, mut stream) = send.send_request(request, body.is_empty()).unwrap();
+        if !body.is_empty() {
+            // The client's own flow control: as much as the server's window allows.
+            let mut rest = body;
+            while !rest.is_empty() {
+                stream.reserve_capacity(rest.len());
+                let room = std::future::poll_fn(|cx| stream.poll_capacity(cx))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let chunk = rest.split_to(room.min(rest.len()));
+                stream.send_data(chunk, rest.is_empty()).unwrap();
+            }
+        }
+        let (parts, mut body) = response.await.unwrap().into_parts();
+        let mut data = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            body.flow_control().release_capacity(chunk.len()).unwrap();
+            data.extend_from_slice(&chunk);
+        }
+        let trailers = body.trailers().await.unwrap();
+        (parts, Bytes::from(data), trailers)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_request_knows_its_stream_and_trailers_follow_the_body() {
+        let (mut send, _) = serve(65_535).await;
+        for expected_id in ["1", "3", "5"] {
+            let (parts, body, trailers) = tokio::time::timeout(WAIT, post(&mut send, Bytes::new()))
+                .await
+                .unwrap();
+            assert_eq!(parts.status, 200);
+            assert_eq!(parts.headers["x-stream-id"], expected_id);
+            // An HTTP/1.1 connection field does not reach HTTP/2.
+            assert!(!parts.headers.contains_key(CONNECTION));
+            assert!(parts.headers.contains_key(DATE));
+            assert_eq!(&body[..], b"Ok(0)");
+            let trailers = trailers.expect("the endpoint's trailers");
+            assert_eq!(trailers["x-checksum"], "abc");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_larger_than_the_window_arrives_as_the_application_reads() {
+        // Four windows' worth: the client can send the rest only if reading
+        // gives the window back.
+        let (mut send, _) = serve(65_535).await;
+        let body = Bytes::from(vec![b'x'; 4 * 65_535]);
+        let (parts, body, _) = tokio::time::timeout(WAIT, post(&mut send, body))
+            .await
+            .unwrap();
+        assert_eq!(parts.status, 200);
+        assert_eq!(&body[..], b"Ok(262140)");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_reset_fails_the_applications_body_read() {
+        let (mut send, mut reads) = serve(65_535).await;
+        let request = http::Request::post("http://localhost/").body(()).unwrap();
+        let (response, mut stream) = send.send_request(request, false).unwrap();
+        stream
+            .send_data(Bytes::from_static(b"start"), false)
+            .unwrap();
+        stream.send_reset(Reason::CANCEL);
+        let read = tokio::time::timeout(WAIT, reads.recv()).await.unwrap();
+        assert!(
+            matches!(read, Some(Err(BodyError::Disconnected(_)))),
+            "{read:?}"
+        );
+        drop(response);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_response_body_resets_its_stream_with_internal_error() {
+        let (mut send, _) = serve(65_535).await;
+        let request = http::Request::get("http://localhost/abort")
+            .body(())
+            .unwrap();
+        let (response, _) = send.send_request(request, true).unwrap();
+        let outcome = tokio::time::timeout(WAIT, async {
+            // The reset may come before the client has read the head.
+            let mut body = match response.await {
+                Ok(response) => response.into_body(),
+                Err(e) => return e.reason(),
+            };
+            loop {
+                match body.data().await {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return e.reason(),
+                    None => return None,
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(outcome, Some(Reason::INTERNAL_ERROR));
+    }
+}
