@@ -20,7 +20,7 @@ use hyper::upgrade::OnUpgrade;
 use super::h2c::{PendingUpgrade, UpgradeRequest};
 use crate::runtime::config::ServerConfig;
 use crate::runtime::endpoint::{ConnectionSlot, Endpoints};
-use crate::runtime::request::body::MemoryBudget;
+use crate::runtime::request::body::{DiskBudget, MemoryBudget};
 use crate::runtime::timers::Activity;
 use crate::runtime::transport::guard::GuardHandle;
 use crate::runtime::transport::sendfile::SendQueue;
@@ -51,6 +51,8 @@ pub(crate) struct ConnContext {
     pub(crate) unread_input: Arc<AtomicBool>,
     /// The server's memory budget for bodies read before the call.
     pub(crate) preread_budget: Arc<MemoryBudget>,
+    /// The server's disk budget for bodies spooled before the call.
+    pub(crate) buffer_budget: Arc<DiskBudget>,
 }
 
 /// Serves the connection an `Upgrade: h2c` request switches to (RFC 7540

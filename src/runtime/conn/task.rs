@@ -37,7 +37,7 @@ use super::h2streams::{ConnectionExecutor, Multiplexed};
 use super::with_watchers::{Either, WithWatchers};
 use crate::runtime::config::ServerConfig;
 use crate::runtime::endpoint::Endpoints;
-use crate::runtime::request::body::MemoryBudget;
+use crate::runtime::request::body::{DiskBudget, MemoryBudget};
 use crate::runtime::request::service::{begin, handle, HttpResponse, RequestBody};
 use crate::runtime::timers::{Activity, Expired, Timeouts};
 use crate::runtime::transport::detect::{detect, Prefixed, Protocol, INVALID_PREFACE_ANSWER};
@@ -163,6 +163,7 @@ pub(crate) struct Serving {
     shutdown: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
     preread_budget: Arc<MemoryBudget>,
+    buffer_budget: Arc<DiskBudget>,
 }
 
 impl Serving {
@@ -180,6 +181,7 @@ impl Serving {
             http1: http1_builder(&config),
             http2: http2_builder(&config),
             preread_budget: MemoryBudget::new(config.preread.memory_limit),
+            buffer_budget: DiskBudget::new(config.buffer.disk_limit),
             config,
             endpoints,
             rt,
@@ -294,6 +296,7 @@ impl Serving {
             slot: Default::default(),
             unread_input: Default::default(),
             preread_budget: self.preread_budget.clone(),
+            buffer_budget: self.buffer_budget.clone(),
         })
     }
 }

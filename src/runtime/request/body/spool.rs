@@ -1,0 +1,466 @@
+//! Request bodies read whole before the call, for `--buffer-body`.
+//!
+//! What it does: `spool` reads a body in the task of its connection or
+//! stream, asynchronously: no thread, OS or Python, waits for the client
+//! (each wait is the source's, bounded by the body timeout and the minimum
+//! rate). It keeps the body in memory up to `--buffer-memory-limit`; past
+//! that, in an unlinked temporary file, written in batches of `BATCH`
+//! bytes, each one short blocking call on tokio's blocking pool while the
+//! next batch is read: a thread is taken for the time of one write, never
+//! for the time of an upload.
+//! A spilled body holds its size of the disk budget (`DiskBudget`,
+//! `--buffer-disk-limit`) for as long as its file is open; a declared
+//! length is reserved before anything is read. A body the server decodes
+//! (`--decompress`) is spooled as it came, then decoded into a second
+//! spool on a blocking thread (CPU work that no longer waits for the
+//! client), so that its exact decoded length is known; the first is given
+//! back when the second is complete.
+//!
+//! What it does not do: decide which bodies are spooled
+//! (`request::service`), or choose the statuses of `SpoolError`s.
+
+use std::fs::File;
+use std::io::{self, Seek, Write};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::runtime::Handle;
+use tokio::task::{JoinError, JoinHandle};
+
+use super::budget::{DiskBudget, Reservation};
+use super::reader::{BodyReader, Source};
+use super::BodyError;
+use crate::proto::body::Coding;
+
+/// Bytes written to the temporary file in one blocking call. A write goes
+/// to the page cache, usually in tens of microseconds, but at times waits
+/// milliseconds for writeback: too long for a thread that serves
+/// connections, hence the blocking pool. 256 KiB: its hand-over is paid
+/// once per batch, not per read of the connection (16 KiB or less); a
+/// spilled body holds at most two batches in memory (one being written,
+/// one filling).
+const BATCH: usize = 256 * 1024;
+
+/// What bounds a spooled body.
+pub(crate) struct SpoolLimits {
+    /// The most of one body kept in memory (`--buffer-memory-limit`).
+    pub(crate) memory: usize,
+    /// The disk all spilled bodies hold together (`--buffer-disk-limit`).
+    pub(crate) disk: Arc<DiskBudget>,
+    /// `--max-body-size`, raw and decoded.
+    pub(crate) max_body_size: u64,
+}
+
+/// Why a body could not be spooled.
+#[derive(Debug)]
+pub(crate) enum SpoolError {
+    /// The body's own error (400, 408, 413).
+    Body(BodyError),
+    /// The body needs more disk than the whole budget: it can never fit.
+    LargerThanDisk(u64),
+    /// The disk budget has no room now: other bodies hold it.
+    DiskFull(u64),
+    /// The temporary file could not be made or written.
+    File(io::Error),
+}
+
+impl std::fmt::Display for SpoolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpoolError::Body(e) => e.fmt(f),
+            SpoolError::LargerThanDisk(limit) => write!(
+                f,
+                "the request body needs more than the --buffer-disk-limit of {limit} bytes"
+            ),
+            SpoolError::DiskFull(limit) => write!(
+                f,
+                "the --buffer-disk-limit of {limit} bytes is used up by other request bodies"
+            ),
+            SpoolError::File(e) => {
+                write!(f, "cannot write the request body to a temporary file: {e}")
+            }
+        }
+    }
+}
+
+/// Read `source` whole: its exact length, and a reader over the spooled
+/// copy (which no longer decodes or limits). `declared`: its raw length,
+/// when known (reserved at once if it spills). `decode`: the coding to
+/// decode it from. An error gives the source up (its rest is not drained:
+/// the connection closes).
+pub(crate) async fn spool(
+    mut source: Source,
+    declared: Option<u64>,
+    decode: Option<Coding>,
+    limits: &SpoolLimits,
+) -> Result<(u64, BodyReader), SpoolError> {
+    let spooled = async {
+        let mut raw = Spool::new(limits, 0);
+        if let Some(n) = declared {
+            raw.expect(n)?;
+        }
+        let mut received = 0u64;
+        while let Some(chunk) = source.next_chunk_async().await.map_err(SpoolError::Body)? {
+            received += chunk.len() as u64;
+            if received > limits.max_body_size {
+                return Err(SpoolError::Body(BodyError::TooLarge(limits.max_body_size)));
+            }
+            if let Some(batch) = raw.push(chunk)? {
+                raw.write(batch).await?;
+            }
+        }
+        let on_disk = raw.on_disk();
+        let (length, body) = raw.finish().await?;
+        Ok((length, body, on_disk))
+    };
+    let (length, raw, held) = match spooled.await {
+        Ok(spooled) => spooled,
+        Err(e) => {
+            source.give_up();
+            return Err(e);
+        }
+    };
+    let Some(coding) = decode else {
+        return Ok((length, BodyReader::new(raw, None, u64::MAX)));
+    };
+    let memory = limits.memory;
+    let disk = limits.disk.clone();
+    let max = limits.max_body_size;
+    let (length, decoded) = tokio::task::spawn_blocking(move || {
+        let mut reader = BodyReader::new(raw, Some(coding), max);
+        let limits = SpoolLimits {
+            memory,
+            disk,
+            max_body_size: max,
+        };
+        let mut decoded = Spool::new(&limits, held);
+        while let Some(chunk) = reader.next_chunk().map_err(SpoolError::Body)? {
+            if let Some(batch) = decoded.push(chunk)? {
+                decoded.write_blocking(batch)?;
+            }
+        }
+        decoded.finish_blocking()
+    })
+    .await
+    .map_err(joined)??;
+    Ok((length, BodyReader::new(decoded, None, u64::MAX)))
+}
+
+/// A body being spooled: in memory, then in a file.
+struct Spool {
+    memory_limit: usize,
+    budget: Arc<DiskBudget>,
+    /// What this request holds of the budget besides (the raw body of one
+    /// being decoded): counted to tell "never fits" from "not now".
+    held_elsewhere: u64,
+    length: u64,
+    memory: BytesMut,
+    disk: Option<OnDisk>,
+}
+
+/// A spilled body: its part of the budget, the file, and the bytes not
+/// written yet.
+struct OnDisk {
+    space: Reservation,
+    writer: Writer,
+    batch: BytesMut,
+}
+
+/// The temporary file, as its writes leave it.
+enum Writer {
+    /// No write in flight: the file, once the first write has made it.
+    Idle(Option<File>),
+    /// A batch being written on the blocking pool, while the body is read
+    /// on (at most one: the next batch waits for it).
+    Writing(JoinHandle<io::Result<File>>),
+}
+
+impl Writer {
+    /// The file once no write is in flight (`None`: none made yet).
+    async fn settle(&mut self) -> Result<Option<File>, SpoolError> {
+        match std::mem::replace(self, Writer::Idle(None)) {
+            Writer::Idle(file) => Ok(file),
+            Writer::Writing(write) => Ok(Some(
+                write.await.map_err(joined)?.map_err(SpoolError::File)?,
+            )),
+        }
+    }
+}
+
+impl Spool {
+    fn new(limits: &SpoolLimits, held_elsewhere: u64) -> Spool {
+        Spool {
+            memory_limit: limits.memory,
+            budget: limits.disk.clone(),
+            held_elsewhere,
+            length: 0,
+            memory: BytesMut::new(),
+            disk: None,
+        }
+    }
+
+    /// The body will be `n` bytes long: a body that spills reserves them now.
+    fn expect(&mut self, n: u64) -> Result<(), SpoolError> {
+        if n > self.memory_limit as u64 {
+            self.spill()?;
+            self.reserve(n)?;
+        }
+        Ok(())
+    }
+
+    /// Take `chunk`: a batch to write when one is full.
+    fn push(&mut self, chunk: Bytes) -> Result<Option<Bytes>, SpoolError> {
+        self.length += chunk.len() as u64;
+        if self.disk.is_none() {
+            if self.memory.len() + chunk.len() <= self.memory_limit {
+                self.memory.extend_from_slice(&chunk);
+                return Ok(None);
+            }
+            self.spill()?;
+        }
+        self.reserve(self.length)?;
+        let Some(disk) = self.disk.as_mut() else {
+            return Ok(None);
+        };
+        disk.batch.extend_from_slice(&chunk);
+        Ok((disk.batch.len() >= BATCH).then(|| std::mem::take(&mut disk.batch).freeze()))
+    }
+
+    /// Go to disk: what is in memory becomes the start of the first batch.
+    fn spill(&mut self) -> Result<(), SpoolError> {
+        if self.disk.is_none() {
+            self.disk = Some(OnDisk {
+                writer: Writer::Idle(None),
+                space: self
+                    .budget
+                    .reserve(0)
+                    .ok_or(SpoolError::DiskFull(self.budget.limit()))?,
+                batch: std::mem::take(&mut self.memory),
+            });
+        }
+        Ok(())
+    }
+
+    /// Hold `total` bytes of the disk budget.
+    fn reserve(&mut self, total: u64) -> Result<(), SpoolError> {
+        let Some(disk) = self.disk.as_mut() else {
+            return Ok(());
+        };
+        let more = total.saturating_sub(disk.space.bytes());
+        if more == 0 || disk.space.grow(more) {
+            return Ok(());
+        }
+        let limit = self.budget.limit();
+        Err(match self.held_elsewhere.saturating_add(total) > limit {
+            true => SpoolError::LargerThanDisk(limit),
+            false => SpoolError::DiskFull(limit),
+        })
+    }
+
+    /// The disk this body holds.
+    fn on_disk(&self) -> u64 {
+        self.disk.as_ref().map_or(0, |d| d.space.bytes())
+    }
+
+    /// Write `batch` as one short call on the blocking pool, once the
+    /// write before it is done; the body is read on meanwhile.
+    async fn write(&mut self, batch: Bytes) -> Result<(), SpoolError> {
+        let Some(disk) = self.disk.as_mut() else {
+            return Ok(());
+        };
+        let file = disk.writer.settle().await?;
+        disk.writer = Writer::Writing(tokio::task::spawn_blocking(move || {
+            write_batch(file, &batch)
+        }));
+        Ok(())
+    }
+
+    /// Write `batch` on this thread, one of the blocking pool's.
+    fn write_blocking(&mut self, batch: Bytes) -> Result<(), SpoolError> {
+        let Some(disk) = self.disk.as_mut() else {
+            return Ok(());
+        };
+        let file = Handle::current().block_on(disk.writer.settle())?;
+        disk.writer = Writer::Idle(Some(write_batch(file, &batch).map_err(SpoolError::File)?));
+        Ok(())
+    }
+
+    /// The body's length, and the body: in memory, or in its file with
+    /// the rest written and the file rewound.
+    async fn finish(mut self) -> Result<(u64, Source), SpoolError> {
+        let Some(disk) = self.disk.as_mut() else {
+            return Ok(self.into_source(None));
+        };
+        let file = disk.writer.settle().await?;
+        let rest = std::mem::take(&mut disk.batch).freeze();
+        let file = tokio::task::spawn_blocking(move || rewound(write_batch(file, &rest)?))
+            .await
+            .map_err(joined)?
+            .map_err(SpoolError::File)?;
+        Ok(self.into_source(Some(file)))
+    }
+
+    /// `finish` on this thread, one of the blocking pool's.
+    fn finish_blocking(mut self) -> Result<(u64, Source), SpoolError> {
+        let Some(disk) = self.disk.as_mut() else {
+            return Ok(self.into_source(None));
+        };
+        let file = Handle::current().block_on(disk.writer.settle())?;
+        let rest = std::mem::take(&mut disk.batch);
+        let file = rewound(write_batch(file, &rest).map_err(SpoolError::File)?);
+        Ok(self.into_source(Some(file.map_err(SpoolError::File)?)))
+    }
+
+    /// The length and the body, with `file` when it spilled.
+    fn into_source(self, file: Option<File>) -> (u64, Source) {
+        let source = match (file, self.disk) {
+            (Some(file), Some(disk)) => Source::File {
+                file,
+                left: self.length,
+                _space: disk.space,
+            },
+            _ => Source::Memory(self.memory.freeze()),
+        };
+        (self.length, source)
+    }
+}
+
+/// Append `batch` to `file`, made first if there is none yet.
+fn write_batch(file: Option<File>, batch: &[u8]) -> io::Result<File> {
+    let mut file = match file {
+        Some(file) => file,
+        None => tempfile::tempfile()?,
+    };
+    file.write_all(batch)?;
+    Ok(file)
+}
+
+fn rewound(mut file: File) -> io::Result<File> {
+    file.rewind()?;
+    Ok(file)
+}
+
+/// A blocking call that panicked or was cancelled (at shutdown).
+fn joined(e: JoinError) -> SpoolError {
+    SpoolError::File(io::Error::other(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::request::body::budget::Budget;
+
+    fn limits(memory: usize, disk: u64) -> SpoolLimits {
+        SpoolLimits {
+            memory,
+            disk: Budget::new(disk),
+            max_body_size: 1 << 30,
+        }
+    }
+
+    fn refused(spooled: Result<(u64, BodyReader), SpoolError>) -> SpoolError {
+        match spooled {
+            Ok((len, _)) => panic!("spooled {len} bytes"),
+            Err(e) => e,
+        }
+    }
+
+    fn body(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    async fn spooled(
+        data: &[u8],
+        declared: Option<u64>,
+        limits: &SpoolLimits,
+    ) -> Result<(u64, BodyReader), SpoolError> {
+        let source = Source::Memory(Bytes::copy_from_slice(data));
+        spool(source, declared, None, limits).await
+    }
+
+    #[tokio::test]
+    async fn a_small_body_stays_in_memory() {
+        let limits = limits(1000, 0);
+        let (len, mut r) = spooled(b"small", Some(5), &limits).await.unwrap();
+        assert_eq!((len, r.remaining()), (5, Some(5)));
+        assert_eq!(&r.read_to_end().unwrap()[..], b"small");
+        assert_eq!(limits.disk.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_large_body_spills_and_holds_its_disk_until_dropped() {
+        let limits = limits(1000, 1 << 20);
+        // Over several batches, and not a whole number of them.
+        let data = body(2 * BATCH + 12345);
+        for declared in [Some(data.len() as u64), None] {
+            let (len, mut r) = spooled(&data, declared, &limits).await.unwrap();
+            assert_eq!(len, data.len() as u64);
+            assert_eq!(limits.disk.used(), len);
+            assert_eq!(r.remaining(), Some(len));
+            assert_eq!(r.read_to_end().unwrap(), data);
+            assert_eq!(r.remaining(), Some(0));
+            drop(r);
+            assert_eq!(limits.disk.used(), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_larger_than_the_whole_budget_never_fits() {
+        let limits = limits(10, 100);
+        let data = body(101);
+        for declared in [Some(101), None] {
+            let e = refused(spooled(&data, declared, &limits).await);
+            assert!(matches!(e, SpoolError::LargerThanDisk(100)), "{e:?}");
+            assert_eq!(limits.disk.used(), 0);
+        }
+        // Bodies that stay in memory need no disk at all.
+        assert!(spooled(&data[..10], None, &limits).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_body_that_finds_the_budget_held_by_others_is_refused_until_it_is_given_back() {
+        let limits = limits(10, 100);
+        let (_, held) = spooled(&body(60), None, &limits).await.unwrap();
+        for declared in [Some(50), None] {
+            let e = refused(spooled(&body(50), declared, &limits).await);
+            assert!(matches!(e, SpoolError::DiskFull(100)), "{e:?}");
+            assert_eq!(limits.disk.used(), 60);
+        }
+        drop(held);
+        assert!(spooled(&body(50), Some(50), &limits).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_decoded_body_is_spooled_decoded_and_its_raw_copy_given_back() {
+        let limits = limits(1000, 1 << 20);
+        let data = body(300_000);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&data).unwrap();
+        let encoded = gz.finish().unwrap();
+        assert!(encoded.len() > 1000, "the raw body spills too");
+        let source = Source::Memory(Bytes::from(encoded.clone()));
+        let declared = Some(encoded.len() as u64);
+        let (len, mut r) = spool(source, declared, Some(Coding::Gzip), &limits)
+            .await
+            .unwrap();
+        assert_eq!(len, data.len() as u64);
+        assert_eq!(limits.disk.used(), len, "only the decoded copy");
+        assert_eq!(r.read_to_end().unwrap(), data);
+        drop(r);
+        assert_eq!(limits.disk.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_maximum_body_size_holds_raw_and_decoded() {
+        let mut limits = limits(1000, 1 << 20);
+        limits.max_body_size = 1000;
+        let e = refused(spooled(&body(1001), None, &limits).await);
+        assert!(matches!(e, SpoolError::Body(BodyError::TooLarge(1000))));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&[0u8; 100_000]).unwrap();
+        let source = Source::Memory(Bytes::from(gz.finish().unwrap()));
+        let e = refused(spool(source, None, Some(Coding::Gzip), &limits).await);
+        assert!(matches!(e, SpoolError::Body(BodyError::TooLarge(1000))));
+        assert_eq!(limits.disk.used(), 0);
+    }
+}
