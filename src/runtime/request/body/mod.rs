@@ -2,7 +2,8 @@
 //! HTTP/1.1 path's bodies come from (`socket`: read by the application's
 //! thread; `channel`: read by the connection), small bodies read whole
 //! before the call (`preread`), every body read whole before the call with
-//! `--buffer-body` (`spool`), and the budgets of what those hold (`budget`).
+//! `--buffer-body` (`spool`, into memory or a temporary file: `spill`), and
+//! the budgets of what those hold (`budget`).
 //!
 //! What it owns, shared by both: `BodyError`, and how much of a body left
 //! unread is drained to keep a connection open.
@@ -18,6 +19,7 @@ mod deadline;
 mod preread;
 mod reader;
 mod socket;
+mod spill;
 mod spool;
 
 pub(crate) use budget::{DiskBudget, MemoryBudget, Reservation};

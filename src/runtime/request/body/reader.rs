@@ -741,7 +741,8 @@ impl BodyReader {
     }
 
     /// The bytes left to read, when known without reading: a body read as it
-    /// came (not decoded) whose length was declared, or one held in memory.
+    /// came (not decoded) whose length was declared, or one held in memory
+    /// or spooled.
     pub(crate) fn remaining(&self) -> Option<u64> {
         if !matches!(self.state, ReadState::Open) {
             return matches!(self.state, ReadState::Done).then_some(self.pending.len() as u64);

@@ -4,10 +4,8 @@
 //! stream, asynchronously: no thread, OS or Python, waits for the client
 //! (each wait is the source's, bounded by the body timeout and the minimum
 //! rate). It keeps the body in memory up to `--buffer-memory-limit`; past
-//! that, in an unlinked temporary file, written in batches of `BATCH`
-//! bytes, each one short blocking call on tokio's blocking pool while the
-//! next batch is read: a thread is taken for the time of one write, never
-//! for the time of an upload.
+//! that, in an unlinked temporary file (`spill`), in batches of `BATCH`
+//! bytes, without a thread per upload.
 //! A spilled body holds its size of the disk budget (`DiskBudget`,
 //! `--buffer-disk-limit`) for as long as its file is open; a declared
 //! length is reserved before anything is read. A body the server decodes
@@ -19,27 +17,29 @@
 //! What it does not do: decide which bodies are spooled
 //! (`request::service`), or choose the statuses of `SpoolError`s.
 
-use std::fs::File;
-use std::io::{self, Seek, Write};
+use std::io;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::runtime::Handle;
-use tokio::task::{JoinError, JoinHandle};
+use tokio::task::JoinError;
 
 use super::budget::{DiskBudget, Reservation};
 use super::reader::{BodyReader, Source};
+use super::spill::SpillFile;
 use super::BodyError;
 use crate::proto::body::Coding;
 
-/// Bytes written to the temporary file in one blocking call. A write goes
-/// to the page cache, usually in tens of microseconds, but at times waits
-/// milliseconds for writeback: too long for a thread that serves
-/// connections, hence the blocking pool. 256 KiB: its hand-over is paid
-/// once per batch, not per read of the connection (16 KiB or less); a
-/// spilled body holds at most two batches in memory (one being written,
-/// one filling).
+/// Bytes handed to the temporary file at once (`spill`): the hand-over to
+/// a blocking call costs once per batch, not once per read of the
+/// connection (16 KiB or less). A spilled body holds at most four in memory
+/// (one filling, two waiting, one being written), and only while the disk
+/// is slower than the client.
 const BATCH: usize = 256 * 1024;
+
+/// Room past `BATCH` for the chunk that fills a batch: one read of the
+/// connection (`conn::h1_body` reads up to 64 KiB; hyper's frames are
+/// smaller).
+const READ_SLACK: usize = 64 * 1024;
 
 /// What bounds a spooled body.
 pub(crate) struct SpoolLimits {
@@ -158,33 +158,12 @@ struct Spool {
     disk: Option<OnDisk>,
 }
 
-/// A spilled body: its part of the budget, the file, and the bytes not
-/// written yet.
+/// A spilled body: its part of the budget, its file, and the bytes not
+/// handed to it yet.
 struct OnDisk {
     space: Reservation,
-    writer: Writer,
+    file: SpillFile,
     batch: BytesMut,
-}
-
-/// The temporary file, as its writes leave it.
-enum Writer {
-    /// No write in flight: the file, once the first write has made it.
-    Idle(Option<File>),
-    /// A batch being written on the blocking pool, while the body is read
-    /// on (at most one: the next batch waits for it).
-    Writing(JoinHandle<io::Result<File>>),
-}
-
-impl Writer {
-    /// The file once no write is in flight (`None`: none made yet).
-    async fn settle(&mut self) -> Result<Option<File>, SpoolError> {
-        match std::mem::replace(self, Writer::Idle(None)) {
-            Writer::Idle(file) => Ok(file),
-            Writer::Writing(write) => Ok(Some(
-                write.await.map_err(joined)?.map_err(SpoolError::File)?,
-            )),
-        }
-    }
 }
 
 impl Spool {
@@ -222,6 +201,11 @@ impl Spool {
         let Some(disk) = self.disk.as_mut() else {
             return Ok(None);
         };
+        if disk.batch.capacity() == 0 {
+            // A batch's whole size at once (and a read's worth more, for
+            // the chunk that fills it): no copy as it grows.
+            disk.batch.reserve(BATCH + READ_SLACK);
+        }
         disk.batch.extend_from_slice(&chunk);
         Ok((disk.batch.len() >= BATCH).then(|| std::mem::take(&mut disk.batch).freeze()))
     }
@@ -230,7 +214,7 @@ impl Spool {
     fn spill(&mut self) -> Result<(), SpoolError> {
         if self.disk.is_none() {
             self.disk = Some(OnDisk {
-                writer: Writer::Idle(None),
+                file: SpillFile::new(),
                 space: self
                     .budget
                     .reserve(0)
@@ -262,82 +246,49 @@ impl Spool {
         self.disk.as_ref().map_or(0, |d| d.space.bytes())
     }
 
-    /// Write `batch` as one short call on the blocking pool, once the
-    /// write before it is done; the body is read on meanwhile.
+    /// Hand `batch` to the file; waits only while the disk is behind.
     async fn write(&mut self, batch: Bytes) -> Result<(), SpoolError> {
-        let Some(disk) = self.disk.as_mut() else {
-            return Ok(());
-        };
-        let file = disk.writer.settle().await?;
-        disk.writer = Writer::Writing(tokio::task::spawn_blocking(move || {
-            write_batch(file, &batch)
-        }));
-        Ok(())
+        match self.disk.as_mut() {
+            Some(disk) => disk.file.write(batch).await.map_err(SpoolError::File),
+            None => Ok(()),
+        }
     }
 
     /// Write `batch` on this thread, one of the blocking pool's.
     fn write_blocking(&mut self, batch: Bytes) -> Result<(), SpoolError> {
-        let Some(disk) = self.disk.as_mut() else {
-            return Ok(());
-        };
-        let file = Handle::current().block_on(disk.writer.settle())?;
-        disk.writer = Writer::Idle(Some(write_batch(file, &batch).map_err(SpoolError::File)?));
-        Ok(())
+        match self.disk.as_mut() {
+            Some(disk) => disk.file.write_blocking(&batch).map_err(SpoolError::File),
+            None => Ok(()),
+        }
     }
 
     /// The body's length, and the body: in memory, or in its file with
     /// the rest written and the file rewound.
     async fn finish(mut self) -> Result<(u64, Source), SpoolError> {
-        let Some(disk) = self.disk.as_mut() else {
-            return Ok(self.into_source(None));
+        let Some(disk) = self.disk.take() else {
+            return Ok((self.length, Source::Memory(self.memory.freeze())));
         };
-        let file = disk.writer.settle().await?;
-        let rest = std::mem::take(&mut disk.batch).freeze();
-        let file = tokio::task::spawn_blocking(move || rewound(write_batch(file, &rest)?))
-            .await
-            .map_err(joined)?
-            .map_err(SpoolError::File)?;
-        Ok(self.into_source(Some(file)))
+        let file = disk.file.finish(disk.batch.freeze()).await;
+        Ok(self.spilled(file.map_err(SpoolError::File)?, disk.space))
     }
 
     /// `finish` on this thread, one of the blocking pool's.
     fn finish_blocking(mut self) -> Result<(u64, Source), SpoolError> {
-        let Some(disk) = self.disk.as_mut() else {
-            return Ok(self.into_source(None));
+        let Some(disk) = self.disk.take() else {
+            return Ok((self.length, Source::Memory(self.memory.freeze())));
         };
-        let file = Handle::current().block_on(disk.writer.settle())?;
-        let rest = std::mem::take(&mut disk.batch);
-        let file = rewound(write_batch(file, &rest).map_err(SpoolError::File)?);
-        Ok(self.into_source(Some(file.map_err(SpoolError::File)?)))
+        let file = disk.file.finish_blocking(&disk.batch);
+        Ok(self.spilled(file.map_err(SpoolError::File)?, disk.space))
     }
 
-    /// The length and the body, with `file` when it spilled.
-    fn into_source(self, file: Option<File>) -> (u64, Source) {
-        let source = match (file, self.disk) {
-            (Some(file), Some(disk)) => Source::File {
-                file,
-                left: self.length,
-                _space: disk.space,
-            },
-            _ => Source::Memory(self.memory.freeze()),
+    fn spilled(&self, file: std::fs::File, space: Reservation) -> (u64, Source) {
+        let source = Source::File {
+            file,
+            left: self.length,
+            _space: space,
         };
         (self.length, source)
     }
-}
-
-/// Append `batch` to `file`, made first if there is none yet.
-fn write_batch(file: Option<File>, batch: &[u8]) -> io::Result<File> {
-    let mut file = match file {
-        Some(file) => file,
-        None => tempfile::tempfile()?,
-    };
-    file.write_all(batch)?;
-    Ok(file)
-}
-
-fn rewound(mut file: File) -> io::Result<File> {
-    file.rewind()?;
-    Ok(file)
 }
 
 /// A blocking call that panicked or was cancelled (at shutdown).
@@ -349,6 +300,7 @@ fn joined(e: JoinError) -> SpoolError {
 mod tests {
     use super::*;
     use crate::runtime::request::body::budget::Budget;
+    use std::io::Write;
 
     fn limits(memory: usize, disk: u64) -> SpoolLimits {
         SpoolLimits {
