@@ -3,8 +3,8 @@
 //! What it does: applies the framing rules (`proto::request`), plans the body
 //! (`proto::body`: 413 before the application is called, decoding, the
 //! length the endpoint is told), optionally reads the whole body first
-//! (`--buffer-body`, `body::spool`), asks the route table (`proto::route`) which endpoint
-//! serves the request, hands it the protocol-neutral request
+//! (`--buffer-body`, `body::spool`), asks the route table (`proto::route`)
+//! which endpoint serves the request, hands it the protocol-neutral request
 //! (`endpoint::Request`; 503 when its pool is full), and turns its reply into
 //! a response.
 //!
@@ -61,7 +61,7 @@ pub(crate) enum PlainBody {
     Socket(SocketBody),
     /// All of it, read with the head (TLS, where the application's thread
     /// cannot read the socket: `conn::h1::TLS_BUFFERED_BODY`), with its
-    /// part of the read-ahead memory budget.
+    /// part of the read-ahead memory budget (`None`: counted in none).
     Memory(Bytes, Option<Reservation>),
     /// Read (and decoded) by the connection: chunked bodies, bodies on TLS,
     /// bodies behind `Expect: 100-continue`.
