@@ -93,3 +93,17 @@ def test_a_body_that_finds_the_budget_held_gets_503_until_it_is_given_back(serve
         assert response is not None and response.status == 200
         assert response.json()["length"] == LARGE
     assert post(server.port, LARGE).status == 200
+
+
+def test_a_temporary_file_that_cannot_be_made_gets_500(start_server, monkeypatch, tmp_path):
+    """The server's fault, not the client's (as nginx answers): 500, one
+    error line, and the server goes on; a body that stays in memory is
+    served."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "missing"))
+    srv = start_server("tests.apps.wsgi_app:app", "--buffer-body", "--buffer-memory-limit", str(MEMORY))
+    mark = srv.mark()
+    response = post(srv.port, LARGE)
+    assert (response.status, response.header("connection")) == (500, "close")
+    srv.wait_for_line("cannot write the request body to a temporary file", mark)
+    response = post(srv.port, MEMORY)
+    assert response.status == 200 and response.json()["length"] == MEMORY
