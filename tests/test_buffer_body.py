@@ -107,3 +107,26 @@ def test_a_temporary_file_that_cannot_be_made_gets_500(start_server, monkeypatch
     srv.wait_for_line("cannot write the request body to a temporary file", mark)
     response = post(srv.port, MEMORY)
     assert response.status == 200 and response.json()["length"] == MEMORY
+
+
+def test_bodies_kept_in_memory_count_in_the_memory_budget(start_server):
+    """Bodies spooled in memory count in ``--preread-memory-limit``: while a
+    slow upload holds most of it, another body goes to disk, where here it
+    does not fit (413); once the first has ended, it stays in memory (200)."""
+    srv = start_server(
+        "tests.apps.wsgi_app:app", "--buffer-body", "--buffer-memory-limit", "1M", "--preread-memory-limit", "64K",
+        "--buffer-disk-limit", "10K", "--min-body-rate", "0",
+    )  # fmt: skip
+    with RawConnection(srv.port) as slow:
+        slow.send(f"POST /hash HTTP/1.1\r\nHost: t\r\nContent-Length: {LARGE + 1}\r\n\r\n".encode() + b"a" * LARGE)
+        # The slow upload's bytes may not have been read yet: ask until they have.
+        deadline = time.monotonic() + CLIENT_TIMEOUT
+        while (response := post(srv.port, LARGE)).status != 413:
+            assert response.status == 200
+            assert time.monotonic() < deadline, "the memory budget was never found held"
+        slow.send(b"a")
+        response = slow.read_response("POST")
+        assert response is not None and response.status == 200
+        assert response.json()["length"] == LARGE + 1
+    response = post(srv.port, LARGE)
+    assert response.status == 200 and response.json()["length"] == LARGE

@@ -643,8 +643,8 @@ class Config:
     )  # fmt: skip
     preread_memory_limit: int = _option(
         64 * MIB, Size(0),
-        "the most memory all bodies read ahead (--preread-body-size) hold at once; "
-        "past it, bodies stream to the application",
+        "the most memory all bodies read before the call (--preread-body-size, --buffer-body) hold at once; "
+        "past it, bodies stream to the application (with --buffer-body: go to a temporary file)",
         group=BODIES,
     )  # fmt: skip
     min_body_rate: int = _option(

@@ -221,6 +221,7 @@ async fn buffer_then_call(pending: Pending, ctx: &ConnContext) -> Response<Respo
     } = pending;
     let limits = SpoolLimits {
         memory: ctx.config.buffer.memory_limit,
+        memory_budget: ctx.preread_budget.clone(),
         disk: ctx.buffer_budget.clone(),
         max_body_size: ctx.config.body.max_body_size,
     };

@@ -1,10 +1,10 @@
 //! Budgets of the bytes request bodies hold before the call.
 //!
 //! What it owns: `Budget`, the bytes all bodies of one kind may hold at
-//! once: in memory, read ahead (`MemoryBudget`, `--preread-memory-limit`),
-//! or on disk, spooled (`DiskBudget`, `--buffer-disk-limit`); and
-//! `Reservation`, one body's part of it, grown as the body grows and given
-//! back when the body is dropped.
+//! once: in memory, read before the call (`MemoryBudget`,
+//! `--preread-memory-limit`), or on disk, spooled (`DiskBudget`,
+//! `--buffer-disk-limit`); and `Reservation`, one body's part of it, grown
+//! as the body grows and given back when the body is dropped.
 //!
 //! What it does not do: read or write bodies, or choose which are read
 //! ahead or spooled.
@@ -18,8 +18,9 @@ pub(crate) struct Budget {
     used: AtomicU64,
 }
 
-/// The memory of the bodies read ahead (`preread`) and of those that came
-/// with their head on the own HTTP/1.1 engine.
+/// The memory of the bodies read ahead (`preread`), of those that came
+/// with their head on the own HTTP/1.1 engine, and of those spooled in
+/// memory (`spool`).
 pub(crate) type MemoryBudget = Budget;
 
 /// The temporary files of the bodies spooled for `--buffer-body` (`spool`).
@@ -44,6 +45,14 @@ impl Budget {
             budget: self.clone(),
             bytes,
         })
+    }
+
+    /// A reservation of nothing yet, to grow.
+    pub(crate) fn reserve_none(self: &Arc<Self>) -> Reservation {
+        Reservation {
+            budget: self.clone(),
+            bytes: 0,
+        }
     }
 
     /// Count `bytes` more as used, if the limit allows.

@@ -3,9 +3,11 @@
 //! What it does: `spool` reads a body in the task of its connection or
 //! stream, asynchronously: no thread, OS or Python, waits for the client
 //! (each wait is the source's, bounded by the body timeout and the minimum
-//! rate). It keeps the body in memory up to `--buffer-memory-limit`; past
-//! that, in an unlinked temporary file (`spill`), in batches of `BATCH`
-//! bytes, without a thread per upload.
+//! rate). It keeps the body in memory up to `--buffer-memory-limit`, while
+//! the memory budget of the bodies read before the call
+//! (`--preread-memory-limit`) has room; past that, in an unlinked
+//! temporary file (`spill`), in batches of `BATCH` bytes, without a thread
+//! per upload.
 //! A spilled body holds its size of the disk budget (`DiskBudget`,
 //! `--buffer-disk-limit`) for as long as its file is open; a declared
 //! length is reserved before anything is read. A body the server decodes
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinError;
 
-use super::budget::{DiskBudget, Reservation};
+use super::budget::{DiskBudget, MemoryBudget, Reservation};
 use super::reader::{BodyReader, Source};
 use super::spill::SpillFile;
 use super::BodyError;
@@ -45,6 +47,9 @@ const READ_SLACK: usize = 64 * 1024;
 pub(crate) struct SpoolLimits {
     /// The most of one body kept in memory (`--buffer-memory-limit`).
     pub(crate) memory: usize,
+    /// The memory all bodies read before the call hold together
+    /// (`--preread-memory-limit`): a body it has no room for goes to disk.
+    pub(crate) memory_budget: Arc<MemoryBudget>,
     /// The disk all spilled bodies hold together (`--buffer-disk-limit`).
     pub(crate) disk: Arc<DiskBudget>,
     /// `--max-body-size`, raw and decoded.
@@ -124,12 +129,14 @@ pub(crate) async fn spool(
         return Ok((length, BodyReader::new(raw, None, u64::MAX)));
     };
     let memory = limits.memory;
+    let memory_budget = limits.memory_budget.clone();
     let disk = limits.disk.clone();
     let max = limits.max_body_size;
     let (length, decoded) = tokio::task::spawn_blocking(move || {
         let mut reader = BodyReader::new(raw, Some(coding), max);
         let limits = SpoolLimits {
             memory,
+            memory_budget,
             disk,
             max_body_size: max,
         };
@@ -155,6 +162,8 @@ struct Spool {
     held_elsewhere: u64,
     length: u64,
     memory: BytesMut,
+    /// The memory budget's part `memory` holds.
+    in_memory: Reservation,
     disk: Option<OnDisk>,
 }
 
@@ -174,6 +183,7 @@ impl Spool {
             held_elsewhere,
             length: 0,
             memory: BytesMut::new(),
+            in_memory: limits.memory_budget.reserve_none(),
             disk: None,
         }
     }
@@ -191,7 +201,9 @@ impl Spool {
     fn push(&mut self, chunk: Bytes) -> Result<Option<Bytes>, SpoolError> {
         self.length += chunk.len() as u64;
         if self.disk.is_none() {
-            if self.memory.len() + chunk.len() <= self.memory_limit {
+            if self.memory.len() + chunk.len() <= self.memory_limit
+                && self.in_memory.grow(chunk.len() as u64)
+            {
                 self.memory.extend_from_slice(&chunk);
                 return Ok(None);
             }
@@ -215,12 +227,11 @@ impl Spool {
         if self.disk.is_none() {
             self.disk = Some(OnDisk {
                 file: SpillFile::new(),
-                space: self
-                    .budget
-                    .reserve(0)
-                    .ok_or(SpoolError::DiskFull(self.budget.limit()))?,
+                space: self.budget.reserve_none(),
                 batch: std::mem::take(&mut self.memory),
             });
+            // Counted on disk from now on.
+            self.in_memory.shrink_to(0);
         }
         Ok(())
     }
@@ -266,7 +277,7 @@ impl Spool {
     /// the rest written and the file rewound.
     async fn finish(mut self) -> Result<(u64, Source), SpoolError> {
         let Some(disk) = self.disk.take() else {
-            return Ok((self.length, Source::Memory(self.memory.freeze())));
+            return Ok(self.held());
         };
         let file = disk.file.finish(disk.batch.freeze()).await;
         Ok(self.spilled(file.map_err(SpoolError::File)?, disk.space))
@@ -275,12 +286,22 @@ impl Spool {
     /// `finish` on this thread, one of the blocking pool's.
     fn finish_blocking(mut self) -> Result<(u64, Source), SpoolError> {
         let Some(disk) = self.disk.take() else {
-            return Ok((self.length, Source::Memory(self.memory.freeze())));
+            return Ok(self.held());
         };
         let file = disk.file.finish_blocking(&disk.batch);
         Ok(self.spilled(file.map_err(SpoolError::File)?, disk.space))
     }
 
+    /// The length and the body, held in memory.
+    fn held(self) -> (u64, Source) {
+        let source = Source::Held {
+            bytes: self.memory.freeze(),
+            _reservation: self.in_memory,
+        };
+        (self.length, source)
+    }
+
+    /// The length and the body, spilled to `file`.
     fn spilled(&self, file: std::fs::File, space: Reservation) -> (u64, Source) {
         let source = Source::File {
             file,
@@ -305,6 +326,7 @@ mod tests {
     fn limits(memory: usize, disk: u64) -> SpoolLimits {
         SpoolLimits {
             memory,
+            memory_budget: Budget::new(1 << 30),
             disk: Budget::new(disk),
             max_body_size: 1 << 30,
         }
@@ -354,6 +376,25 @@ mod tests {
             drop(r);
             assert_eq!(limits.disk.used(), 0);
         }
+    }
+
+    #[tokio::test]
+    async fn a_body_the_memory_budget_has_no_room_for_goes_to_disk() {
+        let mut limits = limits(1000, 1 << 20);
+        limits.memory_budget = Budget::new(1500);
+        let (_, first) = spooled(&body(1000), None, &limits).await.unwrap();
+        assert_eq!((limits.memory_budget.used(), limits.disk.used()), (1000, 0));
+        let (len, mut second) = spooled(&body(1000), None, &limits).await.unwrap();
+        assert_eq!(
+            (limits.memory_budget.used(), limits.disk.used()),
+            (1000, 1000)
+        );
+        assert_eq!(second.read_to_end().unwrap(), body(1000));
+        drop((first, second));
+        assert_eq!(
+            (len, limits.memory_budget.used(), limits.disk.used()),
+            (1000, 0, 0)
+        );
     }
 
     #[tokio::test]
