@@ -1,7 +1,8 @@
 """Slow request bodies hold no application thread: a small body
 (``--preread-body-size``) is read whole by the server before the application
-is called, and a body slower than ``--min-body-rate`` after
-``--min-body-rate-grace`` is answered 408.
+is called, a body slower than ``--min-body-rate`` after
+``--min-body-rate-grace`` is answered 408, and with ``--buffer-body`` every
+body is read whole holding no thread at all, OS or Python.
 
 Each test trickles request bodies one byte a second, ``THREADS * 8`` of them
 with ``--threads THREADS``: were an application thread waiting for each, every
@@ -14,6 +15,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from tests.support import (
     CLIENT_TIMEOUT,
@@ -23,6 +25,7 @@ from tests.support import (
     RawConnection,
     RawH2Connection,
     assert_serving,
+    chunked_framing,
     h2_frame,
     http_request,
     request_headers,
@@ -228,3 +231,88 @@ def test_an_application_reading_a_body_below_the_minimum_rate_gets_an_error(star
         trickle.stop()
         assert status == 200
         assert b'"error": "RequestBodyTooSlow"' in body and b"minimum of 2000 bytes/s" in body
+
+
+def threads_of(pid: int) -> int:
+    """The number of threads of process ``pid`` (Linux ``/proc/PID/status``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Threads in /proc/{pid}/status")
+
+
+def test_slow_uploads_with_buffer_body_hold_no_thread(start_server):
+    """``--buffer-body`` reads every body whole before the call: trickled over
+    HTTP/1.1 (with a length and chunked) and HTTP/2, they hold neither the one
+    application thread nor an OS thread each, and a normal request is answered
+    meanwhile."""
+    srv = start_server("tests.apps.wsgi_app:app", "--threads", "1", "--buffer-body", "--min-body-rate", "0")
+    assert_serving(srv.port)
+    before = threads_of(srv.proc.pid)
+    sized = [RawConnection(srv.port) for _ in range(SLOW // 2)]
+    chunked = [RawConnection(srv.port) for _ in range(SLOW // 4)]
+    streams = [1 + 2 * i for i in range(SLOW // 4)]
+    h2 = RawH2Connection(srv.port)
+    try:
+        for conn in sized:
+            conn.send(f"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {BODY}\r\n\r\n".encode())
+        for conn in chunked:
+            conn.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for stream in streams:
+            h2.request(stream, request_headers("/echo", "POST"), end_stream=False)
+        trickle = Trickle(
+            [conn.send for conn in sized]
+            + [lambda data, c=conn: c.send(chunked_framing(data, end=False)) for conn in chunked]
+            + [lambda data, s=s: h2.send(h2_frame(DATA, 0, s, data)) for s in streams]
+        )
+        trickle.wait_rounds(2)
+        assert_prompt(srv.port)
+        during = threads_of(srv.proc.pid)
+        # A thread per upload would be SLOW more.
+        assert during - before < SLOW // 4, (before, during)
+        sent = trickle.stop()
+        for conn in sized:
+            conn.send(b"x" * (BODY - sent))
+        for conn in chunked:
+            conn.send(chunked_framing(b"x" * (BODY - sent)))
+        for stream in streams:
+            h2.send(h2_frame(DATA, END_STREAM, stream, b"x" * (BODY - sent)))
+        for conn in sized + chunked:
+            response = conn.read_response("POST")
+            assert response is not None
+            assert (response.status, response.body) == (200, b"x" * BODY)
+        for stream, (status, body) in h2_responses(h2, streams).items():
+            assert (status, body) == (200, b"x" * BODY), stream
+    finally:
+        h2.close()
+        for conn in sized + chunked:
+            conn.close()
+
+
+def test_bodies_that_come_with_their_head_count_in_the_memory_budget(start_server, tmp_path):
+    """A small body that arrives with its head is held whole before the call,
+    counted in ``--preread-memory-limit``: while one is held, a chunked body
+    finds no room to be read ahead, and the application is called before it
+    is complete (read ahead, it would be called only at its end)."""
+    srv = start_server(
+        "tests.apps.wsgi_app:app", "--threads", "2", "--preread-body-size", "1K", "--preread-memory-limit", "1K",
+        "--min-body-rate", "0",
+    )  # fmt: skip
+    release = tmp_path / "release"
+    with RawConnection(srv.port) as held, RawConnection(srv.port) as streamed:
+        mark = srv.mark()
+        held.send(
+            f"POST /block?token=held&release={release} HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n".encode()
+            + b"h" * 1000
+        )
+        srv.wait_for_line("BLOCK-STARTED held", mark)
+        streamed.send(b"POST /called?token=streamed HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        streamed.send(chunked_framing(b"s" * 16, end=False))
+        srv.wait_for_line("APP-CALLED streamed", mark)
+        streamed.send(chunked_framing(b"s" * 16))
+        response = streamed.read_response("POST")
+        assert response is not None and response.status == 200
+        assert response.json()["length"] == 32
+        release.touch()
+        response = held.read_response("POST")
+        assert response is not None and (response.status, response.body) == (200, b"released")

@@ -629,6 +629,12 @@ class Config:
     buffer_memory_limit: int = _option(
         1 * MIB, Size(0), "with --buffer-body, larger bodies go to a temporary file", group=BODIES
     )
+    buffer_disk_limit: int = _option(
+        1 * GIB, Size(0),
+        "with --buffer-body, the most disk all bodies in temporary files hold at once; a body that "
+        "needs more than all of it gets 413, one that finds it used by others 503",
+        group=BODIES,
+    )  # fmt: skip
     preread_body_size: int = _option(
         16 * KIB, Size(0),
         "a request body of at most this many bytes is read whole by the server before the "
@@ -637,8 +643,8 @@ class Config:
     )  # fmt: skip
     preread_memory_limit: int = _option(
         64 * MIB, Size(0),
-        "the most memory all bodies read ahead (--preread-body-size) hold at once; "
-        "past it, bodies stream to the application",
+        "the most memory all bodies read before the call (--preread-body-size, --buffer-body) hold at once; "
+        "past it, bodies stream to the application (with --buffer-body: go to a temporary file)",
         group=BODIES,
     )  # fmt: skip
     min_body_rate: int = _option(

@@ -16,7 +16,9 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::proto::body::BodyOptions;
-use crate::runtime::config::{BindAddr, Http2Config, MinRate, PrereadConfig, ServerConfig};
+use crate::runtime::config::{
+    BindAddr, BufferConfig, Http2Config, MinRate, PrereadConfig, ServerConfig,
+};
 use crate::runtime::transport::tls::{ClientCert, TlsSettings};
 
 #[derive(FromPyObject)]
@@ -49,6 +51,7 @@ struct PyConfig {
     decompress: bool,
     buffer_body: bool,
     buffer_memory_limit: usize,
+    buffer_disk_limit: u64,
     preread_body_size: u64,
     preread_memory_limit: u64,
     min_body_rate: u64,
@@ -114,7 +117,10 @@ pub(crate) fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
             max_body_size: c.max_body_size,
             buffer: c.buffer_body,
         },
-        buffer_memory_limit: c.buffer_memory_limit,
+        buffer: BufferConfig {
+            memory_limit: c.buffer_memory_limit,
+            disk_limit: c.buffer_disk_limit,
+        },
         preread: PrereadConfig {
             max_size: c.preread_body_size,
             memory_limit: c.preread_memory_limit,

@@ -43,6 +43,16 @@ pub(crate) struct PrereadConfig {
     pub(crate) memory_limit: u64,
 }
 
+/// `--buffer-body`: where the bodies read whole before the call are kept.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BufferConfig {
+    /// The most of one body kept in memory; past it, the body goes to a
+    /// temporary file.
+    pub(crate) memory_limit: usize,
+    /// The disk all those files hold at once.
+    pub(crate) disk_limit: u64,
+}
+
 /// The minimum average rate of a request body, measured from its first
 /// read once `grace` has passed (as Kestrel's `MinRequestBodyDataRate`).
 #[derive(Debug, Clone, Copy)]
@@ -65,7 +75,8 @@ pub(crate) struct ServerConfig {
     /// thread; then it is answered 503. Always more than zero.
     pub(crate) queue_timeout: Duration,
     pub(crate) body: BodyOptions,
-    pub(crate) buffer_memory_limit: usize,
+    /// Bodies read whole before the call (`request::body::spool`).
+    pub(crate) buffer: BufferConfig,
     /// Request bodies read whole before the call (`request::body::preread`).
     pub(crate) preread: PrereadConfig,
     /// The slowest a request body may come (`request::body::preread::MinRate`).

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::h2c::PendingUpgrade;
 use crate::runtime::config::ServerConfig;
 use crate::runtime::endpoint::{ConnectionSlot, Endpoints};
-use crate::runtime::request::body::MemoryBudget;
+use crate::runtime::request::body::{DiskBudget, MemoryBudget};
 use crate::runtime::timers::Activity;
 use crate::runtime::transport::guard::GuardHandle;
 use crate::runtime::transport::sendfile::SendQueue;
@@ -44,4 +44,6 @@ pub(crate) struct ConnContext {
     pub(crate) unread_input: Arc<AtomicBool>,
     /// The server's memory budget for bodies read before the call.
     pub(crate) preread_budget: Arc<MemoryBudget>,
+    /// The server's disk budget for bodies spooled before the call.
+    pub(crate) buffer_budget: Arc<DiskBudget>,
 }

@@ -218,24 +218,34 @@ where
                 keep_alive,
                 version: HttpVersion::of(version),
             };
+            let held;
             let (body, reading) = match (framing, raw_socket) {
                 (BodyFraming::Empty | BodyFraming::Length(0), _) => (None, Reading::Nothing),
                 // A small body here with its head (in the buffer, or read
-                // by reads that do not wait) is handed over whole.
+                // by reads that do not wait) is handed over whole, within
+                // the read-ahead memory budget (without room, it takes
+                // one of the ways below).
                 (BodyFraming::Length(n), _)
                     if !expect_continue
                         && n <= whole_here_limit(&ctx, raw_socket.is_some())
-                        && (buf.len() as u64 >= n || read_all_now(&mut io, &mut buf, n)) =>
+                        && (buf.len() as u64 >= n || read_all_now(&mut io, &mut buf, n))
+                        && {
+                            held = ctx.preread_budget.reserve(n);
+                            held.is_some()
+                        } =>
                 {
                     let body = buf.split_to(n as usize).freeze();
-                    (Some(Http1Body::Memory(body)), Reading::Nothing)
+                    (Some(Http1Body::Memory(body, held)), Reading::Nothing)
                 }
                 // Cleartext, over `--preread-body-size`: the application's
                 // thread reads the socket. A smaller body still to come is
                 // the connection's, read whole before the call
-                // (`request::body::preread`).
+                // (`request::body::preread`), as is any body with
+                // `--buffer-body` (`request::body::spool`).
                 (BodyFraming::Length(n), Some(raw_socket))
-                    if !expect_continue && n > ctx.config.preread.max_size =>
+                    if !expect_continue
+                        && n > ctx.config.preread.max_size
+                        && !ctx.config.body.buffer =>
                 {
                     let buffered =
                         buf.split_to(buf.len().min(usize::try_from(n).unwrap_or(usize::MAX)));

@@ -31,7 +31,7 @@ use super::h2c::{PendingUpgrade, UpgradeStream};
 use super::with_watchers::{Either, WithWatchers};
 use crate::runtime::config::ServerConfig;
 use crate::runtime::endpoint::Endpoints;
-use crate::runtime::request::body::MemoryBudget;
+use crate::runtime::request::body::{DiskBudget, MemoryBudget};
 use crate::runtime::timers::{Activity, Expired, Timeouts};
 use crate::runtime::transport::detect::{detect, Prefixed, Protocol, INVALID_PREFACE_ANSWER};
 use crate::runtime::transport::guard::{Guard, GuardHandle, ENHANCE_YOUR_CALM};
@@ -147,6 +147,7 @@ pub(crate) struct Serving {
     shutdown: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
     preread_budget: Arc<MemoryBudget>,
+    buffer_budget: Arc<DiskBudget>,
 }
 
 impl Serving {
@@ -163,6 +164,7 @@ impl Serving {
         Serving {
             http2: h2::Settings::new(&config.http2),
             preread_budget: MemoryBudget::new(config.preread.memory_limit),
+            buffer_budget: DiskBudget::new(config.buffer.disk_limit),
             config,
             endpoints,
             rt,
@@ -207,6 +209,7 @@ impl Serving {
             slot: Default::default(),
             unread_input: Default::default(),
             preread_budget: self.preread_budget.clone(),
+            buffer_budget: self.buffer_budget.clone(),
         })
     }
 }
@@ -376,6 +379,7 @@ where
             slot: ctx.slot.clone(),
             unread_input: ctx.unread_input.clone(),
             preread_budget: ctx.preread_budget.clone(),
+            buffer_budget: ctx.buffer_budget.clone(),
         });
         let io = UpgradeStream::new(Rewind::new(io, buffered), frames);
         let io = Guard::new(io, upgraded.guard.clone(), upgraded.activity.clone());

@@ -3,8 +3,8 @@
 //! What it does: applies the framing rules (`proto::request`), plans the body
 //! (`proto::body`: 413 before the application is called, decoding, the
 //! length the endpoint is told), optionally reads the whole body first
-//! (`--buffer-body`), asks the route table (`proto::route`) which endpoint
-//! serves the request, hands it the protocol-neutral request
+//! (`--buffer-body`, `body::spool`), asks the route table (`proto::route`)
+//! which endpoint serves the request, hands it the protocol-neutral request
 //! (`endpoint::Request`; 503 when its pool is full), and turns its reply into
 //! a response.
 //!
@@ -22,8 +22,8 @@ use h2::RecvStream;
 use tokio::sync::oneshot;
 
 use super::body::{
-    preread, BodyClock, BodyError, BodyReader, ChannelBody, HyperBody, Reservation, SocketBody,
-    Source, UnreadWatch,
+    preread, spool, BodyClock, BodyError, BodyReader, ChannelBody, HyperBody, Reservation,
+    SocketBody, Source, SpoolError, SpoolLimits, UnreadWatch,
 };
 use super::response::{ResponseBody, Trailers};
 use crate::proto::body::{plan, Coding, Framing};
@@ -56,8 +56,9 @@ pub(crate) enum Http1Body {
     /// Read from the socket by the application's thread.
     Socket(SocketBody),
     /// All of it, read with the head (TLS, where the application's thread
-    /// cannot read the socket: `conn::h1::TLS_BUFFERED_BODY`).
-    Memory(Bytes),
+    /// cannot read the socket: `conn::h1::TLS_BUFFERED_BODY`), with its
+    /// part of the read-ahead memory budget (`None`: counted in none).
+    Memory(Bytes, Option<Reservation>),
     /// Read (and decoded) by the connection: chunked bodies, bodies on TLS,
     /// bodies behind `Expect: 100-continue`.
     Channel(ChannelBody),
@@ -92,9 +93,7 @@ async fn finish(
     let response = match next {
         Next::Respond(response) => *response,
         Next::Await(awaiting) => await_head(awaiting).await,
-        Next::Buffer(pending) => {
-            Box::pin(buffer_then_call(*pending, ctx.config.buffer_memory_limit)).await
-        }
+        Next::Buffer(pending) => Box::pin(buffer_then_call(*pending, &ctx)).await,
         Next::ReadAhead(ahead) => Box::pin(read_ahead_then_call(*ahead, &ctx)).await,
     };
     let (parts, body) = response.into_parts();
@@ -134,7 +133,10 @@ struct Awaiting {
 
 /// A request whose body must be buffered before the call is made.
 struct Pending {
-    body: BodyReader,
+    source: Source,
+    /// The raw length, when declared.
+    declared: Option<u64>,
+    decode: Option<Coding>,
     prepare: Box<dyn FnOnce(BodyReader, Option<u64>) -> Next + Send>,
 }
 
@@ -183,18 +185,56 @@ fn head_response(
     }
 }
 
-async fn buffer_then_call(pending: Pending, limit: usize) -> Response<ResponseBody> {
-    let Pending { body, prepare } = pending;
-    match tokio::task::spawn_blocking(move || body.buffer(limit)).await {
-        Ok(Ok((len, buffered))) => match prepare(buffered, Some(len)) {
+/// Read the whole body in this task (`body::spool`: no thread waits for
+/// the client), then make the call with its exact length. A body that
+/// fails (400, 408, 413), or finds no room on disk, is answered here
+/// without calling the application: `413` if it needs more than the whole
+/// `--buffer-disk-limit` (as nginx answers a body over its
+/// `client_max_body_size`: it can never be taken), `503` if other bodies
+/// hold the room now (it may be taken later), `500` if the temporary file
+/// cannot be written (as nginx).
+async fn buffer_then_call(pending: Pending, ctx: &ConnContext) -> Response<ResponseBody> {
+    let Pending {
+        source,
+        declared,
+        decode,
+        prepare,
+    } = pending;
+    let limits = SpoolLimits {
+        memory: ctx.config.buffer.memory_limit,
+        memory_budget: ctx.preread_budget.clone(),
+        disk: ctx.buffer_budget.clone(),
+        max_body_size: ctx.config.body.max_body_size,
+    };
+    match spool(source, declared, decode, &limits).await {
+        Ok((len, body)) => match prepare(body, Some(len)) {
             Next::Respond(response) => *response,
             Next::Await(awaiting) => await_head(awaiting).await,
             Next::Buffer(_) | Next::ReadAhead(_) => {
                 error_response(500, "Internal Server Error", true)
             }
         },
-        Ok(Err(e)) => body_error_response(&e),
-        Err(_) => error_response(500, "Internal Server Error", true),
+        Err(e) => {
+            ctx.unread_input.store(true, Ordering::Relaxed);
+            match e {
+                SpoolError::Body(e) => {
+                    log::info!(target: "propylon.server", "request ended before the call: {e}");
+                    body_error_response(&e)
+                }
+                SpoolError::LargerThanDisk(_) => {
+                    log::info!(target: "propylon.server", "rejected request: {e}; answering 413");
+                    error_response(413, "Content Too Large", true)
+                }
+                SpoolError::DiskFull(_) => {
+                    log::warn!(target: "propylon.server", "{e}; answering 503");
+                    error_response(503, "Service Unavailable", true)
+                }
+                SpoolError::File(_) => {
+                    log::error!(target: "propylon.server", "{e}; answering 500");
+                    error_response(500, "Internal Server Error", true)
+                }
+            }
+        }
     }
 }
 
@@ -313,10 +353,16 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
         (
             _,
             RequestBody::Http1 {
-                body: Some(Http1Body::Memory(body)),
+                body: Some(Http1Body::Memory(bytes, reservation)),
                 ..
             },
-        ) => Source::Memory(body),
+        ) => match reservation {
+            Some(reservation) => Source::Held {
+                bytes,
+                _reservation: reservation,
+            },
+            None => Source::Memory(bytes),
+        },
         (
             _,
             RequestBody::Http1 {
@@ -402,17 +448,25 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             prepare: Box::new(call),
         }));
     }
-    let body = BodyReader::new(source, decode, max_body_size);
     match framing {
         // Nothing to buffer; the exact length is known ("0", or no body).
-        Framing::Empty | Framing::Length(0) if config.body.buffer => {
-            call(body, (framing == Framing::Length(0)).then_some(0))
-        }
+        Framing::Empty | Framing::Length(0) if config.body.buffer => call(
+            BodyReader::new(source, decode, max_body_size),
+            (framing == Framing::Length(0)).then_some(0),
+        ),
         _ if config.body.buffer => Next::Buffer(Box::new(Pending {
-            body,
+            source,
+            declared: match framing {
+                Framing::Length(n) => Some(n),
+                _ => None,
+            },
+            decode,
             prepare: Box::new(call),
         })),
-        _ => call(body, body_plan.content_length),
+        _ => call(
+            BodyReader::new(source, decode, max_body_size),
+            body_plan.content_length,
+        ),
     }
 }
 

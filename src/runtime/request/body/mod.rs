@@ -1,7 +1,9 @@
 //! Request bodies: what the application reads (`reader`), and where the own
 //! HTTP/1.1 path's bodies come from (`socket`: read by the application's
-//! thread; `channel`: read by the connection), and small bodies read whole
-//! before the call (`preread`).
+//! thread; `channel`: read by the connection), small bodies read whole
+//! before the call (`preread`), every body read whole before the call with
+//! `--buffer-body` (`spool`, into memory or a temporary file: `spill`), and
+//! the budgets of what those hold (`budget`).
 //!
 //! What it owns, shared by both: `BodyError`, and how much of a body left
 //! unread is drained to keep a connection open.
@@ -17,13 +19,16 @@ mod deadline;
 mod preread;
 mod reader;
 mod socket;
+mod spill;
+mod spool;
 
-pub(crate) use budget::{MemoryBudget, Reservation};
+pub(crate) use budget::{DiskBudget, MemoryBudget, Reservation};
 pub(crate) use channel::{channel, BodyFeed, ChannelBody, Message};
 pub(crate) use deadline::BodyClock;
 pub(crate) use preread::preread;
 pub(crate) use reader::{BodyReader, HyperBody, Source, UnreadWatch};
 pub(crate) use socket::{BodySocket, Lease, SocketBody};
+pub(crate) use spool::{spool, SpoolError, SpoolLimits};
 
 /// The most of a request body the application left unread, and that is
 /// still to come when its response is complete, that the connection waits

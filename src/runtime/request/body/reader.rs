@@ -15,15 +15,15 @@
 //! after decoding (a zip bomb ends with `TooLarge`). After the end every read
 //! returns empty at once; after an error every read repeats the error.
 //!
-//! `buffer()` reads a whole body into memory, spilling to an unlinked temporary
-//! file past a threshold, for `--buffer-body`.
+//! A body spooled before the call (`spool`, for `--buffer-body`) is read
+//! back from memory or from its temporary file.
 //!
 //! What it does not do: decide *whether* to decode or what length the endpoint is told
 //! (that is `proto::body::plan`), or raise Python exceptions (the bridge maps
 //! `BodyError` to `propylon.errors`).
 
 use std::fs::File;
-use std::io::{self, BufRead, Read, Seek, Write};
+use std::io::{self, BufRead, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -193,7 +193,14 @@ pub(crate) enum Source {
         first: Bytes,
         rest: Box<Source>,
     },
-    File(File),
+    /// A body spooled to an unlinked temporary file (`spool`): `left`
+    /// bytes still to read, and its part of the disk budget, held while
+    /// the file is open.
+    File {
+        file: File,
+        left: u64,
+        _space: Reservation,
+    },
     /// The server's own HTTP/1.1 path: the bytes that came with the head,
     /// then the socket (`socket`).
     Socket(SocketBody),
@@ -226,11 +233,24 @@ impl Source {
             }),
             Source::Prefixed { first, .. } if !first.is_empty() => Ok(Some(std::mem::take(first))),
             Source::Prefixed { rest, .. } => rest.next_chunk(),
-            Source::File(f) => {
-                let mut buf = vec![0u8; DECODE_STEP];
-                let n = f
-                    .read(&mut buf)
-                    .map_err(|e| BodyError::Invalid(format!("buffered body: {e}")))?;
+            Source::File { file, left, .. } => {
+                let mut buf =
+                    vec![0u8; DECODE_STEP.min(usize::try_from(*left).unwrap_or(DECODE_STEP))];
+                let n = match file.read(&mut buf) {
+                    Ok(n) => n,
+                    // Not the client's: the application sees an error, not a short body.
+                    Err(e) => {
+                        return Err(BodyError::Invalid(format!(
+                            "cannot read the spooled body back: {e}"
+                        )))
+                    }
+                };
+                if n == 0 && *left > 0 {
+                    return Err(BodyError::Invalid(format!(
+                        "the spooled body ended {left} bytes short"
+                    )));
+                }
+                *left -= n as u64;
                 buf.truncate(n);
                 Ok(if n == 0 { None } else { Some(Bytes::from(buf)) })
             }
@@ -238,6 +258,32 @@ impl Source {
                 let rt = rt.clone();
                 crate::runtime::pool::blocking(|| rt.block_on(self.next_incoming()))
             }
+        }
+    }
+
+    /// The next bytes, waited for in the calling task, with no thread:
+    /// hyper's body and the connection's channel asynchronously (each wait
+    /// as `next_incoming`'s); bodies in memory are at hand. A body only a
+    /// thread reads (`Socket`: the socket, lent to the application's
+    /// thread; `File`) is an error here: the callers never pass one.
+    pub(super) async fn next_chunk_async(&mut self) -> Result<Option<Bytes>, BodyError> {
+        let mut source = self;
+        loop {
+            return match source {
+                Source::Incoming { .. } => source.next_incoming().await,
+                Source::Channel(body) => body.next_chunk_async().await,
+                Source::Prefixed { first, .. } if !first.is_empty() => {
+                    Ok(Some(std::mem::take(first)))
+                }
+                Source::Prefixed { rest, .. } => {
+                    source = rest;
+                    continue;
+                }
+                Source::Empty | Source::Memory(_) | Source::Held { .. } => source.next_chunk(),
+                Source::Socket(_) | Source::File { .. } => Err(BodyError::Invalid(
+                    "this body is read by a thread, not by the connection".into(),
+                )),
+            };
         }
     }
 
@@ -276,7 +322,8 @@ impl Source {
             } => Some(n.saturating_sub(*received)),
             Source::Socket(body) => Some(body.remaining()),
             Source::Channel(body) => body.remaining(),
-            Source::Incoming { declared: None, .. } | Source::File(_) => None,
+            Source::File { left, .. } => Some(*left),
+            Source::Incoming { declared: None, .. } => None,
         }
     }
 }
@@ -675,7 +722,7 @@ impl BodyReader {
 
     /// The next chunk from the stage (None at the end), keeping the end or
     /// the error in `state` so that later reads see it again.
-    fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
+    pub(super) fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
         match &self.state {
             ReadState::Done => return Ok(None),
             ReadState::Failed(e) => return Err(e.clone()),
@@ -772,7 +819,8 @@ impl BodyReader {
     }
 
     /// The bytes left to read, when known without reading: a body read as it
-    /// came (not decoded) whose length was declared, or one held in memory.
+    /// came (not decoded) whose length was declared, or one held in memory
+    /// or spooled.
     pub(crate) fn remaining(&self) -> Option<u64> {
         if !matches!(self.state, ReadState::Open) {
             return matches!(self.state, ReadState::Done).then_some(self.pending.len() as u64);
@@ -810,54 +858,12 @@ impl BodyReader {
             }
         }
     }
-
-    /// Read the whole body now; keep it in memory up to `memory_limit` bytes,
-    /// past that in an unlinked temporary file. Returns the exact length and a
-    /// reader over the buffered copy (which no longer decodes or limits).
-    pub(crate) fn buffer(mut self, memory_limit: usize) -> Result<(u64, BodyReader), BodyError> {
-        let mut memory = BytesMut::new();
-        let mut file: Option<File> = None;
-        let mut total = 0u64;
-        loop {
-            if self.pending.is_empty() && !self.fill()? {
-                break;
-            }
-            let chunk = std::mem::take(&mut self.pending);
-            total += chunk.len() as u64;
-            match &mut file {
-                Some(f) => f.write_all(&chunk).map_err(spill_error)?,
-                None if memory.len() + chunk.len() > memory_limit => {
-                    let mut f = tempfile::tempfile().map_err(spill_error)?;
-                    f.write_all(&memory).map_err(spill_error)?;
-                    f.write_all(&chunk).map_err(spill_error)?;
-                    memory = BytesMut::new();
-                    file = Some(f);
-                }
-                None => memory.extend_from_slice(&chunk),
-            }
-        }
-        let source = match file {
-            Some(mut f) => {
-                f.rewind().map_err(spill_error)?;
-                Source::File(f)
-            }
-            None => Source::Memory(memory.freeze()),
-        };
-        Ok((total, BodyReader::new(source, None, u64::MAX)))
-    }
-}
-
-fn spill_error(e: io::Error) -> BodyError {
-    // Not the client's fault, but the request cannot go on; report it as invalid
-    // so the application sees an error rather than a short body.
-    BodyError::Invalid(format!(
-        "cannot buffer the request body in a temporary file: {e}"
-    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn memory(data: &[u8], decode: Option<Coding>, max: u64) -> BodyReader {
         BodyReader::new(Source::Memory(Bytes::copy_from_slice(data)), decode, max)
@@ -979,16 +985,5 @@ mod tests {
     fn invalid_gzip() {
         let mut r = memory(b"not gzip at all", Some(Coding::Gzip), 1 << 20);
         assert!(matches!(r.read_to_end(), Err(BodyError::Invalid(_))));
-    }
-
-    #[test]
-    fn buffering_spills_to_a_file() {
-        let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
-        let (len, mut r) = memory(&data, None, 1 << 20).buffer(1000).unwrap();
-        assert_eq!(len, data.len() as u64);
-        assert_eq!(r.read_to_end().unwrap(), data);
-        let (len, mut r) = memory(b"small", None, 1 << 20).buffer(1000).unwrap();
-        assert_eq!(len, 5);
-        assert_eq!(&r.read_to_end().unwrap()[..], b"small");
     }
 }
