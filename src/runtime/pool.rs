@@ -27,7 +27,20 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
+/// Work for a pool thread. A closure is one; so can be a type of its own,
+/// whose data and job are then one allocation, run in place (`run` takes the
+/// box, not the value: nothing is moved out of it).
+pub(crate) trait Task: Send + 'static {
+    fn run(self: Box<Self>);
+}
+
+impl<F: FnOnce() + Send + 'static> Task for F {
+    fn run(self: Box<Self>) {
+        (*self)()
+    }
+}
+
+pub(crate) type Job = Box<dyn Task>;
 
 /// Times an idle worker yields the CPU before it sleeps (see `Worker::next`).
 const YIELDS_BEFORE_WAIT: u32 = 2;
@@ -207,7 +220,7 @@ impl Worker {
 
     /// Run a job so that a panic does not take the thread (and its queue) down.
     pub(crate) fn run(job: Job) {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || job.run()));
     }
 }
 

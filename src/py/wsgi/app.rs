@@ -32,7 +32,7 @@ use super::start_response::StartResponse;
 use crate::proto::request::HttpVersion;
 use crate::proto::wsgi::environ::{self, Environ, EnvironInput};
 use crate::runtime::endpoint::{Busy, Call, Endpoint, Request};
-use crate::runtime::pool::Pool;
+use crate::runtime::pool::{Pool, Task};
 use crate::runtime::transport::sendfile::SendQueue;
 
 /// A WSGI application, called on `pool`.
@@ -65,27 +65,33 @@ impl Endpoint for WsgiApp {
         drop(std::mem::take(&mut head.headers));
         drop(std::mem::take(&mut head.target));
         let queued = call.queued.clone();
-        // The call stays in its box and the environ values join it in one
-        // more: the pool's job and `run` move pointers, not the several
-        // hundred bytes of a request.
-        let call = Box::new(WsgiCall {
+        // One allocation for the pool's job and everything it needs: the
+        // pool thread runs it in place (`Task::run` takes the box).
+        let job = Box::new(WsgiCall {
+            app: self.app.clone(),
+            pool: self.pool.clone(),
             call,
             environ,
             is_head,
         });
-        let app = self.app.clone();
-        let pool = self.pool.clone();
-        let job = Box::new(move || Python::attach(|py| run(py, &app, call, pool)));
         self.pool.try_submit_queued(job, queued).map_err(|_| Busy)
     }
 }
 
-/// What the pool thread needs of a call: the call (its head already freed)
-/// and the environ values.
+/// What the pool thread needs of a call: the application, the call (its
+/// head already freed) and the environ values.
 struct WsgiCall {
+    app: Arc<Py<PyAny>>,
+    pool: Arc<Pool>,
     call: Box<Call>,
     environ: Environ,
     is_head: bool,
+}
+
+impl Task for WsgiCall {
+    fn run(self: Box<Self>) {
+        Python::attach(|py| run(py, self))
+    }
 }
 
 /// A request's environ values (PEP 3333, WSGI 1.1) as plain Rust strings.
@@ -112,9 +118,11 @@ fn environ_values(request: &Request, root_path: &str) -> Environ {
     environ
 }
 
-fn run(py: Python<'_>, app: &Py<PyAny>, call: Box<WsgiCall>, pool: Arc<Pool>) {
+fn run(py: Python<'_>, call: Box<WsgiCall>) {
     // Fields moved out one by one; the environ values are read in place.
     let WsgiCall {
+        app,
+        pool,
         call,
         ref environ,
         is_head,

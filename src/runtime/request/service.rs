@@ -16,9 +16,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use h2::RecvStream;
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
-use h2::RecvStream;
 use tokio::sync::oneshot;
 
 use super::body::{
