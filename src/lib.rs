@@ -1,5 +1,5 @@
 //! Propylon: a Python application server. Dependencies point one way:
-//! `proto` (protocol rules, no I/O) <- `runtime` (tokio + hyper, no Python) <-
+//! `proto` (protocol rules, no I/O) <- `runtime` (tokio, h2, rustls; no Python) <-
 //! `py` (the PyO3 bridge, the only code that touches the interpreter).
 //!
 //! Nothing is public but the `_core` Python module: `proto` and `runtime` are
@@ -21,10 +21,10 @@ fn _core(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
 }
 
 /// The extension's Rust allocations (connections, buffers, futures) come from
-/// jemalloc. hyper keeps an 8 KiB read and an 8 KiB write buffer per HTTP/1.1
-/// connection of which an idle one touches a page or so; jemalloc's 8 KiB
-/// size class leaves the rest untouched (not resident), where glibc's chunk
-/// headers between buffers touch more. Measured with 10,000 idle keep-alive
+/// jemalloc. Each HTTP/1.1 connection keeps a read and a write buffer of
+/// which an idle one touches a page or so; jemalloc's size classes leave the
+/// rest untouched (not resident), where glibc's chunk headers between buffers
+/// touch more. Measured with 10,000 idle keep-alive
 /// connections: 107 MiB peak RSS against 141 MiB with glibc (bench/README.md).
 #[cfg(feature = "python")]
 #[global_allocator]

@@ -2,16 +2,17 @@
 //!
 //! Everything here is a pure function or a small state machine over plain Rust
 //! types: no sockets, no tokio, no pyo3. The runtime (`src/runtime`) feeds it
-//! what hyper parsed and acts on the answer; the Python bridge (`src/py`)
-//! turns the answers into Python objects. That is why every rule in this
+//! what it read (HTTP/1.x heads parsed by [`h1`], HTTP/2's by h2) and acts
+//! on the answer; the Python bridge (`src/py`) turns the answers into Python
+//! objects. That is why every rule in this
 //! folder can be tested with a table of cases and nothing else.
 //!
-//! - [`request`]: request framing rules hyper does not enforce for us (400s).
+//! - [`request`]: request framing rules, for every protocol version (400s).
 //! - [`body`]: what the request body looks like to the application (413,
 //!   request decompression, what `CONTENT_LENGTH` shows).
 //! - [`chunked`]: decoding chunked HTTP/1.1 request bodies (400s).
-//! - [`h1`]: HTTP/1.1 request heads and response heads on the server's own
-//!   path (which requests it serves, and what hyper serves instead).
+//! - [`h1`]: HTTP/1.x request heads (parsed, or refused with their status)
+//!   and response heads.
 //! - [`response`]: validating `start_response` arguments (status, headers).
 //! - [`length`]: response `Content-Length` enforcement while the body is sent.
 //! - [`wsgi`]: WSGI's rules: the environ of a request, the response state

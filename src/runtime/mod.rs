@@ -1,4 +1,4 @@
-//! The HTTP runtime: tokio, hyper, h2 and rustls. No Python here.
+//! The HTTP runtime: tokio, h2 and rustls. No Python here.
 //!
 //! `server` binds and accepts and shuts down; each connection is a task of
 //! `conn` over a `transport`; each request goes through `request::service` to

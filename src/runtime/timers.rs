@@ -7,19 +7,19 @@
 //! has data for the client, but the client has taken nothing for too long).
 //!
 //! Stall detection needs no knowledge of the transport or of HTTP/2 flow
-//! control: after a response body hands hyper a chunk, hyper asks for the next
-//! one as soon as it can send more. A body that gave data and has not been
+//! control: after a response body hands the connection a chunk, the connection
+//! asks for the next one as soon as it can send more. A body that gave data and has not been
 //! asked again for `send_timeout` belongs to a client that stopped reading
 //! (TCP) or stopped granting window (HTTP/2). A body waiting for the
-//! application is not stalled: its last answer to hyper was "not yet".
+//! application is not stalled: its last answer to the connection was "not yet".
 //!
 //! The head timer counts from the first byte the transport receives after the
 //! connection went idle (`received`, called by the transport wrapper on every
-//! read) to the start of the request (`begin`). It is the server's, not
-//! hyper's: hyper's `header_read_timeout` starts when hyper begins waiting for
-//! the next head, so on a keep-alive connection it counts idle time too and
-//! closes connections the keep-alive timeout should keep, and it costs a
-//! boxed timer armed and dropped per request.
+//! read) to the start of the request (`begin`), not from when the connection
+//! begins waiting for the next head (as hyper's `header_read_timeout` does):
+//! that would count idle time on a keep-alive connection too and close
+//! connections the keep-alive timeout should keep, and cost a timer armed and
+//! dropped per request.
 //!
 //! All timers are one `watch_timers` future that sleeps to its next deadline
 //! and looks at the state when it wakes. Nothing wakes it early: requests
@@ -77,7 +77,7 @@ struct State {
 /// One response body's progress, updated by `access_log::Tracked` on every
 /// poll of the body: no lock.
 pub(crate) struct Progress {
-    /// When the body last handed hyper data, in nanoseconds after `base`,
+    /// When the body last handed the connection data, in nanoseconds after `base`,
     /// plus one; 0 when it answered "not yet" or ended since.
     gave_data_at: AtomicU64,
     base: Instant,
@@ -210,7 +210,7 @@ impl Activity {
         s.in_flight = s.in_flight.saturating_sub(1);
         s.idle_since = Instant::now();
         // Bytes that came while the request ran were its body (or a pipelined
-        // head, already read: hyper parses it without waiting).
+        // head, already read: `conn::h1` parses it without waiting).
         self.head_at.store(0, Ordering::Relaxed);
         let drained = s.in_flight == 0;
         if drained && s.responses.len() > 1 {

@@ -48,8 +48,8 @@ pub(crate) fn parse_head(
     // One look at the thread's caches for the whole head.
     CONVERTED.with_borrow_mut(|caches| {
         let status = caches.status(status)?;
-        // Sized for the application's headers plus the two hyper's HTTP/2
-        // server may add (`date`, `content-length`): a full map re-hashes
+        // Sized for the application's headers plus the two the HTTP/2
+        // connection may add (`date`, `content-length`): a full map re-hashes
         // and reallocates as it grows (callgrind, HTTP/2 hello world: two
         // grows per response, ~1,750 instructions of ~39,000).
         let mut map = HeaderMap::with_capacity(count + 2);

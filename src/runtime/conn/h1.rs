@@ -935,9 +935,11 @@ mod tests {
     mod served {
         use super::*;
         use crate::proto::body::BodyOptions;
-        use crate::runtime::config::{Http2Config, MinRate, PrereadConfig, ServerConfig};
+        use crate::runtime::config::{
+            BufferConfig, Http2Config, MinRate, PrereadConfig, ServerConfig,
+        };
         use crate::runtime::endpoint::{self, Busy, Call, Endpoint, Endpoints};
-        use crate::runtime::request::body::MemoryBudget;
+        use crate::runtime::request::body::{DiskBudget, MemoryBudget};
         use crate::runtime::request::response::{self, ResponseBody};
         use crate::runtime::timers::Activity;
         use crate::runtime::transport::guard::GuardHandle;
@@ -999,7 +1001,10 @@ mod tests {
                     max_body_size: 1 << 20,
                     buffer: false,
                 },
-                buffer_memory_limit: 0,
+                buffer: BufferConfig {
+                    memory_limit: 0,
+                    disk_limit: 0,
+                },
                 preread: PrereadConfig {
                     max_size: 0,
                     memory_limit: 0,
@@ -1033,6 +1038,7 @@ mod tests {
                 slot: Default::default(),
                 unread_input: Default::default(),
                 preread_budget: MemoryBudget::new(0),
+                buffer_budget: DiskBudget::new(0),
             })
         }
 

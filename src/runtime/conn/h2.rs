@@ -509,11 +509,9 @@ mod date {
 mod tests {
     use super::*;
     use crate::proto::body::BodyOptions;
-    use crate::runtime::config::{MinRate, PrereadConfig, ServerConfig};
-    use crate::runtime::conn::context::SpawnH2c;
-    use crate::runtime::conn::h2c::UpgradeRequest;
+    use crate::runtime::config::{BufferConfig, MinRate, PrereadConfig, ServerConfig};
     use crate::runtime::endpoint::{Busy, Call, Endpoint, Endpoints, Response};
-    use crate::runtime::request::body::{BodyError, MemoryBudget};
+    use crate::runtime::request::body::{BodyError, DiskBudget, MemoryBudget};
     use crate::runtime::request::response::channel;
     use crate::runtime::timers::Activity;
     use crate::runtime::transport::guard::GuardHandle;
@@ -544,7 +542,10 @@ mod tests {
                 max_body_size: 1 << 30,
                 buffer: false,
             },
-            buffer_memory_limit: 1 << 20,
+            buffer: BufferConfig {
+                memory_limit: 1 << 20,
+                disk_limit: 0,
+            },
             preread: PrereadConfig {
                 max_size: 0,
                 memory_limit: 0,
@@ -612,20 +613,6 @@ mod tests {
         }
     }
 
-    struct NoUpgrades;
-
-    impl SpawnH2c for NoUpgrades {
-        fn spawn_h2c(
-            self: Arc<Self>,
-            _: hyper::upgrade::OnUpgrade,
-            _: Bytes,
-            _: UpgradeRequest,
-            _: &ConnContext,
-        ) {
-            unreachable!("no HTTP/1.1 here")
-        }
-    }
-
     type Reads = tokio::sync::mpsc::UnboundedReceiver<Result<usize, BodyError>>;
 
     /// A client's `SendRequest` on a served connection, and the endpoint's
@@ -643,11 +630,11 @@ mod tests {
             activity: Arc::new(Activity::new()),
             zero_copy: None,
             upgrade: None,
-            h2c: Arc::new(NoUpgrades),
             guard: GuardHandle::default(),
             slot: Default::default(),
             unread_input: Default::default(),
             preread_budget: MemoryBudget::new(0),
+            buffer_budget: DiskBudget::new(0),
         });
         let (client, server) = tokio::io::duplex(256 * 1024);
         let settings = Settings::new(&config.http2);

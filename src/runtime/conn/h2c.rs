@@ -1,8 +1,7 @@
 //! HTTP/2 by upgrade from HTTP/1.1 (`Upgrade: h2c`, RFC 7540 §3.2).
 //!
 //! The upgrade request is answered on stream 1 of the new HTTP/2 connection.
-//! Neither hyper nor h2 can start a server connection with a stream already
-//! open, so after the `101 Switching Protocols` this module makes the request
+//! h2 cannot start a server connection with a stream already open, so after the `101 Switching Protocols` this module makes the request
 //! arrive as if the client had sent it on stream 1: `UpgradeStream` passes the
 //! client's connection preface and first SETTINGS frame through, then inserts a
 //! HEADERS frame (stream 1, END_STREAM) carrying the request head, HPACK-encoded

@@ -1,5 +1,5 @@
-//! Response bodies handed to the connection (hyper's HTTP/1.1, the own
-//! HTTP/1.1 loop, HTTP/2's `conn::h2`), and the channel that feeds them from the
+//! Response bodies handed to the connection (the HTTP/1.x loop `conn::h1`,
+//! HTTP/2's `conn::h2`), and the channel that feeds them from the
 //! application side.
 //!
 //! What it does: `ResponseBody` is the one body type the server returns: empty,
@@ -7,7 +7,8 @@
 //! stream fed through a bounded `channel()`. The channel's producer never blocks
 //! a pool thread on a slow client: `ChunkSink::push` reports `Full` above the high
 //! watermark, the producer then `pause`s with a resume callback, and the consumer
-//! (hyper polling the body) calls it once the queue drains below the low watermark.
+//! (the connection polling the body) calls it once the queue drains below the low
+//! watermark.
 //!
 //! What it does not do: enforce Content-Length (the producer does that with
 //! `proto::length::ResponseLength`), or know about Python.
@@ -115,7 +116,7 @@ impl Body for ResponseBody {
 }
 
 // ---------------------------------------------------------------------------
-// Stream: a bounded channel from a producer (a pool thread) to hyper.
+// Stream: a bounded channel from a producer (a pool thread) to the connection.
 
 struct ChanState {
     queue: VecDeque<Bytes>,
@@ -136,16 +137,16 @@ pub(crate) struct ChunkSink {
     chan: Arc<Chan>,
 }
 
-/// The consumer's end, polled by hyper.
+/// The consumer's end, polled by the connection.
 pub(crate) struct StreamBody {
     chan: Arc<Chan>,
     flush_first: FlushFirst,
 }
 
 /// Reports an abort only on a poll after the one that returned the last data,
-/// so hyper gets to flush that data first: the client then sees the part of the
-/// response that was sent, and then the close (hyper drops unflushed bytes when
-/// a body fails).
+/// so the connection gets to send that data first: the client then sees the
+/// part of the response that was sent, and then the end (h2 drops the DATA a
+/// stream still has queued when the stream is reset).
 #[derive(Default)]
 struct FlushFirst {
     data_returned: bool,
@@ -363,8 +364,8 @@ pub(crate) struct FileBody {
     offset: u64,
     remaining: u64,
     pending: Option<tokio::task::JoinHandle<(BytesMut, io::Result<Bytes>)>>,
-    /// Where reads land. Each chunk is split off it; once hyper has dropped
-    /// the chunks, the next `reserve` takes the same memory back, so a large
+    /// Where reads land. Each chunk is split off it; once the connection has
+    /// dropped the chunks, the next `reserve` takes the same memory back, so a large
     /// file is read into a few warm pages instead of a fresh (zeroed,
     /// page-faulted) allocation per chunk.
     buf: Option<BytesMut>,

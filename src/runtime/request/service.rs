@@ -22,8 +22,8 @@ use http::{Request, Response, StatusCode};
 use tokio::sync::oneshot;
 
 use super::body::{
-    preread, spool, BodyClock, BodyError, BodyReader, ChannelBody, HyperBody, Reservation,
-    SocketBody, Source, SpoolError, SpoolLimits, UnreadWatch,
+    preread, spool, BodyClock, BodyError, BodyReader, ChannelBody, H2Body, Reservation, SocketBody,
+    Source, SpoolError, SpoolLimits, UnreadWatch,
 };
 use super::response::{ResponseBody, Trailers};
 use crate::proto::body::{plan, Coding, Framing};
@@ -294,7 +294,7 @@ fn read_ahead(
         _ => return None,
     };
     if ctx.config.body.buffer
-        || !matches!(source, Source::Incoming { .. } | Source::Channel(_))
+        || !matches!(source, Source::H2 { .. } | Source::Channel(_))
         || headers.contains_key(http::header::EXPECT)
     {
         return None;
@@ -373,18 +373,16 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
         (Framing::Empty | Framing::Length(0), _) | (_, RequestBody::Http1 { body: None, .. }) => {
             Source::Empty
         }
-        (Framing::Length(_) | Framing::Streamed, RequestBody::H2 { body, .. }) => {
-            Source::Incoming {
-                body: HyperBody::h2(body, unread_watch(ctx)),
-                rt: ctx.rt.clone(),
-                clock: BodyClock::new(config.body_timeout, config.min_body_rate),
-                declared: match framing {
-                    Framing::Length(n) => Some(n),
-                    Framing::Empty | Framing::Streamed => None,
-                },
-                received: 0,
-            }
-        }
+        (Framing::Length(_) | Framing::Streamed, RequestBody::H2 { body, .. }) => Source::H2 {
+            body: H2Body::new(body, UnreadWatch::new(ctx.unread_input.clone())),
+            rt: ctx.rt.clone(),
+            clock: BodyClock::new(config.body_timeout, config.min_body_rate),
+            declared: match framing {
+                Framing::Length(n) => Some(n),
+                Framing::Empty | Framing::Streamed => None,
+            },
+            received: 0,
+        },
     };
     let reservation = read_ahead(ctx, framing, &parts.headers, &source);
     let decode = body_plan.decode;
@@ -468,12 +466,6 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             body_plan.content_length,
         ),
     }
-}
-
-/// The watch of an HTTP/2 body: a body dropped unread resets its
-/// stream, which ends the upload; nothing is drained.
-fn unread_watch(ctx: &ConnContext) -> UnreadWatch {
-    UnreadWatch::new(ctx.unread_input.clone(), None)
 }
 
 /// The response for a body error that ends a request before the application ran

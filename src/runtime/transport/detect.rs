@@ -4,16 +4,13 @@
 //! HTTP/2 client preface (RFC 9113 §3.4) or match all 24 of them, and hands
 //! back the connection as a `Prefixed` transport that gives those bytes out
 //! again before anything else. The caller then serves it with the HTTP/1.x
-//! loop (`conn::h1`) or hyper's HTTP/2 connection directly.
+//! loop (`conn::h1`) or the HTTP/2 connection (`conn::h2`).
 //!
-//! Why not hyper-util's `auto` builder, which does the same: it gives the
-//! bytes it read back on a read of their own, so hyper's first read of a
-//! request returns just those (at most 24) bytes and its second read finds
-//! the 8 KiB read buffer short of room by that much and doubles it. Every
-//! HTTP/1.1 connection then holds a 16 KiB read buffer where 8 KiB would do,
-//! and its connection future holds the HTTP/2 state as well. `Prefixed`
-//! returns the bytes *and* whatever the transport has ready in the same read,
-//! so a request head that arrived in one segment is read in one read.
+//! `Prefixed` returns the bytes *and* whatever the transport has ready in the
+//! same read, so a request head that arrived in one segment is read in one
+//! read. (hyper-util's `auto` builder, which also tells the two apart, gives
+//! the bytes back on a read of their own: the first read of every
+//! connection returns just those, at most 24, bytes.)
 //!
 //! What it does not do: any I/O past the preface, or TLS (ALPN is the TLS
 //! layer's; a TLS connection is detected the same way, on its plaintext,
@@ -54,7 +51,7 @@ pub(crate) enum Protocol {
 
 /// Which protocol `seen` (the first bytes, all of them so far) starts, if
 /// that is decided yet. A connection that ends before deciding is HTTP/1.1:
-/// hyper then answers (or closes) as for any incomplete request.
+/// the HTTP/1.x loop then answers (or closes) as for any incomplete request.
 pub(crate) fn decide(seen: &[u8]) -> Option<Protocol> {
     let n = seen.len().min(PREFACE.len());
     if seen[..n] != PREFACE[..n] {
@@ -195,7 +192,7 @@ mod tests {
     #[tokio::test]
     async fn a_head_that_arrived_at_once_is_read_at_once() {
         // The point of Prefixed: the detected bytes and the rest of the
-        // segment come back in one read (hyper's read buffer stays 8 KiB).
+        // segment come back in one read.
         let request = b"GET /a/longer/path HTTP/1.1\r\nHost: example\r\nAccept: */*\r\n\r\n";
         let (_, all, reads) = detect_from(&[request]).await;
         assert_eq!(all, request);

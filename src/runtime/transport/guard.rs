@@ -337,7 +337,8 @@ impl<I: AsyncWrite + Unpin> Guard<I> {
 
     /// A write on a closed or tripped connection fails (a connection that
     /// only writes, such as the server's own HTTP/1.1 path sending a
-    /// response, learns of the trip here; hyper also reads meanwhile).
+    /// response, learns of the trip here; an HTTP/2 connection also reads
+    /// meanwhile).
     fn poll_write_tripped<T>(&mut self, cx: &mut Context<'_>) -> Option<Poll<io::Result<T>>> {
         if self.goaway.is_some() {
             return Some(Poll::Ready(Err(io::Error::new(

@@ -1,17 +1,17 @@
-//! `sendfile(2)` for HTTP/1.1 file responses, underneath hyper.
+//! `sendfile(2)` for HTTP/1.1 file responses, underneath the HTTP/1.x loop.
 //!
-//! hyper owns the socket and writes response bodies from `Bytes`; it has no
+//! The connection (`conn::h1`) writes response bodies from `Bytes`; it has no
 //! notion of a file. To send a file without copying it through user space, a
 //! file body (`FileBody` with a `SendQueue`) does not read the file: it records
 //! "send `len` bytes of this file from this offset" in the connection's
-//! `SendQueue` and gives hyper a placeholder `Bytes` of that length pointing into
+//! `SendQueue` and gives the connection a placeholder `Bytes` of that length pointing into
 //! `PLACEHOLDER`, a static region nothing else uses. The connection's stream,
 //! `SendfileStream`, recognises writes that point into that region and performs
-//! them with `sendfile` from the queued file instead; hyper sees the same byte
-//! counts it expects and frames the response as usual.
+//! them with `sendfile` from the queued file instead; the connection sees the
+//! same byte counts it expects and frames the response as usual.
 //!
-//! This relies on hyper passing body buffers to the transport as they are
-//! (its "queue" write strategy, forced with `http1().writev(true)`), and on the
+//! This relies on the connection passing body buffers to the transport as they
+//! are (it never copies a placeholder behind the head: `is_placeholder`), and on the
 //! body having a known length (identity transfer coding: the server always sets
 //! Content-Length on file responses). A placeholder write that does not match
 //! the front of the queue is a bookkeeping error: the connection fails rather
@@ -47,8 +47,8 @@ struct Pending {
     sent: usize,
 }
 
-/// Files waiting to be sent on one connection, in the order hyper will write
-/// their placeholders.
+/// Files waiting to be sent on one connection, in the order the connection
+/// will write their placeholders.
 #[derive(Default)]
 pub(crate) struct SendQueue {
     entries: Mutex<VecDeque<Pending>>,
@@ -56,7 +56,7 @@ pub(crate) struct SendQueue {
 
 impl SendQueue {
     /// Queue `len` (<= CHUNK) bytes of `file` at `offset`; returns the
-    /// placeholder to hand to hyper.
+    /// placeholder to hand to the connection.
     pub(crate) fn push(&self, file: Arc<File>, offset: u64, len: usize) -> Bytes {
         assert!(len <= CHUNK && len > 0);
         self.entries.lock().unwrap().push_back(Pending {

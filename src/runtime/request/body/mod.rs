@@ -26,7 +26,7 @@ pub(crate) use budget::{DiskBudget, MemoryBudget, Reservation};
 pub(crate) use channel::{channel, BodyFeed, ChannelBody, Message};
 pub(crate) use deadline::BodyClock;
 pub(crate) use preread::preread;
-pub(crate) use reader::{BodyReader, HyperBody, Source, UnreadWatch};
+pub(crate) use reader::{BodyReader, H2Body, Source, UnreadWatch};
 pub(crate) use socket::{BodySocket, Lease, SocketBody};
 pub(crate) use spool::{spool, SpoolError, SpoolLimits};
 

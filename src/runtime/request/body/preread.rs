@@ -1,9 +1,9 @@
 //! Small request bodies, read whole before the application is called.
 //!
-//! What it does: `preread` reads a body from hyper (`Incoming`: HTTP/2, and
-//! the HTTP/1.1 connections hyper serves) or from the own HTTP/1.1 path's
-//! channel, asynchronously, in the task of its connection or stream: no
-//! thread, OS or Python, waits for a slow client. A body that ends within
+//! What it does: `preread` reads a body from an HTTP/2 stream (`H2Body`)
+//! or from the own HTTP/1.1 path's channel, asynchronously, in the task of
+//! its connection or stream: no thread, OS or Python, waits for a slow
+//! client. A body that ends within
 //! the limit becomes a memory body (`Source::Held`); one that goes past it
 //! is handed on as it is, the bytes read first ahead of the rest
 //! (`Source::Prefixed`). Each wait ends at the body timeout or when the
@@ -21,7 +21,7 @@ use super::budget::Reservation;
 use super::reader::Source;
 use super::BodyError;
 
-/// Read `source` (hyper's body, or a channel body) up to `limit` bytes.
+/// Read `source` (an HTTP/2 body, or a channel body) up to `limit` bytes.
 /// The body, whole in memory under `reservation`; or, past `limit`, the
 /// bytes read so far ahead of the rest, to be streamed. Past
 /// `max_body_size` (raw bytes) it is `TooLarge` at once. An error gives the
@@ -35,7 +35,7 @@ pub(crate) async fn preread(
     let mut held = BytesMut::new();
     loop {
         let next = match &mut source {
-            Source::Incoming { .. } => source.next_incoming().await,
+            Source::H2 { .. } => source.next_h2().await,
             Source::Channel(body) => body.next_chunk_async().await,
             // Nothing to wait for in the others.
             _ => return Ok(source),

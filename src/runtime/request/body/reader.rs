@@ -3,13 +3,13 @@
 //!
 //! What it does: `BodyReader` gives `read(n)`, `read_to_end()` and
 //! `read_line(limit)` over a request body, on a pool thread (the caller releases
-//! the GIL). Bytes come from hyper's `Incoming` (each read waits on the tokio
-//! runtime with a timeout; the first poll is what makes hyper send
-//! `100 Continue`), from an HTTP/2 stream (h2's `RecvStream`: each chunk
-//! read gives its bytes back to the stream's and the connection's windows,
-//! so a client sends no faster than the application reads), or on the
-//! server's own HTTP/1.1 path from the socket
-//! (`socket`, read straight into the caller's memory by `read_into`),
+//! the GIL). Bytes come from an HTTP/2 stream (`H2Body`, over h2's
+//! `RecvStream`: each read waits on the tokio runtime with a timeout, and
+//! each chunk read gives its bytes back to the stream's and the
+//! connection's windows, so a client sends no faster than the application
+//! reads), or on the server's own HTTP/1.1 path from the socket
+//! (`socket`, read straight into the caller's memory by `read_into`) or
+//! from what the connection read (`channel`),
 //! are decoded when the body has a `Content-Encoding` the server
 //! was asked to decode, and are counted against the maximum body size before and
 //! after decoding (a zip bomb ends with `TooLarge`). After the end every read
@@ -26,155 +26,69 @@ use std::fs::File;
 use std::io::{self, BufRead, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use h2::RecvStream;
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use super::budget::Reservation;
 use super::channel::ChannelBody;
 use super::deadline::{BodyClock, Deadline};
 use super::socket::SocketBody;
-use super::{BodyError, DRAIN_LIMIT};
+use super::BodyError;
 use crate::proto::body::Coding;
-use crate::runtime::timers::Activity;
 
 /// Decoded bytes produced per step: bounds the memory one read can allocate
 /// whatever the compression ratio.
 const DECODE_STEP: usize = 64 * 1024;
 
-/// Watches a hyper body for its end. Dropped before it (the application
+/// Watches an HTTP/2 body for its end. Dropped before it (the application
 /// left the rest unread, or reading stopped at an error: too large,
 /// undecodable), it sets its connection's `unread_input` flag, so that the
-/// close lingers; except that, on HTTP/1.1 and with no error, it first hands
-/// the body to a task of its own (`Drain`) that reads and discards the
-/// rest as hyper reads it, up to `DRAIN_LIMIT` bytes within
-/// `Drain::time`, so that hyper goes on to the connection's next request
-/// instead of closing it. The flag is set only if that fails.
+/// close lingers. Nothing is drained: h2 resets a stream whose body is
+/// dropped unread (NO_ERROR once the response is complete, RFC 9113
+/// §8.1), which ends the upload.
 pub(crate) struct UnreadWatch {
     flag: Arc<AtomicBool>,
     ended: bool,
-    failed: bool,
-    drain: Option<Drain>,
-}
-
-/// Where an HTTP/1.1 body left unread is drained.
-pub(crate) struct Drain {
-    pub(crate) rt: tokio::runtime::Handle,
-    pub(crate) activity: Arc<Activity>,
-    /// How long the rest may take (`DRAIN_TIME`, or the header timeout
-    /// if shorter: the bytes read start that timer, as a head's would).
-    pub(crate) time: Duration,
 }
 
 impl UnreadWatch {
-    pub(crate) fn new(flag: Arc<AtomicBool>, drain: Option<Drain>) -> UnreadWatch {
-        UnreadWatch {
-            flag,
-            ended: false,
-            failed: false,
-            drain,
-        }
-    }
-
-    /// Dropped with its body: drains it (see above), or sets the flag.
-    fn release(&mut self, body: Wire) {
-        if self.ended {
-            return;
-        }
-        match (self.drain.take(), body) {
-            (Some(Drain { rt, activity, time }), Wire::Hyper(body)) if !self.failed => {
-                let flag = self.flag.clone();
-                rt.spawn(async move {
-                    if drain(body, time).await {
-                        // What hyper read since the request ended was body,
-                        // not the start of the next head.
-                        activity.not_a_head();
-                    } else {
-                        // hyper closes the connection when the body drops
-                        // unfinished: the close lingers.
-                        flag.store(true, Ordering::Relaxed);
-                    }
-                });
-            }
-            // An HTTP/2 body dropped unread: h2 resets its stream (NO_ERROR
-            // once the response is complete, RFC 9113 §8.1), which ends
-            // the upload.
-            _ => self.flag.store(true, Ordering::Relaxed),
-        }
+    pub(crate) fn new(flag: Arc<AtomicBool>) -> UnreadWatch {
+        UnreadWatch { flag, ended: false }
     }
 }
 
-/// Read and discard the rest of `body`: true when it ended, within the
-/// limits.
-async fn drain(mut body: Incoming, time: Duration) -> bool {
-    let discarded = async {
-        let mut seen = 0u64;
-        loop {
-            match body.frame().await {
-                None => return true,
-                Some(Ok(frame)) => {
-                    seen += frame.data_ref().map_or(0, |d| d.len() as u64);
-                    if seen > DRAIN_LIMIT {
-                        return false;
-                    }
-                }
-                Some(Err(_)) => return false,
-            }
-        }
-    };
-    tokio::time::timeout(time, discarded).await.unwrap_or(false)
-}
-
-/// A body read from a connection's frames, with its watch: what
-/// `Source::Incoming` reads.
-pub(crate) struct HyperBody {
-    body: Option<Wire>,
-    watch: UnreadWatch,
-}
-
-/// Where a `HyperBody`'s frames come from.
-enum Wire {
-    /// hyper's HTTP/1.1.
-    Hyper(Incoming),
-    /// An HTTP/2 stream (`conn::h2`).
-    H2(RecvStream),
-}
-
-impl HyperBody {
-    pub(crate) fn new(body: Incoming, watch: UnreadWatch) -> HyperBody {
-        HyperBody {
-            body: Some(Wire::Hyper(body)),
-            watch,
-        }
-    }
-
-    pub(crate) fn h2(body: RecvStream, watch: UnreadWatch) -> HyperBody {
-        HyperBody {
-            body: Some(Wire::H2(body)),
-            watch,
-        }
-    }
-}
-
-impl Drop for HyperBody {
+impl Drop for UnreadWatch {
     fn drop(&mut self) {
-        if let Some(body) = self.body.take() {
-            self.watch.release(body);
+        if !self.ended {
+            self.flag.store(true, Ordering::Relaxed);
         }
+    }
+}
+
+/// An HTTP/2 request body (`conn::h2`), with its watch: what `Source::H2`
+/// reads.
+pub(crate) struct H2Body {
+    /// Dropped first (fields drop in order): the flag is set before h2
+    /// resets the stream.
+    watch: UnreadWatch,
+    stream: RecvStream,
+}
+
+impl H2Body {
+    pub(crate) fn new(stream: RecvStream, watch: UnreadWatch) -> H2Body {
+        H2Body { watch, stream }
     }
 }
 
 /// Where raw body bytes come from.
 pub(crate) enum Source {
     Empty,
-    /// `declared`: the Content-Length, checked at the end of the stream (hyper
-    /// takes an HTTP/2 RST_STREAM(NO_ERROR) for a normal end, RFC 9113 §8.1;
+    /// `declared`: the Content-Length, checked at the end of the stream (an
+    /// RST_STREAM(NO_ERROR) ends a stream without an error, RFC 9113 §8.1;
     /// for a request body it means the client gave up).
-    Incoming {
-        body: HyperBody,
+    H2 {
+        body: H2Body,
         rt: tokio::runtime::Handle,
         clock: BodyClock,
         declared: Option<u64>,
@@ -214,7 +128,6 @@ impl Source {
     /// is not drained to keep the connection.
     pub(super) fn give_up(&mut self) {
         match self {
-            Source::Incoming { body, .. } => body.watch.failed = true,
             Source::Channel(body) => body.give_up(),
             Source::Prefixed { rest, .. } => rest.give_up(),
             _ => {}
@@ -254,23 +167,23 @@ impl Source {
                 buf.truncate(n);
                 Ok(if n == 0 { None } else { Some(Bytes::from(buf)) })
             }
-            Source::Incoming { rt, .. } => {
+            Source::H2 { rt, .. } => {
                 let rt = rt.clone();
-                crate::runtime::pool::blocking(|| rt.block_on(self.next_incoming()))
+                crate::runtime::pool::blocking(|| rt.block_on(self.next_h2()))
             }
         }
     }
 
     /// The next bytes, waited for in the calling task, with no thread:
-    /// hyper's body and the connection's channel asynchronously (each wait
-    /// as `next_incoming`'s); bodies in memory are at hand. A body only a
+    /// an HTTP/2 stream and the connection's channel asynchronously (each
+    /// wait as `next_h2`'s); bodies in memory are at hand. A body only a
     /// thread reads (`Socket`: the socket, lent to the application's
     /// thread; `File`) is an error here: the callers never pass one.
     pub(super) async fn next_chunk_async(&mut self) -> Result<Option<Bytes>, BodyError> {
         let mut source = self;
         loop {
             return match source {
-                Source::Incoming { .. } => source.next_incoming().await,
+                Source::H2 { .. } => source.next_h2().await,
                 Source::Channel(body) => body.next_chunk_async().await,
                 Source::Prefixed { first, .. } if !first.is_empty() => {
                     Ok(Some(std::mem::take(first)))
@@ -287,10 +200,10 @@ impl Source {
         }
     }
 
-    /// The next data of hyper's body; each wait ends at the body timeout,
+    /// The next data of an HTTP/2 body; each wait ends at the body timeout,
     /// or when the body falls below the minimum rate (`BodyClock`).
-    pub(super) async fn next_incoming(&mut self) -> Result<Option<Bytes>, BodyError> {
-        let Source::Incoming {
+    pub(super) async fn next_h2(&mut self) -> Result<Option<Bytes>, BodyError> {
+        let Source::H2 {
             body,
             clock,
             declared,
@@ -315,7 +228,7 @@ impl Source {
             Source::Empty => Some(0),
             Source::Memory(b) | Source::Held { bytes: b, .. } => Some(b.len() as u64),
             Source::Prefixed { first, rest } => Some(first.len() as u64 + rest.remaining()?),
-            Source::Incoming {
+            Source::H2 {
                 declared: Some(n),
                 received,
                 ..
@@ -323,82 +236,30 @@ impl Source {
             Source::Socket(body) => Some(body.remaining()),
             Source::Channel(body) => body.remaining(),
             Source::File { left, .. } => Some(*left),
-            Source::Incoming { declared: None, .. } => None,
+            Source::H2 { declared: None, .. } => None,
         }
     }
 }
 
-impl HyperBody {
-    /// The next data of the body (trailers are not passed on), `None` at its
-    /// end, within `deadline`. `received` counts the bytes, checked against
-    /// `declared` at the end.
+impl H2Body {
+    /// The next data of the stream (trailers are not passed on), `None` at
+    /// its end, within `deadline`. `received` counts the bytes, checked
+    /// against `declared` at the end. Each chunk's bytes go back to the
+    /// flow-control windows as the chunk is handed on (RFC 9113 §5.2): the
+    /// client gets room for as much as the application has read.
     pub(super) async fn next_data(
         &mut self,
         declared: Option<u64>,
         received: &mut u64,
         deadline: &Deadline,
     ) -> Result<Option<Bytes>, BodyError> {
-        loop {
-            let incoming = match self.body.as_mut() {
-                None => return Ok(None),
-                Some(Wire::H2(_)) => {
-                    return self.next_h2_data(declared, received, deadline).await;
-                }
-                Some(Wire::Hyper(incoming)) => incoming,
-            };
-            match deadline.wait(incoming.frame()).await {
-                Err(e) => {
-                    self.watch.failed = true;
-                    return Err(e);
-                }
-                Ok(None) => {
-                    self.watch.ended = true;
-                    return match declared {
-                        Some(n) if *received < n => Err(BodyError::Disconnected(format!(
-                            "the stream ended after {received} of {n} bytes"
-                        ))),
-                        _ => Ok(None),
-                    };
-                }
-                Ok(Some(Err(e))) => {
-                    self.watch.failed = true;
-                    return Err(classify(&e));
-                }
-                Ok(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        if !data.is_empty() {
-                            *received += data.len() as u64;
-                            return Ok(Some(data));
-                        }
-                    } // trailers: not passed on to endpoints; keep reading
-                }
-            }
-        }
-    }
-}
-
-impl HyperBody {
-    /// `next_data` of an HTTP/2 stream. Each chunk's bytes go back to the
-    /// flow-control windows as the chunk is handed on (RFC 9113 §5.2): the
-    /// client gets room for as much as the application has read.
-    async fn next_h2_data(
-        &mut self,
-        declared: Option<u64>,
-        received: &mut u64,
-        deadline: &Deadline,
-    ) -> Result<Option<Bytes>, BodyError> {
-        let Some(Wire::H2(stream)) = self.body.as_mut() else {
-            return Ok(None);
-        };
+        let stream = &mut self.stream;
         loop {
             let next = deadline
                 .wait(std::future::poll_fn(|cx| stream.poll_data(cx)))
                 .await;
             match next {
-                Err(e) => {
-                    self.watch.failed = true;
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
                 Ok(Some(Ok(data))) => {
                     let _ = stream.flow_control().release_capacity(data.len());
                     if !data.is_empty() {
@@ -411,10 +272,7 @@ impl HyperBody {
                 // all there.
                 Ok(None) => break,
                 Ok(Some(Err(e))) if e.reason() == Some(h2::Reason::NO_ERROR) => break,
-                Ok(Some(Err(e))) => {
-                    self.watch.failed = true;
-                    return Err(BodyError::Disconnected(e.to_string()));
-                }
+                Ok(Some(Err(e))) => return Err(BodyError::Disconnected(e.to_string())),
             }
         }
         // Trailers: not passed on to endpoints.
@@ -426,23 +284,6 @@ impl HyperBody {
             _ => Ok(None),
         }
     }
-}
-
-fn classify(e: &hyper::Error) -> BodyError {
-    use std::error::Error as _;
-    let mut source = e.source();
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<io::Error>() {
-            return match io.kind() {
-                io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput => {
-                    BodyError::Invalid(io.to_string())
-                }
-                _ => BodyError::Disconnected(io.to_string()),
-            };
-        }
-        source = s.source();
-    }
-    BodyError::Disconnected(e.to_string())
 }
 
 /// `Source` as `std::io::Read`, counting raw bytes against the limit, so the

@@ -39,8 +39,8 @@ use crate::proto::body::Coding;
 const BATCH: usize = 256 * 1024;
 
 /// Room past `BATCH` for the chunk that fills a batch: one read of the
-/// connection (`conn::h1_body` reads up to 64 KiB; hyper's frames are
-/// smaller).
+/// connection (`conn::h1_body` reads up to 64 KiB; an HTTP/2 DATA frame
+/// holds 16 KiB unless `--h2-max-frame-size` allows more).
 const READ_SLACK: usize = 64 * 1024;
 
 /// What bounds a spooled body.
