@@ -95,3 +95,56 @@ pub(crate) struct ServerConfig {
     /// `TCP_CONGESTION`); None: the system's default.
     pub(crate) tcp_congestion: Option<String>,
 }
+
+#[cfg(test)]
+impl ServerConfig {
+    /// Settings for the runtime's own tests: small limits, no TLS, nothing
+    /// read ahead or buffered, every timeout 60 s. Tests change what they test.
+    pub(crate) fn for_tests() -> ServerConfig {
+        let secs = Duration::from_secs;
+        ServerConfig {
+            binds: Vec::new(),
+            insecure_binds: Vec::new(),
+            tls: None,
+            http2: Http2Config {
+                max_concurrent_streams: 100,
+                initial_stream_window_size: 65_535,
+                initial_connection_window_size: 65_535,
+                max_frame_size: 16_384,
+                max_header_list_size: 16_384,
+                keep_alive_interval: None,
+                keep_alive_timeout: secs(20),
+            },
+            threads: 1,
+            queue_size: 1,
+            queue_timeout: secs(30),
+            body: BodyOptions {
+                decompress: false,
+                max_body_size: 1 << 20,
+                buffer: false,
+            },
+            buffer: BufferConfig {
+                memory_limit: 0,
+                disk_limit: 0,
+            },
+            preread: PrereadConfig {
+                max_size: 0,
+                memory_limit: 0,
+            },
+            min_body_rate: MinRate {
+                bytes_per_second: 0,
+                grace: secs(5),
+            },
+            max_header_size: 8192,
+            max_headers: 100,
+            keep_alive_timeout: secs(60),
+            header_timeout: secs(60),
+            body_timeout: secs(60),
+            send_timeout: secs(60),
+            graceful_timeout: secs(5),
+            access_log: false,
+            root_path: String::new(),
+            tcp_congestion: None,
+        }
+    }
+}

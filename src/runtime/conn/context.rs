@@ -47,3 +47,30 @@ pub(crate) struct ConnContext {
     /// The server's disk budget for bodies spooled before the call.
     pub(crate) buffer_budget: Arc<DiskBudget>,
 }
+
+#[cfg(test)]
+impl ConnContext {
+    /// A cleartext TCP-less connection's context for the runtime's own
+    /// tests, every request going to `endpoint`.
+    pub(crate) fn for_tests(
+        config: ServerConfig,
+        endpoint: Arc<dyn crate::runtime::endpoint::Endpoint>,
+    ) -> Arc<ConnContext> {
+        Arc::new(ConnContext {
+            config: Arc::new(config),
+            endpoints: Arc::new(Endpoints::new(endpoint)),
+            rt: tokio::runtime::Handle::current(),
+            local: None,
+            peer: None,
+            tls: None,
+            activity: Arc::new(Activity::new()),
+            zero_copy: None,
+            upgrade: None,
+            guard: GuardHandle::default(),
+            slot: Default::default(),
+            unread_input: Default::default(),
+            preread_budget: MemoryBudget::new(0),
+            buffer_budget: DiskBudget::new(0),
+        })
+    }
+}

@@ -934,15 +934,9 @@ mod tests {
     /// for `/stream`, with a length otherwise.
     mod served {
         use super::*;
-        use crate::proto::body::BodyOptions;
-        use crate::runtime::config::{
-            BufferConfig, Http2Config, MinRate, PrereadConfig, ServerConfig,
-        };
-        use crate::runtime::endpoint::{self, Busy, Call, Endpoint, Endpoints};
-        use crate::runtime::request::body::{DiskBudget, MemoryBudget};
+        use crate::runtime::config::ServerConfig;
+        use crate::runtime::endpoint::{self, Busy, Call, Endpoint};
         use crate::runtime::request::response::{self, ResponseBody};
-        use crate::runtime::timers::Activity;
-        use crate::runtime::transport::guard::GuardHandle;
         use http::{HeaderMap, HeaderValue, StatusCode};
         use tokio::io::AsyncReadExt;
 
@@ -980,66 +974,12 @@ mod tests {
 
         fn context() -> Arc<ConnContext> {
             let timeout = Duration::from_secs(5);
-            let config = ServerConfig {
-                binds: Vec::new(),
-                insecure_binds: Vec::new(),
-                tls: None,
-                http2: Http2Config {
-                    max_concurrent_streams: 100,
-                    initial_stream_window_size: 65535,
-                    initial_connection_window_size: 65535,
-                    max_frame_size: 16384,
-                    max_header_list_size: 16384,
-                    keep_alive_interval: None,
-                    keep_alive_timeout: timeout,
-                },
-                threads: 1,
-                queue_size: 1,
-                queue_timeout: timeout,
-                body: BodyOptions {
-                    decompress: false,
-                    max_body_size: 1 << 20,
-                    buffer: false,
-                },
-                buffer: BufferConfig {
-                    memory_limit: 0,
-                    disk_limit: 0,
-                },
-                preread: PrereadConfig {
-                    max_size: 0,
-                    memory_limit: 0,
-                },
-                min_body_rate: MinRate {
-                    bytes_per_second: 0,
-                    grace: timeout,
-                },
-                max_header_size: 8192,
-                max_headers: 100,
-                keep_alive_timeout: timeout,
-                header_timeout: timeout,
-                body_timeout: timeout,
-                send_timeout: timeout,
-                graceful_timeout: timeout,
-                access_log: false,
-                root_path: String::new(),
-                tcp_congestion: None,
-            };
-            Arc::new(ConnContext {
-                config: Arc::new(config),
-                endpoints: Arc::new(Endpoints::new(Arc::new(WithTrailers))),
-                rt: tokio::runtime::Handle::current(),
-                local: None,
-                peer: None,
-                tls: None,
-                activity: Arc::new(Activity::new()),
-                zero_copy: None,
-                upgrade: None,
-                guard: GuardHandle::default(),
-                slot: Default::default(),
-                unread_input: Default::default(),
-                preread_budget: MemoryBudget::new(0),
-                buffer_budget: DiskBudget::new(0),
-            })
+            let mut config = ServerConfig::for_tests();
+            config.keep_alive_timeout = timeout;
+            config.header_timeout = timeout;
+            config.body_timeout = timeout;
+            config.send_timeout = timeout;
+            ConnContext::for_tests(config, Arc::new(WithTrailers))
         }
 
         /// What the connection writes for `requests`, to its close.

@@ -508,63 +508,21 @@ mod date {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::body::BodyOptions;
-    use crate::runtime::config::{BufferConfig, MinRate, PrereadConfig, ServerConfig};
-    use crate::runtime::endpoint::{Busy, Call, Endpoint, Endpoints, Response};
-    use crate::runtime::request::body::{BodyError, DiskBudget, MemoryBudget};
+    use crate::runtime::config::ServerConfig;
+    use crate::runtime::endpoint::{Busy, Call, Endpoint, Response};
+    use crate::runtime::request::body::BodyError;
     use crate::runtime::request::response::channel;
-    use crate::runtime::timers::Activity;
-    use crate::runtime::transport::guard::GuardHandle;
     use http::StatusCode;
 
     const WAIT: Duration = Duration::from_secs(10);
 
     fn config(stream_window: u32) -> ServerConfig {
-        let secs = Duration::from_secs;
-        ServerConfig {
-            binds: Vec::new(),
-            insecure_binds: Vec::new(),
-            tls: None,
-            http2: Http2Config {
-                max_concurrent_streams: 100,
-                initial_stream_window_size: stream_window,
-                initial_connection_window_size: stream_window,
-                max_frame_size: 16_384,
-                max_header_list_size: 16_384,
-                keep_alive_interval: None,
-                keep_alive_timeout: secs(20),
-            },
-            threads: 1,
-            queue_size: 1,
-            queue_timeout: secs(30),
-            body: BodyOptions {
-                decompress: false,
-                max_body_size: 1 << 30,
-                buffer: false,
-            },
-            buffer: BufferConfig {
-                memory_limit: 1 << 20,
-                disk_limit: 0,
-            },
-            preread: PrereadConfig {
-                max_size: 0,
-                memory_limit: 0,
-            },
-            min_body_rate: MinRate {
-                bytes_per_second: 0,
-                grace: secs(5),
-            },
-            max_header_size: 8192,
-            max_headers: 100,
-            keep_alive_timeout: secs(60),
-            header_timeout: secs(60),
-            body_timeout: secs(60),
-            send_timeout: secs(60),
-            graceful_timeout: secs(5),
-            access_log: false,
-            root_path: String::new(),
-            tcp_congestion: None,
-        }
+        let mut config = ServerConfig::for_tests();
+        config.http2.initial_stream_window_size = stream_window;
+        config.http2.initial_connection_window_size = stream_window;
+        config.body.max_body_size = 1 << 30;
+        config.buffer.memory_limit = 1 << 20;
+        config
     }
 
     /// Answers every call with the request's stream id in `x-stream-id`,
@@ -618,24 +576,9 @@ mod tests {
     /// A client's `SendRequest` on a served connection, and the endpoint's
     /// reports of its body reads.
     async fn serve(stream_window: u32) -> (::h2::client::SendRequest<Bytes>, Reads) {
-        let config = Arc::new(config(stream_window));
         let (reads, reports) = tokio::sync::mpsc::unbounded_channel();
-        let ctx = Arc::new(ConnContext {
-            config: config.clone(),
-            endpoints: Arc::new(Endpoints::new(Arc::new(Echo { reads }))),
-            rt: tokio::runtime::Handle::current(),
-            local: None,
-            peer: None,
-            tls: None,
-            activity: Arc::new(Activity::new()),
-            zero_copy: None,
-            upgrade: None,
-            guard: GuardHandle::default(),
-            slot: Default::default(),
-            unread_input: Default::default(),
-            preread_budget: MemoryBudget::new(0),
-            buffer_budget: DiskBudget::new(0),
-        });
+        let ctx = ConnContext::for_tests(config(stream_window), Arc::new(Echo { reads }));
+        let config = ctx.config.clone();
         let (client, server) = tokio::io::duplex(256 * 1024);
         let settings = Settings::new(&config.http2);
         tokio::spawn(Connection::new(server, &settings, ctx));
