@@ -309,7 +309,7 @@ where
                 // Wait for an unread rest only to keep the connection.
                 let keep = matches!(written, Ok(false)) && !stop.load(Ordering::Relaxed);
                 let wait = keep.then(|| DRAIN_TIME.min(ctx.config.header_timeout));
-                let whole = discard_rest(&mut io, &mut buf, lease, wait, &stop).await;
+                let whole = Box::pin(discard_rest(&mut io, &mut buf, lease, wait, &stop)).await;
                 if whole && buf.is_empty() {
                     // What was read since the response was body, not the
                     // start of the next head.
@@ -318,7 +318,10 @@ where
                 (written, whole)
             }
             Reading::Connection(mut pump, expectation) => {
-                let (written, expectation) = exchange(
+                // Boxed, as the rest below: a body the connection reads is
+                // rare, and its state would otherwise make every idle
+                // connection's future larger (2,560 bytes instead of 1,864).
+                let (written, expectation) = Box::pin(exchange(
                     &mut io,
                     &mut buf,
                     &mut pump,
@@ -326,7 +329,7 @@ where
                     handled,
                     answering,
                     &mut out,
-                )
+                ))
                 .await;
                 pump.detach();
                 let whole = match pump.end {
@@ -340,7 +343,7 @@ where
                             && !pump.given_up()
                             && expectation == Expectation::Settled;
                         let wait = DRAIN_TIME.min(ctx.config.header_timeout);
-                        let whole = keep && pump.discard(&mut io, &mut buf, wait).await;
+                        let whole = keep && Box::pin(pump.discard(&mut io, &mut buf, wait)).await;
                         if whole && buf.is_empty() {
                             ctx.activity.not_a_head();
                         }
