@@ -480,18 +480,25 @@ mod tests {
     /// A queue timeout no test reaches, where expiry is not what it tests.
     const TIMEOUT: Duration = Duration::from_secs(3600);
 
-    #[test]
-    fn a_queued_job_no_thread_takes_in_time_is_abandoned_unrun() {
-        let pool = Pool::new(1, 4, Duration::from_millis(100), plain_thread_main()).unwrap();
+    /// Submit a job that holds a pool thread, and wait until it does; the
+    /// thread is let go when the returned sender sends (or is dropped).
+    fn occupy(pool: &Pool) -> mpsc::Sender<()> {
         let (block_tx, block_rx) = mpsc::channel::<()>();
         let (started_tx, started_rx) = mpsc::channel::<()>();
         pool.try_submit(Box::new(move || {
             started_tx.send(()).unwrap();
-            block_rx.recv().unwrap();
+            let _ = block_rx.recv();
         }))
         .ok()
         .unwrap();
         started_rx.recv().unwrap();
+        block_tx
+    }
+
+    #[test]
+    fn a_queued_job_no_thread_takes_in_time_is_abandoned_unrun() {
+        let pool = Pool::new(1, 4, Duration::from_millis(100), plain_thread_main()).unwrap();
+        let block_tx = occupy(&pool);
         // The only thread is busy: this one waits, past its timeout.
         let (ran_tx, ran_rx) = mpsc::channel::<()>();
         let (dropped_tx, dropped_rx) = mpsc::channel::<bool>();
@@ -534,15 +541,7 @@ mod tests {
     #[test]
     fn runs_jobs_and_refuses_past_the_queue() {
         let pool = Pool::new(1, 1, TIMEOUT, plain_thread_main()).unwrap();
-        let (block_tx, block_rx) = mpsc::channel::<()>();
-        let (started_tx, started_rx) = mpsc::channel::<()>();
-        pool.try_submit(Box::new(move || {
-            started_tx.send(()).unwrap();
-            block_rx.recv().unwrap();
-        }))
-        .ok()
-        .unwrap();
-        started_rx.recv().unwrap();
+        let block_tx = occupy(&pool);
         let (done_tx, done_rx) = mpsc::channel::<u32>();
         let d = done_tx.clone();
         assert!(pool
