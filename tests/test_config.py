@@ -27,6 +27,7 @@ import pytest
 import propylon
 from propylon import cli
 from propylon.config import MIB, OPTIONS, Bind, Config, ConfigError, Seconds, Switch
+from propylon.plan import ServePlan
 from propylon.sources import merge, read_environ, read_file, unknown_variables
 from tests.support import REPO, assert_one_error_line, http_request, run_cli
 
@@ -257,7 +258,7 @@ def fake_core(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Config]]:
     calls: list[Config] = []
     core = types.ModuleType("propylon._core")
 
-    def serve(config: Config, app: object) -> bool:
+    def serve(config: Config, plan: object) -> bool:
         calls.append(config)
         return True
 
@@ -348,14 +349,14 @@ def test_rust_refuses_an_unknown_client_cert_mode_instead_of_falling_back() -> N
         # A Config can only hold a listed mode; go around it to reach the edge.
         object.__setattr__(config, "client_cert", "sometimes")
         with pytest.raises(ValueError, match="client_cert must be one of none, optional, required"):
-            _core.serve(config, _wsgi_app)
+            _core.serve(config, ServePlan.for_wsgi(_wsgi_app))
         object.__setattr__(config, "client_cert", "none")
         object.__setattr__(config, "queue_timeout", 1e30)
         with pytest.raises(ValueError, match="queue_timeout must be a number of seconds a timer can hold"):
-            _core.serve(config, _wsgi_app)
+            _core.serve(config, ServePlan.for_wsgi(_wsgi_app))
         object.__setattr__(config, "queue_timeout", 30.0)
         with pytest.raises(OSError, match="cannot bind"):
-            _core.serve(config, _wsgi_app)
+            _core.serve(config, ServePlan.for_wsgi(_wsgi_app))
 
 
 # ------------------------------------------------------------- end to end

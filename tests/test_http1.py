@@ -285,3 +285,20 @@ def test_an_absolute_form_target_names_the_host(server):
         env = json.loads(raw.read_response().body)
     assert env["HTTP_HOST"] == "named.example:8080"
     assert (env["PATH_INFO"], env["QUERY_STRING"]) == ("/env", "q=1")
+
+
+def test_a_websocket_handshake_without_a_websocket_endpoint_is_not_found(server):
+    # The application object's routing: a handshake goes only to a WebSocket
+    # endpoint; this server's application has none, so 404 (never the WSGI
+    # application, never a hang), and the connection stays usable.
+    with RawConnection(server.port) as raw:
+        raw.send(
+            b"GET /env HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            b"GET /env?after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        refused, after = raw.read_response(), raw.read_response()
+        assert refused.status == 404
+        assert after.status == 200
+        assert json.loads(after.body)["QUERY_STRING"] == "after"
+        raw.expect_close()

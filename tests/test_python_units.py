@@ -23,6 +23,7 @@ from propylon import _logging, cli
 from propylon.config import GIB, KIB, MIB, Bind, Config, ConfigError, parse_bind, parse_size
 from propylon.filewrapper import FileWrapper
 from propylon.loader import AppLoadError, load_app
+from propylon.plan import ServePlan
 
 # --------------------------------------------------------------------- parse_bind
 
@@ -416,8 +417,8 @@ def fake_core(monkeypatch: pytest.MonkeyPatch, restore_logging: None) -> list[tu
     """Replace the compiled module with one whose serve() records its arguments."""
     calls: list[tuple[Config, object]] = []
     core = types.ModuleType("propylon._core")
-    def serve(config: Config, app: object) -> bool:
-        calls.append((config, app))
+    def serve(config: Config, plan: ServePlan) -> bool:
+        calls.append((config, plan.wsgi))
         return True  # every request finished: main() returns normally
 
     core.serve = serve  # type: ignore[attr-defined]

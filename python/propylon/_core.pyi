@@ -5,22 +5,24 @@ This stub is the module's documented interface; keep it in step with
 """
 
 from propylon.config import Config
+from propylon.plan import ServePlan
 
 __all__ = ["__version__", "serve"]
 
 __version__: str
 """Version of the compiled crate; equals ``propylon.__version__``."""
 
-def serve(config: Config, app: object) -> bool:
-    """Serve ``app`` until SIGINT or SIGTERM, then drain and return.
+def serve(config: Config, plan: ServePlan) -> bool:
+    """Serve what ``plan`` names until SIGINT or SIGTERM, then drain and return.
 
     Binds every address in ``config.binds`` first; if one cannot be bound
     (address in use, permission denied, bad host) raises :class:`OSError` whose
     message names the address and the reason, e.g. ``cannot bind
     127.0.0.1:8000: Address already in use``. Once bound, logs ``Listening on
     http://HOST:PORT`` (``unix:PATH`` for Unix sockets) once per listener on
-    ``propylon.server``. ``app`` is a WSGI callable, run on ``config.threads``
-    Python threads; the GIL is released while the server waits. On a signal it
+    ``propylon.server``. ``plan.wsgi`` is a WSGI callable, run on
+    ``config.threads`` Python threads, on the URL prefixes ``plan.routes``
+    gives it (a request no prefix covers is answered 404); the GIL is released while the server waits. On a signal it
     stops accepting, lets requests in flight finish for up to
     ``config.graceful_timeout`` seconds, and returns.
 

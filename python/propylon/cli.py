@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 from propylon import __version__, _logging
 from propylon.config import OPTIONS, Config, ConfigError, Switch
 from propylon.loader import AppLoadError, load_app
+from propylon.plan import ServePlan
 from propylon.sources import (
     CONFIG_ENV,
     merge,
@@ -190,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as exc:
         return _fail(f"propylon's compiled module is missing ({exc}); reinstall propylon", EXIT_FAILURE)
     try:
-        clean = _core.serve(config, app)
+        clean = _core.serve(config, ServePlan.for_wsgi(app))
     except OSError as exc:
         return _fail(str(exc), EXIT_FAILURE)
     except KeyboardInterrupt:

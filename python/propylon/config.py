@@ -10,7 +10,7 @@ in that order. Everything else is derived from it: the command line
 (``scripts/options_table.py``).
 
 :class:`Config` crosses into Rust once, as a whole, when the server starts
-(``propylon._core.serve(config, app)``). Each field is checked when the object
+(``propylon._core.serve(config, plan)``). Each field is checked when the object
 is built and a bad value raises :class:`ConfigError` with a message fit for the
 command line.
 

@@ -1,4 +1,8 @@
-//! `_core.serve(config, app)`: bind, serve until a signal, drain, return.
+//! `_core.serve(config, plan)`: bind, serve until a signal, drain, return.
+//!
+//! The plan (`propylon.plan.ServePlan`) says what to serve: the WSGI
+//! callable, the URL prefixes of each endpoint, the static mounts, the links
+//! to announce. It is read here by attribute name, once.
 //!
 //! What it does not do: read the configuration (`config`), serve connections
 //! (`runtime::server`), or call the application (`wsgi`).
@@ -6,11 +10,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pyo3::exceptions::PyOSError;
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
 use super::{config, errors, logging, wsgi};
-use crate::runtime::endpoint::Endpoints;
+use crate::proto::route::{RouteTable, Target};
+use crate::runtime::endpoint::{Endpoint, Endpoints};
 use crate::runtime::pool::{Pool, ThreadMain, Worker};
 use crate::runtime::server::{Server, Stopped};
 
@@ -57,12 +62,39 @@ fn tune_malloc() {
     }
 }
 
+/// `propylon.plan.ServePlan`, as far as the server reads it.
+#[derive(FromPyObject)]
+struct PyPlan {
+    wsgi: Option<Py<PyAny>>,
+    routes: Vec<(String, String)>,
+}
+
 /// Returns True when every request finished; False when the graceful timeout
 /// expired with application code still running (the caller should then exit
 /// without waiting for those threads).
 #[pyfunction]
-pub(crate) fn serve(py: Python<'_>, config: &Bound<'_, PyAny>, app: Py<PyAny>) -> PyResult<bool> {
+pub(crate) fn serve(
+    py: Python<'_>,
+    config: &Bound<'_, PyAny>,
+    plan: &Bound<'_, PyAny>,
+) -> PyResult<bool> {
     let config = config::extract(config)?;
+    let plan: PyPlan = plan.extract()?;
+    let declared = plan.routes.iter().map(|(protocol, prefix)| {
+        let target = match protocol.as_str() {
+            "wsgi" => Ok(Target::Wsgi),
+            // Declared by an application, served by no endpoint of this
+            // server yet: requests there are not found.
+            "websocket" => Ok(Target::WebSocket),
+            "stream" => Ok(Target::Stream),
+            other => Err(PyValueError::new_err(format!(
+                "this server has no {other:?} endpoint"
+            ))),
+        };
+        target.map(|t| (prefix.as_str(), t))
+    });
+    let declared = declared.collect::<PyResult<Vec<_>>>()?;
+    let routes = RouteTable::new(declared).map_err(|e| PyValueError::new_err(e.to_string()))?;
     logging::install(py)?;
     tune_malloc();
     errors::load(py)?;
@@ -92,9 +124,16 @@ pub(crate) fn serve(py: Python<'_>, config: &Bound<'_, PyAny>, app: Py<PyAny>) -
         )
         .map_err(|e| PyOSError::new_err(e.to_string()))?,
     );
-    let app = wsgi::WsgiApp::new(app, pool.clone(), config.root_path.clone());
+    let wsgi = plan.wsgi.map(|app| {
+        Arc::new(wsgi::WsgiApp::new(
+            app,
+            pool.clone(),
+            config.root_path.clone(),
+        )) as Arc<dyn Endpoint>
+    });
+    let endpoints = Endpoints::new(routes, wsgi, Vec::new());
     let (stopped, pool_idle) = py.detach(move || {
-        let stopped = server.run(Endpoints::new(Arc::new(app)));
+        let stopped = server.run(endpoints);
         let idle = pool.shutdown(POOL_GRACE);
         (stopped, idle)
     });

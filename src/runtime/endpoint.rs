@@ -5,8 +5,8 @@
 //! bridge's per-connection slot, and a `Reply` through which the endpoint
 //! sends its `Response` exactly once. `Endpoint` is what an endpoint
 //! implements: start a call (on the pool), or give it back when full.
-//! `Endpoints` holds one endpoint per kind the route table
-//! (`proto::route`) names. A call's `pool::Queued` tells the runtime that
+//! `Endpoints` holds the application's endpoints and its route table
+//! (`proto::route`). A call's `pool::Queued` tells the runtime that
 //! the pool gave up on a call that waited `--queue-timeout` for a thread (it
 //! answers 503).
 //!
@@ -27,7 +27,7 @@ use super::request::body::BodyReader;
 use super::request::response::ResponseBody;
 use super::transport::sendfile::SendQueue;
 use super::transport::tls::TlsInfo;
-use crate::proto::route::EndpointKind;
+use crate::proto::route::{Decision, Exchange, RouteTable, Target};
 
 /// One request handed to an endpoint, with what it needs to answer.
 pub(crate) struct Call {
@@ -134,20 +134,54 @@ pub(crate) trait Endpoint: Send + Sync + 'static {
     fn dispatch(&self, call: Box<Call>) -> Result<(), Busy>;
 }
 
-/// The endpoints of a running server: one for each kind the route table
-/// (`proto::route`) can name.
+/// The endpoints of a running server and the route table that chooses
+/// between them (`proto::route`).
 pub(crate) struct Endpoints {
-    wsgi: Arc<dyn Endpoint>,
+    routes: RouteTable,
+    wsgi: Option<Arc<dyn Endpoint>>,
+    /// One per static mount, by the index `Target::Static` names.
+    statics: Vec<Arc<dyn Endpoint>>,
 }
 
 impl Endpoints {
-    pub(crate) fn new(wsgi: Arc<dyn Endpoint>) -> Endpoints {
-        Endpoints { wsgi }
+    pub(crate) fn new(
+        routes: RouteTable,
+        wsgi: Option<Arc<dyn Endpoint>>,
+        statics: Vec<Arc<dyn Endpoint>>,
+    ) -> Endpoints {
+        Endpoints {
+            routes,
+            wsgi,
+            statics,
+        }
     }
 
-    pub(crate) fn get(&self, kind: EndpointKind) -> &Arc<dyn Endpoint> {
-        match kind {
-            EndpointKind::Wsgi => &self.wsgi,
-        }
+    /// One WSGI endpoint serving every path (a plain WSGI application).
+    #[cfg(test)]
+    pub(crate) fn wsgi_only(wsgi: Arc<dyn Endpoint>) -> Endpoints {
+        let routes = RouteTable::new([("", Target::Wsgi)]).expect("the root prefix");
+        Endpoints::new(routes, Some(wsgi), Vec::new())
+    }
+
+    /// The endpoint that serves a request, or why none does. A target the
+    /// table names but this server has no endpoint for is not found.
+    pub(crate) fn route(
+        &self,
+        exchange: Exchange,
+        path: &str,
+    ) -> Result<&Arc<dyn Endpoint>, Decision> {
+        let target = match self.routes.route(exchange, path) {
+            Decision::Serve(target) => target,
+            refused => return Err(refused),
+        };
+        let endpoint = match target {
+            Target::Static(i) => self.statics.get(i),
+            Target::Wsgi => self.wsgi.as_ref(),
+            Target::WebSocket | Target::Stream => None,
+        };
+        endpoint.ok_or(match exchange {
+            Exchange::WebSocket => Decision::NoWebSocket,
+            Exchange::Plain => Decision::NotFound,
+        })
     }
 }

@@ -58,7 +58,7 @@ impl ConnContext {
     ) -> Arc<ConnContext> {
         Arc::new(ConnContext {
             config: Arc::new(config),
-            endpoints: Arc::new(Endpoints::new(endpoint)),
+            endpoints: Arc::new(Endpoints::wsgi_only(endpoint)),
             rt: tokio::runtime::Handle::current(),
             local: None,
             peer: None,

@@ -28,7 +28,7 @@ use super::body::{
 use super::response::{ResponseBody, Trailers};
 use crate::proto::body::{plan, Coding, Framing};
 use crate::proto::request::{check_authority, check_framing, check_target, HttpVersion};
-use crate::proto::route::{route, RouteHead};
+use crate::proto::route::Exchange;
 use crate::runtime::access_log::{AccessRecord, OnEnd, Tracked};
 use crate::runtime::conn::context::ConnContext;
 use crate::runtime::endpoint::{self, Call, ConnectionInfo, Reply, RequestHead};
@@ -326,6 +326,39 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
         RequestBody::H2 { stream_id, .. } => Some(*stream_id),
         RequestBody::Http1 { .. } => upgraded.is_some().then_some(1),
     };
+    let exchange = match &incoming {
+        RequestBody::H2 { .. } => Exchange::of_h2_protocol(
+            parts
+                .extensions
+                .get::<h2::ext::Protocol>()
+                .map(|p| p.as_str()),
+        ),
+        RequestBody::Http1 { .. } => Exchange::of_http1(&parts.headers),
+    };
+    let endpoint = match ctx.endpoints.route(exchange, parts.uri.path()) {
+        Ok(endpoint) => endpoint.clone(),
+        Err(refusal) => {
+            log::debug!(
+                target: "propylon.server",
+                "no endpoint for {} {}: {refusal:?}",
+                parts.method,
+                parts.uri.path()
+            );
+            // A body nobody reads: the connection closes after the answer
+            // (lingering), as after any other refusal before the call.
+            let has_body = match (&upgraded, &incoming) {
+                (Some(u), _) => !u.body.is_empty(),
+                (None, RequestBody::H2 { body, .. }) => !body.is_end_stream(),
+                (None, RequestBody::Http1 { framing, .. }) => {
+                    !matches!(framing, Framing::Empty | Framing::Length(0))
+                }
+            };
+            if has_body {
+                ctx.unread_input.store(true, Ordering::Relaxed);
+            }
+            return Next::Respond(Box::new(error_response(404, "Not Found", has_body)));
+        }
+    };
     let framing = match (&upgraded, &incoming) {
         (Some(u), _) => u.framing,
         (None, RequestBody::H2 { body, .. }) => h2_framing(&parts.headers, body),
@@ -387,12 +420,6 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
     let reservation = read_ahead(ctx, framing, &parts.headers, &source);
     let decode = body_plan.decode;
     let max_body_size = config.body.max_body_size;
-    let kind = route(&RouteHead {
-        method: &parts.method,
-        path: parts.uri.path(),
-        headers: &parts.headers,
-    });
-    let endpoint = ctx.endpoints.get(kind).clone();
     let connection = ConnectionInfo {
         local: ctx.local,
         peer: ctx.peer,
