@@ -32,7 +32,8 @@ def propylon_server(name: str, venv: Path) -> bench.Server:
     """bench.py's Propylon command, with the build from `venv`."""
     template = bench.SERVER_BY_NAME[bench.REFERENCE]
     command = template.command.replace("{venv}", str(venv))
-    return bench.Server(name, command, template.scenarios, tls=template.tls)
+    static = template.static.replace("{venv}", str(venv))
+    return bench.Server(name, command, template.scenarios, tls=template.tls, static=static)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.ensure_tools(any(s.tls for s in scenarios))
     data_dir = Path(tempfile.mkdtemp(prefix="propylon-ab-"))
     tls = bench.make_certificate(data_dir) if any(s.tls for s in scenarios) else None
-    env = {**bench.os.environ, "PYTHONPATH": str(bench.APPS), "PYTHONDONTWRITEBYTECODE": "1"}
-    env.pop("VIRTUAL_ENV", None)
+    env = bench.server_environment(data_dir)  # the file scenarios' files, as bench.py writes them
     log_dir = data_dir / "logs"
     log_dir.mkdir()
     run_opts = SimpleNamespace(duration=opts.duration, warmup=opts.warmup)

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Propylon's benchmark: the same WSGI apps on several servers, same load, same CPU.
+"""Propylon's benchmark: the same WSGI apps on several servers, same load, same CPU;
+and the same static files from Propylon, nginx and Granian.
 
 Usage (from anywhere; needs root for apt-get on a fresh machine):
 
@@ -21,8 +22,9 @@ Theory of operation
    CPU 1, samples the server's memory, and stops it. Repeats interleave the
    servers (A B C A B C) so that machine drift hits all of them alike.
 3. Report: a Markdown table of medians with the min-max spread and the ratio to
-   Propylon per scenario, a memory table, and Propylon's fraction of the hyper
-   ceiling; raw numbers go to bench/results/<timestamp>.json. A full run also
+   Propylon per scenario, a memory table, Propylon's fraction of the hyper
+   ceiling, and the static file targets (TARGETS) met or missed, each against
+   the ceiling; raw numbers go to bench/results/<timestamp>.json. A full run also
    rewrites the "Latest results" section of bench/README.md (between the
    ``<!-- results:start -->`` / ``<!-- results:end -->`` markers).
 
@@ -38,6 +40,13 @@ run's temporary directory (deleted at the end, never in the repository). A
 server's TLS arguments are its own (Server.tls) and replace the {tls} field of
 its command in TLS scenarios only.
 
+Static scenarios (static: a file name) request a file the run writes into its
+static directory ($BENCH_STATIC_DIR), from each server's own static mount
+(Server.static: Propylon's application object in apps/static_app.py,
+Granian's --static-path-mount, nginx with a configuration written for each
+measurement); nginx, Debian's, is installed with apt-get when missing,
+without starting its system service.
+
 What this script does not do: tune the kernel, measure TLS handshakes (the
 TLS scenarios keep their connections open), or compare frameworks. It measures
 servers on deliberately trivial applications.
@@ -50,6 +59,7 @@ import datetime
 import json
 import os
 import platform
+import pwd
 import re
 import resource
 import shlex
@@ -82,6 +92,11 @@ IDLE_TIMEOUT = 120  # seconds a keep-alive connection may stay idle
 CONNECTION_LIMIT = 10240  # for servers that cap connections (waitress, gunicorn gthread, granian)
 FD_LIMIT = 65536  # RLIMIT_NOFILE for the bench and everything it starts
 FILE_SIZE = 10 * 1024 * 1024  # the file scenario's file
+# The static scenarios' files (name: size), in the run's static directory,
+# which every server mounts at STATIC_ROUTE.
+STATIC_FILES = {"file-4KiB.bin": 4 * 1024, "file-1MiB.bin": 1024 * 1024}
+STATIC_ROUTE = "/static"
+NGINX = Path("/usr/sbin/nginx")  # Debian's nginx package
 GENERATOR_SATURATED = 0.90  # load generator CPU share from which a result is a floor
 BUSY_MACHINE = 0.10  # share of a CPU used by others from which the machine is not quiet
 
@@ -102,6 +117,9 @@ RESULTS_END = "<!-- results:end -->"
 # request checked before measuring. `congestion` names a TCP congestion
 # control the bench sets as the system default while that scenario runs (and
 # restores after it): every socket of the server and the client then uses it.
+# `static` names a file of STATIC_FILES: the scenario requests it under
+# STATIC_ROUTE from every server's static mount (Server.static), and `app` is
+# then only the ceiling's mode (hyper-ref's --app).
 # --------------------------------------------------------------------------
 
 
@@ -118,6 +136,17 @@ class Scenario:
     check: tuple = ("GET", 0, None)
     tls: bool = False
     congestion: str = ""  # e.g. "cubic": net.ipv4.tcp_congestion_control for this scenario only
+    static: str = ""  # a file of STATIC_FILES, requested under STATIC_ROUTE
+
+    @property
+    def path(self) -> str:
+        """The URL path every request of the scenario asks for."""
+        return f"{STATIC_ROUTE}/{self.static}" if self.static else "/"
+
+    @property
+    def body_size(self) -> int:
+        """Bytes in each response body (what MiB/s counts)."""
+        return self.check[2] or 0
 
 
 # fmt: off
@@ -143,19 +172,33 @@ SCENARIOS = [
     Scenario("idle10k", "memory with 10,000 idle keep-alive connections (one request each)", "hello", "", kind="idle", check=("GET", 0, 13)),
     Scenario("tls-hello", "WSGI hello world over HTTPS/1.1 (TLS 1.3, P-256 certificate), wrk, 64 connections", "hello", WRK + " {url}", tls=True, check=("GET", 0, 13)),
     Scenario("tls-h2", "HTTP/2 over TLS (ALPN h2) hello world, h2load, 16 connections x 16 streams", "hello", H2LOAD_TLS + " {url}", parser="h2load", http="2", tls=True, check=("GET", 0, 13)),
+    # Static files, served by each server's own static file support (no WSGI).
+    # The ceiling: a loop writing the file's bytes from memory for 4 KiB, the
+    # sendfile(2) loop for 1 MiB (hyper-ref's main.rs says why).
+    Scenario("static4k", "a 4 KiB static file, wrk, 64 connections", "memory", WRK + " {url}", check=("GET", 0, STATIC_FILES["file-4KiB.bin"]), static="file-4KiB.bin"),
+    Scenario("static1m", "a 1 MiB static file, bulk_client.py, 16 connections", "file", BULK + " {url}", parser="json", metric="MiB/s", check=("GET", 0, STATIC_FILES["file-1MiB.bin"]), static="file-1MiB.bin"),
+    # As file10m-cubic: under this machine's BBR the kernel bounds 1 MiB responses too.
+    Scenario("static1m-cubic", "the same 1 MiB static file with TCP congestion control cubic (Linux's default) for the scenario's sockets", "file", BULK + " {url}", parser="json", metric="MiB/s", check=("GET", 0, STATIC_FILES["file-1MiB.bin"]), static="file-1MiB.bin", congestion="cubic"),
 ]
 # fmt: on
 
 # --------------------------------------------------------------------------
 # Servers: name, command template, scenarios, TLS arguments. Command fields:
 # {venv} {bench} {port} {app} (MODULE:ATTR) {attr} {threads} {idle} {limit}
-# {http} {tls}. {tls} is the server's own TLS arguments (fields {cert} {key})
-# in TLS scenarios and empty otherwise; a server listing a TLS scenario must
-# have them. Every command runs with cwd and PYTHONPATH = bench/apps, under
+# {http} {tls} {file} {static_dir} {workdir} {config}. {tls} is the server's own TLS
+# arguments (fields {cert} {key}) in TLS scenarios and empty otherwise; a
+# server listing a TLS scenario must have them. In static scenarios a server
+# runs its `static` command (its `command` when it has none): its own static
+# file support mounted at STATIC_ROUTE on {static_dir}. {file} is the file the
+# scenario's responses carry (the ceiling serves it). A server with `config`
+# gets a configuration file that config(port, static_dir, workdir) writes,
+# {config}, and a fresh directory of its own, {workdir}, removed when it
+# stops. Every command runs with cwd and PYTHONPATH = bench/apps, under
 # taskset -c 0.
 # --------------------------------------------------------------------------
 
 WSGI_H1 = ("hello", "bytes64k", "echo64k", "file10m", "file10m-cubic", "idle10k")
+STATIC = ("static4k", "static1m", "static1m-cubic")
 TLS_CERT = "--certfile {cert} --keyfile {key}"  # Propylon's, gunicorn's, hypercorn's and hyper-ref's flags
 
 
@@ -166,30 +209,95 @@ class Server:
     scenarios: tuple
     note: str = ""
     tls: str = ""  # TLS arguments, fields {cert} {key}; {tls} in the command in TLS scenarios
+    static: str = ""  # the command of the static scenarios, if not `command`
+    config: object = None  # config(port, static_dir, workdir) -> the text of {config}
+
+
+def nginx_config(port: int, static_dir: Path, workdir: Path) -> str:
+    """Debian's nginx as its package sets it up, one worker, on `port`, everything in `workdir`."""
+    # As root, the worker runs as the bench's user too (Debian's www-data
+    # could not read the run's private directory); otherwise nginx cannot
+    # change users and needs no line.
+    user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
+    temp = "\n".join(
+        f"    {kind}_temp_path {workdir}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""# Written by bench/bench.py for one measurement.
+daemon off;
+worker_processes 1;
+{user}pid {workdir}/nginx.pid;
+error_log stderr;
+
+events {{
+    worker_connections {CONNECTION_LIMIT};
+}}
+
+http {{
+    # From Debian's /etc/nginx/nginx.conf.
+    sendfile on;
+    tcp_nopush on;
+    types_hash_max_size 2048;
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    gzip on;
+    # The bench's settings: no log, and keep-alive as every server has it
+    # (nginx closes a connection after 1,000 requests by default).
+    access_log off;
+    keepalive_timeout {IDLE_TIMEOUT};
+    keepalive_requests 1000000000;
+{temp}
+
+    server {{
+        listen {HOST}:{port};
+        location {STATIC_ROUTE}/ {{
+            alias {static_dir}/;
+        }}
+        location / {{
+            return 404;
+        }}
+    }}
+}}
+"""
 
 
 # fmt: off
 SERVERS = [
-    Server("propylon", "{venv}/bin/propylon {app} --bind 127.0.0.1:{port} --threads {threads} --keep-alive-timeout {idle} {tls}", WSGI_H1 + ("h2", "tls-hello", "tls-h2"), tls=TLS_CERT),
+    # Static files: the application object of apps/static_app.py, whose mount Propylon serves in Rust.
+    Server("propylon", "{venv}/bin/propylon {app} --bind 127.0.0.1:{port} --threads {threads} --keep-alive-timeout {idle} {tls}", WSGI_H1 + ("h2", "tls-hello", "tls-h2") + STATIC, tls=TLS_CERT,
+           static="{venv}/bin/propylon static_app:app --bind 127.0.0.1:{port} --threads {threads} --keep-alive-timeout {idle}"),
     # Propylon's --tcp-congestion (a listener setting no peer has): cubic for
     # its connections while the machine's default stays BBR (README, Method).
     Server("propylon-cubic", "{venv}/bin/propylon {app} --bind 127.0.0.1:{port} --threads {threads} --keep-alive-timeout {idle} --tcp-congestion cubic", ("file10m",), "Propylon with --tcp-congestion cubic; the machine's default for everything else"),
-    Server("granian", "{venv}/bin/granian --interface wsgi --host 127.0.0.1 --port {port} --workers 1 --runtime-threads 1 --blocking-threads {threads} --backpressure {limit} --http {http} --no-ws {tls} {app}", WSGI_H1 + ("h2", "tls-hello", "tls-h2"), tls="--ssl-certificate {cert} --ssl-keyfile {key}"),
+    # Static files: its static mount (served in Rust, no ETag or Content-Length: README) beside the hello world.
+    Server("granian", "{venv}/bin/granian --interface wsgi --host 127.0.0.1 --port {port} --workers 1 --runtime-threads 1 --blocking-threads {threads} --backpressure {limit} --http {http} --no-ws {tls} {app}", WSGI_H1 + ("h2", "tls-hello", "tls-h2") + STATIC, tls="--ssl-certificate {cert} --ssl-keyfile {key}",
+           static="{venv}/bin/granian --interface wsgi --host 127.0.0.1 --port {port} --workers 1 --runtime-threads 1 --blocking-threads {threads} --backpressure {limit} --http 1 --no-ws --static-path-route " + STATIC_ROUTE + " --static-path-mount {static_dir} wsgi_apps:hello"),
     Server("gunicorn-sync", "{venv}/bin/gunicorn -w 1 -b 127.0.0.1:{port} {app}", WSGI_H1, "sync worker: one request at a time, closes every connection"),
     Server("gunicorn-gthread", "{venv}/bin/gunicorn -w 1 -k gthread --threads {threads} --keep-alive {idle} --worker-connections {limit} -b 127.0.0.1:{port} {tls} {app}", WSGI_H1 + ("tls-hello",), tls=TLS_CERT),
     # waitress's file_wrapper reads the file in Python (no sendfile): not in file10m-cubic.
     Server("waitress", "{venv}/bin/waitress-serve --listen=127.0.0.1:{port} --threads={threads} --connection-limit={limit} --channel-timeout={idle} --asyncore-use-poll {app}", tuple(n for n in WSGI_H1 if n != "file10m-cubic")),
     Server("pyruvate", "{venv}/bin/python {bench}/servers/pyruvate_serve.py {app} 127.0.0.1:{port} {threads}", WSGI_H1),
     Server("hypercorn", "{venv}/bin/hypercorn -w 1 --keep-alive {idle} --backlog 2048 -b 127.0.0.1:{port} {tls} wsgi:{app}", ("hello", "h2", "idle10k", "tls-hello", "tls-h2"), "WSGI through its ASGI adapter; threads: asyncio's default executor", tls=TLS_CERT),
+    # Static files only: Debian's nginx, master and one worker, a configuration of its own per measurement.
+    Server("nginx", "/usr/sbin/nginx -e stderr -p {workdir} -c {config}", STATIC, "Debian's nginx, sendfile on, 1 worker", config=nginx_config),
     # The ceiling: hyper's hello world, and for the file scenarios a bare
-    # sendfile(2) loop (what the kernel alone can send; see hyper-ref's main.rs).
-    Server("hyper-ref", "{bench}/hyper-ref/target/release/hyper-ref --bind 127.0.0.1:{port} --app {attr} {tls}", ("hello", "file10m", "file10m-cubic", "h2", "idle10k", "tls-hello", "tls-h2"), "Rust only, not a WSGI server: the ceiling", tls=TLS_CERT),
-    Server("hyper-ref-cubic", "{bench}/hyper-ref/target/release/hyper-ref --bind 127.0.0.1:{port} --app {attr} --tcp-congestion cubic", ("file10m",), "the sendfile(2) ceiling with cubic on its listener, as propylon-cubic"),
+    # sendfile(2) loop (what the kernel alone can send; see hyper-ref's main.rs);
+    # static4k: a loop writing the file's bytes from memory.
+    Server("hyper-ref", "{bench}/hyper-ref/target/release/hyper-ref --bind 127.0.0.1:{port} --app {attr} --file {file} {tls}", ("hello", "file10m", "file10m-cubic", "h2", "idle10k", "tls-hello", "tls-h2") + STATIC, "Rust only, not a WSGI server: the ceiling", tls=TLS_CERT),
+    Server("hyper-ref-cubic", "{bench}/hyper-ref/target/release/hyper-ref --bind 127.0.0.1:{port} --app {attr} --file {file} --tcp-congestion cubic", ("file10m",), "the sendfile(2) ceiling with cubic on its listener, as propylon-cubic"),
 ]
 # fmt: on
 
 REFERENCE = "propylon"
 CEILING = "hyper-ref"
+
+# The issue's targets for static files: (scenario, peer, factor): Propylon's
+# median must reach factor x the peer's.
+TARGETS = [
+    ("static4k", "nginx", 1.0),
+    ("static4k", "granian", 1.5),
+    ("static1m", "nginx", 0.9),
+    ("static1m-cubic", "nginx", 0.9),
+]
 
 
 # --------------------------------------------------------------------------
@@ -233,8 +341,10 @@ def kill_leftovers() -> None:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        # Only our own processes: in a recorded group and running from bench/.
-        if int(stat[stat.rindex(")") + 2 :].split()[2]) in groups and str(BENCH).encode() in cmdline:
+        # Only our own processes: in a recorded group and running from bench/
+        # (an nginx worker names only itself: its master's configuration is in bench/).
+        ours = str(BENCH).encode() in cmdline or cmdline.startswith(b"nginx: worker process")
+        if int(stat[stat.rindex(")") + 2 :].split()[2]) in groups and ours:
             print(f"bench: killing process {entry} left behind by an earlier run", flush=True)
             try:
                 os.kill(int(entry), signal.SIGKILL)
@@ -491,12 +601,14 @@ def make_certificate(directory: Path) -> Tls:
     ]  # fmt: skip
     result = run(argv, timeout=30)
     if result.returncode != 0 or "BEGIN PRIVATE KEY" not in tls.key.read_text(errors="replace"):
-        raise SystemExit(f"bench: error: cannot make the TLS certificate ({shlex.join(argv)}):\n{result.stdout[-2000:]}")
+        raise SystemExit(
+            f"bench: error: cannot make the TLS certificate ({shlex.join(argv)}):\n{result.stdout[-2000:]}"
+        )
     return tls
 
 
-def http_request(port: int, method: str, body: bytes, timeout: float, tls: Tls | None = None) -> tuple:
-    """One HTTP/1.1 request on a fresh connection (HTTPS with `tls`): (status, headers, body, TLS summary)."""
+def http_request(port: int, method: str, body: bytes, timeout: float, tls: Tls | None = None, path: str = "/") -> tuple:
+    """One HTTP/1.1 request for `path` on a fresh connection (HTTPS with `tls`): (status, headers, body, TLS summary)."""
     import http.client
 
     if tls:
@@ -505,7 +617,7 @@ def http_request(port: int, method: str, body: bytes, timeout: float, tls: Tls |
         conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
         headers = {"Content-Type": "application/octet-stream"} if body else {}
-        conn.request(method, "/", body=body or None, headers=headers)
+        conn.request(method, path, body=body or None, headers=headers)
         summary = f"{conn.sock.version()} {conn.sock.cipher()[0]}" if tls else None
         response = conn.getresponse()
         data = response.read()
@@ -520,7 +632,9 @@ def tls_handshake(port: int, tls: Tls, alpn: str, timeout: float) -> str:
     with socket.create_connection((HOST, port), timeout=timeout) as raw:
         with context.wrap_socket(raw, server_hostname=HOST) as sock:
             if sock.selected_alpn_protocol() != alpn:
-                raise RuntimeError(f"check failed: offered ALPN {alpn}, the server selected {sock.selected_alpn_protocol()}")
+                raise RuntimeError(
+                    f"check failed: offered ALPN {alpn}, the server selected {sock.selected_alpn_protocol()}"
+                )
             return f"{sock.version()} {sock.cipher()[0]}"
 
 
@@ -532,10 +646,24 @@ class RunningServer:
         if scenario.tls and not (tls and server.tls):
             raise RuntimeError(f"{server.name} has no TLS arguments or the run has no certificate")
         self.port = free_port()
+        static_dir = Path(env.get("BENCH_STATIC_DIR", "."))
+        self.file = static_dir / scenario.static if scenario.static else Path(env.get("BENCH_FILE", ""))
+        command = (server.static or server.command) if scenario.static else server.command
+        self.workdir = None
+        config = ""
+        if server.config:
+            self.workdir = Path(tempfile.mkdtemp(prefix=f"propylon-bench-{server.name}-"))
+            config_path = log_path.with_suffix(".conf")  # kept with the run's logs
+            config_path.write_text(server.config(self.port, static_dir, self.workdir))
+            config = shlex.quote(str(config_path))
         fields = {
             "venv": VENV,
             "bench": BENCH,
             "port": self.port,
+            "file": shlex.quote(str(self.file)),
+            "static_dir": shlex.quote(str(static_dir)),
+            "workdir": shlex.quote(str(self.workdir)),
+            "config": config,
             "app": f"wsgi_apps:{scenario.app}",
             "attr": scenario.app,
             "threads": THREADS,
@@ -546,17 +674,23 @@ class RunningServer:
             if self.tls
             else "",
         }
-        self.command = shlex.join(shlex.split(server.command.format(**fields)))  # without {tls}'s gap
+        self.command = shlex.join(shlex.split(command.format(**fields)))  # without {tls}'s gap
         self.log_path = log_path
         self.log = open(log_path, "wb")  # noqa: SIM115 (open for the server's life; closed in stop())
-        self.proc = spawn(
-            ["taskset", "-c", SERVER_CPU, *shlex.split(self.command)],
-            cwd=APPS,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
+        try:
+            self.proc = spawn(
+                ["taskset", "-c", SERVER_CPU, *shlex.split(self.command)],
+                cwd=APPS,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+            )
+        except OSError:
+            self.log.close()
+            if self.workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+            raise
 
     def log_tail(self, lines=15) -> str:
         self.log.flush()
@@ -569,7 +703,9 @@ class RunningServer:
         last_error = "no attempt"
         while time.monotonic() < end:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"exited with {self.proc.returncode} before it was ready:\n{self.log_tail()}")
+                tail = self.log_tail()
+                last = tail.splitlines()[-1].strip() if tail.strip() else "no output"
+                raise RuntimeError(f"exited with {self.proc.returncode} before it was ready ({last[:200]}):\n{tail}")
             try:
                 with socket.create_connection((HOST, self.port), timeout=1.0):
                     pass
@@ -580,7 +716,7 @@ class RunningServer:
                         return
                     hint = ", offering ALPN h2 only" if self.tls else ""
                     last_error = f"no HTTP/2 answer (h2load{hint}: {probe.get('tail', '')})"
-                elif http_request(self.port, "GET", b"", timeout=2.0, tls=self.tls)[0]:
+                elif http_request(self.port, "GET", b"", timeout=2.0, tls=self.tls, path=self.scenario.path)[0]:
                     return
             except Exception as error:  # noqa: BLE001 (refused, reset, bad status line: not ready yet)
                 last_error = repr(error)
@@ -596,14 +732,23 @@ class RunningServer:
                 raise RuntimeError(f"check failed: 16 HTTP/2 requests: {probe}")
             # h2load does not verify certificates: a handshake that does (and offers only h2).
             return {"tls": tls_handshake(self.port, self.tls, "h2", timeout=10.0)} if self.tls else {}
-        status, headers, data, tls = http_request(self.port, method, b"x" * body_size, timeout=10.0, tls=self.tls)
+        path = self.scenario.path
+        status, headers, data, tls = http_request(
+            self.port, method, b"x" * body_size, timeout=10.0, tls=self.tls, path=path
+        )
         if status != 200 or (expected is not None and len(data) != expected):
             raise RuntimeError(
-                f"check failed: {method} / answered {status} with {len(data)} bytes, expected 200 with {expected}"
+                f"check failed: {method} {path} answered {status} with {len(data)} bytes, expected 200 with {expected}"
             )
         extra = {"tls": tls} if tls else {}
-        if "x-bench-file" in headers:
+        if "x-bench-file" in headers and not self.scenario.static:
             extra["file_path"] = headers["x-bench-file"]
+        if self.scenario.static:
+            if data != self.file.read_bytes():
+                raise RuntimeError(f"check failed: GET {path} answered {len(data)} bytes that are not the file's")
+            # What the response carries besides the body: framing, validators, caching.
+            names = ("content-length", "transfer-encoding", "etag", "last-modified", "cache-control", "content-type")
+            extra["static_headers"] = {name: headers[name] for name in names if name in headers}
         return extra
 
     def stop(self) -> None:
@@ -611,6 +756,8 @@ class RunningServer:
             kill_group(self.proc, signal.SIGTERM)
         reap(self.proc, STOP_GRACE)
         self.log.close()
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------
@@ -712,7 +859,7 @@ def h2_probe(port: int, requests: int = 1, tls: bool = False) -> dict:
 def run_load(scenario: Scenario, port: int, duration: int) -> dict:
     """Run the load generator on LOAD_CPU; returns parsed output plus its CPU share."""
     command = scenario.load.format(
-        url=f"{'https' if scenario.tls else 'http'}://{HOST}:{port}/",
+        url=f"{'https' if scenario.tls else 'http'}://{HOST}:{port}{scenario.path}",
         duration=duration,
         connections=64,
         lua=BENCH / "lua",
@@ -823,7 +970,9 @@ def measure(server: Server, scenario: Scenario, repeat: int, opts, env: dict, lo
             record.update(load)
             record["rps"] = load["requests"] / load["seconds"]
             record["mib_s"] = (
-                load["requests"] * FILE_SIZE / 1024**2 / load["seconds"] if scenario.metric == "MiB/s" else None
+                load["requests"] * scenario.body_size / 1024**2 / load["seconds"]
+                if scenario.metric == "MiB/s"
+                else None
             )
             errors = sum(load.get("socket_errors", {}).values()) + load.get("non_2xx", 0) + load.get("failed", 0)
             record["errors"] = errors
@@ -873,24 +1022,42 @@ def measure_idle(instance: RunningServer, opts) -> dict:
 # --------------------------------------------------------------------------
 
 
-def ensure_tools(tls: bool = False) -> None:
+# While the bench installs packages, Debian's invoke-rc.d asks this script
+# whether to start their services (policy-rc.d(8)); 101 says no, so that
+# installing nginx does not start the system's nginx on port 80.
+POLICY_RC = Path("/usr/sbin/policy-rc.d")
+
+
+def ensure_tools(tls: bool = False, nginx: bool = False) -> None:
     tools = [("wrk", "wrk"), ("h2load", "nghttp2-client"), ("taskset", "util-linux")]
     if tls:
         tools.append(("openssl", "openssl"))  # makes the run's certificate
     missing = [pkg for tool, pkg in tools if shutil.which(tool) is None]
+    if nginx and not NGINX.exists():
+        missing.append("nginx")
     if not missing:
         return
     if os.geteuid() != 0:
         raise SystemExit(
             f"bench: error: missing {', '.join(missing)}; install them: sudo apt-get install -y {' '.join(missing)}"
         )
-    print(f"bench: installing {' '.join(missing)} with apt-get", flush=True)
+    print(f"bench: installing {' '.join(missing)} with apt-get (starting no service)", flush=True)
     run(["apt-get", "update", "-q"], timeout=300, stdout=subprocess.DEVNULL)
-    result = run(
-        ["apt-get", "install", "-y", "-q", *missing],
-        timeout=600,
-        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-    )
+    ours = not POLICY_RC.exists()
+    if ours:
+        POLICY_RC.write_text(
+            "#!/bin/sh\n# Written by bench/bench.py while it installs packages: start no service.\nexit 101\n"
+        )
+        POLICY_RC.chmod(0o755)
+    try:
+        result = run(
+            ["apt-get", "install", "-y", "-q", *missing],
+            timeout=600,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+    finally:
+        if ours:
+            POLICY_RC.unlink(missing_ok=True)
     if result.returncode != 0:
         raise SystemExit(f"bench: error: apt-get install {' '.join(missing)} failed:\n{result.stdout[-2000:]}")
 
@@ -907,22 +1074,55 @@ def step(title: str, argv: list, timeout: float, **kwargs) -> None:
     print(f" done ({time.monotonic() - started:.0f} s)", flush=True)
 
 
-def install() -> None:
+def server_environment(data_dir: Path) -> dict:
+    """Write the run's files into `data_dir`; the environment every server gets, naming them."""
+    file_path = data_dir / "file-10MiB.bin"
+    file_path.write_bytes(os.urandom(FILE_SIZE))
+    static_dir = data_dir / "static"
+    static_dir.mkdir()
+    for name, size in STATIC_FILES.items():
+        (static_dir / name).write_bytes(os.urandom(size))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(APPS),
+        "BENCH_FILE": str(file_path),
+        "BENCH_STATIC_DIR": str(static_dir),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def needs_propylon(servers) -> bool:
+    return any("{venv}/bin/propylon" in (s.command + s.static) for s in servers)
+
+
+def needs_hyper_ref(servers) -> bool:
+    return any("hyper-ref/target" in s.command for s in servers)
+
+
+def install(servers) -> None:
+    """The peers; Propylon and the hyper reference only when a server of the run needs them."""
     if not (VENV / "bin" / "python").exists():
         step("creating bench/.venv", [sys.executable, "-m", "venv", str(VENV)], 120)
     pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     step("installing the peers (bench/requirements.txt)", [*pip, "-r", str(BENCH / "requirements.txt")], 600)
-    # A release build of this repository, like a user's `pip install`.
-    step(
-        "building and installing Propylon from this repository (release)",
-        [*pip, "--force-reinstall", "--no-deps", str(REPO)],
-        1800,
-    )
-    step(
-        "building the hyper reference (cargo --release)",
-        ["cargo", "build", "--release", "--quiet", "--manifest-path", str(HYPER_REF / "Cargo.toml")],
-        1200,
-    )
+    if needs_propylon(servers):
+        # A release build of this repository, like a user's `pip install`.
+        step(
+            "building and installing Propylon from this repository (release)",
+            [*pip, "--force-reinstall", "--no-deps", str(REPO)],
+            1800,
+        )
+    if needs_hyper_ref(servers):
+        step(
+            "building the hyper reference (cargo --release)",
+            ["cargo", "build", "--release", "--quiet", "--manifest-path", str(HYPER_REF / "Cargo.toml")],
+            1200,
+            # Its own target directory, where SERVERS runs it from (a
+            # CARGO_TARGET_DIR in the environment would build elsewhere).
+            env={**os.environ, "CARGO_TARGET_DIR": str(HYPER_REF / "target")},
+        )
 
 
 def versions() -> dict:
@@ -946,6 +1146,9 @@ def versions() -> dict:
     found["wrk"] = (re.search(r"wrk (\S+)", wrk) or [None, None])[1]
     h2load = run(["h2load", "--version"], timeout=10).stdout
     found["h2load"] = (re.search(r"nghttp2/(\S+)", h2load) or [None, None])[1]
+    if NGINX.exists():
+        nginx = run([str(NGINX), "-v"], timeout=10).stdout  # "nginx version: nginx/1.22.1" on stderr
+        found["nginx"] = (re.search(r"nginx/(\S+)", nginx) or [None, None])[1]
     if shutil.which("openssl"):  # the TLS library of wrk, h2load and the Python servers
         openssl = run(["openssl", "version"], timeout=10).stdout
         found["OpenSSL"] = (re.search(r"OpenSSL (\S+)", openssl) or [None, None])[1]
@@ -1010,7 +1213,8 @@ def summarize(records: list) -> dict:
                         cpu: statistics.median(r["foreign_cpu"][cpu] for r in ok) for cpu in (SERVER_CPU, LOAD_CPU)
                     }
                     entry["steal"] = {
-                        cpu: statistics.median(r.get("steal", {}).get(cpu, 0.0) for r in ok) for cpu in (SERVER_CPU, LOAD_CPU)
+                        cpu: statistics.median(r.get("steal", {}).get(cpu, 0.0) for r in ok)
+                        for cpu in (SERVER_CPU, LOAD_CPU)
                     }
                     entry["unpinned"] = sorted({cpus for r in ok for cpus in r["affinity"] if cpus != SERVER_CPU})
                     entry["generator_cpu"] = max(r["generator_cpu"] for r in ok)
@@ -1022,6 +1226,8 @@ def summarize(records: list) -> dict:
                     tls = {r["tls"] for r in ok if r.get("tls")}
                     if tls:
                         entry["tls"] = ", ".join(sorted(tls))
+                    if ok[0].get("static_headers") is not None:
+                        entry["static_headers"] = ok[0]["static_headers"]
             summary[scenario_name][server_name] = entry
     return summary
 
@@ -1065,6 +1271,8 @@ def render_tables(summary: dict, server_order: list) -> str:
                 notes.append(f"{entry['load_errors']} errors/non-2xx")
             if entry.get("file_path"):
                 notes.append(entry["file_path"])
+            if entry.get("static_headers") is not None:
+                notes.append(static_note(entry["static_headers"]))
             if entry.get("tls"):
                 notes.append(entry["tls"])
             if entry["ok"] < entry["runs"]:
@@ -1080,7 +1288,75 @@ def render_tables(summary: dict, server_order: list) -> str:
         lines.append("")
     lines += render_memory(summary, server_order)
     lines += render_ceiling(summary)
+    lines += render_targets(summary)
     return "\n".join(lines)
+
+
+def static_note(headers: dict) -> str:
+    """What a static response carried besides its body: framing, validators, caching."""
+    if "content-length" in headers:
+        framing = "Content-Length"
+    elif "chunked" in headers.get("transfer-encoding", ""):
+        framing = "chunked"
+    else:
+        framing = "no Content-Length"
+    parts = [framing]
+    parts += [name if name.lower() in headers else f"no {name}" for name in ("ETag", "Last-Modified")]
+    if "cache-control" in headers:
+        parts.append(f"Cache-Control {headers['cache-control']}")
+    return ", ".join(parts)
+
+
+def render_targets(summary: dict) -> list:
+    """The issue's targets for static files: met or missed, and whether the ceiling allows them."""
+    lines = []
+    for scenario_name, peer_name, factor in TARGETS:
+        rows = summary.get(scenario_name, {})
+        peer = rows.get(peer_name, {})
+        if "median" not in peer:
+            continue
+        scenario = SCENARIO_BY_NAME[scenario_name]
+        unit = scenario.metric
+        target = factor * peer["median"]
+        ours = rows.get(REFERENCE, {})
+        head = f"- {scenario_name}, Propylon ≥ {factor:g}× {peer_name} ({fmt_number(target)} {unit})"
+
+        def floor(name, entry):
+            saturated = entry.get("generator_cpu", 0) >= GENERATOR_SATURATED
+            return f" {name}'s number is a floor: its load generator was saturated." if saturated else ""
+
+        if "median" in ours:
+            ratio = ours["median"] / peer["median"]
+            verdict = "met" if ratio >= factor else "missed"
+            line = f"{head}: **{verdict}**, {ratio:.2f}× ({fmt_number(ours['median'])} of {fmt_number(peer['median'])} {unit})."
+            line += floor("Propylon", ours) + floor(peer_name, peer)
+        else:
+            line = f"{head}: Propylon not measured."
+        ceiling = rows.get(CEILING, {})
+        if "median" in ceiling:
+            what = f"the ceiling ({CEILING}, {ceiling_what(scenario)}: {fmt_number(ceiling['median'])} {unit})"
+            ceiling_floor = ceiling["generator_cpu"] >= GENERATOR_SATURATED
+            if peer["median"] > ceiling["median"]:
+                line += f" ⚠ {peer_name} is above {what}: here the ceiling bounds nothing."
+            elif target > ceiling["median"]:
+                line += f" The target is above {what}, " + (
+                    "but that number is a floor (its load generator was saturated): not proven out of reach."
+                    if ceiling_floor
+                    else "so no server can reach it on this machine: reported, not chased."
+                )
+            else:
+                line += f" The target is {target / ceiling['median']:.0%} of {what}" + (
+                    " (a floor: its load generator was saturated)." if ceiling_floor else "."
+                )
+        lines.append(line)
+    return (["### Static files: the targets", ""] + lines + [""]) if lines else []
+
+
+def ceiling_what(scenario: Scenario) -> str:
+    """What hyper-ref is in a scenario (its --app)."""
+    return {"file": "sendfile(2) loop", "memory": "one-write loop with the file in memory"}.get(
+        scenario.app, "hyper reference"
+    )
 
 
 def render_memory(summary: dict, server_order: list) -> list:
@@ -1130,10 +1406,11 @@ def render_ceiling(summary: dict) -> list:
     pairs = [(name, REFERENCE, CEILING, "") for name in ("hello", "h2", "tls-hello", "tls-h2", "file10m")]
     pairs.append(("file10m", "propylon-cubic", "hyper-ref-cubic", " with --tcp-congestion cubic"))
     pairs.append(("file10m-cubic", REFERENCE, CEILING, ""))
+    pairs += [(name, REFERENCE, CEILING, "") for name in STATIC]
     for scenario_name, ours_name, ceiling_name, setting in pairs:
         rows = summary.get(scenario_name, {})
         scenario = SCENARIO_BY_NAME[scenario_name]
-        what = "sendfile(2) loop" if scenario.app == "file" else "hyper reference"
+        what = ceiling_what(scenario)
         ours, ceiling = rows.get(ours_name, {}).get("median"), rows.get(ceiling_name, {}).get("median")
         if ours and ceiling:
             floor = (
@@ -1177,13 +1454,16 @@ def render_report(data: dict) -> str:
     commands = [
         "<details><summary>Exact server commands of this run (cwd and PYTHONPATH bench/apps, under taskset -c 0; "
         "Granian's --http is 2 in the h2 and tls-h2 scenarios; TLS scenarios add the TLS arguments shown, "
-        "with the run's self-signed certificate)</summary>",
+        "with the run's self-signed certificate; the static scenarios run the static command, STATIC_DIR "
+        "being the run's directory of static files)</summary>",
         "",
     ]
     server_tls = meta.get("server_tls", {})
+    server_static = meta.get("server_static", {})
     commands += [
         f"- {name}: `{meta['server_commands'][name]}`"
         + (f"; TLS: `{server_tls[name]}`" if name in server_tls else "")
+        + (f"; static files: `{server_static[name]}`" if name in server_static else "")
         for name in order
         if name in meta.get("server_commands", {})
     ]
@@ -1208,6 +1488,7 @@ def write_readme(report: str) -> None:
 SCENARIO_BY_NAME = {s.name: s for s in SCENARIOS}
 SERVER_BY_NAME = {s.name: s for s in SERVERS}
 SETUP_ESTIMATE = 6 * 60  # seconds: Propylon's release build and hyper-ref's on a fresh clone, 2 cores
+PEERS_ESTIMATE = 60  # seconds: the peers alone (pip), when the run needs neither build
 OVERHEAD_ESTIMATE = 0.7  # seconds per measurement: start, readiness, check, stop (measured: 0.1-0.5)
 IDLE_ESTIMATE = 6.0  # seconds per idle-connection measurement (measured: 0.5-6, waitress 24)
 
@@ -1218,9 +1499,13 @@ def plan(opts) -> list:
             if name not in SCENARIO_BY_NAME:
                 raise SystemExit(f"bench: error: server {server.name} lists an unknown scenario {name!r}")
             if SCENARIO_BY_NAME[name].tls and not server.tls:
-                raise SystemExit(f"bench: error: server {server.name} lists TLS scenario {name} but has no TLS arguments")
+                raise SystemExit(
+                    f"bench: error: server {server.name} lists TLS scenario {name} but has no TLS arguments"
+                )
             if SCENARIO_BY_NAME[name].tls and "{tls}" not in server.command:
-                raise SystemExit(f"bench: error: server {server.name} lists TLS scenario {name} but its command has no {{tls}}")
+                raise SystemExit(
+                    f"bench: error: server {server.name} lists TLS scenario {name} but its command has no {{tls}}"
+                )
     servers = [SERVER_BY_NAME[n] for n in opts.servers]
     scenarios = [SCENARIO_BY_NAME[n] for n in opts.scenarios]
     return [(scenario, [s for s in servers if scenario.name in s.scenarios]) for scenario in scenarios]
@@ -1312,7 +1597,9 @@ def main(argv=None) -> int:
     steps = plan(opts)
     measurements = sum(len(servers) for _, servers in steps) * opts.repeats
     seconds_needed = estimate(steps, opts)
-    setup = 0 if opts.skip_install else SETUP_ESTIMATE
+    running = {server.name: server for _, servers in steps for server in servers}.values()
+    builds = needs_propylon(running) or needs_hyper_ref(running)
+    setup = 0 if opts.skip_install else SETUP_ESTIMATE if builds else PEERS_ESTIMATE
     print(
         f"bench: {measurements} measurements ({opts.duration} s each after {opts.warmup} s warm-up, {opts.repeats} repeat(s)); "
         f"estimated {seconds_needed / 60:.1f} min"
@@ -1344,14 +1631,15 @@ def main(argv=None) -> int:
     # undone by the next run (CONGESTION_FILE, above).
     system_congestion = congestion_control()
     try:
-        ensure_tools(needs_tls)
+        ensure_tools(needs_tls, nginx=any(s.config is nginx_config for s in running))
         if not opts.skip_install:
-            install()
-        for path, what in (
-            (VENV / "bin" / "propylon", "Propylon in bench/.venv"),
-            (HYPER_REF / "target" / "release" / "hyper-ref", "bench/hyper-ref"),
+            install(running)
+        for path, what, needed in (
+            (VENV / "bin" / "python", "bench/.venv", True),
+            (VENV / "bin" / "propylon", "Propylon in bench/.venv", needs_propylon(running)),
+            (HYPER_REF / "target" / "release" / "hyper-ref", "bench/hyper-ref", needs_hyper_ref(running)),
         ):
-            if not path.exists():
+            if needed and not path.exists():
                 raise SystemExit(f"bench: error: {what} is missing ({path}); run without --skip-install")
         quiet = quietness()
         if max(quiet.values()) >= BUSY_MACHINE:
@@ -1362,15 +1650,7 @@ def main(argv=None) -> int:
             )
         # One self-signed certificate per run, in the run's temporary directory.
         tls = make_certificate(data_dir) if needs_tls else None
-        file_path = data_dir / "file-10MiB.bin"
-        file_path.write_bytes(os.urandom(FILE_SIZE))
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(APPS),
-            "BENCH_FILE": str(file_path),
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
-        env.pop("VIRTUAL_ENV", None)
+        env = server_environment(data_dir)
 
         done = 0
         for scenario, servers in steps:
@@ -1428,6 +1708,9 @@ def main(argv=None) -> int:
             "elapsed_minutes": elapsed / 60,
             "cpu_busy_at_start": quiet,
             "server_commands": {s.name: display_command(s) for s in SERVERS if s.name in opts.servers},
+            "server_static": {
+                s.name: display_command(s, s.static) for s in SERVERS if s.name in opts.servers and s.static
+            },
             "server_tls": {
                 s.name: s.tls.format(cert="CERT", key="KEY")
                 for s in SERVERS
@@ -1452,9 +1735,9 @@ def main(argv=None) -> int:
     return 0
 
 
-def display_command(server: Server) -> str:
-    """The server's command as the README shows it: paths from the repository root, {tls} left out."""
-    text = server.command.format(
+def display_command(server: Server, template: str = "") -> str:
+    """The server's command (or `template`) as the README shows it: paths from the repository root, {tls} left out."""
+    text = (template or server.command).format(
         venv="bench/.venv",
         bench="bench",
         port="PORT",
@@ -1465,6 +1748,10 @@ def display_command(server: Server) -> str:
         limit=CONNECTION_LIMIT,
         http="1|2",
         tls="",
+        file="FILE",
+        static_dir="STATIC_DIR",
+        workdir="DIR",
+        config="CONFIG",
     )
     return " ".join(text.split())
 

@@ -15,12 +15,16 @@ Theory of operation: one thread, non-blocking sockets, epoll. Each of the N
 connections sends ``GET`` and reads the response head and exactly
 Content-Length body bytes (discarded, or copied into a reused buffer: counted, not kept),
 then sends the next request on the same connection; if the server answered
-``Connection: close`` or closed it, the connection is reopened. After
-``--duration`` seconds it prints one JSON line: requests completed, body bytes,
-seconds, latency percentiles, non-2xx answers and errors.
+``Connection: close`` or closed it, the connection is reopened. A chunked
+response (RFC 9112 §7.1: Granian's static files have no Content-Length) is
+read the same way: each chunk-size line is parsed, and the chunk's data
+discarded or copied like a Content-Length body. After ``--duration`` seconds
+it prints one JSON line: requests completed, body bytes, seconds, latency
+percentiles, non-2xx answers and errors.
 
-What it does not do: chunked responses, pipelining, HTTP/2, or verifying body
-contents (the bench checks one response before measuring).
+What it does not do: trailer fields after a chunked body (an error),
+pipelining, HTTP/2, or verifying body contents (the bench checks one response
+before measuring).
 """
 
 import argparse
@@ -32,22 +36,68 @@ from urllib.parse import urlsplit
 
 
 class Connection:
-    __slots__ = ("head", "keep_alive", "left", "length", "sent_at", "sock", "status")
+    __slots__ = (
+        "chunked",
+        "framing",
+        "head",
+        "keep_alive",
+        "last_chunk",
+        "left",
+        "length",
+        "sent_at",
+        "sock",
+        "status",
+    )
 
     def __init__(self, sock):
         self.sock = sock
         self.head = b""
         self.length = 0
-        self.left = None  # body bytes still to read; None while reading the head
+        # Body bytes still to read (chunked: of the current chunk and its
+        # CRLF); None while reading the head.
+        self.left = None
         self.keep_alive = True
         self.status = 0
         self.sent_at = 0.0
+        self.chunked = False
+        self.framing = b""  # chunked: bytes read past the current chunk (size lines, the start of the next chunk)
+        self.last_chunk = False  # chunked: the zero-size chunk was read, its final CRLF is next
+
+
+def advance_chunked(conn) -> bool:
+    """Consume conn.framing as far as it goes; True once the whole chunked body is read."""
+    while True:
+        if conn.left:
+            taken = min(conn.left, len(conn.framing))
+            conn.framing = conn.framing[taken:]
+            conn.left -= taken
+            if conn.left:
+                return False  # the rest of this chunk comes from the socket
+        if conn.last_chunk:
+            if len(conn.framing) < 2:
+                return False
+            if conn.framing[:2] != b"\r\n":
+                raise ValueError("trailer fields after a chunked body")
+            conn.framing = conn.framing[2:]
+            return True
+        end = conn.framing.find(b"\r\n")
+        if end < 0:
+            if len(conn.framing) > 1024:
+                raise ValueError("chunk-size line too long")
+            return False
+        size = int(conn.framing[:end].split(b";", 1)[0], 16)  # chunk extensions ignored
+        conn.framing = conn.framing[end + 2 :]
+        if size == 0:
+            conn.last_chunk = True
+        else:
+            conn.left = size + 2  # the data and its CRLF
+            conn.length += size
 
 
 def parse_head(head: bytes):
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
-    length, keep_alive = 0, True
+    length, keep_alive, chunked = 0, True, False
     for line in lines[1:]:
         name, _, value = line.partition(":")
         name = name.strip().lower()
@@ -55,7 +105,9 @@ def parse_head(head: bytes):
             length = int(value)
         elif name == "connection" and "close" in value.lower():
             keep_alive = False
-    return status, length, keep_alive
+        elif name == "transfer-encoding" and value.strip().lower().endswith("chunked"):
+            chunked = True
+    return status, length, keep_alive, chunked
 
 
 def main():
@@ -91,6 +143,7 @@ def main():
 
     def send(conn):
         conn.head, conn.left, conn.sent_at = b"", None, time.monotonic()
+        conn.chunked, conn.framing, conn.last_chunk = False, b"", False
         conn.sock.setblocking(True)
         conn.sock.sendall(request)
         conn.sock.setblocking(False)
@@ -113,6 +166,7 @@ def main():
         for key, _ in events:
             conn = key.data
             try:
+                done = False
                 if conn.left is None:
                     data = conn.sock.recv(65536)
                     if not data:
@@ -122,20 +176,35 @@ def main():
                     if b"\r\n\r\n" not in conn.head:
                         continue
                     head, _, rest = conn.head.partition(b"\r\n\r\n")
-                    conn.status, conn.length, conn.keep_alive = parse_head(head)
-                    conn.left = conn.length - len(rest)
+                    conn.status, conn.length, conn.keep_alive, conn.chunked = parse_head(head)
+                    if conn.chunked:
+                        conn.length, conn.left, conn.framing = 0, 0, rest
+                        done = advance_chunked(conn)
+                    else:
+                        conn.left = conn.length - len(rest)
+                        done = conn.left <= 0
+                elif conn.chunked and not conn.left:
+                    # Between chunks: a small read for the size line (and
+                    # whatever of the next chunk comes with it).
+                    data = conn.sock.recv(4096)
+                    if not data:
+                        reopen(conn, "errors")
+                        continue
+                    conn.framing += data
+                    done = advance_chunked(conn)
                 else:
                     n = conn.sock.recv_into(buffer, min(conn.left, len(buffer)), discard)
                     if n == 0:
                         reopen(conn, "errors")
                         continue
                     conn.left -= n
+                    done = conn.left <= 0 and not conn.chunked
             except BlockingIOError:
                 continue
             except (OSError, ValueError, IndexError):
                 reopen(conn, "errors")
                 continue
-            if conn.left is not None and conn.left <= 0:
+            if done:
                 stats["requests"] += 1
                 stats["bytes"] += conn.length
                 stats["non_2xx"] += not 200 <= conn.status < 300

@@ -12,18 +12,28 @@
 //! What it does not do: read request bodies, time out idle connections, log
 //! requests, or anything else a real server must. It is a ceiling, not a peer.
 //!
-//! With `--app file` it is the ceiling of the bench's `file*` scenarios
-//! instead: every request on a connection is answered with the file named by
-//! `$BENCH_FILE` (the file `bench/apps/wsgi_apps.py:file` serves),
-//! sent with `sendfile(2)`, one blocking thread per connection. No hyper there:
-//! hyper writes bodies from memory, and the point is what the kernel alone
-//! can send on this machine, whatever server sits on top.
+//! With `--app file` it is the ceiling of the bench's `file*` and `static1m`
+//! scenarios instead: every request on a connection is answered with the file
+//! named by `--file` (default `$BENCH_FILE`, the file
+//! `bench/apps/wsgi_apps.py:file` serves), sent with `sendfile(2)`, one
+//! blocking thread per connection. No hyper there: hyper writes bodies from
+//! memory, and the point is what the kernel alone can send on this machine,
+//! whatever server sits on top.
+//!
+//! With `--app memory` it is the ceiling of the `static4k` scenario: no HTTP
+//! library either, a tokio `current_thread` loop that reads each request head
+//! up to its blank line and answers with one write of a prebuilt response,
+//! its head and the bytes of `--file` read once at startup. One read and one
+//! write per request, no file system call: for a small file, the least work
+//! any HTTP/1.1 static file server can do. The `sendfile(2)` loop, a blocking
+//! thread per connection, is no ceiling there: with the bench's 64
+//! connections on one CPU it answers a fifth as many 4 KiB requests.
 //!
 //! `--tcp-congestion NAME` sets the listener's TCP congestion control, which
 //! the connections it accepts inherit (Propylon's option of the same name).
 //!
-//! Usage: `hyper-ref --bind 127.0.0.1:PORT [--app hello|file] [--certfile PEM
-//! --keyfile PEM] [--tcp-congestion NAME]`; prints `Listening on http(s)://127.0.0.1:PORT` on stderr
+//! Usage: `hyper-ref --bind 127.0.0.1:PORT [--app hello|file|memory] [--file PATH]
+//! [--certfile PEM --keyfile PEM] [--tcp-congestion NAME]`; prints `Listening on http(s)://127.0.0.1:PORT` on stderr
 //! when ready (the same readiness line as Propylon), exits on SIGINT/SIGTERM.
 
 use std::convert::Infallible;
@@ -43,13 +53,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_rustls::TlsAcceptor;
 
 const BODY: &[u8] = b"Hello, world!";
-const USAGE: &str = "usage: hyper-ref --bind HOST:PORT [--app hello|file] \
-     [--certfile PEM --keyfile PEM] [--tcp-congestion NAME]";
+const USAGE: &str = "usage: hyper-ref --bind HOST:PORT [--app hello|file|memory] \
+     [--file PATH] [--certfile PEM --keyfile PEM] [--tcp-congestion NAME]";
 
 async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut response = Response::new(Full::new(Bytes::from_static(BODY)));
@@ -64,15 +74,17 @@ fn fail(message: String) -> ! {
     std::process::exit(2)
 }
 
-#[derive(PartialEq)]
+#[derive(Clone, Copy, PartialEq)]
 enum App {
     Hello,
     File,
+    Memory,
 }
 
 struct Args {
     bind: SocketAddr,
     app: App,
+    file: Option<String>,
     certfile: Option<String>,
     keyfile: Option<String>,
     tcp_congestion: Option<String>,
@@ -81,6 +93,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut bind = None;
     let mut app = App::Hello;
+    let mut file = None;
     let (mut certfile, mut keyfile) = (None, None);
     let mut tcp_congestion = None;
     let mut args = std::env::args().skip(1);
@@ -99,10 +112,12 @@ fn parse_args() -> Args {
             "--app" => {
                 app = match value.as_str() {
                     "file" => App::File,
+                    "memory" => App::Memory,
                     // Every other bench application answers like hello here.
                     _ => App::Hello,
                 }
             }
+            "--file" => file = Some(value),
             "--certfile" => certfile = Some(value),
             "--keyfile" => keyfile = Some(value),
             "--tcp-congestion" => tcp_congestion = Some(value),
@@ -113,12 +128,15 @@ fn parse_args() -> Args {
         fail(format!("--certfile and --keyfile go together; {USAGE}"));
     }
     let bind = bind.unwrap_or_else(|| fail(USAGE.to_string()));
-    if app == App::File && certfile.is_some() {
-        fail(format!("--app file speaks cleartext only; {USAGE}"));
+    if app != App::Hello && certfile.is_some() {
+        fail(format!(
+            "--app file and --app memory speak cleartext only; {USAGE}"
+        ));
     }
     Args {
         bind,
         app,
+        file,
         certfile,
         keyfile,
         tcp_congestion,
@@ -231,11 +249,18 @@ fn tls_acceptor(certfile: &str, keyfile: &str) -> TlsAcceptor {
     TlsAcceptor::from(Arc::new(config))
 }
 
+/// The file `--app file` and `--app memory` serve: `--file`, else `$BENCH_FILE`.
+fn file_path(args: &Args) -> String {
+    args.file
+        .clone()
+        .or_else(|| std::env::var("BENCH_FILE").ok())
+        .unwrap_or_else(|| fail(format!("this --app needs --file or $BENCH_FILE; {USAGE}")))
+}
+
 fn main() {
     let args = parse_args();
     if args.app == App::File {
-        let path = std::env::var("BENCH_FILE")
-            .unwrap_or_else(|_| fail("--app file needs $BENCH_FILE".to_string()));
+        let path = file_path(&args);
         let listener = std::net::TcpListener::bind(args.bind).unwrap_or_else(|e| {
             eprintln!("hyper-ref: error: cannot listen on {}: {e}", args.bind);
             std::process::exit(1)
@@ -246,11 +271,88 @@ fn main() {
         // to clean up here.
         serve_file(listener, path)
     }
-    tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("tokio runtime")
-        .block_on(serve_hello(args))
+        .expect("tokio runtime");
+    if args.app == App::Memory {
+        runtime.block_on(serve_memory(args))
+    } else {
+        runtime.block_on(serve_hello(args))
+    }
+}
+
+/// `--app memory`: one prebuilt response, head and file, for every request.
+async fn serve_memory(args: Args) {
+    let path = file_path(&args);
+    let body =
+        std::fs::read(&path).unwrap_or_else(|e| fail(format!("cannot read --file ({path}): {e}")));
+    let mut response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(&body);
+    let response: Arc<[u8]> = response.into();
+    let listener = TcpListener::bind(args.bind).await.unwrap_or_else(|e| {
+        eprintln!("hyper-ref: error: cannot listen on {}: {e}", args.bind);
+        std::process::exit(1)
+    });
+    set_congestion(&listener, args.tcp_congestion.as_deref());
+    eprintln!("Listening on http://{}", listener.local_addr().unwrap());
+    let mut sigterm = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut sigint = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _peer)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let response = response.clone();
+                // Errors here are the client's (reset): ignore.
+                tokio::spawn(async move { memory_connection(stream, &response).await });
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+    }
+}
+
+/// Answers each request head with `response`, one write each; reads heads up
+/// to their blank line and ignores them (the bench sends bodiless GETs);
+/// stops at EOF or any error.
+async fn memory_connection(stream: TcpStream, response: &[u8]) -> io::Result<()> {
+    let mut buf = [0u8; 4096];
+    let mut filled = 0;
+    loop {
+        // Every complete head read so far (pipelined ones too).
+        while let Some(i) = buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
+            buf.copy_within(i + 4..filled, 0);
+            filled -= i + 4;
+            write_all(&stream, response).await?;
+        }
+        if filled == buf.len() {
+            return Ok(()); // a head this size is not the bench's
+        }
+        stream.readable().await?;
+        match stream.try_read(&mut buf[filled..]) {
+            Ok(0) => return Ok(()),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match stream.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 async fn serve_hello(args: Args) {
