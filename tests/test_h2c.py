@@ -219,7 +219,7 @@ def test_large_request_head_crosses_into_continuation_frames(h2c_server):
 @pytest.mark.parametrize("headers, version", [
     ({"Connection": "Upgrade", "Upgrade": "h2c"}, "HTTP/1.1"),  # no HTTP2-Settings
     ({"Connection": "Upgrade", "Upgrade": "h2c", "HTTP2-Settings": "AAMAAABkAAQAAP__"}, "HTTP/1.1"),
-    ({"Connection": "Upgrade, HTTP2-Settings", "Upgrade": "websocket", "HTTP2-Settings": "AAMAAABkAAQAAP__"},
+    ({"Connection": "Upgrade, HTTP2-Settings", "Upgrade": "TLS/1.2", "HTTP2-Settings": "AAMAAABkAAQAAP__"},
      "HTTP/1.1"),
     ({"Connection": "Upgrade, HTTP2-Settings", "Upgrade": "h2c", "HTTP2-Settings": "AAMAAABkAAQAAP__"},
      "HTTP/1.0"),

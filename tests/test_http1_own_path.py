@@ -169,7 +169,8 @@ def test_one_connection_serves_every_form_in_turn(debug_server):
     [
         (b"GET / HTTP/1.0\r\n\r\n", 200),
         (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n", 501),
-        (b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", 200),
+        # A WebSocket handshake with no WebSocket endpoint (docs/spec/application.md §4).
+        (b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", 404),
         (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2, 2\r\n\r\nhi", 400),
         (b"GET / HTTP/1.1\r\nHost: t\r\nBad Field: x\r\n\r\n", 400),
     ],
