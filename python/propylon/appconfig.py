@@ -112,8 +112,8 @@ def resolve(
 
 def _unknown(value: GivenValue, declared: Mapping[str, ConfigKey]) -> str:
     names = [spec.name for spec in declared.values()]
-    close = difflib.get_close_matches(value.key, names, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    close = difflib.get_close_matches(normalize_key(value.key), list(declared), n=1)
+    hint = f" (did you mean {declared[close[0]].name!r}?)" if close else ""
     known = f"; it has {', '.join(names)}" if names else "; it declares none"
     return f"{value.label}: the application has no configuration key {value.key!r}{hint}{known}"
 
