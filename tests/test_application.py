@@ -11,9 +11,11 @@ application objects, table by table, is in tests/test_declarations.py.
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -125,9 +127,24 @@ def test_async_hooks_run_on_the_worker_loop(start_server, tmp_path: Path) -> Non
     assert request == "request"
     start_thread, start_loop = startup.split()[1:]
     stop_thread, stop_loop = shutdown.split()[1:]
-    # Both on the event loop's own thread, and on the same running loop.
+    # Both on the event loop's own thread, and on the same running loop:
+    # uvloop's when it can be imported.
     assert start_thread == stop_thread == "propylon-loop"
     assert start_loop == stop_loop != "-"
+    kind = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    assert start_loop.split(":")[0] == kind
+
+
+def test_shutdown_runs_when_the_server_cannot_start(tmp_path: Path) -> None:
+    record = tmp_path / "record"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(f"{APPS}:app", "--bind", f"127.0.0.1:{port}", "--app-config", f"record={record}")
+    line = assert_one_error_line(result, 1)
+    assert "127.0.0.1" in line, line
+    assert record_lines(record) == ["startup MainThread -", "shutdown MainThread -"]
 
 
 def test_server_object(start_server, tmp_path: Path) -> None:

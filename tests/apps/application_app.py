@@ -4,8 +4,8 @@
 The apps record what happens to them, one line each, in the file named by
 their ``record`` configuration key (``--app-config record=PATH``):
 ``startup THREAD LOOP``, ``request``, ``block-started``, ``response-closed``,
-``shutdown THREAD LOOP`` (``LOOP`` is the id of the running asyncio loop, or
-``-`` outside one).
+``shutdown THREAD LOOP`` (``LOOP`` is ``KIND:ID`` of the running event loop,
+``KIND`` being ``asyncio`` or ``uvloop``, or ``-`` outside one).
 
 WSGI routes of :data:`app` and :data:`async_app`:
 
@@ -45,10 +45,12 @@ def _record(line: str) -> None:
 
 
 def _loop_id() -> str:
+    """``KIND:ID`` of the running loop (KIND: ``asyncio`` or ``uvloop``), or ``-``."""
     try:
-        return str(id(asyncio.get_running_loop()))
+        loop = asyncio.get_running_loop()
     except RuntimeError:
         return "-"
+    return f"{type(loop).__module__.split('.')[0]}:{id(loop)}"
 
 
 class _Body:
