@@ -180,11 +180,16 @@ def test_shutdown_that_hangs_is_bounded(start_server, tmp_path: Path) -> None:
     assert "in _hang_shutdown" in text and "propylon: error" not in text
 
 
-def test_startup_that_raises() -> None:
-    result = run(f"{APPS}:startup_raises", "--bind", "127.0.0.1:0")
+@pytest.mark.parametrize("app", ["startup_raises", "async_startup_raises"])
+def test_startup_that_raises(app: str) -> None:
+    result = run(f"{APPS}:{app}", "--bind", "127.0.0.1:0")
     assert_failed_hook(result, "startup(server) raised ValueError: the database is not there",
                        "startup(server) raised")  # fmt: skip
-    assert "Traceback (most recent call last)" in result.stderr
+    # The traceback is the application's, not the server's.
+    lines = result.stderr.splitlines()
+    frames = lines[lines.index("Traceback (most recent call last):") + 1 :]
+    assert "propylon/lifecycle.py" not in result.stderr and "concurrent" not in result.stderr
+    assert frames[0].startswith("  File ") and "_raise" in result.stderr
     assert "Listening on" not in result.stderr
 
 

@@ -174,7 +174,7 @@ class Lifecycle:
             self.abort(message, 1)
 
         try:
-            self._run_hook(label, lambda: startup(self.server), limit, "--startup-timeout", hung)
+            self._run_hook(label, startup, (self.server,), limit, "--startup-timeout", hung)
         except _HookError as exc:
             self.loop.stop()
             raise StartupFailed(str(exc)) from None
@@ -192,25 +192,32 @@ class Lifecycle:
                 self.abort(f"{label} did not finish within {limit:g} s", 0)
 
             try:
-                self._run_hook(label, shutdown, limit, "--shutdown-timeout", hung)
+                self._run_hook(label, shutdown, (), limit, "--shutdown-timeout", hung)
             except _HookError:
                 pass  # logged with its traceback
         self.loop.stop()
 
     def _run_hook(
-        self, label: str, call: Callable[[], object], limit: float, option: str, hung: Callable[[str], NoReturn]
+        self,
+        label: str,
+        hook: Callable[..., object],
+        args: tuple[object, ...],
+        limit: float,
+        option: str,
+        hung: Callable[[str], NoReturn],
     ) -> None:
         """Call the hook on this thread; await what it returns on the loop.
         Raise :class:`_HookError` once the failure is logged."""
         deadline = time.monotonic() + limit
         main = threading.get_ident()
-        watchdog = threading.Timer(limit, lambda: hung(_thread_stack(main)))
+        watchdog = threading.Timer(limit, lambda: hung(_thread_stack(main, below=_RUN_HOOK)))
         watchdog.daemon = True
         watchdog.start()
         try:
-            result = call()
+            result = hook(*args)
         except Exception as exc:  # noqa: BLE001 - any failure of the hook is reported, one line
-            _log.error("%s raised", label, exc_info=exc)
+            # The traceback starts in the hook, not in this method.
+            _log.error("%s raised", label, exc_info=exc.with_traceback(_traceback_below(exc, _RUN_HOOK)))
             raise _HookError(f"{label} raised {describe_exception(exc)}") from None
         finally:
             watchdog.cancel()
@@ -230,7 +237,7 @@ class Lifecycle:
             _log.error("%s was cancelled", label)
             raise _HookError(f"{label} was cancelled") from None
         except Exception as exc:  # noqa: BLE001 - as above, for the awaited part
-            _log.error("%s raised", label, exc_info=exc)
+            _log.error("%s raised", label, exc_info=exc.with_traceback(_traceback_below(exc, _AWAITED)))
             raise _HookError(f"{label} raised {describe_exception(exc)}") from None
 
     def _awaitable_stack(self, awaitable: object) -> str:
@@ -254,8 +261,31 @@ class _HookError(Exception):
     """A hook failed; the failure is logged, ``str()`` is one line."""
 
 
-def _thread_stack(ident: int) -> str:
+def _thread_stack(ident: int, below: types.CodeType | None = None) -> str:
+    """The stack of the thread ``ident``, from the frame called by the one
+    running ``below`` (when there is one) to the innermost."""
     frame = sys._current_frames().get(ident)
     if frame is None:
         return "  (the thread has no Python frame)"
-    return "".join(traceback.format_stack(frame)).rstrip("\n")
+    frames: list[tuple[types.FrameType, int]] = []
+    current: types.FrameType | None = frame
+    while current is not None and current.f_code is not below:
+        frames.append((current, current.f_lineno))
+        current = current.f_back
+    frames.reverse()
+    return "".join(traceback.StackSummary.extract(iter(frames)).format()).rstrip("\n")
+
+
+def _traceback_below(exc: BaseException, code: types.CodeType) -> types.TracebackType | None:
+    """``exc``'s traceback from the frame called by the one running ``code``:
+    the hook's own frames, not the server's."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is code and tb.tb_next is not None:
+            return tb.tb_next
+        tb = tb.tb_next
+    return exc.__traceback__
+
+
+_RUN_HOOK = Lifecycle._run_hook.__code__
+_AWAITED = _awaited.__code__

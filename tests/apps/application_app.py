@@ -156,6 +156,11 @@ def _raise_startup(server: propylon.ServerInfo) -> None:
     raise ValueError("the database is not there")
 
 
+async def _raise_async_startup(server: propylon.ServerInfo) -> None:
+    await asyncio.sleep(0)
+    raise ValueError("the database is not there")
+
+
 def _hang_startup(server: propylon.ServerInfo) -> None:
     time.sleep(600)
 
@@ -175,6 +180,7 @@ def _hang_shutdown() -> None:
 
 
 startup_raises = propylon.Application(wsgi=wsgi, on_startup=_raise_startup)
+async_startup_raises = propylon.Application(wsgi=wsgi, on_startup=_raise_async_startup)
 startup_hangs = propylon.Application(wsgi=wsgi, on_startup=_hang_startup)
 async_startup_hangs = propylon.Application(wsgi=wsgi, on_startup=_hang_async_startup)
 shutdown_raises = propylon.Application(wsgi=wsgi, on_startup=_startup, on_shutdown=_raise_shutdown)
