@@ -194,12 +194,15 @@ def test_startup_that_raises(app: str) -> None:
 
 
 @pytest.mark.parametrize(("app", "where"), [("startup_hangs", "time.sleep(600)"),
-                                            ("async_startup_hangs", "await asyncio.sleep(600)")])
+                                            ("async_startup_hangs", "await asyncio.sleep(600)"),
+                                            ("async_startup_blocks", "time.sleep(600)  # blocks")])
 def test_startup_that_hangs(app: str, where: str) -> None:
     result = run(f"{APPS}:{app}", "--bind", "127.0.0.1:0", "--startup-timeout", "0.5")
     message = "startup(server) did not finish within 0.5 s (--startup-timeout)"
     assert_failed_hook(result, message, message)
     assert where in result.stderr
+    # The stack starts in the hook.
+    assert "propylon/lifecycle.py" not in result.stderr and "asyncio/base_events.py" not in result.stderr
     assert "Listening on" not in result.stderr
 
 

@@ -244,7 +244,7 @@ class Lifecycle:
         """Where an awaited hook is: its await chain, or, while its code runs
         (a blocking call in an ``async def``), the loop thread's stack."""
         if getattr(awaitable, "cr_running", False) and self.loop.thread_id is not None:
-            return _thread_stack(self.loop.thread_id)
+            return _thread_stack(self.loop.thread_id, below=_AWAITED)
         frames = []
         current: Any = awaitable
         while current is not None:

@@ -169,6 +169,10 @@ async def _hang_async_startup(server: propylon.ServerInfo) -> None:
     await asyncio.sleep(600)
 
 
+async def _block_async_startup(server: propylon.ServerInfo) -> None:
+    time.sleep(600)  # blocks the event loop itself
+
+
 def _raise_shutdown() -> None:
     _record("shutdown-raising")
     raise RuntimeError("could not flush")
@@ -183,6 +187,7 @@ startup_raises = propylon.Application(wsgi=wsgi, on_startup=_raise_startup)
 async_startup_raises = propylon.Application(wsgi=wsgi, on_startup=_raise_async_startup)
 startup_hangs = propylon.Application(wsgi=wsgi, on_startup=_hang_startup)
 async_startup_hangs = propylon.Application(wsgi=wsgi, on_startup=_hang_async_startup)
+async_startup_blocks = propylon.Application(wsgi=wsgi, on_startup=_block_async_startup)
 shutdown_raises = propylon.Application(wsgi=wsgi, on_startup=_startup, on_shutdown=_raise_shutdown)
 shutdown_hangs = propylon.Application(wsgi=wsgi, on_startup=_startup, on_shutdown=_hang_shutdown)
 
