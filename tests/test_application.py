@@ -180,11 +180,15 @@ def test_shutdown_that_hangs_is_bounded(start_server, tmp_path: Path) -> None:
     assert "in _hang_shutdown" in text and "propylon: error" not in text
 
 
-@pytest.mark.parametrize("app", ["startup_raises", "async_startup_raises"])
-def test_startup_that_raises(app: str) -> None:
+@pytest.mark.parametrize(("app", "error"), [
+    ("startup_raises", "ValueError: the database is not there"),
+    ("async_startup_raises", "ValueError: the database is not there"),
+    # Its own TimeoutError, raised at once, is not --startup-timeout.
+    ("async_startup_raises_timeout", "TimeoutError: the database did not answer"),
+])  # fmt: skip
+def test_startup_that_raises(app: str, error: str) -> None:
     result = run(f"{APPS}:{app}", "--bind", "127.0.0.1:0")
-    assert_failed_hook(result, "startup(server) raised ValueError: the database is not there",
-                       "startup(server) raised")  # fmt: skip
+    assert_failed_hook(result, f"startup(server) raised {error}", "startup(server) raised")
     # The traceback is the application's, not the server's.
     lines = result.stderr.splitlines()
     frames = lines[lines.index("Traceback (most recent call last):") + 1 :]

@@ -115,8 +115,9 @@ class EventLoopThread:
         finally:
             self.loop.close()
 
-    def submit(self, awaitable: Awaitable[Any]) -> concurrent.futures.Future[Any]:
-        """Await ``awaitable`` on the loop; the future has its result."""
+    def submit(self, awaitable: Awaitable[Any]) -> concurrent.futures.Future[Exception | None]:
+        """Await ``awaitable`` on the loop; the future's result is the
+        exception it raised, or None."""
         return asyncio.run_coroutine_threadsafe(_awaited(awaitable), self.loop)
 
     def stop(self) -> None:
@@ -132,8 +133,15 @@ class EventLoopThread:
         return self._thread.ident
 
 
-async def _awaited(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
+async def _awaited(awaitable: Awaitable[Any]) -> Exception | None:
+    """Await a hook; its exception is returned, not raised: asyncio hands a
+    TimeoutError (or CancelledError) across threads as a new exception,
+    without the traceback."""
+    try:
+        await awaitable
+    except Exception as exc:  # noqa: BLE001 - returned to the thread that reports it
+        return exc
+    return None
 
 
 class Lifecycle:
@@ -224,21 +232,24 @@ class Lifecycle:
         if not inspect.isawaitable(result):
             return
         future = self.loop.submit(result)
-        try:
-            future.result(max(0.0, deadline - time.monotonic()))
-        except concurrent.futures.TimeoutError:
+        # Waited for, not asked for its result with a timeout: a hook's own
+        # TimeoutError must not read as a hook that ran too long.
+        concurrent.futures.wait([future], max(0.0, deadline - time.monotonic()))
+        if not future.done():
             _log.error(
                 "%s did not finish within %g s (%s); it is at:\n%s",
                 label, limit, option, self._awaitable_stack(result),
             )  # fmt: skip
             future.cancel()
-            raise _HookError(f"{label} did not finish within {limit:g} s ({option})") from None
-        except concurrent.futures.CancelledError:
+            raise _HookError(f"{label} did not finish within {limit:g} s ({option})")
+        if future.cancelled():
             _log.error("%s was cancelled", label)
-            raise _HookError(f"{label} was cancelled") from None
-        except Exception as exc:  # noqa: BLE001 - as above, for the awaited part
-            _log.error("%s raised", label, exc_info=exc.with_traceback(_traceback_below(exc, _AWAITED)))
-            raise _HookError(f"{label} raised {describe_exception(exc)}") from None
+            raise _HookError(f"{label} was cancelled")
+        failure = future.result()
+        if failure is not None:
+            trace = _traceback_below(failure, _AWAITED)
+            _log.error("%s raised", label, exc_info=failure.with_traceback(trace))
+            raise _HookError(f"{label} raised {describe_exception(failure)}")
 
     def _awaitable_stack(self, awaitable: object) -> str:
         """Where an awaited hook is: its await chain, or, while its code runs

@@ -161,6 +161,10 @@ async def _raise_async_startup(server: propylon.ServerInfo) -> None:
     raise ValueError("the database is not there")
 
 
+async def _raise_timeout_startup(server: propylon.ServerInfo) -> None:
+    raise TimeoutError("the database did not answer")
+
+
 def _hang_startup(server: propylon.ServerInfo) -> None:
     time.sleep(600)
 
@@ -185,6 +189,7 @@ def _hang_shutdown() -> None:
 
 startup_raises = propylon.Application(wsgi=wsgi, on_startup=_raise_startup)
 async_startup_raises = propylon.Application(wsgi=wsgi, on_startup=_raise_async_startup)
+async_startup_raises_timeout = propylon.Application(wsgi=wsgi, on_startup=_raise_timeout_startup)
 startup_hangs = propylon.Application(wsgi=wsgi, on_startup=_hang_startup)
 async_startup_hangs = propylon.Application(wsgi=wsgi, on_startup=_hang_async_startup)
 async_startup_blocks = propylon.Application(wsgi=wsgi, on_startup=_block_async_startup)
