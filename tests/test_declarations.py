@@ -8,6 +8,8 @@ hooks, the configuration sources) is in tests/test_application.py.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -435,3 +437,33 @@ def test_app_table_in_config_file(tmp_path: Path) -> None:
         read_file(str(path))
     path.write_text("threads = 2\n")
     assert read_app_file(str(path)) == []
+
+
+# ---------------------------------------------------------------------- hooks
+
+
+def test_application_hooks_plain_and_async() -> None:
+    seen: list[object] = []
+
+    async def up(server: propylon.ServerInfo) -> None:
+        seen.append(server)
+
+    app = propylon.Application(on_startup=up, on_shutdown=lambda: seen.append("down"))
+    declared = read_application(app)
+    assert declared.startup is not None and declared.shutdown is not None
+    server = propylon.ServerInfo("propylon", "0", frozenset({"wsgi"}), frozenset(), 0, 1, {})
+    started = declared.startup(server)
+    assert inspect.iscoroutine(started) and seen == []  # nothing ran before it is awaited
+    asyncio.run(started)
+    assert declared.shutdown() is None
+    assert seen == [server, "down"]
+    assert propylon.Application().startup(server) is None
+
+
+def test_server_config_is_read_only() -> None:
+    given = {"debug": True}
+    server = propylon.ServerInfo("propylon", "0", frozenset({"wsgi"}), frozenset(), 0, 1, given)
+    given["debug"] = False
+    assert server.config["debug"] is True
+    with pytest.raises(TypeError):
+        server.config["debug"] = False  # type: ignore[index]

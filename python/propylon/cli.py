@@ -232,6 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The server handled SIGINT itself (and drained); Python's own handler
         # also noted it and raises here on the way out. Not an error.
         clean = True
+    except BaseException:
+        lifecycle.stop()
+        raise
     lifecycle.stop()
     if not clean:
         # Application code is still running past --graceful-timeout on worker
