@@ -2,11 +2,13 @@
 
 Run an application with ``propylon MODULE:ATTR`` (see ``propylon --help``).
 This package holds the Python half: the command line, the configuration and
-the public types applications use. The server itself is the compiled
+the public types applications use (:class:`Application`, :class:`Static`,
+:class:`ServerInfo`: ``docs/guide/application.md``). The server itself is the compiled
 ``propylon._core`` module, imported only when serving, so everything here works
 without it.
 """
 
+from propylon.application import Application, ServerInfo, Static
 from propylon.config import Bind, Config
 from propylon.errors import (
     ClientDisconnected,
@@ -20,6 +22,7 @@ from propylon.filewrapper import FileWrapper
 __version__ = "0.1.0"
 
 __all__ = [
+    "Application",
     "Bind",
     "ClientDisconnected",
     "Config",
@@ -28,5 +31,7 @@ __all__ = [
     "RequestBodyError",
     "RequestBodyTooLarge",
     "RequestBodyTooSlow",
+    "ServerInfo",
+    "Static",
     "__version__",
 ]

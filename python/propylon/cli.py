@@ -3,13 +3,18 @@
 Gathers option values from the command line, ``PROPYLON_*`` environment
 variables and a ``--config`` TOML file (:mod:`propylon.sources`), builds one
 :class:`~propylon.config.Config` from them, sets up logging, loads the
-application and hands both to the Rust server. Every option flag is derived
+application, reads what it declares (:mod:`propylon.declarations`) and its
+configuration (:mod:`propylon.appconfig`), runs its ``startup`` hook, hands
+the plan to the Rust server, and runs its ``shutdown`` hook once the server
+has drained (:mod:`propylon.lifecycle`). Every option flag is derived
 from :data:`propylon.config.OPTIONS`; no option, default or help text is
 written here. Options nobody gave are left out, so ``Config``'s defaults apply.
 
 Errors the user can cause end in one line on stderr, ``propylon: error: ...``,
 and exit status 2 (bad options, an unknown option, a bad config file or
-variable) or 1 (the application cannot be loaded, the server cannot start).
+variable, a bad value for the application's configuration) or 1 (the
+application cannot be loaded, declares something the server cannot use, its
+``startup`` fails, the server cannot start).
 """
 
 from __future__ import annotations
@@ -24,12 +29,15 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from propylon import __version__, _logging
+from propylon.appconfig import read_app_arguments, read_app_environ, resolve
 from propylon.config import OPTIONS, Config, ConfigError, Switch
+from propylon.declarations import DeclarationError, read_application
+from propylon.lifecycle import Lifecycle, StartupFailed, server_info
 from propylon.loader import AppLoadError, load_app
-from propylon.plan import ServePlan
 from propylon.sources import (
     CONFIG_ENV,
     merge,
+    read_app_file,
     read_environ,
     read_file,
     unknown_variables,
@@ -46,7 +54,8 @@ Every option can also be set in a TOML file (--config; key: the option's name
 without the dashes, e.g. keep-alive-timeout = 5) or in an environment variable
 (PROPYLON_ and the name in upper case with _ for -, e.g.
 PROPYLON_KEEP_ALIVE_TIMEOUT=5). The command line wins over the environment,
-the environment over the file.
+the environment over the file. The application's own configuration comes the
+same ways: --app-config KEY=VALUE, PROPYLON_APP_KEY=VALUE, the file's [app] table.
 """
 
 
@@ -86,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", metavar="FILE",
         help=f"read options from this TOML file (default: ${CONFIG_ENV} if set, else none)",
     )  # fmt: skip
+    parser.add_argument(
+        "--app-config", metavar="KEY=VALUE", action="append", dest="app_config",
+        help="a setting of the application's configuration (server.config); repeatable",
+    )  # fmt: skip
     groups: dict[str, argparse._ArgumentGroup] = {}
     for option in OPTIONS:
         if option.group not in groups:
@@ -106,12 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
 @dataclass(frozen=True)
 class CommandLine:
     """What the command line says: the application, ``--factory``, ``--config``,
-    and the value of each option it gives, by :class:`Config` field."""
+    the value of each option it gives, by :class:`Config` field, and the
+    ``--app-config`` arguments."""
 
     app: str
     factory: bool
     config: str | None
     values: dict[str, Any]
+    app_config: tuple[str, ...] = ()
 
 
 def parse_command_line(argv: Sequence[str] | None = None) -> CommandLine:
@@ -133,7 +148,8 @@ def parse_command_line(argv: Sequence[str] | None = None) -> CommandLine:
             values[option.field] = bool(raw)
         else:
             values[option.field] = option.kind.from_text(option.flag, raw if isinstance(raw, list) else [raw])
-    return CommandLine(given["app"], given.get("factory", False), given.get("config"), values)
+    app_config = tuple(given.get("app_config", ()))
+    return CommandLine(given["app"], given.get("factory", False), given.get("config"), values, app_config)
 
 
 def _check_leftovers(parser: argparse.ArgumentParser, leftovers: list[str]) -> None:
@@ -169,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         env_values = read_environ(os.environ)
         file_values = read_file(config_path) if config_path is not None else {}
         config = Config(**merge(command_line.values, env_values, file_values))
+        app_cli = read_app_arguments(command_line.app_config)
+        app_env = read_app_environ(os.environ)
+        app_file = read_app_file(config_path) if config_path is not None else []
     except ConfigError as exc:
         if warnings:
             _logging.configure("warning", access_log=False)
@@ -179,25 +198,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         app = load_app(spec, factory)
-    except AppLoadError as exc:
+        declarations = read_application(app)
+    except (AppLoadError, DeclarationError) as exc:
+        what = str(exc) if isinstance(exc, AppLoadError) else f"{spec}: {exc}"
         if exc.__cause__ is None:
-            return _fail(str(exc), EXIT_FAILURE)
+            return _fail(what, EXIT_FAILURE)
         logging.getLogger("propylon.error").debug("loading %s failed", spec, exc_info=exc.__cause__)
         hint = "" if config.log_level == "debug" else " (--log-level debug shows the traceback)"
-        return _fail(f"{exc}{hint}", EXIT_FAILURE)
+        return _fail(f"{what}{hint}", EXIT_FAILURE)
+    try:
+        app_config = resolve(app_cli, app_env, app_file, declarations.config)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_CONFIG)
 
     try:
         from propylon import _core
     except ImportError as exc:
         return _fail(f"propylon's compiled module is missing ({exc}); reinstall propylon", EXIT_FAILURE)
+    lifecycle = Lifecycle(declarations, server_info(config, app_config), config, _abort)
     try:
-        clean = _core.serve(config, ServePlan.for_wsgi(app))
+        lifecycle.start()
+    except StartupFailed as exc:
+        return _fail(str(exc), EXIT_FAILURE)
+    except KeyboardInterrupt:
+        lifecycle.loop.stop()
+        return _fail("interrupted during startup(server)", EXIT_FAILURE)
+    try:
+        clean = _core.serve(config, declarations.plan)
     except OSError as exc:
+        lifecycle.stop()
         return _fail(str(exc), EXIT_FAILURE)
     except KeyboardInterrupt:
         # The server handled SIGINT itself (and drained); Python's own handler
         # also noted it and raises here on the way out. Not an error.
         clean = True
+    except BaseException:
+        lifecycle.stop()
+        raise
+    lifecycle.stop()
     if not clean:
         # Application code is still running past --graceful-timeout on worker
         # threads; waiting for it would defeat the timeout.
@@ -215,3 +253,15 @@ def _warn(warnings: list[str]) -> None:
 def _fail(message: str, status: int) -> int:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return status
+
+
+def _abort(message: str, status: int) -> NoReturn:
+    """End the process now, from any thread: a hook is blocked past its
+    bound and cannot be interrupted. With a non-zero ``status``, ``message``
+    is the error line."""
+    for handler in logging.getLogger("propylon").handlers:
+        handler.flush()
+    if status != 0:
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(status)

@@ -689,6 +689,19 @@ class Config:
         30.0, Seconds(allow_zero=True), "on SIGINT/SIGTERM, how long requests in flight may take to finish",
         group=LIMITS,
     )  # fmt: skip
+    # 60 s for each, as Hypercorn's startup_timeout and shutdown_timeout.
+    startup_timeout: float = _option(
+        60.0, Seconds(allow_zero=False),
+        "the longest the application's startup(server) may take; past it, or when it raises, "
+        "the server exits with status 1",
+        group=LIMITS,
+    )  # fmt: skip
+    shutdown_timeout: float = _option(
+        60.0, Seconds(allow_zero=False),
+        "the longest the application's shutdown() may take once requests have drained; "
+        "past it the server exits anyway",
+        group=LIMITS,
+    )  # fmt: skip
 
     log_level: LogLevel = _option(  # noqa: RUF009
         "info", Choice("LEVEL", LOG_LEVELS), "level of the propylon loggers", group=LOGGING

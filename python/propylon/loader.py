@@ -3,7 +3,8 @@
 Every way this can fail because of what the user typed or wrote raises
 :class:`AppLoadError` with one line saying what went wrong and how to fix it;
 the CLI prints that line instead of a traceback. This module does not check
-what kind of application the object is beyond "callable".
+what kind of application the object is beyond "callable or with
+``__endpoint__``" (:mod:`propylon.declarations` reads it).
 """
 
 from __future__ import annotations
@@ -55,10 +56,10 @@ def load_app(spec: str, factory: bool) -> object:
             obj = obj()
         except Exception as exc:
             raise AppLoadError(f"application factory {spec!r} raised {_describe(exc)}") from exc
-    if not callable(obj):
+    if not callable(obj) and not hasattr(obj, "__endpoint__"):
         raise AppLoadError(
-            f"{spec!r} is not a WSGI application: it is not callable (type {type(obj).__name__}); "
-            "if calling it builds the application, add --factory"
+            f"{spec!r} is not a WSGI application: it is not callable (type {type(obj).__name__}), "
+            "nor an application object (no __endpoint__); if calling it builds the application, add --factory"
         )
     return obj
 

@@ -1,7 +1,7 @@
 """What the server is asked to serve: the :class:`ServePlan` handed to the Rust server.
 
 An application object (``docs/spec/application.md``) is read once, by
-:mod:`propylon.application`, into a plan: the WSGI callable, the URL prefixes
+:mod:`propylon.declarations`, into a plan: the WSGI callable, the URL prefixes
 of each endpoint, the static mounts and the links to announce. The compiled
 server reads only the plan, by attribute name (``src/py/serve.rs``); it never
 looks at the application object itself.

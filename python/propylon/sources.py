@@ -10,7 +10,9 @@ keeps ``Config``'s default. Names and kinds of value come from
 - The file (:func:`read_file`): every option as a top-level key under its flag's
   name (``keep-alive-timeout = 5``; ``keep_alive_timeout`` is accepted too), of
   the TOML type its kind reads (a number of seconds, an array of addresses...).
-  Unknown keys and wrong types are refused with the file and line.
+  Unknown keys and wrong types are refused with the file and line. The
+  ``[app]`` table holds the application's configuration, not options
+  (:func:`read_app_file`, :mod:`propylon.appconfig`).
 - The environment (:func:`read_environ`, :func:`unknown_variables`):
   ``PROPYLON_<NAME>``, the flag's name in upper case with ``_`` for ``-``
   (:attr:`Option.env <propylon.config.Option.env>`), read like command-line text; a repeatable
@@ -19,6 +21,7 @@ keeps ``Config``'s default. Names and kinds of value come from
   ``PROPYLON_*`` variables are reported as warnings, not refused (as click-based
   servers such as Granian and Uvicorn ignore unknown variables of their
   prefix): a variable meant for something else must not stop a server.
+  ``PROPYLON_APP_*`` variables are the application's (:mod:`propylon.appconfig`).
 
 This module reads and checks values; it does not build the ``Config`` (the CLI
 does, so cross-option checks such as TLS file pairs run once, on the result).
@@ -32,17 +35,30 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from propylon.appconfig import APP_ENV_PREFIX, GivenValue
 from propylon.config import ENV_PREFIX, OPTIONS, ConfigError
+from propylon.declarations import normalize_key
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["CONFIG_ENV", "PRECEDENCE", "merge", "read_environ", "read_file", "unknown_variables"]
+__all__ = [
+    "APP_TABLE",
+    "CONFIG_ENV",
+    "PRECEDENCE",
+    "merge",
+    "read_app_file",
+    "read_environ",
+    "read_file",
+    "unknown_variables",
+]
 
 #: The environment variable naming the config file (``--config`` wins over it).
 CONFIG_ENV = "PROPYLON_CONFIG"
+#: The table of the config file that holds the application's configuration.
+APP_TABLE = "app"
 #: The sources, strongest first; below them all, ``Config``'s defaults.
 PRECEDENCE = ("command line", "environment", "config file")
 
@@ -90,6 +106,8 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     # Names are compared without the prefix, which every one shares.
     known = [name[len(ENV_PREFIX) :] for name in [*_BY_ENV, CONFIG_ENV]]
     for name in sorted(environ):
+        if name.startswith(APP_ENV_PREFIX):
+            continue
         if name.startswith(ENV_PREFIX) and name != CONFIG_ENV and name not in _BY_ENV:
             close = _closest(name[len(ENV_PREFIX) :], known)
             hint = f" (did you mean {ENV_PREFIX}{close}?)" if close else ""
@@ -101,30 +119,22 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
 
 
 def read_file(path: str) -> dict[str, Any]:
-    """Field values set by the TOML file at ``path``.
+    """Field values set by the TOML file at ``path`` (its ``[app]`` table aside).
 
     Raises :class:`ConfigError` for a file that cannot be read or parsed, an
     unknown key, an option given twice (``a-b`` and ``a_b``) or a value that
     cannot be used; the message starts with ``PATH:LINE:`` where there is one.
     """
-    try:
-        with open(path, "rb") as file:
-            data = file.read()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
-    try:
-        table = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(_syntax_error(path, exc)) from None
+    table, text = _load(path)
     lines = _key_lines(text)
     values: dict[str, Any] = {}
     keys: dict[str, str] = {}
     for key, value in table.items():
         where = f"{path}:{lines[key]}: " if key in lines else f"{path}: "
+        if key == APP_TABLE:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}{APP_TABLE!r} is the table of the application's configuration ([app])")
+            continue
         option = _BY_KEY.get(key)
         if option is None:
             close = _closest(key, [option.name for option in OPTIONS])
@@ -135,6 +145,45 @@ def read_file(path: str) -> dict[str, Any]:
         keys[option.field] = key
         values[option.field] = option.kind.from_toml(f"{where}{key}", value)
     return values
+
+
+def read_app_file(path: str) -> list[GivenValue]:
+    """The application's configuration in the ``[app]`` table of the TOML
+    file at ``path``, values as TOML typed them.
+
+    Raises :class:`ConfigError` as :func:`read_file` does, and for a key
+    given twice (``a-b`` and ``A_B`` name the same key).
+    """
+    table, text = _load(path)
+    app = table.get(APP_TABLE, {})
+    if not isinstance(app, dict):
+        return []  # read_file refuses it
+    lines = _table_key_lines(text, APP_TABLE)
+    values: dict[str, GivenValue] = {}
+    for key, value in app.items():
+        where = f"{path}:{lines[key]}: " if key in lines else f"{path}: "
+        normal = normalize_key(key)
+        if normal in values:
+            raise ConfigError(f"{where}{APP_TABLE}.{key} is the same key as {values[normal].key!r}; keep one")
+        values[normal] = GivenValue(key, value, f"{where}{APP_TABLE}.{key}", text=False)
+    return list(values.values())
+
+
+def _load(path: str) -> tuple[dict[str, Any], str]:
+    """The TOML document at ``path`` and its text."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(_syntax_error(path, exc)) from None
 
 
 _AT = re.compile(r"(.*) \(at line (\d+), column (\d+)\)", re.DOTALL)
@@ -187,3 +236,19 @@ def _key_lines(text: str) -> dict[str, int]:
                 open_string = delimiter
     return lines
 
+
+def _table_key_lines(text: str, name: str) -> dict[str, int]:
+    """The line (from 1) of each key written in the ``[name]`` table, from its
+    header to the next header. Keys written ``name.key = ...`` at the top
+    level are not found: messages about them name the file only."""
+    header = re.compile(rf"\s*\[\s*{re.escape(name)}\s*\]\s*(?:#.*)?")
+    lines: dict[str, int] = {}
+    inside = False
+    for number, line in enumerate(text.splitlines(), start=1):
+        if _TABLE_LINE.fullmatch(line) is not None:
+            inside = header.fullmatch(line) is not None
+            continue
+        key = _KEY_LINE.match(line) if inside else None
+        if key is not None:
+            lines.setdefault(next(group for group in key.groups() if group is not None), number)
+    return lines
