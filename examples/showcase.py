@@ -1,12 +1,15 @@
-"""A small WSGI 1.1 application that shows what Propylon does.
+"""A small application object that shows what Propylon does.
 
 Run it from the repository root::
 
     propylon examples.showcase:app
     # then open http://127.0.0.1:8000/ , or try HTTP/2 by prior knowledge:
     curl --http2-prior-knowledge http://127.0.0.1:8000/env
+    # the 103 Early Hints before the page, and a precompressed asset:
+    curl -v -H 'Accept: text/html' http://127.0.0.1:8000/ -o /dev/null
+    curl -sI -H 'Accept-Encoding: br' http://127.0.0.1:8000/static/showcase.css
 
-Pages:
+Pages (the WSGI application, ``wsgi_app``):
 
 - ``/``        this list
 - ``/echo``    sends the request body back (try a chunked or gzip'd upload with --decompress)
@@ -14,28 +17,46 @@ Pages:
 - ``/file``    this file, through ``environ["wsgi.file_wrapper"]`` (sent by the server, not by Python)
 - ``/env``     the WSGI environ as JSON (``wsgi.version`` is ``[1, 1]``)
 
-Plain WSGI: it runs on any PEP 3333 server too.
+And ``/static/``: ``examples/static/``, served by the server itself (no
+Python, no application thread), with precompressed siblings, validators,
+ranges and a cache policy; the page's style sheet and script are announced
+with ``103 Early Hints`` before the page. ``app.startup`` logs what the server
+offers this deployment.
+
+``wsgi_app`` is plain WSGI and runs on any PEP 3333 server; ``app`` runs on
+any server through ``propylon.adapters.asgi(app)`` / ``propylon.adapters.wsgi(app)``.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import logging
 import time
+from pathlib import Path
+
+import propylon
 
 INDEX = """<!doctype html>
 <html lang="en">
 <meta charset="utf-8">
 <title>Propylon showcase</title>
+<link rel="stylesheet" href="/static/showcase.css">
+<script src="/static/showcase.js" defer></script>
 <h1>Propylon showcase</h1>
-<p>Served over {protocol} by a Rust server running a plain WSGI 1.1 application.</p>
+<p>Served over {protocol} by a Rust server running a plain WSGI 1.1 application.
+Its style sheet and script come from the server's static mount, announced with
+103 Early Hints while this page was being made.</p>
 <ul>
   <li><a href="/echo">/echo</a>: POST a body and get it back
       (<code>curl -T file.bin -H 'Transfer-Encoding: chunked' http://HOST/echo</code>)</li>
   <li><a href="/stream">/stream</a>: a generator response, streamed as it is produced</li>
   <li><a href="/file">/file</a>: this application's source, through <code>wsgi.file_wrapper</code></li>
   <li><a href="/env">/env</a>: the WSGI environ as JSON</li>
+  <li><a href="/static/showcase.css">/static/showcase.css</a>: a static file, sent
+      precompressed (<code>curl -sI -H 'Accept-Encoding: br' http://HOST/static/showcase.css</code>)</li>
 </ul>
+<div id="facts">(the script fills this in)</div>
 """
 
 
@@ -84,9 +105,27 @@ def env(environ, start_response):
 ROUTES = {"/": index, "/echo": echo, "/stream": stream, "/file": source_file, "/env": env}
 
 
-def app(environ, start_response):
+def wsgi_app(environ, start_response):
     handler = ROUTES.get(environ["PATH_INFO"])
     if handler is None:
         start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "10")])
         return [b"not found\n"]
     return handler(environ, start_response)
+
+
+def on_startup(server):
+    logging.getLogger("showcase").info(
+        "%s %s serves %s with %s", server.name, server.version,
+        ", ".join(sorted(server.protocols)), ", ".join(sorted(server.features)),
+    )  # fmt: skip
+
+
+app = propylon.Application(
+    wsgi=wsgi_app,
+    static={
+        # The assets change with the code: revalidated (ETag) after a minute.
+        "/static/": propylon.Static(Path(__file__).parent / "static", cache_control="public, max-age=60"),
+    },
+    preload=["/static/showcase.css", "/static/showcase.js"],
+    on_startup=on_startup,
+)

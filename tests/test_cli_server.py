@@ -299,3 +299,14 @@ def test_showcase_example(start_server):
         assert client.get(f"{srv.url}/env").json()["wsgi.version"] == [1, 1]
     with httpx.Client(http1=False, http2=True, timeout=CLIENT_TIMEOUT) as client:
         assert client.get(f"{srv.url}/env").json()["SERVER_PROTOCOL"] == "HTTP/2"
+
+
+def test_showcase_precompressed_assets_match_their_files():
+    # Each .br/.zst/.gz sibling decodes to its file: an edited asset whose
+    # siblings were not rewritten (python scripts/precompress.py examples/static)
+    # would be served stale to every client that accepts the coding.
+    check = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "precompress.py"), "--check", str(REPO / "examples" / "static")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
