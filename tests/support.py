@@ -70,9 +70,12 @@ class ServerProcess:
     awaited too.
     """
 
-    def __init__(self, app_spec: str, args: Sequence[str], binds: Sequence[str]) -> None:
+    def __init__(self, app_spec: str, args: Sequence[str], binds: Sequence[str],
+                 program: Sequence[str] = ("-m", "propylon")) -> None:
         self.app_spec = app_spec
-        self.command = [sys.executable, "-m", "propylon", app_spec]
+        # ``program``: what runs instead of ``-m propylon`` (a runner script
+        # under tests/apps taking the same arguments).
+        self.command = [sys.executable, *program, app_spec]
         for bind in binds:
             self.command += ["--bind", bind]
         self.command += list(args)

@@ -604,8 +604,8 @@ class Config:
 
     early_hints: bool = _option(
         True, Switch(),
-        "announce the application's preload links with 103 Early Hints before its pages "
-        "(GET requests for HTML), on HTTP/1.1 and HTTP/2",
+        "send 103 Early Hints: the application's preload links before its pages (GET requests "
+        "for HTML) and its own hints (propylon.early_hints); off: no 103 at all",
         group=HINTS,
     )  # fmt: skip
 

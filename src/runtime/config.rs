@@ -94,8 +94,8 @@ pub(crate) struct ServerConfig {
     pub(crate) graceful_timeout: Duration,
     pub(crate) access_log: bool,
     pub(crate) root_path: String,
-    /// `--early-hints`: announce the application's preloads with `103 Early
-    /// Hints` before its pages.
+    /// `--early-hints`: `103 Early Hints` go out (the application's
+    /// preloads before its pages, and its own hints); off, none does.
     pub(crate) early_hints: bool,
     /// TCP congestion control of every TCP listener (Linux's
     /// `TCP_CONGESTION`); None: the system's default.

@@ -7,9 +7,10 @@
 //! connection writes a `103 Early Hints` with them before the response.
 //! It returns None and never waits. Hints are advice, so a call that cannot
 //! be honoured is ignored, not an error: on HTTP/1.0 (RFC 9110 §15.2),
-//! once the response's headers are sent (PEP 3333's sense: with its first
-//! body bytes), when hints already wait (a flood), or when the fields are
-//! larger than `interim::MAX_HINT_BYTES`. An empty list sends nothing.
+//! with `--no-early-hints`, once the response's headers are sent (PEP
+//! 3333's sense: with its first body bytes), when hints already wait (a
+//! flood), or when the fields are larger than `interim::MAX_HINT_BYTES`.
+//! An empty list sends nothing.
 //! Invalid fields raise as they would in `start_response` (TypeError,
 //! ValueError).
 //!

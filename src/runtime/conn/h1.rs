@@ -286,8 +286,10 @@ where
             *req.uri_mut() = uri;
             *req.version_mut() = version;
             *req.headers_mut() = headers;
-            // Interim responses: never to HTTP/1.0 (RFC 9110 §15.2).
-            let interim = (answering.version == HttpVersion::Http11).then(|| {
+            // Interim responses (`103 Early Hints`, unless
+            // `--no-early-hints`): never to HTTP/1.0 (RFC 9110 §15.2).
+            let hints = ctx.config.early_hints && answering.version == HttpVersion::Http11;
+            let interim = hints.then(|| {
                 let (sender, receiver) = interim::channel();
                 req.extensions_mut().insert(sender);
                 receiver
@@ -1203,7 +1205,7 @@ mod tests {
         }
 
         #[tokio::test]
-        async fn no_preloads_with_early_hints_off_the_applications_own_still_go() {
+        async fn early_hints_off_sends_no_103_at_all() {
             let mut config = ServerConfig::for_tests();
             config.early_hints = false;
             let written = serve(
@@ -1212,8 +1214,8 @@ mod tests {
                   GET /hint HTTP/1.1\r\nHost: t\r\nAccept: text/html\r\nConnection: close\r\n\r\n",
             )
             .await;
-            assert!(!written.contains("app.css"), "{written}");
-            assert_eq!(written.matches("103 Early Hints").count(), 1, "{written}");
+            assert!(!written.contains("103"), "{written}");
+            assert_eq!(written.matches("200 OK").count(), 2, "{written}");
         }
 
         #[tokio::test]

@@ -321,6 +321,7 @@ impl Respond for SendResponse<Bytes> {
 
     fn interim(&mut self, message: Interim, ctx: &Arc<ConnContext>) {
         match message {
+            Interim::EarlyHints(_) if !ctx.config.early_hints => {}
             Interim::EarlyHints(mut fields) => {
                 strip_connection_fields(&mut fields);
                 // RFC 9110 §8.6: no Content-Length in a 1xx response.
@@ -872,7 +873,14 @@ mod tests {
         /// A served connection (push allowed by the server with `push`)
         /// and a client (that allows push with `client_push`).
         async fn serve(push: bool, client_push: bool) -> ::h2::client::SendRequest<Bytes> {
-            let mut config = config(65_535);
+            serve_with(config(65_535), push, client_push).await
+        }
+
+        async fn serve_with(
+            mut config: ServerConfig,
+            push: bool,
+            client_push: bool,
+        ) -> ::h2::client::SendRequest<Bytes> {
             config.http2.push = push;
             let routes =
                 RouteTable::new([("", Target::Wsgi), ("/static", Target::Static(0))]).unwrap();
@@ -992,6 +1000,22 @@ mod tests {
             assert_eq!(hints.len(), 1);
             assert_eq!(body, "page");
             assert!(pushed.is_empty(), "{pushed:?}");
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn with_early_hints_off_no_103_goes_but_pushes_do() {
+            let mut config = config(65_535);
+            config.early_hints = false;
+            let mut send = serve_with(config, true, true).await;
+            for path in ["/", "/hint"] {
+                let (hints, body, pushed) =
+                    tokio::time::timeout(WAIT, get(&mut send, path, "text/html"))
+                        .await
+                        .unwrap();
+                assert!(hints.is_empty(), "{hints:?}");
+                assert_eq!(body, "page");
+                assert_eq!(pushed.len(), 1, "{pushed:?}");
+            }
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
