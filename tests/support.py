@@ -59,7 +59,8 @@ _LISTENING = re.compile(r"Listening on (?P<address>\S+)")
 
 
 class ServerProcess:
-    """One ``python -m propylon APP --bind ... ARGS`` process.
+    """One ``python -m propylon APP --bind ... ARGS`` process (``launcher``
+    replaces ``-m propylon``: a script that takes the same arguments).
 
     ``listeners`` are the addresses from the readiness lines, in order
     (``http://127.0.0.1:41234``, ``http://[::1]:41234``, ``unix:/path``, or
@@ -71,11 +72,9 @@ class ServerProcess:
     """
 
     def __init__(self, app_spec: str, args: Sequence[str], binds: Sequence[str],
-                 program: Sequence[str] = ("-m", "propylon")) -> None:
+                 launcher: Sequence[str] = ("-m", "propylon")) -> None:
         self.app_spec = app_spec
-        # ``program``: what runs instead of ``-m propylon`` (a runner script
-        # under tests/apps taking the same arguments).
-        self.command = [sys.executable, *program, app_spec]
+        self.command = [sys.executable, *launcher, app_spec]
         for bind in binds:
             self.command += ["--bind", bind]
         self.command += list(args)

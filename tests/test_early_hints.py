@@ -35,7 +35,7 @@ OWN_HINT = b"HTTP/1.1 103 Early Hints\r\nlink: </own.css>; rel=preload; as=style
 
 
 def _start(starter, *args: str) -> ServerProcess:
-    server = ServerProcess(APP, args, ("127.0.0.1:0",), program=RUNNER)
+    server = ServerProcess(APP, args, ("127.0.0.1:0",), launcher=RUNNER)
     starter.servers.append(server)
     return server
 
