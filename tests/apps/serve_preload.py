@@ -3,21 +3,20 @@
 
 Takes the command line of ``python -m propylon`` (options only from it: no
 config file, no environment), and hands the server a plan with
-:data:`PRELOAD` besides the application, served on every path.
+:data:`PRELOAD` besides the application, served on every path. The
+application is imported through ``PYTHONPATH`` (tests.support.ServerProcess
+sets it to the repository).
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from propylon import _core, _logging  # noqa: E402
-from propylon.cli import parse_command_line  # noqa: E402
-from propylon.config import Config  # noqa: E402
-from propylon.loader import load_app  # noqa: E402
-from propylon.plan import ServePlan  # noqa: E402
+from propylon import _core, _logging
+from propylon.cli import parse_command_line
+from propylon.config import Config
+from propylon.loader import load_app
+from propylon.plan import ServePlan
 
 #: The links the server announces before the application's pages.
 PRELOAD = (
