@@ -301,20 +301,11 @@ where
             (handled, answering, reading)
         };
         let (written, whole) = match reading {
-            Reading::Nothing => {
-                let written = match await_response(handled, &mut io, &mut out).await {
-                    Ok(response) => write_response(&mut io, response, answering, &mut out).await,
-                    Err(e) => Err(e),
-                };
-                (written, true)
-            }
+            Reading::Nothing => (respond(&mut io, handled, answering, &mut out).await, true),
             // The body's reader gives the socket back before the connection
             // reads it again, or closes it.
             Reading::Socket(lease) => {
-                let written = match await_response(handled, &mut io, &mut out).await {
-                    Ok(response) => write_response(&mut io, response, answering, &mut out).await,
-                    Err(e) => Err(e),
-                };
+                let written = respond(&mut io, handled, answering, &mut out).await;
                 // Wait for an unread rest only to keep the connection.
                 let keep = matches!(written, Ok(false)) && !stop.load(Ordering::Relaxed);
                 let wait = keep.then(|| DRAIN_TIME.min(ctx.config.header_timeout));
@@ -605,6 +596,22 @@ where
     (written, expectation)
 }
 
+/// Wait for the response (writing the interim ones before it), then write
+/// it; true when the connection must close after it.
+async fn respond<I, F>(
+    io: &mut I,
+    handled: Handled<F>,
+    answering: Answering,
+    out: &mut Vec<u8>,
+) -> io::Result<bool>
+where
+    I: AsyncWrite + Unpin,
+    F: Future<Output = Result<HttpResponse, std::convert::Infallible>>,
+{
+    let response = await_response(handled, io, out).await?;
+    write_response(io, response, answering, out).await
+}
+
 /// A request being served: its response to come, and (HTTP/1.1) its
 /// interim channel.
 struct Handled<F> {
@@ -615,7 +622,9 @@ struct Handled<F> {
 /// Wait for the response, writing each `103 Early Hints` (RFC 8297) that
 /// comes first. A hint sent before the response is written before it (the
 /// queue is looked at after the response is found ready); one sent after is
-/// dropped with `interim`.
+/// dropped with `interim`. What only a hint needs is boxed (the response
+/// kept while a hint is written, the write itself): every connection's
+/// future holds room for this wait.
 async fn await_response<W, F>(
     handled: Handled<F>,
     io: &mut W,
@@ -635,34 +644,57 @@ where
             Err(never) => match never {},
         };
     };
-    let mut response = None;
+    // The response, found ready while a hint was still to be written.
+    let mut waiting: Option<Box<HttpResponse>> = None;
     loop {
-        let next = std::future::poll_fn(|cx| {
-            if response.is_none() {
-                if let Poll::Ready(Ok(ready)) = handled.as_mut().poll(cx) {
-                    response = Some(ready);
+        // In a block of its own: what the poll gives is dead before the
+        // write's await, so the future keeps no room for a response.
+        let write = {
+            let next = std::future::poll_fn(|cx| {
+                if waiting.is_none() {
+                    if let Poll::Ready(Ok(response)) = handled.as_mut().poll(cx) {
+                        return match interim.poll_recv(cx) {
+                            Poll::Ready(message) => {
+                                waiting = Some(Box::new(response));
+                                Poll::Ready(Err(message))
+                            }
+                            Poll::Pending => Poll::Ready(Ok(response)),
+                        };
+                    }
                 }
+                match interim.poll_recv(cx) {
+                    Poll::Ready(message) => Poll::Ready(Err(message)),
+                    Poll::Pending => match waiting.take() {
+                        Some(response) => Poll::Ready(Ok(*response)),
+                        None => Poll::Pending,
+                    },
+                }
+            })
+            .await;
+            match next {
+                Ok(response) => return Ok(response),
+                Err(message) => Box::pin(write_interim(io, message, out)),
             }
-            match interim.poll_recv(cx) {
-                Poll::Ready(message) => Poll::Ready(Err(message)),
-                Poll::Pending => response
-                    .take()
-                    .map_or(Poll::Pending, |r| Poll::Ready(Ok(r))),
-            }
-        })
-        .await;
-        match next {
-            Ok(response) => return Ok(response),
-            Err(Interim::EarlyHints(fields)) => {
-                out.clear();
-                encode_early_hints(&fields, out);
-                write_all(io, &mut [IoSlice::new(out)]).await?;
-                io.flush().await?;
-            }
-            // Push is HTTP/2's (RFC 9113 §8.4).
-            Err(Interim::Push(_)) => {}
-        }
+        };
+        write.await?;
     }
+}
+
+/// Write an interim message: a `103 Early Hints`. Push is HTTP/2's (RFC
+/// 9113 §8.4): nothing to write.
+async fn write_interim<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    message: Interim,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    let Interim::EarlyHints(fields) = message else {
+        return Ok(());
+    };
+    out.clear();
+    encode_early_hints(&fields, out);
+    drop(fields);
+    write_all(io, &mut [IoSlice::new(out)]).await?;
+    io.flush().await
 }
 
 /// Read what the socket has into `buf`. `None`: shutdown was asked for and
