@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Sequence
 
 import h2.config
@@ -227,3 +228,25 @@ def test_no_early_hints_sends_no_103_at_all(start_server):
         hints, final, _ = h2_get(server.port, path, [("accept", "text/html")])
         assert hints == []
         assert final[b":status"] == b"200"
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("link", ["</a.css>\r\nX-Evil: 1", "</caf\u00e9.css>; rel=preload"])
+def test_a_preload_that_is_no_field_value_is_refused_before_binding(link):
+    # In a process of its own: a server that took the link would serve on.
+    code = (
+        "import sys\n"
+        "from propylon import _core\n"
+        "from propylon.config import Config, parse_bind\n"
+        "from propylon.plan import ServePlan\n"
+        "plan = ServePlan(wsgi=print, routes=(('wsgi', ''),), preload=(sys.argv[1],))\n"
+        "try:\n"
+        "    _core.serve(Config(binds=[parse_bind('127.0.0.1:0')]), plan)\n"
+        "except ValueError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, link], capture_output=True, text=True,
+                            timeout=CLIENT_TIMEOUT, check=True)  # fmt: skip
+    assert "is not a valid Link field value" in result.stdout, result

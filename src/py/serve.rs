@@ -101,9 +101,17 @@ pub(crate) fn serve(
         .preload
         .iter()
         .map(|link| {
-            HeaderValue::from_str(link).map_err(|_| {
-                PyValueError::new_err(format!("preload {link:?} is not a valid Link field value"))
-            })
+            // A URI reference is ASCII (RFC 3986 §2): other text is
+            // percent-encoded by whoever wrote the plan.
+            link.is_ascii()
+                .then(|| HeaderValue::from_str(link).ok())
+                .flatten()
+                .ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "preload {link:?} is not a valid Link field value \
+                         (ASCII text without control characters)"
+                    ))
+                })
         })
         .collect::<PyResult<Vec<_>>>()?;
     logging::install(py)?;

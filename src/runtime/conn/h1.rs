@@ -18,6 +18,10 @@
 //! that on TLS a small body here with its head is handed over whole
 //! (`TLS_BUFFERED_BODY`). A chunked response ends with the response's
 //! trailer fields (`response::Trailers`); a response with a length drops them.
+//! Before the final response of an HTTP/1.1 request, the `103 Early Hints`
+//! that come on its interim channel (`request::interim`) are written; an
+//! HTTP/1.0 request gets none (RFC 9110 §15.2), nor does any with
+//! `--no-early-hints`.
 //! An `Upgrade: h2c` request on cleartext (RFC 7540 §3.2) has its body read
 //! whole here, is answered `101 Switching Protocols`, and ends the loop with
 //! the socket and what is buffered (`Outcome::H2c`), for the connection task
