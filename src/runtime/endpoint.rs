@@ -6,9 +6,9 @@
 //! sends its `Response` exactly once. `Endpoint` is what an endpoint
 //! implements: start a call (on the pool), or give it back when full.
 //! `Endpoints` holds the application's endpoints, its route table
-//! (`proto::route`) and its preloads (`request::interim::Preload`). A call's `pool::Queued` tells the runtime that
-//! the pool gave up on a call that waited `--queue-timeout` for a thread (it
-//! answers 503).
+//! (`proto::route`) and its preloads (`request::interim::Preload`). A
+//! call's `pool::Queued` tells the runtime that the pool gave up on a call
+//! that waited `--queue-timeout` for a thread (it answers 503).
 //!
 //! What it does not do: any Python, or any application protocol: how a
 //! request becomes a call of a Python application (WSGI's environ, say) is

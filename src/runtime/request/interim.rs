@@ -170,7 +170,7 @@ impl Drop for InterimReceiver {
 /// this server serves as static files (pushed with `--http2-push`).
 pub(crate) struct Preload {
     hint: HeaderMap,
-    push: Arc<[PathAndQuery]>,
+    push: Vec<PathAndQuery>,
 }
 
 impl Preload {
@@ -181,10 +181,7 @@ impl Preload {
         for link in links {
             hint.append(LINK, link);
         }
-        Preload {
-            hint,
-            push: push.into(),
-        }
+        Preload { hint, push }
     }
 
     /// The fields of the `103 Early Hints`.
