@@ -22,7 +22,11 @@ def serve(config: Config, plan: ServePlan) -> bool:
     http://HOST:PORT`` (``unix:PATH`` for Unix sockets) once per listener on
     ``propylon.server``. ``plan.wsgi`` is a WSGI callable, run on
     ``config.threads`` Python threads, on the URL prefixes ``plan.routes``
-    gives it (a request no prefix covers is answered 404); the GIL is released while the server waits. On a signal it
+    gives it (a request no prefix covers is answered 404); the GIL is released while the server waits.
+    ``plan.preload`` (complete ``Link`` field values) goes out as one ``103 Early Hints``
+    before the response to each page request (a ``GET`` navigation routed to ``plan.wsgi``)
+    unless ``config.early_hints`` is off; a value that is not a valid field value raises
+    :class:`ValueError`. On a signal it
     stops accepting, lets requests in flight finish for up to
     ``config.graceful_timeout`` seconds, and returns.
 

@@ -502,6 +502,7 @@ class Option:
 LISTENING = "listening"
 TLS = "TLS (every --bind speaks TLS once --certfile is given)"
 HTTP2 = "HTTP/2 (RFC 9113 §6.5.2)"
+HINTS = "early hints and push (RFC 8297, RFC 9113 §8.4)"
 THREADS = "threads and the request queue"
 BODIES = "request bodies (sizes: bytes, or with K, M, G = powers of 1024)"
 LIMITS = "limits and timeouts (seconds)"
@@ -599,6 +600,22 @@ class Config:
     h2_keep_alive_timeout: float = _option(
         20.0, Seconds(allow_zero=False), "close the connection when a keep-alive PING is not answered within this",
         group=HTTP2,
+    )  # fmt: skip
+
+    early_hints: bool = _option(
+        True, Switch(),
+        "send 103 Early Hints: the application's preload links before its pages (GET requests "
+        "for HTML) and its own hints (propylon.early_hints); off: no 103 at all",
+        group=HINTS,
+    )  # fmt: skip
+
+    # Off, as in nginx since 1.25.1 (http2_push removed) and Chrome since 106: push
+    # sends what the client may have cached, and was rarely a gain.
+    http2_push: bool = _option(
+        False, Switch(),
+        "HTTP/2 server push of the application's preloads that a static mount serves, to clients "
+        "that allow push",
+        group=HINTS,
     )  # fmt: skip
 
     threads: int = _option(8, Count(minimum=1), "Python threads that run the application", group=THREADS)

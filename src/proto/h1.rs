@@ -8,7 +8,8 @@
 //! request is one or the other: the server has no other HTTP/1 parser.
 //! `encode_response_head` writes a response head (HTTP/1.1's rules, and
 //! HTTP/1.0's keep-alive and close-delimited bodies), `chunk_head` frames
-//! chunked data and `encode_last_chunk` ends it, with trailer fields.
+//! chunked data and `encode_last_chunk` ends it, with trailer fields;
+//! `encode_early_hints` writes a `103 Early Hints` interim response.
 //!
 //! What it does not do: I/O, timeouts, bodies (`proto::chunked` decodes
 //! chunked ones), or the h2c upgrade itself (`Request::upgrade` says an
@@ -16,7 +17,9 @@
 //! rules it applies are `proto::request`'s, shared with HTTP/2.
 
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, HOST};
+use http::header::{
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, HOST, TRANSFER_ENCODING,
+};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use smallvec::SmallVec;
 
@@ -507,6 +510,24 @@ pub(crate) fn encode_last_chunk(trailers: Option<&HeaderMap>, dst: &mut Vec<u8>)
             dst.extend_from_slice(value.as_bytes());
             dst.extend_from_slice(b"\r\n");
         }
+    }
+    dst.extend_from_slice(b"\r\n");
+}
+
+/// `103 Early Hints` (RFC 8297) with `fields`, a whole interim response.
+/// `Content-Length` and `Transfer-Encoding` are left out: a 1xx response has
+/// no content (RFC 9110 §8.6, RFC 9112 §6.1). The caller never sends it to
+/// an HTTP/1.0 client (RFC 9110 §15.2).
+pub(crate) fn encode_early_hints(fields: &HeaderMap, dst: &mut Vec<u8>) {
+    dst.extend_from_slice(b"HTTP/1.1 103 Early Hints\r\n");
+    for (name, value) in fields {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+            continue;
+        }
+        dst.extend_from_slice(name.as_str().as_bytes());
+        dst.extend_from_slice(b": ");
+        dst.extend_from_slice(value.as_bytes());
+        dst.extend_from_slice(b"\r\n");
     }
     dst.extend_from_slice(b"\r\n");
 }
@@ -1079,5 +1100,24 @@ mod tests {
     fn dates_are_imf_fixdate() {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(784_111_777);
         assert_eq!(&http_date(t), b"Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+
+    #[test]
+    fn early_hints_carry_their_fields_and_no_framing() {
+        let fields = crate::proto::syntax::header_map(&[
+            ("link", "</a.css>; rel=preload; as=style"),
+            ("link", "</b.js>; rel=preload; as=script"),
+            ("content-length", "5"),
+            ("x-note", "1"),
+        ]);
+        let mut out = Vec::new();
+        encode_early_hints(&fields, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 103 Early Hints\r\n\
+             link: </a.css>; rel=preload; as=style\r\n\
+             link: </b.js>; rel=preload; as=script\r\n\
+             x-note: 1\r\n\r\n"
+        );
     }
 }

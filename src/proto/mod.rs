@@ -18,6 +18,8 @@
 //! - [`wsgi`]: WSGI's rules: the environ of a request, the response state
 //!   machine (`start_response`, `write()`, `exc_info`).
 //! - [`route`]: the route table, which kind of endpoint serves a request.
+//! - [`early_hints`]: which requests are announced the application's
+//!   preloads (`103 Early Hints`), and which preloads may be pushed.
 //!
 //! Callers name items by their module (`proto::wsgi::environ::build`,
 //! `proto::length::ResponseLength`); there are deliberately no re-exports, so
@@ -25,6 +27,7 @@
 
 pub(crate) mod body;
 pub(crate) mod chunked;
+pub(crate) mod early_hints;
 pub(crate) mod h1;
 // Read by the Python bridge, which `--no-default-features` leaves out.
 #[cfg_attr(not(feature = "python"), allow(dead_code))]

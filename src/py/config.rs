@@ -44,6 +44,7 @@ struct PyConfig {
     h2_max_header_list_size: u32,
     h2_keep_alive_interval: f64,
     h2_keep_alive_timeout: f64,
+    http2_push: bool,
     threads: usize,
     queue_size: usize,
     queue_timeout: f64,
@@ -65,6 +66,7 @@ struct PyConfig {
     graceful_timeout: f64,
     access_log: bool,
     root_path: String,
+    early_hints: bool,
     tcp_congestion: Option<String>,
 }
 
@@ -108,6 +110,7 @@ pub(crate) fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
                 s => Some(secs("h2_keep_alive_interval", s)?),
             },
             keep_alive_timeout: secs("h2_keep_alive_timeout", c.h2_keep_alive_timeout)?,
+            push: c.http2_push,
         },
         threads: c.threads,
         queue_size: c.queue_size,
@@ -138,6 +141,7 @@ pub(crate) fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
         graceful_timeout: secs("graceful_timeout", c.graceful_timeout)?,
         access_log: c.access_log,
         root_path: c.root_path,
+        early_hints: c.early_hints,
         tcp_congestion: c.tcp_congestion,
     })
 }

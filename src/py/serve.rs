@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
@@ -67,6 +68,7 @@ fn tune_malloc() {
 struct PyPlan {
     wsgi: Option<Py<PyAny>>,
     routes: Vec<(String, String)>,
+    preload: Vec<String>,
 }
 
 /// Returns True when every request finished; False when the graceful timeout
@@ -95,6 +97,23 @@ pub(crate) fn serve(
     });
     let declared = declared.collect::<PyResult<Vec<_>>>()?;
     let routes = RouteTable::new(declared).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let preload = plan
+        .preload
+        .iter()
+        .map(|link| {
+            // A URI reference is ASCII (RFC 3986 §2): other text is
+            // percent-encoded by whoever wrote the plan.
+            link.is_ascii()
+                .then(|| HeaderValue::from_str(link).ok())
+                .flatten()
+                .ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "preload {link:?} is not a valid Link field value \
+                         (ASCII text without control characters)"
+                    ))
+                })
+        })
+        .collect::<PyResult<Vec<_>>>()?;
     logging::install(py)?;
     tune_malloc();
     errors::load(py)?;
@@ -131,7 +150,7 @@ pub(crate) fn serve(
             config.root_path.clone(),
         )) as Arc<dyn Endpoint>
     });
-    let endpoints = Endpoints::new(routes, wsgi, Vec::new());
+    let endpoints = Endpoints::new(routes, wsgi, Vec::new()).with_preload(preload);
     let (stopped, pool_idle) = py.detach(move || {
         let stopped = server.run(endpoints);
         let idle = pool.shutdown(POOL_GRACE);

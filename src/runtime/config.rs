@@ -30,6 +30,9 @@ pub(crate) struct Http2Config {
     /// None: no keep-alive pings.
     pub(crate) keep_alive_interval: Option<Duration>,
     pub(crate) keep_alive_timeout: Duration,
+    /// `--http2-push`: push a page's preloads that static mounts serve,
+    /// where the client allows push (RFC 9113 §8.4).
+    pub(crate) push: bool,
 }
 
 /// Which request bodies the server reads whole before the call, and the
@@ -91,6 +94,9 @@ pub(crate) struct ServerConfig {
     pub(crate) graceful_timeout: Duration,
     pub(crate) access_log: bool,
     pub(crate) root_path: String,
+    /// `--early-hints`: `103 Early Hints` go out (the application's
+    /// preloads before its pages, and its own hints); off, none does.
+    pub(crate) early_hints: bool,
     /// TCP congestion control of every TCP listener (Linux's
     /// `TCP_CONGESTION`); None: the system's default.
     pub(crate) tcp_congestion: Option<String>,
@@ -114,6 +120,7 @@ impl ServerConfig {
                 max_header_list_size: 16_384,
                 keep_alive_interval: None,
                 keep_alive_timeout: secs(20),
+                push: false,
             },
             threads: 1,
             queue_size: 1,
@@ -144,6 +151,7 @@ impl ServerConfig {
             graceful_timeout: secs(5),
             access_log: false,
             root_path: String::new(),
+            early_hints: true,
             tcp_congestion: None,
         }
     }

@@ -5,10 +5,10 @@
 //! bridge's per-connection slot, and a `Reply` through which the endpoint
 //! sends its `Response` exactly once. `Endpoint` is what an endpoint
 //! implements: start a call (on the pool), or give it back when full.
-//! `Endpoints` holds the application's endpoints and its route table
-//! (`proto::route`). A call's `pool::Queued` tells the runtime that
-//! the pool gave up on a call that waited `--queue-timeout` for a thread (it
-//! answers 503).
+//! `Endpoints` holds the application's endpoints, its route table
+//! (`proto::route`) and its preloads (`request::interim::Preload`). A
+//! call's `pool::Queued` tells the runtime that the pool gave up on a call
+//! that waited `--queue-timeout` for a thread (it answers 503).
 //!
 //! What it does not do: any Python, or any application protocol: how a
 //! request becomes a call of a Python application (WSGI's environ, say) is
@@ -19,14 +19,18 @@ use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use http::header::HeaderValue;
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use tokio::sync::oneshot;
 
 use super::pool::Queued;
 use super::request::body::BodyReader;
+use super::request::interim::{InterimSender, Preload};
 use super::request::response::ResponseBody;
 use super::transport::sendfile::SendQueue;
 use super::transport::tls::TlsInfo;
+use crate::proto::early_hints::{gets_preload, preload_path};
+use crate::proto::request::HttpVersion;
 use crate::proto::route::{Decision, Exchange, RouteTable, Target};
 
 /// One request handed to an endpoint, with what it needs to answer.
@@ -37,6 +41,9 @@ pub(crate) struct Call {
     /// Shared by the calls of one connection (see `ConnectionSlot`).
     pub(crate) slot: Arc<ConnectionSlot>,
     pub(crate) reply: Reply,
+    /// Interim responses before the reply (`103 Early Hints`); dropped
+    /// once the reply is sent.
+    pub(crate) interim: InterimSender,
     /// The endpoint hands it to the pool with the call's job
     /// (`Pool::try_submit_queued`).
     pub(crate) queued: Queued,
@@ -141,6 +148,8 @@ pub(crate) struct Endpoints {
     wsgi: Option<Arc<dyn Endpoint>>,
     /// One per static mount, by the index `Target::Static` names.
     statics: Vec<Arc<dyn Endpoint>>,
+    /// None when the application declared none.
+    preload: Option<Preload>,
 }
 
 impl Endpoints {
@@ -153,7 +162,46 @@ impl Endpoints {
             routes,
             wsgi,
             statics,
+            preload: None,
         }
+    }
+
+    /// The application's preloads, complete `Link` field values: announced
+    /// before its pages; those naming a path a static mount serves may be
+    /// pushed (`proto::early_hints`).
+    pub(crate) fn with_preload(mut self, links: Vec<HeaderValue>) -> Endpoints {
+        if links.is_empty() {
+            return self;
+        }
+        let push = links
+            .iter()
+            .filter_map(|link| preload_path(link.to_str().ok()?))
+            .filter(|path| {
+                matches!(
+                    self.routes.route(Exchange::Plain, path.path()),
+                    Decision::Serve(Target::Static(_))
+                )
+            })
+            .collect();
+        self.preload = Some(Preload::new(links, push));
+        self
+    }
+
+    /// The preloads a request is announced before its response, if any
+    /// (`proto::early_hints::gets_preload`).
+    pub(crate) fn preload_for(
+        &self,
+        exchange: Exchange,
+        method: &Method,
+        version: Version,
+        target: &Uri,
+        headers: &HeaderMap,
+    ) -> Option<&Preload> {
+        let preload = self.preload.as_ref()?;
+        let Decision::Serve(routed) = self.routes.route(exchange, target.path()) else {
+            return None;
+        };
+        gets_preload(method, HttpVersion::of(version), headers, routed).then_some(preload)
     }
 
     /// One WSGI endpoint serving every path (a plain WSGI application).

@@ -21,9 +21,11 @@ use std::sync::{Arc, Mutex};
 
 use http::Method;
 use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
+use super::early_hints::EarlyHints;
 use super::environ::{environ_dict, ConnStrings};
 use super::file::{file_wrapper_class, send_file};
 use super::iterable::{close, send_sequence, Driver};
@@ -131,6 +133,7 @@ fn run(py: Python<'_>, call: Box<WsgiCall>) {
     let zero_copy = call.zero_copy;
     let connection = call.slot;
     let reply = call.reply;
+    let interim = call.interim;
     let response: SharedResponse = Arc::new(Mutex::new(OutgoingResponse::new(reply, is_head)));
     let result = (|| -> PyResult<Bound<'_, PyAny>> {
         // Taken out of the slot while in use, not used under its lock: Python
@@ -144,6 +147,8 @@ fn run(py: Python<'_>, call: Box<WsgiCall>) {
         let replaced = connection.lock().replace(strings);
         drop(replaced);
         let environ = environ?;
+        let hints = EarlyHints::new(interim, response.clone());
+        environ.set_item(intern!(py, "propylon.early_hints"), Py::new(py, hints)?)?;
         let start_response = Py::new(py, StartResponse::new(response.clone()))?;
         app.bind(py).call1((environ, start_response))
     })();

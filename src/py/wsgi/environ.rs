@@ -259,6 +259,7 @@ fn make_constant_template(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
         "SERVER_PROTOCOL",
         "wsgi.url_scheme",
         "wsgi.input",
+        "propylon.early_hints",
     ] {
         d.set_item(PyString::intern(py, key), py.None())?;
     }

@@ -1,7 +1,8 @@
 //! The arguments of `start_response` into a checked response head.
 //!
 //! What it does: turns the application's status str and its list of
-//! `(name, value)` str pairs into a `Head` (`http` types), checked by the
+//! `(name, value)` str pairs into a `Head` (`http` types), and the fields of
+//! an early hint into a `HeaderMap`, checked by the
 //! rules of `proto::response` (status form, header tokens, latin-1 values
 //! without CTL, no hop-by-hop headers, one Content-Length). Each pool thread
 //! keeps the strs it converted last, so an application sending the same
@@ -34,65 +35,36 @@ pub(crate) fn parse_head(
     status: &Bound<'_, PyAny>,
     headers: &Bound<'_, PyAny>,
 ) -> PyResult<Head> {
-    // Any other iterable runs Python code as it is iterated: collected
-    // first, outside the caches' borrow (which that code could reach).
-    let collected: Vec<Bound<'_, PyAny>>;
-    let headers =
-        if headers.is_exact_instance_of::<PyList>() || headers.is_exact_instance_of::<PyTuple>() {
-            headers
-        } else {
-            collected = headers.try_iter()?.collect::<PyResult<_>>()?;
-            &PyList::new(py, &collected)?.into_any()
-        };
-    let count = headers.len()?;
+    let headers = sequence(py, headers)?;
     // One look at the thread's caches for the whole head.
     CONVERTED.with_borrow_mut(|caches| {
         let status = caches.status(status)?;
-        // Sized for the application's headers plus the two the HTTP/2
-        // connection may add (`date`, `content-length`): a full map re-hashes
-        // and reallocates as it grows (callgrind, HTTP/2 hello world: two
-        // grows per response, ~1,750 instructions of ~39,000).
-        let mut map = HeaderMap::with_capacity(count + 2);
-        let mut content_length = None;
-        let mut add = |item: Borrowed<'_, '_, PyAny>| -> PyResult<()> {
-            let pair = item
-                .cast::<PyTuple>()
-                .ok()
-                .filter(|p| p.len() == 2)
-                .ok_or_else(|| {
-                    PyTypeError::new_err(
-                        "each response header must be a (name, value) tuple of str (PEP 3333)",
-                    )
-                })?;
-            let name_obj = pair.get_borrowed_item(0)?;
-            let value_obj = pair.get_borrowed_item(1)?;
-            let header_name = caches.name(&name_obj)?;
-            if header_name == CONTENT_LENGTH {
-                let (n, value) = caches.length(&value_obj, &name_obj)?;
-                content_length = Some(add_content_length(content_length, n).map_err(value_error)?);
-                map.insert(CONTENT_LENGTH, value);
-            } else {
-                map.append(header_name, caches.value(&value_obj, &name_obj)?);
-            }
-            Ok(())
-        };
-        // A list or tuple (the usual `headers`) is read by index: no
-        // iterator object, and no Python code runs.
-        if let Ok(list) = headers.cast_exact::<PyList>() {
-            for item in list.iter() {
-                add(item.as_borrowed())?;
-            }
-        } else if let Ok(tuple) = headers.cast_exact::<PyTuple>() {
-            for item in tuple.iter_borrowed() {
-                add(item)?;
-            }
-        }
+        let (headers, content_length) = caches.fields(&headers)?;
         Ok(Head {
             status,
-            headers: map,
+            headers,
             content_length,
         })
     })
+}
+
+/// A list of `(name, value)` str pairs, checked as `start_response`'s
+/// headers are (`environ["propylon.early_hints"]`'s argument).
+pub(crate) fn parse_fields(py: Python<'_>, headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
+    let headers = sequence(py, headers)?;
+    CONVERTED.with_borrow_mut(|caches| Ok(caches.fields(&headers)?.0))
+}
+
+/// `headers` as a list or tuple. Any other iterable runs Python code as it
+/// is iterated: collected first, outside the caches' borrow (which that
+/// code could reach).
+#[inline]
+fn sequence<'py>(py: Python<'py>, headers: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    if headers.is_exact_instance_of::<PyList>() || headers.is_exact_instance_of::<PyTuple>() {
+        return Ok(headers.clone());
+    }
+    let collected = headers.try_iter()?.collect::<PyResult<Vec<_>>>()?;
+    Ok(PyList::new(py, &collected)?.into_any())
 }
 
 /// Response statuses, header names and header values that an application
@@ -162,6 +134,52 @@ thread_local! {
 }
 
 impl Caches {
+    /// Checked response fields from a list or tuple of `(name, value)`
+    /// pairs, and the value of their Content-Length.
+    #[inline]
+    fn fields(&mut self, headers: &Bound<'_, PyAny>) -> PyResult<(HeaderMap, Option<u64>)> {
+        // Sized for the application's headers plus the two the HTTP/2
+        // connection may add (`date`, `content-length`): a full map re-hashes
+        // and reallocates as it grows (callgrind, HTTP/2 hello world: two
+        // grows per response, ~1,750 instructions of ~39,000).
+        let mut map = HeaderMap::with_capacity(headers.len()? + 2);
+        let mut content_length = None;
+        let mut add = |item: Borrowed<'_, '_, PyAny>| -> PyResult<()> {
+            let pair = item
+                .cast::<PyTuple>()
+                .ok()
+                .filter(|p| p.len() == 2)
+                .ok_or_else(|| {
+                    PyTypeError::new_err(
+                        "each response header must be a (name, value) tuple of str (PEP 3333)",
+                    )
+                })?;
+            let name_obj = pair.get_borrowed_item(0)?;
+            let value_obj = pair.get_borrowed_item(1)?;
+            let header_name = self.name(&name_obj)?;
+            if header_name == CONTENT_LENGTH {
+                let (n, value) = self.length(&value_obj, &name_obj)?;
+                content_length = Some(add_content_length(content_length, n).map_err(value_error)?);
+                map.insert(CONTENT_LENGTH, value);
+            } else {
+                map.append(header_name, self.value(&value_obj, &name_obj)?);
+            }
+            Ok(())
+        };
+        // A list or tuple (the usual `headers`) is read by index: no
+        // iterator object, and no Python code runs.
+        if let Ok(list) = headers.cast_exact::<PyList>() {
+            for item in list.iter() {
+                add(item.as_borrowed())?;
+            }
+        } else if let Ok(tuple) = headers.cast_exact::<PyTuple>() {
+            for item in tuple.iter_borrowed() {
+                add(item)?;
+            }
+        }
+        Ok((map, content_length))
+    }
+
     /// A checked response status (`"200 OK"`), final (not 1xx).
     #[inline]
     fn status(&mut self, status: &Bound<'_, PyAny>) -> PyResult<StatusCode> {

@@ -5,6 +5,8 @@
 //! - `app`: the WSGI `Endpoint` the runtime dispatches to; calls the
 //!   application on the pool and picks how its result is sent.
 //! - `environ`: the environ dict, with its per-connection template and caches.
+//! - `early_hints`: `environ["propylon.early_hints"]`, the application's own
+//!   `103 Early Hints`.
 //! - `input`: `wsgi.input`.
 //! - `start_response`: the `start_response` and `write()` callables.
 //! - `head`: their status and headers into a checked head, with per-thread
@@ -18,6 +20,7 @@
 //! runtime).
 
 mod app;
+mod early_hints;
 mod environ;
 mod file;
 mod head;

@@ -56,9 +56,14 @@ impl ConnContext {
         config: ServerConfig,
         endpoint: Arc<dyn crate::runtime::endpoint::Endpoint>,
     ) -> Arc<ConnContext> {
+        ConnContext::for_tests_with(config, Endpoints::wsgi_only(endpoint))
+    }
+
+    /// As `for_tests`, the requests routed among `endpoints`.
+    pub(crate) fn for_tests_with(config: ServerConfig, endpoints: Endpoints) -> Arc<ConnContext> {
         Arc::new(ConnContext {
             config: Arc::new(config),
-            endpoints: Arc::new(Endpoints::wsgi_only(endpoint)),
+            endpoints: Arc::new(endpoints),
             rt: tokio::runtime::Handle::current(),
             local: None,
             peer: None,

@@ -18,6 +18,10 @@
 //! that on TLS a small body here with its head is handed over whole
 //! (`TLS_BUFFERED_BODY`). A chunked response ends with the response's
 //! trailer fields (`response::Trailers`); a response with a length drops them.
+//! Before the final response of an HTTP/1.1 request, the `103 Early Hints`
+//! that come on its interim channel (`request::interim`) are written; an
+//! HTTP/1.0 request gets none (RFC 9110 §15.2), nor does any with
+//! `--no-early-hints`.
 //! An `Upgrade: h2c` request on cleartext (RFC 7540 §3.2) has its body read
 //! whole here, is answered `101 Switching Protocols`, and ends the loop with
 //! the socket and what is buffered (`Outcome::H2c`), for the connection task
@@ -47,20 +51,21 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::context::ConnContext;
 use super::h1_body::{
-    poll_read_buf, BodyEnd, BodyPump, Decoding, Expectation, ResponseWriter, Shared,
+    poll_read_buf, BodyEnd, BodyPump, Decoding, Expectation, InterimWriter, ResponseWriter, Shared,
 };
 use super::h2c::{self, UpgradeRequest};
 use crate::proto;
 use crate::proto::body::Framing as BodyFraming;
 use crate::proto::chunked::{ChunkedDecoder, TrailerLimits};
 use crate::proto::h1::{
-    chunk_head, encode_last_chunk, encode_response_head, parse_request, Answering, BodyLength,
-    Framing, Limits, Parsed,
+    chunk_head, encode_early_hints, encode_last_chunk, encode_response_head, parse_request,
+    Answering, BodyLength, Framing, Limits, Parsed,
 };
 use crate::proto::request::{HttpVersion, RequestError};
 use crate::runtime::request::body::{
     self, BodyClock, BodyError, BodySocket, Lease, DRAIN_LIMIT, DRAIN_TIME,
 };
+use crate::runtime::request::interim::{self, Interim, InterimReceiver};
 use crate::runtime::request::response::Trailers;
 use crate::runtime::request::service::{begin, Http1Body, HttpResponse, RequestBody};
 use crate::runtime::transport::sendfile;
@@ -285,27 +290,26 @@ where
             *req.uri_mut() = uri;
             *req.version_mut() = version;
             *req.headers_mut() = headers;
-            (Box::pin(begin(req, ctx.clone())), answering, reading)
+            // Interim responses (`103 Early Hints`, unless
+            // `--no-early-hints`): never to HTTP/1.0 (RFC 9110 §15.2).
+            let hints = ctx.config.early_hints && answering.version == HttpVersion::Http11;
+            let interim = hints.then(|| {
+                let (sender, receiver) = interim::channel();
+                req.extensions_mut().insert(sender);
+                receiver
+            });
+            let handled = Handled {
+                response: Box::pin(begin(req, ctx.clone())),
+                interim,
+            };
+            (handled, answering, reading)
         };
         let (written, whole) = match reading {
-            Reading::Nothing => {
-                let response = match handled.await {
-                    Ok(response) => response,
-                    Err(never) => match never {},
-                };
-                (
-                    write_response(&mut io, response, answering, &mut out).await,
-                    true,
-                )
-            }
+            Reading::Nothing => (respond(&mut io, handled, answering, &mut out).await, true),
             // The body's reader gives the socket back before the connection
             // reads it again, or closes it.
             Reading::Socket(lease) => {
-                let response = match handled.await {
-                    Ok(response) => response,
-                    Err(never) => match never {},
-                };
-                let written = write_response(&mut io, response, answering, &mut out).await;
+                let written = respond(&mut io, handled, answering, &mut out).await;
                 // Wait for an unread rest only to keep the connection.
                 let keep = matches!(written, Ok(false)) && !stop.load(Ordering::Relaxed);
                 let wait = keep.then(|| DRAIN_TIME.min(ctx.config.header_timeout));
@@ -562,7 +566,7 @@ async fn exchange<I, F>(
     buf: &mut BytesMut,
     pump: &mut BodyPump,
     expectation: Expectation,
-    handled: Pin<Box<F>>,
+    handled: Handled<F>,
     mut answering: Answering,
     out: &mut Vec<u8>,
 ) -> (io::Result<bool>, Expectation)
@@ -572,10 +576,7 @@ where
 {
     let shared = Shared::new(io, expectation);
     let respond = async {
-        let response = match handled.await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        };
+        let response = await_response(handled, &mut InterimWriter(&shared), out).await?;
         // The final response before the application asked for the body:
         // the client may or may not send it now (RFC 9110 §10.1.1), so the
         // connection closes after the response, and says so.
@@ -597,6 +598,107 @@ where
     };
     let expectation = shared.lock().unwrap_or_else(|e| e.into_inner()).expectation;
     (written, expectation)
+}
+
+/// Wait for the response (writing the interim ones before it), then write
+/// it; true when the connection must close after it.
+async fn respond<I, F>(
+    io: &mut I,
+    handled: Handled<F>,
+    answering: Answering,
+    out: &mut Vec<u8>,
+) -> io::Result<bool>
+where
+    I: AsyncWrite + Unpin,
+    F: Future<Output = Result<HttpResponse, std::convert::Infallible>>,
+{
+    let response = await_response(handled, io, out).await?;
+    write_response(io, response, answering, out).await
+}
+
+/// A request being served: its response to come, and (HTTP/1.1) its
+/// interim channel.
+struct Handled<F> {
+    response: Pin<Box<F>>,
+    interim: Option<InterimReceiver>,
+}
+
+/// Wait for the response, writing each `103 Early Hints` (RFC 8297) that
+/// comes first. A hint sent before the response is written before it (the
+/// queue is looked at after the response is found ready); one sent after is
+/// dropped with `interim`. What only a hint needs is boxed (the response
+/// kept while a hint is written, the write itself): every connection's
+/// future holds room for this wait.
+async fn await_response<W, F>(
+    handled: Handled<F>,
+    io: &mut W,
+    out: &mut Vec<u8>,
+) -> io::Result<HttpResponse>
+where
+    W: AsyncWrite + Unpin,
+    F: Future<Output = Result<HttpResponse, std::convert::Infallible>>,
+{
+    let Handled {
+        response: mut handled,
+        interim,
+    } = handled;
+    let Some(mut interim) = interim else {
+        return match handled.await {
+            Ok(response) => Ok(response),
+            Err(never) => match never {},
+        };
+    };
+    // The response, found ready while a hint was still to be written.
+    let mut waiting: Option<Box<HttpResponse>> = None;
+    loop {
+        // In a block of its own: what the poll gives is dead before the
+        // write's await, so the future keeps no room for a response.
+        let write = {
+            let next = std::future::poll_fn(|cx| {
+                if waiting.is_none() {
+                    if let Poll::Ready(Ok(response)) = handled.as_mut().poll(cx) {
+                        return match interim.poll_recv(cx) {
+                            Poll::Ready(message) => {
+                                waiting = Some(Box::new(response));
+                                Poll::Ready(Err(message))
+                            }
+                            Poll::Pending => Poll::Ready(Ok(response)),
+                        };
+                    }
+                }
+                match interim.poll_recv(cx) {
+                    Poll::Ready(message) => Poll::Ready(Err(message)),
+                    Poll::Pending => match waiting.take() {
+                        Some(response) => Poll::Ready(Ok(*response)),
+                        None => Poll::Pending,
+                    },
+                }
+            })
+            .await;
+            match next {
+                Ok(response) => return Ok(response),
+                Err(message) => Box::pin(write_interim(io, message, out)),
+            }
+        };
+        write.await?;
+    }
+}
+
+/// Write an interim message: a `103 Early Hints`. Push is HTTP/2's (RFC
+/// 9113 §8.4): nothing to write.
+async fn write_interim<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    message: Interim,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    let Interim::EarlyHints(fields) = message else {
+        return Ok(());
+    };
+    out.clear();
+    encode_early_hints(&fields, out);
+    drop(fields);
+    write_all(io, &mut [IoSlice::new(out)]).await?;
+    io.flush().await
 }
 
 /// Read what the socket has into `buf`. `None`: shutdown was asked for and
@@ -873,6 +975,7 @@ mod date {
 mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
+    use tokio::io::AsyncReadExt;
 
     /// A lease on a body with `left` bytes still in the socket (the socket
     /// itself is not read: `discard_rest` reads the connection's transport).
@@ -932,6 +1035,16 @@ mod tests {
         assert!(discard_rest(&mut server, &mut buf, l, None, &stop).await);
     }
 
+    /// What a connection with `ctx` writes for `requests`, to its close.
+    async fn served_over(ctx: Arc<ConnContext>, requests: &[u8]) -> String {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let conn = tokio::spawn(Connection::new(server, requests, ctx));
+        let mut written = Vec::new();
+        client.read_to_end(&mut written).await.unwrap();
+        assert!(matches!(conn.await.unwrap(), Ok(Outcome::Closed)));
+        String::from_utf8(written).unwrap()
+    }
+
     /// A whole connection served by `Connection`, its endpoint answering
     /// every request with "hello" and a trailer field: as a stream (chunked)
     /// for `/stream`, with a length otherwise.
@@ -941,7 +1054,6 @@ mod tests {
         use crate::runtime::endpoint::{self, Busy, Call, Endpoint};
         use crate::runtime::request::response::{self, ResponseBody};
         use http::{HeaderMap, HeaderValue, StatusCode};
-        use tokio::io::AsyncReadExt;
 
         impl RawSocket for tokio::io::DuplexStream {
             fn raw_socket(&self) -> Option<std::os::fd::RawFd> {
@@ -987,12 +1099,7 @@ mod tests {
 
         /// What the connection writes for `requests`, to its close.
         async fn serve(requests: &[u8]) -> String {
-            let (mut client, server) = tokio::io::duplex(64 * 1024);
-            let conn = tokio::spawn(Connection::new(server, requests, context()));
-            let mut written = Vec::new();
-            client.read_to_end(&mut written).await.unwrap();
-            assert!(matches!(conn.await.unwrap(), Ok(Outcome::Closed)));
-            String::from_utf8(written).unwrap()
+            served_over(context(), requests).await
         }
 
         #[tokio::test]
@@ -1027,6 +1134,141 @@ mod tests {
             );
             assert!(!written.contains("transfer-encoding"), "{written}");
             assert!(written.ends_with("\r\n\r\nhello"), "{written}");
+        }
+    }
+
+    /// Interim responses on HTTP/1.x: `103 Early Hints` from the endpoint
+    /// (`Call::interim`) and from the application's preloads.
+    mod early_hints {
+        use super::served_over;
+        use super::*;
+        use crate::proto::route::{RouteTable, Target};
+        use crate::runtime::config::ServerConfig;
+        use crate::runtime::endpoint::{self, Busy, Call, Endpoint, Endpoints};
+        use crate::runtime::request::response::ResponseBody;
+        use http::header::LINK;
+        use http::{HeaderMap, HeaderValue, StatusCode};
+
+        /// Sends a hint (`link: </hint.css>...`) on `/hint`, reads the body
+        /// (on a blocking thread, as an application does), then answers
+        /// "done".
+        struct Hinting;
+
+        impl Endpoint for Hinting {
+            fn dispatch(&self, call: Box<Call>) -> Result<(), Busy> {
+                tokio::task::spawn_blocking(move || {
+                    let Call {
+                        mut request,
+                        reply,
+                        interim,
+                        ..
+                    } = *call;
+                    if request.head.target.path() == "/hint" {
+                        let mut fields = HeaderMap::new();
+                        fields.insert(
+                            LINK,
+                            HeaderValue::from_static("</hint.css>; rel=preload; as=style"),
+                        );
+                        let _ = interim.early_hints(fields);
+                    }
+                    let body = request.body.read_to_end().unwrap();
+                    reply.send(endpoint::Response {
+                        status: StatusCode::OK,
+                        headers: HeaderMap::new(),
+                        body: ResponseBody::full(Bytes::from(format!("done {}", body.len()))),
+                        trailers: None,
+                    });
+                });
+                Ok(())
+            }
+        }
+
+        fn endpoints() -> Endpoints {
+            let routes = RouteTable::new([("", Target::Wsgi)]).unwrap();
+            Endpoints::new(routes, Some(Arc::new(Hinting)), Vec::new()).with_preload(vec![
+                HeaderValue::from_static("</app.css>; rel=preload; as=style"),
+                HeaderValue::from_static("</app.js>; rel=preload; as=script"),
+            ])
+        }
+
+        async fn serve(config: ServerConfig, requests: &[u8]) -> String {
+            served_over(ConnContext::for_tests_with(config, endpoints()), requests).await
+        }
+
+        const PRELOAD: &str = "HTTP/1.1 103 Early Hints\r\n\
+            link: </app.css>; rel=preload; as=style\r\n\
+            link: </app.js>; rel=preload; as=script\r\n\r\n";
+
+        #[tokio::test]
+        async fn an_endpoints_hint_goes_before_its_response_never_to_http10() {
+            let written = serve(
+                ServerConfig::for_tests(),
+                b"GET /hint HTTP/1.1\r\nHost: t\r\n\r\n\
+                  GET /hint HTTP/1.0\r\n\r\n",
+            )
+            .await;
+            let hint = "HTTP/1.1 103 Early Hints\r\n\
+                        link: </hint.css>; rel=preload; as=style\r\n\r\n\
+                        HTTP/1.1 200 OK\r\n";
+            assert!(written.starts_with(hint), "{written}");
+            assert_eq!(written.matches("103 Early Hints").count(), 1, "{written}");
+            assert!(written.ends_with("done 0"), "{written}");
+        }
+
+        #[tokio::test]
+        async fn preloads_go_before_pages_only() {
+            let written = serve(
+                ServerConfig::for_tests(),
+                b"GET / HTTP/1.1\r\nHost: t\r\nAccept: text/html,*/*;q=0.8\r\n\r\n\
+                  GET / HTTP/1.1\r\nHost: t\r\nAccept: */*\r\n\r\n\
+                  GET / HTTP/1.1\r\nHost: t\r\nSec-Fetch-Dest: document\r\n\r\n\
+                  POST / HTTP/1.1\r\nHost: t\r\nAccept: text/html\r\nContent-Length: 0\r\n\r\n\
+                  GET / HTTP/1.0\r\nAccept: text/html\r\n\r\n",
+            )
+            .await;
+            let responses: Vec<&str> = written.split("HTTP/1.1 200 OK").collect();
+            assert_eq!(responses.len(), 6, "{written}");
+            assert_eq!(responses[0], PRELOAD, "{written}");
+            // `*/*` is not a page; `Sec-Fetch-Dest: document` is.
+            assert!(responses[1].ends_with("done 0"), "{written}");
+            assert!(
+                responses[2].ends_with(&format!("done 0{PRELOAD}")),
+                "{written}"
+            );
+            assert!(responses[3].ends_with("done 0"), "{written}");
+            assert!(!responses[4].contains("103"), "{written}");
+            assert!(!responses[5].contains("103"), "{written}");
+        }
+
+        #[tokio::test]
+        async fn early_hints_off_sends_no_103_at_all() {
+            let mut config = ServerConfig::for_tests();
+            config.early_hints = false;
+            let written = serve(
+                config,
+                b"GET / HTTP/1.1\r\nHost: t\r\nAccept: text/html\r\n\r\n\
+                  GET /hint HTTP/1.1\r\nHost: t\r\nAccept: text/html\r\nConnection: close\r\n\r\n",
+            )
+            .await;
+            assert!(!written.contains("103"), "{written}");
+            assert_eq!(written.matches("200 OK").count(), 2, "{written}");
+        }
+
+        #[tokio::test]
+        async fn hints_and_100_continue_each_go_whole_before_the_response() {
+            let written = serve(
+                ServerConfig::for_tests(),
+                b"POST /hint HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n\
+                  Content-Length: 5\r\nConnection: close\r\n\r\nhello",
+            )
+            .await;
+            // The hint is queued before the body is asked for.
+            let expected = "HTTP/1.1 103 Early Hints\r\n\
+                            link: </hint.css>; rel=preload; as=style\r\n\r\n\
+                            HTTP/1.1 100 Continue\r\n\r\n\
+                            HTTP/1.1 200 OK\r\n";
+            assert!(written.starts_with(expected), "{written}");
+            assert!(written.ends_with("done 5"), "{written}");
         }
     }
 }

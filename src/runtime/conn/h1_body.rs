@@ -8,7 +8,8 @@
 //! application may stream its response while it reads the body). With
 //! `Expect: 100-continue` it reads nothing until the application first asks
 //! for the body, and then writes `100 Continue`, unless the final response
-//! has started (RFC 9110 §10.1.1). After the response, a rest the
+//! has started (RFC 9110 §10.1.1); `103 Early Hints` that come meanwhile
+//! are written whole before or after it (`InterimWriter`). After the response, a rest the
 //! application left unread is read and discarded within the limits of an
 //! unread socket body (`DRAIN_LIMIT`, `DRAIN_TIME`), or the connection
 //! closes.
@@ -34,7 +35,7 @@ use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::proto::chunked::{Chunk, ChunkedDecoder};
@@ -81,10 +82,11 @@ pub(crate) enum BodyEnd {
 /// an await).
 pub(crate) struct Shared<'a, I> {
     io: &'a mut I,
-    /// The response's first byte was written: no `100 Continue` after it.
+    /// The response's first byte was written: no interim response after it.
     response_started: bool,
-    /// What is left to write of `100 Continue`: written before anything else.
-    interim: &'static [u8],
+    /// Interim responses (`100 Continue`, `103 Early Hints`) queued whole
+    /// and not yet written: written before anything else.
+    interim: BytesMut,
     pub(crate) expectation: Expectation,
 }
 
@@ -93,18 +95,18 @@ impl<'a, I: AsyncWrite + Unpin> Shared<'a, I> {
         Mutex::new(Shared {
             io,
             response_started: false,
-            interim: &[],
+            interim: BytesMut::new(),
             expectation,
         })
     }
 
     fn poll_interim(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.interim.is_empty() {
-            let n = std::task::ready!(Pin::new(&mut *self.io).poll_write(cx, self.interim))?;
+            let n = std::task::ready!(Pin::new(&mut *self.io).poll_write(cx, &self.interim))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.interim = &self.interim[n..];
+            self.interim.advance(n);
         }
         Poll::Ready(Ok(()))
     }
@@ -153,6 +155,37 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for ResponseWriter<'_, '_, I> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut shared = lock(self.0);
         Pin::new(&mut *shared.io).poll_shutdown(cx)
+    }
+}
+
+/// The interim responses' side of `Shared`: an `AsyncWrite` that queues
+/// each write whole (a `103 Early Hints` is one write), so that the
+/// `100 Continue` the body's side may queue comes before or after it,
+/// never within; a flush writes the queue. Writes after the response has
+/// started are dropped.
+pub(crate) struct InterimWriter<'m, 'a, I>(pub(crate) &'m Mutex<Shared<'a, I>>);
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for InterimWriter<'_, '_, I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut shared = lock(self.0);
+        if !shared.response_started {
+            shared.interim.extend_from_slice(buf);
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut shared = lock(self.0);
+        std::task::ready!(shared.poll_interim(cx))?;
+        Pin::new(&mut *shared.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_flush(cx)
     }
 }
 
@@ -229,7 +262,7 @@ impl BodyPump {
                 let mut s = lock(shared);
                 s.expectation = Expectation::Settled;
                 if !s.response_started {
-                    s.interim = CONTINUE;
+                    s.interim.extend_from_slice(CONTINUE);
                 }
                 !s.response_started
             };

@@ -11,7 +11,12 @@
 //! stream's exchange hands the request to `request::service` with its body
 //! (`RequestBody::H2`: h2's `RecvStream`, whose window refills only as the
 //! application reads) and its stream id, then sends the response head, the
-//! body under flow control, and the endpoint's trailers. A client's
+//! body under flow control, and the endpoint's trailers. Before the
+//! response head, what comes on the request's interim channel
+//! (`request::interim`) goes out: `103 Early Hints` as informational
+//! HEADERS, and pushes (RFC 9113 §8.4) as PUSH_PROMISE frames, each promised
+//! response served through `request::service` as any request is, in a task
+//! of its own (pushes are rare: off unless `--http2-push`). A client's
 //! RST_STREAM drops the exchange (the application's next body read fails);
 //! a response body that fails resets the stream with INTERNAL_ERROR.
 //!
@@ -26,7 +31,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use ::h2::server::{Builder, Handshake, SendResponse};
+use ::h2::server::{Builder, Handshake, SendPushedResponse, SendResponse};
 use ::h2::{Ping, PingPong, Reason, RecvStream, SendStream};
 use bytes::Bytes;
 use futures_util::future::FutureExt as _;
@@ -42,6 +47,7 @@ use tokio::time::{Instant, Sleep};
 use super::context::ConnContext;
 use crate::runtime::access_log::Tracked;
 use crate::runtime::config::Http2Config;
+use crate::runtime::request::interim::{self, Interim, InterimReceiver};
 use crate::runtime::request::response::{ResponseBody, Trailers};
 use crate::runtime::request::service::{begin, HttpResponse, RequestBody};
 
@@ -276,19 +282,139 @@ impl KeepAlive {
     }
 }
 
+/// The sending side of a stream: a client's request's (`SendResponse`),
+/// or a pushed one's (`SendPushedResponse`), which has no interim responses
+/// and cannot push (RFC 9113 §8.4: only a client's stream can).
+trait Respond: Send + 'static {
+    fn stream_id(&self) -> u32;
+    fn send_head(
+        &mut self,
+        head: http::Response<()>,
+        end: bool,
+    ) -> Result<SendStream<Bytes>, ::h2::Error>;
+    fn send_reset(&mut self, reason: Reason);
+    fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<Result<Reason, ::h2::Error>>;
+    /// Send what came on the request's interim channel.
+    fn interim(&mut self, message: Interim, ctx: &Arc<ConnContext>);
+}
+
+impl Respond for SendResponse<Bytes> {
+    fn stream_id(&self) -> u32 {
+        SendResponse::stream_id(self).as_u32()
+    }
+
+    fn send_head(
+        &mut self,
+        head: http::Response<()>,
+        end: bool,
+    ) -> Result<SendStream<Bytes>, ::h2::Error> {
+        self.send_response(head, end)
+    }
+
+    fn send_reset(&mut self, reason: Reason) {
+        SendResponse::send_reset(self, reason)
+    }
+
+    fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<Result<Reason, ::h2::Error>> {
+        SendResponse::poll_reset(self, cx)
+    }
+
+    fn interim(&mut self, message: Interim, ctx: &Arc<ConnContext>) {
+        match message {
+            Interim::EarlyHints(_) if !ctx.config.early_hints => {}
+            Interim::EarlyHints(mut fields) => {
+                strip_connection_fields(&mut fields);
+                // RFC 9110 §8.6: no Content-Length in a 1xx response.
+                fields.remove(CONTENT_LENGTH);
+                let mut hints = http::Response::new(());
+                *hints.status_mut() = http::StatusCode::EARLY_HINTS;
+                *hints.headers_mut() = fields;
+                if let Err(e) = self.send_informational(hints) {
+                    log::debug!(target: "propylon.server", "HTTP/2 103 Early Hints not sent: {e}");
+                }
+            }
+            Interim::Push(requests) => {
+                for request in requests {
+                    match self.push_request(request.clone()) {
+                        Ok(pushed) => {
+                            let request = request.map(|()| RequestBody::Promised {
+                                stream_id: pushed.stream_id().as_u32(),
+                            });
+                            tokio::spawn(answer(request, pushed, None, ctx.clone()));
+                        }
+                        // SETTINGS_ENABLE_PUSH 0 (RFC 9113 §6.5.2), or no
+                        // stream id left: no more pushes here.
+                        Err(e) => {
+                            log::debug!(target: "propylon.server", "HTTP/2 push not sent: {e}");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Respond for SendPushedResponse<Bytes> {
+    fn stream_id(&self) -> u32 {
+        SendPushedResponse::stream_id(self).as_u32()
+    }
+
+    fn send_head(
+        &mut self,
+        head: http::Response<()>,
+        end: bool,
+    ) -> Result<SendStream<Bytes>, ::h2::Error> {
+        self.send_response(head, end)
+    }
+
+    fn send_reset(&mut self, reason: Reason) {
+        SendPushedResponse::send_reset(self, reason)
+    }
+
+    fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<Result<Reason, ::h2::Error>> {
+        SendPushedResponse::poll_reset(self, cx)
+    }
+
+    fn interim(&mut self, _: Interim, _: &Arc<ConnContext>) {}
+}
+
 /// One stream: the request to `request::service`, its response back to the
 /// client. A client's RST_STREAM before the response ends it (the request's
 /// future, and with it the call's reply, is dropped).
 async fn exchange(
     request: http::Request<RecvStream>,
-    mut respond: SendResponse<Bytes>,
+    respond: SendResponse<Bytes>,
     ctx: Arc<ConnContext>,
 ) {
     let stream_id = respond.stream_id().as_u32();
-    let request = request.map(|body| RequestBody::H2 { body, stream_id });
-    let mut response = std::pin::pin!(begin(request, ctx));
+    let mut request = request.map(|body| RequestBody::H2 { body, stream_id });
+    let (sender, receiver) = interim::channel();
+    request.extensions_mut().insert(sender);
+    answer(request, respond, Some(receiver), ctx).await
+}
+
+/// A request's response, and before it what comes on its interim channel:
+/// a message sent before the response goes before it; the channel is
+/// dropped when the response is ready, and later messages with it.
+async fn answer<R: Respond>(
+    request: http::Request<RequestBody>,
+    mut respond: R,
+    mut interim: Option<InterimReceiver>,
+    ctx: Arc<ConnContext>,
+) {
+    let stream_id = respond.stream_id();
+    let mut response = std::pin::pin!(begin(request, ctx.clone()));
     let answered = std::future::poll_fn(|cx| {
-        if let Poll::Ready(response) = response.as_mut().poll(cx) {
+        // The response first: a message sent before it is queued by the
+        // time it is ready, and goes out before it.
+        let polled = response.as_mut().poll(cx);
+        if let Some(receiver) = &mut interim {
+            while let Poll::Ready(message) = receiver.poll_recv(cx) {
+                respond.interim(message, &ctx);
+            }
+        }
+        if let Poll::Ready(response) = polled {
             return Poll::Ready(Some(response));
         }
         match respond.poll_reset(cx) {
@@ -297,6 +423,7 @@ async fn exchange(
         }
     })
     .await;
+    drop(interim);
     match answered {
         Some(Ok(response)) => send_response(response, respond).await,
         Some(Err(never)) => match never {},
@@ -307,7 +434,7 @@ async fn exchange(
 }
 
 /// Send the head, then the body and the trailers (`SendBody`).
-async fn send_response(response: HttpResponse, mut respond: SendResponse<Bytes>) {
+async fn send_response<R: Respond>(response: HttpResponse, mut respond: R) {
     let (mut parts, body) = response.into_parts();
     let trailers = parts.extensions.remove::<Trailers>().map(|t| t.0);
     strip_connection_fields(&mut parts.headers);
@@ -322,7 +449,7 @@ async fn send_response(response: HttpResponse, mut respond: SendResponse<Bytes>)
         }
     }
     let end = body_ended && trailers.is_none();
-    let stream = match respond.send_response(http::Response::from_parts(parts, ()), end) {
+    let stream = match respond.send_head(http::Response::from_parts(parts, ()), end) {
         Ok(stream) => stream,
         Err(e) => {
             log::debug!(target: "propylon.server", "HTTP/2 response head not sent: {e}");
@@ -690,5 +817,215 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(outcome, Some(Reason::INTERNAL_ERROR));
+    }
+
+    /// Interim responses and pushes on HTTP/2: a page at `/` (the WSGI
+    /// target, `Page`), static files under `/static` (`StaticFiles`).
+    mod early_hints {
+        use super::*;
+        use crate::proto::route::{RouteTable, Target};
+        use crate::runtime::endpoint::Endpoints;
+        use http::header::LINK;
+
+        /// Answers "page", after a hint of its own on `/hint`.
+        struct Page;
+
+        impl Endpoint for Page {
+            fn dispatch(&self, call: Box<Call>) -> Result<(), Busy> {
+                if call.request.head.target.path() == "/hint" {
+                    let mut fields = HeaderMap::new();
+                    fields.insert(LINK, HeaderValue::from_static("</own.css>; rel=preload"));
+                    let _ = call.interim.early_hints(fields);
+                }
+                answer(call, "page".into());
+                Ok(())
+            }
+        }
+
+        /// Answers "static <path> <accept-encoding>".
+        struct StaticFiles;
+
+        impl Endpoint for StaticFiles {
+            fn dispatch(&self, call: Box<Call>) -> Result<(), Busy> {
+                let head = &call.request.head;
+                let encoding = head.headers.get("accept-encoding").cloned();
+                let text = format!("static {} {encoding:?}", head.target.path());
+                answer(call, text);
+                Ok(())
+            }
+        }
+
+        fn answer(call: Box<Call>, text: String) {
+            call.reply.send(Response {
+                status: StatusCode::OK,
+                headers: HeaderMap::new(),
+                body: ResponseBody::full(Bytes::from(text)),
+                trailers: None,
+            });
+        }
+
+        const LINKS: [&str; 3] = [
+            "</static/app.css>; rel=preload; as=style",
+            "</page.js>; rel=preload; as=script",
+            "<https://cdn.example/x.js>; rel=preload; as=script",
+        ];
+
+        /// A served connection (push allowed by the server with `push`)
+        /// and a client (that allows push with `client_push`).
+        async fn serve(push: bool, client_push: bool) -> ::h2::client::SendRequest<Bytes> {
+            serve_with(config(65_535), push, client_push).await
+        }
+
+        async fn serve_with(
+            mut config: ServerConfig,
+            push: bool,
+            client_push: bool,
+        ) -> ::h2::client::SendRequest<Bytes> {
+            config.http2.push = push;
+            let routes =
+                RouteTable::new([("", Target::Wsgi), ("/static", Target::Static(0))]).unwrap();
+            let endpoints = Endpoints::new(
+                routes,
+                Some(Arc::new(Page)),
+                vec![Arc::new(StaticFiles) as Arc<dyn Endpoint>],
+            )
+            .with_preload(LINKS.iter().map(|l| HeaderValue::from_static(l)).collect());
+            let ctx = ConnContext::for_tests_with(config, endpoints);
+            let (client, server) = tokio::io::duplex(256 * 1024);
+            let settings = Settings::new(&ctx.config.http2);
+            tokio::spawn(Connection::new(server, &settings, ctx));
+            let (send, conn) = ::h2::client::Builder::new()
+                .enable_push(client_push)
+                .handshake(client)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            send
+        }
+
+        /// A GET of `path` with `accept`: the interim responses' `link`
+        /// fields, the body, and each push's path and body.
+        async fn get(
+            send: &mut ::h2::client::SendRequest<Bytes>,
+            path: &str,
+            accept: &str,
+        ) -> (Vec<Vec<String>>, String, Vec<(String, String)>) {
+            let request = http::Request::get(format!("http://localhost{path}"))
+                .header("accept", accept)
+                .header("accept-encoding", "br")
+                .body(())
+                .unwrap();
+            let (mut response, _) = send.send_request(request, true).unwrap();
+            let mut pushes = response.push_promises();
+            let mut hints = Vec::new();
+            while let Some(hint) = std::future::poll_fn(|cx| response.poll_informational(cx)).await
+            {
+                let hint = hint.unwrap();
+                assert_eq!(hint.status(), http::StatusCode::EARLY_HINTS);
+                let links = hint.headers().get_all(LINK).iter();
+                hints.push(links.map(|v| v.to_str().unwrap().to_owned()).collect());
+            }
+            let body = read_body(response.await.unwrap().into_body()).await;
+            let mut pushed = Vec::new();
+            while let Some(Some(promise)) = pushes.push_promise().now_or_never() {
+                let (request, response) = promise.unwrap().into_parts();
+                let body = read_body(response.await.unwrap().into_body()).await;
+                pushed.push((request.uri().path().to_owned(), body));
+            }
+            (hints, body, pushed)
+        }
+
+        async fn read_body(mut body: RecvStream) -> String {
+            let mut data = Vec::new();
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.unwrap();
+                body.flow_control().release_capacity(chunk.len()).unwrap();
+                data.extend_from_slice(&chunk);
+            }
+            String::from_utf8(data).unwrap()
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_page_gets_the_preloads_as_103_and_pushes_only_with_the_option() {
+            let mut send = serve(false, true).await;
+            let (hints, body, pushed) =
+                tokio::time::timeout(WAIT, get(&mut send, "/", "text/html"))
+                    .await
+                    .unwrap();
+            assert_eq!(hints, vec![LINKS.map(String::from).to_vec()]);
+            assert_eq!(body, "page");
+            assert!(pushed.is_empty(), "{pushed:?}");
+            // Not a page: nothing before the response.
+            let (hints, body, _) = tokio::time::timeout(WAIT, get(&mut send, "/", "*/*"))
+                .await
+                .unwrap();
+            assert!(hints.is_empty(), "{hints:?}");
+            assert_eq!(body, "page");
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn with_push_the_preloads_a_static_mount_serves_are_pushed() {
+            let mut send = serve(true, true).await;
+            let (hints, body, pushed) =
+                tokio::time::timeout(WAIT, get(&mut send, "/", "text/html"))
+                    .await
+                    .unwrap();
+            assert_eq!(hints.len(), 1);
+            assert_eq!(body, "page");
+            // Only the one on this origin under /static, with the page's
+            // Accept-Encoding.
+            let expected = (
+                "/static/app.css".to_owned(),
+                "static /static/app.css Some(\"br\")".to_owned(),
+            );
+            assert_eq!(pushed, vec![expected]);
+            // A static file itself is not a page.
+            let (hints, _, pushed) =
+                tokio::time::timeout(WAIT, get(&mut send, "/static/app.css", "text/html"))
+                    .await
+                    .unwrap();
+            assert!(
+                hints.is_empty() && pushed.is_empty(),
+                "{hints:?} {pushed:?}"
+            );
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_client_that_disabled_push_gets_none() {
+            let mut send = serve(true, false).await;
+            let (hints, body, pushed) =
+                tokio::time::timeout(WAIT, get(&mut send, "/", "text/html"))
+                    .await
+                    .unwrap();
+            assert_eq!(hints.len(), 1);
+            assert_eq!(body, "page");
+            assert!(pushed.is_empty(), "{pushed:?}");
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn with_early_hints_off_no_103_goes_but_pushes_do() {
+            let mut config = config(65_535);
+            config.early_hints = false;
+            let mut send = serve_with(config, true, true).await;
+            for path in ["/", "/hint"] {
+                let (hints, body, pushed) =
+                    tokio::time::timeout(WAIT, get(&mut send, path, "text/html"))
+                        .await
+                        .unwrap();
+                assert!(hints.is_empty(), "{hints:?}");
+                assert_eq!(body, "page");
+                assert_eq!(pushed.len(), 1, "{pushed:?}");
+            }
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn an_endpoints_own_hint_goes_before_its_response() {
+            let mut send = serve(false, true).await;
+            let (hints, body, _) = tokio::time::timeout(WAIT, get(&mut send, "/hint", "*/*"))
+                .await
+                .unwrap();
+            assert_eq!(hints, vec![vec!["</own.css>; rel=preload".to_owned()]]);
+            assert_eq!(body, "page");
+        }
     }
 }

@@ -6,7 +6,9 @@
 //! (`--buffer-body`, `body::spool`), asks the route table (`proto::route`)
 //! which endpoint serves the request, hands it the protocol-neutral request
 //! (`endpoint::Request`; 503 when its pool is full), and turns its reply into
-//! a response.
+//! a response. Before the call, a page request is announced the
+//! application's preloads (`103 Early Hints`, and HTTP/2 pushes with
+//! `--http2-push`), through the request's interim channel (`interim`).
 //!
 //! What it does not do: parse HTTP (`conn::h1` and `conn::h2` do), know what an
 //! endpoint does with a request (WSGI's environ is the WSGI endpoint's), or
@@ -25,6 +27,7 @@ use super::body::{
     preread, spool, BodyClock, BodyError, BodyReader, ChannelBody, H2Body, Reservation, SocketBody,
     Source, SpoolError, SpoolLimits, UnreadWatch,
 };
+use super::interim::InterimSender;
 use super::response::{ResponseBody, Trailers};
 use crate::proto::body::{plan, Coding, Framing};
 use crate::proto::request::{check_authority, check_framing, check_target, HttpVersion};
@@ -42,6 +45,9 @@ pub(crate) type HttpResponse = Response<Tracked<ResponseBody>>;
 pub(crate) enum RequestBody {
     /// An HTTP/2 stream's body, and the stream's id.
     H2 { body: RecvStream, stream_id: u32 },
+    /// A request the server pushed on HTTP/2 (RFC 9113 §8.4): no body, and
+    /// the promised stream's id.
+    Promised { stream_id: u32 },
     /// An HTTP/1.x request, whose head `proto::h1::parse_request` has
     /// checked (size, framing, target, Host): its framing, and its body when
     /// it has one.
@@ -319,11 +325,11 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             return Next::Respond(Box::new(error_response(e.status, e.reason, true)));
         }
     }
-    let (parts, incoming) = req.into_parts();
+    let (mut parts, incoming) = req.into_parts();
     // The request an h2c upgrade carried arrives as stream 1, its body read.
     let upgraded = ctx.upgrade.as_ref().and_then(|u| u.take());
     let stream_id = match &incoming {
-        RequestBody::H2 { stream_id, .. } => Some(*stream_id),
+        RequestBody::H2 { stream_id, .. } | RequestBody::Promised { stream_id } => Some(*stream_id),
         RequestBody::Http1 { .. } => upgraded.is_some().then_some(1),
     };
     let exchange = match &incoming {
@@ -334,6 +340,7 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
                 .map(|p| p.as_str()),
         ),
         RequestBody::Http1 { .. } => Exchange::of_http1(&parts.headers),
+        RequestBody::Promised { .. } => Exchange::Plain,
     };
     let endpoint = match ctx.endpoints.route(exchange, parts.uri.path()) {
         Ok(endpoint) => endpoint.clone(),
@@ -352,6 +359,7 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
                 (None, RequestBody::Http1 { framing, .. }) => {
                     !matches!(framing, Framing::Empty | Framing::Length(0))
                 }
+                (None, RequestBody::Promised { .. }) => false,
             };
             if has_body {
                 ctx.unread_input.store(true, Ordering::Relaxed);
@@ -359,11 +367,16 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             return Next::Respond(Box::new(error_response(404, "Not Found", has_body)));
         }
     };
+    let interim = parts
+        .extensions
+        .remove::<InterimSender>()
+        .unwrap_or_else(InterimSender::none);
     let framing = match (&upgraded, &incoming) {
         (Some(u), _) => u.framing,
         (None, RequestBody::H2 { body, .. }) => h2_framing(&parts.headers, body),
         // "Content-Length: 0" stays Length(0): the endpoint is told "0".
         (None, RequestBody::Http1 { framing, .. }) => *framing,
+        (None, RequestBody::Promised { .. }) => Framing::Empty,
     };
     let config = &ctx.config;
     let body_plan = match plan(&parts.headers, framing, &config.body) {
@@ -374,6 +387,9 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             return Next::Respond(Box::new(error_response(e.status, e.reason, true)));
         }
     };
+    // Before the body is read and the call made: the client fetches while
+    // the application works.
+    announce(ctx, exchange, &parts, &interim);
     let source = match (framing, incoming) {
         _ if upgraded.is_some() => Source::Memory(upgraded.map(|u| u.body).unwrap_or_default()),
         (
@@ -403,7 +419,8 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
                 ..
             },
         ) => Source::Channel(body),
-        (Framing::Empty | Framing::Length(0), _) | (_, RequestBody::Http1 { body: None, .. }) => {
+        (Framing::Empty | Framing::Length(0), _)
+        | (_, RequestBody::Http1 { body: None, .. } | RequestBody::Promised { .. }) => {
             Source::Empty
         }
         (Framing::Length(_) | Framing::Streamed, RequestBody::H2 { body, .. }) => Source::H2 {
@@ -451,6 +468,7 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             zero_copy,
             slot,
             reply,
+            interim,
             queued: queued.clone(),
         });
         if endpoint.dispatch(call).is_err() {
@@ -493,6 +511,74 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             body_plan.content_length,
         ),
     }
+}
+
+/// Announce the application's preloads before a page's response
+/// (`proto::early_hints`): a `103 Early Hints` with their `Link` fields,
+/// unless `--no-early-hints`; with `--http2-push`, on HTTP/2, pushes of
+/// those a static mount serves (the client may have disabled push: the
+/// connection then sends none).
+fn announce(
+    ctx: &ConnContext,
+    exchange: Exchange,
+    parts: &http::request::Parts,
+    interim: &InterimSender,
+) {
+    let config = &ctx.config;
+    if !config.early_hints && !config.http2.push {
+        return;
+    }
+    let Some(preload) = ctx.endpoints.preload_for(
+        exchange,
+        &parts.method,
+        parts.version,
+        &parts.uri,
+        &parts.headers,
+    ) else {
+        return;
+    };
+    if config.early_hints {
+        // A new channel has room: this cannot be refused.
+        let _ = interim.early_hints(preload.hint().clone());
+    }
+    if config.http2.push && parts.version == http::Version::HTTP_2 && !preload.push().is_empty() {
+        let _ = interim.push(push_requests(parts, preload.push()));
+    }
+}
+
+/// The GET requests a page's pushes answer (RFC 9113 §8.4.1: safe, no
+/// content), on the page's origin, with the page's `Accept-Encoding` (a
+/// precompressed file may be chosen by it) and `User-Agent`.
+fn push_requests(
+    page: &http::request::Parts,
+    paths: &[http::uri::PathAndQuery],
+) -> Vec<Request<()>> {
+    let scheme = page
+        .uri
+        .scheme()
+        .cloned()
+        .unwrap_or(http::uri::Scheme::HTTP);
+    let Some(authority) = page.uri.authority() else {
+        return Vec::new();
+    };
+    paths
+        .iter()
+        .filter_map(|path| {
+            let uri = http::Uri::builder()
+                .scheme(scheme.clone())
+                .authority(authority.clone())
+                .path_and_query(path.clone())
+                .build()
+                .ok()?;
+            let mut request = Request::get(uri).version(http::Version::HTTP_2);
+            for name in [http::header::ACCEPT_ENCODING, http::header::USER_AGENT] {
+                for value in page.headers.get_all(&name) {
+                    request = request.header(&name, value);
+                }
+            }
+            request.body(()).ok()
+        })
+        .collect()
 }
 
 /// The response for a body error that ends a request before the application ran
