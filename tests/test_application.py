@@ -155,6 +155,11 @@ def test_server_object(start_server, tmp_path: Path) -> None:
     }  # fmt: skip
 
 
+def test_server_object_follows_the_early_hints_and_push_options(start_server, tmp_path: Path) -> None:
+    server = start_server(f"{APPS}:app", "--no-early-hints", "--http2-push", "--app-config", f"record={tmp_path / 'r'}")
+    assert get_json(server, "/")["server"]["features"] == ["http2", "push", "static"]
+
+
 def test_server_object_with_tls(start_server, pki, tmp_path: Path) -> None:
     server = start_server(f"{APPS}:app", *pki.ecdsa.args(), "--insecure-bind", "127.0.0.1:0",
                           "--app-config", f"record={tmp_path / 'r'}")  # fmt: skip

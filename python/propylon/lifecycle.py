@@ -62,9 +62,9 @@ def server_info(config: Config, app_config: Mapping[str, object]) -> ServerInfo:
     features = {"static", "http2"}
     if config.certfile is not None:
         features.add("tls")
-    if getattr(config, "early_hints", True):
+    if config.early_hints:
         features.add("early_hints")
-    if getattr(config, "http2_push", False):
+    if config.http2_push:
         features.add("push")
     return ServerInfo(
         name="propylon",
