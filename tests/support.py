@@ -59,7 +59,8 @@ _LISTENING = re.compile(r"Listening on (?P<address>\S+)")
 
 
 class ServerProcess:
-    """One ``python -m propylon APP --bind ... ARGS`` process.
+    """One ``python -m propylon APP --bind ... ARGS`` process (``launcher``
+    replaces ``-m propylon``: a script that takes the same arguments).
 
     ``listeners`` are the addresses from the readiness lines, in order
     (``http://127.0.0.1:41234``, ``http://[::1]:41234``, ``unix:/path``, or
@@ -70,9 +71,10 @@ class ServerProcess:
     awaited too.
     """
 
-    def __init__(self, app_spec: str, args: Sequence[str], binds: Sequence[str]) -> None:
+    def __init__(self, app_spec: str, args: Sequence[str], binds: Sequence[str],
+                 launcher: Sequence[str] = ("-m", "propylon")) -> None:
         self.app_spec = app_spec
-        self.command = [sys.executable, "-m", "propylon", app_spec]
+        self.command = [sys.executable, *launcher, app_spec]
         for bind in binds:
             self.command += ["--bind", bind]
         self.command += list(args)

@@ -18,6 +18,8 @@
 //! - [`wsgi`]: WSGI's rules: the environ of a request, the response state
 //!   machine (`start_response`, `write()`, `exc_info`).
 //! - [`route`]: the route table, which kind of endpoint serves a request.
+//! - [`static_files`]: what a request to a static mount gets (paths,
+//!   validators and preconditions, ranges, precompressed siblings, types).
 //!
 //! Callers name items by their module (`proto::wsgi::environ::build`,
 //! `proto::length::ResponseLength`); there are deliberately no re-exports, so
@@ -33,5 +35,6 @@ pub(crate) mod request;
 #[cfg_attr(not(feature = "python"), allow(dead_code))]
 pub(crate) mod response;
 pub(crate) mod route;
+pub(crate) mod static_files;
 mod syntax;
 pub(crate) mod wsgi;

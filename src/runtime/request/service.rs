@@ -417,7 +417,13 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             received: 0,
         },
     };
-    let reservation = read_ahead(ctx, framing, &parts.headers, &source);
+    // An endpoint that answers from the head alone gets the body as it
+    // comes: nothing is read ahead or buffered for it.
+    let reads_body = endpoint.reads_body();
+    let reservation = match reads_body {
+        true => read_ahead(ctx, framing, &parts.headers, &source),
+        false => None,
+    };
     let decode = body_plan.decode;
     let max_body_size = config.body.max_body_size;
     let connection = ConnectionInfo {
@@ -479,7 +485,7 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             BodyReader::new(source, decode, max_body_size),
             (framing == Framing::Length(0)).then_some(0),
         ),
-        _ if config.body.buffer => Next::Buffer(Box::new(Pending {
+        _ if config.body.buffer && reads_body => Next::Buffer(Box::new(Pending {
             source,
             declared: match framing {
                 Framing::Length(n) => Some(n),
