@@ -481,6 +481,23 @@ def test_traversal_attempts_are_not_found(srv, target):
     assert b"SECRET" not in response.body and b"hunter2" not in response.body and b"root:" not in response.body
 
 
+def test_only_regular_files(srv, tree):
+    # A FIFO is not a file (and opening it cannot hold a thread); nor is a directory.
+    fifo = tree / "pipe"
+    if not fifo.exists():
+        os.mkfifo(fifo)
+    assert get(srv, "/static/pipe")[::2] == (404, b"404 Not Found\n")
+    assert get(srv, "/static/docs/")[0] == 200
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_an_unreadable_file_is_forbidden(srv, tree):
+    locked = tree / "locked.txt"
+    locked.write_bytes(b"locked")
+    locked.chmod(0)
+    assert get(srv, "/static/locked.txt")[0] == 403
+
+
 def test_links_and_dotfiles_where_the_mount_allows_them(srv):
     assert get(srv, "/static/alias.txt")[2] == HELLO  # a link inside the root
     assert get(srv, "/open/leak.txt")[2] == b"TOP SECRET\n"  # follow_symlinks

@@ -9,11 +9,11 @@
 //!
 //! Never outside the directory: the relative path has no `..`, no empty
 //! segment and no separator of another system (`proto::static_files::path`),
-//! so only a symbolic link can lead out. Unless the mount follows symbolic
-//! links, the path is resolved with `realpath(3)` (`fs::canonicalize`) and
-//! must stay under the directory's own canonical path, and the resolved path
-//! is opened with `O_NOFOLLOW`; links that stay inside the directory are
-//! served. This works on every kernel and every Unix; `openat2(2)` with
+//! so only a symbolic link can lead out. The path is resolved with
+//! `realpath(3)` (`fs::canonicalize`) and, unless the mount follows symbolic
+//! links, must stay under the directory's own canonical path; the resolved
+//! path is opened with `O_NOFOLLOW`. Links that stay inside the directory
+//! are served. This works on every kernel and every Unix; `openat2(2)` with
 //! `RESOLVE_BENEATH` would also close the window between the check and the
 //! open, in which only someone who can already write inside the served
 //! directory could swap a directory for a link. Files are opened with
@@ -120,9 +120,9 @@ impl StaticMount {
         full.extend(&path.segments);
         let name = path.segments.last().cloned();
         match self.open(&full) {
-            Opened::File(file, meta) if !path.trailing_slash => {
+            Opened::File(file, meta, real) if !path.trailing_slash => {
                 let name = name.unwrap_or_default();
-                self.with_siblings(file, meta, &full, name)
+                self.with_siblings(file, meta, &real, name)
             }
             Opened::File(..) => Found::Nothing,
             Opened::Directory if !path.trailing_slash => Found::Directory,
@@ -132,8 +132,8 @@ impl StaticMount {
                 };
                 full.push(index);
                 match self.open(&full) {
-                    Opened::File(file, meta) => {
-                        self.with_siblings(file, meta, &full, index.clone())
+                    Opened::File(file, meta, real) => {
+                        self.with_siblings(file, meta, &real, index.clone())
                     }
                     Opened::Forbidden => Found::Forbidden,
                     Opened::Directory | Opened::Nothing => Found::Nothing,
@@ -144,14 +144,25 @@ impl StaticMount {
         }
     }
 
-    /// The file, with the precompressed siblings found next to it.
-    fn with_siblings(&self, file: File, meta: Metadata, path: &Path, name: String) -> Found {
+    /// The file, with the precompressed siblings found next to it. `real`
+    /// is the path the file was opened by, resolved (and checked), so a
+    /// sibling in the same directory is opened by its name alone
+    /// (`O_NOFOLLOW`: one system call for a sibling that does not exist);
+    /// only a sibling that is itself a link is resolved and checked as any
+    /// other path. The siblings of a link are those of the file it leads to.
+    fn with_siblings(&self, file: File, meta: Metadata, real: &Path, name: String) -> Found {
         let mut siblings = Vec::new();
         if self.precompressed {
             for coding in Coding::ALL {
-                let mut sibling = path.as_os_str().to_owned();
+                let mut sibling = real.as_os_str().to_owned();
                 sibling.push(coding.suffix());
-                if let Opened::File(file, meta) = self.open(Path::new(&sibling)) {
+                let sibling = Path::new(&sibling);
+                let opened = match self.open_resolved(sibling) {
+                    Ok(opened) => opened,
+                    Err(e) if e.raw_os_error() == Some(libc::ELOOP) => self.open(sibling),
+                    Err(e) => Opened::failed(&e),
+                };
+                if let Opened::File(file, meta, _) = opened {
                     siblings.push(Representation {
                         file,
                         meta,
@@ -171,48 +182,48 @@ impl StaticMount {
         }))
     }
 
-    /// Open `path` if it is a regular file or a directory under the mount.
+    /// Open `path` if it is a regular file or a directory under the mount
+    /// (anywhere, when the mount follows links).
     fn open(&self, path: &Path) -> Opened {
-        let target = if self.follow_symlinks {
-            path.to_path_buf()
-        } else {
-            match std::fs::canonicalize(path) {
-                Ok(real) if real.starts_with(&self.directory) => real,
-                Ok(real) => {
-                    log::info!(
-                        target: "propylon.server",
-                        "static mount {:?}: {} leads outside the mount's directory (to {}); not served",
-                        self.prefix,
-                        path.display(),
-                        real.display()
-                    );
-                    return Opened::Nothing;
-                }
-                Err(e) => return Opened::failed(&e),
-            }
-        };
-        let mut options = std::fs::OpenOptions::new();
-        options.read(true);
-        let mut flags = libc::O_NONBLOCK;
-        if !self.follow_symlinks {
-            flags |= libc::O_NOFOLLOW;
-        }
-        options.custom_flags(flags);
-        let file = match options.open(&target) {
-            Ok(file) => file,
+        let real = match std::fs::canonicalize(path) {
+            Ok(real) => real,
             Err(e) => return Opened::failed(&e),
         };
-        match file.metadata() {
-            Ok(meta) if meta.is_file() => Opened::File(file, meta),
-            Ok(meta) if meta.is_dir() => Opened::Directory,
-            Ok(_) => Opened::Nothing,
-            Err(e) => Opened::failed(&e),
+        if !self.follow_symlinks && !real.starts_with(&self.directory) {
+            log::info!(
+                target: "propylon.server",
+                "static mount {:?}: {} leads outside the mount's directory (to {}); not served",
+                self.prefix,
+                path.display(),
+                real.display()
+            );
+            return Opened::Nothing;
         }
+        self.open_resolved(&real)
+            .unwrap_or_else(|e| Opened::failed(&e))
+    }
+
+    /// Open a resolved path: its last component must not be a link
+    /// (`ELOOP` otherwise).
+    fn open_resolved(&self, target: &Path) -> io::Result<Opened> {
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
+        let file = options.open(target)?;
+        let meta = file.metadata()?;
+        Ok(if meta.is_file() {
+            Opened::File(file, meta, target.to_path_buf())
+        } else if meta.is_dir() {
+            Opened::Directory
+        } else {
+            Opened::Nothing
+        })
     }
 }
 
 enum Opened {
-    File(File, Metadata),
+    /// The file, and the path it was opened by.
+    File(File, Metadata, PathBuf),
     Directory,
     Forbidden,
     Nothing,
@@ -312,6 +323,9 @@ mod tests {
         symlink(outside.path().join("secret"), dir.join("leak")).unwrap();
         symlink(outside.path(), dir.join("leakdir")).unwrap();
         symlink(dir.join("app.js"), dir.join("alias.js")).unwrap();
+        std::fs::write(dir.join("linked.css"), "css").unwrap();
+        symlink(outside.path().join("secret"), dir.join("linked.css.br")).unwrap();
+        symlink(dir.join("app.js.gz"), dir.join("linked.css.gz")).unwrap();
         let m = mount(dir, false);
         let cases = [
             (rel(&["app.js"], false), "file app.js 2[\"br\", \"gzip\"]"),
@@ -325,7 +339,12 @@ mod tests {
             (rel(&["app.js", "x"], false), "not found"),
             (rel(&["leak"], false), "not found"),
             (rel(&["leakdir", "secret"], false), "not found"),
-            (rel(&["alias.js"], false), "file alias.js 2[]"),
+            // A link is served by the name it was asked by (alias.js, the
+            // siblings of app.js); a sibling that is a link is checked too.
+            (
+                rel(&["alias.js"], false),
+                "file alias.js 2[\"br\", \"gzip\"]",
+            ),
         ];
         for (path, expected) in cases {
             assert_eq!(kind(m.lookup(&path)), expected, "{path:?}");
@@ -338,6 +357,10 @@ mod tests {
         assert_eq!(
             kind(followed.lookup(&rel(&["leakdir", "secret"], false))),
             "file secret 6[]"
+        );
+        assert_eq!(
+            kind(followed.lookup(&rel(&["linked.css"], false))),
+            "file linked.css 3[\"br\", \"gzip\"]"
         );
     }
 
