@@ -221,6 +221,9 @@ impl StaticMount {
     }
 }
 
+/// What opening a path gave. Not boxed, whatever clippy says of its size:
+/// it lives for one call on a blocking thread's stack, and is moved once.
+#[allow(clippy::large_enum_variant)]
 enum Opened {
     /// The file, and the path it was opened by.
     File(File, Metadata, PathBuf),
