@@ -50,6 +50,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 HELLO = b"Hello, static world!\n"
 SCRIPT = b"console.log('propylon');\n" * 40
 BIG = os.urandom(1 << 20)
+NOISE = os.urandom(4096).hex().encode()
 ETAG = re.compile(r'^"[0-9a-f]+-[0-9a-f]+-[0-9a-f]+"$')
 
 needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -73,6 +74,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "app.js.br").write_bytes(brotli.compress(SCRIPT))
     (root / "app.js.gz").write_bytes(gzip.compress(SCRIPT))
     (root / "app.js.zst").write_bytes(zstandard.ZstdCompressor().compress(SCRIPT))
+    (root / "noise.txt").write_bytes(NOISE)
+    (root / "noise.txt.gz").write_bytes(gzip.compress(NOISE))
     (root / "style.css").write_bytes(b"body{}\n")
     (root / "style.css.gz").write_bytes(gzip.compress(b"body{}\n"))
     (root / "docs").mkdir()
@@ -382,6 +385,21 @@ def test_precompressed_sibling_by_accept_encoding(srv, tree, accept, coding):
     # Each file its own validator.
     stat = os.stat(tree / f"app.js{suffix}")
     assert headers["etag"] == f'"{stat.st_ino:x}-{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+
+
+def test_ranges_of_a_precompressed_answer(srv, tree):
+    compressed = (tree / "noise.txt.gz").read_bytes()
+    assert len(compressed) > 1000
+    status, headers, body = get(srv, "/static/noise.txt", {"Accept-Encoding": "gzip", "Range": "bytes=0-9"})
+    assert (status, headers["content-encoding"], body) == (206, "gzip", compressed[:10])
+    assert headers["content-range"] == f"bytes 0-9/{len(compressed)}"
+    # Several ranges: the whole compressed file, not a multipart body under
+    # Content-Encoding; the same ranges of the file itself are multipart.
+    ranges = {"Range": "bytes=0-1,-1"}
+    status, headers, body = get(srv, "/static/noise.txt", {"Accept-Encoding": "gzip", **ranges})
+    assert (status, headers["content-encoding"], body) == (200, "gzip", compressed)
+    status, headers, body = get(srv, "/static/noise.txt", {"Accept-Encoding": "identity", **ranges})
+    assert status == 206 and headers["content-type"].startswith("multipart/byteranges")
 
 
 def test_only_the_siblings_that_exist(srv):

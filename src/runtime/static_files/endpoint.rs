@@ -210,6 +210,13 @@ fn respond(
         }
         _ => RangeDecision::Whole,
     };
+    // Several ranges of a precompressed file: the whole file. A multipart
+    // body under `Content-Encoding` would say the whole body is compressed;
+    // no browser asks for this, and such files are small.
+    let ranges = match ranges {
+        RangeDecision::Partial(r) if r.len() > 1 && coding.is_some() => RangeDecision::Whole,
+        other => other,
+    };
     let file_body = |file: File, offset: u64, len: u64| {
         ResponseBody::File(Box::new(FileBody::new(
             file,
