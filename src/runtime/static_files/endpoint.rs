@@ -1,9 +1,9 @@
 //! The endpoint that answers requests to a static mount.
 //!
-//! What it does: `StaticEndpoint::dispatch` spawns a tokio task per request;
-//! the task checks the method and the path (`proto::static_files`), finds
-//! the file on tokio's blocking pool (`mount::StaticMount::lookup`), and
-//! answers with the rules of `proto::static_files`: 301 to a directory's
+//! What it does: `StaticEndpoint::dispatch` checks the method and the path
+//! (`proto::static_files`) and answers a refusal at once; otherwise one job
+//! on tokio's blocking pool finds the file (`mount::StaticMount::lookup`)
+//! and answers with the rules of `proto::static_files`: 301 to a directory's
 //! path with "/", 304 / 412 on preconditions, 206 / 416 on ranges, the
 //! precompressed sibling `Accept-Encoding` chooses. A body is the file
 //! itself (`ResponseBody::File`: `sendfile(2)` on cleartext HTTP/1.x,
@@ -62,74 +62,67 @@ impl StaticEndpoint {
 
 impl Endpoint for StaticEndpoint {
     fn dispatch(&self, call: Box<Call>) -> Result<(), Busy> {
-        tokio::spawn(serve(self.mount.clone(), call));
+        let Call {
+            request,
+            zero_copy,
+            reply,
+            ..
+        } = *call;
+        let head = request.head;
+        drop(request.body);
+        // What needs no file system is answered here, on the connection's
+        // thread.
+        let method = media::method_plan(&head.method);
+        if method == MethodPlan::NotAllowed {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED);
+            response
+                .headers
+                .insert(ALLOW, HeaderValue::from_static(media::ALLOW));
+            reply.send(response);
+            return Ok(());
+        }
+        let relative =
+            match path::resolve(head.target.path(), &self.mount.prefix, self.mount.dotfiles) {
+                Ok(relative) => relative,
+                Err(refusal) => {
+                    log::debug!(
+                        target: "propylon.server",
+                        "static {:?} refused: {refusal:?}",
+                        head.target.path()
+                    );
+                    reply.send(without_body_for(method, text(StatusCode::NOT_FOUND)));
+                    return Ok(());
+                }
+            };
+        // The rest is one job on tokio's blocking pool: the lookup, then the
+        // answer, sent from there (a job that panics drops `reply`: 500).
+        let mount = self.mount.clone();
+        tokio::task::spawn_blocking(move || {
+            let response = match mount.lookup(&relative) {
+                Found::File(file) => respond(&mount, *file, method, &head.headers, zero_copy),
+                Found::Directory => {
+                    let location =
+                        path::directory_location(head.target.path(), head.target.query());
+                    let mut response = text(StatusCode::MOVED_PERMANENTLY);
+                    match HeaderValue::from_str(&location) {
+                        Ok(value) => {
+                            response.headers.insert(LOCATION, value);
+                            response
+                        }
+                        Err(_) => text(StatusCode::NOT_FOUND),
+                    }
+                }
+                Found::Forbidden => text(StatusCode::FORBIDDEN),
+                Found::Nothing => text(StatusCode::NOT_FOUND),
+            };
+            reply.send(without_body_for(method, response));
+        });
         Ok(())
     }
 
     fn reads_body(&self) -> bool {
         false
     }
-}
-
-async fn serve(mount: Arc<StaticMount>, call: Box<Call>) {
-    let Call {
-        request,
-        zero_copy,
-        reply,
-        ..
-    } = *call;
-    let head = request.head;
-    drop(request.body);
-    let method = media::method_plan(&head.method);
-    if method == MethodPlan::NotAllowed {
-        let mut response = text(StatusCode::METHOD_NOT_ALLOWED);
-        response
-            .headers
-            .insert(ALLOW, HeaderValue::from_static(media::ALLOW));
-        reply.send(response);
-        return;
-    }
-    let uri_path = head.target.path();
-    let relative = match path::resolve(uri_path, &mount.prefix, mount.dotfiles) {
-        Ok(relative) => relative,
-        Err(refusal) => {
-            log::debug!(target: "propylon.server", "static {uri_path:?} refused: {refusal:?}");
-            reply.send(text(StatusCode::NOT_FOUND));
-            return;
-        }
-    };
-    let looked_up = {
-        let mount = mount.clone();
-        tokio::task::spawn_blocking(move || mount.lookup(&relative)).await
-    };
-    let found = match looked_up {
-        Ok(found) => found,
-        Err(_) => {
-            reply.send(text(StatusCode::INTERNAL_SERVER_ERROR));
-            return;
-        }
-    };
-    let response = match found {
-        Found::File(file) => respond(&mount, *file, method, &head.headers, zero_copy),
-        Found::Directory => {
-            let location = path::directory_location(uri_path, head.target.query());
-            let mut response = text(StatusCode::MOVED_PERMANENTLY);
-            match HeaderValue::from_str(&location) {
-                Ok(value) => {
-                    response.headers.insert(LOCATION, value);
-                    response
-                }
-                Err(_) => text(StatusCode::NOT_FOUND),
-            }
-        }
-        Found::Forbidden => text(StatusCode::FORBIDDEN),
-        Found::Nothing => text(StatusCode::NOT_FOUND),
-    };
-    let response = match method {
-        MethodPlan::Head => without_body(response),
-        MethodPlan::Get | MethodPlan::NotAllowed => response,
-    };
-    reply.send(response);
 }
 
 /// The answer for a file found: the representation chosen, its
@@ -374,7 +367,9 @@ fn text(status: StatusCode) -> Response {
 
 /// HEAD: the same head, no body (RFC 9110 §9.3.2); `Content-Length` stays,
 /// saying what a GET would get.
-fn without_body(mut response: Response) -> Response {
-    response.body = ResponseBody::Empty;
+fn without_body_for(method: MethodPlan, mut response: Response) -> Response {
+    if method == MethodPlan::Head {
+        response.body = ResponseBody::Empty;
+    }
     response
 }
