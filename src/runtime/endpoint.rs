@@ -128,8 +128,8 @@ impl Reply {
 pub(crate) struct Busy;
 
 pub(crate) trait Endpoint: Send + Sync + 'static {
-    /// Start `call` on the worker pool, or refuse it when the pool's queue is
-    /// full (the runtime answers 503). Boxed once where it is made: a call is
+    /// Start `call` (on the worker pool, for an endpoint that calls Python),
+    /// or refuse it when the pool's queue is full (the runtime answers 503). Boxed once where it is made: a call is
     /// several hundred bytes, and it is handed on twice more.
     fn dispatch(&self, call: Box<Call>) -> Result<(), Busy>;
 

@@ -3,7 +3,8 @@
 //! What it does: applies the framing rules (`proto::request`), plans the body
 //! (`proto::body`: 413 before the application is called, decoding, the
 //! length the endpoint is told), optionally reads the whole body first
-//! (`--buffer-body`, `body::spool`), asks the route table (`proto::route`)
+//! (`--buffer-body`, `body::spool`; not for an endpoint that reads no body,
+//! such as static files), asks the route table (`proto::route`)
 //! which endpoint serves the request, hands it the protocol-neutral request
 //! (`endpoint::Request`; 503 when its pool is full), and turns its reply into
 //! a response.
