@@ -20,6 +20,8 @@
 //! - [`route`]: the route table, which kind of endpoint serves a request.
 //! - [`early_hints`]: which requests are announced the application's
 //!   preloads (`103 Early Hints`), and which preloads may be pushed.
+//! - [`static_files`]: what a request to a static mount gets (paths,
+//!   validators and preconditions, ranges, precompressed siblings, types).
 //!
 //! Callers name items by their module (`proto::wsgi::environ::build`,
 //! `proto::length::ResponseLength`); there are deliberately no re-exports, so
@@ -36,5 +38,6 @@ pub(crate) mod request;
 #[cfg_attr(not(feature = "python"), allow(dead_code))]
 pub(crate) mod response;
 pub(crate) mod route;
+pub(crate) mod static_files;
 mod syntax;
 pub(crate) mod wsgi;

@@ -33,7 +33,6 @@ use crate::proto::syntax::trim_ows;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Target {
     /// A static mount, by its index among the application's mounts.
-    #[allow(dead_code)] // Until the runtime serves static mounts.
     Static(usize),
     /// The WebSocket endpoint.
     WebSocket,

@@ -4,9 +4,14 @@
 //! callable, the URL prefixes of each endpoint, the static mounts, the links
 //! to announce. It is read here by attribute name, once.
 //!
+//! Each static mount becomes a `Target::Static` row of the route table and
+//! a `StaticEndpoint` (`runtime::static_files`), checked before the server
+//! binds.
+//!
 //! What it does not do: read the configuration (`config`), serve connections
 //! (`runtime::server`), or call the application (`wsgi`).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +24,8 @@ use crate::proto::route::{RouteTable, Target};
 use crate::runtime::endpoint::{Endpoint, Endpoints};
 use crate::runtime::pool::{Pool, ThreadMain, Worker};
 use crate::runtime::server::{Server, Stopped};
+use crate::runtime::static_files::endpoint::StaticEndpoint;
+use crate::runtime::static_files::mount::{MountSettings, StaticMount};
 
 /// How long, after the connections are gone, work still on the pool may take
 /// to notice and finish (it sees closed channels and returns).
@@ -69,6 +76,34 @@ struct PyPlan {
     wsgi: Option<Py<PyAny>>,
     routes: Vec<(String, String)>,
     preload: Vec<String>,
+    #[pyo3(attribute("static"))]
+    mounts: Vec<PyStaticMount>,
+}
+
+/// `propylon.plan.StaticMount`.
+#[derive(FromPyObject)]
+struct PyStaticMount {
+    prefix: String,
+    directory: PathBuf,
+    cache_control: Option<String>,
+    index: Option<String>,
+    precompressed: bool,
+    follow_symlinks: bool,
+    dotfiles: bool,
+}
+
+impl From<PyStaticMount> for MountSettings {
+    fn from(m: PyStaticMount) -> MountSettings {
+        MountSettings {
+            prefix: m.prefix,
+            directory: m.directory,
+            cache_control: m.cache_control,
+            index: m.index,
+            precompressed: m.precompressed,
+            follow_symlinks: m.follow_symlinks,
+            dotfiles: m.dotfiles,
+        }
+    }
 }
 
 /// Returns True when every request finished; False when the graceful timeout
@@ -95,7 +130,21 @@ pub(crate) fn serve(
         };
         target.map(|t| (prefix.as_str(), t))
     });
-    let declared = declared.collect::<PyResult<Vec<_>>>()?;
+    let mut declared = declared.collect::<PyResult<Vec<_>>>()?;
+    // Checked before anything starts: a mount that cannot be served stops
+    // the server with one line saying why.
+    let mounts = plan
+        .mounts
+        .into_iter()
+        .map(|m| StaticMount::new(m.into()).map_err(PyOSError::new_err))
+        .collect::<PyResult<Vec<_>>>()?;
+    let prefixes: Vec<String> = mounts.iter().map(|m| m.prefix.clone()).collect();
+    declared.extend(
+        prefixes
+            .iter()
+            .enumerate()
+            .map(|(i, prefix)| (prefix.as_str(), Target::Static(i))),
+    );
     let routes = RouteTable::new(declared).map_err(|e| PyValueError::new_err(e.to_string()))?;
     let preload = plan
         .preload
@@ -114,6 +163,10 @@ pub(crate) fn serve(
                 })
         })
         .collect::<PyResult<Vec<_>>>()?;
+    let statics = mounts
+        .into_iter()
+        .map(|m| Arc::new(StaticEndpoint::new(m)) as Arc<dyn Endpoint>)
+        .collect();
     logging::install(py)?;
     tune_malloc();
     errors::load(py)?;
@@ -150,7 +203,7 @@ pub(crate) fn serve(
             config.root_path.clone(),
         )) as Arc<dyn Endpoint>
     });
-    let endpoints = Endpoints::new(routes, wsgi, Vec::new()).with_preload(preload);
+    let endpoints = Endpoints::new(routes, wsgi, statics).with_preload(preload);
     let (stopped, pool_idle) = py.detach(move || {
         let stopped = server.run(endpoints);
         let idle = pool.shutdown(POOL_GRACE);

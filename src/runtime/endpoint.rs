@@ -135,10 +135,17 @@ impl Reply {
 pub(crate) struct Busy;
 
 pub(crate) trait Endpoint: Send + Sync + 'static {
-    /// Start `call` on the worker pool, or refuse it when the pool's queue is
-    /// full (the runtime answers 503). Boxed once where it is made: a call is
+    /// Start `call` (on the worker pool, for an endpoint that calls Python),
+    /// or refuse it when the pool's queue is full (the runtime answers 503). Boxed once where it is made: a call is
     /// several hundred bytes, and it is handed on twice more.
     fn dispatch(&self, call: Box<Call>) -> Result<(), Busy>;
+
+    /// Whether the endpoint reads request bodies. One that answers from the
+    /// head alone (static files) says no: the runtime then neither reads
+    /// its requests' bodies ahead nor buffers them (`--buffer-body`).
+    fn reads_body(&self) -> bool {
+        true
+    }
 }
 
 /// The endpoints of a running server and the route table that chooses

@@ -2,7 +2,8 @@
 //!
 //! `server` binds and accepts and shuts down; each connection is a task of
 //! `conn` over a `transport`; each request goes through `request::service` to
-//! an `endpoint`, whose work runs on the `pool`; `access_log` writes one line
+//! an `endpoint`, whose work runs on the `pool` (or, for `static_files`, on
+//! tokio's blocking pool); `access_log` writes one line
 //! per response, `timers` watch each connection, `config` holds the settings.
 
 pub(crate) mod access_log;
@@ -13,5 +14,6 @@ pub(crate) mod pool;
 pub(crate) mod request;
 pub(crate) mod scheduling;
 pub(crate) mod server;
+pub(crate) mod static_files;
 pub(crate) mod timers;
 pub(crate) mod transport;

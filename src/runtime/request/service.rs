@@ -3,7 +3,8 @@
 //! What it does: applies the framing rules (`proto::request`), plans the body
 //! (`proto::body`: 413 before the application is called, decoding, the
 //! length the endpoint is told), optionally reads the whole body first
-//! (`--buffer-body`, `body::spool`), asks the route table (`proto::route`)
+//! (`--buffer-body`, `body::spool`; not for an endpoint that reads no body,
+//! such as static files), asks the route table (`proto::route`)
 //! which endpoint serves the request, hands it the protocol-neutral request
 //! (`endpoint::Request`; 503 when its pool is full), and turns its reply into
 //! a response. Before the call, a page request is announced the
@@ -434,7 +435,13 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             received: 0,
         },
     };
-    let reservation = read_ahead(ctx, framing, &parts.headers, &source);
+    // An endpoint that answers from the head alone gets the body as it
+    // comes: nothing is read ahead or buffered for it.
+    let reads_body = endpoint.reads_body();
+    let reservation = match reads_body {
+        true => read_ahead(ctx, framing, &parts.headers, &source),
+        false => None,
+    };
     let decode = body_plan.decode;
     let max_body_size = config.body.max_body_size;
     let connection = ConnectionInfo {
@@ -497,7 +504,7 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             BodyReader::new(source, decode, max_body_size),
             (framing == Framing::Length(0)).then_some(0),
         ),
-        _ if config.body.buffer => Next::Buffer(Box::new(Pending {
+        _ if config.body.buffer && reads_body => Next::Buffer(Box::new(Pending {
             source,
             declared: match framing {
                 Framing::Length(n) => Some(n),

@@ -1,0 +1,14 @@
+//! Static files served by the runtime, without Python.
+//!
+//! - [`mount`]: a `StaticMount` (a directory under a URL prefix, checked
+//!   once) and the lookup of a request's file in it, on the blocking pool,
+//!   never outside the directory.
+//! - [`endpoint`]: the `StaticEndpoint` that answers a request from the
+//!   mount (the rules are `proto::static_files`), and the multipart body of
+//!   a multi-range answer.
+//!
+//! What it does not do: use the worker pool or the GIL. A static request
+//! never waits for a Python thread.
+
+pub(crate) mod endpoint;
+pub(crate) mod mount;
