@@ -215,6 +215,19 @@ def test_streamed_response_and_errors(client: httpx.Client) -> None:
     assert client.get("/anything/else").text == "wsgi /anything/else"
 
 
+def test_client_gone_ends_an_endless_response(server: Server, site: SimpleNamespace) -> None:
+    marker = site.base / f"marker-{server.kind}"
+    with RawConnection(server.port) as raw:
+        raw.send(b"GET /endless HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert raw.read_head() is not None
+        raw.read_some(100_000)
+        raw.abort()
+    deadline = time.monotonic() + READY_TIMEOUT
+    while "endless-closed" not in marker.read_text():
+        assert time.monotonic() < deadline, "the endless response's close() was never called"
+        time.sleep(0.05)
+
+
 # -- the static mount --------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ Environment: ``ADAPTERS_STATIC`` the static directory (mounted at ``/static``),
 ``/echo``       the request body, read 1000 bytes at a time; JSON length + hash
 ``/stream``     three chunks from a generator, no Content-Length
 ``/error``      raises before start_response
+``/endless``    chunks without end; its close() appends ``endless-closed`` to the marker
 ==============  =================================================================
 """
 
@@ -84,12 +85,29 @@ class Site:
         if path == "/stream":
             start_response("200 OK", [("Content-Type", "text/plain")])
             return (part for part in (b"one ", b"two ", b"three"))
+        if path == "/endless":
+            start_response("200 OK", [("Content-Type", "application/octet-stream")])
+            return Endless(self)
         if path == "/error":
             raise RuntimeError("the application failed")
         return _reply(start_response, f"wsgi {path}".encode())
 
     def __call__(self, environ, start_response):
         return self.wsgi(environ, start_response)
+
+
+class Endless:
+    """An endless response body: the server must stop iterating when the client goes."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+
+    def __iter__(self):
+        while True:
+            yield b"x" * 16384
+
+    def close(self) -> None:
+        self.site._mark("endless-closed")
 
 
 def _reply(start_response, body: bytes, content_type: str = "text/plain"):

@@ -24,6 +24,7 @@ import enum
 import logging
 import os
 import sys
+import threading
 import urllib.parse
 from collections.abc import Callable, Coroutine, Iterable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
@@ -180,22 +181,56 @@ class ASGIAdapter:
             await _send_answer(send, _plain(404, "Not Found\n"))
 
 
-class RequestBody:
-    """``wsgi.input`` fed from the ASGI ``receive`` channel as the application
-    reads: each read takes what it needs, one ``http.request`` message at a
-    time, never the whole body first. It ends (``b""``) after the last message
-    (``wsgi.input_terminated``); a disconnect before then raises
-    :class:`~propylon.ClientDisconnected` (WSGI 1.1: an incomplete body is an
-    error, never an early end)."""
+class RequestMessages:
+    """The ASGI ``receive`` channel of one request, read by a task of its own
+    at most ``AHEAD`` messages ahead of the application: so the body is never
+    read whole into memory, and a disconnect is seen while the response is
+    being sent, even when the application does not read the body (PEP 3333
+    lets a server stop iterating an application whose client has gone).
+    """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, receive: Receive) -> None:
-        self._loop = loop
+    #: Messages read ahead: the last ``http.request`` of a body the
+    #: application does not read, and one more.
+    AHEAD = 2
+
+    def __init__(self, receive: Receive) -> None:
         self._receive = receive
+        self.queue: asyncio.Queue[Message] = asyncio.Queue(self.AHEAD)
+        self.disconnected = threading.Event()
+        self.task = asyncio.ensure_future(self._pump())
+
+    async def _pump(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected.set()
+                try:
+                    self.queue.put_nowait(message)  # wakes a read waiting for the body
+                except asyncio.QueueFull:
+                    pass
+                return
+            await self.queue.put(message)
+
+
+class RequestBody:
+    """``wsgi.input`` fed from :class:`RequestMessages` as the application
+    reads: each read takes what it needs, one ``http.request`` message at a
+    time. It ends (``b""``) after the last message (``wsgi.input_terminated``);
+    a disconnect before then raises :class:`~propylon.ClientDisconnected` (WSGI
+    1.1: an incomplete body is an error, never an early end)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, messages: RequestMessages) -> None:
+        self._loop = loop
+        self._messages = messages
         self._buffer = bytearray()
         self._more = True
 
     def _fill(self) -> None:
-        message = asyncio.run_coroutine_threadsafe(self._receive(), self._loop).result()
+        queue = self._messages.queue
+        if queue.empty() and self._messages.disconnected.is_set():
+            message: Message = {"type": "http.disconnect"}
+        else:
+            message = asyncio.run_coroutine_threadsafe(queue.get(), self._loop).result()
         if message["type"] == "http.disconnect":
             self._more = False
             raise ClientDisconnected("the client disconnected before the request body was complete")
@@ -255,18 +290,25 @@ class WSGIExchange:
         self._send = send
         self.status: tuple[int, list[tuple[bytes, bytes]]] | None = None
         self.headers_sent = False
+        self.messages: RequestMessages | None = None
 
     async def run(self, executor: ThreadPoolExecutor, wsgi: Callable[..., Any], path: str) -> None:
-        environ = self.environ(path)
+        self.messages = RequestMessages(self.receive)
+        environ = self.environ(path, self.messages)
         try:
             await self.loop.run_in_executor(executor, self._call, wsgi, environ)
         except Exception as exc:
+            if self.messages.disconnected.is_set():
+                log.debug("the client went away before the response was sent")
+                return
             if self.headers_sent:
                 raise  # the response is cut short: the server closes the connection
             log.error("the WSGI application raised %s", _describe(exc), exc_info=exc)
             await _send_answer(self._send, _plain(500, "Internal Server Error\n"))
+        finally:
+            self.messages.task.cancel()
 
-    def environ(self, path: str) -> dict[str, Any]:
+    def environ(self, path: str, messages: RequestMessages) -> dict[str, Any]:
         """The WSGI environ (PEP 3333 "environ Variables"): native strings are
         the request's bytes decoded as ISO-8859-1 ("Unicode Issues")."""
         scope = self.scope
@@ -281,7 +323,7 @@ class WSGIExchange:
             "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": scope.get("scheme", "http"),
-            "wsgi.input": RequestBody(self.loop, self.receive),
+            "wsgi.input": RequestBody(self.loop, messages),
             "wsgi.input_terminated": True,
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,
@@ -337,6 +379,8 @@ class WSGIExchange:
             self._body(data, more=True)
 
     def _body(self, data: bytes, more: bool) -> None:
+        if self.messages is not None and self.messages.disconnected.is_set():
+            raise ClientDisconnected("the client went away before the response was complete")
         if not self.headers_sent:
             if self.status is None:
                 raise AssertionError("the WSGI application returned without calling start_response")
