@@ -20,7 +20,6 @@ does not serve streams.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import os
 import sys
@@ -32,10 +31,10 @@ from typing import Any
 
 import propylon
 from propylon.adapters._declarations import read_declarations
-from propylon.adapters._hooks import call_async
+from propylon.adapters._hooks import Lifecycle, call_async, describe
 from propylon.adapters._routes import RouteTable, is_websocket_handshake
 from propylon.adapters._server import Server, read_app_config
-from propylon.adapters._static import StaticAnswer, answer
+from propylon.adapters._static import StaticAnswer, answer, plain_text
 from propylon.errors import ClientDisconnected
 
 __all__ = ["ASGIAdapter"]
@@ -54,12 +53,6 @@ DEFAULT_THREADS = 8
 
 log = logging.getLogger("propylon.adapters")
 
-
-class Lifecycle(enum.Enum):
-    NEW = "new"
-    RUNNING = "running"
-    FAILED = "failed"
-    STOPPED = "stopped"
 
 
 class ASGIAdapter:
@@ -88,7 +81,7 @@ class ASGIAdapter:
         if kind == "websocket":
             await _refuse_websocket(scope, receive, send)
         elif self.lifecycle is not Lifecycle.RUNNING:
-            await _send_answer(send, _plain(500, f"Internal Server Error: {self.failure}\n"))
+            await _send_answer(send, plain_text(500, f"Internal Server Error: {self.failure}\n"))
         else:
             await self._http(scope, receive, send)
 
@@ -107,7 +100,7 @@ class ASGIAdapter:
             if self.declarations.startup is not None:
                 await call_async(self.declarations.startup, self.server(scope))
         except Exception as exc:
-            self.failure = f"startup raised {_describe(exc)}"
+            self.failure = f"startup raised {describe(exc)}"
             self.lifecycle = Lifecycle.FAILED
             log.error("application %s", self.failure, exc_info=exc)
         else:
@@ -148,8 +141,8 @@ class ASGIAdapter:
         try:
             await call_async(self.declarations.shutdown)
         except Exception as exc:
-            log.error("application shutdown raised %s", _describe(exc), exc_info=exc)
-            return f"shutdown raised {_describe(exc)}"
+            log.error("application shutdown raised %s", describe(exc), exc_info=exc)
+            return f"shutdown raised {describe(exc)}"
         return ""
 
     # -- HTTP --------------------------------------------------------------------
@@ -162,7 +155,7 @@ class ASGIAdapter:
         else:
             route = self.routes.route(path, websocket=False)
         if route is None:
-            await _send_answer(send, _plain(404, "Not Found\n"))
+            await _send_answer(send, plain_text(404, "Not Found\n"))
         elif route.mount is not None:
             relative = path[len(route.prefix):].encode("utf-8", "surrogateescape")
             query = scope.get("query_string", b"").decode("latin-1")
@@ -178,7 +171,7 @@ class ASGIAdapter:
             exchange = WSGIExchange(asyncio.get_running_loop(), scope, receive, send)
             await exchange.run(self.executor, self.wsgi, path)
         else:  # pragma: no cover - the table holds only static and WSGI routes
-            await _send_answer(send, _plain(404, "Not Found\n"))
+            await _send_answer(send, plain_text(404, "Not Found\n"))
 
 
 class RequestMessages:
@@ -303,8 +296,8 @@ class WSGIExchange:
                 return
             if self.headers_sent:
                 raise  # the response is cut short: the server closes the connection
-            log.error("the WSGI application raised %s", _describe(exc), exc_info=exc)
-            await _send_answer(self._send, _plain(500, "Internal Server Error\n"))
+            log.error("the WSGI application raised %s", describe(exc), exc_info=exc)
+            await _send_answer(self._send, plain_text(500, "Internal Server Error\n"))
         finally:
             self.messages.task.cancel()
 
@@ -428,11 +421,6 @@ def _header_fields(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     return fields
 
 
-def _plain(status: int, message: str) -> StaticAnswer:
-    body = message.encode()
-    return StaticAnswer(status, [("Content-Type", "text/plain; charset=utf-8"),
-                                 ("Content-Length", str(len(body)))], body=body)
-
 
 async def _send_answer(send: Send, static: StaticAnswer) -> None:
     headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in static.headers]
@@ -469,9 +457,4 @@ async def _refuse_websocket(scope: Scope, receive: Receive, send: Send) -> None:
     else:
         await send({"type": "websocket.close", "code": 1000})
 
-
-def _describe(exc: BaseException) -> str:
-    """``Type: message`` on one line."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 

@@ -1,4 +1,5 @@
-"""Calling ``startup(server)`` and ``shutdown()``, plain functions or ``async def``.
+"""Calling ``startup(server)`` and ``shutdown()``, plain functions or ``async def``,
+and the states an adapter goes through around them (:class:`Lifecycle`).
 
 :func:`call_async` is for an adapter that owns an event loop (ASGI): a
 coroutine function is awaited on that loop, a plain function runs in a thread
@@ -10,11 +11,22 @@ completion with :func:`asyncio.run`.
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["call_async", "call_sync"]
+__all__ = ["Lifecycle", "call_async", "call_sync", "describe"]
+
+
+class Lifecycle(enum.Enum):
+    """Where an adapter is: ``startup`` not run yet, it succeeded (serving),
+    it raised (every request is answered 500), ``shutdown`` has run."""
+
+    NEW = "new"
+    RUNNING = "running"
+    FAILED = "failed"
+    STOPPED = "stopped"
 
 
 async def call_async(hook: Callable[..., Any], *args: object) -> None:
@@ -34,3 +46,9 @@ def call_sync(hook: Callable[..., Any], *args: object) -> None:
 
 async def _wait(awaitable: Awaitable[Any]) -> None:
     await awaitable
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` on one line (the message's first line)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

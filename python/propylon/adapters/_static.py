@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 from propylon.plan import StaticMount
 
-__all__ = ["StaticAnswer", "answer"]
+__all__ = ["StaticAnswer", "answer", "plain_text"]
 
 #: Content codings of precompressed siblings, in the order they are preferred.
 PRECOMPRESSED = (("br", ".br"), ("zstd", ".zst"), ("gzip", ".gz"))
@@ -59,13 +59,14 @@ class StaticAnswer:
     body: bytes = b""
 
 
-def _text(status: int, message: str, headers: list[tuple[str, str]] | None = None) -> StaticAnswer:
+def plain_text(status: int, message: str, headers: list[tuple[str, str]] | None = None) -> StaticAnswer:
+    """A short ``text/plain`` answer (errors, redirects)."""
     body = message.encode()
     fields = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
     return StaticAnswer(status, fields + (headers or []), body=body)
 
 
-NOT_FOUND = _text(404, "Not Found\n")
+NOT_FOUND = plain_text(404, "Not Found\n")
 
 
 def answer(mount: StaticMount, method: str, relative: bytes, location: str,
@@ -77,7 +78,7 @@ def answer(mount: StaticMount, method: str, relative: bytes, location: str,
     redirect; ``headers`` has lower-case names, repeated fields joined by ``,``.
     """
     if method not in ("GET", "HEAD"):
-        return _text(405, "Method Not Allowed\n", [("Allow", ALLOW)])
+        return plain_text(405, "Method Not Allowed\n", [("Allow", ALLOW)])
     parts = [part for part in relative.split(b"/") if part]
     for part in parts:
         if part in (b".", b"..") or b"\\" in part or b"\0" in part:
@@ -99,7 +100,7 @@ def answer(mount: StaticMount, method: str, relative: bytes, location: str,
             return NOT_FOUND
         if not relative.endswith(b"/"):
             target, _, query = location.partition("?")
-            return _text(301, "Moved Permanently\n", [("Location", target + "/" + ("?" + query if query else ""))])
+            return plain_text(301, "Moved Permanently\n", [("Location", target + "/" + ("?" + query if query else ""))])
         path, info = index, index_info
     elif relative.endswith(b"/") or not stat.S_ISREG(info.st_mode):
         return NOT_FOUND
@@ -159,7 +160,7 @@ def _representation(mount: StaticMount, method: str, path: str, info: os.stat_re
     if wanted is not None and _if_range_holds(headers.get("if-range"), etag, last_modified):
         span = _byte_range(wanted, size)
         if isinstance(span, str):
-            return _text(416, "Range Not Satisfiable\n", [("Content-Range", f"bytes */{size}")] + validators)
+            return plain_text(416, "Range Not Satisfiable\n", [("Content-Range", f"bytes */{size}")] + validators)
         if span is not None:
             offset, length = span
             status = 206

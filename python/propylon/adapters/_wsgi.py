@@ -22,7 +22,6 @@ A WSGI server has no WebSocket or stream: a WebSocket handshake is answered
 from __future__ import annotations
 
 import atexit
-import enum
 import http
 import logging
 import os
@@ -33,10 +32,10 @@ from typing import IO, Any
 
 import propylon
 from propylon.adapters._declarations import read_declarations
-from propylon.adapters._hooks import call_sync
+from propylon.adapters._hooks import Lifecycle, call_sync, describe
 from propylon.adapters._routes import RouteTable, is_websocket_handshake
 from propylon.adapters._server import Server, read_app_config
-from propylon.adapters._static import StaticAnswer, answer
+from propylon.adapters._static import StaticAnswer, answer, plain_text
 
 __all__ = ["WSGIAdapter"]
 
@@ -49,12 +48,6 @@ log = logging.getLogger("propylon.adapters")
 
 StartResponse = Callable[..., Callable[[bytes], object]]
 
-
-class Lifecycle(enum.Enum):
-    NEW = "new"
-    RUNNING = "running"
-    FAILED = "failed"
-    STOPPED = "stopped"
 
 
 class WSGIAdapter:
@@ -71,12 +64,12 @@ class WSGIAdapter:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if self.lifecycle is not Lifecycle.RUNNING and not self._start_once(environ):
-            return _send(environ, start_response, _plain(500, f"Internal Server Error: {self.failure}\n"))
+            return _send(environ, start_response, plain_text(500, f"Internal Server Error: {self.failure}\n"))
         path = environ.get("PATH_INFO", "")
         websocket = is_websocket_handshake(environ.get("HTTP_UPGRADE", ""))
         route = self.routes.route(path, websocket=websocket)
         if route is None:
-            return _send(environ, start_response, _plain(404, "Not Found\n"))
+            return _send(environ, start_response, plain_text(404, "Not Found\n"))
         if route.mount is not None:
             relative = path[len(route.prefix):].encode("latin-1")
             target = (environ.get("SCRIPT_NAME", "") + path).encode("latin-1")
@@ -103,7 +96,7 @@ class WSGIAdapter:
                 if self.declarations.startup is not None:
                     call_sync(self.declarations.startup, self.server(environ))
             except Exception as exc:
-                self.failure = f"startup raised {type(exc).__name__}: {str(exc).strip()[:200]}"
+                self.failure = f"startup raised {describe(exc)}"
                 self.lifecycle = Lifecycle.FAILED
                 log.error("application %s", self.failure, exc_info=exc)
                 return False
@@ -120,7 +113,7 @@ class WSGIAdapter:
             try:
                 call_sync(self.declarations.shutdown)
             except Exception as exc:
-                log.error("application shutdown raised %s: %s", type(exc).__name__, exc, exc_info=exc)
+                log.error("application shutdown raised %s", describe(exc), exc_info=exc)
 
 
 class FileRange:
@@ -156,8 +149,3 @@ def _send(environ: Mapping[str, Any], start_response: StartResponse, static: Sta
     file.seek(static.offset)
     return FileRange(file, static.length)
 
-
-def _plain(status: int, message: str) -> StaticAnswer:
-    body = message.encode()
-    return StaticAnswer(status, [("Content-Type", "text/plain; charset=utf-8"),
-                                 ("Content-Length", str(len(body)))], body=body)
