@@ -35,7 +35,7 @@ import httpx
 import pytest
 
 from propylon.adapters import WSGIAdapter
-from propylon.adapters._declarations import ApplicationError
+from propylon.adapters._declarations import ApplicationError, link_value
 from propylon.adapters._server import read_app_config
 from propylon.wsgi11.conformance.client import RawConnection
 from tests.support import CLIENT_TIMEOUT, READY_TIMEOUT, REPO, STOP_TIMEOUT
@@ -336,6 +336,27 @@ def test_websocket_handshake_is_refused(server: Server) -> None:
     assert response.status in (403, 404), response.status
 
 
+def test_preload_announced_where_the_server_offers_early_hints(site: SimpleNamespace, tmp_path: Path) -> None:
+    # hypercorn offers http.response.early_hint on HTTP/2 (h2c with prior knowledge here), not on HTTP/1.1.
+    running = Server("hypercorn", environment(site, "hypercorn", tmp_path / "marker"))
+    try:
+        def curl(*args: str) -> str:
+            result = subprocess.run(["curl", "-sv", *args, f"{running.url}/hello"], capture_output=True, text=True,
+                                    timeout=CLIENT_TIMEOUT)
+            assert result.returncode == 0, result.stderr
+            return result.stderr
+
+        page = curl("--http2-prior-knowledge", "-H", "Accept: text/html")
+        assert "< HTTP/2 103" in page
+        assert "< link: </static/app.css>; rel=preload; as=style" in page
+        assert "< link: </static/font.woff2>; rel=preload; as=font; crossorigin" in page
+        assert page.index("< HTTP/2 103") < page.index("< HTTP/2 200")
+        assert "103" not in curl("--http2-prior-knowledge", "-H", "Accept: application/json")
+        assert "103" not in curl("--http1.1", "-H", "Accept: text/html")
+    finally:
+        running.stop()
+
+
 # -- the lifecycle -----------------------------------------------------------------
 
 
@@ -469,6 +490,24 @@ class _Declared:
 def test_declaration_errors(attributes: dict[str, object], message: str) -> None:
     with pytest.raises(ApplicationError, match=re.escape(message)):
         WSGIAdapter(_Declared(**attributes), environ={})
+
+
+@pytest.mark.parametrize(("entry", "value"), [
+    ("/static/app.css", "</static/app.css>; rel=preload; as=style"),
+    ("/static/app.mjs?v=3", "</static/app.mjs?v=3>; rel=preload; as=script"),
+    ("/fonts/a.WOFF2", "</fonts/a.WOFF2>; rel=preload; as=font; crossorigin"),
+    ("/data/x.json", "</data/x.json>; rel=preload; as=fetch; crossorigin"),
+    ("/download.bin", "</download.bin>; rel=preload"),
+    ("<https://cdn.example>; rel=preconnect", "<https://cdn.example>; rel=preconnect"),
+])
+def test_preload_link_values(entry: str, value: str) -> None:
+    assert link_value(entry) == value
+
+
+@pytest.mark.parametrize("entry", ["static/app.css", "/a b.css", "/a>.css", "/a\n.css"])
+def test_preload_entries_refused(entry: str) -> None:
+    with pytest.raises(ApplicationError, match="neither a URL path nor a Link value"):
+        link_value(entry)
 
 
 def test_not_an_application() -> None:

@@ -33,6 +33,7 @@ from propylon import adapters
 
 class Site:
     __routes__: ClassVar = {"wsgi": ["/"], "websocket": ["/ws"]}
+    __preload__: ClassVar = ["/static/app.css", "</static/font.woff2>; rel=preload; as=font; crossorigin"]
     __config__: ClassVar = {"greeting": "hello", "retries": 3, "ratio": 0.5, "debug": False, "secret": str,
                   "fail_startup": False}
 

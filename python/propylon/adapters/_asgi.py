@@ -13,8 +13,10 @@ What it does, per ASGI scope:
   refused: ``404`` where the server offers the ``websocket.http.response``
   extension, else a close before accepting (which the server answers with 403).
 
-It does not announce ``__preload__`` (ASGI has no early hints message) and
-does not serve streams.
+``__preload__`` is announced with ``http.response.early_hint`` (a ``103 Early
+Hints`` response) before the WSGI endpoint runs, where the server offers that
+extension for the request (HTTP/2 on hypercorn and uvicorn) and the request is
+a page load. It does not serve streams.
 """
 
 from __future__ import annotations
@@ -168,6 +170,9 @@ class ASGIAdapter:
             )
             await _send_answer(send, static)
         elif route.kind == "wsgi" and self.wsgi is not None:
+            if self.declarations.preload and _wants_hints(scope, headers):
+                links = [value.encode("latin-1") for value in self.declarations.preload]
+                await send({"type": "http.response.early_hint", "links": links})
             exchange = WSGIExchange(asyncio.get_running_loop(), scope, receive, send)
             await exchange.run(self.executor, self.wsgi, path)
         else:  # pragma: no cover - the table holds only static and WSGI routes
@@ -441,6 +446,15 @@ async def _send_answer(send: Send, static: StaticAnswer) -> None:
             await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
     finally:
         file.close()
+
+
+def _wants_hints(scope: Scope, headers: Mapping[str, str]) -> bool:
+    """Whether to announce ``__preload__`` before this request's response: the
+    server offers ``http.response.early_hint`` for it (hypercorn and uvicorn
+    do on HTTP/2), and it is a page load (``GET`` accepting ``text/html``), the
+    request whose answer names the assets the hints are about (RFC 8297 §2)."""
+    return ("http.response.early_hint" in scope.get("extensions", {}) and scope["method"] == "GET"
+            and "text/html" in headers.get("accept", ""))
 
 
 async def _refuse_websocket(scope: Scope, receive: Receive, send: Send) -> None:

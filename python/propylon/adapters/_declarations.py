@@ -5,7 +5,8 @@ Reads the duck-typed protocol of the application object (``__endpoint__``,
 ``shutdown``; a plain callable is ``{"wsgi": app}``) with plain ``getattr``
 into a :class:`Declarations`, checked: prefixes normalized as
 :class:`~propylon.plan.StaticMount`'s (``""`` or ``/x``), mounts pointing at
-existing directories, an endpoint that is callable. Every mistake raises
+existing directories, an endpoint that is callable, ``__preload__`` entries
+as complete ``Link`` field values. Every mistake raises
 :class:`ApplicationError` with one line saying what is wrong.
 
 It asks ``__endpoint__`` only for the protocols the adapter serves, and does
@@ -21,7 +22,16 @@ from typing import Any
 
 from propylon.plan import StaticMount
 
-__all__ = ["ApplicationError", "Declarations", "normalize_prefix", "read_declarations"]
+__all__ = ["ApplicationError", "Declarations", "link_value", "normalize_prefix", "read_declarations"]
+
+#: ``as=`` of a preload link by file extension (the Fetch standard's destinations);
+#: fonts and JSON are fetched in CORS mode, so their links say ``crossorigin``.
+PRELOAD_AS = {
+    ".css": "style", ".js": "script", ".mjs": "script",
+    ".woff2": "font", ".woff": "font", ".ttf": "font", ".otf": "font",
+    ".png": "image", ".jpg": "image", ".jpeg": "image", ".gif": "image", ".webp": "image",
+    ".avif": "image", ".svg": "image", ".ico": "image", ".json": "fetch",
+}
 
 
 class ApplicationError(ValueError):
@@ -33,7 +43,8 @@ class Declarations:
     """An application object as an adapter serves it.
 
     ``endpoints`` maps each served protocol the app has to its callable;
-    ``routes`` lists ``(protocol, prefix)`` for those endpoints.
+    ``routes`` lists ``(protocol, prefix)`` for those endpoints; ``preload``
+    holds complete ``Link`` field values.
     """
 
     endpoints: Mapping[str, Callable[..., Any]]
@@ -81,8 +92,8 @@ def read_declarations(app: object, protocols: Iterable[str]) -> Declarations:
     for name, hook in (("startup", startup), ("shutdown", shutdown)):
         if hook is not None and not callable(hook):
             raise ApplicationError(f"{name} is {type(hook).__name__}, not a function")
-    return Declarations(endpoints, tuple(routes), static, tuple(preload), _mapping(app, "__config__"),
-                        startup, shutdown)
+    return Declarations(endpoints, tuple(routes), static, tuple(map(link_value, preload)),
+                        _mapping(app, "__config__"), startup, shutdown)
 
 
 def normalize_prefix(prefix: object, where: str) -> str:
@@ -90,6 +101,23 @@ def normalize_prefix(prefix: object, where: str) -> str:
     if not isinstance(prefix, str) or not prefix.startswith("/"):
         raise ApplicationError(f"{where}: URL prefix {prefix!r} must be a string starting with '/'")
     return prefix.rstrip("/")
+
+
+def link_value(item: str) -> str:
+    """A ``__preload__`` entry as a ``Link`` field value (RFC 8288): a complete
+    value (starting with ``<``) as it is, a URL path as ``<path>; rel=preload``
+    with ``as=`` from its extension (RFC 8297 hints, the preload destinations)."""
+    if item.startswith("<"):
+        return item
+    if not item.startswith("/") or any(char in item for char in '<>" ,;') or not item.isprintable():
+        raise ApplicationError(f"__preload__ entry {item!r} is neither a URL path nor a Link value")
+    kind = PRELOAD_AS.get(os.path.splitext(item.split("?", 1)[0])[1].lower())
+    value = f"<{item}>; rel=preload"
+    if kind is not None:
+        value += f"; as={kind}"
+        if kind in ("font", "fetch"):
+            value += "; crossorigin"
+    return value
 
 
 def _mapping(app: object, name: str) -> Mapping[Any, Any]:
