@@ -336,6 +336,22 @@ def test_websocket_handshake_is_refused(server: Server) -> None:
     assert response.status in (403, 404), response.status
 
 
+def test_wsgi_over_http2(site: SimpleNamespace, tmp_path: Path) -> None:
+    # hypercorn speaks HTTP/2 (h2c with prior knowledge): the bridge streams the body both ways.
+    running = Server("hypercorn", environment(site, "hypercorn", tmp_path / "marker"))
+    try:
+        with httpx.Client(http1=False, http2=True, base_url=running.url, timeout=CLIENT_TIMEOUT) as client:
+            body = os.urandom(500_000)
+            echoed = client.post("/echo", content=body)
+            assert echoed.http_version == "HTTP/2"
+            assert echoed.json()["sha256"] == hashlib.sha256(body).hexdigest()
+            assert client.get("/stream").text == "one two three"
+            static = client.get("/static/big.bin", headers={"Range": "bytes=5-9"})
+            assert (static.status_code, static.content) == (206, BIG[5:10])
+    finally:
+        running.stop()
+
+
 def test_preload_announced_where_the_server_offers_early_hints(site: SimpleNamespace, tmp_path: Path) -> None:
     # hypercorn offers http.response.early_hint on HTTP/2 (h2c with prior knowledge here), not on HTTP/1.1.
     running = Server("hypercorn", environment(site, "hypercorn", tmp_path / "marker"))

@@ -363,8 +363,8 @@ class WSGIExchange:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response called a second time without exc_info (PEP 3333)")
-        code = status.split(" ", 1)[0]
-        if not (isinstance(status, str) and len(code) == 3 and code.isdigit()):
+        code = status.split(" ", 1)[0] if isinstance(status, str) else ""
+        if not (len(code) == 3 and code.isdigit()):
             raise AssertionError(f"bad WSGI status {status!r}: expected '200 OK'")
         fields = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
         self.status = (int(code), fields)
