@@ -56,7 +56,6 @@ DEFAULT_THREADS = 8
 log = logging.getLogger("propylon.adapters")
 
 
-
 class ASGIAdapter:
     """An ASGI 3 application serving ``app`` (see :func:`propylon.adapters.asgi`)."""
 
@@ -152,10 +151,7 @@ class ASGIAdapter:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = _app_path(scope)
         headers = _header_fields(scope["headers"])
-        if is_websocket_handshake(headers.get("upgrade", "")):
-            route = self.routes.route(path, websocket=True)
-        else:
-            route = self.routes.route(path, websocket=False)
+        route = self.routes.route(path, websocket=is_websocket_handshake(headers.get("upgrade", "")))
         if route is None:
             await _send_answer(send, plain_text(404, "Not Found\n"))
         elif route.mount is not None:

@@ -71,8 +71,8 @@ class WSGIAdapter:
         if route is None:
             return _send(environ, start_response, plain_text(404, "Not Found\n"))
         if route.mount is not None:
-            relative = path[len(route.prefix):].encode("latin-1")
-            target = (environ.get("SCRIPT_NAME", "") + path).encode("latin-1")
+            relative = _request_bytes(path[len(route.prefix):])
+            target = _request_bytes(environ.get("SCRIPT_NAME", "") + path)
             query = environ.get("QUERY_STRING", "")
             location = urllib.parse.quote(target) + ("?" + query if query else "")
             headers = {key[5:].lower().replace("_", "-"): value
@@ -133,6 +133,15 @@ class FileRange:
 
     def close(self) -> None:
         self.file.close()
+
+
+def _request_bytes(text: str) -> bytes:
+    """A native string of the environ as the request's bytes (PEP 3333 "Unicode
+    Issues": ISO-8859-1); UTF-8 for a server that put decoded text there."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
 
 
 def _send(environ: Mapping[str, Any], start_response: StartResponse, static: StaticAnswer) -> Iterable[bytes]:
