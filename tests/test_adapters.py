@@ -62,11 +62,12 @@ BIG = bytes(range(256)) * 1200
 class Server:
     """One server process; its output (stdout and stderr) kept line by line."""
 
-    def __init__(self, kind: str, env: dict[str, str], app: str | None = None) -> None:
+    def __init__(self, kind: str, env: dict[str, str], app: str | None = None, extra: list[str] | None = None) -> None:
         self.kind = kind
         args, ready = SERVERS[kind]
         if app is not None:
             args = [app if arg.startswith("tests.apps.adapters_app:") else arg for arg in args]
+        args = args + (extra or [])
         if kind == "gunicorn":
             args = args + ["--control-socket", env["ADAPTERS_MARKER"] + ".ctl"]
         self.command = [sys.executable, *args]
@@ -392,6 +393,34 @@ def test_startup_before_first_request_and_shutdown_after_stop(site: SimpleNamesp
     lines = [line.split() for line in marker.read_text().splitlines()]
     assert [word for word, _ in lines] == ["startup", "shutdown"], running.output()
     assert lines[0][1] == lines[1][1]  # one process ran both
+
+
+def test_startup_once_in_the_worker_under_gunicorn_preload(site: SimpleNamespace, tmp_path: Path) -> None:
+    # --preload builds the adapter in the master; startup must still run in the
+    # worker, once, however many threads ask for it at the same time.
+    marker = tmp_path / "marker"
+    running = Server("gunicorn", environment(site, "gunicorn", marker),
+                     extra=["--preload", "--worker-class", "gthread", "--threads", "8"])
+    try:
+        with httpx.Client(base_url=running.url, timeout=CLIENT_TIMEOUT) as client:
+            barrier = threading.Barrier(8)
+
+            def first_request() -> bool:
+                barrier.wait()
+                return client.get("/server").json()["started"]
+
+            results: list[bool] = []
+            threads = [threading.Thread(target=lambda: results.append(first_request())) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(CLIENT_TIMEOUT)
+            assert results == [True] * 8
+    finally:
+        running.stop()
+    lines = [line.split() for line in marker.read_text().splitlines()]
+    assert [word for word, _ in lines] == ["startup", "shutdown"], running.output()
+    assert int(lines[0][1]) != running.proc.pid  # not the master
 
 
 @pytest.mark.parametrize("kind", list(SERVERS))
