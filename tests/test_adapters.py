@@ -10,9 +10,11 @@ and 304, precompressed siblings, index files and the trailing-slash redirect,
 one byte range, 405, traversal attempts and symbolic links refused), the
 ``server`` object and the app's configuration from the environment and the
 ``[app]`` table, ``startup`` before the first request and ``shutdown`` after
-the server stopped (a marker file), a failing ``startup`` and bad
-configuration. The rules without a server (configuration types, declaration
-errors) are table tests at the end.
+the server stopped (a marker file), a failing ``startup``, bad configuration,
+an endless response stopped when its client goes. On one server each: HTTP/2
+and ``103 Early Hints`` (hypercorn), ``--preload`` (gunicorn). The rules
+without a server (configuration types, preload links, declaration errors) are
+table tests at the end.
 """
 
 from __future__ import annotations

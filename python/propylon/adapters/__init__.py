@@ -24,7 +24,7 @@ __all__ = ["ASGIAdapter", "WSGIAdapter", "asgi", "wsgi"]
 def asgi(app: object, *, threads: int = 8) -> ASGIAdapter:
     """An ASGI 3 application serving ``app``; its WSGI endpoint runs in a pool of ``threads`` threads.
 
-    Example, with ``uvicorn site:asgi_app``::
+    Example, with ``uvicorn myapp:asgi_app``::
 
         from propylon.adapters import asgi
         asgi_app = asgi(app)
@@ -35,7 +35,7 @@ def asgi(app: object, *, threads: int = 8) -> ASGIAdapter:
 def wsgi(app: object) -> WSGIAdapter:
     """A WSGI application serving ``app``.
 
-    Example, with ``gunicorn site:wsgi_app``::
+    Example, with ``gunicorn myapp:wsgi_app``::
 
         from propylon.adapters import wsgi
         wsgi_app = wsgi(app)
