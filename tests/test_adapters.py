@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,9 +36,8 @@ import brotli
 import httpx
 import pytest
 
-from propylon.adapters import WSGIAdapter
-from propylon.adapters._declarations import ApplicationError, link_value
-from propylon.adapters._server import read_app_config
+from propylon.adapters import WSGIAdapter, _server
+from propylon.declarations import read_application
 from propylon.wsgi11.conformance.client import RawConnection
 from tests.support import CLIENT_TIMEOUT, READY_TIMEOUT, REPO, STOP_TIMEOUT
 
@@ -461,7 +460,7 @@ def test_bad_configuration_stops_the_server(site: SimpleNamespace, kind: str, tm
     result = subprocess.run([sys.executable, *args], cwd=REPO, env=full_env, capture_output=True, text=True,
                             timeout=READY_TIMEOUT)
     assert result.returncode != 0
-    assert "PROPYLON_APP_RETRIES='many': expected an integer" in result.stdout + result.stderr
+    assert "PROPYLON_APP_RETRIES must be a whole number, got 'many'" in result.stdout + result.stderr
 
 
 def test_propylon_serves_the_objects_wsgi_part(site: SimpleNamespace, tmp_path: Path) -> None:
@@ -481,6 +480,12 @@ def test_propylon_serves_the_objects_wsgi_part(site: SimpleNamespace, tmp_path: 
 DECLARED = {"greeting": "hello", "retries": 3, "ratio": 0.5, "debug": False, "secret": str}
 
 
+def read_app_config(declared: dict[str, object], environ: dict[str, str]) -> Mapping[str, object]:
+    """The adapter's configuration of an application declaring ``__config__ = declared``."""
+    keys = read_application(_Declared(endpoint=print, __config__=declared)).config
+    return _server.read_app_config(keys, environ)
+
+
 @pytest.mark.parametrize(("variable", "text", "value"), [
     ("PROPYLON_APP_DEBUG", "true", True), ("PROPYLON_APP_DEBUG", "1", True), ("PROPYLON_APP_DEBUG", "YES", True),
     ("PROPYLON_APP_DEBUG", "false", False), ("PROPYLON_APP_DEBUG", "0", False), ("PROPYLON_APP_DEBUG", "no", False),
@@ -493,31 +498,6 @@ def test_configuration_from_the_environment(variable: str, text: str, value: obj
     assert config[key] == value and type(config[key]) is type(value)
 
 
-@pytest.mark.parametrize(("environ", "message"), [
-    ({}, "'secret' is required: set PROPYLON_APP_SECRET"),
-    ({"PROPYLON_APP_SECRET": "s", "PROPYLON_APP_DEBUG": "maybe"}, "expected a boolean"),
-    ({"PROPYLON_APP_SECRET": "s", "PROPYLON_APP_RETRIES": "1.5"}, "expected an integer"),
-    ({"PROPYLON_APP_SECRET": "s", "PROPYLON_APP_RATIO": "half"}, "expected a number"),
-    ({"PROPYLON_APP_SECRET": "s", "PROPYLON_APP_COLOUR": "red"}, "PROPYLON_APP_COLOUR: unknown"),
-])
-def test_configuration_errors(environ: dict[str, str], message: str) -> None:
-    with pytest.raises(ApplicationError, match=re.escape(message)):
-        read_app_config(DECLARED, environ)
-
-
-@pytest.mark.parametrize(("table", "message"), [
-    ("colour = 'red'", "[app] colour: unknown key"),
-    ("retries = '3'", "[app] retries: expected int, got str"),
-    ("debug = 1", "[app] debug: expected bool, got int"),
-    ("retries = true", "[app] retries: expected int, got bool"),
-])
-def test_configuration_file_errors(tmp_path: Path, table: str, message: str) -> None:
-    path = tmp_path / "app.toml"
-    path.write_text(f"[app]\nsecret = 's'\n{table}\n")
-    with pytest.raises(ApplicationError, match=re.escape(message)):
-        read_app_config(DECLARED, {"PROPYLON_CONFIG": str(path)})
-
-
 class _Declared:
     def __init__(self, **attributes: object) -> None:
         self.__dict__.update(attributes)
@@ -526,37 +506,20 @@ class _Declared:
         return self.__dict__.get("endpoint") if protocol == "wsgi" else None
 
 
-@pytest.mark.parametrize(("attributes", "message"), [
-    ({"endpoint": "not callable"}, "__endpoint__('wsgi') returned str, not a callable or None"),
-    ({"__static__": {"/s": "/nonexistent/dir"}}, "__static__['/s']: /nonexistent/dir does not exist"),
-    ({"__static__": {"/s": __file__}}, "is not a directory"),
-    ({"__static__": {"s": "."}}, "URL prefix 's' must be a string starting with '/'"),
-    ({"endpoint": print, "__routes__": {"wsgi": "/api"}}, "__routes__['wsgi'] is a string"),
-    ({"__config__": {"when": None}}, "__config__['when']: NoneType is not a configuration type"),
-])
-def test_declaration_errors(attributes: dict[str, object], message: str) -> None:
-    with pytest.raises(ApplicationError, match=re.escape(message)):
-        WSGIAdapter(_Declared(**attributes), environ={})
-
-
-@pytest.mark.parametrize(("entry", "value"), [
-    ("/static/app.css", "</static/app.css>; rel=preload; as=style"),
-    ("/static/app.mjs?v=3", "</static/app.mjs?v=3>; rel=preload; as=script"),
-    ("/fonts/a.WOFF2", "</fonts/a.WOFF2>; rel=preload; as=font; crossorigin"),
-    ("/data/x.json", "</data/x.json>; rel=preload; as=fetch; crossorigin"),
-    ("/download.bin", "</download.bin>; rel=preload"),
-    ("<https://cdn.example>; rel=preconnect", "<https://cdn.example>; rel=preconnect"),
-])
-def test_preload_link_values(entry: str, value: str) -> None:
-    assert link_value(entry) == value
-
-
-@pytest.mark.parametrize("entry", ["static/app.css", "/a b.css", "/a>.css", "/a\n.css"])
-def test_preload_entries_refused(entry: str) -> None:
-    with pytest.raises(ApplicationError, match="neither a URL path nor a Link value"):
-        link_value(entry)
-
-
-def test_not_an_application() -> None:
-    with pytest.raises(ApplicationError, match="has no __endpoint__ and is not a WSGI callable"):
-        WSGIAdapter(object(), environ={})
+@pytest.mark.parametrize(("attributes", "environ", "message"), [
+    ({"endpoint": "not callable"}, {}, "__endpoint__('wsgi') returned a str, not a callable or None"),
+    ({"endpoint": print, "__static__": {"/s": "/nonexistent/dir"}}, {},
+     "static mount '/s': directory /nonexistent/dir does not exist"),
+    ({"endpoint": print, "__config__": {"retries": 3}}, {"PROPYLON_APP_RETRIES": "many"},
+     "PROPYLON_APP_RETRIES must be a whole number, got 'many'"),
+    ({"endpoint": print, "__config__": {"retries": 3}}, {"PROPYLON_APP_COLOUR": "red"},
+     "PROPYLON_APP_COLOUR: the application has no configuration key 'COLOUR'"),
+])  # fmt: skip
+def test_the_adapters_read_applications_as_the_server_does(
+    attributes: dict[str, object], environ: dict[str, str], message: str
+) -> None:
+    # The rules are propylon.declarations' and propylon.appconfig's (tested in
+    # tests/test_declarations.py and tests/test_application.py): the adapters
+    # refuse what the propylon command refuses, with the same line.
+    with pytest.raises(ValueError, match=re.escape(message)):
+        WSGIAdapter(_Declared(**attributes), environ=environ)

@@ -454,6 +454,30 @@ def test_missing_files_are_not_found_here_not_passed_to_wsgi(srv):
     assert get(srv, "/")[::2] == (200, b"hello")
 
 
+def test_a_file_replaced_on_disk_is_served_anew_within_a_second(srv, tree):
+    # Files found stay found for up to a second (runtime::static_files::mount,
+    # FOUND_VALID); a file replaced by a rename, as deployments replace them,
+    # is then served with its new content and validators.
+    path = tree / "replaced.txt"
+    path.write_bytes(b"first\n")
+    status, headers, body = get(srv, "/static/replaced.txt")
+    assert (status, body) == (200, b"first\n")
+    new = tree / ".replaced.txt.new"
+    new.write_bytes(b"second version\n")
+    new.rename(path)
+    deadline = time.monotonic() + 10
+    while (answer := get(srv, "/static/replaced.txt"))[2] != b"second version\n" and time.monotonic() < deadline:
+        # Served from what was found, whole and consistent: the old content
+        # with its own validators.
+        assert answer[:3:2] == (200, b"first\n")
+        assert answer[1]["etag"] == headers["etag"]
+        time.sleep(0.05)
+    status, new_headers, body = get(srv, "/static/replaced.txt")
+    assert (status, body) == (200, b"second version\n")
+    assert new_headers["etag"] != headers["etag"]
+    assert new_headers["content-length"] == "15"
+
+
 def test_other_methods_are_not_allowed(srv):
     for method in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH"]:
         body = None if method == "OPTIONS" else b"x"

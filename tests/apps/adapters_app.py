@@ -73,7 +73,7 @@ class Site:
             if server is not None:
                 report.update(name=server.name, version=server.version, protocols=sorted(server.protocols),
                               features=sorted(server.features), worker=server.worker, workers=server.workers,
-                              config=dict(server.config), host=server.host)
+                              config=dict(server.config))
             return _reply(start_response, json.dumps(report).encode(), "application/json")
         if path == "/echo":
             body = environ["wsgi.input"]

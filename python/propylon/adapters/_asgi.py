@@ -31,12 +31,12 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, MutableMappi
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import propylon
-from propylon.adapters._declarations import read_declarations
 from propylon.adapters._hooks import Lifecycle, call_async, describe
 from propylon.adapters._routes import RouteTable, is_websocket_handshake
-from propylon.adapters._server import Server, read_app_config
+from propylon.adapters._server import read_app_config, server_info
 from propylon.adapters._static import StaticAnswer, answer, plain_text
+from propylon.application import ServerInfo
+from propylon.declarations import read_application
 from propylon.errors import ClientDisconnected
 
 __all__ = ["ASGIAdapter"]
@@ -61,10 +61,10 @@ class ASGIAdapter:
 
     def __init__(self, app: object, threads: int = DEFAULT_THREADS,
                  environ: Mapping[str, str] = os.environ) -> None:
-        self.declarations = read_declarations(app, PROTOCOLS)
+        self.declarations = read_application(app, PROTOCOLS)
         self.config = read_app_config(self.declarations.config, environ)
-        self.routes = RouteTable(self.declarations)
-        self.wsgi = self.declarations.endpoints.get("wsgi")
+        self.routes = RouteTable(self.declarations.plan)
+        self.wsgi = self.declarations.plan.wsgi
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="propylon-wsgi")
         self.lifecycle = Lifecycle.NEW
         self.failure = ""
@@ -88,12 +88,11 @@ class ASGIAdapter:
 
     # -- lifecycle ---------------------------------------------------------------
 
-    def server(self, scope: Scope) -> Server:
-        """The ``server`` object for ``startup``: ``host`` is the ASGI version the
+    def server(self, scope: Scope) -> ServerInfo:
+        """The ``server`` object for ``startup``, named with the ASGI version the
         server speaks (ASGI does not name the server itself)."""
         version = scope.get("asgi", {}).get("version", "3.0")
-        return Server(name="propylon.adapters.asgi", version=propylon.__version__, protocols=PROTOCOLS,
-                      features=FEATURES, config=self.config, host=f"asgi/{version}")
+        return server_info("asgi", f"asgi/{version}", PROTOCOLS, FEATURES, self.config)
 
     async def _start(self, scope: Scope) -> None:
         """Run ``startup``; a failure leaves the adapter FAILED with one line in ``failure``."""
@@ -166,8 +165,8 @@ class ASGIAdapter:
             )
             await _send_answer(send, static)
         elif route.kind == "wsgi" and self.wsgi is not None:
-            if self.declarations.preload and _wants_hints(scope, headers):
-                links = [value.encode("latin-1") for value in self.declarations.preload]
+            if self.declarations.plan.preload and _wants_hints(scope, headers):
+                links = [value.encode("latin-1") for value in self.declarations.plan.preload]
                 await send({"type": "http.response.early_hint", "links": links})
             exchange = WSGIExchange(asyncio.get_running_loop(), scope, receive, send)
             await exchange.run(self.executor, self.wsgi, path)

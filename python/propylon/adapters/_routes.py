@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from propylon.adapters._declarations import Declarations
-from propylon.plan import StaticMount
+from propylon.plan import ServePlan, StaticMount
 
 __all__ = ["Route", "RouteTable", "is_websocket_handshake"]
 
@@ -38,9 +37,9 @@ class Route:
 class RouteTable:
     """The routes of one application, longest prefix first."""
 
-    def __init__(self, declarations: Declarations) -> None:
-        routes = [Route("static", mount.prefix, mount) for mount in declarations.static]
-        routes += [Route(protocol, prefix) for protocol, prefix in declarations.routes]
+    def __init__(self, plan: ServePlan) -> None:
+        routes = [Route("static", mount.prefix, mount) for mount in plan.static]
+        routes += [Route(protocol, prefix) for protocol, prefix in plan.routes]
         self.routes = sorted(routes, key=lambda route: (-len(route.prefix), KINDS.index(route.kind)))
 
     def route(self, path: str, websocket: bool) -> Route | None:

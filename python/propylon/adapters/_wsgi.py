@@ -30,12 +30,12 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any
 
-import propylon
-from propylon.adapters._declarations import read_declarations
 from propylon.adapters._hooks import Lifecycle, call_sync, describe
 from propylon.adapters._routes import RouteTable, is_websocket_handshake
-from propylon.adapters._server import Server, read_app_config
+from propylon.adapters._server import read_app_config, server_info
 from propylon.adapters._static import StaticAnswer, answer, plain_text
+from propylon.application import ServerInfo
+from propylon.declarations import read_application
 
 __all__ = ["WSGIAdapter"]
 
@@ -54,10 +54,10 @@ class WSGIAdapter:
     """A WSGI application serving ``app`` (see :func:`propylon.adapters.wsgi`)."""
 
     def __init__(self, app: object, environ: Mapping[str, str] = os.environ) -> None:
-        self.declarations = read_declarations(app, PROTOCOLS)
+        self.declarations = read_application(app, PROTOCOLS)
         self.config = read_app_config(self.declarations.config, environ)
-        self.routes = RouteTable(self.declarations)
-        self.wsgi = self.declarations.endpoints.get("wsgi")
+        self.routes = RouteTable(self.declarations.plan)
+        self.wsgi = self.declarations.plan.wsgi
         self.lifecycle = Lifecycle.NEW
         self.failure = ""
         self._lock = threading.Lock()
@@ -83,9 +83,8 @@ class WSGIAdapter:
         result: Iterable[bytes] = self.wsgi(environ, start_response)
         return result
 
-    def server(self, environ: Mapping[str, Any]) -> Server:
-        return Server(name="propylon.adapters.wsgi", version=propylon.__version__, protocols=PROTOCOLS,
-                      features=FEATURES, config=self.config, host=environ.get("SERVER_SOFTWARE"))
+    def server(self, environ: Mapping[str, Any]) -> ServerInfo:
+        return server_info("wsgi", environ.get("SERVER_SOFTWARE"), PROTOCOLS, FEATURES, self.config)
 
     def _start_once(self, environ: Mapping[str, Any]) -> bool:
         """Run ``startup`` unless it has run; whether the adapter is running."""

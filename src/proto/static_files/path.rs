@@ -22,7 +22,7 @@
 //! leaving the directory is the runtime's to find out (`runtime::static_files`).
 
 /// A request path, checked and decoded, relative to the mount's directory.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct RelativePath {
     /// The decoded segments, none empty, none starting with "." unless the
     /// mount serves dotfiles. Empty: the mount's directory itself.

@@ -92,7 +92,11 @@ pub(crate) fn send_file(
         }));
     });
     let body = ResponseBody::File(Box::new(FileBody::new(
-        file, position, len, zero_copy, on_done,
+        Arc::new(file),
+        position,
+        len,
+        zero_copy,
+        on_done,
     )));
     send_head(reply, head, body);
     Ok(true)

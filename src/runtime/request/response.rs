@@ -382,15 +382,17 @@ impl FileBody {
     /// closes the application's file wrapper then, PEP 3333 `close()`).
     /// With `zero_copy` (HTTP/1.x on plain TCP) the bytes go out with
     /// `sendfile` (see `transport::sendfile`); otherwise they are read with `pread`.
+    /// The file may be shared: every read and `sendfile` names its offset,
+    /// none moves the file's own position.
     pub(crate) fn new(
-        file: File,
+        file: Arc<File>,
         offset: u64,
         len: u64,
         zero_copy: Option<Arc<SendQueue>>,
         on_done: Box<dyn FnOnce() + Send>,
     ) -> FileBody {
         FileBody {
-            file: Arc::new(file),
+            file,
             offset,
             remaining: len,
             pending: None,

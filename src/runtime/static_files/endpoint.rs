@@ -1,13 +1,14 @@
 //! The endpoint that answers requests to a static mount.
 //!
 //! What it does: `StaticEndpoint::dispatch` checks the method and the path
-//! (`proto::static_files`) and answers a refusal at once; otherwise one job
-//! on tokio's blocking pool finds the file (`mount::StaticMount::lookup`)
+//! (`proto::static_files`) and answers a refusal at once; otherwise it
+//! finds the file (`mount::StaticMount::lookup`, remembered for a second)
 //! and answers with the rules of `proto::static_files`: 301 to a directory's
 //! path with "/", 304 / 412 on preconditions, 206 / 416 on ranges, the
 //! precompressed sibling `Accept-Encoding` chooses. A body is the file
 //! itself (`ResponseBody::File`: `sendfile(2)` on cleartext HTTP/1.x,
-//! positioned reads elsewhere); several ranges go out as a
+//! positioned reads elsewhere), or its content in memory for a file of at
+//! most `mount::SMALL_FILE` bytes; several ranges go out as a
 //! `multipart/byteranges` stream read block by block, so memory stays
 //! bounded whatever the file's size. HEAD gets the same head, no body.
 //!
@@ -94,29 +95,31 @@ impl Endpoint for StaticEndpoint {
                     return Ok(());
                 }
             };
-        // The rest is one job on tokio's blocking pool: the lookup, then the
-        // answer, sent from there (a job that panics drops `reply`: 500).
-        let mount = self.mount.clone();
-        tokio::task::spawn_blocking(move || {
-            let response = match mount.lookup(&relative) {
-                Found::File(file) => respond(&mount, *file, method, &head.headers, zero_copy),
-                Found::Directory => {
-                    let location =
-                        path::directory_location(head.target.path(), head.target.query());
-                    let mut response = text(StatusCode::MOVED_PERMANENTLY);
-                    match HeaderValue::from_str(&location) {
-                        Ok(value) => {
-                            response.headers.insert(LOCATION, value);
-                            response
-                        }
-                        Err(_) => text(StatusCode::NOT_FOUND),
+        // The lookup runs here too, on the connection's thread: a few
+        // system calls (realpath's readlinks, open, fstat) that the page
+        // cache answers in microseconds, as nginx makes them on its event
+        // loop. A hop to tokio's blocking pool per request cost more than
+        // the calls (a thread hand-off each: 66,000 4 KiB responses a second
+        // on one core against 139,000 for nginx). The price: a mount on a
+        // slow network file system stalls its connections' thread while a
+        // call waits (docs/guide/static.md).
+        let response = match self.mount.lookup(&relative) {
+            Found::File(file) => respond(&self.mount, &file, method, &head.headers, zero_copy),
+            Found::Directory => {
+                let location = path::directory_location(head.target.path(), head.target.query());
+                let mut response = text(StatusCode::MOVED_PERMANENTLY);
+                match HeaderValue::from_str(&location) {
+                    Ok(value) => {
+                        response.headers.insert(LOCATION, value);
+                        response
                     }
+                    Err(_) => text(StatusCode::NOT_FOUND),
                 }
-                Found::Forbidden => text(StatusCode::FORBIDDEN),
-                Found::Nothing => text(StatusCode::NOT_FOUND),
-            };
-            reply.send(without_body_for(method, response));
-        });
+            }
+            Found::Forbidden => text(StatusCode::FORBIDDEN),
+            Found::Nothing => text(StatusCode::NOT_FOUND),
+        };
+        reply.send(without_body_for(method, response));
         Ok(())
     }
 
@@ -129,7 +132,7 @@ impl Endpoint for StaticEndpoint {
 /// preconditions, its ranges.
 fn respond(
     mount: &StaticMount,
-    found: FoundFile,
+    found: &FoundFile,
     method: MethodPlan,
     request: &HeaderMap,
     zero_copy: Option<Arc<crate::runtime::transport::sendfile::SendQueue>>,
@@ -137,22 +140,28 @@ fn respond(
     let FoundFile {
         name,
         original,
-        mut siblings,
+        siblings,
     } = found;
     let has_siblings = !siblings.is_empty();
     let available: Vec<_> = siblings.iter().filter_map(|s| s.coding).collect();
     let chosen = match coding::choose(request, &available) {
         Some(coding) => {
             let i = available.iter().position(|c| *c == coding).unwrap_or(0);
-            siblings.swap_remove(i)
+            &siblings[i]
         }
         None => original,
     };
-    let Representation { file, meta, coding } = chosen;
+    let Representation {
+        file,
+        meta,
+        coding,
+        content,
+    } = chosen;
+    let coding = *coding;
     let size = meta.len();
     let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
     let validators = Validators::of_file(size, modified, meta.ino(), SystemTime::now());
-    let content_type = media::content_type(&name);
+    let content_type = media::content_type(name);
 
     // Fields every answer about this representation carries, 304 included
     // (RFC 9110 §15.4.5).
@@ -210,14 +219,18 @@ fn respond(
         RangeDecision::Partial(r) if r.len() > 1 && coding.is_some() => RangeDecision::Whole,
         other => other,
     };
-    let file_body = |file: File, offset: u64, len: u64| {
-        ResponseBody::File(Box::new(FileBody::new(
-            file,
+    // A small file's content is in memory (`mount::SMALL_FILE`).
+    let file_body = |offset: u64, len: u64| match content {
+        Some(content) => {
+            ResponseBody::full(content.slice(offset as usize..(offset + len) as usize))
+        }
+        None => ResponseBody::File(Box::new(FileBody::new(
+            file.clone(),
             offset,
             len,
             zero_copy.clone(),
             Box::new(|| {}),
-        )))
+        ))),
     };
     match ranges {
         RangeDecision::Whole => {
@@ -226,7 +239,7 @@ fn respond(
             Response {
                 status: StatusCode::OK,
                 headers,
-                body: file_body(file, 0, size),
+                body: file_body(0, size),
                 trailers: None,
             }
         }
@@ -252,7 +265,7 @@ fn respond(
             Response {
                 status: StatusCode::PARTIAL_CONTENT,
                 headers,
-                body: file_body(file, range.first, range.len()),
+                body: file_body(range.first, range.len()),
                 trailers: None,
             }
         }
@@ -266,7 +279,7 @@ fn respond(
             }
             headers.insert(CONTENT_LENGTH, HeaderValue::from(layout.length));
             let (sink, body) = channel();
-            tokio::spawn(send_parts(sink, Arc::new(file), layout));
+            tokio::spawn(send_parts(sink, file.clone(), layout));
             Response {
                 status: StatusCode::PARTIAL_CONTENT,
                 headers,
