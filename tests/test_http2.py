@@ -375,3 +375,51 @@ def test_a_surplus_is_cut_and_the_response_ends_normally(random_server, length, 
             response = raw.read_response()
             assert (response.status, response.body, response.incomplete) == (200, b"x" * length, False)
             assert raw.read_response().body == b"hello"
+
+
+def test_an_extended_connect_websocket_handshake_never_reaches_the_application(server):
+    # RFC 8441: a client may send an extended CONNECT only after the server's
+    # SETTINGS_ENABLE_CONNECT_PROTOCOL, which a server without a WebSocket
+    # endpoint does not send; one sent anyway is refused on its stream (never
+    # handed to the WSGI application, never left waiting), and the
+    # connection goes on serving.
+    import socket
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    config = h2.config.H2Configuration(client_side=True, header_encoding=None, validate_outbound_headers=False)
+    conn = h2.connection.H2Connection(config)
+    conn.initiate_connection()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(conn.data_to_send())
+        settings: dict = {}
+        while not settings:
+            for event in conn.receive_data(sock.recv(65536)):
+                if isinstance(event, h2.events.RemoteSettingsChanged):
+                    settings = {key: value.new_value for key, value in event.changed_settings.items()}
+            sock.sendall(conn.data_to_send())
+        assert settings.get(0x8, 0) == 0, "SETTINGS_ENABLE_CONNECT_PROTOCOL is not advertised"
+        conn.send_headers(1, [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+                              (":path", "/env"), (":authority", "t"), ("sec-websocket-version", "13")])  # fmt: skip
+        conn.send_headers(3, [(":method", "GET"), (":scheme", "http"), (":path", "/env"), (":authority", "t")],
+                          end_stream=True)  # fmt: skip
+        sock.sendall(conn.data_to_send())
+        outcome: dict[int, object] = {}
+        body = b""
+        while 3 not in outcome or 1 not in outcome:
+            data = sock.recv(65536)
+            assert data, f"the connection closed: {outcome}"
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.StreamReset):
+                    outcome[event.stream_id] = "reset"
+                elif isinstance(event, h2.events.ResponseReceived):
+                    outcome[event.stream_id] = dict(event.headers)[b":status"]
+                elif isinstance(event, h2.events.DataReceived):
+                    if event.stream_id == 3:
+                        body += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            sock.sendall(conn.data_to_send())
+    assert outcome[1] in ("reset", b"404"), outcome
+    assert outcome[3] == b"200"
