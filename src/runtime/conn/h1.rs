@@ -65,7 +65,7 @@ use crate::proto::request::{HttpVersion, RequestError};
 use crate::runtime::request::body::{
     self, BodyClock, BodyError, BodySocket, Lease, DRAIN_LIMIT, DRAIN_TIME,
 };
-use crate::runtime::request::interim::{self, Interim, InterimReceiver};
+use crate::runtime::request::interim::{self, Interim, InterimReceiver, InterimSender};
 use crate::runtime::request::response::Trailers;
 use crate::runtime::request::service::{begin, Http1Body, HttpResponse, RequestBody};
 use crate::runtime::transport::sendfile;
@@ -293,13 +293,15 @@ where
             // Interim responses (`103 Early Hints`, unless
             // `--no-early-hints`): never to HTTP/1.0 (RFC 9110 §15.2).
             let hints = ctx.config.early_hints && answering.version == HttpVersion::Http11;
-            let interim = hints.then(|| {
-                let (sender, receiver) = interim::channel();
-                req.extensions_mut().insert(sender);
-                receiver
-            });
+            let (sender, interim) = match hints {
+                true => {
+                    let (sender, receiver) = interim::channel();
+                    (sender, Some(receiver))
+                }
+                false => (InterimSender::none(), None),
+            };
             let handled = Handled {
-                response: Box::pin(begin(req, ctx.clone())),
+                response: Box::pin(begin(req, sender, ctx.clone())),
                 interim,
             };
             (handled, answering, reading)

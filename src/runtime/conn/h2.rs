@@ -47,7 +47,7 @@ use tokio::time::{Instant, Sleep};
 use super::context::ConnContext;
 use crate::runtime::access_log::Tracked;
 use crate::runtime::config::Http2Config;
-use crate::runtime::request::interim::{self, Interim, InterimReceiver};
+use crate::runtime::request::interim::{self, Interim, InterimReceiver, InterimSender};
 use crate::runtime::request::response::{ResponseBody, Trailers};
 use crate::runtime::request::service::{begin, HttpResponse, RequestBody};
 
@@ -340,7 +340,8 @@ impl Respond for SendResponse<Bytes> {
                             let request = request.map(|()| RequestBody::Promised {
                                 stream_id: pushed.stream_id().as_u32(),
                             });
-                            tokio::spawn(answer(request, pushed, None, ctx.clone()));
+                            let none = InterimSender::none();
+                            tokio::spawn(answer(request, none, pushed, None, ctx.clone()));
                         }
                         // SETTINGS_ENABLE_PUSH 0 (RFC 9113 §6.5.2), or no
                         // stream id left: no more pushes here.
@@ -388,10 +389,9 @@ async fn exchange(
     ctx: Arc<ConnContext>,
 ) {
     let stream_id = respond.stream_id().as_u32();
-    let mut request = request.map(|body| RequestBody::H2 { body, stream_id });
+    let request = request.map(|body| RequestBody::H2 { body, stream_id });
     let (sender, receiver) = interim::channel();
-    request.extensions_mut().insert(sender);
-    answer(request, respond, Some(receiver), ctx).await
+    answer(request, sender, respond, Some(receiver), ctx).await
 }
 
 /// A request's response, and before it what comes on its interim channel:
@@ -399,12 +399,13 @@ async fn exchange(
 /// dropped when the response is ready, and later messages with it.
 async fn answer<R: Respond>(
     request: http::Request<RequestBody>,
+    sender: InterimSender,
     mut respond: R,
     mut interim: Option<InterimReceiver>,
     ctx: Arc<ConnContext>,
 ) {
     let stream_id = respond.stream_id();
-    let mut response = std::pin::pin!(begin(request, ctx.clone()));
+    let mut response = std::pin::pin!(begin(request, sender, ctx.clone()));
     let answered = std::future::poll_fn(|cx| {
         // The response first: a message sent before it is queued by the
         // time it is ready, and goes out before it.

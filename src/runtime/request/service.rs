@@ -78,6 +78,7 @@ pub(crate) enum Http1Body {
 /// its future, and the HTTP/1.x engine boxes it per request.
 pub(crate) fn begin(
     req: Request<RequestBody>,
+    interim: InterimSender,
     ctx: Arc<ConnContext>,
 ) -> impl std::future::Future<Output = Result<HttpResponse, std::convert::Infallible>> + Send {
     // Dropped with the response body, or with this future if the request is
@@ -87,7 +88,7 @@ pub(crate) fn begin(
         .config
         .access_log
         .then(|| Box::new(AccessRecord::start(&req, ctx.peer)));
-    let next = start(req, &ctx);
+    let next = start(req, interim, &ctx);
     finish(next, in_flight, record, ctx)
 }
 
@@ -311,7 +312,7 @@ fn read_ahead(
 
 /// Everything about a request that needs no waiting: framing rules, the body
 /// plan, the route, and the dispatch to the endpoint.
-fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
+fn start(req: Request<RequestBody>, interim: InterimSender, ctx: &ConnContext) -> Next {
     let version = HttpVersion::of(req.version());
     // An HTTP/1.x head was checked as it was parsed (`proto::h1`); an
     // HTTP/2 one is checked here.
@@ -326,7 +327,7 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             return Next::Respond(Box::new(error_response(e.status, e.reason, true)));
         }
     }
-    let (mut parts, incoming) = req.into_parts();
+    let (parts, incoming) = req.into_parts();
     // The request an h2c upgrade carried arrives as stream 1, its body read.
     let upgraded = ctx.upgrade.as_ref().and_then(|u| u.take());
     let stream_id = match &incoming {
@@ -368,10 +369,6 @@ fn start(req: Request<RequestBody>, ctx: &ConnContext) -> Next {
             return Next::Respond(Box::new(error_response(404, "Not Found", has_body)));
         }
     };
-    let interim = parts
-        .extensions
-        .remove::<InterimSender>()
-        .unwrap_or_else(InterimSender::none);
     let framing = match (&upgraded, &incoming) {
         (Some(u), _) => u.framing,
         (None, RequestBody::H2 { body, .. }) => h2_framing(&parts.headers, body),
