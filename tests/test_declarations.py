@@ -9,6 +9,7 @@ hooks, the configuration sources) is in tests/test_application.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import os
 from collections.abc import Callable
@@ -211,6 +212,14 @@ def test_static_mounts(tmp_path: Path) -> None:
         StaticMount("/assets", str(tmp_path / "assets"), cache_control="public, max-age=60", dotfiles=True),
         StaticMount("/docs", str(tmp_path / "docs"), index=None),
     )
+
+
+def test_static_declares_the_defaults_a_plan_mount_has() -> None:
+    # propylon.Static is what users write; the reader fills what a mount
+    # object leaves out from StaticMount's defaults: the two must agree.
+    public = {f.name: f.default for f in dataclasses.fields(propylon.Static) if f.name != "directory"}
+    plan = {f.name: f.default for f in dataclasses.fields(StaticMount) if f.name not in ("prefix", "directory")}
+    assert public == plan
 
 
 def test_static_relative_directory_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,6 +32,7 @@ of serving an application object (the ``propylon`` command, the adapters).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -221,6 +222,11 @@ def _read_static(static: object) -> tuple[StaticMount, ...]:
     return tuple(mounts.values())
 
 
+#: A mount's settings where the declaration leaves them out: the plan's own
+#: defaults (``propylon.Static`` declares the same, tested).
+_MOUNT_DEFAULTS: dict[str, Any] = {field.name: field.default for field in dataclasses.fields(StaticMount)}
+
+
 def _read_mount(prefix: str, mount: object, where: str) -> StaticMount:
     if isinstance(mount, (str, os.PathLike)):
         directory: object = mount
@@ -246,10 +252,10 @@ def _read_mount(prefix: str, mount: object, where: str) -> StaticMount:
     if not os.access(path, os.R_OK | os.X_OK):
         raise DeclarationError(f"{where}: directory {path} is not readable by this process")
 
-    cache_control = _optional_str(mount, "cache_control", None, where)
+    cache_control = _optional_str(mount, "cache_control", where)
     if cache_control is not None and not _FIELD_VALUE.fullmatch(cache_control):
         raise DeclarationError(f"{where}: cache_control {cache_control!r} is not a valid header field value")
-    index = _optional_str(mount, "index", "index.html", where)
+    index = _optional_str(mount, "index", where)
     if index is not None and (index in ("", ".", "..") or "/" in index or "\\" in index or "\0" in index):
         raise DeclarationError(f"{where}: index must be a file name such as 'index.html', not {index!r}")
     return StaticMount(
@@ -257,20 +263,22 @@ def _read_mount(prefix: str, mount: object, where: str) -> StaticMount:
         directory=path,
         cache_control=cache_control,
         index=index,
-        precompressed=_flag(mount, "precompressed", True, where),
-        follow_symlinks=_flag(mount, "follow_symlinks", False, where),
-        dotfiles=_flag(mount, "dotfiles", False, where),
+        precompressed=_flag(mount, "precompressed", where),
+        follow_symlinks=_flag(mount, "follow_symlinks", where),
+        dotfiles=_flag(mount, "dotfiles", where),
     )
 
 
-def _optional_str(mount: object, name: str, default: str | None, where: str) -> str | None:
+def _optional_str(mount: object, name: str, where: str) -> str | None:
+    default = _MOUNT_DEFAULTS[name]
     value = getattr(mount, name, default) if mount is not None else default
     if value is not None and not isinstance(value, str):
         raise DeclarationError(f"{where}: {name} must be a string or None, not a {type(value).__name__}")
     return value
 
 
-def _flag(mount: object, name: str, default: bool, where: str) -> bool:
+def _flag(mount: object, name: str, where: str) -> bool:
+    default = _MOUNT_DEFAULTS[name]
     value = getattr(mount, name, default) if mount is not None else default
     if not isinstance(value, bool):
         raise DeclarationError(f"{where}: {name} must be True or False, not {value!r}")
