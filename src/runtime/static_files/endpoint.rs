@@ -138,9 +138,10 @@ fn respond(
     zero_copy: Option<Arc<crate::runtime::transport::sendfile::SendQueue>>,
 ) -> Response {
     let FoundFile {
-        name,
+        content_type,
         original,
         siblings,
+        ..
     } = found;
     let has_siblings = !siblings.is_empty();
     let available: Vec<_> = siblings.iter().filter_map(|s| s.coding).collect();
@@ -161,7 +162,6 @@ fn respond(
     let size = meta.len();
     let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
     let validators = Validators::of_file(size, modified, meta.ino(), SystemTime::now());
-    let content_type = media::content_type(name);
 
     // Fields every answer about this representation carries, 304 included
     // (RFC 9110 §15.4.5).
@@ -198,8 +198,7 @@ fn respond(
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static(coding.token()));
     }
     headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    let content_type_value = HeaderValue::from_str(&content_type)
-        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let content_type_value = content_type.clone();
     // RFC 9110 §14.2: ranges on GET only; `If-Range` decides whether they
     // apply (§13.1.5).
     let ranges = match (method, request.get(RANGE)) {
@@ -271,7 +270,12 @@ fn respond(
         }
         RangeDecision::Partial(ranges) => {
             let boundary = boundary(&validators.etag);
-            let layout = range::multipart(&ranges, &content_type, size, &boundary);
+            let layout = range::multipart(
+                &ranges,
+                content_type.to_str().unwrap_or("application/octet-stream"),
+                size,
+                &boundary,
+            );
             if let Ok(value) =
                 HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}"))
             {

@@ -36,6 +36,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 
 use crate::proto::static_files::coding::Coding;
+use crate::proto::static_files::media;
 use crate::proto::static_files::path::RelativePath;
 
 /// A directory served under a URL prefix (`propylon.plan.StaticMount`).
@@ -224,8 +225,11 @@ impl StaticMount {
                 }
             }
         }
+        let content_type = HeaderValue::from_str(&media::content_type(&name))
+            .unwrap_or(HeaderValue::from_static("application/octet-stream"));
         Found::File(Arc::new(FoundFile {
             name,
+            content_type,
             original: Representation::new(file, meta, None),
             siblings,
         }))
@@ -332,8 +336,14 @@ impl Representation {
 /// A file found for a request.
 #[derive(Debug)]
 pub(crate) struct FoundFile {
-    /// The original's name (its type is every representation's).
+    /// The original's name (the index file's, for a directory): what the
+    /// lookup resolved, for debugging and the tests; the response needs only the
+    /// type.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) name: String,
+    /// The original's type, every representation's (`proto::static_files::media`),
+    /// found once with the file.
+    pub(crate) content_type: HeaderValue,
     pub(crate) original: Representation,
     /// The precompressed siblings that exist, in `Coding::ALL`'s order.
     pub(crate) siblings: Vec<Representation>,
