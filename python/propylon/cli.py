@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lifecycle.loop.stop()
         return _fail("interrupted during startup(server)", EXIT_FAILURE)
     try:
-        clean = _core.serve(config, declarations.plan)
+        clean = _core.serve(config, declarations.plan, lifecycle.loop.loop)
     except OSError as exc:
         lifecycle.stop()
         return _fail(str(exc), EXIT_FAILURE)

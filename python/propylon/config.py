@@ -503,6 +503,7 @@ LISTENING = "listening"
 TLS = "TLS (every --bind speaks TLS once --certfile is given)"
 HTTP2 = "HTTP/2 (RFC 9113 §6.5.2)"
 HINTS = "early hints and push (RFC 8297, RFC 9113 §8.4)"
+WEBSOCKETS = "WebSockets (RFC 6455, RFC 8441; docs/guide/websocket.md)"
 THREADS = "threads and the request queue"
 BODIES = "request bodies (sizes: bytes, or with K, M, G = powers of 1024)"
 LIMITS = "limits and timeouts (seconds)"
@@ -617,6 +618,41 @@ class Config:
         "that allow push",
         group=HINTS,
     )  # fmt: skip
+
+    # 16 MiB, as uvicorn's ws_max_size; websockets' own default is 1 MiB.
+    websocket_max_message: int = _option(
+        16 * MIB, Size(1, 2**31 - 1),
+        "largest WebSocket message received (after decompression); larger closes with 1009",
+        group=WEBSOCKETS,
+    )  # fmt: skip
+    # 20 s and 20 s: the defaults of websockets and uvicorn.
+    websocket_ping_interval: float = _option(
+        20.0, Seconds(allow_zero=True), "seconds between WebSocket pings to each client; 0: none",
+        group=WEBSOCKETS,
+    )  # fmt: skip
+    websocket_ping_timeout: float = _option(
+        20.0, Seconds(allow_zero=False), "drop a WebSocket whose client does not answer a ping within this",
+        group=WEBSOCKETS,
+    )  # fmt: skip
+    websocket_close_timeout: float = _option(
+        10.0, Seconds(allow_zero=False),
+        "how long a WebSocket closed by the application waits for the client's close frame",
+        group=WEBSOCKETS,
+    )  # fmt: skip
+    websocket_send_queue: int = _option(
+        1 * MIB, Size(1, 2**31 - 1),
+        "bytes of outgoing WebSocket messages queued per connection before send() waits",
+        group=WEBSOCKETS,
+    )  # fmt: skip
+    websocket_threads: int = _option(
+        32, Count(minimum=1),
+        "WebSockets served by blocking handlers at once (one thread each); beyond that the "
+        "handshake is answered 503",
+        group=WEBSOCKETS,
+    )  # fmt: skip
+    websocket_compression: bool = _option(
+        True, Switch(), "permessage-deflate (RFC 7692) when the client offers it", group=WEBSOCKETS
+    )
 
     threads: int = _option(8, Count(minimum=1), "Python threads that run the application", group=THREADS)
     queue_size: int = _option(

@@ -39,7 +39,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from propylon.plan import ServePlan, StaticMount
+from propylon.plan import ServePlan, StaticMount, WebSocketRoute
+from propylon.websocket import resolve_handlers
 
 __all__ = [
     "PROTOCOLS",
@@ -57,7 +58,7 @@ __all__ = [
 #: The ``__endpoint__`` protocols the specification names, in routing order.
 PROTOCOLS = ("websocket", "stream", "wsgi")
 #: The protocols Propylon serves today.
-SERVED_PROTOCOLS = frozenset({"wsgi"})
+SERVED_PROTOCOLS = frozenset({"wsgi", "websocket"})
 
 #: The types a ``__config__`` key may have.
 CONFIG_TYPES: tuple[type, ...] = (bool, int, float, str)
@@ -133,14 +134,22 @@ def read_application(app: object, protocols: Collection[str] = SERVED_PROTOCOLS)
     routes = tuple(
         (protocol, prefix)
         for protocol in PROTOCOLS
-        if protocol in endpoints
+        if protocol in endpoints and protocol != "websocket"
         for prefix in declared_routes.get(protocol, ("",))
     )
+    websocket: tuple[WebSocketRoute, ...] = ()
+    if "websocket" in endpoints:
+        try:
+            handlers = resolve_handlers(endpoints["websocket"], declared_routes.get("websocket", ("",)))
+        except TypeError as exc:
+            raise DeclarationError(str(exc)) from None
+        websocket = tuple(WebSocketRoute(h.prefix, h.handler, h.style.value) for h in handlers.values())
     plan = ServePlan(
         wsgi=endpoints.get("wsgi"),
         routes=routes,
         static=_read_static(getattr(app, "__static__", None)),
         preload=_read_preload(getattr(app, "__preload__", None)),
+        websocket=websocket,
     )
     return Declarations(
         plan=plan,

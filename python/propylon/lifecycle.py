@@ -59,7 +59,7 @@ _log = logging.getLogger("propylon.error")
 
 def server_info(config: Config, app_config: Mapping[str, object]) -> ServerInfo:
     """The ``server`` object for this deployment: what it serves and provides."""
-    features = {"static", "http2"}
+    features = {"static", "http2", "websocket_over_h2"}
     if config.certfile is not None:
         features.add("tls")
     if config.early_hints:

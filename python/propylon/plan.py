@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ServePlan", "StaticMount"]
+__all__ = ["ServePlan", "StaticMount", "WebSocketRoute"]
 
 
 @dataclass(frozen=True)
@@ -34,19 +34,32 @@ class StaticMount:
 
 
 @dataclass(frozen=True)
+class WebSocketRoute:
+    """The WebSocket handler serving handshakes under ``prefix`` (normalized
+    as :class:`StaticMount`'s), and its style: ``"async"``, ``"event"`` or
+    ``"blocking"`` (:func:`propylon.websocket.handler_style`)."""
+
+    prefix: str
+    handler: Any
+    style: str
+
+
+@dataclass(frozen=True)
 class ServePlan:
     """Everything the server serves for one application.
 
     ``routes`` lists ``(protocol, prefix)`` for the endpoints the application
     has (``"wsgi"`` today), prefixes normalized as :class:`StaticMount`'s;
     ``preload`` holds complete ``Link`` field values (``</app.css>;
-    rel=preload; as=style``).
+    rel=preload; as=style``); ``websocket`` the WebSocket handler of each
+    declared prefix.
     """
 
     wsgi: Callable[..., Any] | None
     routes: tuple[tuple[str, str], ...]
     static: tuple[StaticMount, ...] = ()
     preload: tuple[str, ...] = ()
+    websocket: tuple[WebSocketRoute, ...] = ()
 
     @classmethod
     def for_wsgi(cls, app: object) -> ServePlan:

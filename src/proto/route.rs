@@ -34,8 +34,8 @@ use crate::proto::syntax::trim_ows;
 pub(crate) enum Target {
     /// A static mount, by its index among the application's mounts.
     Static(usize),
-    /// The WebSocket endpoint.
-    WebSocket,
+    /// A WebSocket handler, by its index among the application's.
+    WebSocket(usize),
     /// The streaming HTTP endpoint.
     Stream,
     /// The WSGI application (PEP 3333, WSGI 1.1).
@@ -47,7 +47,7 @@ impl Target {
     fn rank(self) -> u8 {
         match self {
             Target::Static(_) => 0,
-            Target::WebSocket => 1,
+            Target::WebSocket(_) => 1,
             Target::Stream => 2,
             Target::Wsgi => 3,
         }
@@ -168,10 +168,10 @@ impl RouteTable {
         let mut covering = self.rows.iter().filter(|r| covers(&r.prefix, path));
         match exchange {
             Exchange::WebSocket => covering
-                .find(|r| r.target == Target::WebSocket)
+                .find(|r| matches!(r.target, Target::WebSocket(_)))
                 .map_or(Decision::NoWebSocket, |r| Decision::Serve(r.target)),
             Exchange::Plain => covering
-                .find(|r| r.target != Target::WebSocket)
+                .find(|r| !matches!(r.target, Target::WebSocket(_)))
                 .map_or(Decision::NotFound, |r| Decision::Serve(r.target)),
         }
     }
@@ -243,7 +243,8 @@ mod tests {
             ("/static/raw", Wsgi),
             ("/media", Static(1)),
             ("/media", Wsgi),
-            ("/chat", WebSocket),
+            ("/chat", WebSocket(0)),
+            ("/chat/admin", WebSocket(1)),
             ("/chat", Wsgi),
             ("/rpc", Stream),
             ("/rpc", Wsgi),
@@ -270,8 +271,9 @@ mod tests {
             // ... stream before WSGI ...
             (Plain, "/rpc/Echo", Serve(Stream)),
             // ... and handshakes only to one.
-            (Ws, "/chat", Serve(WebSocket)),
-            (Ws, "/chat/room", Serve(WebSocket)),
+            (Ws, "/chat", Serve(WebSocket(0))),
+            (Ws, "/chat/room", Serve(WebSocket(0))),
+            (Ws, "/chat/admin/x", Serve(WebSocket(1))),
             (Ws, "/", NoWebSocket),
             (Ws, "/chatx", NoWebSocket),
             (Ws, "/static/app.css", NoWebSocket),

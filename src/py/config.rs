@@ -17,7 +17,7 @@ use pyo3::prelude::*;
 
 use crate::proto::body::BodyOptions;
 use crate::runtime::config::{
-    BindAddr, BufferConfig, Http2Config, MinRate, PrereadConfig, ServerConfig,
+    BindAddr, BufferConfig, Http2Config, MinRate, PrereadConfig, ServerConfig, WebSocketConfig,
 };
 use crate::runtime::transport::tls::{ClientCert, TlsSettings};
 
@@ -68,6 +68,13 @@ struct PyConfig {
     root_path: String,
     early_hints: bool,
     tcp_congestion: Option<String>,
+    websocket_max_message: usize,
+    websocket_ping_interval: f64,
+    websocket_ping_timeout: f64,
+    websocket_close_timeout: f64,
+    websocket_send_queue: usize,
+    websocket_threads: usize,
+    websocket_compression: bool,
 }
 
 pub(crate) fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
@@ -143,6 +150,18 @@ pub(crate) fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
         root_path: c.root_path,
         early_hints: c.early_hints,
         tcp_congestion: c.tcp_congestion,
+        websocket: WebSocketConfig {
+            max_message: c.websocket_max_message,
+            ping_interval: match c.websocket_ping_interval {
+                0.0 => None,
+                s => Some(secs("websocket_ping_interval", s)?),
+            },
+            ping_timeout: secs("websocket_ping_timeout", c.websocket_ping_timeout)?,
+            close_timeout: secs("websocket_close_timeout", c.websocket_close_timeout)?,
+            send_queue: c.websocket_send_queue,
+            threads: c.websocket_threads,
+            compression: c.websocket_compression,
+        },
     })
 }
 

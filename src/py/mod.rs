@@ -12,6 +12,7 @@ mod config;
 mod errors;
 mod logging;
 mod serve;
+mod websocket;
 mod wsgi;
 
 use pyo3::prelude::*;
@@ -19,5 +20,6 @@ use pyo3::prelude::*;
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(serve::serve, m)?)?;
+    m.add_class::<websocket::connection::Connection>()?;
     Ok(())
 }

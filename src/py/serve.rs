@@ -12,6 +12,7 @@
 //! (`runtime::server`), or call the application (`wsgi`).
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,13 +20,15 @@ use http::HeaderValue;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
-use super::{config, errors, logging, wsgi};
+use super::websocket::aio::LoopBridge;
+use super::{config, errors, logging, websocket, wsgi};
 use crate::proto::route::{RouteTable, Target};
 use crate::runtime::endpoint::{Endpoint, Endpoints};
 use crate::runtime::pool::{Pool, ThreadMain, Worker};
 use crate::runtime::server::{Server, Stopped};
 use crate::runtime::static_files::endpoint::StaticEndpoint;
 use crate::runtime::static_files::mount::{MountSettings, StaticMount};
+use crate::runtime::websocket::WebSocketEndpoint;
 
 /// How long, after the connections are gone, work still on the pool may take
 /// to notice and finish (it sees closed channels and returns).
@@ -78,6 +81,15 @@ struct PyPlan {
     preload: Vec<String>,
     #[pyo3(attribute("static"))]
     mounts: Vec<PyStaticMount>,
+    websocket: Vec<PyWebSocketRoute>,
+}
+
+/// `propylon.plan.WebSocketRoute`.
+#[derive(FromPyObject)]
+struct PyWebSocketRoute {
+    prefix: String,
+    handler: Py<PyAny>,
+    style: String,
 }
 
 /// `propylon.plan.StaticMount`.
@@ -109,11 +121,15 @@ impl From<PyStaticMount> for MountSettings {
 /// Returns True when every request finished; False when the graceful timeout
 /// expired with application code still running (the caller should then exit
 /// without waiting for those threads).
+/// `event_loop` is the worker's asyncio loop, where async WebSocket
+/// handlers run.
 #[pyfunction]
+#[pyo3(signature = (config, plan, event_loop=None))]
 pub(crate) fn serve(
     py: Python<'_>,
     config: &Bound<'_, PyAny>,
     plan: &Bound<'_, PyAny>,
+    event_loop: Option<Py<PyAny>>,
 ) -> PyResult<bool> {
     let config = config::extract(config)?;
     let plan: PyPlan = plan.extract()?;
@@ -122,7 +138,6 @@ pub(crate) fn serve(
             "wsgi" => Ok(Target::Wsgi),
             // Declared by an application, served by no endpoint of this
             // server yet: requests there are not found.
-            "websocket" => Ok(Target::WebSocket),
             "stream" => Ok(Target::Stream),
             other => Err(PyValueError::new_err(format!(
                 "this server has no {other:?} endpoint"
@@ -144,6 +159,12 @@ pub(crate) fn serve(
             .iter()
             .enumerate()
             .map(|(i, prefix)| (prefix.as_str(), Target::Static(i))),
+    );
+    declared.extend(
+        plan.websocket
+            .iter()
+            .enumerate()
+            .map(|(i, route)| (route.prefix.as_str(), Target::WebSocket(i))),
     );
     let routes = RouteTable::new(declared).map_err(|e| PyValueError::new_err(e.to_string()))?;
     let preload = plan
@@ -171,6 +192,9 @@ pub(crate) fn serve(
     tune_malloc();
     errors::load(py)?;
     wsgi::load(py)?;
+    if !plan.websocket.is_empty() {
+        websocket::load(py)?;
+    }
     let server = Server::bind(config.clone()).map_err(|e| PyOSError::new_err(e.to_string()))?;
     // Each pool thread attaches to the interpreter once, for its whole life,
     // runs jobs back to back while there are any, and detaches only to wait for
@@ -203,12 +227,51 @@ pub(crate) fn serve(
             config.root_path.clone(),
         )) as Arc<dyn Endpoint>
     });
-    let endpoints = Endpoints::new(routes, wsgi, statics).with_preload(preload);
+    let bridge = match plan.websocket.iter().any(|r| r.style == "async") {
+        true => {
+            let event_loop = event_loop.ok_or_else(|| {
+                PyValueError::new_err("async WebSocket handlers need the worker's event loop")
+            })?;
+            let bridge =
+                LoopBridge::new(event_loop).map_err(|e| PyOSError::new_err(e.to_string()))?;
+            bridge.attach(py)?;
+            Some(bridge)
+        }
+        false => None,
+    };
+    let blocking = Arc::new(AtomicUsize::new(0));
+    let websockets = plan
+        .websocket
+        .into_iter()
+        .map(|route| {
+            let style = match route.style.as_str() {
+                "async" => websocket::Style::Async(bridge.clone().expect("made above")),
+                "event" => websocket::Style::Events(pool.clone()),
+                "blocking" => websocket::Style::Blocking {
+                    running: blocking.clone(),
+                    max: config.websocket.threads,
+                },
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "unknown WebSocket handler style {other:?}"
+                    )))
+                }
+            };
+            Ok(Arc::new(websocket::Handler::new(route.handler, style))
+                as Arc<dyn WebSocketEndpoint>)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let endpoints = Endpoints::new(routes, wsgi, statics)
+        .with_preload(preload)
+        .with_websockets(websockets);
     let (stopped, pool_idle) = py.detach(move || {
         let stopped = server.run(endpoints);
         let idle = pool.shutdown(POOL_GRACE);
         (stopped, idle)
     });
+    if let Some(bridge) = bridge {
+        bridge.detach(py)?;
+    }
     let stopped = stopped.map_err(|e| PyOSError::new_err(e.to_string()))?;
     let clean = stopped == Stopped::Drained && pool_idle;
     log::info!(target: "propylon.server", "Stopped");

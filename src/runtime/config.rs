@@ -65,6 +65,23 @@ pub(crate) struct MinRate {
     pub(crate) grace: Duration,
 }
 
+/// WebSocket limits and timers (`--websocket-*`).
+#[derive(Debug, Clone)]
+pub(crate) struct WebSocketConfig {
+    /// The largest message received, after decompression (1009 beyond).
+    pub(crate) max_message: usize,
+    pub(crate) ping_interval: Option<Duration>,
+    pub(crate) ping_timeout: Duration,
+    /// How long the application's close waits for the client's.
+    pub(crate) close_timeout: Duration,
+    /// Bytes of outgoing messages queued per connection before `send` waits.
+    pub(crate) send_queue: usize,
+    /// Connections served by blocking handlers at once.
+    pub(crate) threads: usize,
+    /// permessage-deflate (RFC 7692) when offered.
+    pub(crate) compression: bool,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct ServerConfig {
     /// With `tls`, these listeners speak TLS; `insecure_binds` never do.
@@ -100,6 +117,7 @@ pub(crate) struct ServerConfig {
     /// TCP congestion control of every TCP listener (Linux's
     /// `TCP_CONGESTION`); None: the system's default.
     pub(crate) tcp_congestion: Option<String>,
+    pub(crate) websocket: WebSocketConfig,
 }
 
 #[cfg(test)]
@@ -153,6 +171,15 @@ impl ServerConfig {
             root_path: String::new(),
             early_hints: true,
             tcp_congestion: None,
+            websocket: WebSocketConfig {
+                max_message: 1 << 20,
+                ping_interval: None,
+                ping_timeout: secs(20),
+                close_timeout: secs(10),
+                send_queue: 1 << 20,
+                threads: 4,
+                compression: true,
+            },
         }
     }
 }

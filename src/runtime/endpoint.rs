@@ -32,6 +32,7 @@ use super::transport::tls::TlsInfo;
 use crate::proto::early_hints::{gets_preload, preload_path};
 use crate::proto::request::HttpVersion;
 use crate::proto::route::{Decision, Exchange, RouteTable, Target};
+use crate::runtime::websocket::WebSocketEndpoint;
 
 /// One request handed to an endpoint, with what it needs to answer.
 pub(crate) struct Call {
@@ -155,6 +156,8 @@ pub(crate) struct Endpoints {
     wsgi: Option<Arc<dyn Endpoint>>,
     /// One per static mount, by the index `Target::Static` names.
     statics: Vec<Arc<dyn Endpoint>>,
+    /// One per WebSocket handler, by the index `Target::WebSocket` names.
+    websockets: Vec<Arc<dyn WebSocketEndpoint>>,
     /// None when the application declared none.
     preload: Option<Preload>,
 }
@@ -169,7 +172,31 @@ impl Endpoints {
             routes,
             wsgi,
             statics,
+            websockets: Vec::new(),
             preload: None,
+        }
+    }
+
+    /// The WebSocket handlers, by the index `Target::WebSocket` names.
+    pub(crate) fn with_websockets(
+        mut self,
+        websockets: Vec<Arc<dyn WebSocketEndpoint>>,
+    ) -> Endpoints {
+        self.websockets = websockets;
+        self
+    }
+
+    /// Whether any WebSocket handler is declared: HTTP/2 connections then
+    /// offer extended CONNECT (RFC 8441 §3).
+    pub(crate) fn has_websockets(&self) -> bool {
+        !self.websockets.is_empty()
+    }
+
+    /// The WebSocket endpoint serving a handshake to `path`, if one does.
+    pub(crate) fn websocket(&self, path: &str) -> Option<&Arc<dyn WebSocketEndpoint>> {
+        match self.routes.route(Exchange::WebSocket, path) {
+            Decision::Serve(Target::WebSocket(i)) => self.websockets.get(i),
+            _ => None,
         }
     }
 
@@ -232,7 +259,8 @@ impl Endpoints {
         let endpoint = match target {
             Target::Static(i) => self.statics.get(i),
             Target::Wsgi => self.wsgi.as_ref(),
-            Target::WebSocket | Target::Stream => None,
+            // A handshake is served by `websocket`, before requests are.
+            Target::WebSocket(_) | Target::Stream => None,
         };
         endpoint.ok_or(match exchange {
             Exchange::WebSocket => Decision::NoWebSocket,

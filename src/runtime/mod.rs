@@ -17,3 +17,4 @@ pub(crate) mod server;
 pub(crate) mod static_files;
 pub(crate) mod timers;
 pub(crate) mod transport;
+pub(crate) mod websocket;

@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use tokio::sync::watch;
+
 use super::h2c::PendingUpgrade;
 use crate::runtime::config::ServerConfig;
 use crate::runtime::endpoint::{ConnectionSlot, Endpoints};
@@ -46,6 +48,9 @@ pub(crate) struct ConnContext {
     pub(crate) preread_budget: Arc<MemoryBudget>,
     /// The server's disk budget for bodies spooled before the call.
     pub(crate) buffer_budget: Arc<DiskBudget>,
+    /// Turns true when the server stops (WebSockets over HTTP/2 close
+    /// with 1001 at the end of the drain period).
+    pub(crate) shutdown: watch::Receiver<bool>,
 }
 
 #[cfg(test)]
@@ -76,6 +81,7 @@ impl ConnContext {
             unread_input: Default::default(),
             preread_budget: MemoryBudget::new(0),
             buffer_budget: DiskBudget::new(0),
+            shutdown: watch::channel(false).1,
         })
     }
 }

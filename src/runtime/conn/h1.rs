@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt as _;
-use http::{Method, Request, Version};
+use http::{HeaderValue, Method, Request, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -62,6 +62,8 @@ use crate::proto::h1::{
     Answering, BodyLength, Framing, Limits, Parsed,
 };
 use crate::proto::request::{HttpVersion, RequestError};
+use crate::proto::route::Exchange;
+use crate::proto::websocket::handshake::check_http1;
 use crate::runtime::request::body::{
     self, BodyClock, BodyError, BodySocket, Lease, DRAIN_LIMIT, DRAIN_TIME,
 };
@@ -70,6 +72,8 @@ use crate::runtime::request::response::Trailers;
 use crate::runtime::request::service::{begin, Http1Body, HttpResponse, RequestBody};
 use crate::runtime::transport::sendfile;
 use crate::runtime::transport::RawSocket;
+use crate::runtime::websocket::link::{Closed, Link};
+use crate::runtime::websocket::{self, Answered, WebSocketEndpoint};
 
 /// Read size: room for a usual head (nginx reads heads into 1 KiB first,
 /// `client_header_buffer_size`; hyper into 8 KiB). What a read takes of a
@@ -97,6 +101,9 @@ pub(crate) const TLS_BUFFERED_BODY: u64 = 64 * 1024;
 pub(crate) enum Outcome<I> {
     /// The connection is over (closed by either side, or shut down).
     Closed,
+    /// `101 Switching Protocols` was sent for a WebSocket handshake: the
+    /// connection is the WebSocket's from here on.
+    WebSocket(Box<Upgraded<I>>),
     /// `101 Switching Protocols` was sent for `Upgrade: h2c`: the connection
     /// is HTTP/2 from here on.
     H2c(Switch<I>),
@@ -112,6 +119,16 @@ pub(crate) struct Switch<I> {
     pub(crate) frames: Bytes,
     /// Its body, read here.
     pub(crate) request: UpgradeRequest,
+}
+
+/// A connection that a WebSocket handshake opened.
+pub(crate) struct Upgraded<I> {
+    pub(crate) io: I,
+    /// What was read after the handshake: the first frames.
+    pub(crate) buffered: Bytes,
+    /// The agreed `Sec-WebSocket-Extensions` value.
+    pub(crate) agreed: Option<String>,
+    pub(crate) link: Link,
 }
 
 /// One HTTP/1.x connection. A future of its `Outcome`;
@@ -202,6 +219,14 @@ where
             // Boxed: a connection's future should not hold room for an
             // upgrade it may never see.
             return Box::pin(upgrade_to_h2c(io, buf, request, &ctx, &mut out)).await;
+        }
+        if request.upgrade && Exchange::of_http1(&request.headers) == Exchange::WebSocket {
+            // A handshake no WebSocket handler covers goes on as a request,
+            // and routing answers it 404.
+            if let Some(endpoint) = ctx.endpoints.websocket(request.uri.path()).cloned() {
+                return Box::pin(open_websocket(io, buf, request, &*endpoint, &ctx, &mut out))
+                    .await;
+            }
         }
         // The request's parts are moved into a boxed future here, in a
         // scope of their own: the connection's future keeps no room for
@@ -456,6 +481,127 @@ where
         frames,
         request: UpgradeRequest { body, framing },
     }))
+}
+
+/// A WebSocket handshake (RFC 6455 §4.2) routed to `endpoint`: checked
+/// (400, or 426 for a version other than 13), handed to the application,
+/// and answered `101 Switching Protocols` with what it accepted, or with its
+/// rejection (or 503, 500), after which the connection closes.
+async fn open_websocket<I>(
+    mut io: I,
+    buf: BytesMut,
+    request: proto::h1::Request,
+    endpoint: &dyn WebSocketEndpoint,
+    ctx: &ConnContext,
+    out: &mut Vec<u8>,
+) -> io::Result<Outcome<I>>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    // The connection is busy: not idle, nor reading a head.
+    let in_flight = ctx.activity.begin();
+    let checked = match request.body {
+        BodyFraming::Empty | BodyFraming::Length(0) => {
+            check_http1(&request.method, request.version, &request.headers).map_err(|e| {
+                let mut headers = e.response_headers();
+                if e.status() == http::StatusCode::UPGRADE_REQUIRED {
+                    // RFC 9110 §15.5.22: a 426 names the protocol to use.
+                    headers.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+                }
+                (e.status(), headers, e.to_string())
+            })
+        }
+        _ => Err((
+            http::StatusCode::BAD_REQUEST,
+            http::HeaderMap::new(),
+            "a WebSocket handshake has no body".to_owned(),
+        )),
+    };
+    let offer = match checked {
+        Ok(offer) => offer,
+        Err((status, headers, reason)) => {
+            log::info!(target: "propylon.server", "WebSocket handshake refused: {reason}");
+            ctx.unread_input.store(true, Ordering::Relaxed);
+            let body = Bytes::from(format!("{} {reason}\n", status.as_u16()));
+            let mut response = http::Response::new(body);
+            *response.status_mut() = status;
+            *response.headers_mut() = headers;
+            write_final(&mut io, response, out).await?;
+            return Ok(Outcome::Closed);
+        }
+    };
+    let answered = websocket::answer(
+        endpoint,
+        offer,
+        request.uri,
+        request.headers,
+        false,
+        ctx.tls.is_some(),
+        ctx.peer,
+        &ctx.config.websocket,
+    )
+    .await;
+    drop(in_flight);
+    match answered {
+        Answered::Open {
+            headers,
+            agreed,
+            link,
+        } => {
+            out.clear();
+            out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+            for (name, value) in &headers {
+                out.extend_from_slice(name.as_str().as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"date: ");
+            out.extend_from_slice(&date::now());
+            out.extend_from_slice(b"\r\n\r\n");
+            if let Err(e) = write_all(&mut io, &mut [IoSlice::new(out)]).await {
+                link.finish(Closed::abnormal());
+                return Err(e);
+            }
+            Ok(Outcome::WebSocket(Box::new(Upgraded {
+                io,
+                buffered: buf.freeze(),
+                agreed,
+                link,
+            })))
+        }
+        Answered::Refused(response) => {
+            write_final(&mut io, response, out).await?;
+            Ok(Outcome::Closed)
+        }
+    }
+}
+
+/// Write `response` with its length, and close the connection.
+async fn write_final<I: AsyncWrite + Unpin>(
+    io: &mut I,
+    response: http::Response<Bytes>,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    let (parts, body) = response.into_parts();
+    out.clear();
+    let request = Answering {
+        head: false,
+        keep_alive: false,
+        version: HttpVersion::Http11,
+    };
+    let length = BodyLength::Known(body.len() as u64);
+    encode_response_head(
+        parts.status,
+        &parts.headers,
+        length,
+        request,
+        &date::now(),
+        out,
+    );
+    out.extend_from_slice(&body);
+    write_all(io, &mut [IoSlice::new(out)]).await?;
+    io.shutdown().await
 }
 
 /// Read a request body whole into memory, as the connection reads any body

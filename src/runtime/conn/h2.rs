@@ -45,11 +45,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 
 use super::context::ConnContext;
+use crate::proto::route;
+use crate::proto::websocket::handshake::check_h2;
 use crate::runtime::access_log::Tracked;
 use crate::runtime::config::Http2Config;
 use crate::runtime::request::interim::{self, Interim, InterimReceiver, InterimSender};
 use crate::runtime::request::response::{ResponseBody, Trailers};
 use crate::runtime::request::service::{begin, HttpResponse, RequestBody};
+use crate::runtime::websocket::h2_stream::H2Stream;
+use crate::runtime::websocket::link::Closed;
+use crate::runtime::websocket::{self, Answered, WebSocketEndpoint};
 
 /// Streams a client may reset before the server accepted them, per
 /// connection, before it gets GOAWAY(ENHANCE_YOUR_CALM): h2's default since
@@ -76,7 +81,9 @@ struct KeepAliveSettings {
 }
 
 impl Settings {
-    pub(crate) fn new(config: &Http2Config) -> Settings {
+    /// `websockets`: offer extended CONNECT (RFC 8441 §3), for the
+    /// application's WebSocket handlers.
+    pub(crate) fn new(config: &Http2Config, websockets: bool) -> Settings {
         let mut builder = Builder::new();
         builder
             .max_concurrent_streams(config.max_concurrent_streams)
@@ -87,6 +94,9 @@ impl Settings {
             .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
             .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
             .max_send_buffer_size(MAX_SEND_BUFFER);
+        if websockets {
+            builder.enable_connect_protocol();
+        }
         Settings {
             builder,
             keep_alive: config
@@ -388,10 +398,105 @@ async fn exchange(
     respond: SendResponse<Bytes>,
     ctx: Arc<ConnContext>,
 ) {
+    if let Some(protocol) = request.extensions().get::<::h2::ext::Protocol>() {
+        let websocket =
+            route::Exchange::of_h2_protocol(Some(protocol.as_str())) == route::Exchange::WebSocket;
+        // A handshake no WebSocket handler covers goes on as a request,
+        // and routing answers it 404.
+        if let Some(endpoint) = websocket
+            .then(|| ctx.endpoints.websocket(request.uri().path()).cloned())
+            .flatten()
+        {
+            return Box::pin(open_websocket(request, respond, &*endpoint, ctx)).await;
+        }
+    }
     let stream_id = respond.stream_id().as_u32();
     let request = request.map(|body| RequestBody::H2 { body, stream_id });
     let (sender, receiver) = interim::channel();
     answer(request, sender, respond, Some(receiver), ctx).await
+}
+
+/// A WebSocket handshake (RFC 8441 §5) routed to `endpoint`: checked (400,
+/// or 426 for a version other than 13), handed to the application and
+/// answered 200 with what it accepted, after which the stream carries the
+/// WebSocket (`websocket::h2_stream`); or answered with the application's
+/// rejection (or 503, 500).
+async fn open_websocket(
+    request: http::Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    endpoint: &dyn WebSocketEndpoint,
+    ctx: Arc<ConnContext>,
+) {
+    // The stream is in flight until the WebSocket closes: the connection
+    // is not idle, and a shutdown waits for it (the session closes it with
+    // 1001 at the end of the drain period).
+    let _in_flight = ctx.activity.begin();
+    let (parts, body) = request.into_parts();
+    let offer = match check_h2(&parts.method, &parts.headers) {
+        Ok(offer) => offer,
+        Err(e) => {
+            log::info!(target: "propylon.server", "WebSocket handshake refused: {e}");
+            let mut response =
+                http::Response::new(Bytes::from(format!("{} {e}\n", e.status().as_u16())));
+            *response.status_mut() = e.status();
+            *response.headers_mut() = e.response_headers();
+            send_whole(&mut respond, response);
+            return;
+        }
+    };
+    let answered = websocket::answer(
+        endpoint,
+        offer,
+        parts.uri,
+        parts.headers,
+        true,
+        ctx.tls.is_some(),
+        ctx.peer,
+        &ctx.config.websocket,
+    )
+    .await;
+    match answered {
+        Answered::Open {
+            headers,
+            agreed,
+            link,
+        } => {
+            let mut head = http::Response::new(());
+            *head.headers_mut() = headers;
+            match respond.send_response(head, false) {
+                Ok(send) => {
+                    let io = H2Stream::new(body, send);
+                    websocket::session::serve(
+                        io,
+                        agreed.as_deref(),
+                        link,
+                        &ctx.config.websocket,
+                        ctx.shutdown.clone(),
+                        ctx.config.graceful_timeout,
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    log::debug!(target: "propylon.server", "WebSocket over HTTP/2 not opened: {e}");
+                    link.finish(Closed::abnormal());
+                }
+            }
+        }
+        Answered::Refused(response) => send_whole(&mut respond, response),
+    }
+}
+
+/// Send a response whose body is all here.
+fn send_whole(respond: &mut SendResponse<Bytes>, response: http::Response<Bytes>) {
+    let (parts, body) = response.into_parts();
+    let end = body.is_empty();
+    match respond.send_response(http::Response::from_parts(parts, ()), end) {
+        Ok(mut send) if !end => {
+            let _ = send.send_data(body, true);
+        }
+        Ok(_) => {}
+        Err(e) => log::debug!(target: "propylon.server", "response not sent: {e}"),
+    }
 }
 
 /// A request's response, and before it what comes on its interim channel:
@@ -708,7 +813,7 @@ mod tests {
         let ctx = ConnContext::for_tests(config(stream_window), Arc::new(Echo { reads }));
         let config = ctx.config.clone();
         let (client, server) = tokio::io::duplex(256 * 1024);
-        let settings = Settings::new(&config.http2);
+        let settings = Settings::new(&config.http2, false);
         tokio::spawn(Connection::new(server, &settings, ctx));
         let (send, conn) = ::h2::client::handshake(client).await.unwrap();
         tokio::spawn(conn);
@@ -893,7 +998,7 @@ mod tests {
             .with_preload(LINKS.iter().map(|l| HeaderValue::from_static(l)).collect());
             let ctx = ConnContext::for_tests_with(config, endpoints);
             let (client, server) = tokio::io::duplex(256 * 1024);
-            let settings = Settings::new(&ctx.config.http2);
+            let settings = Settings::new(&ctx.config.http2, false);
             tokio::spawn(Connection::new(server, &settings, ctx));
             let (send, conn) = ::h2::client::Builder::new()
                 .enable_push(client_push)

@@ -40,6 +40,7 @@ use crate::runtime::transport::rewind::Rewind;
 use crate::runtime::transport::sendfile::{SendQueue, SendfileStream};
 use crate::runtime::transport::tls::{TlsInfo, TlsState};
 use crate::runtime::transport::RawSocket;
+use crate::runtime::websocket;
 
 /// Run a connection (HTTP/2's `h2::Connection`, or HTTP/1.x's `h1::Connection`)
 /// to its end and evaluate to its output (`None` when it was cut short):
@@ -162,7 +163,7 @@ impl Serving {
         alive: mpsc::Sender<()>,
     ) -> Serving {
         Serving {
-            http2: h2::Settings::new(&config.http2),
+            http2: h2::Settings::new(&config.http2, endpoints.has_websockets()),
             preread_budget: MemoryBudget::new(config.preread.memory_limit),
             buffer_budget: DiskBudget::new(config.buffer.disk_limit),
             config,
@@ -210,6 +211,7 @@ impl Serving {
             unread_input: Default::default(),
             preread_budget: self.preread_budget.clone(),
             buffer_budget: self.buffer_budget.clone(),
+            shutdown: self.shutdown.clone(),
         })
     }
 }
@@ -352,9 +354,30 @@ where
     // before the close (`linger`); on an upgraded connection too.
     let io = Linger::new(io, ctx.unread_input.clone());
     let conn = h1::Connection::new(io, &prefix, ctx.clone());
-    if let Some(Ok(h1::Outcome::H2c(switch))) =
-        drive!(conn, serving.shutdown.clone(), &ctx, head: true)
-    {
+    let outcome = drive!(conn, serving.shutdown.clone(), &ctx, head: true);
+    if let Some(Ok(h1::Outcome::WebSocket(upgraded))) = outcome {
+        // The WebSocket's own timers (pings, the close handshake) and
+        // shutdown (1001 at the end of the drain period) apply from here;
+        // the HTTP ones do not.
+        let h1::Upgraded {
+            io,
+            buffered,
+            agreed,
+            link,
+        } = *upgraded;
+        let io = Rewind::new(io, buffered);
+        websocket::session::serve(
+            io,
+            agreed.as_deref(),
+            link,
+            &ctx.config.websocket,
+            serving.shutdown.clone(),
+            ctx.config.graceful_timeout,
+        )
+        .await;
+        return;
+    }
+    if let Some(Ok(h1::Outcome::H2c(switch))) = outcome {
         let h1::Switch {
             io,
             buffered,
@@ -380,6 +403,7 @@ where
             unread_input: ctx.unread_input.clone(),
             preread_budget: ctx.preread_budget.clone(),
             buffer_budget: ctx.buffer_budget.clone(),
+            shutdown: ctx.shutdown.clone(),
         });
         let io = UpgradeStream::new(Rewind::new(io, buffered), frames);
         let io = Guard::new(io, upgraded.guard.clone(), upgraded.activity.clone());

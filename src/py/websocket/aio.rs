@@ -1,0 +1,166 @@
+//! The bridge to the worker's asyncio event loop, for async handlers.
+//!
+//! What it does: the runtime's threads never take the GIL to reach the
+//! loop. They push work onto a queue and, when the queue was empty, write
+//! to an `eventfd` the loop watches (`loop.add_reader`); the loop then runs
+//! `LoopDrain`, which takes the whole queue at once: under load one wake-up
+//! of the loop serves many connections. The work is: resolve an asyncio
+//! future a connection's wait armed (`FutureWaker`: a `std::task::Waker`
+//! the runtime's `Link` wakes like any other), or start an async handler
+//! for a handshake (`LoopJob::Start`).
+//!
+//! What it does not do: decide what a handler does (`propylon.
+//! websocket_serving.run_async`).
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+use std::task::{Wake, Waker};
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyString;
+
+use super::connection::Connection;
+use super::imported;
+use crate::runtime::websocket::Opening;
+
+pub(crate) enum LoopJob {
+    /// Give this future a result (None), if it is not done.
+    Resolve(Py<PyAny>),
+    /// Start `handler` for a handshake.
+    Start(Arc<Py<PyAny>>, Box<Opening>),
+}
+
+pub(crate) struct LoopBridge {
+    queue: Mutex<Vec<LoopJob>>,
+    event: OwnedFd,
+    /// The worker's loop.
+    event_loop: Py<PyAny>,
+}
+
+impl LoopBridge {
+    pub(crate) fn new(event_loop: Py<PyAny>) -> std::io::Result<Arc<LoopBridge>> {
+        // SAFETY: eventfd returns a new descriptor or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Arc::new(LoopBridge {
+            queue: Mutex::new(Vec::new()),
+            // SAFETY: fd is ours, open, and owned by nothing else.
+            event: unsafe { OwnedFd::from_raw_fd(fd) },
+            event_loop,
+        }))
+    }
+
+    pub(crate) fn push(&self, job: LoopJob) {
+        let was_empty = {
+            let mut queue = self.queue.lock().unwrap();
+            let was_empty = queue.is_empty();
+            queue.push(job);
+            was_empty
+        };
+        if was_empty {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a live u64 to our eventfd. It
+            // cannot fail but by overflowing the counter, which the loop's
+            // read resets.
+            unsafe { libc::write(self.event.as_raw_fd(), (&raw const one).cast(), 8) };
+        }
+    }
+
+    /// Watch the eventfd on the loop (from any thread).
+    pub(crate) fn attach(self: &Arc<Self>, py: Python<'_>) -> PyResult<()> {
+        let event_loop = self.event_loop.bind(py);
+        let drain = Py::new(py, LoopDrain(self.clone()))?;
+        event_loop.call_method1(
+            "call_soon_threadsafe",
+            (
+                event_loop.getattr("add_reader")?,
+                self.event.as_raw_fd(),
+                drain,
+            ),
+        )?;
+        Ok(())
+    }
+
+    /// Stop watching it.
+    pub(crate) fn detach(&self, py: Python<'_>) -> PyResult<()> {
+        let event_loop = self.event_loop.bind(py);
+        if event_loop.call_method0("is_closed")?.is_truthy()? {
+            return Ok(());
+        }
+        event_loop.call_method1(
+            "call_soon_threadsafe",
+            (event_loop.getattr("remove_reader")?, self.event.as_raw_fd()),
+        )?;
+        Ok(())
+    }
+}
+
+/// The loop's reader callback: runs what was queued.
+#[pyclass(module = "propylon._core", name = "LoopDrain", frozen)]
+pub(crate) struct LoopDrain(Arc<LoopBridge>);
+
+static DONE: PyOnceLock<Py<PyString>> = PyOnceLock::new();
+static SET_RESULT: PyOnceLock<Py<PyString>> = PyOnceLock::new();
+
+#[pymethods]
+impl LoopDrain {
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        let bridge = &self.0;
+        let mut count: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64 from our eventfd; EAGAIN
+        // (nothing to read) leaves it alone.
+        unsafe { libc::read(bridge.event.as_raw_fd(), (&raw mut count).cast(), 8) };
+        let jobs = std::mem::take(&mut *bridge.queue.lock().unwrap());
+        let done = DONE.get_or_init(py, || PyString::intern(py, "done").unbind());
+        let set_result = SET_RESULT.get_or_init(py, || PyString::intern(py, "set_result").unbind());
+        for job in jobs {
+            match job {
+                LoopJob::Resolve(future) => {
+                    let future = future.bind(py);
+                    if !future.call_method0(done)?.is_truthy()? {
+                        future.call_method1(set_result, (py.None(),))?;
+                    }
+                }
+                LoopJob::Start(handler, opening) => {
+                    let connection = Connection::new(py, *opening, Some(bridge.clone()))?;
+                    let connection = Py::new(py, connection)?;
+                    let start = &imported(py)?.start_async;
+                    if let Err(e) = start.call1(py, (&*handler, connection, &bridge.event_loop)) {
+                        e.print(py);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A waker that resolves an asyncio future on the loop, once.
+pub(crate) struct FutureWaker {
+    bridge: Arc<LoopBridge>,
+    future: Mutex<Option<Py<PyAny>>>,
+}
+
+impl FutureWaker {
+    pub(crate) fn waker(bridge: Arc<LoopBridge>, future: Py<PyAny>) -> Waker {
+        Waker::from(Arc::new(FutureWaker {
+            bridge,
+            future: Mutex::new(Some(future)),
+        }))
+    }
+}
+
+impl Wake for FutureWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(future) = self.future.lock().unwrap().take() {
+            self.bridge.push(LoopJob::Resolve(future));
+        }
+    }
+}
