@@ -22,6 +22,8 @@
 //!   preloads (`103 Early Hints`), and which preloads may be pushed.
 //! - [`static_files`]: what a request to a static mount gets (paths,
 //!   validators and preconditions, ranges, precompressed siblings, types).
+//! - [`websocket`]: the WebSocket handshake, permessage-deflate
+//!   negotiation, messages from frames, close codes.
 //!
 //! Callers name items by their module (`proto::wsgi::environ::build`,
 //! `proto::length::ResponseLength`); there are deliberately no re-exports, so
@@ -40,4 +42,5 @@ pub(crate) mod response;
 pub(crate) mod route;
 pub(crate) mod static_files;
 mod syntax;
+pub(crate) mod websocket;
 pub(crate) mod wsgi;
