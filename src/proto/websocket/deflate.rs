@@ -9,22 +9,24 @@
 //!
 //! The rules (RFC 7692 §5.1, §7.1):
 //! - each `permessage-deflate` element is one offer, tried in the client's
-//!   order; the response accepts at most one;
+//!   order; the response accepts at most one; names are compared as
+//!   registered, in lower case (RFC 7692 §7, §9);
 //! - an offer with an unknown parameter, a parameter twice, a value out of
 //!   range (window bits are 8..=15 without leading zeros; only
 //!   `client_max_window_bits` may have no value) or a malformed parameter is
 //!   declined, and the next one is tried: a bad offer never fails the
-//!   handshake, it just goes without compression;
-//! - `server_max_window_bits=8` is declined too (§7.1.2.1 lets a server
-//!   decline a window it does not support): zlib's raw deflate has no 8-bit
-//!   window (deflateInit2 refuses it; with a zlib wrapper it silently uses
-//!   9), and a client holding a 256-byte window could not read what a
-//!   512-byte one produces;
-//! - `client_max_window_bits=8` is accepted: it bounds what the client
-//!   sends, and an inflater reads any stream made with a window no larger
-//!   than its own (zlib manual, inflateInit2), so the 9-bit inflater the
-//!   codec has at least (flate2 takes 9..=15) reads 8-bit streams, and also
-//!   those of clients whose zlib turned a requested 8 into 9;
+//!   handshake, at worst the connection goes without compression;
+//! - every well-formed offer can be honoured, window bits 8 included. No
+//!   zlib compresses with a 256-byte window: asked for 8 bits, zlib and
+//!   zlib-rs deflate with 9 (raw deflateInit2 refuses 8, flate2 takes
+//!   9..=15). But a deflater never reaches back more than its window less
+//!   MIN_LOOKAHEAD (262) bytes (`MAX_DIST` in zlib, `max_dist` in zlib-rs,
+//!   which every strategy checks and `tally_dist` asserts): 250 bytes with
+//!   9 bits, within what a client holding a 256-byte window can read. So
+//!   `server_max_window_bits=8` is answered with 8 and compressed with 9;
+//!   and `client_max_window_bits=8` bounds what the client sends, which an
+//!   inflater with any larger window reads (zlib manual, inflateInit2), the
+//!   9-bit one included;
 //! - what the response says: `server_no_context_takeover` and
 //!   `server_max_window_bits` when offered (accepting them means echoing
 //!   them, §7.1.1.1, §7.1.2.1); `client_no_context_takeover` when offered
@@ -142,9 +144,12 @@ fn window_bits(value: &str) -> Option<u8> {
 /// `Sec-WebSocket-Extensions` value is [`DeflateAgreement::header_value`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct DeflateAgreement {
-    /// The largest window the server compresses with (9..=15).
+    /// The largest window the server compresses with (8..=15); a deflater
+    /// for 8 is built with 9, the least flate2 takes, whose output a
+    /// 256-byte window reads (see the module's rules).
     pub(crate) server_max_window_bits: u8,
-    /// The largest window the client compresses with (8..=15).
+    /// The largest window the client compresses with (8..=15); an inflater
+    /// for 8 is built with 9, the least flate2 takes, which reads it.
     pub(crate) client_max_window_bits: u8,
     /// The server resets its compressor after each message.
     pub(crate) server_no_context_takeover: bool,
@@ -188,14 +193,13 @@ impl DeflateAgreement {
 }
 
 /// The first offer this server can honour, as agreed settings; `None` when
-/// it declines them all (the connection then goes uncompressed).
+/// it declines them all (the connection then goes uncompressed). Every
+/// well-formed offer can be honoured (see the module's rules), so this is
+/// the first one.
 pub(crate) fn negotiate(offer: &DeflateOffer) -> Option<DeflateAgreement> {
-    offer.offers.iter().find_map(|params| {
+    offer.offers.first().map(|params| {
         let server_max_window_bits = params.server_max_window_bits;
-        if server_max_window_bits == Some(8) {
-            return None;
-        }
-        Some(DeflateAgreement {
+        DeflateAgreement {
             server_max_window_bits: server_max_window_bits.unwrap_or(DEFAULT_WINDOW_BITS),
             client_max_window_bits: match params.client_max_window_bits {
                 ClientWindow::Limit(bits) => bits,
@@ -204,7 +208,7 @@ pub(crate) fn negotiate(offer: &DeflateOffer) -> Option<DeflateAgreement> {
             server_no_context_takeover: params.server_no_context_takeover,
             client_no_context_takeover: params.client_no_context_takeover,
             server_max_window_bits_offered: server_max_window_bits.is_some(),
-        })
+        }
     })
 }
 
@@ -233,19 +237,53 @@ mod tests {
 
     #[test]
     fn autobahn_style_offers() {
-        // Autobahn's 12.* and 13.* cases offer these (its client's
-        // `accept_max_window_bits` is a bare `client_max_window_bits`, its
-        // `request_max_window_bits` a `server_max_window_bits`).
+        // Autobahn's 12.* and 13.* cases send the first seven (its client's
+        // `acceptMaxWindowBits`, on by default, is a bare
+        // `client_max_window_bits`, `requestNoContextTakeover` is
+        // `server_no_context_takeover`, `requestMaxWindowBits=N`
+        // `server_max_window_bits=N`); then other clients' forms.
         for (fields, expected) in [
-            (&["permessage-deflate"][..], "permessage-deflate"),
+            // 12.*, 13.1.*
             (
-                &["permessage-deflate; client_max_window_bits"],
+                &["permessage-deflate; client_max_window_bits"][..],
                 "permessage-deflate",
             ),
+            // 13.2.*
             (
-                &["permessage-deflate; server_no_context_takeover"],
+                &["permessage-deflate; client_max_window_bits; server_no_context_takeover"],
                 "permessage-deflate; server_no_context_takeover",
             ),
+            // 13.3.*
+            (
+                &["permessage-deflate; client_max_window_bits; server_max_window_bits=8"],
+                "permessage-deflate; server_max_window_bits=8",
+            ),
+            // 13.4.*
+            (
+                &["permessage-deflate; client_max_window_bits; server_max_window_bits=15"],
+                "permessage-deflate; server_max_window_bits=15",
+            ),
+            // 13.5.*
+            (
+                &["permessage-deflate; client_max_window_bits; server_no_context_takeover; \
+                   server_max_window_bits=8"],
+                "permessage-deflate; server_no_context_takeover; server_max_window_bits=8",
+            ),
+            // 13.6.*
+            (
+                &["permessage-deflate; client_max_window_bits; server_no_context_takeover; \
+                   server_max_window_bits=15"],
+                "permessage-deflate; server_no_context_takeover; server_max_window_bits=15",
+            ),
+            // 13.7.*: several offers, the first is taken.
+            (
+                &["permessage-deflate; client_max_window_bits; server_no_context_takeover; \
+                   server_max_window_bits=8, \
+                   permessage-deflate; client_max_window_bits; server_no_context_takeover, \
+                   permessage-deflate; client_max_window_bits"],
+                "permessage-deflate; server_no_context_takeover; server_max_window_bits=8",
+            ),
+            (&["permessage-deflate"], "permessage-deflate"),
             (
                 &["permessage-deflate; client_no_context_takeover"],
                 "permessage-deflate; client_no_context_takeover",
@@ -253,10 +291,6 @@ mod tests {
             (
                 &["permessage-deflate; client_max_window_bits; server_max_window_bits=9"],
                 "permessage-deflate; server_max_window_bits=9",
-            ),
-            (
-                &["permessage-deflate; client_max_window_bits; server_max_window_bits=15"],
-                "permessage-deflate; server_max_window_bits=15",
             ),
             (
                 &["permessage-deflate; server_no_context_takeover; client_max_window_bits; server_max_window_bits=9"],
@@ -275,16 +309,10 @@ mod tests {
                 "permessage-deflate; client_max_window_bits=8",
             ),
             (
-                // Several offers: the first usable one wins.
-                &["permessage-deflate; server_no_context_takeover; server_max_window_bits=10, \
+                // A malformed offer is skipped, the next usable one taken.
+                &["permessage-deflate; server_max_window_bits=7, \
                    permessage-deflate; server_max_window_bits=12, permessage-deflate"],
-                "permessage-deflate; server_no_context_takeover; server_max_window_bits=10",
-            ),
-            (
-                // An 8-bit server window is declined, the next offer taken.
-                &["permessage-deflate; client_max_window_bits; server_max_window_bits=8, \
-                   permessage-deflate; server_no_context_takeover, permessage-deflate"],
-                "permessage-deflate; server_no_context_takeover",
+                "permessage-deflate; server_max_window_bits=12",
             ),
             (
                 // Offers on several field lines, after another extension.
@@ -347,7 +375,7 @@ mod tests {
         assert_eq!(offer(&[]), None);
         assert_eq!(offer(&["x-webkit-deflate-frame, deflate-frame"]), None);
         assert_eq!(
-            response(&["permessage-deflate; server_max_window_bits=8"]),
+            response(&["permessage-deflate; x=1, permessage-deflate;"]),
             None
         );
     }
@@ -355,7 +383,7 @@ mod tests {
     #[test]
     fn agreement_fields() {
         let found = offer(&[
-            "permessage-deflate; server_max_window_bits=8",
+            "permessage-deflate; server_max_window_bits=08",
             "permessage-deflate; client_no_context_takeover; server_max_window_bits=12; \
              client_max_window_bits=10",
         ])

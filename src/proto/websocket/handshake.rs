@@ -498,9 +498,11 @@ mod tests {
         assert_eq!(offer.extensions, ["permessage-deflate", "x-foo"]);
         assert!(offer.offers_subprotocol("v2.chat"));
         assert!(!offer.offers_subprotocol("v2"));
-        // The 8-bit offer is well formed (kept), then declined by negotiate.
         let agreement = negotiate(offer.deflate.as_ref().unwrap()).unwrap();
-        assert_eq!(agreement.header_value(), "permessage-deflate");
+        assert_eq!(
+            agreement.header_value(),
+            "permessage-deflate; server_max_window_bits=8"
+        );
     }
 
     #[test]

@@ -138,26 +138,22 @@ impl Assembler {
         fin: bool,
         payload: Bytes,
     ) -> Result<Option<Message>, CloseReason> {
-        let buffered = match &self.partial {
-            Partial::None => 0,
-            Partial::Text { buffer, .. } | Partial::Binary { buffer } => buffer.len(),
+        // The message may not grow past the limit; checked before buffering.
+        let max_message = self.max_message;
+        let fits = |buffered: usize| match payload.len() > max_message - buffered {
+            true => Err(OVERSIZED),
+            false => Ok(()),
         };
-        // RFC 6455 §5.4: continuation frames follow a first frame, and the
-        // frames of one message are not interleaved with another's.
-        match (opcode, buffered, &self.partial) {
-            (DataFrame::Continuation, _, Partial::None) => return Err(ORPHAN_CONTINUATION),
+        match (opcode, &mut self.partial) {
+            // RFC 6455 §5.4: continuation frames follow a first frame, and
+            // the frames of one message are not interleaved with another's.
+            (DataFrame::Continuation, Partial::None) => Err(ORPHAN_CONTINUATION),
             (
                 DataFrame::Text | DataFrame::Binary,
-                _,
                 Partial::Text { .. } | Partial::Binary { .. },
-            ) => return Err(INTERLEAVED),
-            _ => {}
-        }
-        if payload.len() > self.max_message - buffered {
-            return Err(OVERSIZED);
-        }
-        match (opcode, &mut self.partial) {
+            ) => Err(INTERLEAVED),
             (DataFrame::Text, Partial::None) => {
+                fits(0)?;
                 let valid_up_to = check_utf8(&payload, 0, fin)?;
                 if fin {
                     return Ok(Some(Message::Text(payload)));
@@ -169,6 +165,7 @@ impl Assembler {
                 Ok(None)
             }
             (DataFrame::Binary, Partial::None) => {
+                fits(0)?;
                 if fin {
                     return Ok(Some(Message::Binary(payload)));
                 }
@@ -184,15 +181,16 @@ impl Assembler {
                     valid_up_to,
                 },
             ) => {
+                fits(buffer.len())?;
                 buffer.extend_from_slice(&payload);
                 *valid_up_to = check_utf8(buffer, *valid_up_to, fin)?;
                 Ok(fin.then(|| Message::Text(self.finish())))
             }
             (DataFrame::Continuation, Partial::Binary { buffer }) => {
+                fits(buffer.len())?;
                 buffer.extend_from_slice(&payload);
                 Ok(fin.then(|| Message::Binary(self.finish())))
             }
-            _ => unreachable!("ruled out by the opcode order check above"),
         }
     }
 
