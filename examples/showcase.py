@@ -136,44 +136,52 @@ CHAT_MAX_TEXT = 2000
 CHAT_BACKLOG = 256
 
 
+class ChatMember:
+    """One open connection of the chat: its name and its backlog of outgoing
+    messages, sent in order by a task of its own (:meth:`deliver`), so that a
+    slow reader does not hold up a broadcast."""
+
+    def __init__(self, ws: Any, number: int) -> None:
+        self.ws = ws
+        self.number = number
+        self.name = f"guest-{number}"
+        self.backlog: asyncio.Queue[str] = asyncio.Queue(CHAT_BACKLOG)
+
+    def tell(self, message: dict[str, Any]) -> None:
+        self.queue(json.dumps(message))
+
+    def queue(self, text: str) -> None:
+        if not self.backlog.full():
+            self.backlog.put_nowait(text)
+
+    async def deliver(self) -> None:
+        """Send the backlog, in order, until the connection closes."""
+        try:
+            while True:
+                await self.ws.send(await self.backlog.get())
+        except propylon.WebSocketClosed:
+            pass
+
+
 class ChatRoom:
-    """The chat's open connections (this worker's: one room per worker process),
-    each with its name and its backlog of outgoing messages. A connection's
-    messages are sent in order by a task of its own, so a slow reader does not
-    hold up a broadcast.
-    """
+    """The chat's open connections: this worker's (one room per worker process)."""
 
     def __init__(self) -> None:
-        self.members: dict[Any, tuple[str, asyncio.Queue[str]]] = {}
+        self.members: set[ChatMember] = set()
         self._numbers = count(1)
 
-    def join(self, ws: Any) -> tuple[str, asyncio.Queue[str]]:
-        self.members[ws] = (f"guest-{next(self._numbers)}", asyncio.Queue(CHAT_BACKLOG))
-        return self.members[ws]
+    def join(self, ws: Any) -> ChatMember:
+        member = ChatMember(ws, next(self._numbers))
+        self.members.add(member)
+        return member
 
-    def leave(self, ws: Any) -> None:
-        del self.members[ws]
-
-    def names(self) -> list[str]:
-        return [name for name, _ in self.members.values()]
-
-    def tell(self, ws: Any, message: dict[str, Any]) -> None:
-        _, backlog = self.members[ws]
-        if not backlog.full():
-            backlog.put_nowait(json.dumps(message))
+    def leave(self, member: ChatMember) -> None:
+        self.members.discard(member)
 
     def broadcast(self, message: dict[str, Any]) -> None:
-        for ws in self.members:
-            self.tell(ws, message)
-
-
-async def deliver(ws: Any, backlog: asyncio.Queue[str]) -> None:
-    """Send ``ws`` the messages of its backlog, in order, until it closes."""
-    try:
-        while True:
-            await ws.send(await backlog.get())
-    except propylon.WebSocketClosed:
-        pass
+        text = json.dumps(message)
+        for member in self.members:
+            member.queue(text)
 
 
 room = ChatRoom()
@@ -184,22 +192,22 @@ async def chat(ws):
     every open connection as ``{"from": NAME, "text": TEXT}``; joins and leaves
     are announced with ``"from": null``."""
     await ws.accept()
-    others = room.names()
-    name, backlog = room.join(ws)
-    sender = asyncio.create_task(deliver(ws, backlog))
-    room.tell(ws, {"from": None, "you": name,
-                   "text": f"You are {name}. Here: {', '.join(others) or 'nobody else yet'}."})  # fmt: skip
-    room.broadcast({"from": None, "text": f"{name} joined (WebSocket over HTTP/{ws.http_version}, {ws.scheme})"})
+    others = [member.name for member in sorted(room.members, key=lambda member: member.number)]
+    me = room.join(ws)
+    sender = asyncio.create_task(me.deliver())
+    me.tell({"from": None, "you": me.name,
+             "text": f"You are {me.name}. Here: {', '.join(others) or 'nobody else yet'}."})  # fmt: skip
+    room.broadcast({"from": None, "text": f"{me.name} joined (WebSocket over HTTP/{ws.http_version}, {ws.scheme})"})
     try:
         async for message in ws:
             if isinstance(message, str) and message.strip():
-                room.broadcast({"from": name, "text": message[:CHAT_MAX_TEXT]})
+                room.broadcast({"from": me.name, "text": message[:CHAT_MAX_TEXT]})
     except propylon.WebSocketClosed:
         pass  # closed with an error code, or dropped: a leave all the same
     finally:
-        room.leave(ws)
+        room.leave(me)
         sender.cancel()
-        room.broadcast({"from": None, "text": f"{name} left"})
+        room.broadcast({"from": None, "text": f"{me.name} left"})
 
 
 def on_startup(server):
