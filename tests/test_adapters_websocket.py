@@ -10,8 +10,11 @@ by returning before accepting, by raising before accepting, and for a path
 without a WebSocket endpoint); a handler raising after accepting -> 1011 and
 a traceback on ``propylon.error``; a server-side close code and reason;
 iteration ending at a normal close and raising at another; broadcast from one
-connection to the others; the blocking handlers' cap (503). The shared rules
-of ``propylon.websocket`` are checked by their doctests at the end.
+connection to the others; the errors of wrong calls (accept twice, an
+unoffered subprotocol, bad close codes, send after close) in both variants;
+the blocking handlers' cap (503). On hypercorn, a handshake over HTTP/2
+(RFC 8441) with an ``h2`` client. The shared rules of ``propylon.websocket``
+are checked by their doctests at the end.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
@@ -137,6 +144,43 @@ def test_handler_raising_closes_with_1011(server: Server) -> None:
     server.wait_for(r'in raise_after_accept')  # the traceback
 
 
+def test_blocking_handler_raising_closes_with_1011(server: Server) -> None:
+    with open_ws(server, "/raise/blocking") as ws:
+        ws.send("boom")
+        closed = closing(ws)
+    assert closed.rcvd is not None and closed.rcvd.code == 1011
+    server.wait_for(r"WebSocket handler for /raise/blocking raised RuntimeError: the blocking handler failed")
+
+
+def test_event_handler_raising_closes_with_1011_then_on_close(server: Server, marker: Path) -> None:
+    with open_ws(server, "/raise/event") as ws:
+        ws.send("boom")
+        closed = closing(ws)
+    assert closed.rcvd is not None and closed.rcvd.code == 1011
+    server.wait_for(r"WebSocket handler for /raise/event raised RuntimeError: on_message failed")
+    wait_for_file(marker, lambda text: "event-raise-closed 1011" in text)
+
+
+@pytest.mark.parametrize("style", ["async", "blocking"])
+def test_wrong_calls_raise_the_documented_errors(server: Server, marker: Path, style: str) -> None:
+    with open_ws(server, f"/misuse/{style}", subprotocols=["offered"]) as ws:
+        report = json.loads(ws.recv(timeout=CLIENT_TIMEOUT))
+        closed = closing(ws)
+    assert report["subprotocol"] == "offered" and ws.subprotocol == "offered"
+    assert report["outcomes"] == [
+        "ValueError: subprotocol 'not-offered' was not offered by the client (offered: ['offered'])",
+        "RuntimeError: accept() on a WebSocket that is already open",
+        "RuntimeError: reject() on a WebSocket that is already open",
+        "TypeError: send() takes str (a text message) or bytes (a binary message), got an int",
+        "ValueError: a close code is 1000 or 3000-4999, got 1006",
+        "ValueError: a close reason is at most 123 bytes in UTF-8, got 124",
+    ]
+    assert closed.rcvd is not None and (closed.rcvd.code, closed.rcvd.reason) == (4003, "done")
+    # After its own close: send and receive raise with its code, a second close does nothing.
+    closed_error = "WebSocketClosed: WebSocket closed with code 4003: done"
+    wait_for_file(marker, lambda text: f"{style} after close: {closed_error} | {closed_error} | ok" in text)
+
+
 def test_server_close_code_and_reason(server: Server) -> None:
     with open_ws(server, "/close") as ws:
         ws.send("bye")
@@ -226,6 +270,56 @@ def test_a_dropped_connection_ends_the_handler(server: Server, marker: Path) -> 
         ws.send("dropping")
         ws.socket.shutdown(socket.SHUT_RDWR)  # no close frame
     wait_for_file(marker, lambda text: expected in text)
+
+
+def h2_websocket_first_message(port: int, path: str) -> tuple[dict[str, str], bytes]:
+    """Open a WebSocket over HTTP/2 (RFC 8441, cleartext with prior
+    knowledge) and read the server's first message: the response's fields
+    and the message's payload (one unfragmented, uncompressed frame)."""
+    connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    with socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT) as sock:
+        connection.initiate_connection()
+        sock.sendall(connection.data_to_send())
+        enabled, stream, response, data = False, None, {}, b""
+        while True:
+            chunk = sock.recv(65536)
+            assert chunk, "hypercorn closed the connection"
+            for event in connection.receive_data(chunk):
+                if isinstance(event, h2.events.RemoteSettingsChanged):
+                    setting = event.changed_settings.get(h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL)
+                    enabled = enabled or (setting is not None and setting.new_value == 1)
+                elif isinstance(event, h2.events.ResponseReceived):
+                    response = {name.decode(): value.decode() for name, value in event.headers}
+                elif isinstance(event, h2.events.DataReceived):
+                    data += event.data
+                    connection.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            if enabled and stream is None:  # RFC 8441 §3: only once the server allows it
+                stream = connection.get_next_available_stream_id()
+                connection.send_headers(stream, [
+                    (":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+                    (":path", path), (":authority", f"127.0.0.1:{port}"), ("sec-websocket-version", "13"),
+                ])
+            sock.sendall(connection.data_to_send())
+            if len(data) >= 4:  # RFC 6455 §5.2: a server's frame is unmasked
+                assert data[0] == 0x81 and data[1] & 0x7F != 127, data[:2]  # FIN, text, < 64 KiB
+                size, start = data[1] & 0x7F, 2
+                if size == 126:
+                    size, start = int.from_bytes(data[2:4], "big"), 4
+                if len(data) >= start + size:
+                    return response, data[start:start + size]
+
+
+def test_handshake_over_http2_on_hypercorn(tmp_path: Path) -> None:
+    running = Server("hypercorn", {"WEBSOCKET_MARKER": str(tmp_path / "marker")}, app=APP)
+    try:
+        response, payload = h2_websocket_first_message(running.port, "/info?over=h2")
+    finally:
+        running.stop()
+    assert response[":status"] == "200"
+    assert "sec-websocket-accept" not in response  # RFC 8441 §5
+    info = json.loads(payload)
+    assert (info["path"], info["query_string"], info["http_version"]) == ("/info", "over=h2", "2")
+    assert ["host", f"127.0.0.1:{running.port}"] in info["headers"]  # from :authority, as on HTTP/1.1
 
 
 def test_the_shared_rules_doctests() -> None:

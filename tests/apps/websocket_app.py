@@ -20,6 +20,10 @@ cannot see (how an iteration ended).
 ``/iterate/blocking``  the same with ``for``
 ``/chat``              event handler: each message goes to every other connection
 ``/sync-on-loop``      ``async def`` that calls a sync method on the loop: RuntimeError
+``/misuse/async``      tries each wrong call, sends the exception each raised, closes 4003
+``/misuse/blocking``   the same with the sync variant
+``/raise/event``       event handler whose ``on_message`` raises; ``on_close`` appends its code
+``/raise/blocking``    blocking handler that raises after the first message
 =====================  ==============================================================
 """
 
@@ -166,6 +170,68 @@ async def sync_on_loop(ws) -> None:
         await ws.send(f"RuntimeError: {exc}")
 
 
+def _outcome(call) -> str:
+    try:
+        call()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "ok"
+
+
+async def _async_outcome(call) -> str:
+    try:
+        await call()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "ok"
+
+
+async def misuse_async(ws) -> None:
+    outcomes = [await _async_outcome(lambda: ws.accept(subprotocol="not-offered"))]
+    await ws.accept(subprotocol="offered")
+    outcomes += [
+        await _async_outcome(lambda: ws.accept()),
+        await _async_outcome(lambda: ws.reject(403)),
+        await _async_outcome(lambda: ws.send(3)),
+        await _async_outcome(lambda: ws.close(1006)),
+        await _async_outcome(lambda: ws.close(4000, "x" * 124)),
+    ]
+    await ws.send(json.dumps({"subprotocol": ws.subprotocol, "outcomes": outcomes}))
+    await ws.close(4003, "done")
+    outcomes = [await _async_outcome(lambda: ws.send("late")), await _async_outcome(ws.receive),
+                await _async_outcome(lambda: ws.close())]
+    _mark("async after close: " + " | ".join(outcomes))
+
+
+def misuse_blocking(ws) -> None:
+    outcomes = [_outcome(lambda: ws.accept(subprotocol="not-offered"))]
+    ws.accept(subprotocol="offered")
+    outcomes += [
+        _outcome(lambda: ws.accept()),
+        _outcome(lambda: ws.reject(403)),
+        _outcome(lambda: ws.send(3)),
+        _outcome(lambda: ws.close(1006)),
+        _outcome(lambda: ws.close(4000, "x" * 124)),
+    ]
+    ws.send(json.dumps({"subprotocol": ws.subprotocol, "outcomes": outcomes}))
+    ws.close(4003, "done")
+    outcomes = [_outcome(lambda: ws.send("late")), _outcome(ws.receive), _outcome(lambda: ws.close())]
+    _mark("blocking after close: " + " | ".join(outcomes))
+
+
+class EventRaise:
+    def on_message(self, ws, message) -> None:
+        raise RuntimeError("on_message failed")
+
+    def on_close(self, ws, code, reason) -> None:
+        _mark(f"event-raise-closed {code}")
+
+
+def raise_blocking(ws) -> None:
+    ws.receive()
+    raise RuntimeError("the blocking handler failed")
+
+
 app = propylon.Application(websocket={
     "/async/echo": async_echo,
     "/event/echo": EventEcho(),
@@ -181,6 +247,10 @@ app = propylon.Application(websocket={
     "/iterate/blocking": iterate_blocking,
     "/chat": Chat(),
     "/sync-on-loop": sync_on_loop,
+    "/misuse/async": misuse_async,
+    "/misuse/blocking": misuse_blocking,
+    "/raise/event": EventRaise(),
+    "/raise/blocking": raise_blocking,
 })
 
 asgi_app = adapters.asgi(app)
