@@ -323,23 +323,28 @@ async def serve_connection(style: HandlerStyle, handler: Any, connection: ASGIWe
     ``propylon.error`` and answered 500 (before accepting) or closed with 1011.
     """
     loop = asyncio.get_running_loop()
-    error: BaseException | None = None
+    if style is HandlerStyle.EVENT:
+        await _serve_events(handler, connection, ThreadWebSocket(connection, loop), events)
+        return
+    error: Exception | None = None
     try:
         if style is HandlerStyle.ASYNC:
             await handler(connection)
-        elif style is HandlerStyle.BLOCKING:
-            await loop.run_in_executor(blocking, handler, ThreadWebSocket(connection, loop))
         else:
-            await _serve_events(handler, connection, ThreadWebSocket(connection, loop), events)
-            return
-    except WebSocketClosed as closed:
-        if connection.state is ConnectionState.OPEN or connection.state is ConnectionState.CONNECTING:
-            error = closed
-            error_logger.error("WebSocket handler for %s raised %s", connection.path, describe(closed), exc_info=closed)
+            await loop.run_in_executor(blocking, handler, ThreadWebSocket(connection, loop))
     except Exception as exc:
-        error = exc
-        error_logger.error("WebSocket handler for %s raised %s", connection.path, describe(exc), exc_info=exc)
+        if not _ends_quietly(exc, connection):
+            error = exc
+            error_logger.error("WebSocket handler for %s raised %s", connection.path, describe(exc), exc_info=exc)
     await connection.finish(error)
+
+
+def _ends_quietly(exc: Exception, connection: ASGIWebSocket) -> bool:
+    """Whether ``exc`` ends the handler as a return does: a
+    :class:`WebSocketClosed` let through once this connection is closed (one
+    raised for another connection, this one still open, is an error)."""
+    return isinstance(exc, WebSocketClosed) and connection.state in (ConnectionState.CLOSED,
+                                                                     ConnectionState.REJECTED)
 
 
 async def _serve_events(handler: Any, connection: ASGIWebSocket, ws: ThreadWebSocket,
@@ -350,31 +355,30 @@ async def _serve_events(handler: Any, connection: ASGIWebSocket, ws: ThreadWebSo
     loop = asyncio.get_running_loop()
     on_connect = getattr(handler, "on_connect", None)
     on_close = getattr(handler, "on_close", None)
-    try:
-        if on_connect is not None:
+    if on_connect is not None:
+        try:
             await loop.run_in_executor(events, on_connect, ws)
-        if connection.state is ConnectionState.REJECTED:
-            return
-        await connection._accept_implicitly()
-    except WebSocketClosed:
-        pass  # closed during on_connect: on_close below
-    except Exception as exc:
-        error_logger.error("WebSocket handler for %s raised %s", connection.path, describe(exc), exc_info=exc)
-        await connection.finish(exc)
-        if connection.state is ConnectionState.REJECTED:
-            return
-    try:
-        while connection.state is ConnectionState.OPEN:
-            try:
-                message = await connection.receive()
-            except WebSocketClosed:
-                break
+        except Exception as exc:
+            if not _ends_quietly(exc, connection):
+                error_logger.error("WebSocket handler for %s raised %s", connection.path, describe(exc),
+                                   exc_info=exc)
+                await connection.finish(exc)
+    if connection.state is ConnectionState.REJECTED:
+        return  # never opened: no on_close
+    await connection._accept_implicitly()
+    while connection.state is ConnectionState.OPEN:
+        try:
+            message = await connection.receive()
+        except WebSocketClosed:
+            break
+        try:
             await loop.run_in_executor(events, handler.on_message, ws, message)
-    except WebSocketClosed:
-        pass  # on_message met the close: on_close below
-    except Exception as exc:
-        error_logger.error("WebSocket handler for %s raised %s", connection.path, describe(exc), exc_info=exc)
-        await connection.finish(exc)
+        except Exception as exc:
+            if not _ends_quietly(exc, connection):
+                error_logger.error("WebSocket handler for %s raised %s", connection.path, describe(exc),
+                                   exc_info=exc)
+                await connection.finish(exc)
+            break
     if on_close is not None:
         code, reason = connection.closed_with or (ABNORMAL_CLOSE, "")
         try:
