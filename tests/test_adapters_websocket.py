@@ -87,6 +87,20 @@ def test_each_style_echoes(server: Server, path: str) -> None:
             assert ws.recv(timeout=CLIENT_TIMEOUT) == message
 
 
+@pytest.mark.parametrize(("style", "pool"), [("event", "propylon-wsgi"), ("blocking", "propylon-websocket")])
+def test_sync_styles_run_in_their_threads_in_order(server: Server, style: str, pool: str) -> None:
+    # Event calls are jobs of the adapter's pool (shared with WSGI), a
+    # blocking handler has a thread of its own; both get messages in order.
+    with open_ws(server, f"/{style}/thread") as ws:
+        for number in range(200):
+            ws.send(str(number))
+        answers = [ws.recv(timeout=CLIENT_TIMEOUT).split(" ") for _ in range(200)]
+    assert [int(number) for number, _ in answers] == list(range(200))
+    assert all(thread.startswith(pool + "_") for _, thread in answers), answers[:3]
+    if style == "blocking":
+        assert len({thread for _, thread in answers}) == 1
+
+
 def test_connection_attributes(server: Server) -> None:
     with open_ws(server, "/info?room=1&x=%41", subprotocols=["a", "b"],
                  additional_headers={"Origin": "https://example.test"}) as ws:

@@ -24,6 +24,8 @@ cannot see (how an iteration ended).
 ``/misuse/blocking``   the same with the sync variant
 ``/raise/event``       event handler whose ``on_message`` raises; ``on_close`` appends its code
 ``/raise/blocking``    blocking handler that raises after the first message
+``/event/thread``      event handler: answers each message with the thread it ran on
+``/blocking/thread``   blocking handler: the same
 =====================  ==============================================================
 """
 
@@ -232,6 +234,16 @@ def raise_blocking(ws) -> None:
     raise RuntimeError("the blocking handler failed")
 
 
+class EventThread:
+    def on_message(self, ws, message) -> None:
+        ws.send(f"{message} {threading.current_thread().name}")
+
+
+def blocking_thread(ws) -> None:
+    for message in ws:
+        ws.send(f"{message} {threading.current_thread().name}")
+
+
 app = propylon.Application(websocket={
     "/async/echo": async_echo,
     "/event/echo": EventEcho(),
@@ -251,6 +263,8 @@ app = propylon.Application(websocket={
     "/misuse/blocking": misuse_blocking,
     "/raise/event": EventRaise(),
     "/raise/blocking": raise_blocking,
+    "/event/thread": EventThread(),
+    "/blocking/thread": blocking_thread,
 })
 
 asgi_app = adapters.asgi(app)
