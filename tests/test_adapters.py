@@ -186,11 +186,11 @@ def client(server: Server) -> Iterator[httpx.Client]:
 # -- the WSGI endpoint -------------------------------------------------------------
 
 
-def test_server_object_and_configuration(client: httpx.Client) -> None:
+def test_server_object_and_configuration(server: Server, client: httpx.Client) -> None:
     report = client.get("/server").json()
     assert report["started"] is True
     assert report["name"].startswith("propylon.adapters.")
-    assert report["protocols"] == ["wsgi"]
+    assert report["protocols"] == (["websocket", "wsgi"] if server.kind in ASGI_SERVERS else ["wsgi"])
     assert report["features"] == ["static"]
     assert (report["worker"], report["workers"]) == (0, 1)
     assert report["config"] == {"greeting": "hi from env", "retries": 5, "ratio": 0.25, "debug": True,

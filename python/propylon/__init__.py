@@ -3,7 +3,8 @@
 Run an application with ``propylon MODULE:ATTR`` (see ``propylon --help``).
 This package holds the Python half: the command line, the configuration and
 the public types applications use (:class:`Application`, :class:`Static`,
-:class:`ServerInfo`: ``docs/guide/application.md``). The server itself is the compiled
+:class:`ServerInfo`: ``docs/guide/application.md``; :class:`WebSocketClosed`:
+``docs/guide/websocket.md``). The server itself is the compiled
 ``propylon._core`` module, imported only when serving, so everything here works
 without it.
 """
@@ -18,6 +19,7 @@ from propylon.errors import (
     RequestBodyTooSlow,
 )
 from propylon.filewrapper import FileWrapper
+from propylon.websocket import WebSocketClosed
 
 __version__ = "0.1.0"
 
@@ -33,5 +35,6 @@ __all__ = [
     "RequestBodyTooSlow",
     "ServerInfo",
     "Static",
+    "WebSocketClosed",
     "__version__",
 ]

@@ -88,12 +88,15 @@ class Declarations:
     ``__config__`` to its :class:`ConfigKey`; None when the application
     declares no ``__config__`` (then every given key reaches it as given).
     ``startup`` and ``shutdown`` are the hooks, None when absent.
+    ``endpoints`` maps each served protocol to its endpoint (the plan holds
+    the WSGI one as ``plan.wsgi``).
     """
 
     plan: ServePlan
     config: Mapping[str, ConfigKey] | None = None
     startup: Callable[[Any], object] | None = None
     shutdown: Callable[[], object] | None = None
+    endpoints: Mapping[str, Callable[..., Any]] = dataclasses.field(default_factory=dict)
 
 
 def read_application(app: object, protocols: Collection[str] = SERVED_PROTOCOLS) -> Declarations:
@@ -111,7 +114,7 @@ def read_application(app: object, protocols: Collection[str] = SERVED_PROTOCOLS)
             )
         if "wsgi" not in protocols:
             return Declarations(ServePlan(wsgi=None, routes=()))
-        return Declarations(ServePlan.for_wsgi(app))
+        return Declarations(ServePlan.for_wsgi(app), endpoints={"wsgi": app})
     endpoint_of = app.__endpoint__
     if not callable(endpoint_of):
         raise DeclarationError(f"__endpoint__ must be a method, not a {type(endpoint_of).__name__}")
@@ -156,6 +159,7 @@ def read_application(app: object, protocols: Collection[str] = SERVED_PROTOCOLS)
         config=_read_config(getattr(app, "__config__", None)),
         startup=_hook(app, "startup"),
         shutdown=_hook(app, "shutdown"),
+        endpoints=endpoints,
     )
 
 

@@ -4,7 +4,8 @@
 plain WSGI callable, into an ASGI 3 application for uvicorn, hypercorn or any
 ASGI server; :func:`wsgi` turns it into a WSGI callable for gunicorn,
 waitress, mod_wsgi or any WSGI server. Both serve the static mounts in Python
-and the WSGI endpoint, and run ``startup``/``shutdown``; what each provides and
+and the WSGI endpoint, and run ``startup``/``shutdown``; :func:`asgi` serves
+the WebSocket endpoint too. What each provides and
 what it does not is in ``docs/guide/adapters.md``.
 
 The application object is read when the adapter is built: a declaration that
@@ -21,15 +22,18 @@ from propylon.adapters._wsgi import WSGIAdapter
 __all__ = ["ASGIAdapter", "WSGIAdapter", "asgi", "wsgi"]
 
 
-def asgi(app: object, *, threads: int = 8) -> ASGIAdapter:
-    """An ASGI 3 application serving ``app``; its WSGI endpoint runs in a pool of ``threads`` threads.
+def asgi(app: object, *, threads: int = 8, websocket_threads: int = 32) -> ASGIAdapter:
+    """An ASGI 3 application serving ``app``: its WSGI endpoint and the events
+    of its WebSocket event handlers run in a pool of ``threads`` threads; at
+    most ``websocket_threads`` blocking WebSocket handlers run at once (a
+    handshake beyond them is refused with 503).
 
     Example, with ``uvicorn myapp:asgi_app``::
 
         from propylon.adapters import asgi
         asgi_app = asgi(app)
     """
-    return ASGIAdapter(app, threads=threads)
+    return ASGIAdapter(app, threads=threads, websocket_threads=websocket_threads)
 
 
 def wsgi(app: object) -> WSGIAdapter:

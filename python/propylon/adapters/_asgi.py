@@ -9,9 +9,14 @@ What it does, per ASGI scope:
 - ``http``: routed (:mod:`propylon.adapters._routes`) to a static mount,
   answered here (:mod:`propylon.adapters._static`), or to the WSGI endpoint,
   run in the adapter's thread pool (:class:`WSGIExchange`).
-- ``websocket``: the adapter serves no WebSocket endpoint, so a handshake is
-  refused: ``404`` where the server offers the ``websocket.http.response``
-  extension, else a close before accepting (which the server answers with 403).
+- ``websocket``: routed like ``http`` to the WebSocket endpoint's handler
+  for the prefix, run in its style (:mod:`propylon.adapters._websocket`):
+  ``async def`` on the server's loop, an event handler's events in the thread
+  pool, a blocking handler on one of ``websocket_threads`` threads. A
+  handshake no WebSocket prefix covers is refused with ``404``, one beyond
+  the blocking handlers' cap with ``503``: as an HTTP response where the
+  server offers the ``websocket.http.response`` extension, else by a close
+  before accepting (which the server answers with ``403``).
 
 ``__preload__`` is announced with ``http.response.early_hint`` (a ``103 Early
 Hints`` response) before the WSGI endpoint runs, where the server offers that
@@ -35,9 +40,11 @@ from propylon.adapters._hooks import Lifecycle, call_async, describe
 from propylon.adapters._routes import RouteTable, is_websocket_handshake
 from propylon.adapters._server import read_app_config, server_info
 from propylon.adapters._static import StaticAnswer, answer, plain_text
+from propylon.adapters._websocket import ASGIWebSocket, refuse_handshake, serve_connection
 from propylon.application import ServerInfo
-from propylon.declarations import read_application
+from propylon.declarations import DeclarationError, read_application
 from propylon.errors import ClientDisconnected
+from propylon.websocket import HandlerStyle, ResolvedHandler, resolve_handlers
 
 __all__ = ["ASGIAdapter"]
 
@@ -46,12 +53,14 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Coroutine[Any, Any, Message]]
 Send = Callable[[Message], Coroutine[Any, Any, None]]
 
-PROTOCOLS = frozenset({"wsgi"})
+PROTOCOLS = frozenset({"wsgi", "websocket"})
 FEATURES = frozenset({"static"})
 #: Bytes of a static file per ``http.response.body`` message.
 CHUNK = 64 * 1024
 #: Threads running the WSGI endpoint, as Propylon's own ``--threads`` default.
 DEFAULT_THREADS = 8
+#: Blocking WebSocket handlers at once, as Propylon's own ``--websocket-threads`` default.
+DEFAULT_WEBSOCKET_THREADS = 32
 
 log = logging.getLogger("propylon.adapters")
 
@@ -60,12 +69,28 @@ class ASGIAdapter:
     """An ASGI 3 application serving ``app`` (see :func:`propylon.adapters.asgi`)."""
 
     def __init__(self, app: object, threads: int = DEFAULT_THREADS,
-                 environ: Mapping[str, str] = os.environ) -> None:
+                 environ: Mapping[str, str] = os.environ,
+                 websocket_threads: int = DEFAULT_WEBSOCKET_THREADS) -> None:
+        if threads < 1 or websocket_threads < 1:
+            raise ValueError("propylon.adapters.asgi: threads and websocket_threads must be at least 1")
         self.declarations = read_application(app, PROTOCOLS)
         self.config = read_app_config(self.declarations.config, environ)
-        self.routes = RouteTable(self.declarations.plan)
-        self.wsgi = self.declarations.plan.wsgi
+        plan = self.declarations.plan
+        self.routes = RouteTable(plan)
+        self.wsgi = plan.wsgi
+        self.websocket: Mapping[str, ResolvedHandler] = {}
+        endpoint = self.declarations.endpoints.get("websocket")
+        if endpoint is not None:
+            prefixes = [prefix for protocol, prefix in plan.routes if protocol == "websocket"]
+            try:
+                self.websocket = resolve_handlers(endpoint, prefixes)
+            except TypeError as exc:
+                raise DeclarationError(str(exc)) from None
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="propylon-wsgi")
+        #: The blocking WebSocket handlers' threads; handshakes beyond them are refused 503.
+        self.websocket_threads = websocket_threads
+        self.blocking = ThreadPoolExecutor(websocket_threads, thread_name_prefix="propylon-websocket")
+        self.blocking_running = 0
         self.lifecycle = Lifecycle.NEW
         self.failure = ""
         self._starting: asyncio.Lock | None = None
@@ -80,7 +105,7 @@ class ASGIAdapter:
         if self.lifecycle is Lifecycle.NEW:
             await self._start_once(scope)
         if kind == "websocket":
-            await _refuse_websocket(scope, receive, send)
+            await self._websocket(scope, receive, send)
         elif self.lifecycle is not Lifecycle.RUNNING:
             await _send_answer(send, plain_text(500, f"Internal Server Error: {self.failure}\n"))
         else:
@@ -136,6 +161,7 @@ class ASGIAdapter:
         running = self.lifecycle is Lifecycle.RUNNING
         self.lifecycle = Lifecycle.STOPPED
         self.executor.shutdown(wait=False)
+        self.blocking.shutdown(wait=False)
         if not running or self.declarations.shutdown is None:
             return ""
         try:
@@ -172,6 +198,37 @@ class ASGIAdapter:
             await exchange.run(self.executor, self.wsgi, path)
         else:  # pragma: no cover - the table holds only static and WSGI routes
             await _send_answer(send, plain_text(404, "Not Found\n"))
+
+
+    # -- WebSocket ---------------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return  # the client went away before the handshake reached the application
+        if self.lifecycle is not Lifecycle.RUNNING:
+            body = f"Internal Server Error: {self.failure}\n".encode()
+            await refuse_handshake(scope, send, 500, body=body)
+            return
+        path = _app_path(scope)
+        route = self.routes.route(path, websocket=True)
+        resolved = self.websocket.get(route.prefix) if route is not None else None
+        if resolved is None:
+            await refuse_handshake(scope, send, 404, body=b"Not Found: no WebSocket endpoint here\n")
+            return
+        connection = ASGIWebSocket(scope, path, receive, send)
+        if resolved.style is not HandlerStyle.BLOCKING:
+            await serve_connection(resolved.style, resolved.handler, connection, self.executor, self.blocking)
+            return
+        if self.blocking_running >= self.websocket_threads:
+            log.warning("WebSocket %s refused: all %d websocket threads are busy", path, self.websocket_threads)
+            await refuse_handshake(scope, send, 503, body=b"Service Unavailable: all WebSocket threads are busy\n")
+            return
+        self.blocking_running += 1
+        try:
+            await serve_connection(resolved.style, resolved.handler, connection, self.executor, self.blocking)
+        finally:
+            self.blocking_running -= 1
 
 
 class RequestMessages:
@@ -450,20 +507,3 @@ def _wants_hints(scope: Scope, headers: Mapping[str, str]) -> bool:
     request whose answer names the assets the hints are about (RFC 8297 §2)."""
     return ("http.response.early_hint" in scope.get("extensions", {}) and scope["method"] == "GET"
             and "text/html" in headers.get("accept", ""))
-
-
-async def _refuse_websocket(scope: Scope, receive: Receive, send: Send) -> None:
-    """No WebSocket endpoint here: refuse the handshake, never accept it."""
-    message = await receive()
-    if message["type"] != "websocket.connect":
-        return
-    if "websocket.http.response" in scope.get("extensions", {}):
-        body = b"Not Found: no WebSocket endpoint here\n"
-        await send({"type": "websocket.http.response.start", "status": 404,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "websocket.http.response.body", "body": body})
-    else:
-        await send({"type": "websocket.close", "code": 1000})
-
-
