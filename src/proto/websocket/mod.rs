@@ -9,9 +9,6 @@
 //! close codes, answers pings and inflates or deflates each frame with the
 //! agreed extension value; the runtime runs the sessions and their timers.
 
-// Nothing calls these rules until the runtime's WebSocket sessions do.
-#![allow(dead_code)]
-
 pub(crate) mod deflate;
 pub(crate) mod handshake;
 mod list;

@@ -26,7 +26,7 @@ use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use super::aio::{FutureWaker, LoopBridge};
 use super::imported;
-use crate::proto::websocket::message::{check_close, is_normal_close};
+use crate::proto::websocket::message::{check_close, is_normal_close, INTERNAL_ERROR};
 use crate::runtime::pool;
 use crate::runtime::websocket::link::{wait, Closed, Data, Link};
 use crate::runtime::websocket::{Answer, Handshake, Opening};
@@ -329,7 +329,7 @@ impl Connection {
                 self.link.finish(Closed::abnormal());
             }
             None => {
-                self.link.close(1011, "internal error".to_owned());
+                self.link.close(INTERNAL_ERROR, "internal error".to_owned());
             }
         }
     }

@@ -20,6 +20,8 @@ use std::thread::Thread;
 
 use bytes::Bytes;
 
+use crate::proto::websocket::message::ABNORMAL;
+
 /// Messages received and not yet taken before the session stops reading.
 const INBOX: usize = 16;
 
@@ -58,7 +60,7 @@ impl Closed {
 
     /// The connection ended without a close frame.
     pub(crate) fn abnormal() -> Closed {
-        Closed::new(1006, "")
+        Closed::new(ABNORMAL, "")
     }
 }
 

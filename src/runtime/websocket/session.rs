@@ -34,7 +34,10 @@ use yawc::streaming::Streaming;
 use yawc::{Frame, OpCode, Options, Role, WebSocket, WebSocketError};
 
 use super::link::{Closed, Data, Link, Outgoing};
-use crate::proto::websocket::message::{Assembler, DataFrame, Message};
+use crate::proto::websocket::message::{
+    Assembler, DataFrame, Message, GOING_AWAY, INTERNAL_ERROR, INVALID_DATA, NO_STATUS,
+    PROTOCOL_ERROR, TOO_BIG,
+};
 use crate::runtime::config::WebSocketConfig;
 
 /// After a shutdown's drain period, how long the close handshake with 1001
@@ -324,7 +327,7 @@ where
             }
         }
         if matches!(self.phase, Phase::Open) && self.going_away.as_mut().poll(cx).is_ready() {
-            self.start_close(1001, "server shutting down");
+            self.start_close(GOING_AWAY, "server shutting down");
             if let Phase::Closing(deadline) = &mut self.phase {
                 deadline.as_mut().reset(Instant::now() + GOING_AWAY_GRACE);
             }
@@ -345,8 +348,8 @@ where
 /// The close code yawc answers a read error with.
 fn close_code(e: &WebSocketError) -> u16 {
     match e {
-        WebSocketError::FrameTooLarge => 1009,
-        WebSocketError::InvalidUTF8 => 1007,
+        WebSocketError::FrameTooLarge => TOO_BIG,
+        WebSocketError::InvalidUTF8 => INVALID_DATA,
         WebSocketError::InvalidOpCode(_) => 1003,
         WebSocketError::ReservedBitsNotZero
         | WebSocketError::ControlFrameFragmented
@@ -356,15 +359,15 @@ fn close_code(e: &WebSocketError) -> u16 {
         | WebSocketError::InvalidCloseCode
         | WebSocketError::FragmentTimeout
         | WebSocketError::InvalidContinuationFrame
-        | WebSocketError::CompressionNotSupported => 1002,
-        _ => 1011,
+        | WebSocketError::CompressionNotSupported => PROTOCOL_ERROR,
+        _ => INTERNAL_ERROR,
     }
 }
 
 /// The client's close frame as the application sees it: 1005 without a code
 /// (RFC 6455 §7.1.5).
 fn peer_close(payload: &Bytes) -> Closed {
-    peer_close_code(payload).unwrap_or_else(|| Closed::new(1005, ""))
+    peer_close_code(payload).unwrap_or_else(|| Closed::new(NO_STATUS, ""))
 }
 
 fn peer_close_code(payload: &Bytes) -> Option<Closed> {
