@@ -113,8 +113,11 @@ async def run_async(handler: Any, conn: Any, loop: asyncio.AbstractEventLoop) ->
     """Run an async handler to its end, and end the connection as it ended."""
     try:
         await handler(AsyncWebSocket(conn, loop))
-    except WebSocketClosed:
-        pass
+    except WebSocketClosed as exc:
+        if conn.closed is None:
+            # Another connection's close, let through: an error here.
+            _failed(conn, exc)
+            return
     except asyncio.CancelledError:
         # The worker's loop is stopping.
         _ended(conn)
@@ -129,8 +132,10 @@ def run_blocking(handler: Any, conn: Any) -> None:
     """Run a blocking handler to its end, on the connection's own thread."""
     try:
         handler(conn)
-    except WebSocketClosed:
-        pass
+    except WebSocketClosed as exc:
+        if conn.closed is None:
+            _failed(conn, exc)
+            return
     except Exception as exc:
         _failed(conn, exc)
         return
@@ -144,11 +149,12 @@ def events_connect(handler: Any, conn: Any) -> bool:
     try:
         if on_connect is not None:
             on_connect(conn)
-    except WebSocketClosed:
-        return False
     except Exception as exc:
+        if isinstance(exc, WebSocketClosed) and conn.closed is not None:
+            return bool(conn.accepted)
         _failed(conn, exc)
-        return False
+        # An accepted connection still gets its on_close.
+        return bool(conn.accepted)
     if not conn.answered:
         conn.accept()
     return bool(conn.accepted)

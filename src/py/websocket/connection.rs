@@ -81,8 +81,14 @@ impl Connection {
             handshake,
             link,
         } = opening;
-        let raw_path = target.path();
-        let path = percent_encoding::percent_decode_str(raw_path).decode_utf8_lossy();
+        // Percent-decoded, then UTF-8 with `surrogateescape` (as WSGI's and
+        // ASGI's servers decode paths): no byte of the path is lost.
+        let raw_path: Vec<u8> = percent_encoding::percent_decode_str(target.path()).collect();
+        let path = PyString::from_encoded_object(
+            &PyBytes::new(py, &raw_path),
+            Some(c"utf-8"),
+            Some(c"surrogateescape"),
+        )?;
         let fields = PyList::empty(py);
         for (name, value) in &headers {
             let value: String = value.as_bytes().iter().map(|&b| b as char).collect();
@@ -102,7 +108,7 @@ impl Connection {
             None => None,
         };
         Ok(Connection {
-            path: PyString::new(py, &path).unbind(),
+            path: path.unbind(),
             query_string: PyBytes::new(py, target.query().unwrap_or("").as_bytes()).unbind(),
             headers: fields.unbind(),
             subprotocols: PyList::new(py, &subprotocols)?.unbind(),
@@ -184,6 +190,20 @@ impl Connection {
             Ok(Data::Binary(data)) => Ok(PyBytes::new(py, &data).into_any().unbind()),
             Err(closed) => Err(self.closed_error(py, closed)),
         }
+    }
+}
+
+/// The thread the worker's event loop runs on (`propylon.lifecycle.LOOP_THREAD`).
+const LOOP_THREAD: &str = "propylon-loop";
+
+/// A wait of the sync variant would stop the event loop: refused there.
+fn refuse_on_loop() -> PyResult<()> {
+    match std::thread::current().name() {
+        Some(LOOP_THREAD) => Err(PyRuntimeError::new_err(
+            "the sync WebSocket connection cannot wait on the event loop's thread; \
+             use the async variant there",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -336,6 +356,7 @@ impl Connection {
 
     /// The next message; waits (without the GIL).
     fn receive(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        refuse_on_loop()?;
         self.implicit_accept()?;
         let link = &self.link;
         let got = py.detach(|| pool::blocking(|| wait(|cx| link.poll_receive(cx))));
@@ -370,6 +391,7 @@ impl Connection {
 
     /// Send `data`; waits (without the GIL) while the send queue is full.
     fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        refuse_on_loop()?;
         self.implicit_accept()?;
         let mut data = Some(outgoing(data)?);
         let link = &self.link;
@@ -432,6 +454,7 @@ impl Connection {
     /// The next message; the iteration ends at a normal close (1000, 1001,
     /// 1005), any other close raises `WebSocketClosed`.
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        refuse_on_loop()?;
         self.implicit_accept()?;
         let link = &self.link;
         match py.detach(|| pool::blocking(|| wait(|cx| link.poll_receive(cx)))) {

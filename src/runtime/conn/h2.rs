@@ -37,8 +37,8 @@ use bytes::Bytes;
 use futures_util::future::FutureExt as _;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, TE, TRANSFER_ENCODING,
-    UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, HOST, TE,
+    TRANSFER_ENCODING, UPGRADE,
 };
 use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -431,7 +431,18 @@ async fn open_websocket(
     // is not idle, and a shutdown waits for it (the session closes it with
     // 1001 at the end of the drain period).
     let _in_flight = ctx.activity.begin();
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    // The application sees the same fields as over HTTP/1.1: `:authority`
+    // as `host` (RFC 9113 §8.3.1).
+    if !parts.headers.contains_key(HOST) {
+        if let Some(host) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(HOST, host);
+        }
+    }
     let offer = match check_h2(&parts.method, &parts.headers) {
         Ok(offer) => offer,
         Err(e) => {

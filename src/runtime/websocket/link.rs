@@ -144,9 +144,6 @@ impl Link {
         if let Some(closed) = &state.closed {
             return Poll::Ready(Err(closed.clone()));
         }
-        if state.closing {
-            return Poll::Ready(Err(Closed::new(1000, "closed by the application")));
-        }
         let Some(len) = data.as_ref().map(Data::len) else {
             return Poll::Ready(Ok(()));
         };
@@ -163,16 +160,25 @@ impl Link {
     }
 
     /// Start the close handshake with `code` and `reason` (checked by the
-    /// caller: `proto::websocket::message::check_close`). False when the
+    /// caller: `proto::websocket::message::check_close`). For the
+    /// application the connection is closed from now on, with that code and
+    /// reason (messages not yet taken are dropped). False when the
     /// connection is already closed or closing.
     pub(crate) fn close(&self, code: u16, reason: String) -> bool {
-        let mut state = self.lock();
-        if state.closed.is_some() || state.closing {
-            return false;
-        }
-        state.closing = true;
-        state.outbox.push_back(Outgoing::Close(code, reason));
-        wake(state.session.take());
+        let (receiver, senders) = {
+            let mut state = self.lock();
+            if state.closed.is_some() || state.closing {
+                return false;
+            }
+            state.closing = true;
+            state.closed = Some(Closed::new(code, reason.clone()));
+            state.inbox.clear();
+            state.outbox.push_back(Outgoing::Close(code, reason));
+            wake(state.session.take());
+            (state.receiver.take(), std::mem::take(&mut state.senders))
+        };
+        wake(receiver);
+        senders.into_iter().for_each(Waker::wake);
         true
     }
 

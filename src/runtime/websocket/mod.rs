@@ -161,11 +161,20 @@ pub(crate) async fn answer(
             headers,
             body,
         }) => {
+            let typed = headers.iter().any(|(name, _)| name == CONTENT_TYPE);
             let mut response = http::Response::new(body);
             *response.status_mut() = status;
             for (name, value) in headers {
                 response.headers_mut().append(name, value);
             }
+            if !typed && !response.body().is_empty() {
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+            }
+            let length = HeaderValue::from(response.body().len());
+            response.headers_mut().insert(CONTENT_LENGTH, length);
             Answered::Refused(response)
         }
         // The handler ended (or failed) without answering; the endpoint
