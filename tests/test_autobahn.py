@@ -67,7 +67,7 @@ def test_fast_subset_passes_for_every_handler_style(tmp_path: Path) -> None:
     for style in ("async", "event", "blocking"):
         for section in ("1 Framing", "6 UTF-8 handling", "9 Limits/performance",
                         "12 Compression (payloads)", "13 Compression (parameters)"):
-            assert f"| {section} | {style} |" in text, text
+            assert f"| {section} | propylon {style} |" in text, text
 
 
 def _uvicorn_websockets() -> str | None:
