@@ -191,7 +191,7 @@ class Application:
     def __init__(
         self,
         wsgi: WSGIApp | None = None,
-        websocket: Mapping[str, Callable[..., Any]] | None = None,
+        websocket: Mapping[str, Any] | None = None,
         stream: Mapping[str, Callable[..., Any]] | None = None,
         static: Mapping[str, str | os.PathLike[str] | Static] | None = None,
         preload: Sequence[str] = (),

@@ -350,8 +350,8 @@ fn close_code(e: &WebSocketError) -> u16 {
     match e {
         WebSocketError::FrameTooLarge => TOO_BIG,
         WebSocketError::InvalidUTF8 => INVALID_DATA,
-        WebSocketError::InvalidOpCode(_) => 1003,
-        WebSocketError::ReservedBitsNotZero
+        WebSocketError::InvalidOpCode(_)
+        | WebSocketError::ReservedBitsNotZero
         | WebSocketError::ControlFrameFragmented
         | WebSocketError::PingFrameTooLarge
         | WebSocketError::InvalidFragment
