@@ -58,6 +58,9 @@ pub(crate) async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // Should this future be dropped (the server stopping, the connection's
+    // task ending), the application's waits still end.
+    let _ends = EndsWith(link.clone());
     // One byte over the limit: yawc refuses a payload of `max_payload_read`
     // bytes or more.
     let limit = config.max_message.saturating_add(1);
@@ -102,6 +105,15 @@ pub(crate) async fn serve<S>(
     // The server closes the TCP connection first (RFC 6455 §7.1.1): flush
     // what is written, then shut the transport down.
     let _ = tokio::time::timeout(GOING_AWAY_GRACE, session.ws.close()).await;
+}
+
+/// Finishes the link when dropped (`Link::finish` keeps the first end).
+struct EndsWith(Link);
+
+impl Drop for EndsWith {
+    fn drop(&mut self) {
+        self.0.finish(Closed::abnormal());
+    }
 }
 
 enum Phase {
@@ -255,6 +267,16 @@ where
                 // The transport ended, or the client's close was answered.
                 return Poll::Ready(Some(self.ended()));
             }
+            Poll::Ready(Err(e)) if e.is_io_error() || matches!(self.phase, Phase::Answering) => {
+                // The connection is gone (a reset, an HTTP/2 stream
+                // cancelled), or answering its close failed: no close frame
+                // can go out.
+                log::debug!(target: "propylon.server", "WebSocket connection lost: {e}");
+                if matches!(self.phase, Phase::Answering) {
+                    return Poll::Ready(Some(self.ended()));
+                }
+                return Poll::Ready(Some(Closed::abnormal()));
+            }
             Poll::Ready(Err(e)) => {
                 // yawc queued a close frame with the code for `e`; the next
                 // read flushes it and reports the end.
@@ -374,4 +396,143 @@ fn peer_close_code(payload: &Bytes) -> Option<Closed> {
     let code = u16::from_be_bytes(payload.get(0..2)?.try_into().ok()?);
     let reason = String::from_utf8_lossy(&payload[2..]).into_owned();
     Some(Closed::new(code, reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt as _;
+    use std::task::Poll;
+
+    fn config() -> WebSocketConfig {
+        crate::runtime::config::ServerConfig::for_tests().websocket
+    }
+
+    /// A session over one end of an in-memory pipe, a yawc client on the
+    /// other; the link is the application's end.
+    fn pair(
+        config: WebSocketConfig,
+    ) -> (
+        WebSocket<tokio::io::DuplexStream>,
+        Link,
+        watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+        let link = Link::new(config.send_queue);
+        let (stop, shutdown) = watch::channel(false);
+        let session_link = link.clone();
+        let task = tokio::spawn(async move {
+            serve(
+                server_io,
+                None,
+                session_link,
+                &config,
+                shutdown,
+                Duration::from_secs(1),
+            )
+            .await;
+        });
+        let client = WebSocket::from_stream(client_io, Role::Client, Options::default()).unwrap();
+        (client, link, stop, task)
+    }
+
+    async fn receive(link: &Link) -> Result<Data, Closed> {
+        std::future::poll_fn(|cx| link.poll_receive(cx)).await
+    }
+
+    #[tokio::test]
+    async fn messages_go_both_ways_and_the_clients_close_ends_the_session() {
+        let (mut client, link, _stop, task) = pair(config());
+        client.send(Frame::text("hello")).await.unwrap();
+        assert_eq!(
+            receive(&link).await,
+            Ok(Data::Text(Bytes::from_static(b"hello")))
+        );
+        let mut reply = Some(Data::Binary(Bytes::from_static(b"\x01\x02")));
+        std::future::poll_fn(|cx| link.poll_send(cx, &mut reply))
+            .await
+            .unwrap();
+        let frame = client.next().await.unwrap();
+        assert_eq!(
+            (frame.opcode(), frame.payload().as_ref()),
+            (OpCode::Binary, &b"\x01\x02"[..])
+        );
+        client
+            .send(Frame::close(CloseCode::from(4001), "bye"))
+            .await
+            .unwrap();
+        assert_eq!(receive(&link).await, Err(Closed::new(4001, "bye")));
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_dropped_connection_is_1006_and_the_session_ends() {
+        let (client, link, _stop, task) = pair(config());
+        drop(client);
+        assert_eq!(receive(&link).await, Err(Closed::abnormal()));
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_fails_the_connection_with_1007() {
+        let (mut client, link, _stop, task) = pair(config());
+        client
+            .send(Frame::text(Bytes::from_static(b"\xff\xfe")))
+            .await
+            .unwrap();
+        assert_eq!(receive(&link).await.map_err(|c| c.code), Err(INVALID_DATA));
+        let close = client.next().await.unwrap();
+        assert_eq!(close.opcode(), OpCode::Close);
+        assert_eq!(close.close_code().map(u16::from), Some(INVALID_DATA));
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_applications_close_waits_for_the_clients() {
+        let (mut client, link, _stop, task) = pair(config());
+        assert!(link.close(1000, "done".into()));
+        let close = client.next().await.unwrap();
+        assert_eq!(close.close_code().map(u16::from), Some(1000));
+        // The client answers (yawc echoes); the session then ends.
+        assert!(client.next().await.is_none());
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(link.closed(), Some(Closed::new(1000, "done")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_closes_with_1001_at_the_end_of_the_drain_period() {
+        let (mut client, link, stop, task) = pair(config());
+        stop.send(true).unwrap();
+        let close = client.next().await.unwrap();
+        assert_eq!(close.close_code().map(u16::from), Some(GOING_AWAY));
+        assert!(client.next().await.is_none());
+        task.await.unwrap();
+        assert_eq!(link.closed().map(|c| c.code), Some(GOING_AWAY));
+    }
+
+    #[tokio::test]
+    async fn the_session_stops_reading_while_the_application_has_not_taken_its_messages() {
+        let (mut client, link, _stop, _task) = pair(config());
+        for i in 0..100u8 {
+            client.send(Frame::binary(vec![i])).await.unwrap();
+        }
+        // The inbox holds 16; the rest waits in the pipe and the client.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut taken = 0;
+        while let Poll::Ready(Ok(_)) = link.poll_receive(&mut cx) {
+            taken += 1;
+        }
+        assert!(taken <= 16, "{taken} messages were queued");
+        for _ in taken..100 {
+            assert!(receive(&link).await.is_ok());
+        }
+    }
 }
