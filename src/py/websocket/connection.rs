@@ -15,7 +15,7 @@
 //! or run handlers (`super` and `propylon.websocket_serving`).
 
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
@@ -358,8 +358,7 @@ impl Connection {
     fn receive(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         refuse_on_loop()?;
         self.implicit_accept()?;
-        let link = &self.link;
-        let got = py.detach(|| pool::blocking(|| wait(|cx| link.poll_receive(cx))));
+        let got = self.wait_receive(py);
         self.received(py, got)
     }
 
@@ -368,7 +367,7 @@ impl Connection {
         self.implicit_accept()?;
         match self
             .link
-            .poll_receive(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+            .poll_receive(&mut Context::from_waker(Waker::noop()))
         {
             Poll::Ready(got) => self.received(py, got).map(Some),
             Poll::Pending => Ok(None),
@@ -380,10 +379,7 @@ impl Connection {
     fn receive_or_wait(&self, py: Python<'_>, future: Py<PyAny>) -> PyResult<Option<Py<PyAny>>> {
         self.implicit_accept()?;
         let waker = self.future_waker(future)?;
-        match self
-            .link
-            .poll_receive(&mut std::task::Context::from_waker(&waker))
-        {
+        match self.link.poll_receive(&mut Context::from_waker(&waker)) {
             Poll::Ready(got) => self.received(py, got).map(Some),
             Poll::Pending => Ok(None),
         }
@@ -395,7 +391,13 @@ impl Connection {
         self.implicit_accept()?;
         let mut data = Some(outgoing(data)?);
         let link = &self.link;
-        let sent = py.detach(|| pool::blocking(|| wait(|cx| link.poll_send(cx, &mut data))));
+        // Without letting go of the interpreter while there is room.
+        let sent = match link.poll_send(&mut Context::from_waker(Waker::noop()), &mut data) {
+            Poll::Ready(sent) => sent,
+            Poll::Pending => {
+                py.detach(|| pool::blocking(|| wait(|cx| link.poll_send(cx, &mut data))))
+            }
+        };
         sent.map_err(|closed| self.closed_error(py, closed))
     }
 
@@ -403,10 +405,10 @@ impl Connection {
     fn send_nowait(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
         self.implicit_accept()?;
         let mut data = Some(outgoing(data)?);
-        match self.link.poll_send(
-            &mut std::task::Context::from_waker(std::task::Waker::noop()),
-            &mut data,
-        ) {
+        match self
+            .link
+            .poll_send(&mut Context::from_waker(Waker::noop()), &mut data)
+        {
             Poll::Ready(sent) => sent.map(|()| true).map_err(|c| self.closed_error(py, c)),
             Poll::Pending => Ok(false),
         }
@@ -425,7 +427,7 @@ impl Connection {
         let waker = self.future_waker(future)?;
         match self
             .link
-            .poll_send(&mut std::task::Context::from_waker(&waker), &mut data)
+            .poll_send(&mut Context::from_waker(&waker), &mut data)
         {
             Poll::Ready(sent) => sent.map(|()| true).map_err(|c| self.closed_error(py, c)),
             Poll::Pending => Ok(false),
@@ -456,8 +458,7 @@ impl Connection {
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         refuse_on_loop()?;
         self.implicit_accept()?;
-        let link = &self.link;
-        match py.detach(|| pool::blocking(|| wait(|cx| link.poll_receive(cx)))) {
+        match self.wait_receive(py) {
             Err(closed) if is_normal_close(closed.code) => Ok(None),
             got => self.received(py, got).map(Some),
         }
@@ -473,7 +474,17 @@ impl Connection {
 }
 
 impl Connection {
-    fn future_waker(&self, future: Py<PyAny>) -> PyResult<std::task::Waker> {
+    /// The next message or the end, waiting without the interpreter only
+    /// when none is here.
+    fn wait_receive(&self, py: Python<'_>) -> Result<Data, Closed> {
+        let link = &self.link;
+        match link.poll_receive(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(got) => got,
+            Poll::Pending => py.detach(|| pool::blocking(|| wait(|cx| link.poll_receive(cx)))),
+        }
+    }
+
+    fn future_waker(&self, future: Py<PyAny>) -> PyResult<Waker> {
         let bridge = self.bridge.clone().ok_or_else(|| {
             PyRuntimeError::new_err("this WebSocket is not served on an event loop")
         })?;
