@@ -64,14 +64,12 @@ class AsyncWebSocket:
         self._conn.reject(status, headers, body)
 
     async def receive(self) -> str | bytes:
-        conn = self._conn
-        message: str | bytes | None = conn.receive_nowait()
-        while message is None:
-            future = self._loop.create_future()
-            message = conn.receive_or_wait(future)
-            if message is None:
-                await future
-                message = conn.receive_nowait()
+        # The future gets the next message itself (or raises the close), so
+        # a wait costs one call into the server.
+        future = self._loop.create_future()
+        message: str | bytes | None = self._conn.receive_or_wait(future)
+        if message is None:
+            message = await future
         return message
 
     async def send(self, data: str | bytes | bytearray | memoryview) -> None:
@@ -92,7 +90,11 @@ class AsyncWebSocket:
 
     async def __anext__(self) -> str | bytes:
         try:
-            return await self.receive()
+            future = self._loop.create_future()
+            message: str | bytes | None = self._conn.receive_or_wait(future)
+            if message is None:
+                message = await future
+            return message
         except WebSocketClosed as closed:
             if is_normal_close(closed.code):
                 raise StopAsyncIteration from None

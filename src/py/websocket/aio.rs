@@ -27,6 +27,9 @@ use crate::runtime::websocket::Opening;
 pub(crate) enum LoopJob {
     /// Give this future a result (None), if it is not done.
     Resolve(Py<PyAny>),
+    /// Give this future the connection's next message (or its close, as
+    /// the exception), if it is not done.
+    Deliver(Py<PyAny>, Py<Connection>),
     /// Start `handler` for a handshake.
     Start(Arc<Py<PyAny>>, Box<Opening>),
 }
@@ -116,6 +119,7 @@ pub(crate) struct LoopDrain(Arc<LoopBridge>);
 
 static DONE: PyOnceLock<Py<PyString>> = PyOnceLock::new();
 static SET_RESULT: PyOnceLock<Py<PyString>> = PyOnceLock::new();
+static SET_EXCEPTION: PyOnceLock<Py<PyString>> = PyOnceLock::new();
 
 #[pymethods]
 impl LoopDrain {
@@ -128,6 +132,8 @@ impl LoopDrain {
         let jobs = std::mem::take(&mut *bridge.queue.lock().unwrap());
         let done = DONE.get_or_init(py, || PyString::intern(py, "done").unbind());
         let set_result = SET_RESULT.get_or_init(py, || PyString::intern(py, "set_result").unbind());
+        let set_exception =
+            SET_EXCEPTION.get_or_init(py, || PyString::intern(py, "set_exception").unbind());
         for job in jobs {
             match job {
                 LoopJob::Resolve(future) => {
@@ -135,6 +141,30 @@ impl LoopDrain {
                     if !future.call_method0(done)?.is_truthy()? {
                         future.call_method1(set_result, (py.None(),))?;
                     }
+                }
+                LoopJob::Deliver(future, connection) => {
+                    if future.bind(py).call_method0(done)?.is_truthy()? {
+                        // Cancelled: the message stays for the next receive.
+                        continue;
+                    }
+                    let waker = FutureWaker::deliver(
+                        bridge.clone(),
+                        future.clone_ref(py),
+                        connection.clone_ref(py),
+                    );
+                    let polled = connection
+                        .get()
+                        .link()
+                        .poll_receive(&mut std::task::Context::from_waker(&waker));
+                    let std::task::Poll::Ready(got) = polled else {
+                        // Woken early: armed again.
+                        continue;
+                    };
+                    let future = future.bind(py);
+                    match connection.get().received(py, got) {
+                        Ok(message) => future.call_method1(set_result, (message,))?,
+                        Err(closed) => future.call_method1(set_exception, (closed.value(py),))?,
+                    };
                 }
                 LoopJob::Start(handler, opening) => {
                     let connection = Connection::new(py, *opening, Some(bridge.clone()))?;
@@ -150,17 +180,31 @@ impl LoopDrain {
     }
 }
 
-/// A waker that resolves an asyncio future on the loop, once.
+/// A waker that resolves an asyncio future on the loop, once: with None
+/// (the awaited condition may hold: look again), or with the connection's
+/// next message.
 pub(crate) struct FutureWaker {
     bridge: Arc<LoopBridge>,
-    future: Mutex<Option<Py<PyAny>>>,
+    job: Mutex<Option<LoopJob>>,
 }
 
 impl FutureWaker {
-    pub(crate) fn waker(bridge: Arc<LoopBridge>, future: Py<PyAny>) -> Waker {
+    pub(crate) fn resolve(bridge: Arc<LoopBridge>, future: Py<PyAny>) -> Waker {
+        FutureWaker::waker(bridge, LoopJob::Resolve(future))
+    }
+
+    pub(crate) fn deliver(
+        bridge: Arc<LoopBridge>,
+        future: Py<PyAny>,
+        connection: Py<Connection>,
+    ) -> Waker {
+        FutureWaker::waker(bridge, LoopJob::Deliver(future, connection))
+    }
+
+    fn waker(bridge: Arc<LoopBridge>, job: LoopJob) -> Waker {
         Waker::from(Arc::new(FutureWaker {
             bridge,
-            future: Mutex::new(Some(future)),
+            job: Mutex::new(Some(job)),
         }))
     }
 }
@@ -171,8 +215,8 @@ impl Wake for FutureWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if let Some(future) = self.future.lock().unwrap().take() {
-            self.bridge.push(LoopJob::Resolve(future));
+        if let Some(job) = self.job.lock().unwrap().take() {
+            self.bridge.push(job);
         }
     }
 }

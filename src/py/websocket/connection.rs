@@ -180,7 +180,11 @@ impl Connection {
         }
     }
 
-    fn received(&self, py: Python<'_>, got: Result<Data, Closed>) -> PyResult<Py<PyAny>> {
+    pub(crate) fn received(
+        &self,
+        py: Python<'_>,
+        got: Result<Data, Closed>,
+    ) -> PyResult<Py<PyAny>> {
         match got {
             Ok(Data::Text(text)) => {
                 // Checked as it arrived (proto::websocket::message).
@@ -191,6 +195,10 @@ impl Connection {
             Err(closed) => Err(self.closed_error(py, closed)),
         }
     }
+}
+
+fn not_on_a_loop() -> PyErr {
+    PyRuntimeError::new_err("this WebSocket is not served on an event loop")
 }
 
 /// The thread the worker's event loop runs on (`propylon.lifecycle.LOOP_THREAD`).
@@ -375,12 +383,15 @@ impl Connection {
     }
 
     /// The next message if one is here; else None, and `future` (an asyncio
-    /// future of the worker's loop) gets a result when one may be.
-    fn receive_or_wait(&self, py: Python<'_>, future: Py<PyAny>) -> PyResult<Option<Py<PyAny>>> {
-        self.implicit_accept()?;
-        let waker = self.future_waker(future)?;
-        match self.link.poll_receive(&mut Context::from_waker(&waker)) {
-            Poll::Ready(got) => self.received(py, got).map(Some),
+    /// future of the worker's loop) gets the next message as its result (or
+    /// the close, as its exception) when it comes.
+    fn receive_or_wait(slf: &Bound<'_, Self>, future: Py<PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        let this = slf.get();
+        this.implicit_accept()?;
+        let bridge = this.bridge.clone().ok_or_else(not_on_a_loop)?;
+        let waker = FutureWaker::deliver(bridge, future, slf.clone().unbind());
+        match this.link.poll_receive(&mut Context::from_waker(&waker)) {
+            Poll::Ready(got) => this.received(slf.py(), got).map(Some),
             Poll::Pending => Ok(None),
         }
     }
@@ -485,9 +496,7 @@ impl Connection {
     }
 
     fn future_waker(&self, future: Py<PyAny>) -> PyResult<Waker> {
-        let bridge = self.bridge.clone().ok_or_else(|| {
-            PyRuntimeError::new_err("this WebSocket is not served on an event loop")
-        })?;
-        Ok(FutureWaker::waker(bridge, future))
+        let bridge = self.bridge.clone().ok_or_else(not_on_a_loop)?;
+        Ok(FutureWaker::resolve(bridge, future))
     }
 }
