@@ -711,10 +711,14 @@ def websocket_echo(port: int, path: str, timeout: float, payload: bytes | None =
         status = int(lines[0].split(" ", 2)[1])
         if status != 101 or payload is None:
             return status, None
-        headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+        headers = {
+            name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])
+        }
         accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
         if headers.get("sec-websocket-accept") != accept.decode():
-            raise RuntimeError(f"check failed: Sec-WebSocket-Accept {headers.get('sec-websocket-accept')!r}, expected {accept.decode()!r}")
+            raise RuntimeError(
+                f"check failed: Sec-WebSocket-Accept {headers.get('sec-websocket-accept')!r}, expected {accept.decode()!r}"
+            )
 
         def masked(opcode: int, data: bytes) -> bytes:  # a client frame (RFC 6455 §5.3), FIN set
             mask = os.urandom(4)
@@ -840,7 +844,9 @@ class RunningServer:
             payload = os.urandom(32)
             status, echo = websocket_echo(self.port, self.scenario.path, timeout=10.0, payload=payload)
             if status != 101:
-                raise RuntimeError(f"check failed: the WebSocket handshake on {self.scenario.path} answered {status}, expected 101")
+                raise RuntimeError(
+                    f"check failed: the WebSocket handshake on {self.scenario.path} answered {status}, expected 101"
+                )
             if echo != payload:
                 raise RuntimeError(f"check failed: a 32-byte binary message came back as {echo!r}")
             return {}
@@ -1040,7 +1046,15 @@ def run_idle(port: int, count: int, deadline: float, websocket: bool = False) ->
         client = [str(WS_LOAD_BIN / "ws-load"), "--url", f"ws://{HOST}:{port}{WS_PATH}", "--idle", str(count)]
         client += ["--deadline", str(deadline), "--threads", "1", "--sources", str(sources)]
     else:
-        client = [sys.executable, str(BENCH / "idle_client.py"), HOST, str(port), str(count), "--deadline", str(deadline)]
+        client = [
+            sys.executable,
+            str(BENCH / "idle_client.py"),
+            HOST,
+            str(port),
+            str(count),
+            "--deadline",
+            str(deadline),
+        ]
     argv = ["taskset", "-c", LOAD_CPU, *client]
     proc = spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     line = read_line(proc, deadline + 15)
@@ -1533,9 +1547,8 @@ def render_ws_targets(summary: dict) -> list:
                 line = f"{head}: not measured ({first_line(ours.get('errors', [])) or 'no row'})."
             if "median" in ceiling:
                 line += f" The target is {factor * best / ceiling['median']:.0%} of the ceiling ({WS_CEILING}: {fmt_number(ceiling['median'])} msg/s"
-                line += (
-                    f"; its load generator used {ceiling['generator_cpu']:.0%} of its CPU"
-                    + (": a floor, not the ceiling's limit)." if ceiling["generator_cpu"] >= GENERATOR_SATURATED else ")." )
+                line += f"; its load generator used {ceiling['generator_cpu']:.0%} of its CPU" + (
+                    ": a floor, not the ceiling's limit)." if ceiling["generator_cpu"] >= GENERATOR_SATURATED else ")."
                 )
             lines.append(line)
     rows = summary.get("ws-idle", {})
@@ -1546,14 +1559,18 @@ def render_ws_targets(summary: dict) -> list:
             head = f"- ws-idle, {name} RSS ≤ Granian's best ({best[0]}: {best[1]:.1f} MiB)"
             if held_all(entry):
                 ratio = entry["rss_mib"] / best[1]
-                lines.append(f"{head}: **{'met' if ratio <= 1 else 'missed'}**, {ratio:.2f}× ({entry['rss_mib']:.1f} MiB).")
+                lines.append(
+                    f"{head}: **{'met' if ratio <= 1 else 'missed'}**, {ratio:.2f}× ({entry['rss_mib']:.1f} MiB)."
+                )
             elif entry.get("rss_mib") is not None:
                 lines.append(f"{head}: **missed**: held {entry['held']:,} of {entry['target']:,}.")
             else:
                 lines.append(f"{head}: not measured ({first_line(entry.get('errors', [])) or 'no row'}).")
         ceiling = rows.get(WS_CEILING, {})
         if held_all(ceiling):
-            lines.append(f"- ws-idle, the ceiling ({WS_CEILING}, tokio-tungstenite with a 4 KiB read buffer): {ceiling['rss_mib']:.1f} MiB.")
+            lines.append(
+                f"- ws-idle, the ceiling ({WS_CEILING}, tokio-tungstenite with a 4 KiB read buffer): {ceiling['rss_mib']:.1f} MiB."
+            )
     return (["### WebSockets: the targets", ""] + lines + [""]) if lines else []
 
 
