@@ -1740,11 +1740,15 @@ def render_report(data: dict, websocket: bool | None = None) -> str:
         f"Command: `{meta['command']}`",
         "",
     ]
-    commands = [
-        "<details><summary>Exact server commands of this run (cwd and PYTHONPATH bench/apps, under taskset -c 0; "
-        "Granian's --http is 2 in the h2 and tls-h2 scenarios; TLS scenarios add the TLS arguments shown, "
+    http_notes = (
+        "; Granian's --http is 2 in the h2 and tls-h2 scenarios; TLS scenarios add the TLS arguments shown, "
         "with the run's self-signed certificate; the static scenarios run the static command, STATIC_DIR "
-        "being the run's directory of static files)</summary>",
+        "being the run's directory of static files"
+    )
+    commands = [
+        "<details><summary>Exact server commands of this run (cwd and PYTHONPATH bench/apps, under taskset -c 0"
+        + ("" if websocket else http_notes)
+        + ")</summary>",
         "",
     ]
     server_tls = meta.get("server_tls", {})
