@@ -709,7 +709,7 @@ def websocket_echo(port: int, path: str, timeout: float, payload: bytes | None =
         head, _, buffer = buffer.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
-        if status != 101 or payload is None:
+        if status != 101:
             return status, None
         headers = {
             name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])
@@ -734,6 +734,9 @@ def websocket_echo(port: int, path: str, timeout: float, payload: bytes | None =
             data, buffer = buffer[:count], buffer[count:]
             return data
 
+        if payload is None:  # a normal close (1000): the handler sees no dropped connection
+            sock.sendall(masked(0x8, (1000).to_bytes(2, "big")))
+            return status, None
         sock.sendall(masked(0x2, payload))
         while True:
             first, second = read(2)
@@ -2036,7 +2039,8 @@ def main(argv=None) -> int:
     }
     out_path = RESULTS / f"{stamp}.json"
     out_path.write_text(json.dumps(data, indent=1, default=str))
-    report = render_report(data)
+    ws_only = all(SCENARIO_BY_NAME[n].websocket for n in opts.scenarios)
+    report = render_report(data, websocket=True if ws_only else None)
     print("\n" + report)
     print(
         f"bench: {elapsed / 60:.1f} min; raw results in {out_path.relative_to(REPO)}, server logs in {log_dir.relative_to(REPO)}/"
@@ -2045,7 +2049,6 @@ def main(argv=None) -> int:
         print("bench: interrupted: the results above are partial; README untouched", file=sys.stderr)
         return 130
     if not opts.no_readme:
-        ws_only = all(SCENARIO_BY_NAME[n].websocket for n in opts.scenarios)
         if full or (opts.readme and not ws_only):
             write_readme(render_report(data, websocket=False) if ws_full else report)
         if ws_full or (opts.readme and ws_only):

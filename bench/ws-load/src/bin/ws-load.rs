@@ -23,9 +23,10 @@
 //! is done (or `--deadline` passed) it prints
 //! `{"event":"ready","target":N,"opened":n,"failed":f,"seconds":s}`, then
 //! reads lines on stdin: `check` prints `{"event":"held","held":n}` (the
-//! connections the server has not closed), `close` or end of input exits, as
-//! does SIGTERM. Held connections answer the server's pings (tungstenite does
-//! on every read) and send nothing else.
+//! connections the server has not closed); `close`, end of input or SIGTERM
+//! closes them all (code 1000, for at most two seconds) and exits. Held
+//! connections answer the server's pings (tungstenite does on every read)
+//! and send nothing else.
 //!
 //! Connections use no extension (no permessage-deflate): tokio-tungstenite
 //! offers none. tungstenite zero-fills its whole read buffer before every
@@ -586,18 +587,28 @@ async fn idle(options: Arc<Options>, count: usize) -> i32 {
     let (connections, failed, errors) = open_all(&options, count, deadline).await;
     let open = Arc::new(AtomicUsize::new(connections.len()));
     let opened = connections.len();
+    let (close_tx, close_rx) = watch::channel(false);
     for mut ws in connections {
-        let open = open.clone();
+        let (open, mut close_rx) = (open.clone(), close_rx.clone());
         tokio::spawn(async move {
-            // Reading answers the server's pings; anything that ends the stream is a close.
-            while let Some(Ok(message)) = ws.next().await {
-                if let Message::Close(_) = message {
-                    break;
+            loop {
+                tokio::select! {
+                    // Reading answers the server's pings; anything that ends the stream is a close.
+                    message = ws.next() => match message {
+                        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                        Some(Ok(_)) => {}
+                    },
+                    // A normal close (1000) at the end, not 10,000 dropped connections.
+                    _ = close_rx.changed() => {
+                        let _ = ws.close(None).await;
+                        break;
+                    }
                 }
             }
             open.fetch_sub(1, Ordering::Relaxed);
         });
     }
+    drop(close_rx);
     println!(
         "{{\"event\":\"ready\",\"target\":{count},\"opened\":{opened},\"failed\":{failed},\"seconds\":{:.3},\"errors\":{}}}",
         started.elapsed().as_secs_f64(),
@@ -613,9 +624,16 @@ async fn idle(options: Arc<Options>, count: usize) -> i32 {
                     println!("{{\"event\":\"held\",\"held\":{}}}", open.load(Ordering::Relaxed));
                 }
                 Ok(Some(line)) if line.trim() != "close" => {}
-                _ => return 0,
+                _ => break,
             },
-            _ = terminate.recv() => return 0,
+            _ = terminate.recv() => break,
         }
     }
+    // Every connection sends its close frame, for at most two seconds in all.
+    let _ = close_tx.send(true);
+    let until = Instant::now() + Duration::from_secs(2);
+    while open.load(Ordering::Relaxed) > 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    0
 }
