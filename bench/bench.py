@@ -1399,6 +1399,11 @@ def summarize(records: list) -> dict:
                     entry["generator_cpu"] = max(r["generator_cpu"] for r in ok)
                     entry["load_errors"] = sum(r.get("errors", 0) for r in ok)
                     entry["latency_p99_ms"] = statistics.median(r.get("latency_p99_ms", float("nan")) for r in ok)
+                    # The server's CPU time per request or message: steadier than
+                    # the rate when other work takes CPU time.
+                    entry["cpu_us_per_request"] = statistics.median(
+                        r["server_cpu"] / r["rps"] * 1e6 if r["rps"] else float("nan") for r in ok
+                    )
                     paths = {r["file_path"] for r in ok if r.get("file_path")}
                     if paths:
                         entry["file_path"] = ", ".join(sorted(paths))
@@ -1463,12 +1468,15 @@ def render_tables(summary: dict, server_order: list) -> str:
             if entry["ok"] < entry["runs"]:
                 notes.append(f"{entry['runs'] - entry['ok']} of {entry['runs']} runs failed")
             ratio = f"{entry['median'] / reference:.2f}×" if reference else "–"
+            server_cpu = f"{entry['server_cpu']:.0%}"
+            if scenario.websocket and entry.get("cpu_us_per_request", float("nan")) == entry.get("cpu_us_per_request"):
+                server_cpu += f" ({entry['cpu_us_per_request']:.1f} µs/msg)"
             lines.append(
                 f"| {name} | {fmt_number(entry['median'])} | {fmt_number(entry['min'])}–{fmt_number(entry['max'])} | {ratio} "
-                f"| {entry['latency_p99_ms']:.1f} ms | {entry['server_cpu']:.0%} | {entry['generator_cpu']:.0%} | {'; '.join(notes)} |"
+                f"| {entry['latency_p99_ms']:.1f} ms | {server_cpu} | {entry['generator_cpu']:.0%} | {'; '.join(notes)} |"
                 if entry["latency_p99_ms"] == entry["latency_p99_ms"]
                 else f"| {name} | {fmt_number(entry['median'])} | {fmt_number(entry['min'])}–{fmt_number(entry['max'])} | {ratio} "
-                f"| – | {entry['server_cpu']:.0%} | {entry['generator_cpu']:.0%} | {'; '.join(notes)} |"
+                f"| – | {server_cpu} | {entry['generator_cpu']:.0%} | {'; '.join(notes)} |"
             )
         lines.append("")
     lines += render_memory(summary, server_order)
@@ -1878,6 +1886,10 @@ def main(argv=None) -> int:
     opts = parse_args(argv)
     if opts.render:
         data = json.loads(Path(opts.render).read_text())
+        try:  # the summary as this version of the bench makes it from the records
+            data["summary"] = summarize(data["records"])
+        except (KeyError, TypeError):  # records of an older bench: its saved summary
+            pass
         websocket = {SCENARIO_BY_NAME[name].websocket for name in data["summary"]}
         if False in websocket:
             write_readme(render_report(data, websocket=False))
