@@ -12,8 +12,12 @@ B/A, the server's CPU time per request (steadier than the rate when other
 work shares the machine), and the CPU time other processes took during
 each measurement (a run disturbed by other work is marked).
 
+The WebSocket scenarios (`--scenarios ws`, or any of them) run bench.py's
+`propylon-async` server, or `propylon-event` with `--websocket-handler event`.
+
 The peers are not run: this compares Propylon with itself. Needs wrk,
-h2load and openssl, as bench.py does.
+h2load and openssl, as bench.py does (ws-load, built by bench.py, for the
+WebSocket scenarios).
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ from types import SimpleNamespace
 import bench
 
 
-def propylon_server(name: str, venv: Path) -> bench.Server:
-    """bench.py's Propylon command, with the build from `venv`."""
-    template = bench.SERVER_BY_NAME[bench.REFERENCE]
+def propylon_server(name: str, venv: Path, template_name: str = bench.REFERENCE) -> bench.Server:
+    """bench.py's Propylon command (of server `template_name`), with the build from `venv`."""
+    template = bench.SERVER_BY_NAME[template_name]
     command = template.command.replace("{venv}", str(venv))
     static = template.static.replace("{venv}", str(venv))
     return bench.Server(name, command, template.scenarios, tls=template.tls, static=static)
@@ -44,10 +48,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="A/B pairs per scenario (default 3)")
     parser.add_argument("--duration", type=int, default=4, help="seconds per measurement (default 4)")
     parser.add_argument("--warmup", type=int, default=1, help="seconds of load before each, not counted")
+    parser.add_argument(
+        "--websocket-handler",
+        choices=("async", "event"),
+        default="async",
+        help="Propylon's handler style in the WebSocket scenarios (default async)",
+    )
     opts = parser.parse_args(argv)
-    scenarios = [bench.SCENARIO_BY_NAME[name] for name in opts.scenarios.split(",") if name]
-    builds = [propylon_server("A", opts.a.resolve()), propylon_server("B", opts.b.resolve())]
-    for server in builds:
+    names = [
+        name for group in opts.scenarios.split(",") if group for name in bench.SCENARIO_GROUPS.get(group, (group,))
+    ]
+    scenarios = [bench.SCENARIO_BY_NAME[name] for name in names]
+    websocket = f"propylon-{opts.websocket_handler}"
+
+    def builds_for(scenario: bench.Scenario) -> list[bench.Server]:
+        template = websocket if scenario.websocket else bench.REFERENCE
+        return [propylon_server("A", opts.a.resolve(), template), propylon_server("B", opts.b.resolve(), template)]
+
+    if not scenarios:
+        parser.error("--scenarios names no scenario")
+    idle = [scenario.name for scenario in scenarios if scenario.kind == "idle"]
+    if idle:
+        parser.error(f"{', '.join(idle)}: memory scenarios have no rate to compare (bench.py measures them)")
+    for server in builds_for(scenarios[0]):
         if not Path(server.command.split()[0]).exists():
             parser.error(f"{server.command.split()[0]} does not exist")
     bench.RESULTS.mkdir(exist_ok=True)
@@ -65,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             rates: dict[str, list[float]] = {"A": [], "B": []}
             costs: dict[str, list[float]] = {"A": [], "B": []}
             for round_ in range(opts.rounds):
-                for server in builds:
+                for server in builds_for(scenario):
                     record = bench.measure(server, scenario, round_, run_opts, env, log_dir, tls)
                     if not record.get("ok"):
                         print(f"{scenario.name} {server.name}: {record.get('error')}", file=sys.stderr)

@@ -82,6 +82,8 @@ APPS = BENCH / "apps"
 RESULTS = BENCH / "results"
 README = BENCH / "README.md"
 HYPER_REF = BENCH / "hyper-ref"
+WS_LOAD = BENCH / "ws-load"  # the WebSocket load generator and its ceiling, ws-echo-ref
+WS_LOAD_BIN = WS_LOAD / "target" / "release"
 HOST = "127.0.0.1"
 SERVER_CPU = "0"  # taskset list for servers
 LOAD_CPU = "1"  # taskset list for load generators and the idle client
@@ -104,6 +106,10 @@ READY_DEADLINE = 30.0  # seconds for a server to answer its first request
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 RESULTS_START = "<!-- results:start -->"
 RESULTS_END = "<!-- results:end -->"
+# The WebSocket scenarios' results have their own section (README, WebSockets).
+WS_RESULTS_START = "<!-- ws-results:start -->"
+WS_RESULTS_END = "<!-- ws-results:end -->"
+WS_PATH = "/echo"  # every WebSocket scenario's URL path
 
 
 # --------------------------------------------------------------------------
@@ -137,11 +143,20 @@ class Scenario:
     tls: bool = False
     congestion: str = ""  # e.g. "cubic": net.ipv4.tcp_congestion_control for this scenario only
     static: str = ""  # a file of STATIC_FILES, requested under STATIC_ROUTE
+    websocket: bool = False  # WebSocket echo on WS_PATH: readiness and check are a handshake and one echo
 
     @property
     def path(self) -> str:
         """The URL path every request of the scenario asks for."""
+        if self.websocket:
+            return WS_PATH
         return f"{STATIC_ROUTE}/{self.static}" if self.static else "/"
+
+    @property
+    def scheme(self) -> str:
+        if self.websocket:
+            return "ws"
+        return "https" if self.tls else "http"
 
     @property
     def body_size(self) -> int:
@@ -159,6 +174,10 @@ H2LOAD_TLS = H2LOAD + " --npn-list=h2"
 # before the server does; bulk_client.py takes up to 4 MiB per recv(2) and
 # discards it in the kernel (MSG_TRUNC): the same small cost for every server.
 BULK = "{python} {bench}/bulk_client.py --connections 16 --duration {duration}"
+# ws-load (ws-load/src/bin/ws-load.rs): each connection sends a binary message
+# and waits for its echo, checked byte for byte; one worker thread, as the
+# generator has one CPU.
+WS_ECHO = "{bench}/ws-load/target/release/ws-load --url {url} --duration {duration} --threads 1 --pipeline 1 --binary"
 SCENARIOS = [
     Scenario("hello", "WSGI hello world (13 B body), wrk, 64 connections", "hello", WRK + " {url}", check=("GET", 0, 13)),
     Scenario("bytes64k", "WSGI 64 KiB response, wrk, 64 connections", "bytes64k", WRK + " {url}", check=("GET", 0, 65536)),
@@ -179,6 +198,12 @@ SCENARIOS = [
     Scenario("static1m", "a 1 MiB static file, bulk_client.py, 16 connections", "file", BULK + " {url}", parser="json", metric="MiB/s", check=("GET", 0, STATIC_FILES["file-1MiB.bin"]), static="file-1MiB.bin"),
     # As file10m-cubic: under this machine's BBR the kernel bounds 1 MiB responses too.
     Scenario("static1m-cubic", "the same 1 MiB static file with TCP congestion control cubic (Linux's default) for the scenario's sockets", "file", BULK + " {url}", parser="json", metric="MiB/s", check=("GET", 0, STATIC_FILES["file-1MiB.bin"]), static="file-1MiB.bin", congestion="cubic"),
+    # WebSockets (apps/ws_apps.py, apps/ws_propylon.py): echo on /echo, no compression.
+    Scenario("ws-echo-16x32", "WebSocket echo of 32-byte binary messages, ws-load, 16 connections, one message in flight each", "echo", WS_ECHO + " --connections 16 --size 32", parser="ws-load", metric="msg/s", websocket=True),
+    Scenario("ws-echo-16x16k", "WebSocket echo of 16 KiB binary messages, ws-load, 16 connections, one in flight each", "echo", WS_ECHO + " --connections 16 --size 16384", parser="ws-load", metric="msg/s", websocket=True),
+    Scenario("ws-echo-256x32", "WebSocket echo of 32-byte binary messages, ws-load, 256 connections, one in flight each", "echo", WS_ECHO + " --connections 256 --size 32", parser="ws-load", metric="msg/s", websocket=True),
+    Scenario("ws-echo-256x16k", "WebSocket echo of 16 KiB binary messages, ws-load, 256 connections, one in flight each", "echo", WS_ECHO + " --connections 256 --size 16384", parser="ws-load", metric="msg/s", websocket=True),
+    Scenario("ws-idle", "memory with 10,000 idle WebSockets (handshake done, nothing sent)", "echo", "", kind="idle", websocket=True),
 ]
 # fmt: on
 
@@ -199,6 +224,10 @@ SCENARIOS = [
 
 WSGI_H1 = ("hello", "bytes64k", "echo64k", "file10m", "file10m-cubic", "idle10k")
 STATIC = ("static4k", "static1m", "static1m-cubic")
+WS_ECHO_SCENARIOS = ("ws-echo-16x32", "ws-echo-16x16k", "ws-echo-256x32", "ws-echo-256x16k")
+WS = WS_ECHO_SCENARIOS + ("ws-idle",)
+# Names --scenarios also takes, each for the scenarios it lists.
+SCENARIO_GROUPS = {"ws-echo": WS_ECHO_SCENARIOS, "ws": WS, "static": STATIC}
 TLS_CERT = "--certfile {cert} --keyfile {key}"  # Propylon's, gunicorn's, hypercorn's and hyper-ref's flags
 
 
@@ -284,11 +313,31 @@ SERVERS = [
     # static4k: a loop writing the file's bytes from memory.
     Server("hyper-ref", "{bench}/hyper-ref/target/release/hyper-ref --bind 127.0.0.1:{port} --app {attr} --file {file} {tls}", ("hello", "file10m", "file10m-cubic", "h2", "idle10k", "tls-hello", "tls-h2") + STATIC, "Rust only, not a WSGI server: the ceiling", tls=TLS_CERT),
     Server("hyper-ref-cubic", "{bench}/hyper-ref/target/release/hyper-ref --bind 127.0.0.1:{port} --app {attr} --file {file} --tcp-congestion cubic", ("file10m",), "the sendfile(2) ceiling with cubic on its listener, as propylon-cubic"),
+    # WebSockets: the echo of apps/ws_propylon.py in both handler styles, and of
+    # apps/ws_apps.py on the peers. uvloop is installed: uvicorn and Granian
+    # pick it by themselves (--loop auto), hypercorn is told (-k uvloop).
+    Server("propylon-async", "{venv}/bin/propylon ws_propylon:async_app --bind 127.0.0.1:{port} --threads {threads}", WS, "async def handler(ws) on the worker's asyncio loop"),
+    Server("propylon-event", "{venv}/bin/propylon ws_propylon:event_app --bind 127.0.0.1:{port} --threads {threads}", WS, "event handler (on_message), each message a job on the thread pool"),
+    Server("granian-asgi", "{venv}/bin/granian --interface asgi --host 127.0.0.1 --port {port} --workers 1 --runtime-threads 1 --backpressure {limit} --http 1 --ws ws_apps:asgi_echo", WS),
+    Server("granian-rsgi", "{venv}/bin/granian --interface rsgi --host 127.0.0.1 --port {port} --workers 1 --runtime-threads 1 --backpressure {limit} --http 1 --ws ws_apps:rsgi_echo", WS),
+    Server("uvicorn-websockets", "{venv}/bin/uvicorn --ws websockets --host 127.0.0.1 --port {port} --backlog 2048 --no-access-log ws_apps:asgi_echo", WS),
+    Server("uvicorn-wsproto", "{venv}/bin/uvicorn --ws wsproto --host 127.0.0.1 --port {port} --backlog 2048 --no-access-log ws_apps:asgi_echo", WS),
+    Server("hypercorn-asgi", "{venv}/bin/hypercorn -w 1 -k uvloop --backlog 2048 -b 127.0.0.1:{port} ws_apps:asgi_echo", WS, "wsproto inside"),
+    # The ceiling: a bare tokio-tungstenite echo, one thread (ws-load/src/bin/ws-echo-ref.rs).
+    Server("ws-echo-ref", "{bench}/ws-load/target/release/ws-echo-ref --bind 127.0.0.1:{port}", WS, "Rust only (tokio-tungstenite), not a Python server: the ceiling"),
 ]
 # fmt: on
 
 REFERENCE = "propylon"
 CEILING = "hyper-ref"
+# In the WebSocket scenarios the ratios are to Granian at its best (ASGI or
+# RSGI: the higher msg/s, the lower memory), as the issue's targets are.
+WS_PEERS = ("granian-asgi", "granian-rsgi")
+WS_CEILING = "ws-echo-ref"
+# The issue's WebSocket targets: (Propylon's server, factor): msg/s at least
+# factor x Granian's best in every ws-echo scenario; and with 10,000 idle
+# WebSockets, memory at most Granian's.
+WS_TARGETS = [("propylon-async", 1.5), ("propylon-event", 1.0)]
 
 # The issue's targets for static files: (scenario, peer, factor): Propylon's
 # median must reach factor x the peer's.
@@ -638,6 +687,71 @@ def tls_handshake(port: int, tls: Tls, alpn: str, timeout: float) -> str:
             return f"{sock.version()} {sock.cipher()[0]}"
 
 
+def websocket_echo(port: int, path: str, timeout: float, payload: bytes | None = None) -> tuple:
+    """A WebSocket handshake (RFC 6455 §4.1) on a fresh connection and, given `payload`
+    (under 126 bytes), one binary message and its echo: (HTTP status, echoed bytes or None)."""
+    import base64
+    import hashlib
+
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with socket.create_connection((HOST, port), timeout=timeout) as sock:
+        sock.sendall(request.encode())
+        buffer = b""
+        while b"\r\n\r\n" not in buffer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise RuntimeError(f"connection closed during the WebSocket handshake ({buffer[:100]!r})")
+            buffer += chunk
+        head, _, buffer = buffer.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        if status != 101:
+            return status, None
+        headers = {
+            name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])
+        }
+        accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+        if headers.get("sec-websocket-accept") != accept.decode():
+            raise RuntimeError(
+                f"check failed: Sec-WebSocket-Accept {headers.get('sec-websocket-accept')!r}, expected {accept.decode()!r}"
+            )
+
+        def masked(opcode: int, data: bytes) -> bytes:  # a client frame (RFC 6455 §5.3), FIN set
+            mask = os.urandom(4)
+            return bytes([0x80 | opcode, 0x80 | len(data)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+        def read(count: int) -> bytes:
+            nonlocal buffer
+            while len(buffer) < count:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise RuntimeError("check failed: the server closed the WebSocket before echoing")
+                buffer += chunk
+            data, buffer = buffer[:count], buffer[count:]
+            return data
+
+        if payload is None:  # a normal close (1000): the handler sees no dropped connection
+            sock.sendall(masked(0x8, (1000).to_bytes(2, "big")))
+            return status, None
+        sock.sendall(masked(0x2, payload))
+        while True:
+            first, second = read(2)
+            length = second & 0x7F
+            if length >= 126:
+                length = int.from_bytes(read(2 if length == 126 else 8), "big")
+            data = read(length)
+            opcode = first & 0x0F
+            if opcode == 0x8:
+                raise RuntimeError(f"check failed: the server closed the WebSocket instead of echoing ({data!r})")
+            if opcode in (0x1, 0x2):  # not pings or pongs
+                sock.sendall(masked(0x8, (1000).to_bytes(2, "big")))
+                return status, data
+
+
 class RunningServer:
     def __init__(self, server: Server, scenario: Scenario, env: dict, log_path: Path, tls: Tls | None = None):
         self.server = server
@@ -716,6 +830,9 @@ class RunningServer:
                         return
                     hint = ", offering ALPN h2 only" if self.tls else ""
                     last_error = f"no HTTP/2 answer (h2load{hint}: {probe.get('tail', '')})"
+                elif self.scenario.websocket:
+                    if websocket_echo(self.port, self.scenario.path, timeout=2.0)[0]:  # any HTTP answer
+                        return
                 elif http_request(self.port, "GET", b"", timeout=2.0, tls=self.tls, path=self.scenario.path)[0]:
                     return
             except Exception as error:  # noqa: BLE001 (refused, reset, bad status line: not ready yet)
@@ -724,7 +841,18 @@ class RunningServer:
         raise RuntimeError(f"not ready after {deadline:.0f} s ({last_error}):\n{self.log_tail()}")
 
     def check(self) -> dict:
-        """One request of the scenario's kind; its answer must be 200 and of the expected size."""
+        """One request of the scenario's kind; its answer must be 200 and of the expected size.
+        WebSocket scenarios: a handshake (101) and one message echoed."""
+        if self.scenario.websocket:
+            payload = os.urandom(32)
+            status, echo = websocket_echo(self.port, self.scenario.path, timeout=10.0, payload=payload)
+            if status != 101:
+                raise RuntimeError(
+                    f"check failed: the WebSocket handshake on {self.scenario.path} answered {status}, expected 101"
+                )
+            if echo != payload:
+                raise RuntimeError(f"check failed: a 32-byte binary message came back as {echo!r}")
+            return {}
         method, body_size, expected = self.scenario.check
         if self.scenario.http == "2":
             probe = h2_probe(self.port, requests=16, tls=bool(self.tls))
@@ -831,7 +959,30 @@ def parse_json(out: str) -> dict:
     return {}
 
 
-PARSERS = {"wrk": parse_wrk, "h2load": parse_h2load, "json": parse_json}
+def parse_ws_load(out: str) -> dict:
+    """ws-load's one JSON line (echo mode); counts and latencies under the names of the other parsers."""
+    for line in reversed(out.splitlines()):
+        if line.startswith("{"):
+            data = json.loads(line)
+            if "messages" not in data:
+                return {"why": data.get("why", "")}
+            nan = float("nan")
+            return {
+                "requests": data["messages"],
+                "seconds": data["seconds"],
+                "failed": data["errors"],
+                "mismatches": data["mismatches"],
+                "connections_lost": data["connections_lost"],
+                "why": data["why"],
+                "latency_p50_ms": nan if data["latency_p50_ms"] is None else data["latency_p50_ms"],
+                "latency_p99_ms": nan if data["latency_p99_ms"] is None else data["latency_p99_ms"],
+                # Its own CPU over the measured window (getrusage), without connecting and closing.
+                "generator_cpu_window": data["cpu_share"],
+            }
+    return {}
+
+
+PARSERS = {"wrk": parse_wrk, "h2load": parse_h2load, "json": parse_json, "ws-load": parse_ws_load}
 
 
 STATS_LINE = re.compile(r"\s*(min\s|time for|time to|req/s|starting benchmark|spawning thread|progress:)")
@@ -859,7 +1010,7 @@ def h2_probe(port: int, requests: int = 1, tls: bool = False) -> dict:
 def run_load(scenario: Scenario, port: int, duration: int) -> dict:
     """Run the load generator on LOAD_CPU; returns parsed output plus its CPU share."""
     command = scenario.load.format(
-        url=f"{'https' if scenario.tls else 'http'}://{HOST}:{port}{scenario.path}",
+        url=f"{scenario.scheme}://{HOST}:{port}{scenario.path}",
         duration=duration,
         connections=64,
         lua=BENCH / "lua",
@@ -880,25 +1031,34 @@ def run_load(scenario: Scenario, port: int, duration: int) -> dict:
     if scenario.tls and scenario.http == "2" and parsed.get("alpn") != "h2":
         raise RuntimeError(f"h2load did not negotiate h2 (ALPN {parsed.get('alpn')}):\n{text[-1500:]}")
     cpu = (usage.ru_utime + usage.ru_stime) if usage else float("nan")
-    parsed["generator_cpu"] = cpu / wall if wall > 0 else float("nan")
+    parsed["generator_cpu"] = parsed.pop("generator_cpu_window", cpu / wall if wall > 0 else float("nan"))
     parsed["wall"] = wall
     parsed["output"] = text
     return parsed
 
 
-def run_idle(port: int, count: int, deadline: float) -> tuple[dict, subprocess.Popen]:
-    argv = [
-        "taskset",
-        "-c",
-        LOAD_CPU,
-        sys.executable,
-        str(BENCH / "idle_client.py"),
-        HOST,
-        str(port),
-        str(count),
-        "--deadline",
-        str(deadline),
-    ]
+# Source addresses for idle WebSockets: 127.0.0.1 .. 127.0.0.N, at most this
+# many connections from each (the ephemeral port range has about 28,000).
+PORTS_PER_SOURCE = 20000
+
+
+def run_idle(port: int, count: int, deadline: float, websocket: bool = False) -> tuple[dict, subprocess.Popen]:
+    """The idle client (idle_client.py, or ws-load --idle for WebSockets), once it holds its connections."""
+    if websocket:
+        sources = -(-count // PORTS_PER_SOURCE)
+        client = [str(WS_LOAD_BIN / "ws-load"), "--url", f"ws://{HOST}:{port}{WS_PATH}", "--idle", str(count)]
+        client += ["--deadline", str(deadline), "--threads", "1", "--sources", str(sources)]
+    else:
+        client = [
+            sys.executable,
+            str(BENCH / "idle_client.py"),
+            HOST,
+            str(port),
+            str(count),
+            "--deadline",
+            str(deadline),
+        ]
+    argv = ["taskset", "-c", LOAD_CPU, *client]
     proc = spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     line = read_line(proc, deadline + 15)
     try:
@@ -995,7 +1155,7 @@ def measure(server: Server, scenario: Scenario, repeat: int, opts, env: dict, lo
 
 
 def measure_idle(instance: RunningServer, opts) -> dict:
-    stats, client = run_idle(instance.port, opts.idle_connections, opts.idle_deadline)
+    stats, client = run_idle(instance.port, opts.idle_connections, opts.idle_deadline, instance.scenario.websocket)
     try:
         memory = tree_memory_kib(instance.proc.pid)
         client.stdin.write("check\n")
@@ -1101,7 +1261,12 @@ def needs_hyper_ref(servers) -> bool:
     return any("hyper-ref/target" in s.command for s in servers)
 
 
-def install(servers) -> None:
+def needs_ws_load(servers, scenarios) -> bool:
+    """ws-load drives every WebSocket scenario; ws-echo-ref is its ceiling."""
+    return any(s.websocket for s in scenarios) or any("ws-load/target" in s.command for s in servers)
+
+
+def install(servers, scenarios=()) -> None:
     """The peers; Propylon and the hyper reference only when a server of the run needs them."""
     if not (VENV / "bin" / "python").exists():
         step("creating bench/.venv", [sys.executable, "-m", "venv", str(VENV)], 120)
@@ -1123,12 +1288,20 @@ def install(servers) -> None:
             # CARGO_TARGET_DIR in the environment would build elsewhere).
             env={**os.environ, "CARGO_TARGET_DIR": str(HYPER_REF / "target")},
         )
+    if needs_ws_load(servers, scenarios):
+        step(
+            "building the WebSocket load generator and its ceiling (bench/ws-load, cargo --release)",
+            ["cargo", "build", "--release", "--quiet", "--manifest-path", str(WS_LOAD / "Cargo.toml")],
+            1200,
+            env={**os.environ, "CARGO_TARGET_DIR": str(WS_LOAD / "target")},
+        )
 
 
 def versions() -> dict:
     code = (
         "import json, importlib.metadata as m\n"
-        "names = ['propylon', 'granian', 'gunicorn', 'waitress', 'pyruvate', 'hypercorn']\n"
+        "names = ['propylon', 'granian', 'gunicorn', 'waitress', 'pyruvate', 'hypercorn',"
+        " 'uvicorn', 'websockets', 'wsproto', 'uvloop']\n"
         "out = {}\n"
         "for n in names:\n"
         "    try: out[n] = m.version(n)\n"
@@ -1139,6 +1312,9 @@ def versions() -> dict:
     lock = (HYPER_REF / "Cargo.lock").read_text() if (HYPER_REF / "Cargo.lock").exists() else ""
     match = re.search(r'name = "hyper"\nversion = "([^"]+)"', lock)
     found["hyper (hyper-ref)"] = match.group(1) if match else None
+    lock = (WS_LOAD / "Cargo.lock").read_text() if (WS_LOAD / "Cargo.lock").exists() else ""
+    match = re.search(r'name = "tokio-tungstenite"\nversion = "([^"]+)"', lock)
+    found["tokio-tungstenite (ws-load, ws-echo-ref)"] = match.group(1) if match else None
     found["python"] = run(
         [str(VENV / "bin" / "python"), "-c", "import sys; print(sys.version.split()[0])"], timeout=30
     ).stdout.strip()
@@ -1177,6 +1353,8 @@ def machine() -> dict:
 
 
 def fmt_number(value: float) -> str:
+    if value != value:  # NaN: nothing measured
+        return "–"
     if value >= 100:
         return f"{value:,.0f}"
     return f"{value:,.1f}"
@@ -1199,6 +1377,7 @@ def summarize(records: list) -> dict:
                 entry["peak_mib"] = statistics.median(peak) if peak else None
                 entry["processes"] = max(r["memory"]["processes"] for r in ok if "memory" in r)
                 if scenario.kind == "idle":
+                    entry["rss_mib"] = statistics.median(r["memory"]["rss_kib"] / 1024 for r in ok)
                     entry["held"] = min(r["held"] for r in ok)
                     entry["target"] = ok[0]["idle"]["target"]
                     entry["open_seconds"] = statistics.median(r["idle"]["seconds"] for r in ok)
@@ -1220,6 +1399,11 @@ def summarize(records: list) -> dict:
                     entry["generator_cpu"] = max(r["generator_cpu"] for r in ok)
                     entry["load_errors"] = sum(r.get("errors", 0) for r in ok)
                     entry["latency_p99_ms"] = statistics.median(r.get("latency_p99_ms", float("nan")) for r in ok)
+                    # The server's CPU time per request or message: steadier than
+                    # the rate when other work takes CPU time.
+                    entry["cpu_us_per_request"] = statistics.median(
+                        r["server_cpu"] / r["rps"] * 1e6 if r["rps"] else float("nan") for r in ok
+                    )
                     paths = {r["file_path"] for r in ok if r.get("file_path")}
                     if paths:
                         entry["file_path"] = ", ".join(sorted(paths))
@@ -1238,10 +1422,13 @@ def render_tables(summary: dict, server_order: list) -> str:
         if scenario.kind != "load" or scenario.name not in summary:
             continue
         rows = summary[scenario.name]
-        reference = rows.get(REFERENCE, {}).get("median")
+        if scenario.websocket:
+            reference, versus = ws_peer_best(rows), "vs Granian's best"
+        else:
+            reference, versus = rows.get(REFERENCE, {}).get("median"), "vs Propylon"
         lines += [f"### {scenario.name}: {scenario.title}", ""]
         lines += [
-            f"| server | {scenario.metric} (median) | min–max | vs Propylon | p99 latency | server CPU | load-gen CPU | notes |",
+            f"| server | {scenario.metric} (median) | min–max | {versus} | p99 latency | server CPU | load-gen CPU | notes |",
             "|---|--:|--:|--:|--:|--:|--:|---|",
         ]
         for name in server_order:
@@ -1268,7 +1455,10 @@ def render_tables(summary: dict, server_order: list) -> str:
             if entry.get("unpinned"):
                 notes.append(f"⚠ threads not pinned (CPUs {', '.join(entry['unpinned'])})")
             if entry["load_errors"]:
-                notes.append(f"{entry['load_errors']} errors/non-2xx")
+                what = "errors (mismatched echoes, lost connections)" if scenario.websocket else "errors/non-2xx"
+                notes.append(f"{entry['load_errors']} {what}")
+            if scenario.websocket and SERVER_BY_NAME.get(name) and SERVER_BY_NAME[name].note:
+                notes.append(SERVER_BY_NAME[name].note)
             if entry.get("file_path"):
                 notes.append(entry["file_path"])
             if entry.get("static_headers") is not None:
@@ -1278,18 +1468,121 @@ def render_tables(summary: dict, server_order: list) -> str:
             if entry["ok"] < entry["runs"]:
                 notes.append(f"{entry['runs'] - entry['ok']} of {entry['runs']} runs failed")
             ratio = f"{entry['median'] / reference:.2f}×" if reference else "–"
+            server_cpu = f"{entry['server_cpu']:.0%}"
+            if scenario.websocket and entry.get("cpu_us_per_request", float("nan")) == entry.get("cpu_us_per_request"):
+                server_cpu += f" ({entry['cpu_us_per_request']:.1f} µs/msg)"
             lines.append(
                 f"| {name} | {fmt_number(entry['median'])} | {fmt_number(entry['min'])}–{fmt_number(entry['max'])} | {ratio} "
-                f"| {entry['latency_p99_ms']:.1f} ms | {entry['server_cpu']:.0%} | {entry['generator_cpu']:.0%} | {'; '.join(notes)} |"
+                f"| {entry['latency_p99_ms']:.1f} ms | {server_cpu} | {entry['generator_cpu']:.0%} | {'; '.join(notes)} |"
                 if entry["latency_p99_ms"] == entry["latency_p99_ms"]
                 else f"| {name} | {fmt_number(entry['median'])} | {fmt_number(entry['min'])}–{fmt_number(entry['max'])} | {ratio} "
-                f"| – | {entry['server_cpu']:.0%} | {entry['generator_cpu']:.0%} | {'; '.join(notes)} |"
+                f"| – | {server_cpu} | {entry['generator_cpu']:.0%} | {'; '.join(notes)} |"
             )
         lines.append("")
     lines += render_memory(summary, server_order)
+    lines += render_ws_memory(summary, server_order)
     lines += render_ceiling(summary)
     lines += render_targets(summary)
+    lines += render_ws_targets(summary)
     return "\n".join(lines)
+
+
+def ws_peer_best(rows: dict) -> float | None:
+    """Granian's best msg/s in a WebSocket echo scenario (ASGI or RSGI)."""
+    return max((rows[n]["median"] for n in WS_PEERS if "median" in rows.get(n, {})), default=None)
+
+
+def held_all(entry: dict) -> bool:
+    return entry.get("rss_mib") is not None and entry["held"] >= 0.99 * entry["target"]
+
+
+def ws_idle_best(rows: dict) -> tuple[str, float] | None:
+    """Granian's lowest RSS with the idle WebSockets (ASGI or RSGI), among runs that held them all."""
+    held = [(rows[n]["rss_mib"], n) for n in WS_PEERS if held_all(rows.get(n, {}))]
+    return (min(held)[1], min(held)[0]) if held else None
+
+
+def render_ws_memory(summary: dict, server_order: list) -> list:
+    rows = summary.get("ws-idle", {})
+    if not rows:
+        return []
+    target = next((e["target"] for e in rows.values() if "target" in e), 10000)
+    best = ws_idle_best(rows)
+    lines = [
+        f"### ws-idle: memory with {target:,} idle WebSockets, MiB of the server's whole process tree; lower is better",
+        "",
+        "RSS: sum of VmRSS over the tree with the connections open; peak: sum of VmHWM (opening them included).",
+        "",
+        "| server | RSS | peak | vs Granian's best (RSS) | time to open them | processes |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    for name in server_order:
+        if name not in rows:
+            continue
+        entry = rows[name]
+        if entry.get("rss_mib") is None:
+            lines.append(f"| {name} | failed: {first_line(entry.get('errors', []))} | | | | |")
+            continue
+        opened = f"{entry['open_seconds']:.1f} s"
+        if not held_all(entry):
+            lines.append(
+                f"| {name} | can't hold {entry['target']:,}: held {entry['held']:,} ({entry['rss_mib']:.1f} MiB) "
+                f"| {entry['peak_mib']:.1f} | – | {opened} | {entry['processes']} |"
+            )
+            continue
+        ratio = f"{entry['rss_mib'] / best[1]:.2f}×" if best else "–"
+        lines.append(
+            f"| {name} | {entry['rss_mib']:.1f} | {entry['peak_mib']:.1f} | {ratio} | {opened} | {entry['processes']} |"
+        )
+    lines.append("")
+    return lines
+
+
+def render_ws_targets(summary: dict) -> list:
+    """The issue's WebSocket targets against Granian's best, each with the ceiling of the same run."""
+    lines = []
+    for scenario_name in WS_ECHO_SCENARIOS:
+        rows = summary.get(scenario_name, {})
+        best = ws_peer_best(rows)
+        if best is None:
+            continue
+        peer = max((n for n in WS_PEERS if "median" in rows.get(n, {})), key=lambda n: rows[n]["median"])
+        ceiling = rows.get(WS_CEILING, {})
+        for name, factor in WS_TARGETS:
+            ours = rows.get(name, {})
+            head = f"- {scenario_name}, {name} ≥ {factor:g}× Granian's best ({peer}: {fmt_number(best)} msg/s, so {fmt_number(factor * best)})"
+            if "median" in ours:
+                ratio = ours["median"] / best
+                line = f"{head}: **{'met' if ratio >= factor else 'missed'}**, {ratio:.2f}× ({fmt_number(ours['median'])} msg/s)."
+            else:
+                line = f"{head}: not measured ({first_line(ours.get('errors', [])) or 'no row'})."
+            if "median" in ceiling:
+                line += f" The target is {factor * best / ceiling['median']:.0%} of the ceiling ({WS_CEILING}: {fmt_number(ceiling['median'])} msg/s"
+                line += f"; its load generator used {ceiling['generator_cpu']:.0%} of its CPU" + (
+                    ": a floor, not the ceiling's limit)." if ceiling["generator_cpu"] >= GENERATOR_SATURATED else ")."
+                )
+            lines.append(line)
+    rows = summary.get("ws-idle", {})
+    best = ws_idle_best(rows)
+    if best:
+        for name, _factor in WS_TARGETS:
+            entry = rows.get(name, {})
+            head = f"- ws-idle, {name} RSS ≤ Granian's best ({best[0]}: {best[1]:.1f} MiB)"
+            if held_all(entry):
+                ratio = entry["rss_mib"] / best[1]
+                lines.append(
+                    f"{head}: **{'met' if ratio <= 1 else 'missed'}**, {ratio:.2f}× ({entry['rss_mib']:.1f} MiB)."
+                )
+            elif entry.get("rss_mib") is not None:
+                lines.append(f"{head}: **missed**: held {entry['held']:,} of {entry['target']:,}.")
+            else:
+                lines.append(f"{head}: not measured ({first_line(entry.get('errors', [])) or 'no row'}).")
+        ceiling = rows.get(WS_CEILING, {})
+        if held_all(ceiling):
+            lines.append(
+                f"- ws-idle, the ceiling ({WS_CEILING}, tokio-tungstenite with a 4 KiB read buffer): {ceiling['rss_mib']:.1f} MiB."
+            )
+    return (["### WebSockets: the targets", ""] + lines + [""]) if lines else []
 
 
 def static_note(headers: dict) -> str:
@@ -1428,10 +1721,17 @@ def first_line(errors: list) -> str:
     return (errors[0].splitlines()[0] if errors and errors[0] else "")[:160].replace("|", "\\|")
 
 
-def render_report(data: dict) -> str:
+def render_report(data: dict, websocket: bool | None = None) -> str:
+    """The Markdown report of a run; with `websocket` True or False, of its WebSocket scenarios or of the others."""
     meta = data["meta"]
     m = meta["machine"]
-    order = [s.name for s in SERVERS if s.name in meta["servers"]]
+    summary = {
+        name: rows
+        for name, rows in data["summary"].items()
+        if websocket is None or SCENARIO_BY_NAME[name].websocket == websocket
+    }
+    measured = {server for rows in summary.values() for server in rows}
+    order = [s.name for s in SERVERS if s.name in meta["servers"] and s.name in measured]
     head = [
         f"Run of {meta['date']} — {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, {m.get('os', '')}.",
         ""
@@ -1451,11 +1751,15 @@ def render_report(data: dict) -> str:
         f"Command: `{meta['command']}`",
         "",
     ]
-    commands = [
-        "<details><summary>Exact server commands of this run (cwd and PYTHONPATH bench/apps, under taskset -c 0; "
-        "Granian's --http is 2 in the h2 and tls-h2 scenarios; TLS scenarios add the TLS arguments shown, "
+    http_notes = (
+        "; Granian's --http is 2 in the h2 and tls-h2 scenarios; TLS scenarios add the TLS arguments shown, "
         "with the run's self-signed certificate; the static scenarios run the static command, STATIC_DIR "
-        "being the run's directory of static files)</summary>",
+        "being the run's directory of static files"
+    )
+    commands = [
+        "<details><summary>Exact server commands of this run (cwd and PYTHONPATH bench/apps, under taskset -c 0"
+        + ("" if websocket else http_notes)
+        + ")</summary>",
         "",
     ]
     server_tls = meta.get("server_tls", {})
@@ -1468,15 +1772,15 @@ def render_report(data: dict) -> str:
         if name in meta.get("server_commands", {})
     ]
     commands += ["", "</details>", ""]
-    return "\n".join(head) + "\n" + render_tables(data["summary"], order) + "\n" + "\n".join(commands)
+    return "\n".join(head) + "\n" + render_tables(summary, order) + "\n" + "\n".join(commands)
 
 
-def write_readme(report: str) -> None:
+def write_readme(report: str, start_marker: str = RESULTS_START, end_marker: str = RESULTS_END) -> None:
     text = README.read_text()
-    start, end = text.find(RESULTS_START), text.find(RESULTS_END)
+    start, end = text.find(start_marker), text.find(end_marker)
     if start < 0 or end < start:
-        raise SystemExit(f"bench: error: {README} has no {RESULTS_START} ... {RESULTS_END} markers")
-    text = text[: start + len(RESULTS_START)] + "\n" + report.rstrip() + "\n" + text[end:]
+        raise SystemExit(f"bench: error: {README} has no {start_marker} ... {end_marker} markers")
+    text = text[: start + len(start_marker)] + "\n" + report.rstrip() + "\n" + text[end:]
     README.write_text(text)
     print(f"bench: wrote the results into {README.relative_to(REPO)}")
 
@@ -1486,6 +1790,9 @@ def write_readme(report: str) -> None:
 # --------------------------------------------------------------------------
 
 SCENARIO_BY_NAME = {s.name: s for s in SCENARIOS}
+# A run without --scenarios: every scenario but the WebSocket ones, which run
+# with --scenarios ws (their own README section; a full run stays near 20 min).
+DEFAULT_SCENARIOS = [s.name for s in SCENARIOS if not s.websocket]
 SERVER_BY_NAME = {s.name: s for s in SERVERS}
 SETUP_ESTIMATE = 6 * 60  # seconds: Propylon's release build and hyper-ref's on a fresh clone, 2 cores
 PEERS_ESTIMATE = 60  # seconds: the peers alone (pip), when the run needs neither build
@@ -1535,8 +1842,12 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--scenarios",
-        default=",".join(SCENARIO_BY_NAME),
-        help="comma-separated subset of: " + ", ".join(SCENARIO_BY_NAME),
+        default=",".join(DEFAULT_SCENARIOS),
+        help="comma-separated subset of: "
+        + ", ".join(SCENARIO_BY_NAME)
+        + "; or a group: "
+        + "; ".join(f"{group} ({', '.join(names)})" for group, names in SCENARIO_GROUPS.items())
+        + " (default: all but the WebSocket scenarios)",
     )
     parser.add_argument(
         "--idle-connections", type=int, default=10000, help="connections held in the idle10k scenario (default 10000)"
@@ -1558,7 +1869,8 @@ def parse_args(argv=None):
     if opts.quick:
         opts.duration, opts.warmup, opts.repeats = 1, 0, 1
     opts.servers = [n for n in opts.servers.split(",") if n]
-    opts.scenarios = [n for n in opts.scenarios.split(",") if n]
+    names = [n for n in opts.scenarios.split(",") if n]
+    opts.scenarios = list(dict.fromkeys(m for n in names for m in SCENARIO_GROUPS.get(n, (n,))))
     for name in opts.servers:
         if name not in SERVER_BY_NAME:
             parser.error(f"unknown server {name!r}; known: {', '.join(SERVER_BY_NAME)}")
@@ -1574,9 +1886,20 @@ def main(argv=None) -> int:
     opts = parse_args(argv)
     if opts.render:
         data = json.loads(Path(opts.render).read_text())
-        write_readme(render_report(data))
+        try:  # the summary as this version of the bench makes it from the records
+            data["summary"] = summarize(data["records"])
+        except (KeyError, TypeError):  # records of an older bench: its saved summary
+            pass
+        websocket = {SCENARIO_BY_NAME[name].websocket for name in data["summary"]}
+        if False in websocket:
+            write_readme(render_report(data, websocket=False))
+        if True in websocket:
+            write_readme(render_report(data, websocket=True), WS_RESULTS_START, WS_RESULTS_END)
         return 0
-    full = not opts.quick and set(opts.servers) == set(SERVER_BY_NAME) and set(opts.scenarios) == set(SCENARIO_BY_NAME)
+    all_servers = set(opts.servers) == set(SERVER_BY_NAME)
+    full = not opts.quick and all_servers and set(DEFAULT_SCENARIOS) <= set(opts.scenarios)
+    # Every WebSocket scenario and server: the README's WebSocket section.
+    ws_full = not opts.quick and all_servers and set(WS) <= set(opts.scenarios)
     signal.signal(signal.SIGTERM, on_signal)
     # Servers and the idle client inherit the limit (10,000 sockets each, and more).
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -1585,10 +1908,11 @@ def main(argv=None) -> int:
     except (ValueError, OSError):  # no CAP_SYS_RESOURCE: up to the hard limit
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if "idle10k" in opts.scenarios and soft < opts.idle_connections + 1024:
+    idle = [n for n in opts.scenarios if SCENARIO_BY_NAME[n].kind == "idle"]
+    if idle and soft < opts.idle_connections + 1024:
         print(
             f"bench: warning: RLIMIT_NOFILE is {soft}, too low for {opts.idle_connections:,} connections: "
-            "idle10k will report what the servers could hold; raise the hard limit (ulimit -Hn) first",
+            f"{' and '.join(idle)} will report what the servers could hold; raise the hard limit (ulimit -Hn) first",
             file=sys.stderr,
         )
     if (os.cpu_count() or 1) < 2:
@@ -1633,11 +1957,16 @@ def main(argv=None) -> int:
     try:
         ensure_tools(needs_tls, nginx=any(s.config is nginx_config for s in running))
         if not opts.skip_install:
-            install(running)
+            install(running, [scenario for scenario, servers in steps if servers])
         for path, what, needed in (
             (VENV / "bin" / "python", "bench/.venv", True),
             (VENV / "bin" / "propylon", "Propylon in bench/.venv", needs_propylon(running)),
             (HYPER_REF / "target" / "release" / "hyper-ref", "bench/hyper-ref", needs_hyper_ref(running)),
+            (
+                WS_LOAD_BIN / "ws-echo-ref",
+                "bench/ws-load",
+                needs_ws_load(running, [scenario for scenario, servers in steps if servers]),
+            ),
         ):
             if needed and not path.exists():
                 raise SystemExit(f"bench: error: {what} is missing ({path}); run without --skip-install")
@@ -1722,7 +2051,8 @@ def main(argv=None) -> int:
     }
     out_path = RESULTS / f"{stamp}.json"
     out_path.write_text(json.dumps(data, indent=1, default=str))
-    report = render_report(data)
+    ws_only = all(SCENARIO_BY_NAME[n].websocket for n in opts.scenarios)
+    report = render_report(data, websocket=True if ws_only else None)
     print("\n" + report)
     print(
         f"bench: {elapsed / 60:.1f} min; raw results in {out_path.relative_to(REPO)}, server logs in {log_dir.relative_to(REPO)}/"
@@ -1730,8 +2060,11 @@ def main(argv=None) -> int:
     if interrupted:
         print("bench: interrupted: the results above are partial; README untouched", file=sys.stderr)
         return 130
-    if (full or opts.readme) and not opts.no_readme:
-        write_readme(report)
+    if not opts.no_readme:
+        if full or (opts.readme and not ws_only):
+            write_readme(render_report(data, websocket=False) if ws_full else report)
+        if ws_full or (opts.readme and ws_only):
+            write_readme(render_report(data, websocket=True), WS_RESULTS_START, WS_RESULTS_END)
     return 0
 
 
@@ -1763,7 +2096,7 @@ def describe(record: dict, scenario: Scenario) -> str:
         return (
             f"held {record['held']:,}/{record['idle']['target']:,}, peak {record['memory']['peak_kib'] / 1024:.1f} MiB"
         )
-    value = f"{record['mib_s']:,.0f} MiB/s" if scenario.metric == "MiB/s" else f"{record['rps']:,.0f} req/s"
+    value = f"{record['mib_s']:,.0f} MiB/s" if scenario.metric == "MiB/s" else f"{record['rps']:,.0f} {scenario.metric}"
     flag = " (load generator saturated)" if record["generator_cpu"] >= GENERATOR_SATURATED else ""
     errors = f", {record['errors']} errors" if record.get("errors") else ""
     return f"{value}, server CPU {record['server_cpu']:.0%}, gen CPU {record['generator_cpu']:.0%}{errors}{flag}"
