@@ -535,4 +535,34 @@ mod tests {
             assert!(receive(&link).await.is_ok());
         }
     }
+
+    #[tokio::test]
+    async fn compressed_empty_messages_echo() {
+        let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+        let config = config();
+        let link = Link::new(config.send_queue);
+        let (_stop, shutdown) = watch::channel(false);
+        let session_link = link.clone();
+        let agreed = "permessage-deflate";
+        tokio::spawn(async move {
+            serve(
+                server_io,
+                Some(agreed),
+                session_link,
+                &config,
+                shutdown,
+                Duration::from_secs(1),
+            )
+            .await;
+        });
+        let options = Options::default().with_balanced_compression();
+        let mut client =
+            WebSocket::from_stream_with_extensions(client_io, Role::Client, Some(agreed), options)
+                .unwrap();
+        for _ in 0..3 {
+            client.send(Frame::binary(Bytes::new())).await.unwrap();
+            let got = tokio::time::timeout(Duration::from_secs(2), receive(&link)).await;
+            assert_eq!(got.expect("delivered"), Ok(Data::Binary(Bytes::new())));
+        }
+    }
 }

@@ -516,6 +516,15 @@ impl Deflate {
                 output.truncate(output.len() - 4);
                 break;
             }
+            // Nothing more comes: an empty message right after a flush (zlib
+            // writes no second sync marker). Without this the loop spun
+            // forever. RFC 7692 §7.2.3.6: an empty message is one 0x00 byte.
+            if written == 0 {
+                if output.is_empty() {
+                    output.extend_from_slice(&[0x0]);
+                }
+                break;
+            }
         }
 
         Ok(take_output(output))
