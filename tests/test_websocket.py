@@ -999,7 +999,9 @@ def test_utf8_split_across_fragments_is_a_message(server) -> None:
     pytest.param([frame(PING, b"x" * 126)], PROTOCOL_ERROR, id="control-frame-too-long"),
     pytest.param([frame(CLOSE, b"\x03")], PROTOCOL_ERROR, id="close-payload-of-one-byte"),
     pytest.param([frame(CLOSE, close_payload(1005))], PROTOCOL_ERROR, id="close-code-1005"),
-    pytest.param([frame(CLOSE, close_payload(1000) + b"\xff")], PROTOCOL_ERROR, id="close-reason-not-utf8"),
+    # Invalid UTF-8 is 1007 wherever it is (RFC 6455 §7.4.1, §8.1), as
+    # Autobahn's case 7.5.1 expects.
+    pytest.param([frame(CLOSE, close_payload(1000) + b"\xff")], INVALID_DATA, id="close-reason-not-utf8"),
     pytest.param([frame(0x3, b"reserved")], PROTOCOL_ERROR, id="reserved-data-opcode"),
     pytest.param([frame(0xB, b"reserved")], PROTOCOL_ERROR, id="reserved-control-opcode"),
 ])  # fmt: skip

@@ -99,6 +99,7 @@ pub(crate) async fn serve<S>(
         }),
         going_away,
         close_timeout: config.close_timeout,
+        pong_queued: false,
     };
     let closed = std::future::poll_fn(|cx| session.poll_run(cx)).await;
     session.link.finish(closed);
@@ -148,6 +149,8 @@ struct Session<S> {
     ping: Option<Keepalive>,
     going_away: Pin<Box<dyn Future<Output = ()> + Send>>,
     close_timeout: Duration,
+    /// yawc queued a pong that has not been written yet.
+    pong_queued: bool,
 }
 
 impl<S> Session<S>
@@ -158,15 +161,6 @@ where
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<Closed> {
         loop {
             let mut progress = false;
-            if matches!(self.phase, Phase::Open) {
-                while let Poll::Ready(out) = self.link.poll_outgoing(cx) {
-                    self.queue(out);
-                    progress = true;
-                    if !matches!(self.phase, Phase::Open) {
-                        break;
-                    }
-                }
-            }
             match self.poll_write(cx) {
                 Poll::Ready(Err(())) => return Poll::Ready(self.ended()),
                 Poll::Ready(Ok(wrote)) => progress |= wrote,
@@ -219,10 +213,22 @@ where
         self.phase = Phase::Failing(Closed::new(code, reason));
     }
 
-    /// Write queued frames; Ok(true) when some went out.
+    /// Write queued frames, then what the application queued, one message
+    /// at a time while the transport takes them (the rest stays in the
+    /// link, whose bound holds the application's `send`); Ok(true) when
+    /// some went out.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, ()>> {
         let mut wrote = false;
-        while let Some(frame) = self.writes.pop_front() {
+        loop {
+            if self.writes.is_empty() && matches!(self.phase, Phase::Open) {
+                match self.link.poll_outgoing(cx) {
+                    Poll::Ready(out) => self.queue(out),
+                    Poll::Pending => break,
+                }
+            }
+            let Some(frame) = self.writes.pop_front() else {
+                break;
+            };
             match Pin::new(&mut self.ws).poll_ready(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
@@ -260,6 +266,14 @@ where
         if reading_messages && self.link.poll_room(cx).is_pending() {
             return Poll::Pending;
         }
+        if self.pong_queued {
+            // `poll_ready` writes yawc's queued control frames first.
+            match Pin::new(&mut self.ws).poll_ready(cx) {
+                Poll::Ready(Ok(())) => self.pong_queued = false,
+                Poll::Ready(Err(_)) => return Poll::Ready(Some(Closed::abnormal())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
         let frame = match self.ws.poll_next_frame(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Ok(frame)) => frame,
@@ -292,8 +306,13 @@ where
             OpCode::Text => DataFrame::Text,
             OpCode::Binary => DataFrame::Binary,
             OpCode::Continuation => DataFrame::Continuation,
-            // yawc queued the pong.
-            OpCode::Ping => return Poll::Ready(None),
+            // yawc queued the pong; it goes out before anything more is
+            // read (a flood of pings from a client that does not read its
+            // pongs stops being read, instead of queueing pongs).
+            OpCode::Ping => {
+                self.pong_queued = true;
+                return Poll::Ready(None);
+            }
             OpCode::Pong => {
                 if let Some(ping) = &mut self.ping {
                     ping.awaiting_pong = false;
@@ -350,6 +369,10 @@ where
         }
         if matches!(self.phase, Phase::Open) && self.going_away.as_mut().poll(cx).is_ready() {
             self.start_close(GOING_AWAY, "server shutting down");
+            // The application sees the close now, not after the client's
+            // answer: the server may stop before that comes.
+            self.link
+                .finish(Closed::new(GOING_AWAY, "server shutting down"));
             if let Phase::Closing(deadline) = &mut self.phase {
                 deadline.as_mut().reset(Instant::now() + GOING_AWAY_GRACE);
             }

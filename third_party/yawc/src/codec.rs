@@ -279,6 +279,11 @@ impl codec::Decoder for Decoder {
         }
 
         let opcode = frame::OpCode::try_from(src[0] & 0b00001111)?;
+        // RFC 7692 §6.1: RSV1 marks the first frame of a compressed message
+        // only, never a control frame or a continuation.
+        if rsv1 && (opcode.is_control() || opcode == frame::OpCode::Continuation) {
+            return Err(WebSocketError::ReservedBitsNotZero);
+        }
         let masked = src[1] & 0b10000000 != 0;
         let length_code = src[1] & 0x7F;
 
