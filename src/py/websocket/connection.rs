@@ -22,6 +22,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use super::aio::{FutureWaker, LoopBridge};
@@ -215,15 +216,28 @@ fn refuse_on_loop() -> PyResult<()> {
     }
 }
 
+/// From this size on, a `str` or `bytes` message is sent from the Python
+/// object's own buffer (kept alive until written) instead of a copy. Below
+/// it, a copy costs less than the reference to release afterwards.
+const BORROWED_MESSAGE: usize = 4096;
+
 /// A message to send: `str` as text, any bytes-like object as binary.
 fn outgoing(data: &Bound<'_, PyAny>) -> PyResult<Data> {
     if let Ok(text) = data.cast::<PyString>() {
-        return Ok(Data::Text(Bytes::copy_from_slice(
-            text.to_str()?.as_bytes(),
-        )));
+        let utf8 = text.to_str()?.as_bytes();
+        if utf8.len() < BORROWED_MESSAGE {
+            return Ok(Data::Text(Bytes::copy_from_slice(utf8)));
+        }
+        let backed = PyBackedStr::try_from(text.clone())?;
+        return Ok(Data::Text(Bytes::from_owner(backed)));
     }
     if let Ok(bytes) = data.cast::<PyBytes>() {
-        return Ok(Data::Binary(Bytes::copy_from_slice(bytes.as_bytes())));
+        if bytes.as_bytes().len() < BORROWED_MESSAGE {
+            return Ok(Data::Binary(Bytes::copy_from_slice(bytes.as_bytes())));
+        }
+        return Ok(Data::Binary(Bytes::from_owner(PyBackedBytes::from(
+            bytes.clone(),
+        ))));
     }
     match data.extract::<Vec<u8>>() {
         Ok(bytes) if !data.is_instance_of::<PyList>() => Ok(Data::Binary(Bytes::from(bytes))),
@@ -392,6 +406,18 @@ impl Connection {
         let waker = FutureWaker::deliver(bridge, future, slf.clone().unbind());
         match this.link.poll_receive(&mut Context::from_waker(&waker)) {
             Poll::Ready(got) => this.received(slf.py(), got).map(Some),
+            Poll::Pending => Ok(None),
+        }
+    }
+
+    /// The next message if one is here; else None, and `future` gets a
+    /// result (None) when one may be: the caller then takes it, so a large
+    /// message is made only when the handler is about to use it.
+    fn receive_or_notify(&self, py: Python<'_>, future: Py<PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        self.implicit_accept()?;
+        let waker = self.future_waker(future)?;
+        match self.link.poll_receive(&mut Context::from_waker(&waker)) {
+            Poll::Ready(got) => self.received(py, got).map(Some),
             Poll::Pending => Ok(None),
         }
     }
