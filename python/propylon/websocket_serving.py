@@ -64,13 +64,13 @@ class AsyncWebSocket:
         self._conn.reject(status, headers, body)
 
     async def receive(self) -> str | bytes:
-        conn = self._conn
-        while True:
-            future = self._loop.create_future()
-            message: str | bytes | None = conn.receive_or_notify(future)
-            if message is not None:
-                return message
-            await future
+        # The future gets the next message itself (or raises the close), so
+        # a wait costs one call into the server.
+        future = self._loop.create_future()
+        message: str | bytes | None = self._conn.receive_or_wait(future)
+        if message is None:
+            message = await future
+        return message
 
     async def send(self, data: str | bytes | bytearray | memoryview) -> None:
         conn = self._conn

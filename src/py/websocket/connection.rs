@@ -410,18 +410,6 @@ impl Connection {
         }
     }
 
-    /// The next message if one is here; else None, and `future` gets a
-    /// result (None) when one may be: the caller then takes it, so a large
-    /// message is made only when the handler is about to use it.
-    fn receive_or_notify(&self, py: Python<'_>, future: Py<PyAny>) -> PyResult<Option<Py<PyAny>>> {
-        self.implicit_accept()?;
-        let waker = self.future_waker(future)?;
-        match self.link.poll_receive(&mut Context::from_waker(&waker)) {
-            Poll::Ready(got) => self.received(py, got).map(Some),
-            Poll::Pending => Ok(None),
-        }
-    }
-
     /// Send `data`; waits (without the GIL) while the send queue is full.
     fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         refuse_on_loop()?;
