@@ -234,17 +234,36 @@ def _sizes(ws) -> tuple[int, int]:
     return int(query["n"][0]), int(query["size"][0])
 
 
+class _SendWatch:
+    """Reports ``send waited at I`` once a send has been waiting for 0.5 s,
+    while it still waits (it returns only when the client reads)."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.pending: tuple[int, float] | None = None
+        self.done = threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self.done.wait(0.05):
+            pending = self.pending
+            if pending is not None and time.monotonic() - pending[1] > 0.5:
+                record(self.ws, f"send waited at {pending[0]}")
+                return
+
+    def sending(self, index: int) -> None:
+        self.pending = (index, time.monotonic())
+
+
 def sender_blocking(ws) -> None:
     count, size = _sizes(ws)
     block = bytearray(os.urandom(size))
-    waited = False
+    watch = _SendWatch(ws)
     for index in range(count):
         block[:8] = index.to_bytes(8, "big")
-        started = time.monotonic()
+        watch.sending(index)
         ws.send(block)
-        if not waited and time.monotonic() - started > 0.5:
-            waited = True
-            record(ws, f"send waited at {index}")
+    watch.done.set()
     record(ws, "sent all")
     for _ in ws:
         pass
@@ -253,14 +272,12 @@ def sender_blocking(ws) -> None:
 async def sender_async(ws) -> None:
     count, size = _sizes(ws)
     block = bytearray(os.urandom(size))
-    waited = False
+    watch = _SendWatch(ws)
     for index in range(count):
         block[:8] = index.to_bytes(8, "big")
-        started = time.monotonic()
+        watch.sending(index)
         await ws.send(block)
-        if not waited and time.monotonic() - started > 0.5:
-            waited = True
-            record(ws, f"send waited at {index}")
+    watch.done.set()
     record(ws, "sent all")
     async for _ in ws:
         pass
