@@ -706,16 +706,19 @@ def test_handshake_refused_on_http2(server, pki, path: str, status: int, body: b
             assert ws.response["www-authenticate"] == "Bearer"
 
 
-def test_raising_after_accept_closes_with_1011_and_logs_the_traceback(server) -> None:
+@pytest.mark.parametrize("style", STYLES)
+def test_raising_after_accept_closes_with_1011_and_logs_the_traceback(server, style: str) -> None:
     name = tag()
     start = server.mark()
-    with open_ws(server, f"/raise-late?{name}") as ws:
+    with open_ws(server, f"/raise-late/{style}?{name}") as ws:
         ws.send("go")
         closed = closed_by_server(ws)
     assert closed.rcvd is not None and closed.rcvd.code == INTERNAL_ERROR
     server.wait_for_line(f"RuntimeError: the handler failed after accepting {name}", start)
     logged = "\n".join(server.lines_since(start))
     assert "propylon.error" in logged and "Traceback" in logged, logged
+    if style == "event":
+        wait_record(server, name, f"on_close {INTERNAL_ERROR}")
 
 
 def test_server_close_code_and_reason(server) -> None:

@@ -16,7 +16,8 @@ code ``on_close`` got) as one stderr line each, ``WSREC <tag> <what>``, where
 ``/reject/event``       event handler whose ``on_connect`` rejects with 429
 ``/refuse``             returns without accepting (403)
 ``/raise-early``        raises before accepting (500)
-``/raise-late``         raises after the first message (1011, traceback logged)
+``/raise-late/<style>`` raises at the first message (1011, traceback logged); the
+                        event handler's ``on_close`` reports its code
 ``/close``              event handler: closes with 4001 "go away" at the first message
 ``/iterate/<style>``    counts messages; reports ``ended N`` or ``raised CODE REASON``
 ``/chat``               event handler: each message goes to every other connection
@@ -137,8 +138,21 @@ def raise_early(ws) -> None:
     raise RuntimeError("the handler failed before accepting")
 
 
-async def raise_late(ws) -> None:
+async def raise_late_async(ws) -> None:
     await ws.receive()
+    raise RuntimeError(f"the handler failed after accepting {ws.query_string.decode()}")
+
+
+class RaiseLateEvents:
+    def on_message(self, ws, message) -> None:
+        raise RuntimeError(f"the handler failed after accepting {ws.query_string.decode()}")
+
+    def on_close(self, ws, code, reason) -> None:
+        record(ws, f"on_close {code}")
+
+
+def raise_late_blocking(ws) -> None:
+    ws.receive()
     raise RuntimeError(f"the handler failed after accepting {ws.query_string.decode()}")
 
 
@@ -287,7 +301,9 @@ HANDLERS = {
     "/reject": reject,
     "/refuse": refuse,
     "/raise-early": raise_early,
-    "/raise-late": raise_late,
+    "/raise-late/async": raise_late_async,
+    "/raise-late/event": RaiseLateEvents(),
+    "/raise-late/blocking": raise_late_blocking,
     "/close": CloseEvents(),
     "/iterate/async": iterate_async,
     "/iterate/event": IterateEvents(),
