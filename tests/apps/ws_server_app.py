@@ -23,8 +23,8 @@ code ``on_close`` got) as one stderr line each, ``WSREC <tag> <what>``, where
 ``/chat``               event handler: each message goes to every other connection
 ``/lifecycle``          event handler: reports ``on_connect`` and each ``on_close``
 ``/sender/<style>``     sends ``n`` binary messages of ``size`` bytes (async or
-                        blocking); reports ``send waited at I`` when a send took
-                        over 0.5 s, then ``sent all``
+                        blocking); reports ``send waited at I`` while a send has
+                        waited over 0.5 s, then ``sent all``
 ======================  =============================================================
 
 ``app`` also has a WSGI application on every path (``/`` answers ``hello``);
@@ -33,6 +33,7 @@ code ``on_close`` got) as one stderr line each, ``WSREC <tag> <what>``, where
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -248,17 +249,41 @@ def _sizes(ws) -> tuple[int, int]:
     return int(query["n"][0]), int(query["size"][0])
 
 
+class SendWatch:
+    """Reports ``send waited at I`` once a send has been waiting over 0.5 s
+    (while it waits: a send that never returns is seen too)."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.current: tuple[int, float] | None = None
+        self.reported = False
+
+    def check(self) -> bool:
+        """True once reported."""
+        current = self.current
+        if not self.reported and current is not None and time.monotonic() - current[1] > 0.5:
+            self.reported = True
+            record(self.ws, f"send waited at {current[0]}")
+        return self.reported
+
+
 def sender_blocking(ws) -> None:
     count, size = _sizes(ws)
     block = bytearray(os.urandom(size))
-    waited = False
+    watch = SendWatch(ws)
+    done = threading.Event()
+
+    def watcher() -> None:
+        while not done.wait(0.05) and not watch.check():
+            pass
+
+    threading.Thread(target=watcher, daemon=True).start()
     for index in range(count):
         block[:8] = index.to_bytes(8, "big")
-        started = time.monotonic()
+        watch.current = (index, time.monotonic())
         ws.send(block)
-        if not waited and time.monotonic() - started > 0.5:
-            waited = True
-            record(ws, f"send waited at {index}")
+        watch.current = None
+    done.set()
     record(ws, "sent all")
     for _ in ws:
         pass
@@ -267,14 +292,19 @@ def sender_blocking(ws) -> None:
 async def sender_async(ws) -> None:
     count, size = _sizes(ws)
     block = bytearray(os.urandom(size))
-    waited = False
+    watch = SendWatch(ws)
+
+    async def watcher() -> None:
+        while not watch.check():
+            await asyncio.sleep(0.05)
+
+    watching = asyncio.get_running_loop().create_task(watcher())
     for index in range(count):
         block[:8] = index.to_bytes(8, "big")
-        started = time.monotonic()
+        watch.current = (index, time.monotonic())
         await ws.send(block)
-        if not waited and time.monotonic() - started > 0.5:
-            waited = True
-            record(ws, f"send waited at {index}")
+        watch.current = None
+    watching.cancel()
     record(ws, "sent all")
     async for _ in ws:
         pass
