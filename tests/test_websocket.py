@@ -706,16 +706,26 @@ def test_handshake_refused_on_http2(server, pki, path: str, status: int, body: b
             assert ws.response["www-authenticate"] == "Bearer"
 
 
-def test_raising_after_accept_closes_with_1011_and_logs_the_traceback(server) -> None:
+@pytest.mark.parametrize("style", [
+    "async",
+    pytest.param("event", marks=pytest.mark.xfail(strict=True, reason=(
+        "server bug: an event handler's on_message exception is logged without its traceback "
+        "(docs/spec/websocket.md §3.4), only 'error in WebSocket on_message' and the exception's line"
+    ))),
+    "blocking",
+])  # fmt: skip
+def test_raising_after_accept_closes_with_1011_and_logs_the_traceback(server, style: str) -> None:
     name = tag()
     start = server.mark()
-    with open_ws(server, f"/raise-late?{name}") as ws:
+    with open_ws(server, f"/raise-late/{style}?{name}") as ws:
         ws.send("go")
         closed = closed_by_server(ws)
     assert closed.rcvd is not None and closed.rcvd.code == INTERNAL_ERROR
     server.wait_for_line(f"RuntimeError: the handler failed after accepting {name}", start)
     logged = "\n".join(server.lines_since(start))
     assert "propylon.error" in logged and "Traceback" in logged, logged
+    if style == "event":
+        wait_record(server, name, f"on_close {INTERNAL_ERROR}")
 
 
 def test_server_close_code_and_reason(server) -> None:
@@ -982,6 +992,14 @@ def test_invalid_utf8_closes_with_1007_before_the_final_fragment(server, frames:
     assert_echo_serving(server)
 
 
+def test_a_close_reason_not_utf8_closes_with_1007(server) -> None:
+    # RFC 6455 §8.1 (and Autobahn 7.5.1): text that is not UTF-8, here a close
+    # frame's reason, fails the connection; 1007 names why (§7.4.1).
+    code, _ = fail_code(server, frame(CLOSE, close_payload(1000) + b"\xff"))
+    assert code == INVALID_DATA
+    assert_echo_serving(server)
+
+
 def test_utf8_split_across_fragments_is_a_message(server) -> None:
     with RawWebSocket(server.port, "/echo/async") as raw:
         raw.send(frame(TEXT, b"price \xe2\x82", fin=False) + frame(CONT, b"\xac", fin=True))
@@ -999,9 +1017,6 @@ def test_utf8_split_across_fragments_is_a_message(server) -> None:
     pytest.param([frame(PING, b"x" * 126)], PROTOCOL_ERROR, id="control-frame-too-long"),
     pytest.param([frame(CLOSE, b"\x03")], PROTOCOL_ERROR, id="close-payload-of-one-byte"),
     pytest.param([frame(CLOSE, close_payload(1005))], PROTOCOL_ERROR, id="close-code-1005"),
-    # Invalid UTF-8 is 1007 wherever it is (RFC 6455 §7.4.1, §8.1), as
-    # Autobahn's case 7.5.1 expects.
-    pytest.param([frame(CLOSE, close_payload(1000) + b"\xff")], INVALID_DATA, id="close-reason-not-utf8"),
     pytest.param([frame(0x3, b"reserved")], PROTOCOL_ERROR, id="reserved-data-opcode"),
     pytest.param([frame(0xB, b"reserved")], PROTOCOL_ERROR, id="reserved-control-opcode"),
 ])  # fmt: skip

@@ -16,14 +16,15 @@ code ``on_close`` got) as one stderr line each, ``WSREC <tag> <what>``, where
 ``/reject/event``       event handler whose ``on_connect`` rejects with 429
 ``/refuse``             returns without accepting (403)
 ``/raise-early``        raises before accepting (500)
-``/raise-late``         raises after the first message (1011, traceback logged)
+``/raise-late/<style>`` raises at the first message (1011, traceback logged); the
+                        event handler's ``on_close`` reports its code
 ``/close``              event handler: closes with 4001 "go away" at the first message
 ``/iterate/<style>``    counts messages; reports ``ended N`` or ``raised CODE REASON``
 ``/chat``               event handler: each message goes to every other connection
 ``/lifecycle``          event handler: reports ``on_connect`` and each ``on_close``
 ``/sender/<style>``     sends ``n`` binary messages of ``size`` bytes (async or
-                        blocking); reports ``send waited at I`` when a send took
-                        over 0.5 s, then ``sent all``
+                        blocking); reports ``send waited at I`` while a send has
+                        waited over 0.5 s, then ``sent all``
 ======================  =============================================================
 
 ``app`` also has a WSGI application on every path (``/`` answers ``hello``);
@@ -32,6 +33,7 @@ code ``on_close`` got) as one stderr line each, ``WSREC <tag> <what>``, where
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -137,8 +139,21 @@ def raise_early(ws) -> None:
     raise RuntimeError("the handler failed before accepting")
 
 
-async def raise_late(ws) -> None:
+async def raise_late_async(ws) -> None:
     await ws.receive()
+    raise RuntimeError(f"the handler failed after accepting {ws.query_string.decode()}")
+
+
+class RaiseLateEvents:
+    def on_message(self, ws, message) -> None:
+        raise RuntimeError(f"the handler failed after accepting {ws.query_string.decode()}")
+
+    def on_close(self, ws, code, reason) -> None:
+        record(ws, f"on_close {code}")
+
+
+def raise_late_blocking(ws) -> None:
+    ws.receive()
     raise RuntimeError(f"the handler failed after accepting {ws.query_string.decode()}")
 
 
@@ -234,36 +249,41 @@ def _sizes(ws) -> tuple[int, int]:
     return int(query["n"][0]), int(query["size"][0])
 
 
-class _SendWatch:
-    """Reports ``send waited at I`` once a send has been waiting for 0.5 s,
-    while it still waits (it returns only when the client reads)."""
+class SendWatch:
+    """Reports ``send waited at I`` once a send has been waiting over 0.5 s
+    (while it waits: a send that never returns is seen too)."""
 
     def __init__(self, ws) -> None:
         self.ws = ws
-        self.pending: tuple[int, float] | None = None
-        self.done = threading.Event()
-        threading.Thread(target=self._watch, daemon=True).start()
+        self.current: tuple[int, float] | None = None
+        self.reported = False
 
-    def _watch(self) -> None:
-        while not self.done.wait(0.05):
-            pending = self.pending
-            if pending is not None and time.monotonic() - pending[1] > 0.5:
-                record(self.ws, f"send waited at {pending[0]}")
-                return
-
-    def sending(self, index: int) -> None:
-        self.pending = (index, time.monotonic())
+    def check(self) -> bool:
+        """True once reported."""
+        current = self.current
+        if not self.reported and current is not None and time.monotonic() - current[1] > 0.5:
+            self.reported = True
+            record(self.ws, f"send waited at {current[0]}")
+        return self.reported
 
 
 def sender_blocking(ws) -> None:
     count, size = _sizes(ws)
     block = bytearray(os.urandom(size))
-    watch = _SendWatch(ws)
+    watch = SendWatch(ws)
+    done = threading.Event()
+
+    def watcher() -> None:
+        while not done.wait(0.05) and not watch.check():
+            pass
+
+    threading.Thread(target=watcher, daemon=True).start()
     for index in range(count):
         block[:8] = index.to_bytes(8, "big")
-        watch.sending(index)
+        watch.current = (index, time.monotonic())
         ws.send(block)
-    watch.done.set()
+        watch.current = None
+    done.set()
     record(ws, "sent all")
     for _ in ws:
         pass
@@ -272,12 +292,19 @@ def sender_blocking(ws) -> None:
 async def sender_async(ws) -> None:
     count, size = _sizes(ws)
     block = bytearray(os.urandom(size))
-    watch = _SendWatch(ws)
+    watch = SendWatch(ws)
+
+    async def watcher() -> None:
+        while not watch.check():
+            await asyncio.sleep(0.05)
+
+    watching = asyncio.get_running_loop().create_task(watcher())
     for index in range(count):
         block[:8] = index.to_bytes(8, "big")
-        watch.sending(index)
+        watch.current = (index, time.monotonic())
         await ws.send(block)
-    watch.done.set()
+        watch.current = None
+    watching.cancel()
     record(ws, "sent all")
     async for _ in ws:
         pass
@@ -304,7 +331,9 @@ HANDLERS = {
     "/reject": reject,
     "/refuse": refuse,
     "/raise-early": raise_early,
-    "/raise-late": raise_late,
+    "/raise-late/async": raise_late_async,
+    "/raise-late/event": RaiseLateEvents(),
+    "/raise-late/blocking": raise_late_blocking,
     "/close": CloseEvents(),
     "/iterate/async": iterate_async,
     "/iterate/event": IterateEvents(),
