@@ -706,14 +706,7 @@ def test_handshake_refused_on_http2(server, pki, path: str, status: int, body: b
             assert ws.response["www-authenticate"] == "Bearer"
 
 
-@pytest.mark.parametrize("style", [
-    "async",
-    pytest.param("event", marks=pytest.mark.xfail(strict=True, reason=(
-        "server bug: an event handler's on_message exception is logged without its traceback "
-        "(docs/spec/websocket.md §3.4), only 'error in WebSocket on_message' and the exception's line"
-    ))),
-    "blocking",
-])  # fmt: skip
+@pytest.mark.parametrize("style", ["async", "event", "blocking"])
 def test_raising_after_accept_closes_with_1011_and_logs_the_traceback(server, style: str) -> None:
     name = tag()
     start = server.mark()

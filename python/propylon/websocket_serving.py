@@ -120,7 +120,7 @@ async def run_async(handler: Any, conn: Any, loop: asyncio.AbstractEventLoop) ->
         # The worker's loop is stopping.
         _ended(conn)
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the handler's failure: logged, 500 or 1011
         _failed(conn, exc)
         return
     _ended(conn)
@@ -134,7 +134,7 @@ def run_blocking(handler: Any, conn: Any) -> None:
         if conn.closed is None:
             _failed(conn, exc)
             return
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the handler's failure: logged, 500 or 1011
         _failed(conn, exc)
         return
     _ended(conn)
@@ -147,7 +147,7 @@ def events_connect(handler: Any, conn: Any) -> bool:
     try:
         if on_connect is not None:
             on_connect(conn)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - on_connect's failure: logged, 500 or 1011
         if isinstance(exc, WebSocketClosed) and conn.closed is not None:
             return bool(conn.accepted)
         _failed(conn, exc)

@@ -119,7 +119,7 @@ pub(crate) fn choose(headers: &HeaderMap, available: &[Coding]) -> Option<Coding
         if weight == 0 || weight < identity {
             continue;
         }
-        if best.map_or(true, |(_, w)| weight > w) {
+        if best.is_none_or(|(_, w)| weight > w) {
             best = Some((*coding, weight));
         }
     }

@@ -7,7 +7,7 @@
 //! of the loop serves many connections. The work is: resolve an asyncio
 //! future a connection's wait armed (`FutureWaker`: a `std::task::Waker`
 //! the runtime's `Link` wakes like any other), or start an async handler
-//! for a handshake (`LoopJob::Start`).
+//! for a handshake (`LoopJob::Run`).
 //!
 //! What it does not do: decide what a handler does (`propylon.
 //! websocket_serving.run_async`).
@@ -20,18 +20,25 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyString;
 
-use super::connection::Connection;
-use super::imported;
-use crate::runtime::websocket::Opening;
+/// Takes what `source` (a connection object) has for a waiting future, or
+/// arms `waker` for when it has: the value (the future's result) or the
+/// exception (the future's).
+pub(crate) type Take = fn(&Bound<'_, PyAny>, &Waker) -> Option<PyResult<Py<PyAny>>>;
+
+/// Work for the loop's thread.
+pub(crate) type OnLoop = Box<dyn FnOnce(Python<'_>, &Arc<LoopBridge>) -> PyResult<()> + Send>;
 
 pub(crate) enum LoopJob {
     /// Give this future a result (None), if it is not done.
     Resolve(Py<PyAny>),
-    /// Give this future the connection's next message (or its close, as
-    /// the exception), if it is not done.
-    Deliver(Py<PyAny>, Py<Connection>),
-    /// Start `handler` for a handshake.
-    Start(Arc<Py<PyAny>>, Box<Opening>),
+    /// Give this future what `Take` takes from `source`, if it is not done.
+    Deliver {
+        future: Py<PyAny>,
+        source: Py<PyAny>,
+        take: Take,
+    },
+    /// Run this on the loop's thread (start an async handler).
+    Run(OnLoop),
 }
 
 pub(crate) struct LoopBridge {
@@ -93,6 +100,11 @@ impl LoopBridge {
         Ok(())
     }
 
+    /// The worker's loop.
+    pub(crate) fn event_loop<'py>(&self, py: Python<'py>) -> &Bound<'py, PyAny> {
+        self.event_loop.bind(py)
+    }
+
     /// Stop watching it.
     pub(crate) fn detach(&self, py: Python<'_>) -> PyResult<()> {
         let event_loop = self.event_loop.bind(py);
@@ -142,35 +154,33 @@ impl LoopDrain {
                         future.call_method1(set_result, (py.None(),))?;
                     }
                 }
-                LoopJob::Deliver(future, connection) => {
+                LoopJob::Deliver {
+                    future,
+                    source,
+                    take,
+                } => {
                     if future.bind(py).call_method0(done)?.is_truthy()? {
-                        // Cancelled: the message stays for the next receive.
+                        // Cancelled: what was to come stays for the next wait.
                         continue;
                     }
                     let waker = FutureWaker::deliver(
                         bridge.clone(),
                         future.clone_ref(py),
-                        connection.clone_ref(py),
+                        source.clone_ref(py),
+                        take,
                     );
-                    let polled = connection
-                        .get()
-                        .link()
-                        .poll_receive(&mut std::task::Context::from_waker(&waker));
-                    let std::task::Poll::Ready(got) = polled else {
-                        // Woken early: armed again.
+                    // None: woken early, armed again.
+                    let Some(taken) = take(source.bind(py), &waker) else {
                         continue;
                     };
                     let future = future.bind(py);
-                    match connection.get().received(py, got) {
-                        Ok(message) => future.call_method1(set_result, (message,))?,
-                        Err(closed) => future.call_method1(set_exception, (closed.value(py),))?,
+                    match taken {
+                        Ok(value) => future.call_method1(set_result, (value,))?,
+                        Err(e) => future.call_method1(set_exception, (e.value(py),))?,
                     };
                 }
-                LoopJob::Start(handler, opening) => {
-                    let connection = Connection::new(py, *opening, Some(bridge.clone()))?;
-                    let connection = Py::new(py, connection)?;
-                    let start = &imported(py)?.start_async;
-                    if let Err(e) = start.call1(py, (&*handler, connection, &bridge.event_loop)) {
+                LoopJob::Run(run) => {
+                    if let Err(e) = run(py, bridge) {
                         e.print(py);
                     }
                 }
@@ -196,9 +206,17 @@ impl FutureWaker {
     pub(crate) fn deliver(
         bridge: Arc<LoopBridge>,
         future: Py<PyAny>,
-        connection: Py<Connection>,
+        source: Py<PyAny>,
+        take: Take,
     ) -> Waker {
-        FutureWaker::waker(bridge, LoopJob::Deliver(future, connection))
+        FutureWaker::waker(
+            bridge,
+            LoopJob::Deliver {
+                future,
+                source,
+                take,
+            },
+        )
     }
 
     fn waker(bridge: Arc<LoopBridge>, job: LoopJob) -> Waker {

@@ -181,11 +181,7 @@ impl Connection {
         }
     }
 
-    pub(crate) fn received(
-        &self,
-        py: Python<'_>,
-        got: Result<Data, Closed>,
-    ) -> PyResult<Py<PyAny>> {
+    fn received(&self, py: Python<'_>, got: Result<Data, Closed>) -> PyResult<Py<PyAny>> {
         match got {
             Ok(Data::Text(text)) => {
                 // Checked as it arrived (proto::websocket::message).
@@ -195,6 +191,23 @@ impl Connection {
             Ok(Data::Binary(data)) => Ok(PyBytes::new(py, &data).into_any().unbind()),
             Err(closed) => Err(self.closed_error(py, closed)),
         }
+    }
+}
+
+/// For the loop's drain (`aio::Take`): the next message of the connection
+/// `source`, or its close as `WebSocketClosed`; None (with `waker` armed)
+/// while neither is here.
+fn take_message(source: &Bound<'_, PyAny>, waker: &Waker) -> Option<PyResult<Py<PyAny>>> {
+    let connection = match source.cast::<Connection>() {
+        Ok(connection) => connection.get(),
+        Err(e) => return Some(Err(e.into())),
+    };
+    match connection
+        .link
+        .poll_receive(&mut Context::from_waker(waker))
+    {
+        Poll::Ready(got) => Some(connection.received(source.py(), got)),
+        Poll::Pending => None,
     }
 }
 
@@ -403,11 +416,9 @@ impl Connection {
         let this = slf.get();
         this.implicit_accept()?;
         let bridge = this.bridge.clone().ok_or_else(not_on_a_loop)?;
-        let waker = FutureWaker::deliver(bridge, future, slf.clone().unbind());
-        match this.link.poll_receive(&mut Context::from_waker(&waker)) {
-            Poll::Ready(got) => this.received(slf.py(), got).map(Some),
-            Poll::Pending => Ok(None),
-        }
+        let source = slf.clone().into_any();
+        let waker = FutureWaker::deliver(bridge, future, source.clone().unbind(), take_message);
+        take_message(&source, &waker).transpose()
     }
 
     /// Send `data`; waits (without the GIL) while the send queue is full.

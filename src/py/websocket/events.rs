@@ -137,7 +137,12 @@ impl EventPump {
 }
 
 fn log_error(py: Python<'_>, what: &str, e: PyErr) {
-    let logged = imported(py).and_then(|i| i.log_app_error.call1(py, (what, e.value(py))));
+    // The exception object carries its traceback only once it is given it.
+    let value = e.value(py);
+    if let Some(traceback) = e.traceback(py) {
+        let _ = value.setattr("__traceback__", traceback);
+    }
+    let logged = imported(py).and_then(|i| i.log_app_error.call1(py, (what, value)));
     if logged.is_err() {
         e.print(py);
     }

@@ -27,9 +27,8 @@ use pyo3::types::PyType;
 
 use self::aio::{LoopBridge, LoopJob};
 use self::connection::Connection;
-use crate::runtime::endpoint::Busy;
 use crate::runtime::pool::{Pool, Queued};
-use crate::runtime::websocket::{Opening, WebSocketEndpoint};
+use crate::runtime::websocket::{NoThread, Opening, WebSocketEndpoint};
 
 /// The Python objects this module needs, looked up once.
 pub(crate) struct Imported {
@@ -91,10 +90,18 @@ impl Handler {
 }
 
 impl WebSocketEndpoint for Handler {
-    fn open(&self, opening: Opening) -> Result<(), Busy> {
+    fn open(&self, opening: Opening) -> Result<(), NoThread> {
         match &self.style {
             Style::Async(bridge) => {
-                bridge.push(LoopJob::Start(self.handler.clone(), Box::new(opening)));
+                let handler = self.handler.clone();
+                bridge.push(LoopJob::Run(Box::new(move |py, bridge| {
+                    let connection = Connection::new(py, opening, Some(bridge.clone()))?;
+                    let connection = Py::new(py, connection)?;
+                    imported(py)?
+                        .start_async
+                        .call1(py, (&*handler, connection, bridge.event_loop(py)))?;
+                    Ok(())
+                })));
                 Ok(())
             }
             Style::Events(pool) => {
@@ -104,13 +111,13 @@ impl WebSocketEndpoint for Handler {
                     Python::attach(|py| events::connect(py, handler, opening, events))
                 });
                 pool.try_submit_queued(job, Queued::default())
-                    .map_err(|_| Busy)
+                    .map_err(|_| NoThread)
             }
             Style::Blocking { running, max } => {
                 if running.fetch_add(1, Ordering::AcqRel) >= *max {
                     running.fetch_sub(1, Ordering::AcqRel);
                     log::warn!(target: "propylon.server", "WebSocket refused: all {max} --websocket-threads are serving connections");
-                    return Err(Busy);
+                    return Err(NoThread);
                 }
                 let handler = self.handler.clone();
                 let done = running.clone();
@@ -123,7 +130,7 @@ impl WebSocketEndpoint for Handler {
                 spawned.map(drop).map_err(|e| {
                     log::error!(target: "propylon.server", "WebSocket refused: no thread: {e}");
                     running.fetch_sub(1, Ordering::AcqRel);
-                    Busy
+                    NoThread
                 })
             }
         }

@@ -203,9 +203,9 @@ fn respond(
     // apply (§13.1.5).
     let ranges = match (method, request.get(RANGE)) {
         (MethodPlan::Get, Some(value))
-            if request.get(IF_RANGE).map_or(true, |v| {
-                conditional::if_range_holds(v.as_bytes(), &validators)
-            }) =>
+            if request
+                .get(IF_RANGE)
+                .is_none_or(|v| conditional::if_range_holds(v.as_bytes(), &validators)) =>
         {
             range::decide(value.as_bytes(), size)
         }

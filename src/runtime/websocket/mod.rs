@@ -33,15 +33,19 @@ use self::link::Link;
 use crate::proto::websocket::deflate::negotiate;
 use crate::proto::websocket::handshake::{response_headers, Offer};
 use crate::runtime::config::WebSocketConfig;
-use crate::runtime::endpoint::Busy;
 
 /// What serves WebSocket handshakes routed to one handler.
 pub(crate) trait WebSocketEndpoint: Send + Sync + 'static {
     /// Start the application's handler for `opening`, which answers its
     /// `Handshake`; or refuse it at once when no thread can take it (the
     /// runtime answers 503).
-    fn open(&self, opening: Opening) -> Result<(), Busy>;
+    fn open(&self, opening: Opening) -> Result<(), NoThread>;
 }
+
+/// No thread can take a handshake now (the pool's queue is full, or every
+/// thread for blocking handlers is taken).
+#[derive(Debug)]
+pub(crate) struct NoThread;
 
 /// A WebSocket handshake, for the application to answer.
 pub(crate) struct Opening {
