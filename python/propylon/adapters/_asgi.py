@@ -42,9 +42,9 @@ from propylon.adapters._server import read_app_config, server_info
 from propylon.adapters._static import StaticAnswer, answer, plain_text
 from propylon.adapters._websocket import ASGIWebSocket, refuse_handshake, serve_connection
 from propylon.application import ServerInfo
-from propylon.declarations import DeclarationError, read_application
+from propylon.declarations import read_application
 from propylon.errors import ClientDisconnected
-from propylon.websocket import HandlerStyle, ResolvedHandler, resolve_handlers
+from propylon.websocket import HandlerStyle, ResolvedHandler
 
 __all__ = ["ASGIAdapter"]
 
@@ -68,9 +68,13 @@ log = logging.getLogger("propylon.adapters")
 class ASGIAdapter:
     """An ASGI 3 application serving ``app`` (see :func:`propylon.adapters.asgi`)."""
 
-    def __init__(self, app: object, threads: int = DEFAULT_THREADS,
-                 environ: Mapping[str, str] = os.environ,
-                 websocket_threads: int = DEFAULT_WEBSOCKET_THREADS) -> None:
+    def __init__(
+        self,
+        app: object,
+        threads: int = DEFAULT_THREADS,
+        environ: Mapping[str, str] = os.environ,
+        websocket_threads: int = DEFAULT_WEBSOCKET_THREADS,
+    ) -> None:
         if threads < 1 or websocket_threads < 1:
             raise ValueError("propylon.adapters.asgi: threads and websocket_threads must be at least 1")
         self.declarations = read_application(app, PROTOCOLS)
@@ -78,14 +82,11 @@ class ASGIAdapter:
         plan = self.declarations.plan
         self.routes = RouteTable(plan)
         self.wsgi = plan.wsgi
-        self.websocket: Mapping[str, ResolvedHandler] = {}
-        endpoint = self.declarations.endpoints.get("websocket")
-        if endpoint is not None:
-            prefixes = [prefix for protocol, prefix in plan.routes if protocol == "websocket"]
-            try:
-                self.websocket = resolve_handlers(endpoint, prefixes)
-            except TypeError as exc:
-                raise DeclarationError(str(exc)) from None
+        #: The handler of each WebSocket prefix, resolved by read_application.
+        self.websocket: Mapping[str, ResolvedHandler] = {
+            route.prefix: ResolvedHandler(route.prefix, route.handler, HandlerStyle(route.style))
+            for route in plan.websocket
+        }
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="propylon-wsgi")
         #: The blocking WebSocket handlers' threads; handshakes beyond them are refused 503.
         self.websocket_threads = websocket_threads
@@ -180,15 +181,13 @@ class ASGIAdapter:
         if route is None:
             await _send_answer(send, plain_text(404, "Not Found\n"))
         elif route.mount is not None:
-            relative = path[len(route.prefix):].encode("utf-8", "surrogateescape")
+            relative = path[len(route.prefix) :].encode("utf-8", "surrogateescape")
             query = scope.get("query_string", b"").decode("latin-1")
             raw_path = scope.get("raw_path")
             target = raw_path.decode("latin-1") if raw_path else urllib.parse.quote(scope["path"])
             location = target + ("?" + query if query else "")
             loop = asyncio.get_running_loop()
-            static = await loop.run_in_executor(
-                None, answer, route.mount, scope["method"], relative, location, headers
-            )
+            static = await loop.run_in_executor(None, answer, route.mount, scope["method"], relative, location, headers)
             await _send_answer(send, static)
         elif route.kind == "wsgi" and self.wsgi is not None:
             if self.declarations.plan.preload and _wants_hints(scope, headers):
@@ -198,7 +197,6 @@ class ASGIAdapter:
             await exchange.run(self.executor, self.wsgi, path)
         else:  # pragma: no cover - the table holds only static and WSGI routes
             await _send_answer(send, plain_text(404, "Not Found\n"))
-
 
     # -- WebSocket ---------------------------------------------------------------
 
@@ -403,8 +401,9 @@ class WSGIExchange:
     def send(self, message: Message) -> None:
         asyncio.run_coroutine_threadsafe(self._send(message), self.loop).result()
 
-    def start_response(self, status: str, headers: list[tuple[str, str]],
-                       exc_info: Any = None) -> Callable[[bytes], None]:
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
         """PEP 3333 "The start_response() Callable": a second call needs
         ``exc_info``, and raises it again once the headers have gone out."""
         if exc_info is not None:
@@ -460,7 +459,7 @@ def _app_path(scope: Scope) -> str:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     if root and (path == root or path.startswith(root + "/")):
-        return path[len(root):]
+        return path[len(root) :]
     return path
 
 
@@ -476,7 +475,6 @@ def _header_fields(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
         key, text = name.decode("latin-1").lower(), value.decode("latin-1")
         fields[key] = f"{fields[key]}, {text}" if key in fields else text
     return fields
-
 
 
 async def _send_answer(send: Send, static: StaticAnswer) -> None:
@@ -505,5 +503,8 @@ def _wants_hints(scope: Scope, headers: Mapping[str, str]) -> bool:
     server offers ``http.response.early_hint`` for it (hypercorn and uvicorn
     do on HTTP/2), and it is a page load (``GET`` accepting ``text/html``), the
     request whose answer names the assets the hints are about (RFC 8297 §2)."""
-    return ("http.response.early_hint" in scope.get("extensions", {}) and scope["method"] == "GET"
-            and "text/html" in headers.get("accept", ""))
+    return (
+        "http.response.early_hint" in scope.get("extensions", {})
+        and scope["method"] == "GET"
+        and "text/html" in headers.get("accept", "")
+    )

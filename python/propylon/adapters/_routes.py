@@ -40,6 +40,7 @@ class RouteTable:
     def __init__(self, plan: ServePlan) -> None:
         routes = [Route("static", mount.prefix, mount) for mount in plan.static]
         routes += [Route(protocol, prefix) for protocol, prefix in plan.routes]
+        routes += [Route("websocket", route.prefix) for route in plan.websocket]
         self.routes = sorted(routes, key=lambda route: (-len(route.prefix), KINDS.index(route.kind)))
 
     def route(self, path: str, websocket: bool) -> Route | None:

@@ -32,8 +32,9 @@ def read_app_config(declared: Mapping[str, ConfigKey] | None, environ: Mapping[s
     return MappingProxyType(resolve((), read_app_environ(environ), from_file, declared))
 
 
-def server_info(adapter: str, host: str | None, protocols: frozenset[str], features: frozenset[str],
-                config: Mapping[str, object]) -> ServerInfo:
+def server_info(
+    adapter: str, host: str | None, protocols: frozenset[str], features: frozenset[str], config: Mapping[str, object]
+) -> ServerInfo:
     """The ``server`` object of an adapter: ``name`` is the adapter's, with the
     host server it runs in when known (``propylon.adapters.wsgi on gunicorn/23.0.0``)."""
     name = f"propylon.adapters.{adapter}" + (f" on {host}" if host else "")

@@ -69,8 +69,7 @@ def plain_text(status: int, message: str, headers: list[tuple[str, str]] | None 
 NOT_FOUND = plain_text(404, "Not Found\n")
 
 
-def answer(mount: StaticMount, method: str, relative: bytes, location: str,
-           headers: Mapping[str, str]) -> StaticAnswer:
+def answer(mount: StaticMount, method: str, relative: bytes, location: str, headers: Mapping[str, str]) -> StaticAnswer:
     """The answer to ``method`` on ``relative`` (the percent-decoded URL path
     after the mount's prefix: empty or starting with ``/``).
 
@@ -124,8 +123,9 @@ def _stat(path: str) -> os.stat_result | None:
         return None
 
 
-def _representation(mount: StaticMount, method: str, path: str, info: os.stat_result,
-                    headers: Mapping[str, str]) -> StaticAnswer:
+def _representation(
+    mount: StaticMount, method: str, path: str, info: os.stat_result, headers: Mapping[str, str]
+) -> StaticAnswer:
     """The file at ``path`` or its precompressed sibling, with validators and range."""
     content_type = _content_type(path)
     coding = None

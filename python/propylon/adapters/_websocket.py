@@ -72,8 +72,9 @@ def _tokens(value: str) -> list[str]:
     return [token.strip() for token in value.split(",") if token.strip()]
 
 
-async def refuse_handshake(scope: Scope, send: Send, status: int, headers: Iterable[tuple[str, str]] = (),
-                           body: bytes = b"") -> None:
+async def refuse_handshake(
+    scope: Scope, send: Send, status: int, headers: Iterable[tuple[str, str]] = (), body: bytes = b""
+) -> None:
     """Answer a handshake with ``status`` and ``body`` where the server offers
     the ``websocket.http.response`` extension; else close before accepting,
     which the server answers with ``403 Forbidden``."""
@@ -99,12 +100,16 @@ class ASGIWebSocket:
         self.scope = scope
         self.path = path
         self.query_string: bytes = scope.get("query_string", b"")
-        self.headers = [(name.decode("latin-1").lower(), value.decode("latin-1"))
-                        for name, value in scope.get("headers", [])]
+        self.headers = [
+            (name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in scope.get("headers", [])
+        ]
         self.subprotocols: list[str] = list(scope.get("subprotocols") or [])
-        self.extensions = [token.split(";", 1)[0].strip()
-                           for name, value in self.headers if name == "sec-websocket-extensions"
-                           for token in _tokens(value)]
+        self.extensions = [
+            token.split(";", 1)[0].strip()
+            for name, value in self.headers
+            if name == "sec-websocket-extensions"
+            for token in _tokens(value)
+        ]
         client = scope.get("client")
         self.client: tuple[str, int] | None = (str(client[0]), int(client[1])) if client else None
         self.scheme: str = scope.get("scheme", "ws")
@@ -197,8 +202,11 @@ class ASGIWebSocket:
         async with self._sending:
             if self.state is not ConnectionState.OPEN:
                 raise self._closed_error()
-            message: Message = ({"type": "websocket.send", "text": payload} if isinstance(payload, str)
-                                else {"type": "websocket.send", "bytes": payload})
+            message: Message = (
+                {"type": "websocket.send", "text": payload}
+                if isinstance(payload, str)
+                else {"type": "websocket.send", "bytes": payload}
+            )
             try:
                 await self._send(message)
             except OSError as exc:  # uvicorn: ClientDisconnected, the peer is gone
@@ -281,8 +289,10 @@ class ThreadWebSocket:
             running = None
         if running is self._loop:
             coroutine.close()
-            raise RuntimeError("a sync WebSocket method was called on the event loop's thread; "
-                               "an async handler uses its own (async) connection object")
+            raise RuntimeError(
+                "a sync WebSocket method was called on the event loop's thread; "
+                "an async handler uses its own (async) connection object"
+            )
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def accept(self, subprotocol: str | None = None, headers: Iterable[tuple[str, str]] = ()) -> None:
@@ -314,8 +324,13 @@ class ThreadWebSocket:
             raise
 
 
-async def serve_connection(style: HandlerStyle, handler: Any, connection: ASGIWebSocket,
-                           events: ThreadPoolExecutor, blocking: ThreadPoolExecutor) -> None:
+async def serve_connection(
+    style: HandlerStyle,
+    handler: Any,
+    connection: ASGIWebSocket,
+    events: ThreadPoolExecutor,
+    blocking: ThreadPoolExecutor,
+) -> None:
     """Run ``handler`` on ``connection`` in its style, then end the connection.
 
     A :class:`WebSocketClosed` the handler lets through, once the connection
@@ -343,12 +358,12 @@ def _ends_quietly(exc: Exception, connection: ASGIWebSocket) -> bool:
     """Whether ``exc`` ends the handler as a return does: a
     :class:`WebSocketClosed` let through once this connection is closed (one
     raised for another connection, this one still open, is an error)."""
-    return isinstance(exc, WebSocketClosed) and connection.state in (ConnectionState.CLOSED,
-                                                                     ConnectionState.REJECTED)
+    return isinstance(exc, WebSocketClosed) and connection.state in (ConnectionState.CLOSED, ConnectionState.REJECTED)
 
 
-async def _serve_events(handler: Any, connection: ASGIWebSocket, ws: ThreadWebSocket,
-                        events: ThreadPoolExecutor) -> None:
+async def _serve_events(
+    handler: Any, connection: ASGIWebSocket, ws: ThreadWebSocket, events: ThreadPoolExecutor
+) -> None:
     """An event handler: ``on_connect``, ``on_message`` per message and
     ``on_close`` once, each a job in ``events``; one at a time, in order,
     because the next message is received only after the last event ended."""
@@ -360,8 +375,7 @@ async def _serve_events(handler: Any, connection: ASGIWebSocket, ws: ThreadWebSo
             await loop.run_in_executor(events, on_connect, ws)
         except Exception as exc:
             if not _ends_quietly(exc, connection):
-                error_logger.error("WebSocket handler for %s raised %s", connection.path, describe(exc),
-                                   exc_info=exc)
+                error_logger.error("WebSocket handler for %s raised %s", connection.path, describe(exc), exc_info=exc)
                 await connection.finish(exc)
     if connection.state is ConnectionState.REJECTED:
         return  # never opened: no on_close
@@ -375,8 +389,7 @@ async def _serve_events(handler: Any, connection: ASGIWebSocket, ws: ThreadWebSo
             await loop.run_in_executor(events, handler.on_message, ws, message)
         except Exception as exc:
             if not _ends_quietly(exc, connection):
-                error_logger.error("WebSocket handler for %s raised %s", connection.path, describe(exc),
-                                   exc_info=exc)
+                error_logger.error("WebSocket handler for %s raised %s", connection.path, describe(exc), exc_info=exc)
                 await connection.finish(exc)
             break
     if on_close is not None:

@@ -49,7 +49,6 @@ log = logging.getLogger("propylon.adapters")
 StartResponse = Callable[..., Callable[[bytes], object]]
 
 
-
 class WSGIAdapter:
     """A WSGI application serving ``app`` (see :func:`propylon.adapters.wsgi`)."""
 
@@ -71,12 +70,13 @@ class WSGIAdapter:
         if route is None:
             return _send(environ, start_response, plain_text(404, "Not Found\n"))
         if route.mount is not None:
-            relative = _request_bytes(path[len(route.prefix):])
+            relative = _request_bytes(path[len(route.prefix) :])
             target = _request_bytes(environ.get("SCRIPT_NAME", "") + path)
             query = environ.get("QUERY_STRING", "")
             location = urllib.parse.quote(target) + ("?" + query if query else "")
-            headers = {key[5:].lower().replace("_", "-"): value
-                       for key, value in environ.items() if key.startswith("HTTP_")}
+            headers = {
+                key[5:].lower().replace("_", "-"): value for key, value in environ.items() if key.startswith("HTTP_")
+            }
             static = answer(route.mount, environ.get("REQUEST_METHOD", "GET"), relative, location, headers)
             return _send(environ, start_response, static)
         assert self.wsgi is not None and route.kind == "wsgi"
@@ -156,4 +156,3 @@ def _send(environ: Mapping[str, Any], start_response: StartResponse, static: Sta
         return wrapped
     file.seek(static.offset)
     return FileRange(file, static.length)
-

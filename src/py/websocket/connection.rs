@@ -471,8 +471,9 @@ impl Connection {
     }
 
     /// Start the close handshake; nothing when closed or closing already.
-    #[pyo3(signature = (code=1000, reason=String::new()))]
-    fn close(&self, code: u16, reason: String) -> PyResult<()> {
+    #[pyo3(signature = (code=1000, reason=""))]
+    fn close(&self, code: u16, reason: &str) -> PyResult<()> {
+        let reason = reason.to_owned();
         check_close(code, &reason).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let pending = matches!(*self.answering.lock().unwrap(), Answering::Pending(_));
         if pending {
