@@ -258,7 +258,7 @@ def fake_core(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Config]]:
     calls: list[Config] = []
     core = types.ModuleType("propylon._core")
 
-    def serve(config: Config, plan: object) -> bool:
+    def serve(config: Config, plan: object, event_loop: object = None) -> bool:
         calls.append(config)
         return True
 

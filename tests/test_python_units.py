@@ -417,7 +417,7 @@ def fake_core(monkeypatch: pytest.MonkeyPatch, restore_logging: None) -> list[tu
     """Replace the compiled module with one whose serve() records its arguments."""
     calls: list[tuple[Config, object]] = []
     core = types.ModuleType("propylon._core")
-    def serve(config: Config, plan: ServePlan) -> bool:
+    def serve(config: Config, plan: ServePlan, event_loop: object = None) -> bool:
         calls.append((config, plan.wsgi))
         return True  # every request finished: main() returns normally
 
