@@ -150,14 +150,14 @@ def test_shutdown_runs_when_the_server_cannot_start(tmp_path: Path) -> None:
 def test_server_object(start_server, tmp_path: Path) -> None:
     server = start_server(f"{APPS}:app", "--app-config", f"record={tmp_path / 'r'}")
     assert get_json(server, "/")["server"] == {
-        "name": "propylon", "version": "0.1.0", "protocols": ["wsgi"],
-        "features": ["early_hints", "http2", "static"], "worker": 0, "workers": 1,
+        "name": "propylon", "version": "0.1.0", "protocols": ["websocket", "wsgi"],
+        "features": ["early_hints", "http2", "static", "websocket_over_h2"], "worker": 0, "workers": 1,
     }  # fmt: skip
 
 
 def test_server_object_follows_the_early_hints_and_push_options(start_server, tmp_path: Path) -> None:
     server = start_server(f"{APPS}:app", "--no-early-hints", "--http2-push", "--app-config", f"record={tmp_path / 'r'}")
-    assert get_json(server, "/")["server"]["features"] == ["http2", "push", "static"]
+    assert get_json(server, "/")["server"]["features"] == ["http2", "push", "static", "websocket_over_h2"]
 
 
 def test_server_object_with_tls(start_server, pki, tmp_path: Path) -> None:
@@ -261,13 +261,22 @@ def test_prefixes_and_protocols_this_server_does_not_serve(start_server) -> None
     status, _, body = http_request(server.port, "GET", "/api/items")
     assert status == 200 and json.loads(body)["path"] == "/api/items"
     assert http_request(server.port, "GET", "/other")[0] == 404
-    # A WebSocket prefix on a server without WebSockets: nothing serves it.
+    # A stream prefix on a server without the streaming API: nothing serves it.
+    assert http_request(server.port, "GET", "/rpc")[0] == 404
+    # A plain request to a WebSocket prefix is not a handshake: no WSGI there.
     assert http_request(server.port, "GET", "/ws")[0] == 404
-    with RawConnection(server.port) as raw:
-        raw.send(b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")  # fmt: skip
-        response = raw.read_response()
-        assert response is not None and response.status == 404
+
+    def handshake(path: str) -> int:
+        with RawConnection(server.port) as raw:
+            raw.send(f"GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())  # fmt: skip
+            response = raw.read_response()
+            assert response is not None
+            return response.status
+
+    # The handler returns without accepting: 403; no WebSocket prefix: 404.
+    assert handshake("/ws") == 403
+    assert handshake("/other") == 404
 
 
 # ------------------------------------------------------------------ bad input
@@ -281,7 +290,7 @@ BAD_APPS = [
     ("bad_config", {}, 1, re.escape("__config__['retries']: the default must be a bool, int, float or str")),
     ("bad_preload", {}, 1, re.escape("__preload__ entry '/static/data.bin': cannot tell what '.bin' is")),
     ("not_callable_endpoint", {}, 1, re.escape("__endpoint__('wsgi') returned a str, not a callable or None")),
-    ("raising_endpoint", {}, 1, re.escape("__endpoint__('wsgi') raised KeyError: 'wsgi'")),
+    ("raising_endpoint", {}, 1, re.escape("__endpoint__('websocket') raised KeyError: 'websocket'")),
     ("configured", {}, 2, re.escape("the application needs configuration key 'database_url' (str)")),
     ("configured", {"PROPYLON_APP_DATABASE_URL": "x", "PROPYLON_APP_WORKERS": "many"}, 2,
      re.escape("PROPYLON_APP_WORKERS must be a whole number, got 'many'")),

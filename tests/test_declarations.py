@@ -91,7 +91,7 @@ def test_only_served_protocols_are_asked_for() -> None:
             return None
 
     read_application(Asking())
-    assert asked == ["wsgi"]
+    assert asked == ["websocket", "wsgi"]
     asked.clear()
     plan = read_application(Asking(), protocols={"wsgi", "websocket", "stream"}).plan
     assert asked == ["websocket", "stream", "wsgi"] and plan.routes == ()
@@ -100,7 +100,12 @@ def test_only_served_protocols_are_asked_for() -> None:
 def test_application_serves_websocket_where_the_server_has_it() -> None:
     app = propylon.Application(wsgi=hello, websocket={"/ws": ws_handler, "/ws/admin": hello})
     plan = read_application(app, protocols={"wsgi", "websocket"}).plan
-    assert plan.routes == (("websocket", "/ws"), ("websocket", "/ws/admin"), ("wsgi", ""))
+    assert plan.routes == (("wsgi", ""),)
+    # Each WebSocket prefix with its own handler, classified.
+    assert [(r.prefix, r.handler, r.style) for r in plan.websocket] == [
+        ("/ws", ws_handler, "blocking"),
+        ("/ws/admin", hello, "blocking"),
+    ]
     dispatch = app.__endpoint__("websocket")
     assert isinstance(dispatch, propylon.application.PrefixDispatch)
     assert dispatch.handler_for("/ws/admin/x") is hello and dispatch.handler_for("/ws/y") is ws_handler
@@ -141,7 +146,7 @@ def test_endpoint_that_raises_keeps_the_cause() -> None:
         def __endpoint__(self, protocol: str) -> object:
             raise LookupError("no such thing")
 
-    with pytest.raises(DeclarationError, match=r"__endpoint__\('wsgi'\) raised LookupError: no such thing") as info:
+    with pytest.raises(DeclarationError, match=r"__endpoint__\('websocket'\) raised LookupError: no such thing") as info:
         read_application(Raising())
     assert isinstance(info.value.__cause__, LookupError)
 

@@ -474,7 +474,7 @@ def test_cli_reports_serve_oserror(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    def refuse(config: Config, app: object) -> None:
+    def refuse(config: Config, app: object, event_loop: object = None) -> None:
         raise OSError("cannot bind 127.0.0.1:8000: Address already in use")
 
     monkeypatch.setattr(sys.modules["propylon._core"], "serve", refuse)

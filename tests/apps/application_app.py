@@ -137,13 +137,14 @@ wsgi_only = propylon.Application(wsgi=wsgi)
 
 
 class Raw:
-    """The protocol written by hand: WSGI under /api only, a WebSocket prefix
-    this server does not serve."""
+    """The protocol written by hand: WSGI under /api only, a WebSocket handler
+    under /ws that accepts nothing, and a stream prefix this server does not
+    serve."""
 
-    __routes__: ClassVar[dict[str, list[str]]] = {"wsgi": ["/api/"], "websocket": ["/ws"]}
+    __routes__: ClassVar[dict[str, list[str]]] = {"wsgi": ["/api/"], "websocket": ["/ws"], "stream": ["/rpc"]}
 
     def __endpoint__(self, protocol: str) -> Any:
-        return {"wsgi": wsgi, "websocket": lambda connection: None}.get(protocol)
+        return {"wsgi": wsgi, "websocket": lambda connection: None, "stream": lambda stream: None}.get(protocol)
 
 
 raw = Raw()
