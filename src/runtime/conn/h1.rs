@@ -409,23 +409,13 @@ async fn refuse<I: AsyncWrite + Unpin>(
     out: &mut Vec<u8>,
 ) -> io::Result<()> {
     let status = http::StatusCode::from_u16(e.status).unwrap_or(http::StatusCode::BAD_REQUEST);
-    let body = format!("{} {}\n", e.status, e.reason);
-    let mut headers = http::HeaderMap::new();
-    headers.insert(
+    let mut response = http::Response::new(Bytes::from(format!("{} {}\n", e.status, e.reason)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    out.clear();
-    let request = Answering {
-        head: false,
-        keep_alive: false,
-        version: HttpVersion::Http11,
-    };
-    let length = BodyLength::Known(body.len() as u64);
-    encode_response_head(status, &headers, length, request, &date::now(), out);
-    out.extend_from_slice(body.as_bytes());
-    write_all(io, &mut [IoSlice::new(out)]).await?;
-    io.shutdown().await
+    write_final(io, response, out).await
 }
 
 /// `Upgrade: h2c` (RFC 7540 §3.2): read the request's body whole (at most
