@@ -33,6 +33,8 @@ def _row(option: Option) -> str:
     if option.short is not None:
         flag = f"`{option.short}`, {flag}"
     text = option.help[0].upper() + option.help[1:] + "."
+    if option.aliases:
+        text += " Also " + ", ".join(f"`{alias}`" for alias in option.aliases) + " (other servers' names)."
     return f"| {flag} | {option.kind.summary} | `{option.default_text()}` | {text} |"
 
 

@@ -228,6 +228,21 @@ class ServerProcess:
                 return address[len("unix:") :]
         raise AssertionError(f"no unix listener among {self.listeners}")
 
+    @property
+    def worker_pid(self) -> int:
+        """The process id of the one worker process (``--workers 1``, the
+        default): the process that serves, whose threads and memory tests
+        look at. ``proc`` is its supervisor."""
+        deadline = time.monotonic() + EVENT_TIMEOUT
+        while True:
+            text = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+            pids = [int(pid) for pid in text.split()]
+            if len(pids) == 1:
+                return pids[0]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the supervisor has {len(pids)} worker processes, not one")
+            time.sleep(0.02)
+
     # -- lifecycle ---------------------------------------------------------------
 
     def terminate(self) -> None:
@@ -274,8 +289,8 @@ def check_stopped_cleanly(server: ServerProcess, code: int) -> list[str]:
 
 # ---------------------------------------------------------------------- the command line
 
-#: A log line (``[time] [LEVEL] logger: message``), as opposed to an error line.
-LOG_LINE = re.compile(r"^\[[^\]]+\] \[[A-Z]+\] [\w.]+: ")
+#: A log line (``[time] [pid] [LEVEL] logger: message``), as opposed to an error line.
+LOG_LINE = re.compile(r"^\[[^\]]+\] (\[\d+\] )?\[[A-Z]+\] [\w.]+: ")
 
 
 def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -153,9 +153,9 @@ class NormalClient:
 
 @contextmanager
 def bounded_memory(server: ServerProcess) -> Iterator[None]:
-    before = reset_peak_memory(server.proc.pid)
+    before = reset_peak_memory(server.worker_pid)
     yield
-    grew = peak_memory(server.proc.pid) - before
+    grew = peak_memory(server.worker_pid) - before
     assert grew < MEMORY_BOUND, f"the server's resident memory grew by {grew / MIB:.1f} MiB during the attack"
 
 

@@ -12,18 +12,17 @@ import os
 import subprocess
 import sys
 import threading
-import types
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import propylon
-from propylon import _logging, cli
+from propylon import _logging, cli, supervisor
 from propylon.config import GIB, KIB, MIB, Bind, Config, ConfigError, parse_bind, parse_size
 from propylon.filewrapper import FileWrapper
 from propylon.loader import AppLoadError, load_app
-from propylon.plan import ServePlan
+from propylon.worker import AppSource
 
 # --------------------------------------------------------------------- parse_bind
 
@@ -414,16 +413,15 @@ def test_load_app_keeps_cause_of_user_errors(app_dir: Path) -> None:
 
 @pytest.fixture
 def fake_core(monkeypatch: pytest.MonkeyPatch, restore_logging: None) -> list[tuple[Config, object]]:
-    """Replace the compiled module with one whose serve() records its arguments."""
+    """Replace the supervisor with a function that records what it was given:
+    the configuration and the application's spec."""
     calls: list[tuple[Config, object]] = []
-    core = types.ModuleType("propylon._core")
-    def serve(config: Config, plan: ServePlan, event_loop: object = None) -> bool:
-        calls.append((config, plan.wsgi))
-        return True  # every request finished: main() returns normally
 
-    core.serve = serve  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "propylon._core", core)
-    monkeypatch.setattr(propylon, "_core", core, raising=False)
+    def supervise(source: AppSource, config: Config) -> int:
+        calls.append((config, source.spec))
+        return 0
+
+    monkeypatch.setattr(cli, "supervise", supervise)
     monkeypatch.setattr(sys, "path", list(sys.path))
     return calls
 
@@ -441,7 +439,7 @@ def test_cli_builds_config_from_flags(fake_core: list[tuple[Config, object]]) ->
     ]  # fmt: skip
     assert cli.main(argv) == 0
     ((config, app),) = fake_core
-    assert app is _wsgi_app
+    assert app == f"{__name__}:_wsgi_app"
     assert config == Config(
         binds=[Bind("127.0.0.1", 0), Bind(path="/tmp/p.sock")],
         threads=2,
@@ -470,14 +468,14 @@ def test_cli_leaves_defaults_to_config(fake_core: list[tuple[Config, object]]) -
 
 
 def test_cli_reports_serve_oserror(
-    fake_core: list[tuple[Config, object]],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    restore_logging: None,
 ) -> None:
-    def refuse(config: Config, app: object, event_loop: object = None) -> None:
+    def refuse(config: Config) -> None:
         raise OSError("cannot bind 127.0.0.1:8000: Address already in use")
 
-    monkeypatch.setattr(sys.modules["propylon._core"], "serve", refuse)
+    monkeypatch.setattr(supervisor, "bind", refuse)
     assert cli.main([f"{__name__}:_wsgi_app"]) == 1
     assert capsys.readouterr().err == "propylon: error: cannot bind 127.0.0.1:8000: Address already in use\n"
 

@@ -48,7 +48,7 @@ def policies(tids: list[int]) -> set[int]:
 def test_io_threads_and_monitor_are_batch_and_python_threads_are_not(server):
     status, _, _ = http_request(server.port, "GET", "/")  # every thread has started
     assert status == 200
-    names = threads_by_name(server.proc.pid)
+    names = threads_by_name(server.worker_pid)
     io = names.get("propylon-io", [])
     workers = [tid for name, tids in names.items() if name.startswith("propylon-worke") for tid in tids]
     assert io, f"no propylon-io thread among {sorted(names)}"
@@ -86,14 +86,14 @@ def test_http2_responses_ready_together_go_out_together(start_server):
     # one write(v) per response (the connection task used to run right after
     # each stream task that woke it: tokio's LIFO slot, now disabled).
     srv = start_server("tests.apps.wsgi_app:app", "--threads", "1")
-    tids = [int(t.name) for t in Path(f"/proc/{srv.proc.pid}/task").iterdir()]
+    tids = [int(t.name) for t in Path(f"/proc/{srv.worker_pid}/task").iterdir()]
     for tid in tids:
         os.sched_setaffinity(tid, {min(os.sched_getaffinity(0))})
     count = 64
     with RawH2Connection(srv.port) as conn:
         conn.request(1, request_headers("/"))  # warm up: settings exchanged, every thread started
         conn.read_until(lambda f: f.kind == DATA and f.stream == 1 and f.flags & END_STREAM)
-        before = write_syscalls(srv.proc.pid)
+        before = write_syscalls(srv.worker_pid)
         streams = range(3, 3 + 2 * count, 2)
         conn.send(b"".join(
             h2_frame(HEADERS, END_HEADERS | END_STREAM, s, conn.header_block(request_headers("/"))) for s in streams
@@ -103,5 +103,5 @@ def test_http2_responses_ready_together_go_out_together(start_server):
             frame = conn.read_until(lambda f: f.kind == DATA and f.flags & END_STREAM)
             assert frame is not None, "the connection closed"
             ended.add(frame.stream)
-        writes = write_syscalls(srv.proc.pid) - before
+        writes = write_syscalls(srv.worker_pid) - before
     assert writes <= count // 2, f"{writes} write calls for {count} responses"

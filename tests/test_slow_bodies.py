@@ -248,7 +248,7 @@ def test_slow_uploads_with_buffer_body_hold_no_thread(start_server):
     meanwhile."""
     srv = start_server("tests.apps.wsgi_app:app", "--threads", "1", "--buffer-body", "--min-body-rate", "0")
     assert_serving(srv.port)
-    before = threads_of(srv.proc.pid)
+    before = threads_of(srv.worker_pid)
     sized = [RawConnection(srv.port) for _ in range(SLOW // 2)]
     chunked = [RawConnection(srv.port) for _ in range(SLOW // 4)]
     streams = [1 + 2 * i for i in range(SLOW // 4)]
@@ -267,7 +267,7 @@ def test_slow_uploads_with_buffer_body_hold_no_thread(start_server):
         )
         trickle.wait_rounds(2)
         assert_prompt(srv.port)
-        during = threads_of(srv.proc.pid)
+        during = threads_of(srv.worker_pid)
         # A thread per upload would be SLOW more.
         assert during - before < SLOW // 4, (before, during)
         sent = trickle.stop()

@@ -804,7 +804,7 @@ def test_a_dropped_connection_ends_the_handler_with_1006(start_server, transport
                 ws.send("still serving")
                 assert ws.recv(timeout=5) == "still serving"
         # ... and does not spin: the runtime's threads are idle.
-        busy = busy_threads(srv.proc.pid)
+        busy = busy_threads(srv.worker_pid)
         assert not busy, f"threads still busy after the connection dropped: {busy}"
 
 
@@ -1067,7 +1067,7 @@ def test_a_ping_flood_keeps_memory_bounded(server) -> None:
     # would cost it under 2 MiB, too little to tell. The server may answer
     # every ping, answer some (RFC 6455 §5.5.2 lets it skip pongs), or stop
     # reading while it cannot write: what it may not do is grow.
-    pid = server.proc.pid
+    pid = server.worker_pid
     with RawWebSocket(server.port, "/echo/blocking", rcvbuf=4096) as raw:
         before = reset_peak_memory(pid)
         flood = frame(PING, b"p" * 125) * 200_000
@@ -1088,7 +1088,7 @@ def test_a_ping_flood_keeps_memory_bounded(server) -> None:
 
 @pytest.mark.parametrize("style", ["async", "blocking"])
 def test_a_peer_that_never_reads_makes_send_wait(server, style: str) -> None:
-    pid = server.proc.pid
+    pid = server.worker_pid
     name = tag()
     count, size = 1024, 64 * 1024  # 64 MiB, far more than socket buffers and the send queue
     with RawWebSocket(server.port, f"/sender/{style}?n={count}&size={size}&{name}", rcvbuf=16384) as raw:

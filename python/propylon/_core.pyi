@@ -10,13 +10,19 @@ from typing import final
 
 from propylon.config import Config
 from propylon.plan import ServePlan
+from propylon.worker import WorkerContext
 
 __all__ = ["WebSocketConnection", "__version__", "serve"]
 
 __version__: str
 """Version of the compiled crate; equals ``propylon.__version__``."""
 
-def serve(config: Config, plan: ServePlan, event_loop: asyncio.AbstractEventLoop | None = None) -> bool:
+def serve(
+    config: Config,
+    plan: ServePlan,
+    event_loop: asyncio.AbstractEventLoop | None = None,
+    worker: WorkerContext | None = None,
+) -> bool:
     """Serve what ``plan`` names until SIGINT or SIGTERM, then drain and return.
 
     Binds every address in ``config.binds`` first; if one cannot be bound
@@ -38,10 +44,27 @@ def serve(config: Config, plan: ServePlan, event_loop: asyncio.AbstractEventLoop
     style; async handlers run on ``event_loop`` (the worker's loop, running
     on another thread), which is required when there is one.
 
+    ``worker``, for a worker process of a supervisor: serve on the
+    listening sockets ``worker.listeners`` (``(fd, tls)`` pairs, which the
+    server takes over) instead of binding, log no ``Listening on`` lines,
+    write ``ready`` to ``worker.control`` once serving, ``stuck`` when every
+    thread has run one request past ``config.timeout`` and ``recycle`` after
+    ``worker.max_requests`` requests (0: never), and stop as on SIGTERM when
+    the other end of ``worker.control`` closes. SIGQUIT stops at once.
+
     Returns True when every request finished in time; False when application
-    code was still running when the timeout expired (the caller should then
-    exit without waiting for those threads, e.g. with ``os._exit``).
+    code was still running when the timeout expired, or on SIGQUIT (the
+    caller should then exit without waiting for those threads, e.g. with
+    ``os._exit``).
     """
+
+
+def bind_listeners(config: Config) -> list[tuple[int, bool, str]]:
+    """Bind every address of ``config.binds`` (TLS when ``config.certfile``
+    is set) then ``config.insecure_binds``, listening with a backlog of
+    ``config.backlog``, and return each as ``(fd, tls, description)``; the
+    caller owns the descriptors. Raises :class:`OSError` naming the address
+    that cannot be bound."""
 
 @final
 class WebSocketConnection:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 __all__ = ["FORMAT", "ErrorStream", "configure", "log_app_error"]
 
-FORMAT = "[%(asctime)s] [%(levelname)s] %(name)s: %(message)s"
+FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 
 # Name given to the one handler configure() installs, so a second call finds and
 # replaces it instead of adding another.

@@ -2,11 +2,11 @@
 
 Gathers option values from the command line, ``PROPYLON_*`` environment
 variables and a ``--config`` TOML file (:mod:`propylon.sources`), builds one
-:class:`~propylon.config.Config` from them, sets up logging, loads the
-application, reads what it declares (:mod:`propylon.declarations`) and its
-configuration (:mod:`propylon.appconfig`), runs its ``startup`` hook, hands
-the plan to the Rust server, and runs its ``shutdown`` hook once the server
-has drained (:mod:`propylon.lifecycle`). Every option flag is derived
+:class:`~propylon.config.Config` from them, sets up logging, binds the
+listening sockets and hands over to the supervisor (:mod:`propylon.supervisor`),
+whose workers load the application, read what it declares and its
+configuration, run its hooks and serve (:mod:`propylon.worker`). With
+``--preload`` the application is loaded here, once. Every option flag is derived
 from :data:`propylon.config.OPTIONS`; no option, default or help text is
 written here. Options nobody gave are left out, so ``Config``'s defaults apply.
 
@@ -14,13 +14,15 @@ Errors the user can cause end in one line on stderr, ``propylon: error: ...``,
 and exit status 2 (bad options, an unknown option, a bad config file or
 variable, a bad value for the application's configuration) or 1 (the
 application cannot be loaded, declares something the server cannot use, its
-``startup`` fails, the server cannot start).
+``startup`` fails, the server cannot start). A worker's own failure to start
+is printed once, by the supervisor, with the worker's status.
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import importlib.util
 import logging
 import os
 import sys
@@ -28,12 +30,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from propylon import __version__, _logging
-from propylon.appconfig import read_app_arguments, read_app_environ, resolve
+from propylon import __version__, _logging, supervisor, worker
+from propylon.appconfig import read_app_arguments, read_app_environ
 from propylon.config import OPTIONS, Config, ConfigError, Switch
-from propylon.declarations import DeclarationError, read_application
-from propylon.lifecycle import Lifecycle, StartupFailed, server_info
-from propylon.loader import AppLoadError, load_app
 from propylon.sources import (
     CONFIG_ENV,
     merge,
@@ -42,12 +41,11 @@ from propylon.sources import (
     read_file,
     unknown_variables,
 )
+from propylon.worker import EXIT_CONFIG, EXIT_FAILURE, AppSource
 
 __all__ = ["CommandLine", "build_parser", "main", "parse_command_line"]
 
 PROG = "propylon"
-EXIT_CONFIG = 2
-EXIT_FAILURE = 1
 
 _EPILOG = """\
 Every option can also be set in a TOML file (--config; key: the option's name
@@ -104,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         if option.group not in groups:
             groups[option.group] = parser.add_argument_group(option.group)
         flags = [option.flag] if option.short is None else [option.short, option.flag]
+        flags += option.aliases
         text = f"{option.help} (default: {option.default_text()})".replace("%", "%%")
         if isinstance(option.kind, Switch):
             action: Any = argparse.BooleanOptionalAction
@@ -180,14 +179,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings = unknown_variables(os.environ)
     try:
         command_line = parse_command_line(argv)
-        spec, factory = command_line.app, command_line.factory
         config_path = command_line.config or os.environ.get(CONFIG_ENV) or None
         env_values = read_environ(os.environ)
         file_values = read_file(config_path) if config_path is not None else {}
         config = Config(**merge(command_line.values, env_values, file_values))
-        app_cli = read_app_arguments(command_line.app_config)
-        app_env = read_app_environ(os.environ)
-        app_file = read_app_file(config_path) if config_path is not None else []
+        source = AppSource(
+            command_line.app,
+            command_line.factory,
+            read_app_arguments(command_line.app_config),
+            read_app_environ(os.environ),
+            read_app_file(config_path) if config_path is not None else [],
+        )
     except ConfigError as exc:
         if warnings:
             _logging.configure("warning", access_log=False)
@@ -195,54 +197,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), EXIT_CONFIG)
     _logging.configure(config.log_level, config.access_log)
     _warn(warnings)
+    if config.reload and importlib.util.find_spec("watchfiles") is None:
+        return _fail("--reload needs the watchfiles package: pip install 'propylon[reload]'", EXIT_CONFIG)
+    return supervise(source, config)
 
-    try:
-        app = load_app(spec, factory)
-        declarations = read_application(app)
-    except (AppLoadError, DeclarationError) as exc:
-        what = str(exc) if isinstance(exc, AppLoadError) else f"{spec}: {exc}"
-        if exc.__cause__ is None:
-            return _fail(what, EXIT_FAILURE)
-        logging.getLogger("propylon.error").debug("loading %s failed", spec, exc_info=exc.__cause__)
-        hint = "" if config.log_level == "debug" else " (--log-level debug shows the traceback)"
-        return _fail(f"{what}{hint}", EXIT_FAILURE)
-    try:
-        app_config = resolve(app_cli, app_env, app_file, declarations.config)
-    except ConfigError as exc:
-        return _fail(str(exc), EXIT_CONFIG)
 
+def supervise(source: AppSource, config: Config) -> int:
+    """Load the application here with ``--preload``, bind, and run the
+    supervisor (:mod:`propylon.supervisor`) until it stops."""
+    preloaded = None
+    if config.preload:
+        try:
+            preloaded = worker.load(source, config)
+        except worker.BootFailed as exc:
+            return _fail(str(exc), exc.status)
     try:
-        from propylon import _core
+        from propylon import _core  # noqa: F401
     except ImportError as exc:
         return _fail(f"propylon's compiled module is missing ({exc}); reinstall propylon", EXIT_FAILURE)
-    lifecycle = Lifecycle(declarations, server_info(config, app_config), config, _abort)
     try:
-        lifecycle.start()
-    except StartupFailed as exc:
-        return _fail(str(exc), EXIT_FAILURE)
-    except KeyboardInterrupt:
-        lifecycle.loop.stop()
-        return _fail("interrupted during startup(server)", EXIT_FAILURE)
-    try:
-        clean = _core.serve(config, declarations.plan, lifecycle.loop.loop)
+        listeners = supervisor.bind(config)
     except OSError as exc:
-        lifecycle.stop()
         return _fail(str(exc), EXIT_FAILURE)
-    except KeyboardInterrupt:
-        # The server handled SIGINT itself (and drained); Python's own handler
-        # also noted it and raises here on the way out. Not an error.
-        clean = True
-    except BaseException:
-        lifecycle.stop()
-        raise
-    lifecycle.stop()
-    if not clean:
-        # Application code is still running past --graceful-timeout on worker
-        # threads; waiting for it would defeat the timeout.
-        logging.shutdown()
-        sys.stderr.flush()
-        os._exit(0)
-    return 0
+    return supervisor.Supervisor(source, config, listeners, preloaded).run()
 
 
 def _warn(warnings: list[str]) -> None:
@@ -253,15 +230,3 @@ def _warn(warnings: list[str]) -> None:
 def _fail(message: str, status: int) -> int:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return status
-
-
-def _abort(message: str, status: int) -> NoReturn:
-    """End the process now, from any thread: a hook is blocked past its
-    bound and cannot be interrupted. With a non-zero ``status``, ``message``
-    is the error line."""
-    for handler in logging.getLogger("propylon").handlers:
-        handler.flush()
-    if status != 0:
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-    sys.stderr.flush()
-    os._exit(status)

@@ -384,6 +384,57 @@ class Choice(Kind[_Word]):
             raise ConfigError(f"{label} must be one of {', '.join(self.values)}; got {value!r}")
 
 
+class Workers(Count):
+    """A number of worker processes: a whole number, or ``auto`` (0): one per CPU."""
+
+    metavar = "N|auto"
+    summary = "integer or auto"
+
+    def __init__(self) -> None:
+        super().__init__(minimum=0)
+
+    def from_text(self, label: str, texts: Sequence[str]) -> int:
+        if texts[-1].strip().lower() == "auto":
+            return 0
+        return super().from_text(label, texts)
+
+    def from_toml(self, label: str, value: object) -> int:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return 0
+        return super().from_toml(label, value)
+
+    def show(self, value: object) -> str:
+        return "auto" if value == 0 else str(value)
+
+
+class Paths(Kind[list[str]]):
+    """Paths: a repeatable flag, an array of strings in the file."""
+
+    metavar = "DIR"
+    summary = "paths"
+    repeatable = True
+
+    def from_text(self, label: str, texts: Sequence[str]) -> list[str]:
+        paths = list(texts)
+        self.check(label, paths)
+        return paths
+
+    def from_toml(self, label: str, value: object) -> list[str]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{label} must be an array of paths, not {_describe(value)}")
+        return self.from_text(label, value)
+
+    def check(self, label: str, value: object) -> None:
+        if not isinstance(value, list) or not all(isinstance(path, str) and path for path in value):
+            raise ConfigError(f"{label} must be a list of non-empty paths, got {value!r}")
+
+    def show(self, value: object) -> str:
+        assert isinstance(value, list)
+        return ", ".join(value) or "none"
+
+
 class Binds(Kind[list[Bind]]):
     """Addresses to listen on (:func:`parse_bind`): a repeatable flag, an array
     of strings in the file; at least ``minimum`` of them."""
@@ -434,6 +485,7 @@ class _Declaration:
     name: str | None
     short: str | None
     shown_default: str | None
+    aliases: tuple[str, ...] = ()
 
 
 _DECLARATION = "propylon.option"
@@ -448,9 +500,12 @@ def _option(
     name: str | None = None,
     short: str | None = None,
     shown_default: str | None = None,
+    aliases: tuple[str, ...] = (),
 ) -> _T:
-    """Declare a :class:`Config` field as an option (see :class:`Option`)."""
-    declaration = _Declaration(kind, help, group, name, short, shown_default)
+    """Declare a :class:`Config` field as an option (see :class:`Option`).
+    ``aliases`` are further command-line flags for it: the names gunicorn's
+    or uvicorn's users type for the same setting."""
+    declaration = _Declaration(kind, help, group, name, short, shown_default, aliases)
     return field(default=default, metadata={_DECLARATION: declaration})
 
 
@@ -483,6 +538,8 @@ class Option:
     short: str | None = None
     #: The default as the docs say it, when the value itself says nothing (None).
     shown_default: str | None = None
+    #: Further flags for the same option (``--keep-alive``): other servers' names.
+    aliases: tuple[str, ...] = ()
 
     @property
     def flag(self) -> str:
@@ -505,6 +562,7 @@ HTTP2 = "HTTP/2 (RFC 9113 §6.5.2)"
 HINTS = "early hints and push (RFC 8297, RFC 9113 §8.4)"
 WEBSOCKETS = "WebSockets (RFC 6455, RFC 8441; docs/guide/websocket.md)"
 THREADS = "threads and the request queue"
+WORKERS = "worker processes (docs/guide/workers.md)"
 BODIES = "request bodies (sizes: bytes, or with K, M, G = powers of 1024)"
 LIMITS = "limits and timeouts (seconds)"
 LOGGING = "logging and mounting"
@@ -535,6 +593,11 @@ class Config:
         list, Binds(minimum=0),
         "with TLS, a cleartext address to listen on as well (same forms as --bind); repeatable",
         group=LISTENING, name="insecure-bind",
+    )  # fmt: skip
+    # 2048, gunicorn's default (Linux caps it at net.core.somaxconn).
+    backlog: int = _option(
+        2048, Count(minimum=1, maximum=65535),
+        "connections each listener queues before they are accepted", group=LISTENING,
     )  # fmt: skip
     tcp_congestion: str | None = _option(
         None,
@@ -666,6 +729,62 @@ class Config:
         group=THREADS,
     )  # fmt: skip
 
+    workers: int = _option(
+        1, Workers(),
+        "worker processes, each with its own threads, serving the same sockets under one "
+        "supervisor that replaces any that dies; 0 or auto: one per CPU",
+        group=WORKERS, short="-w",
+    )  # fmt: skip
+    preload: bool = _option(
+        False, Switch(),
+        "import the application in the supervisor, before the workers are forked: they share "
+        "its memory, and SIGHUP restarts them without reloading the code",
+        group=WORKERS,
+    )  # fmt: skip
+    reload: bool = _option(
+        False, Switch(),
+        "development: restart the workers when a Python file under --reload-dir changes "
+        "(needs the watchfiles package: pip install 'propylon[reload]')",
+        group=WORKERS,
+    )  # fmt: skip
+    reload_dirs: list[str] = _option_list(  # noqa: RUF009
+        list, Paths(), "a directory --reload watches; repeatable", group=WORKERS, name="reload-dir"
+    )
+    # 30 s, as gunicorn's --timeout; here the request is logged with the Python
+    # stacks and only a worker with every thread stuck is replaced.
+    timeout: float = _option(
+        30.0, Seconds(allow_zero=True),
+        "a request that runs longer in the application is logged with every Python thread's "
+        "stack; a worker whose threads are all past it is replaced (the new one first); 0: never",
+        group=WORKERS,
+    )  # fmt: skip
+    max_requests: int = _option(
+        0, Count(minimum=0),
+        "replace a worker once it has started this many requests: a new worker first, then the "
+        "old one drains; 0: never",
+        group=WORKERS, aliases=("--limit-max-requests",),
+    )  # fmt: skip
+    max_requests_jitter: int = _option(
+        0, Count(minimum=0),
+        "add a random 0 to N to each worker's --max-requests, so workers are not all replaced at once",
+        group=WORKERS,
+    )  # fmt: skip
+    max_worker_memory: int = _option(
+        0, Size(0),
+        "replace a worker whose resident memory passes this (checked every second), as "
+        "--max-requests does; 0: never",
+        group=WORKERS,
+    )  # fmt: skip
+    limit_concurrency: int = _option(
+        0, Count(minimum=0),
+        "connections a worker serves at once; past it, new connections wait in the listen "
+        "queue, where another worker may take them; 0: no limit",
+        group=WORKERS,
+    )  # fmt: skip
+    pid: str | None = _option(
+        None, Text("FILE", "path"), "write the supervisor's process id to this file", group=WORKERS
+    )
+
     max_body_size: int = _option(
         1 * GIB, Size(0), "largest request body, counted before and after decompression; larger gets 413",
         group=BODIES,
@@ -715,12 +834,13 @@ class Config:
         64 * KIB, Size(1), "largest request head; larger gets 431 (414 when the request line alone is larger) and the connection is closed", group=LIMITS
     )
     max_headers: int = _option(
-        100, Count(minimum=1), "most header fields in one request; more gets 431", group=LIMITS
-    )
+        100, Count(minimum=1), "most header fields in one request; more gets 431", group=LIMITS,
+        aliases=("--limit-request-fields",),
+    )  # fmt: skip
     keep_alive_timeout: float = _option(
         5.0, Seconds(allow_zero=False),
         "close a connection, HTTP/1.1 or HTTP/2, idle (no request in flight) for this long",
-        group=LIMITS,
+        group=LIMITS, aliases=("--keep-alive", "--timeout-keep-alive"),
     )  # fmt: skip
     header_timeout: float = _option(
         10.0, Seconds(allow_zero=False),
@@ -740,7 +860,7 @@ class Config:
     )  # fmt: skip
     graceful_timeout: float = _option(
         30.0, Seconds(allow_zero=True), "on SIGINT/SIGTERM, how long requests in flight may take to finish",
-        group=LIMITS,
+        group=LIMITS, aliases=("--timeout-graceful-shutdown",),
     )  # fmt: skip
     # 60 s for each, as Hypercorn's startup_timeout and shutdown_timeout.
     startup_timeout: float = _option(
@@ -776,6 +896,8 @@ class Config:
             if value is not None or option.default is not None:
                 option.kind.check(option.field, value)
         self._check_tls()
+        if self.reload and self.preload:
+            raise ConfigError("--reload and --preload do not go together: a preloaded application is never reloaded")
 
     def _check_tls(self) -> None:
         if (self.certfile is None) != (self.keyfile is None):
@@ -807,6 +929,7 @@ def _options() -> tuple[Option, ...]:
                 group=declared.group,
                 short=declared.short,
                 shown_default=declared.shown_default,
+                aliases=declared.aliases,
             )
         )
     return tuple(options)

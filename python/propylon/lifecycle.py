@@ -57,8 +57,9 @@ LOOP_STOP_TIMEOUT = 5.0
 _log = logging.getLogger("propylon.error")
 
 
-def server_info(config: Config, app_config: Mapping[str, object]) -> ServerInfo:
-    """The ``server`` object for this deployment: what it serves and provides."""
+def server_info(config: Config, app_config: Mapping[str, object], worker: int = 0, workers: int = 1) -> ServerInfo:
+    """The ``server`` object for worker ``worker`` of ``workers`` in this
+    deployment: what it serves and provides."""
     features = {"static", "http2", "websocket_over_h2"}
     if config.certfile is not None:
         features.add("tls")
@@ -71,8 +72,8 @@ def server_info(config: Config, app_config: Mapping[str, object]) -> ServerInfo:
         version=__version__,
         protocols=SERVED_PROTOCOLS,
         features=frozenset(features),
-        worker=0,
-        workers=1,
+        worker=worker,
+        workers=workers,
         config=app_config,
     )
 

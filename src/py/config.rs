@@ -68,6 +68,9 @@ struct PyConfig {
     root_path: String,
     early_hints: bool,
     tcp_congestion: Option<String>,
+    backlog: i32,
+    limit_concurrency: usize,
+    timeout: f64,
     websocket_max_message: usize,
     websocket_ping_interval: f64,
     websocket_ping_timeout: f64,
@@ -150,6 +153,12 @@ pub(crate) fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
         root_path: c.root_path,
         early_hints: c.early_hints,
         tcp_congestion: c.tcp_congestion,
+        backlog: c.backlog,
+        limit_concurrency: (c.limit_concurrency > 0).then_some(c.limit_concurrency),
+        stuck_timeout: match c.timeout {
+            0.0 => None,
+            s => Some(secs("timeout", s)?),
+        },
         websocket: WebSocketConfig {
             max_message: c.websocket_max_message,
             ping_interval: match c.websocket_ping_interval {

@@ -172,3 +172,42 @@ fn forward_loop(rx: Receiver<Msg>) {
         }
     }
 }
+
+/// Write one `propylon.server` line to stderr now, in the format of
+/// `propylon._logging.FORMAT`, without Python: for what must be said while
+/// the interpreter may be held by the very thread it is about (the
+/// watchdog's reports, which Python's fault handler follows on stderr).
+pub(crate) fn write_now(level: &str, text: &str) {
+    use std::io::Write;
+    let line = format!(
+        "[{}] [{}] [{level}] propylon.server: {text}\n",
+        local_time(),
+        std::process::id()
+    );
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// The local time as `logging.Formatter` writes `asctime`:
+/// `2026-12-07 13:40:00,123`.
+fn local_time() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs() as libc::time_t;
+    // SAFETY: localtime_r writes into `tm`, which outlives the call.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let converted = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
+    if !converted {
+        return format!("{secs}");
+    }
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02},{:03}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        now.subsec_millis()
+    )
+}

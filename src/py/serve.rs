@@ -1,4 +1,7 @@
 //! `_core.serve(config, plan)`: bind, serve until a signal, drain, return.
+//! As a worker of a supervisor (`worker=`), serve on the listeners the
+//! supervisor bound, and tell it what the watchdog finds.
+//! `_core.bind_listeners(config)`: the supervisor's half, binding.
 //!
 //! The plan (`propylon.plan.ServePlan`) says what to serve: the WSGI
 //! callable, the URL prefixes of each endpoint, the static mounts, the links
@@ -23,11 +26,13 @@ use pyo3::prelude::*;
 use super::websocket::aio::LoopBridge;
 use super::{config, errors, logging, websocket, wsgi};
 use crate::proto::route::{RouteTable, Target};
+use crate::runtime::control::{Control, Notice};
 use crate::runtime::endpoint::{Endpoint, Endpoints};
 use crate::runtime::pool::{Pool, ThreadMain, Worker};
-use crate::runtime::server::{Server, Stopped};
+use crate::runtime::server::{bind_all, BoundListener, Role, Server, Stopped};
 use crate::runtime::static_files::endpoint::StaticEndpoint;
 use crate::runtime::static_files::mount::{MountSettings, StaticMount};
+use crate::runtime::watchdog::{Event, Report, Watch};
 use crate::runtime::websocket::WebSocketEndpoint;
 
 /// How long, after the connections are gone, work still on the pool may take
@@ -118,20 +123,104 @@ impl From<PyStaticMount> for MountSettings {
     }
 }
 
-/// Returns True when every request finished; False when the graceful timeout
-/// expired with application code still running (the caller should then exit
-/// without waiting for those threads).
-/// `event_loop` is the worker's asyncio loop, where async WebSocket
-/// handlers run.
+/// `propylon.worker.WorkerContext`: what a supervisor gives a worker.
+#[derive(FromPyObject)]
+struct PyWorker {
+    /// Listening sockets, `(fd, tls)`, owned by the worker from now on.
+    listeners: Vec<(i32, bool)>,
+    /// The worker's end of its socket pair with the supervisor (the
+    /// caller keeps it; the server uses a copy).
+    control: i32,
+    /// `--max-requests` with its jitter; 0: no limit.
+    max_requests: u64,
+}
+
+/// Bind every listener of `config` (`--bind`, then `--insecure-bind`) and
+/// return them as `(fd, tls, description)`: the caller owns the sockets.
 #[pyfunction]
-#[pyo3(signature = (config, plan, event_loop=None))]
+pub(crate) fn bind_listeners(config: &Bound<'_, PyAny>) -> PyResult<Vec<(i32, bool, String)>> {
+    let config = config::extract(config)?;
+    let bound = bind_all(&config).map_err(|e| PyOSError::new_err(e.to_string()))?;
+    Ok(bound
+        .into_iter()
+        .map(|b| {
+            let description = b.describe();
+            let tls = b.tls;
+            (b.into_raw_fd(), tls, description)
+        })
+        .collect())
+}
+
+/// What the watchdog found, said: a line on stderr written at once (the
+/// thread holding the GIL may be the stuck one, so not through `logging`),
+/// then every Python thread's stack, dumped by `faulthandler` on
+/// `STACK_SIGNAL` (the worker registers it), then, when every thread is
+/// stuck or the request limit is reached, a word to the supervisor.
+fn watchdog_report(timeout: Duration, control: Option<Arc<Control>>) -> Report {
+    Arc::new(move |events: &[Event]| {
+        let mut dump = false;
+        for event in events {
+            match event {
+                Event::Stuck { thread_id, running } => {
+                    dump = true;
+                    logging::write_now(
+                        "WARNING",
+                        &format!(
+                            "a request has run for {}s on thread {thread_id:#x} (--timeout {}s); \
+                             the Python stacks follow",
+                            running.as_secs(),
+                            timeout.as_secs_f64()
+                        ),
+                    );
+                }
+                Event::AllStuck => match &control {
+                    Some(control) => {
+                        logging::write_now(
+                            "ERROR",
+                            "every application thread is stuck: asking the supervisor to replace this worker",
+                        );
+                        control.tell(Notice::Stuck);
+                    }
+                    None => logging::write_now("ERROR", "every application thread is stuck"),
+                },
+                Event::RequestLimit => {
+                    if let Some(control) = &control {
+                        log::info!(target: "propylon.server", "--max-requests reached: asking the supervisor for a new worker");
+                        control.tell(Notice::Recycle);
+                    }
+                }
+            }
+        }
+        if dump {
+            // SAFETY: kill with this process's own id and a valid signal.
+            unsafe { libc::kill(libc::getpid(), STACK_SIGNAL) };
+        }
+    })
+}
+
+/// The signal on which a worker's `faulthandler` dumps every Python
+/// thread's stack (`propylon.worker` registers it).
+pub(crate) const STACK_SIGNAL: i32 = libc::SIGUSR2;
+
+/// Returns True when every request finished; False when the graceful timeout
+/// expired with application code still running, or the server was told to
+/// quit (the caller should then exit without waiting for those threads).
+/// `event_loop` is the worker's asyncio loop, where async WebSocket
+/// handlers run. `worker`, from a supervisor: the listeners to serve on
+/// and the line back to the supervisor.
+#[pyfunction]
+#[pyo3(signature = (config, plan, event_loop=None, worker=None))]
 pub(crate) fn serve(
     py: Python<'_>,
     config: &Bound<'_, PyAny>,
     plan: &Bound<'_, PyAny>,
     event_loop: Option<Py<PyAny>>,
+    worker: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<bool> {
+    // `--workers`: 1, N, or 0 for one per CPU.
+    let workers: usize = config.getattr("workers")?.extract()?;
     let config = config::extract(config)?;
+    let worker: Option<PyWorker> = worker.map(|w| w.extract()).transpose()?;
     let plan: PyPlan = plan.extract()?;
     let declared = plan.routes.iter().map(|(protocol, prefix)| {
         let target = match protocol.as_str() {
@@ -192,10 +281,44 @@ pub(crate) fn serve(
     tune_malloc();
     errors::load(py)?;
     wsgi::load(py)?;
+    wsgi::set_multiprocess(py, workers != 1)?;
     if !plan.websocket.is_empty() {
         websocket::load(py)?;
     }
-    let server = Server::bind(config.clone()).map_err(|e| PyOSError::new_err(e.to_string()))?;
+    let (server, role, max_requests) = match worker {
+        None => (Server::bind(config.clone()), Role::Alone, 0),
+        Some(worker) => {
+            // SAFETY: the supervisor handed these descriptors to this
+            // worker, which uses them nowhere else.
+            let bound = worker
+                .listeners
+                .iter()
+                .map(|&(fd, tls)| unsafe { BoundListener::from_raw_fd(fd, tls) })
+                .collect::<std::io::Result<Vec<_>>>();
+            // A copy: the caller keeps its own, to report a failure to start.
+            // SAFETY: dup of a descriptor the caller keeps open.
+            let control = match unsafe { libc::dup(worker.control) } {
+                -1 => {
+                    return Err(PyOSError::new_err(
+                        std::io::Error::last_os_error().to_string(),
+                    ))
+                }
+                fd => Arc::new(unsafe { Control::from_raw_fd(fd) }),
+            };
+            let server = bound.and_then(|bound| Server::inherit(config.clone(), bound));
+            (server, Role::Worker(control), worker.max_requests)
+        }
+    };
+    let server = server.map_err(|e| PyOSError::new_err(e.to_string()))?;
+    let control = match &role {
+        Role::Worker(control) => Some(control.clone()),
+        Role::Alone => None,
+    };
+    let watch = (config.stuck_timeout.is_some() || max_requests > 0).then(|| Watch {
+        stuck_after: config.stuck_timeout,
+        max_requests: (max_requests > 0).then_some(max_requests),
+        report: watchdog_report(config.stuck_timeout.unwrap_or_default(), control),
+    });
     // Each pool thread attaches to the interpreter once, for its whole life,
     // runs jobs back to back while there are any, and detaches only to wait for
     // more: a busy server does not hand the GIL over once per request.
@@ -212,11 +335,12 @@ pub(crate) fn serve(
         });
     });
     let pool = Arc::new(
-        Pool::new(
+        Pool::watched(
             config.threads,
             config.queue_size,
             config.queue_timeout,
             thread_main,
+            watch,
         )
         .map_err(|e| PyOSError::new_err(e.to_string()))?,
     );
@@ -265,8 +389,14 @@ pub(crate) fn serve(
         .with_preload(preload)
         .with_websockets(websockets);
     let (stopped, pool_idle) = py.detach(move || {
-        let stopped = server.run(endpoints);
-        let idle = pool.shutdown(POOL_GRACE);
+        let stopped = server.run(endpoints, role);
+        // Past the graceful timeout, or told to quit, the threads get no
+        // more time: the process is to end now.
+        let grace = match stopped {
+            Ok(Stopped::Drained) => POOL_GRACE,
+            _ => Duration::ZERO,
+        };
+        let idle = pool.shutdown(grace);
         (stopped, idle)
     });
     if let Some(bridge) = bridge {

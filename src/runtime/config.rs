@@ -117,6 +117,15 @@ pub(crate) struct ServerConfig {
     /// TCP congestion control of every TCP listener (Linux's
     /// `TCP_CONGESTION`); None: the system's default.
     pub(crate) tcp_congestion: Option<String>,
+    /// `--backlog`: the length of each listener's queue of connections
+    /// not yet accepted.
+    pub(crate) backlog: i32,
+    /// `--limit-concurrency`: the most connections served at once; None:
+    /// no limit.
+    pub(crate) limit_concurrency: Option<usize>,
+    /// `--timeout`: an application job running longer is reported; None:
+    /// never.
+    pub(crate) stuck_timeout: Option<Duration>,
     pub(crate) websocket: WebSocketConfig,
 }
 
@@ -171,6 +180,9 @@ impl ServerConfig {
             root_path: String::new(),
             early_hints: true,
             tcp_congestion: None,
+            backlog: 128,
+            limit_concurrency: None,
+            stuck_timeout: None,
             websocket: WebSocketConfig {
                 max_message: 1 << 20,
                 ping_interval: None,

@@ -9,6 +9,7 @@
 pub(crate) mod access_log;
 pub(crate) mod config;
 pub(crate) mod conn;
+pub(crate) mod control;
 pub(crate) mod endpoint;
 pub(crate) mod pool;
 pub(crate) mod request;
@@ -17,4 +18,5 @@ pub(crate) mod server;
 pub(crate) mod static_files;
 pub(crate) mod timers;
 pub(crate) mod transport;
+pub(crate) mod watchdog;
 pub(crate) mod websocket;

@@ -27,6 +27,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::watchdog::{Slots, Watch, Watchdog};
+
 /// Work for a pool thread. A closure is one; so can be a type of its own,
 /// whose data and job are then one allocation, run in place (`run` takes the
 /// box, not the value: nothing is moved out of it).
@@ -95,6 +97,8 @@ struct Shared {
     threads: usize,
     /// How long a job submitted with a `Queued` may wait for a thread.
     queue_timeout: Duration,
+    /// What each thread runs, for the watchdog.
+    slots: Slots,
 }
 
 impl Shared {
@@ -127,6 +131,8 @@ struct Queues {
     woken: usize,
     /// Jobs taken so far: the monitor's sign of progress.
     taken: u64,
+    /// New requests' jobs taken so far (`--max-requests`).
+    started: u64,
     /// The monitor is watching the queues (they held work while every awake
     /// thread was busy).
     armed: bool,
@@ -174,6 +180,8 @@ impl Queues {
 /// A pool thread's handle on the queues.
 pub(crate) struct Worker {
     shared: Arc<Shared>,
+    /// This thread's slot in `Shared::slots`.
+    index: usize,
     holding: bool,
 }
 
@@ -185,13 +193,21 @@ impl Worker {
         let mut q = shared.state.lock().unwrap();
         if std::mem::take(&mut self.holding) {
             q.busy -= 1;
+            shared.slots.done(self.index);
         }
         let mut yields = if wait { YIELDS_BEFORE_WAIT } else { 0 };
         loop {
-            let next = q.resumed.pop_front();
-            if let Some(job) = next.or_else(|| q.fresh.pop_front().map(|f| f.job)) {
+            let next = match q.resumed.pop_front() {
+                Some(job) => Some(job),
+                None => q.fresh.pop_front().map(|f| {
+                    q.started += 1;
+                    f.job
+                }),
+            };
+            if let Some(job) = next {
                 q.busy += 1;
                 q.taken += 1;
+                shared.slots.took(self.index, q.taken);
                 self.holding = true;
                 return Some(job);
             }
@@ -237,8 +253,9 @@ impl Drop for Worker {
 }
 
 thread_local! {
-    /// The pool this thread belongs to (None outside pool threads).
-    static POOL: std::cell::RefCell<Option<Arc<Shared>>> = const { std::cell::RefCell::new(None) };
+    /// The pool this thread belongs to, and its slot there (None outside
+    /// pool threads).
+    static POOL: std::cell::RefCell<Option<(Arc<Shared>, usize)>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Run `wait`, a wait for the network (request body bytes, room for response
@@ -247,15 +264,17 @@ thread_local! {
 /// are queued and no other awake thread is free or running. Off the pool it
 /// only runs `wait`.
 pub(crate) fn blocking<T>(wait: impl FnOnce() -> T) -> T {
-    struct Blocked(Arc<Shared>);
+    struct Blocked(Arc<Shared>, usize);
     impl Drop for Blocked {
         fn drop(&mut self) {
             self.0.state.lock().unwrap().blocked -= 1;
+            self.0.slots.set_waiting(self.1, false);
         }
     }
-    let Some(shared) = POOL.with(|p| p.borrow().clone()) else {
+    let Some((shared, index)) = POOL.with(|p| p.borrow().clone()) else {
         return wait();
     };
+    shared.slots.set_waiting(index, true);
     let wake = {
         let mut q = shared.state.lock().unwrap();
         q.blocked += 1;
@@ -266,7 +285,7 @@ pub(crate) fn blocking<T>(wait: impl FnOnce() -> T) -> T {
         }
     };
     shared.notify(wake);
-    let _blocked = Blocked(shared);
+    let _blocked = Blocked(shared, index);
     wait()
 }
 
@@ -284,16 +303,33 @@ pub(crate) fn plain_thread_main() -> ThreadMain {
 /// thread is busy (a long or blocking job) and none has taken a job for a
 /// whole `STALL_TICK`. Ticks only while armed, and disarms itself at the
 /// first tick that finds the queues empty.
-fn monitor(shared: Arc<Shared>) {
+///
+/// With a `Watch`, it also runs the watchdog about once a second
+/// (`watchdog::TICK`), and reports what it finds outside the lock.
+fn monitor(shared: Arc<Shared>, mut watchdog: Option<Watchdog>) {
     // Its wake-ups (armed by a submission) need not preempt the thread running.
     super::scheduling::batch_scheduling();
-    let expiry_tick = (shared.queue_timeout / 10).clamp(Duration::from_millis(10), EXPIRY_TICK);
+    let mut expiry_tick = (shared.queue_timeout / 10).clamp(Duration::from_millis(10), EXPIRY_TICK);
+    if watchdog.is_some() {
+        expiry_tick = expiry_tick.min(super::watchdog::TICK);
+    }
     let mut q = shared.state.lock().unwrap();
     loop {
         if q.stopping {
             return;
         }
         q = expire(&shared, q);
+        if let Some(dog) = watchdog.as_mut() {
+            let now = Instant::now();
+            if dog.due(now) {
+                let events = dog.look(&shared.slots, q.started, now);
+                if !events.is_empty() {
+                    drop(q);
+                    dog.report(&events);
+                    q = shared.state.lock().unwrap();
+                }
+            }
+        }
         if !q.armed {
             q = shared.monitor.wait_timeout(q, expiry_tick).unwrap().0;
             continue;
@@ -350,12 +386,25 @@ enum Wake {
 
 impl Pool {
     /// A job submitted with a `Queued` waits at most `queue_timeout`.
+    #[cfg(test)]
     pub(crate) fn new(
         threads: usize,
         queue_size: usize,
         queue_timeout: Duration,
         thread_main: ThreadMain,
     ) -> std::io::Result<Pool> {
+        Pool::watched(threads, queue_size, queue_timeout, thread_main, None)
+    }
+
+    /// As `new`, the threads watched as `watch` says (`watchdog`).
+    pub(crate) fn watched(
+        threads: usize,
+        queue_size: usize,
+        queue_timeout: Duration,
+        thread_main: ThreadMain,
+        watch: Option<Watch>,
+    ) -> std::io::Result<Pool> {
+        let threads = threads.max(1);
         let shared = Arc::new(Shared {
             state: Mutex::new(Queues {
                 fresh: VecDeque::new(),
@@ -365,6 +414,7 @@ impl Pool {
                 waiting: 0,
                 woken: 0,
                 taken: 0,
+                started: 0,
                 armed: false,
                 stopping: false,
             }),
@@ -372,29 +422,33 @@ impl Pool {
             idle: Condvar::new(),
             monitor: Condvar::new(),
             queue_size,
-            threads: threads.max(1),
+            threads,
             queue_timeout,
+            slots: Slots::new(threads),
         });
         let mut handles = Vec::with_capacity(shared.threads + 1);
         for index in 0..shared.threads {
             let worker = Worker {
                 shared: shared.clone(),
+                index,
                 holding: false,
             };
             let main = thread_main.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("propylon-worker-{index}"))
                 .spawn(move || {
-                    POOL.with(|p| *p.borrow_mut() = Some(worker.shared.clone()));
+                    worker.shared.slots.register_current_thread(index);
+                    POOL.with(|p| *p.borrow_mut() = Some((worker.shared.clone(), index)));
                     main(worker)
                 })?;
             handles.push(handle);
         }
         let watched = shared.clone();
+        let watchdog = watch.map(|w| Watchdog::new(w, threads));
         handles.push(
             std::thread::Builder::new()
                 .name("propylon-pool".into())
-                .spawn(move || monitor(watched))?,
+                .spawn(move || monitor(watched, watchdog))?,
         );
         Ok(Pool {
             shared,
@@ -594,6 +648,7 @@ mod tests {
             waiting,
             woken: 0,
             taken: 0,
+            started: 0,
             armed: false,
             stopping: false,
         }
@@ -686,7 +741,7 @@ mod tests {
             queued_rx.recv().unwrap();
             let blocked = blocking(|| {
                 second_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-                POOL.with(|p| p.borrow().as_ref().unwrap().state.lock().unwrap().blocked)
+                POOL.with(|p| p.borrow().as_ref().unwrap().0.state.lock().unwrap().blocked)
             });
             done_tx.send(blocked).unwrap();
         }))

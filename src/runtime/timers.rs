@@ -226,6 +226,11 @@ impl Activity {
         }
     }
 
+    /// No request is in flight.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.state.lock().unwrap().in_flight == 0
+    }
+
     /// Completes when no request is in flight.
     pub(crate) async fn drained(&self) {
         // Set before `in_flight` is looked at under the lock, so an `end`

@@ -38,3 +38,11 @@ pub(crate) use app::WsgiApp;
 pub(crate) fn load(py: Python<'_>) -> PyResult<()> {
     environ::constant_template(py).map(drop)
 }
+
+/// `wsgi.multiprocess` for every request of this process: true when other
+/// worker processes serve the same application (PEP 3333).
+pub(crate) fn set_multiprocess(py: Python<'_>, multiprocess: bool) -> PyResult<()> {
+    environ::constant_template(py)?
+        .bind(py)
+        .set_item("wsgi.multiprocess", multiprocess)
+}

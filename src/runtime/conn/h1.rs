@@ -183,6 +183,10 @@ where
     // Made at the first request with a body.
     let mut socket: Option<Arc<BodySocket>> = None;
     let mut out = Vec::new();
+    // A connection accepted just before the server began to stop gets its
+    // first request served (the drain bounds the wait for it); between
+    // requests, a stopping server reads no further.
+    let mut first = true;
     loop {
         let request = loop {
             if !buf.is_empty() {
@@ -202,7 +206,7 @@ where
             if buf.capacity() - buf.len() < READ_BUFFER / 4 {
                 buf.reserve(READ_BUFFER);
             }
-            match read_more(&mut io, &mut buf, &stop).await {
+            match read_more(&mut io, &mut buf, &stop, !first).await {
                 // The end, between requests or within a head: nothing to
                 // answer.
                 Some(Ok(0)) => return Ok(Outcome::Closed),
@@ -211,6 +215,7 @@ where
                 None => return Ok(Outcome::Closed),
             }
         };
+        first = false;
         if request.upgrade
             && request.version == Version::HTTP_11
             && ctx.tls.is_none()
@@ -839,15 +844,16 @@ async fn write_interim<W: AsyncWrite + Unpin>(
     io.flush().await
 }
 
-/// Read what the socket has into `buf`. `None`: shutdown was asked for and
-/// nothing of a next request has come.
+/// Read what the socket has into `buf`. `None`: shutdown was asked for,
+/// `stop_when_empty`, and nothing of a next request has come.
 async fn read_more<I: AsyncRead + Unpin>(
     io: &mut I,
     buf: &mut BytesMut,
     stop: &AtomicBool,
+    stop_when_empty: bool,
 ) -> Option<io::Result<usize>> {
     std::future::poll_fn(|cx| {
-        if buf.is_empty() && stop.load(Ordering::Relaxed) {
+        if stop_when_empty && buf.is_empty() && stop.load(Ordering::Relaxed) {
             return Poll::Ready(None);
         }
         poll_read_buf(Pin::new(&mut *io), cx, buf).map(Some)
@@ -892,7 +898,7 @@ async fn discard_rest<I: AsyncRead + Unpin>(
             if buf.capacity() - buf.len() < DRAIN_READ / 4 {
                 buf.reserve(DRAIN_READ);
             }
-            match read_more(io, buf, stop).await {
+            match read_more(io, buf, stop, true).await {
                 Some(Ok(n)) if n > 0 => left = skip(buf, left),
                 // The end, an error, or the server stops.
                 _ => return false,

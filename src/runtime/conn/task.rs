@@ -77,8 +77,16 @@ macro_rules! drive {
                 tokio::select! {
                     r = conn.as_mut() => Some(r),
                     _ = async {
-                        ctx.activity.drained().await;
-                        tokio::time::sleep(CLOSE_GRACE).await
+                        // A request that starts within the grace (the
+                        // first on a connection just accepted) is waited
+                        // for too.
+                        loop {
+                            ctx.activity.drained().await;
+                            tokio::time::sleep(CLOSE_GRACE).await;
+                            if ctx.activity.is_idle() {
+                                break;
+                            }
+                        }
                     } => None,
                 }
             }
@@ -282,9 +290,17 @@ where
     // Until its first bytes decide the protocol, a connection is idle: the
     // keep-alive timeout and shutdown apply as to a connection between requests.
     let mut shutdown = serving.shutdown.clone();
+    let detecting = detect(io);
+    tokio::pin!(detecting);
     let detected = tokio::select! {
-        d = detect(io) => d,
-        _ = shutdown.changed() => return,
+        biased;
+        d = &mut detecting => d,
+        // Accepted just before the server began to stop: its first bytes
+        // get the close grace to come.
+        _ = shutdown.changed() => match tokio::time::timeout(CLOSE_GRACE, detecting).await {
+            Ok(d) => d,
+            Err(_) => return,
+        },
         expired = ctx.activity.watch_timers(timeouts(&ctx.config, true), |_| false) => {
             if expired == Expired::SlowHead {
                 log::info!(target: "propylon.server", "request head not complete within the header timeout: closing the connection");
