@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -403,19 +404,19 @@ def test_pid_file_is_written_and_removed(start_server, test_dir):
 
 
 def test_systemd_socket_activation(test_dir):
-    """LISTEN_FDS/LISTEN_PID (sd_listen_fds(3)): the server serves the socket
-    it was given, on fd 3, and binds nothing of its own."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    launcher = (
-        "import os, sys; os.dup2(int(sys.argv[1]), 3); "
-        "os.environ['LISTEN_FDS'] = '1'; os.environ['LISTEN_PID'] = str(os.getpid()); "
-        f"os.execv(sys.executable, [sys.executable, '-m', 'propylon', {APP!r}, '--bind', '127.0.0.1:1'])"
-    )
+    """LISTEN_FDS/LISTEN_PID (sd_listen_fds(3)), set by systemd's own
+    systemd-socket-activate: the server serves the socket it was given, on
+    fd 3, and binds nothing of its own."""
+    activate = shutil.which("systemd-socket-activate")
+    if activate is None:
+        pytest.skip("systemd-socket-activate is not installed (Debian: package systemd)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-c", launcher, str(listener.fileno())], cwd=REPO, env=env,
-                            pass_fds=[listener.fileno()], stderr=subprocess.PIPE, text=True)  # fmt: skip
-    listener.close()
+    command = [activate, "--listen", f"127.0.0.1:{port}", "-E", "PYTHONPATH", "-E", "WORKERS_APP_DIR",
+               sys.executable, "-m", "propylon", APP, "--bind", "127.0.0.1:1"]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_until(lambda: _answers(port), "the activated socket served") == "hello"
     finally:
@@ -423,7 +424,7 @@ def test_systemd_socket_activation(test_dir):
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert f"Listening on http://127.0.0.1:{port}" in err
-    assert "127.0.0.1:1" not in err
+    assert "Listening on http://127.0.0.1:1\n" not in err
 
 
 def _answers(port: int) -> str | None:
@@ -509,3 +510,39 @@ def test_a_startup_hook_that_fails_stops_the_server_with_one_line():
 def test_bad_worker_options_are_one_line(args, text):
     line = assert_one_error_line(run_cli(APP, "--bind", "127.0.0.1:0", *args, timeout=10), 2)
     assert text in line, line
+
+
+def test_accept_failures_are_logged_with_back_off_and_the_server_recovers(test_dir):
+    """With the open-file limit reached, accept fails with EMFILE for as long
+    as the connections stay open: one line, not one per retry."""
+    import resource
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "propylon", APP, "--bind", "127.0.0.1:0"], cwd=REPO,
+                            env=env, preexec_fn=low_limit, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    held: list[socket.socket] = []
+    try:
+        listening = wait_until(lambda: [line for line in lines if "Listening on" in line], "listening")
+        port = int(listening[0].rsplit(":", 1)[1])  # type: ignore[index]
+        for _ in range(100):
+            held.append(socket.create_connection(("127.0.0.1", port)))
+        wait_until(lambda: any("accept failed" in line for line in lines), "the failure logged")
+        # Retries go on (every 10 ms, doubling to 1 s) for as long as the sockets are held.
+        time.sleep(2)
+        assert len([line for line in lines if "accept failed" in line]) == 1, lines
+        assert "Too many open files" in next(line for line in lines if "accept failed" in line)
+        for sock in held:
+            sock.close()
+        held.clear()
+        assert wait_until(lambda: _answers(port), "served again") == "hello"
+    finally:
+        for sock in held:
+            sock.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)

@@ -283,7 +283,16 @@ class Supervisor:
             control=theirs.fileno(),
             max_requests=max_requests,
         )
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            # Out of processes or memory: try again after a pause.
+            ours.close()
+            theirs.close()
+            _log.error("cannot start worker %d: %s", index, exc)
+            crashes = self.crashes.setdefault(index, _Crashes())
+            crashes.next_start = time.monotonic() + FIRST_PAUSE
+            return None
         if pid == 0:
             status = 1
             try:
