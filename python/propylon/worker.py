@@ -168,11 +168,12 @@ def run(
     except BaseException:
         lifecycle.stop()
         raise
+    lifecycle.stop()
     if not clean:
         # Application code is still running past --graceful-timeout, or the
-        # worker was told to quit: waiting for it would defeat the timeout.
+        # worker was told to quit: waiting for its threads would defeat the
+        # timeout.
         _exit_now(0)
-    lifecycle.stop()
     return 0
 
 

@@ -550,6 +550,36 @@ mod tests {
     }
 
     #[test]
+    fn the_watchdog_reports_a_job_running_past_the_timeout_and_every_thread_stuck() {
+        use crate::runtime::watchdog::{Event, Watch};
+        let (events_tx, events_rx) = mpsc::channel::<Event>();
+        let events_tx = Mutex::new(events_tx);
+        let watch = Watch {
+            stuck_after: Some(Duration::from_millis(1500)),
+            max_requests: Some(1),
+            report: Arc::new(move |events: &[Event]| {
+                for event in events {
+                    let _ = events_tx.lock().unwrap().send(event.clone());
+                }
+            }),
+        };
+        let pool = Pool::watched(1, 4, TIMEOUT, plain_thread_main(), Some(watch)).unwrap();
+        let release = occupy(&pool);
+        let wait = Duration::from_secs(10);
+        assert_eq!(events_rx.recv_timeout(wait).unwrap(), Event::RequestLimit);
+        match events_rx.recv_timeout(wait).unwrap() {
+            Event::Stuck { thread_id, running } => {
+                assert_ne!(thread_id, 0);
+                assert!(running >= Duration::from_millis(1500));
+            }
+            other => panic!("expected Stuck, got {other:?}"),
+        }
+        assert_eq!(events_rx.recv_timeout(wait).unwrap(), Event::AllStuck);
+        drop(release);
+        assert!(pool.shutdown(Duration::from_secs(5)));
+    }
+
+    #[test]
     fn a_queued_job_no_thread_takes_in_time_is_abandoned_unrun() {
         let pool = Pool::new(1, 4, Duration::from_millis(100), plain_thread_main()).unwrap();
         let block_tx = occupy(&pool);
