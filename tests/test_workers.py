@@ -159,6 +159,25 @@ def test_every_worker_runs_the_startup_hook_with_its_index_and_serves(start_serv
     assert stopped == pids, "every worker ran its shutdown hook"
 
 
+def test_preload_imports_the_application_once_in_the_supervisor(start_server, test_dir):
+    srv = start_server(APP, "--workers", "2", "--preload")
+    found = wait_until(lambda: len(started(test_dir)) == 2 and started(test_dir), "two startups")
+    assert (test_dir / "imported").read_text().split() == [str(srv.proc.pid)]
+    # With --preload, SIGHUP restarts the workers from the same code.
+    (test_dir / "version_module.py").write_text('VERSION = "two"\n')
+    srv.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: len(started(test_dir)) == 4, "two new workers")
+    wait_until(lambda: not ({pid for _, _, pid in found} & children(srv.proc.pid)), "the old workers gone")
+    assert get(srv.port, "/version")[1] == "one"
+    assert (test_dir / "imported").read_text().split() == [str(srv.proc.pid)]
+
+
+def test_without_preload_each_worker_imports_the_application(start_server, test_dir):
+    start_server(APP, "--workers", "2")
+    found = wait_until(lambda: len(started(test_dir)) == 2 and started(test_dir), "two startups")
+    assert sorted(map(int, (test_dir / "imported").read_text().split())) == sorted(pid for _, _, pid in found)
+
+
 def test_workers_auto_is_one_per_cpu(start_server, test_dir):
     srv = start_server(APP, "--workers", "auto")
     cpus = len(os.sched_getaffinity(0))

@@ -1,8 +1,9 @@
 """The application of tests/test_workers.py: a worker that can be made to
 die, hang or sleep, and that says which process and which code served.
 
-Each worker's ``startup(server)`` writes a file ``started-<worker>-<workers>-<pid>``
-into the directory ``WORKERS_APP_DIR`` names, and ``shutdown()`` writes
+The process that imports this module appends its id to ``imported`` in the
+directory ``WORKERS_APP_DIR`` names. Each worker's ``startup(server)`` writes a file ``started-<worker>-<workers>-<pid>``
+into that directory, and ``shutdown()`` writes
 ``stopped-<pid>``: the test sees every worker start and stop.
 
 Routes: ``/pid`` (the worker's process id), ``/version`` (``VERSION`` of the
@@ -41,6 +42,9 @@ def _version() -> str:
 
 
 VERSION = _version()
+# Which process imported this module: the supervisor with --preload, else each worker.
+with open(_DIR / "imported", "a") as _f:
+    _f.write(f"{os.getpid()}\n")
 
 
 def _text(start_response, text: str):
