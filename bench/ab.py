@@ -67,9 +67,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if not scenarios:
         parser.error("--scenarios names no scenario")
-    idle = [scenario.name for scenario in scenarios if scenario.kind == "idle"]
-    if idle:
-        parser.error(f"{', '.join(idle)}: memory scenarios have no rate to compare (bench.py measures them)")
+    no_rate = [scenario.name for scenario in scenarios if scenario.kind != "load"]
+    if no_rate:
+        parser.error(
+            f"{', '.join(no_rate)}: memory and start-up scenarios have no rate to compare (bench.py measures them)"
+        )
     for server in builds_for(scenarios[0]):
         if not Path(server.command.split()[0]).exists():
             parser.error(f"{server.command.split()[0]} does not exist")
