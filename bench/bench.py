@@ -47,6 +47,15 @@ Granian's --static-path-mount, nginx with a configuration written for each
 measurement); nginx, Debian's, is installed with apt-get when missing,
 without starting its system service.
 
+Worker scenarios (README, Worker processes) give each server N worker
+processes ({workers} in its command): hello-w2 measures two under wrk's load,
+and the start-up scenarios (kind "start", start-w1/w2/w4) run no load: each
+start is timed from the spawn to the first response and to every worker having
+imported the application ($BENCH_IMPORTS, apps/wsgi_apps.py), then the RSS and
+PSS of the tree, of its master and per worker are read from
+/proc/PID/smaps_rollup. In both the server and the load generator share CPUs 0
+and 1 (Scenario.shared_cpus).
+
 What this script does not do: tune the kernel, measure TLS handshakes (the
 TLS scenarios keep their connections open), or compare frameworks. It measures
 servers on deliberately trivial applications.
@@ -2026,7 +2035,7 @@ SETUP_ESTIMATE = 6 * 60  # seconds: Propylon's release build and hyper-ref's on 
 PEERS_ESTIMATE = 60  # seconds: the peers alone (pip), when the run needs neither build
 OVERHEAD_ESTIMATE = 0.7  # seconds per measurement: start, readiness, check, stop (measured: 0.1-0.5)
 IDLE_ESTIMATE = 6.0  # seconds per idle-connection measurement (measured: 0.5-6, waitress 24)
-START_ESTIMATE = 2.0  # seconds per start: start-up, settling, check, stop
+START_ESTIMATE = 1.0  # seconds per start: start-up, settling, check, stop (measured: 0.35-0.8)
 
 
 def plan(opts) -> list:
@@ -2171,7 +2180,9 @@ def main(argv=None) -> int:
     builds = needs_propylon(running) or needs_hyper_ref(running)
     setup = 0 if opts.skip_install else SETUP_ESTIMATE if builds else PEERS_ESTIMATE
     print(
-        f"bench: {measurements} measurements ({opts.duration} s each after {opts.warmup} s warm-up, {opts.repeats} repeat(s)); "
+        f"bench: {measurements} measurements ({opts.duration} s each after {opts.warmup} s warm-up, {opts.repeats} repeat(s)"
+        + (f"; {opts.starts} starts per start-up scenario" if any(s.kind == "start" and v for s, v in steps) else "")
+        + "); "
         f"estimated {seconds_needed / 60:.1f} min"
         + (f" + up to {setup / 60:.0f} min of setup on a fresh clone" if setup else ""),
         flush=True,
