@@ -49,9 +49,10 @@ without starting its system service.
 
 Worker scenarios (README, Worker processes) give each server N worker
 processes ({workers} in its command): hello-w2 measures two under wrk's load,
-and the start-up scenarios (kind "start", start-w1/w2/w4) run no load: each
-start is timed from the spawn to the first response and to every worker having
-imported the application ($BENCH_IMPORTS, apps/wsgi_apps.py), then the RSS and
+and the start-up scenarios (kind "start", start-w1/w2/w4 and, with a Flask
+application, start-flask-w1/w4) run no load: each start is timed from the
+spawn to the first response and to every worker having imported the
+application ($BENCH_IMPORTS, apps/wsgi_apps.py, apps/flask_app.py), then the RSS and
 PSS of the tree, of its master and per worker are read from
 /proc/PID/smaps_rollup. In both the server and the load generator share CPUs 0
 and 1 (Scenario.shared_cpus).
@@ -121,6 +122,7 @@ WS_RESULTS_END = "<!-- ws-results:end -->"
 WS_PATH = "/echo"  # every WebSocket scenario's URL path
 SHARED_CPUS = "0,1"  # the scenarios with several workers: servers and load generator on both CPUs
 START_WORKERS = (1, 2, 4)  # the start-up scenarios' worker counts (start-w1, start-w2, start-w4)
+START_FLASK_WORKERS = (1, 4)  # the same with a Flask application (start-flask-w1, start-flask-w4)
 STARTS = 5  # starts per server and start-up scenario (--starts): they replace --repeats there
 START_POLL = 0.005  # seconds between attempts while timing a start-up
 SETTLED = 0.01  # the tree's RSS moving less than this share over SETTLE_SAMPLES samples is settled
@@ -163,6 +165,7 @@ class Scenario:
     static: str = ""  # a file of STATIC_FILES, requested under STATIC_ROUTE
     websocket: bool = False  # WebSocket echo on WS_PATH: readiness and check are a handshake and one echo
     workers: int = 1  # worker processes of each server ({workers} in its command)
+    module: str = "wsgi_apps"  # the module in apps/ that has `app`
     # A taskset list that the server and the load generator share (both
     # run on all of it), in place of SERVER_CPU and LOAD_CPU.
     shared_cpus: str = ""
@@ -233,6 +236,8 @@ SCENARIOS = [
     Scenario("static1m-cubic", "the same 1 MiB static file with TCP congestion control cubic (Linux's default) for the scenario's sockets", "file", BULK + " {url}", parser="json", metric="MiB/s", check=("GET", 0, STATIC_FILES["file-1MiB.bin"]), static="file-1MiB.bin", congestion="cubic"),
     # Start-up time and memory of N worker processes of the hello world (no load).
     *(Scenario(f"start-w{n}", f"start-up time and memory, {n} worker process{'es' if n > 1 else ''}", "hello", "", kind="start", check=("GET", 0, 13), workers=n, shared_cpus=SHARED_CPUS) for n in START_WORKERS),
+    # The same with a framework loaded: apps/flask_app.py.
+    *(Scenario(f"start-flask-w{n}", f"start-up time and memory of a Flask application, {n} worker process{'es' if n > 1 else ''}", "app", "", kind="start", check=("GET", 0, 13), workers=n, shared_cpus=SHARED_CPUS, module="flask_app") for n in START_FLASK_WORKERS),
     # WebSockets (apps/ws_apps.py, apps/ws_propylon.py): echo on /echo, no compression.
     Scenario("ws-echo-16x32", "WebSocket echo of 32-byte binary messages, ws-load, 16 connections, one message in flight each", "echo", WS_ECHO + " --connections 16 --size 32", parser="ws-load", metric="msg/s", websocket=True),
     Scenario("ws-echo-16x16k", "WebSocket echo of 16 KiB binary messages, ws-load, 16 connections, one in flight each", "echo", WS_ECHO + " --connections 16 --size 16384", parser="ws-load", metric="msg/s", websocket=True),
@@ -262,7 +267,7 @@ WSGI_H1 = ("hello", "bytes64k", "echo64k", "file10m", "file10m-cubic", "idle10k"
 STATIC = ("static4k", "static1m", "static1m-cubic")
 WS_ECHO_SCENARIOS = ("ws-echo-16x32", "ws-echo-16x16k", "ws-echo-256x32", "ws-echo-256x16k")
 WS = WS_ECHO_SCENARIOS + ("ws-idle",)
-START = tuple(f"start-w{n}" for n in START_WORKERS)
+START = tuple(f"start-w{n}" for n in START_WORKERS) + tuple(f"start-flask-w{n}" for n in START_FLASK_WORKERS)
 # Propylon, Granian and gunicorn with worker processes (gunicorn's gthread worker
 # in hello-w2 only: at start it is the sync worker's process with an idle pool).
 WORKERS = ("hello-w2",) + START
@@ -851,7 +856,7 @@ class RunningServer:
             "static_dir": shlex.quote(str(static_dir)),
             "workdir": shlex.quote(str(self.workdir)),
             "config": config,
-            "app": f"wsgi_apps:{scenario.app}",
+            "app": f"{scenario.module}:{scenario.app}",
             "attr": scenario.app,
             "threads": THREADS,
             "idle": IDLE_TIMEOUT,
@@ -1430,7 +1435,7 @@ def versions() -> dict:
     code = (
         "import json, importlib.metadata as m\n"
         "names = ['propylon', 'granian', 'gunicorn', 'waitress', 'pyruvate', 'hypercorn',"
-        " 'uvicorn', 'websockets', 'wsproto', 'uvloop']\n"
+        " 'uvicorn', 'websockets', 'wsproto', 'uvloop', 'flask']\n"
         "out = {}\n"
         "for n in names:\n"
         "    try: out[n] = m.version(n)\n"
@@ -1650,12 +1655,22 @@ def render_tables(summary: dict, server_order: list) -> str:
 
 def render_starts(summary: dict, server_order: list) -> list:
     """The start-up scenarios: one row per server and worker count, ratios to Propylon's row of the same count."""
-    scenarios = [s for s in SCENARIOS if s.kind == "start" and s.name in summary]
-    if not scenarios:
-        return []
+    lines = []
+    for module, what in START_APPLICATIONS.items():
+        scenarios = [s for s in SCENARIOS if s.kind == "start" and s.module == module and s.name in summary]
+        if scenarios:
+            lines += render_start_table(summary, server_order, scenarios, what)
+    return lines
+
+
+# The start-up scenarios' tables, one per application module.
+START_APPLICATIONS = {"wsgi_apps": "the hello world", "flask_app": "a Flask hello world (apps/flask_app.py)"}
+
+
+def render_start_table(summary: dict, server_order: list, scenarios: list, what: str) -> list:
     starts = max(e["runs"] for s in scenarios for e in summary[s.name].values())
     lines = [
-        f"### Start-up time and memory per worker: the hello world with N worker processes (median of {starts} starts)",
+        f"### Start-up time and memory per worker: {what} with N worker processes (median of {starts} starts)",
         "",
         "First response: from the spawn to the first HTTP response; all loaded: until every worker had imported "
         "the application. Memory once every worker had loaded it and the tree's RSS had settled, no request served but "
@@ -1969,11 +1984,14 @@ def render_report(data: dict, websocket: bool | None = None) -> str:
     ]
     shared = [s for s in SCENARIOS if s.shared_cpus and s.name in summary]  # the scenarios with several workers
     if shared:
+        where = [
+            f"{who} on CPUs {shared[0].shared_cpus} in {', '.join(s.name for s in shared if (s.kind == 'load') == load)}"
+            for load, who in ((True, "both"), (False, "the servers"))
+            if any((s.kind == "load") == load for s in shared)
+        ]
         head = [
             line.replace(
-                f"load generator on CPU {LOAD_CPU}, ",
-                f"load generator on CPU {LOAD_CPU} (in {', '.join(s.name for s in shared)}: servers and load generator "
-                f"on CPUs {shared[0].shared_cpus}), ",
+                f"load generator on CPU {LOAD_CPU}, ", f"load generator on CPU {LOAD_CPU} ({'; '.join(where)}), "
             ).replace(
                 " repeat(s) ",
                 f" repeat(s) ({meta.get('starts', STARTS)} starts in the start-up scenarios) "
