@@ -32,10 +32,13 @@ from types import SimpleNamespace
 import bench
 
 
-def propylon_server(name: str, venv: Path, template_name: str = bench.REFERENCE) -> bench.Server:
-    """bench.py's Propylon command (of server `template_name`), with the build from `venv`."""
+def propylon_server(name: str, venv: Path, template_name: str = bench.REFERENCE, workers: int = 1) -> bench.Server:
+    """bench.py's Propylon command (of server `template_name`), with the build from `venv`;
+    without `--workers` for one worker, so that a build from before the option runs too."""
     template = bench.SERVER_BY_NAME[template_name]
     command = template.command.replace("{venv}", str(venv))
+    if workers == 1:
+        command = command.replace(" --workers {workers}", "")
     static = template.static.replace("{venv}", str(venv))
     return bench.Server(name, command, template.scenarios, tls=template.tls, static=static)
 
@@ -63,13 +66,18 @@ def main(argv: list[str] | None = None) -> int:
 
     def builds_for(scenario: bench.Scenario) -> list[bench.Server]:
         template = websocket if scenario.websocket else bench.REFERENCE
-        return [propylon_server("A", opts.a.resolve(), template), propylon_server("B", opts.b.resolve(), template)]
+        return [
+            propylon_server(build, venv.resolve(), template, scenario.workers)
+            for build, venv in (("A", opts.a), ("B", opts.b))
+        ]
 
     if not scenarios:
         parser.error("--scenarios names no scenario")
-    idle = [scenario.name for scenario in scenarios if scenario.kind == "idle"]
-    if idle:
-        parser.error(f"{', '.join(idle)}: memory scenarios have no rate to compare (bench.py measures them)")
+    no_rate = [scenario.name for scenario in scenarios if scenario.kind != "load"]
+    if no_rate:
+        parser.error(
+            f"{', '.join(no_rate)}: memory and start-up scenarios have no rate to compare (bench.py measures them)"
+        )
     for server in builds_for(scenarios[0]):
         if not Path(server.command.split()[0]).exists():
             parser.error(f"{server.command.split()[0]} does not exist")

@@ -47,6 +47,16 @@ Granian's --static-path-mount, nginx with a configuration written for each
 measurement); nginx, Debian's, is installed with apt-get when missing,
 without starting its system service.
 
+Worker scenarios (README, Worker processes) give each server N worker
+processes ({workers} in its command): hello-w2 measures two under wrk's load,
+and the start-up scenarios (kind "start", start-w1/w2/w4 and, with a Flask
+application, start-flask-w1/w4) run no load: each start is timed from the
+spawn to the first response and to every worker having imported the
+application ($BENCH_IMPORTS, apps/wsgi_apps.py, apps/flask_app.py), then the RSS and
+PSS of the tree, of its master and per worker are read from
+/proc/PID/smaps_rollup. In both the server and the load generator share CPUs 0
+and 1 (Scenario.shared_cpus).
+
 What this script does not do: tune the kernel, measure TLS handshakes (the
 TLS scenarios keep their connections open), or compare frameworks. It measures
 servers on deliberately trivial applications.
@@ -110,6 +120,13 @@ RESULTS_END = "<!-- results:end -->"
 WS_RESULTS_START = "<!-- ws-results:start -->"
 WS_RESULTS_END = "<!-- ws-results:end -->"
 WS_PATH = "/echo"  # every WebSocket scenario's URL path
+SHARED_CPUS = "0,1"  # the scenarios with several workers: servers and load generator on both CPUs
+START_WORKERS = (1, 2, 4)  # the start-up scenarios' worker counts (start-w1, start-w2, start-w4)
+START_FLASK_WORKERS = (1, 4)  # the same with a Flask application (start-flask-w1, start-flask-w4)
+STARTS = 5  # starts per server and start-up scenario (--starts): they replace --repeats there
+START_POLL = 0.005  # seconds between attempts while timing a start-up
+SETTLED = 0.01  # the tree's RSS moving less than this share over SETTLE_SAMPLES samples is settled
+SETTLE_SAMPLES = 4  # 50 ms apart
 
 
 # --------------------------------------------------------------------------
@@ -117,8 +134,11 @@ WS_PATH = "/echo"  # every WebSocket scenario's URL path
 # Load command fields: {url} {duration} {connections} {lua} {python} {bench}.
 # kind "load" runs the command and parses its output (parser "wrk", "h2load",
 # or "json" for bulk_client.py); kind "idle" runs the idle
-# client instead. `http` is what a server's {http} field becomes (Granian's
-# --http). `tls` makes {url} https and gives each server its TLS arguments.
+# client instead; kind "start" runs no load: it times the start-up and reads
+# the memory of the started server (measure_start). `http` is what a server's
+# {http} field becomes (Granian's --http). `tls` makes {url} https and gives
+# each server its TLS arguments. `workers` is each server's {workers}, and
+# `shared_cpus` the CPUs its server and load generator share (see Scenario).
 # `check` is (method, body size, expected response size) for the one
 # request checked before measuring. `congestion` names a TCP congestion
 # control the bench sets as the system default while that scenario runs (and
@@ -144,6 +164,19 @@ class Scenario:
     congestion: str = ""  # e.g. "cubic": net.ipv4.tcp_congestion_control for this scenario only
     static: str = ""  # a file of STATIC_FILES, requested under STATIC_ROUTE
     websocket: bool = False  # WebSocket echo on WS_PATH: readiness and check are a handshake and one echo
+    workers: int = 1  # worker processes of each server ({workers} in its command)
+    module: str = "wsgi_apps"  # the module in apps/ that has `app`
+    # A taskset list that the server and the load generator share (both
+    # run on all of it), in place of SERVER_CPU and LOAD_CPU.
+    shared_cpus: str = ""
+
+    @property
+    def server_cpus(self) -> str:
+        return self.shared_cpus or SERVER_CPU
+
+    @property
+    def load_cpus(self) -> str:
+        return self.shared_cpus or LOAD_CPU
 
     @property
     def path(self) -> str:
@@ -180,6 +213,9 @@ BULK = "{python} {bench}/bulk_client.py --connections 16 --duration {duration}"
 WS_ECHO = "{bench}/ws-load/target/release/ws-load --url {url} --duration {duration} --threads 1 --pipeline 1 --binary"
 SCENARIOS = [
     Scenario("hello", "WSGI hello world (13 B body), wrk, 64 connections", "hello", WRK + " {url}", check=("GET", 0, 13)),
+    # Two worker processes per server; the two CPUs are shared by the servers'
+    # workers and wrk (README, Worker processes): not a per-core scaling measure.
+    Scenario("hello-w2", "WSGI hello world, 2 worker processes, wrk, 64 connections; servers and wrk share CPUs 0 and 1", "hello", WRK + " {url}", check=("GET", 0, 13), workers=2, shared_cpus=SHARED_CPUS),
     Scenario("bytes64k", "WSGI 64 KiB response, wrk, 64 connections", "bytes64k", WRK + " {url}", check=("GET", 0, 65536)),
     Scenario("echo64k", "WSGI POST echo of a 64 KiB body, wrk + lua, 64 connections", "echo", WRK + " -s {lua}/post64k.lua {url}", check=("POST", 65536, 65536)),
     Scenario("file10m", "10 MiB file via wsgi.file_wrapper (or a read loop), bulk_client.py, 16 connections", "file", BULK + " {url}", parser="json", metric="MiB/s", check=("GET", 0, FILE_SIZE)),
@@ -198,6 +234,10 @@ SCENARIOS = [
     Scenario("static1m", "a 1 MiB static file, bulk_client.py, 16 connections", "file", BULK + " {url}", parser="json", metric="MiB/s", check=("GET", 0, STATIC_FILES["file-1MiB.bin"]), static="file-1MiB.bin"),
     # As file10m-cubic: under this machine's BBR the kernel bounds 1 MiB responses too.
     Scenario("static1m-cubic", "the same 1 MiB static file with TCP congestion control cubic (Linux's default) for the scenario's sockets", "file", BULK + " {url}", parser="json", metric="MiB/s", check=("GET", 0, STATIC_FILES["file-1MiB.bin"]), static="file-1MiB.bin", congestion="cubic"),
+    # Start-up time and memory of N worker processes of the hello world (no load).
+    *(Scenario(f"start-w{n}", f"start-up time and memory, {n} worker process{'es' if n > 1 else ''}", "hello", "", kind="start", check=("GET", 0, 13), workers=n, shared_cpus=SHARED_CPUS) for n in START_WORKERS),
+    # The same with a framework loaded: apps/flask_app.py.
+    *(Scenario(f"start-flask-w{n}", f"start-up time and memory of a Flask application, {n} worker process{'es' if n > 1 else ''}", "app", "", kind="start", check=("GET", 0, 13), workers=n, shared_cpus=SHARED_CPUS, module="flask_app") for n in START_FLASK_WORKERS),
     # WebSockets (apps/ws_apps.py, apps/ws_propylon.py): echo on /echo, no compression.
     Scenario("ws-echo-16x32", "WebSocket echo of 32-byte binary messages, ws-load, 16 connections, one message in flight each", "echo", WS_ECHO + " --connections 16 --size 32", parser="ws-load", metric="msg/s", websocket=True),
     Scenario("ws-echo-16x16k", "WebSocket echo of 16 KiB binary messages, ws-load, 16 connections, one in flight each", "echo", WS_ECHO + " --connections 16 --size 16384", parser="ws-load", metric="msg/s", websocket=True),
@@ -210,7 +250,8 @@ SCENARIOS = [
 # --------------------------------------------------------------------------
 # Servers: name, command template, scenarios, TLS arguments. Command fields:
 # {venv} {bench} {port} {app} (MODULE:ATTR) {attr} {threads} {idle} {limit}
-# {http} {tls} {file} {static_dir} {workdir} {config}. {tls} is the server's own TLS
+# {http} {tls} {file} {static_dir} {workdir} {config} {workers}; a server
+# listing a scenario with several workers must have {workers}. {tls} is the server's own TLS
 # arguments (fields {cert} {key}) in TLS scenarios and empty otherwise; a
 # server listing a TLS scenario must have them. In static scenarios a server
 # runs its `static` command (its `command` when it has none): its own static
@@ -226,8 +267,12 @@ WSGI_H1 = ("hello", "bytes64k", "echo64k", "file10m", "file10m-cubic", "idle10k"
 STATIC = ("static4k", "static1m", "static1m-cubic")
 WS_ECHO_SCENARIOS = ("ws-echo-16x32", "ws-echo-16x16k", "ws-echo-256x32", "ws-echo-256x16k")
 WS = WS_ECHO_SCENARIOS + ("ws-idle",)
+START = tuple(f"start-w{n}" for n in START_WORKERS) + tuple(f"start-flask-w{n}" for n in START_FLASK_WORKERS)
+# Propylon, Granian and gunicorn with worker processes (gunicorn's gthread worker
+# in hello-w2 only: at start it is the sync worker's process with an idle pool).
+WORKERS = ("hello-w2",) + START
 # Names --scenarios also takes, each for the scenarios it lists.
-SCENARIO_GROUPS = {"ws-echo": WS_ECHO_SCENARIOS, "ws": WS, "static": STATIC}
+SCENARIO_GROUPS = {"ws-echo": WS_ECHO_SCENARIOS, "ws": WS, "static": STATIC, "start": START, "workers": WORKERS}
 TLS_CERT = "--certfile {cert} --keyfile {key}"  # Propylon's, gunicorn's, hypercorn's and hyper-ref's flags
 
 
@@ -292,16 +337,16 @@ http {{
 # fmt: off
 SERVERS = [
     # Static files: the application object of apps/static_app.py, whose mount Propylon serves in Rust.
-    Server("propylon", "{venv}/bin/propylon {app} --bind 127.0.0.1:{port} --threads {threads} --keep-alive-timeout {idle} {tls}", WSGI_H1 + ("h2", "tls-hello", "tls-h2") + STATIC, tls=TLS_CERT,
+    Server("propylon", "{venv}/bin/propylon {app} --bind 127.0.0.1:{port} --workers {workers} --threads {threads} --keep-alive-timeout {idle} {tls}", WSGI_H1 + ("h2", "tls-hello", "tls-h2") + STATIC + WORKERS, tls=TLS_CERT,
            static="{venv}/bin/propylon static_app:app --bind 127.0.0.1:{port} --threads {threads} --keep-alive-timeout {idle}"),
     # Propylon's --tcp-congestion (a listener setting no peer has): cubic for
     # its connections while the machine's default stays BBR (README, Method).
     Server("propylon-cubic", "{venv}/bin/propylon {app} --bind 127.0.0.1:{port} --threads {threads} --keep-alive-timeout {idle} --tcp-congestion cubic", ("file10m",), "Propylon with --tcp-congestion cubic; the machine's default for everything else"),
     # Static files: its static mount (served in Rust, no ETag or Content-Length: README) beside the hello world.
-    Server("granian", "{venv}/bin/granian --interface wsgi --host 127.0.0.1 --port {port} --workers 1 --runtime-threads 1 --blocking-threads {threads} --backpressure {limit} --http {http} --no-ws {tls} {app}", WSGI_H1 + ("h2", "tls-hello", "tls-h2") + STATIC, tls="--ssl-certificate {cert} --ssl-keyfile {key}",
+    Server("granian", "{venv}/bin/granian --interface wsgi --host 127.0.0.1 --port {port} --workers {workers} --runtime-threads 1 --blocking-threads {threads} --backpressure {limit} --http {http} --no-ws {tls} {app}", WSGI_H1 + ("h2", "tls-hello", "tls-h2") + STATIC + WORKERS, tls="--ssl-certificate {cert} --ssl-keyfile {key}",
            static="{venv}/bin/granian --interface wsgi --host 127.0.0.1 --port {port} --workers 1 --runtime-threads 1 --blocking-threads {threads} --backpressure {limit} --http 1 --no-ws --static-path-route " + STATIC_ROUTE + " --static-path-mount {static_dir} wsgi_apps:hello"),
-    Server("gunicorn-sync", "{venv}/bin/gunicorn -w 1 -b 127.0.0.1:{port} {app}", WSGI_H1, "sync worker: one request at a time, closes every connection"),
-    Server("gunicorn-gthread", "{venv}/bin/gunicorn -w 1 -k gthread --threads {threads} --keep-alive {idle} --worker-connections {limit} -b 127.0.0.1:{port} {tls} {app}", WSGI_H1 + ("tls-hello",), tls=TLS_CERT),
+    Server("gunicorn-sync", "{venv}/bin/gunicorn -w {workers} -b 127.0.0.1:{port} {app}", WSGI_H1 + WORKERS, "sync worker: one request at a time, closes every connection"),
+    Server("gunicorn-gthread", "{venv}/bin/gunicorn -w {workers} -k gthread --threads {threads} --keep-alive {idle} --worker-connections {limit} -b 127.0.0.1:{port} {tls} {app}", WSGI_H1 + ("tls-hello", "hello-w2"), tls=TLS_CERT),
     # waitress's file_wrapper reads the file in Python (no sendfile): not in file10m-cubic.
     Server("waitress", "{venv}/bin/waitress-serve --listen=127.0.0.1:{port} --threads={threads} --connection-limit={limit} --channel-timeout={idle} --asyncore-use-poll {app}", tuple(n for n in WSGI_H1 if n != "file10m-cubic")),
     Server("pyruvate", "{venv}/bin/python {bench}/servers/pyruvate_serve.py {app} 127.0.0.1:{port} {threads}", WSGI_H1),
@@ -560,6 +605,39 @@ def tree_memory_kib(sid: int) -> dict:
     return {"peak_kib": hwm, "rss_kib": rss, "processes": count}
 
 
+def tree_pss_kib(sid: int) -> dict:
+    """Rss and Pss (/proc/<pid>/smaps_rollup) of the tree and of its leader (the
+    master or supervisor), and process count. Pss divides each page by the number of
+    processes that map it: pages forked workers share with their master count once in all."""
+    totals = {"rss_kib": 0, "pss_kib": 0, "leader_rss_kib": 0, "leader_pss_kib": 0, "processes": 0}
+    for pid in session_pids(sid):
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:  # gone, or a zombie (no address space: an empty read)
+            continue
+        fields = {
+            name: value.split()[0] for name, _, value in (line.partition(":") for line in rollup.splitlines()[1:])
+        }
+        if "Pss" not in fields:
+            continue
+        rss, pss = int(fields["Rss"]), int(fields["Pss"])
+        totals["rss_kib"] += rss
+        totals["pss_kib"] += pss
+        totals["processes"] += 1
+        if pid == sid:
+            totals["leader_rss_kib"], totals["leader_pss_kib"] = rss, pss
+    return totals
+
+
+def cpu_set(text: str) -> set[int]:
+    """A CPU list ("0,1", "0-1", Cpus_allowed_list's form) as a set."""
+    cpus = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
 # --------------------------------------------------------------------------
 # One server instance
 # --------------------------------------------------------------------------
@@ -778,22 +856,29 @@ class RunningServer:
             "static_dir": shlex.quote(str(static_dir)),
             "workdir": shlex.quote(str(self.workdir)),
             "config": config,
-            "app": f"wsgi_apps:{scenario.app}",
+            "app": f"{scenario.module}:{scenario.app}",
             "attr": scenario.app,
             "threads": THREADS,
             "idle": IDLE_TIMEOUT,
             "limit": CONNECTION_LIMIT,
             "http": scenario.http,
+            "workers": scenario.workers,
             "tls": server.tls.format(cert=shlex.quote(str(tls.cert)), key=shlex.quote(str(tls.key)))
             if self.tls
             else "",
         }
         self.command = shlex.join(shlex.split(command.format(**fields)))  # without {tls}'s gap
         self.log_path = log_path
+        self.imports = None
+        if scenario.kind == "start":  # each worker that imports wsgi_apps writes its pid here
+            self.imports = log_path.with_suffix(".imports")
+            self.imports.write_text("")
+            env = {**env, "BENCH_IMPORTS": str(self.imports)}
         self.log = open(log_path, "wb")  # noqa: SIM115 (open for the server's life; closed in stop())
+        self.spawned = time.monotonic()
         try:
             self.proc = spawn(
-                ["taskset", "-c", SERVER_CPU, *shlex.split(self.command)],
+                ["taskset", "-c", scenario.server_cpus, *shlex.split(self.command)],
                 cwd=APPS,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -811,8 +896,8 @@ class RunningServer:
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 
-    def wait_ready(self, deadline: float) -> None:
-        """Poll TCP connect + HTTP GET until it answers, the process dies, or the deadline."""
+    def wait_ready(self, deadline: float, interval: float = 0.05) -> None:
+        """Poll TCP connect + HTTP GET every `interval` s until it answers, the process dies, or the deadline."""
         end = time.monotonic() + deadline
         last_error = "no attempt"
         while time.monotonic() < end:
@@ -837,7 +922,7 @@ class RunningServer:
                     return
             except Exception as error:  # noqa: BLE001 (refused, reset, bad status line: not ready yet)
                 last_error = repr(error)
-            time.sleep(0.05)
+            time.sleep(interval)
         raise RuntimeError(f"not ready after {deadline:.0f} s ({last_error}):\n{self.log_tail()}")
 
     def check(self) -> dict:
@@ -1017,7 +1102,7 @@ def run_load(scenario: Scenario, port: int, duration: int) -> dict:
         python=sys.executable,
         bench=BENCH,
     )
-    argv = ["taskset", "-c", LOAD_CPU, *shlex.split(command)]
+    argv = ["taskset", "-c", scenario.load_cpus, *shlex.split(command)]
     started = time.monotonic()
     with tempfile.TemporaryFile("w+") as out:
         proc = spawn(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -1095,14 +1180,19 @@ def measure(server: Server, scenario: Scenario, repeat: int, opts, env: dict, lo
         record["error"] = f"cannot start {server.name}: {error}"
         return record
     record["command"] = instance.command
-    started = time.monotonic()
+    started = instance.spawned
     try:
-        instance.wait_ready(READY_DEADLINE)
+        if scenario.kind == "start":  # timed from the spawn: poll often
+            instance.wait_ready(READY_DEADLINE, START_POLL)
+        else:
+            instance.wait_ready(READY_DEADLINE)
         record["startup_seconds"] = round(time.monotonic() - started, 3)
+        if scenario.kind == "start":
+            record.update(measure_start(instance))  # before the check: nothing but the readiness probe served yet
         record.update(instance.check())
         if scenario.kind == "idle":
             record.update(measure_idle(instance, opts))
-        else:
+        elif scenario.kind == "load":
             if opts.warmup > 0:
                 run_load(scenario, instance.port, opts.warmup)
             cpu_before = tree_cpu_seconds(instance.proc.pid)
@@ -1113,10 +1203,16 @@ def measure(server: Server, scenario: Scenario, repeat: int, opts, env: dict, lo
             record["server_cpu"] = (cpu_after - cpu_before) / load["wall"]
             # What else ran on the two CPUs: other processes of a busy machine
             # (and a little kernel networking work, which is nobody's).
-            record["foreign_cpu"] = {
-                SERVER_CPU: max(0.0, cpu_busy(SERVER_CPU, cores_before[SERVER_CPU]) - record["server_cpu"]),
-                LOAD_CPU: max(0.0, cpu_busy(LOAD_CPU, cores_before[LOAD_CPU]) - load["generator_cpu"]),
-            }
+            if scenario.shared_cpus:  # the share of both CPUs (together) that neither server nor load took
+                cpus = scenario.shared_cpus.split(",")
+                busy = sum(cpu_busy(cpu, cores_before[cpu]) for cpu in cpus)
+                foreign = busy - record["server_cpu"] - load["generator_cpu"]
+                record["foreign_cpu"] = {scenario.shared_cpus: max(0.0, foreign / len(cpus))}
+            else:
+                record["foreign_cpu"] = {
+                    SERVER_CPU: max(0.0, cpu_busy(SERVER_CPU, cores_before[SERVER_CPU]) - record["server_cpu"]),
+                    LOAD_CPU: max(0.0, cpu_busy(LOAD_CPU, cores_before[LOAD_CPU]) - load["generator_cpu"]),
+                }
             # Included in foreign_cpu, and shown on its own: a busy host, not a busy guest.
             steal_after = {cpu: cpu_steal(cpu) for cpu in (SERVER_CPU, LOAD_CPU)}
             record["steal"] = {
@@ -1152,6 +1248,44 @@ def measure(server: Server, scenario: Scenario, repeat: int, opts, env: dict, lo
         record["stop_seconds"] = round(time.monotonic() - stopping, 3)
         record["total_seconds"] = round(time.monotonic() - started, 3)
     return record
+
+
+def measure_start(instance: RunningServer) -> dict:
+    """Once a started server has answered: when each of its workers had loaded the
+    application, and the memory of its tree once that has settled."""
+    workers = instance.scenario.workers
+    deadline = time.monotonic() + READY_DEADLINE
+    while True:
+        # The master's own import (Granian's, gunicorn's with --preload) is not a worker's.
+        pids = set(map(int, instance.imports.read_text().split())) - {instance.proc.pid}
+        if len(pids) >= workers:
+            break
+        if instance.proc.poll() is not None:
+            raise RuntimeError(
+                f"exited with {instance.proc.returncode} while its workers started:\n{instance.log_tail()}"
+            )
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{len(pids)} of {workers} workers loaded the application in {READY_DEADLINE:.0f} s:\n{instance.log_tail()}"
+            )
+        time.sleep(START_POLL)
+    loaded = time.monotonic() - instance.spawned
+    # A worker serves a moment after its import: wait until the tree's RSS
+    # stops moving (SETTLE_SAMPLES samples 50 ms apart within SETTLED of each other).
+    samples = []
+    settle_deadline = time.monotonic() + 5.0
+    while True:
+        samples.append(tree_memory_kib(instance.proc.pid)["rss_kib"])
+        recent = samples[-SETTLE_SAMPLES:]
+        settled = len(recent) == SETTLE_SAMPLES and max(recent) - min(recent) <= SETTLED * max(recent)
+        if settled or time.monotonic() > settle_deadline:
+            break
+        time.sleep(0.05)
+    memory = tree_pss_kib(instance.proc.pid)
+    # Per worker: everything but the supervisor or master, shared among the N.
+    memory["worker_rss_kib"] = (memory["rss_kib"] - memory["leader_rss_kib"]) / workers
+    memory["worker_pss_kib"] = (memory["pss_kib"] - memory["leader_pss_kib"]) / workers
+    return {"loaded_seconds": round(loaded, 3), "settled": settled, "start_memory": memory, "workers": workers}
 
 
 def measure_idle(instance: RunningServer, opts) -> dict:
@@ -1301,7 +1435,7 @@ def versions() -> dict:
     code = (
         "import json, importlib.metadata as m\n"
         "names = ['propylon', 'granian', 'gunicorn', 'waitress', 'pyruvate', 'hypercorn',"
-        " 'uvicorn', 'websockets', 'wsproto', 'uvloop']\n"
+        " 'uvicorn', 'websockets', 'wsproto', 'uvloop', 'flask']\n"
         "out = {}\n"
         "for n in names:\n"
         "    try: out[n] = m.version(n)\n"
@@ -1372,7 +1506,9 @@ def summarize(records: list) -> dict:
         for server_name, runs in by_server.items():
             ok = [r for r in runs if r["ok"]]
             entry = {"runs": len(runs), "ok": len(ok), "errors": [r["error"] for r in runs if not r["ok"]]}
-            if ok:
+            if ok and scenario.kind == "start":
+                entry.update(summarize_starts(ok))
+            elif ok:
                 peak = [r["memory"]["peak_kib"] / 1024 for r in ok if "memory" in r]
                 entry["peak_mib"] = statistics.median(peak) if peak else None
                 entry["processes"] = max(r["memory"]["processes"] for r in ok if "memory" in r)
@@ -1389,13 +1525,14 @@ def summarize(records: list) -> dict:
                     entry["min"], entry["max"] = min(values), max(values)
                     entry["server_cpu"] = statistics.median(r["server_cpu"] for r in ok)
                     entry["foreign_cpu"] = {
-                        cpu: statistics.median(r["foreign_cpu"][cpu] for r in ok) for cpu in (SERVER_CPU, LOAD_CPU)
+                        cpu: statistics.median(r["foreign_cpu"][cpu] for r in ok) for cpu in ok[0]["foreign_cpu"]
                     }
                     entry["steal"] = {
                         cpu: statistics.median(r.get("steal", {}).get(cpu, 0.0) for r in ok)
                         for cpu in (SERVER_CPU, LOAD_CPU)
                     }
-                    entry["unpinned"] = sorted({cpus for r in ok for cpus in r["affinity"] if cpus != SERVER_CPU})
+                    pinned = cpu_set(scenario.server_cpus)
+                    entry["unpinned"] = sorted({cpus for r in ok for cpus in r["affinity"] if cpu_set(cpus) != pinned})
                     entry["generator_cpu"] = max(r["generator_cpu"] for r in ok)
                     entry["load_errors"] = sum(r.get("errors", 0) for r in ok)
                     entry["latency_p99_ms"] = statistics.median(r.get("latency_p99_ms", float("nan")) for r in ok)
@@ -1414,6 +1551,30 @@ def summarize(records: list) -> dict:
                         entry["static_headers"] = ok[0]["static_headers"]
             summary[scenario_name][server_name] = entry
     return summary
+
+
+def summarize_starts(ok: list) -> dict:
+    """Medians over the starts of one server in one start-up scenario."""
+    memory = [r["start_memory"] for r in ok]
+    entry = {
+        "workers": ok[0]["workers"],
+        "startup": statistics.median(r["startup_seconds"] for r in ok),
+        "startup_range": (min(r["startup_seconds"] for r in ok), max(r["startup_seconds"] for r in ok)),
+        "loaded": statistics.median(r["loaded_seconds"] for r in ok),
+        "unsettled": sum(not r["settled"] for r in ok),
+        "processes": max(m["processes"] for m in memory),
+        "unpinned": sorted(
+            {
+                cpus
+                for r in ok
+                for cpus in r["affinity"]
+                if cpu_set(cpus) != cpu_set(SCENARIO_BY_NAME[r["scenario"]].server_cpus)
+            }
+        ),
+    }
+    for key in ("rss_kib", "pss_kib", "leader_rss_kib", "leader_pss_kib", "worker_rss_kib", "worker_pss_kib"):
+        entry[key.replace("_kib", "_mib")] = statistics.median(m[key] for m in memory) / 1024
+    return entry
 
 
 def render_tables(summary: dict, server_order: list) -> str:
@@ -1445,7 +1606,11 @@ def render_tables(summary: dict, server_order: list) -> str:
                 )
             foreign = entry.get("foreign_cpu", {})
             foreign = foreign if isinstance(foreign, dict) else {SERVER_CPU: foreign}  # results of older runs
-            busy = [f"{share:.0%} of CPU {cpu}" for cpu, share in foreign.items() if share >= BUSY_MACHINE]
+            busy = [
+                f"{share:.0%} of CPU{'s' if ',' in cpu else ''} {cpu}"
+                for cpu, share in foreign.items()
+                if share >= BUSY_MACHINE
+            ]
             if busy:
                 stolen = [f"{share:.0%} of CPU {cpu}" for cpu, share in entry.get("steal", {}).items() if share >= 0.01]
                 notes.append(
@@ -1480,11 +1645,77 @@ def render_tables(summary: dict, server_order: list) -> str:
             )
         lines.append("")
     lines += render_memory(summary, server_order)
+    lines += render_starts(summary, server_order)
     lines += render_ws_memory(summary, server_order)
     lines += render_ceiling(summary)
     lines += render_targets(summary)
     lines += render_ws_targets(summary)
     return "\n".join(lines)
+
+
+def render_starts(summary: dict, server_order: list) -> list:
+    """The start-up scenarios: one row per server and worker count, ratios to Propylon's row of the same count."""
+    lines = []
+    for module, what in START_APPLICATIONS.items():
+        scenarios = [s for s in SCENARIOS if s.kind == "start" and s.module == module and s.name in summary]
+        if scenarios:
+            lines += render_start_table(summary, server_order, scenarios, what)
+    return lines
+
+
+# The start-up scenarios' tables, one per application module.
+START_APPLICATIONS = {"wsgi_apps": "the hello world", "flask_app": "a Flask hello world (apps/flask_app.py)"}
+
+
+def render_start_table(summary: dict, server_order: list, scenarios: list, what: str) -> list:
+    starts = max(e["runs"] for s in scenarios for e in summary[s.name].values())
+    lines = [
+        f"### Start-up time and memory per worker: {what} with N worker processes (median of {starts} starts)",
+        "",
+        "First response: from the spawn to the first HTTP response; all loaded: until every worker had imported "
+        "the application. Memory once every worker had loaded it and the tree's RSS had settled, no request served but "
+        "the readiness probe: RSS and PSS (`/proc/PID/smaps_rollup`; PSS divides each shared page among the processes "
+        "that map it) of the whole tree, of the supervisor or master alone, and per worker (the tree without the "
+        "master, divided by N). MiB; lower is better.",
+        "",
+        "| server | N | first response | vs Propylon | all loaded | tree RSS | tree PSS | master PSS | RSS per worker "
+        "| PSS per worker | vs Propylon (PSS per worker) | processes | notes |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for scenario in scenarios:
+        rows = summary[scenario.name]
+        ours = rows.get(REFERENCE, {})
+        for name in server_order:
+            if name not in rows:
+                continue
+            entry = rows[name]
+            if "startup" not in entry:
+                lines.append(
+                    f"| {name} | {scenario.workers} | failed | | | | | | | | | | {first_line(entry['errors'])} |"
+                )
+                continue
+            notes = []
+            if entry["processes"] != scenario.workers + 1:
+                notes.append(f"{entry['processes']} processes, not master + {scenario.workers}")
+            if entry["unsettled"]:
+                notes.append(f"RSS still moving after 5 s in {entry['unsettled']} start(s)")
+            if entry.get("unpinned"):
+                notes.append(f"⚠ threads not pinned (CPUs {', '.join(entry['unpinned'])})")
+            if entry["ok"] < entry["runs"]:
+                notes.append(f"{entry['runs'] - entry['ok']} of {entry['runs']} starts failed")
+            low, high = entry["startup_range"]
+            start_ratio = f"{entry['startup'] / ours['startup']:.2f}×" if ours.get("startup") else "–"
+            pss_ratio = (
+                f"{entry['worker_pss_mib'] / ours['worker_pss_mib']:.2f}×" if ours.get("worker_pss_mib") else "–"
+            )
+            lines.append(
+                f"| {name} | {scenario.workers} | {entry['startup'] * 1000:,.0f} ms ({low * 1000:,.0f}–{high * 1000:,.0f}) "
+                f"| {start_ratio} | {entry['loaded'] * 1000:,.0f} ms | {entry['rss_mib']:.1f} | {entry['pss_mib']:.1f} "
+                f"| {entry['leader_pss_mib']:.1f} | {entry['worker_rss_mib']:.1f} | {entry['worker_pss_mib']:.1f} "
+                f"| {pss_ratio} | {entry['processes']} | {'; '.join(notes)} |"
+            )
+    lines.append("")
+    return lines
 
 
 def ws_peer_best(rows: dict) -> float | None:
@@ -1751,13 +1982,37 @@ def render_report(data: dict, websocket: bool | None = None) -> str:
         f"Command: `{meta['command']}`",
         "",
     ]
+    shared = [s for s in SCENARIOS if s.shared_cpus and s.name in summary]  # the scenarios with several workers
+    if shared:
+        where = [
+            f"{who} on CPUs {shared[0].shared_cpus} in {', '.join(s.name for s in shared if (s.kind == 'load') == load)}"
+            for load, who in ((True, "both"), (False, "the servers"))
+            if any((s.kind == "load") == load for s in shared)
+        ]
+        head = [
+            line.replace(
+                f"load generator on CPU {LOAD_CPU}, ", f"load generator on CPU {LOAD_CPU} ({'; '.join(where)}), "
+            ).replace(
+                " repeat(s) ",
+                f" repeat(s) ({meta.get('starts', STARTS)} starts in the start-up scenarios) "
+                if any(s.kind == "start" for s in shared)
+                else " repeat(s) ",
+            )
+            for line in head
+        ]
+    taskset = f"taskset -c {SERVER_CPU}" + (
+        f", or {shared[0].shared_cpus} in {', '.join(s.name for s in shared)}" if shared else ""
+    )
     http_notes = (
-        "; Granian's --http is 2 in the h2 and tls-h2 scenarios; TLS scenarios add the TLS arguments shown, "
+        "; N is the number of worker processes: "
+        + ", ".join(f"{SCENARIO_BY_NAME[name].workers} in {name}" for name in WORKERS)
+        + ", 1 elsewhere; "
+        "Granian's --http is 2 in the h2 and tls-h2 scenarios; TLS scenarios add the TLS arguments shown, "
         "with the run's self-signed certificate; the static scenarios run the static command, STATIC_DIR "
         "being the run's directory of static files"
     )
     commands = [
-        "<details><summary>Exact server commands of this run (cwd and PYTHONPATH bench/apps, under taskset -c 0"
+        f"<details><summary>Exact server commands of this run (cwd and PYTHONPATH bench/apps, under {taskset}"
         + ("" if websocket else http_notes)
         + ")</summary>",
         "",
@@ -1798,6 +2053,7 @@ SETUP_ESTIMATE = 6 * 60  # seconds: Propylon's release build and hyper-ref's on 
 PEERS_ESTIMATE = 60  # seconds: the peers alone (pip), when the run needs neither build
 OVERHEAD_ESTIMATE = 0.7  # seconds per measurement: start, readiness, check, stop (measured: 0.1-0.5)
 IDLE_ESTIMATE = 6.0  # seconds per idle-connection measurement (measured: 0.5-6, waitress 24)
+START_ESTIMATE = 1.0  # seconds per start: start-up, settling, check, stop (measured: 0.35-0.8)
 
 
 def plan(opts) -> list:
@@ -1813,16 +2069,27 @@ def plan(opts) -> list:
                 raise SystemExit(
                     f"bench: error: server {server.name} lists TLS scenario {name} but its command has no {{tls}}"
                 )
+            if SCENARIO_BY_NAME[name].workers > 1 and "{workers}" not in server.command:
+                raise SystemExit(
+                    f"bench: error: server {server.name} lists {name}, with several workers, but its command has no {{workers}}"
+                )
     servers = [SERVER_BY_NAME[n] for n in opts.servers]
     scenarios = [SCENARIO_BY_NAME[n] for n in opts.scenarios]
     return [(scenario, [s for s in servers if scenario.name in s.scenarios]) for scenario in scenarios]
 
 
+def repeats(scenario: Scenario, opts) -> int:
+    """Measurements per server: --starts in the start-up scenarios, --repeats elsewhere."""
+    return opts.starts if scenario.kind == "start" else opts.repeats
+
+
 def estimate(steps: list, opts) -> float:
     total = 0.0
     for scenario, servers in steps:
-        per = IDLE_ESTIMATE if scenario.kind == "idle" else opts.duration + opts.warmup + OVERHEAD_ESTIMATE
-        total += per * len(servers) * opts.repeats
+        per = {"idle": IDLE_ESTIMATE, "start": START_ESTIMATE}.get(
+            scenario.kind, opts.duration + opts.warmup + OVERHEAD_ESTIMATE
+        )
+        total += per * len(servers) * repeats(scenario, opts)
     return total
 
 
@@ -1837,6 +2104,12 @@ def parse_args(argv=None):
         "--warmup", type=int, default=1, help="seconds of load before each measurement, not counted (default 1)"
     )
     parser.add_argument("--repeats", type=int, default=3, help="measurements per server and scenario (default 3)")
+    parser.add_argument(
+        "--starts",
+        type=int,
+        default=STARTS,
+        help=f"starts per server in the start-up scenarios, in place of --repeats (default {STARTS})",
+    )
     parser.add_argument(
         "--servers", default=",".join(SERVER_BY_NAME), help="comma-separated subset of: " + ", ".join(SERVER_BY_NAME)
     )
@@ -1867,7 +2140,7 @@ def parse_args(argv=None):
     parser.add_argument("--plan", action="store_true", help="print the measurements and the time estimate, run nothing")
     opts = parser.parse_args(argv)
     if opts.quick:
-        opts.duration, opts.warmup, opts.repeats = 1, 0, 1
+        opts.duration, opts.warmup, opts.repeats, opts.starts = 1, 0, 1, 1
     opts.servers = [n for n in opts.servers.split(",") if n]
     names = [n for n in opts.scenarios.split(",") if n]
     opts.scenarios = list(dict.fromkeys(m for n in names for m in SCENARIO_GROUPS.get(n, (n,))))
@@ -1877,8 +2150,8 @@ def parse_args(argv=None):
     for name in opts.scenarios:
         if name not in SCENARIO_BY_NAME:
             parser.error(f"unknown scenario {name!r}; known: {', '.join(SCENARIO_BY_NAME)}")
-    if opts.duration < 1 or opts.repeats < 1 or opts.warmup < 0:
-        parser.error("--duration and --repeats must be at least 1, --warmup at least 0")
+    if opts.duration < 1 or opts.repeats < 1 or opts.starts < 1 or opts.warmup < 0:
+        parser.error("--duration, --repeats and --starts must be at least 1, --warmup at least 0")
     return opts
 
 
@@ -1919,13 +2192,15 @@ def main(argv=None) -> int:
         raise SystemExit("bench: error: needs 2 CPUs (servers on CPU 0, load generator on CPU 1)")
 
     steps = plan(opts)
-    measurements = sum(len(servers) for _, servers in steps) * opts.repeats
+    measurements = sum(len(servers) * repeats(scenario, opts) for scenario, servers in steps)
     seconds_needed = estimate(steps, opts)
     running = {server.name: server for _, servers in steps for server in servers}.values()
     builds = needs_propylon(running) or needs_hyper_ref(running)
     setup = 0 if opts.skip_install else SETUP_ESTIMATE if builds else PEERS_ESTIMATE
     print(
-        f"bench: {measurements} measurements ({opts.duration} s each after {opts.warmup} s warm-up, {opts.repeats} repeat(s)); "
+        f"bench: {measurements} measurements ({opts.duration} s each after {opts.warmup} s warm-up, {opts.repeats} repeat(s)"
+        + (f"; {opts.starts} starts per start-up scenario" if any(s.kind == "start" and v for s, v in steps) else "")
+        + "); "
         f"estimated {seconds_needed / 60:.1f} min"
         + (f" + up to {setup / 60:.0f} min of setup on a fresh clone" if setup else ""),
         flush=True,
@@ -1933,7 +2208,7 @@ def main(argv=None) -> int:
 
     if opts.plan:
         for scenario, servers in steps:
-            print(f"  {scenario.name:9} x{opts.repeats}: {', '.join(s.name for s in servers)}")
+            print(f"  {scenario.name:9} x{repeats(scenario, opts)}: {', '.join(s.name for s in servers)}")
         return 0
 
     started = time.monotonic()
@@ -1990,7 +2265,7 @@ def main(argv=None) -> int:
                 except RuntimeError as error:
                     cannot = str(error)
             try:
-                for repeat in range(opts.repeats):
+                for repeat in range(repeats(scenario, opts)):
                     for server in servers:
                         done += 1
                         if cannot:
@@ -2027,6 +2302,7 @@ def main(argv=None) -> int:
             "duration": opts.duration,
             "warmup": opts.warmup,
             "repeats": opts.repeats,
+            "starts": opts.starts,
             "threads": THREADS,
             "idle_timeout": IDLE_TIMEOUT,
             "idle_connections": opts.idle_connections,
@@ -2080,6 +2356,7 @@ def display_command(server: Server, template: str = "") -> str:
         idle=IDLE_TIMEOUT,
         limit=CONNECTION_LIMIT,
         http="1|2",
+        workers="N",
         tls="",
         file="FILE",
         static_dir="STATIC_DIR",
@@ -2095,6 +2372,14 @@ def describe(record: dict, scenario: Scenario) -> str:
     if scenario.kind == "idle":
         return (
             f"held {record['held']:,}/{record['idle']['target']:,}, peak {record['memory']['peak_kib'] / 1024:.1f} MiB"
+        )
+    if scenario.kind == "start":
+        memory = record["start_memory"]
+        return (
+            f"first response {record['startup_seconds'] * 1000:.0f} ms, all loaded {record['loaded_seconds'] * 1000:.0f} ms, "
+            f"PSS {memory['pss_kib'] / 1024:.1f} MiB ({memory['worker_pss_kib'] / 1024:.1f} per worker), "
+            f"RSS {memory['rss_kib'] / 1024:.1f} MiB ({memory['worker_rss_kib'] / 1024:.1f} per worker), "
+            f"{memory['processes']} processes"
         )
     value = f"{record['mib_s']:,.0f} MiB/s" if scenario.metric == "MiB/s" else f"{record['rps']:,.0f} {scenario.metric}"
     flag = " (load generator saturated)" if record["generator_cpu"] >= GENERATOR_SATURATED else ""

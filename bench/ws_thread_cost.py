@@ -1,5 +1,6 @@
 """What WebSocket connections cost Propylon, by handler style: threads and
-memory (RSS) of the worker with N connections open and idle, and echo
+memory (RSS) of the worker process (Propylon runs a supervisor and one
+worker: the worker is the one that serves) with N connections open and idle, and echo
 messages/s over them (each connection sends one 32-byte message and waits for
 its echo, for a few seconds), measured with the `websockets` client.
 
@@ -13,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import os
 import resource
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +37,30 @@ async def coroutine(ws):
         await ws.send(message)
 app = propylon.Application(websocket={"/blocking": blocking, "/event": Events(), "/async": coroutine})
 '''
+
+
+def wait_for_worker(server: subprocess.Popen, port: int, deadline: float = 30.0) -> int:
+    """Once an HTTP request is answered (the supervisor binds before its worker
+    serves, so a TCP connect alone proves nothing), the serving worker's pid:
+    the supervisor's one child."""
+    end = time.monotonic() + deadline
+    while True:
+        if server.poll() is not None:
+            raise SystemExit(f"propylon exited with {server.returncode} before it served")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/")
+            conn.getresponse().read()
+            conn.close()
+            break
+        except (OSError, http.client.HTTPException):  # refused, or reset while the worker starts
+            if time.monotonic() > end:
+                raise SystemExit(f"propylon did not answer on port {port} in {deadline:.0f} s") from None
+            time.sleep(0.05)
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    if len(children) != 1:
+        raise SystemExit(f"expected one worker process under the supervisor, found {children}")
+    return int(children[0])
 
 
 def status(pid: int) -> tuple[int, int]:
@@ -89,13 +114,8 @@ def main() -> None:
             cwd=workdir,
         )
         try:
-            for _ in range(200):
-                try:
-                    socket.create_connection(("127.0.0.1", port)).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
-            grew, threads, rss, rate = asyncio.run(measure(port, style, int(n), server.pid, args.seconds))
+            worker = wait_for_worker(server, port)
+            grew, threads, rss, rate = asyncio.run(measure(port, style, int(n), worker, args.seconds))
             print(f"| {style} | {int(n):,} | {threads} | {rss / 1024:.0f} MiB | {grew / int(n):.0f} KiB | {rate:,.0f} |", flush=True)
         finally:
             server.terminate()

@@ -13,6 +13,10 @@ One module, one attribute per scenario, so each server gets the same code:
                The ``X-Bench-File`` response header says which path was taken,
                and the bench reports it per server.
 
+With ``$BENCH_IMPORTS`` set (the start-up scenarios), importing the module
+appends the importing process's id to that file: the bench counts the worker
+processes that have loaded the application.
+
 What this module does not do: route, parse, or anything an application would do
 for real. It measures the server, not the application.
 """
@@ -23,6 +27,11 @@ HELLO = b"Hello, world!"
 BYTES_64K = b"x" * 65536
 BLOCK_SIZE = 65536
 FILE_PATH = os.environ.get("BENCH_FILE", "")
+
+if os.environ.get("BENCH_IMPORTS"):
+    # One short O_APPEND write per process: lines from several workers do not mix.
+    with open(os.environ["BENCH_IMPORTS"], "a") as imports:
+        imports.write(f"{os.getpid()}\n")
 
 
 def hello(environ, start_response):
