@@ -11,12 +11,45 @@ from typing import final
 from propylon.config import Config
 from propylon.plan import ServePlan
 
-__all__ = ["WebSocketConnection", "__version__", "serve"]
+__all__ = ["Metrics", "WebSocketConnection", "__version__", "serve"]
 
 __version__: str
 """Version of the compiled crate; equals ``propylon.__version__``."""
 
-def serve(config: Config, plan: ServePlan, event_loop: asyncio.AbstractEventLoop | None = None) -> bool:
+@final
+class Metrics:
+    """The server's metrics: a shared memory region with one slot of counters
+    per worker index, made before worker processes are forked (each inherits
+    it). A scrape on any worker sums every slot. Cheap to make; usable
+    without a server running.
+
+    Raises :class:`ValueError` unless ``1 <= slots <= 4096``.
+    """
+
+    def __new__(cls, slots: int) -> Metrics: ...
+    @property
+    def slots(self) -> int:
+        """The number of slots (worker indexes 0 to ``slots - 1``)."""
+
+    def worker_restarted(self) -> None:
+        """Count one worker started again after one ended (``propylon_worker_restarts_total``)."""
+
+    def clear_gauges(self, index: int) -> None:
+        """Worker ``index`` is gone: its gauges (open connections, queue, threads)
+        read zero; its counters stay, so totals stay monotonic. Raises
+        :class:`IndexError` for an index without a slot."""
+
+    def render(self) -> bytes:
+        """The Prometheus text (format 0.0.4) of every slot, summed, as a scrape answers."""
+
+def serve(
+    config: Config,
+    plan: ServePlan,
+    event_loop: asyncio.AbstractEventLoop | None = None,
+    *,
+    metrics: Metrics | None = None,
+    worker_index: int = 0,
+) -> bool:
     """Serve what ``plan`` names until SIGINT or SIGTERM, then drain and return.
 
     Binds every address in ``config.binds`` first; if one cannot be bound
@@ -37,6 +70,11 @@ def serve(config: Config, plan: ServePlan, event_loop: asyncio.AbstractEventLoop
     ``plan.websocket`` names the WebSocket handler of each prefix and its
     style; async handlers run on ``event_loop`` (the worker's loop, running
     on another thread), which is required when there is one.
+
+    ``metrics`` is the region this worker counts in, at slot ``worker_index``
+    (:class:`ValueError` when it has no such slot); without one, a server
+    with ``config.metrics_path`` or ``config.metrics_bind`` makes a region of
+    one slot itself, and other servers count nothing.
 
     Returns True when every request finished in time; False when application
     code was still running when the timeout expired (the caller should then

@@ -193,7 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _logging.configure("warning", access_log=False)
             _warn(warnings)
         return _fail(str(exc), EXIT_CONFIG)
-    _logging.configure(config.log_level, config.access_log)
+    try:
+        _logging.configure(config.log_level, config.access_log, config.error_logfile, config.log_config)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_CONFIG)
     _warn(warnings)
 
     try:

@@ -20,10 +20,15 @@ use http::HeaderValue;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
+use super::metrics::Metrics;
 use super::websocket::aio::LoopBridge;
 use super::{config, errors, logging, websocket, wsgi};
 use crate::proto::route::{RouteTable, Target};
 use crate::runtime::endpoint::{Endpoint, Endpoints};
+use crate::runtime::metrics::recorder::{PoolGauges, Recorder};
+use crate::runtime::metrics::region::Region;
+use crate::runtime::metrics::sampler::Sampler;
+use crate::runtime::observe::Observe;
 use crate::runtime::pool::{Pool, ThreadMain, Worker};
 use crate::runtime::server::{Server, Stopped};
 use crate::runtime::static_files::endpoint::StaticEndpoint;
@@ -123,15 +128,40 @@ impl From<PyStaticMount> for MountSettings {
 /// without waiting for those threads).
 /// `event_loop` is the worker's asyncio loop, where async WebSocket
 /// handlers run.
+/// `metrics` is the region the supervisor made before forking (None: one
+/// slot of the server's own, when a metrics path or bind is configured);
+/// this worker counts in slot `worker_index`.
 #[pyfunction]
-#[pyo3(signature = (config, plan, event_loop=None))]
+#[pyo3(signature = (config, plan, event_loop=None, *, metrics=None, worker_index=0))]
 pub(crate) fn serve(
     py: Python<'_>,
     config: &Bound<'_, PyAny>,
     plan: &Bound<'_, PyAny>,
     event_loop: Option<Py<PyAny>>,
+    metrics: Option<PyRef<'_, Metrics>>,
+    worker_index: usize,
 ) -> PyResult<bool> {
     let config = config::extract(config)?;
+    let region = match metrics {
+        Some(m) => Some(m.region.clone()),
+        None if config.metrics_path.is_some() || config.metrics_bind.is_some() => Some(Arc::new(
+            Region::new(1).map_err(|e| PyOSError::new_err(e.to_string()))?,
+        )),
+        None => None,
+    };
+    let recorder = match region {
+        Some(region) => {
+            let slots = region.slot_count();
+            Some(Arc::new(Recorder::new(region, worker_index).ok_or_else(
+                || {
+                    PyValueError::new_err(format!(
+                        "worker_index {worker_index} has no slot in metrics of {slots} slots"
+                    ))
+                },
+            )?))
+        }
+        None => None,
+    };
     let plan: PyPlan = plan.extract()?;
     let declared = plan.routes.iter().map(|(protocol, prefix)| {
         let target = match protocol.as_str() {
@@ -261,12 +291,41 @@ pub(crate) fn serve(
                 as Arc<dyn WebSocketEndpoint>)
         })
         .collect::<PyResult<Vec<_>>>()?;
+    let sampler = match &recorder {
+        Some(recorder) => {
+            let weak = Arc::downgrade(&pool);
+            recorder.read_pool_with(Box::new(move || match weak.upgrade() {
+                Some(pool) => {
+                    let (queued, busy) = pool.load();
+                    PoolGauges {
+                        queued,
+                        busy,
+                        threads: pool.threads(),
+                    }
+                }
+                None => PoolGauges::default(),
+            }));
+            Some(Sampler::start(recorder.clone()).map_err(|e| PyOSError::new_err(e.to_string()))?)
+        }
+        None => None,
+    };
+    let observe = Observe::new(
+        config.health_path.clone(),
+        config.metrics_path.clone(),
+        recorder,
+    );
     let endpoints = Endpoints::new(routes, wsgi, statics)
         .with_preload(preload)
-        .with_websockets(websockets);
+        .with_websockets(websockets)
+        .with_observe(observe);
+    let access_log = config.access_log.clone();
     let (stopped, pool_idle) = py.detach(move || {
         let stopped = server.run(endpoints);
         let idle = pool.shutdown(POOL_GRACE);
+        drop(sampler);
+        if let Some(log) = access_log {
+            log.flush();
+        }
         (stopped, idle)
     });
     if let Some(bridge) = bridge {

@@ -30,6 +30,16 @@ pub(crate) struct Listener {
     socket: Socket,
     /// Connections on this listener start with a TLS handshake.
     tls: bool,
+    serves: Serves,
+}
+
+// observe: the `--metrics-bind` listener (one more kind of listener).
+/// What a listener's connections are served.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Serves {
+    Application,
+    /// `--metrics-bind`: the metrics only (`Endpoints::scrape_only`).
+    Metrics,
 }
 
 enum Socket {
@@ -109,7 +119,29 @@ impl Server {
                     format!("cannot bind {}: {}", describe_bind(bind), e),
                 )
             })?;
-            listeners.push(Listener { socket, tls });
+            listeners.push(Listener {
+                socket,
+                tls,
+                serves: Serves::Application,
+            });
+        }
+        // observe: the metrics listener, plain HTTP.
+        if let Some(bind) = &config.metrics_bind {
+            let socket = rt.block_on(bind_one(bind, None)).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot bind {} (--metrics-bind): {}",
+                        describe_bind(bind),
+                        e
+                    ),
+                )
+            })?;
+            listeners.push(Listener {
+                socket,
+                tls: false,
+                serves: Serves::Metrics,
+            });
         }
         Ok(Server {
             rt,
@@ -137,6 +169,15 @@ impl Server {
             let (shutdown_tx, shutdown_rx) = watch::channel(false);
             // Every connection task holds a clone; when all are dropped, recv() is None.
             let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+            // observe: the metrics listener's connections get the metrics only.
+            let scraping = Arc::new(Serving::new(
+                config.clone(),
+                Arc::new(endpoints.scrape_only()),
+                handle.clone(),
+                None,
+                shutdown_rx.clone(),
+                alive_tx.clone(),
+            ));
             let serving = Arc::new(Serving::new(
                 config.clone(),
                 Arc::new(endpoints),
@@ -146,9 +187,19 @@ impl Server {
                 alive_tx,
             ));
             for listener in listeners {
-                log::info!(target: "propylon.server", "Listening on {}", listener.describe());
-                tokio::spawn(accept_loop(listener, serving.clone()));
+                let serving = match listener.serves {
+                    Serves::Application => {
+                        log::info!(target: "propylon.server", "Listening on {}", listener.describe());
+                        serving.clone()
+                    }
+                    Serves::Metrics => {
+                        log::info!(target: "propylon.server", "Metrics on {}{}", listener.describe(), crate::runtime::observe::SCRAPE_PATH);
+                        scraping.clone()
+                    }
+                };
+                tokio::spawn(accept_loop(listener, serving));
             }
+            drop(scraping);
             let shutdown_serving = serving.clone();
             drop(serving);
             loop {
