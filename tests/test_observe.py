@@ -269,6 +269,18 @@ def test_json_lines_and_an_empty_body(start_server, tmp_path):
                           "user_agent", "duration"}
 
 
+def test_access_log_to_stdout(start_server):
+    server = start_server(APP, "--access-logfile", "-", "--access-log-format", "%(s)s %(U)s")
+    assert http_request(server.port, "GET", "/fixed")[0] == 200
+    deadline = time.monotonic() + EVENT_TIMEOUT
+    while "200 /fixed" not in server._stdout:
+        assert time.monotonic() < deadline, server._stdout
+        time.sleep(0.02)
+    # Not through the propylon.access logger.
+    server.sync_log("after-stdout")
+    assert not any("/fixed" in line for line in server.stderr_lines())
+
+
 def test_a_bad_access_log_format_is_one_line():
     for bad in ("%(z)s", "%({PATH}e)s", "50% off"):
         result = run_cli(APP, "--access-log-format", bad)
