@@ -168,7 +168,8 @@ impl AccessFormat {
         })
     }
 
-    /// Whether any atom shows the user name (`Authorization` is decoded).
+    /// Whether the format shows `wanted` (the user name, say: only then is
+    /// `Authorization` decoded).
     pub(crate) fn needs(&self, wanted: &Atom) -> bool {
         self.atoms().any(|a| a == wanted)
     }
