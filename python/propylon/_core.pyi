@@ -12,10 +12,36 @@ from propylon.config import Config
 from propylon.plan import ServePlan
 from propylon.worker import WorkerContext
 
-__all__ = ["WebSocketConnection", "__version__", "serve"]
+__all__ = ["Metrics", "WebSocketConnection", "__version__", "bind_listeners", "serve"]
 
 __version__: str
 """Version of the compiled crate; equals ``propylon.__version__``."""
+
+@final
+class Metrics:
+    """The server's metrics: a shared memory region with one slot of counters
+    per worker index, made before worker processes are forked (each inherits
+    it). A scrape on any worker sums every slot. Cheap to make; usable
+    without a server running.
+
+    Raises :class:`ValueError` unless ``1 <= slots <= 4096``.
+    """
+
+    def __new__(cls, slots: int) -> Metrics: ...
+    @property
+    def slots(self) -> int:
+        """The number of slots (worker indexes 0 to ``slots - 1``)."""
+
+    def worker_restarted(self) -> None:
+        """Count one worker started again after one ended (``propylon_worker_restarts_total``)."""
+
+    def clear_gauges(self, index: int) -> None:
+        """Worker ``index`` is gone: its gauges (open connections, queue, threads)
+        read zero; its counters stay, so totals stay monotonic. Raises
+        :class:`IndexError` for an index without a slot."""
+
+    def render(self) -> bytes:
+        """The Prometheus text (format 0.0.4) of every slot, summed, as a scrape answers."""
 
 def serve(
     config: Config,
@@ -45,12 +71,17 @@ def serve(
     on another thread), which is required when there is one.
 
     ``worker``, for a worker process of a supervisor: serve on the
-    listening sockets ``worker.listeners`` (``(fd, tls)`` pairs, which the
-    server takes over) instead of binding, log no ``Listening on`` lines,
-    write ``ready`` to ``worker.control`` once serving, ``stuck`` when every
-    thread has run one request past ``config.timeout`` and ``recycle`` after
-    ``worker.max_requests`` requests (0: never), and stop as on SIGTERM when
-    the other end of ``worker.control`` closes. SIGQUIT stops at once.
+    listening sockets ``worker.listeners`` (``(fd, tls, metrics only)``,
+    which the server takes over) instead of binding, log no ``Listening on``
+    lines, write ``ready`` to ``worker.control`` once serving, ``stuck`` when
+    every thread has run one request past ``config.timeout`` and
+    ``recycle`` after ``worker.max_requests`` requests (0: never), and stop
+    as on SIGTERM when the other end of ``worker.control`` closes. SIGQUIT
+    stops at once. It counts in ``worker.metrics`` (a :class:`Metrics`, or
+    None) at slot ``worker.slot`` (:class:`ValueError` when there is no such
+    slot); without one, a server with ``config.metrics_path`` or
+    ``config.metrics_bind`` makes a region of one slot itself, and other
+    servers count nothing.
 
     Returns True when every request finished in time; False when application
     code was still running when the timeout expired, or on SIGQUIT (the
@@ -59,12 +90,13 @@ def serve(
     """
 
 
-def bind_listeners(config: Config) -> list[tuple[int, bool, str]]:
+def bind_listeners(config: Config) -> list[tuple[int, bool, bool, str]]:
     """Bind every address of ``config.binds`` (TLS when ``config.certfile``
-    is set) then ``config.insecure_binds``, listening with a backlog of
-    ``config.backlog``, and return each as ``(fd, tls, description)``; the
-    caller owns the descriptors. Raises :class:`OSError` naming the address
-    that cannot be bound."""
+    is set), then ``config.insecure_binds``, then ``config.metrics_bind``,
+    listening with a backlog of ``config.backlog``, and return each as
+    ``(fd, tls, metrics only, description)``; the caller owns the
+    descriptors. Raises :class:`OSError` naming the address that cannot be
+    bound."""
 
 @final
 class WebSocketConnection:

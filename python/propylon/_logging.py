@@ -9,15 +9,28 @@ Everything the server says goes through the standard :mod:`logging` tree under
 - ``propylon.wsgi``   -- what applications write to ``environ["wsgi.errors"]``
   (:class:`ErrorStream`).
 
+Records go to stderr, or to ``--error-logfile`` (reopened when logrotate
+moves it: :class:`logging.handlers.WatchedFileHandler`); ``--log-config``
+applies a :mod:`logging.config` configuration after that, so it can replace
+the handlers. With ``--access-logfile`` the server writes access lines itself,
+not through ``propylon.access``.
+
 This module does not decide what gets logged; it only routes and formats.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import logging.config
+import logging.handlers
 import sys
 import threading
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from propylon.config import ConfigError
 
 __all__ = ["FORMAT", "ErrorStream", "configure", "log_app_error"]
 
@@ -28,8 +41,11 @@ FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 _HANDLER_NAME = "propylon.stderr"
 
 
-def configure(level: str, access_log: bool) -> None:
-    """Send the ``propylon`` loggers to stderr in :data:`FORMAT`.
+def configure(level: str, access_log: bool, error_logfile: str | None = None, log_config: str | None = None) -> None:
+    """Send the ``propylon`` loggers to stderr (or ``error_logfile``; ``-`` is
+    stderr) in :data:`FORMAT`, then apply ``log_config`` if given (see
+    :func:`apply_config`). Raises :class:`ConfigError` naming a file that
+    cannot be opened or read.
 
     ``level`` is a :data:`propylon.config.LOG_LEVELS` name. The access log is
     independent of it: when enabled it logs at INFO even with ``--log-level
@@ -41,13 +57,59 @@ def configure(level: str, access_log: bool) -> None:
     logger = logging.getLogger("propylon")
     for old in [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]:
         logger.removeHandler(old)
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler
+    if error_logfile is None or error_logfile == "-":
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        try:
+            handler = logging.handlers.WatchedFileHandler(error_logfile)
+        except OSError as exc:
+            raise ConfigError(f"error_logfile: cannot open {error_logfile}: {exc.strerror}") from None
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(logging.Formatter(FORMAT))
     logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False
     logging.getLogger("propylon.access").setLevel(logging.INFO if access_log else logging.WARNING)
+    if log_config is not None:
+        apply_config(log_config)
+
+
+def apply_config(path: str) -> None:
+    """Apply a :mod:`logging.config` configuration from ``path``.
+
+    ``.json`` and ``.toml`` files hold a :func:`logging.config.dictConfig`
+    dictionary; any other file is an ini file for
+    :func:`logging.config.fileConfig`. Loggers the file does not name keep
+    their setup (``disable_existing_loggers`` is false unless the file says
+    otherwise). Raises :class:`ConfigError` with the reason.
+    """
+    suffix = Path(path).suffix.lower()
+    try:
+        if suffix in (".json", ".toml"):
+            text = Path(path).read_text(encoding="utf-8")
+            config: Any = json.loads(text) if suffix == ".json" else _toml(text)
+            if not isinstance(config, dict):
+                raise ConfigError(f"log_config: {path} must hold a table (a dictConfig dictionary)")
+            config.setdefault("version", 1)
+            config.setdefault("disable_existing_loggers", False)
+            logging.config.dictConfig(config)
+        else:
+            if not Path(path).is_file():
+                raise ConfigError(f"log_config: {path} is not a file")
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+    except ConfigError:
+        raise
+    except (OSError, ValueError, TypeError, AttributeError, ImportError, KeyError, RuntimeError) as exc:
+        raise ConfigError(f"log_config: {path}: {exc}") from None
+
+
+def _toml(text: str) -> Any:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    return tomllib.loads(text)
 
 
 def log_app_error(message: str, exc: BaseException) -> None:

@@ -195,7 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _logging.configure("warning", access_log=False)
             _warn(warnings)
         return _fail(str(exc), EXIT_CONFIG)
-    _logging.configure(config.log_level, config.access_log)
+    try:
+        _logging.configure(config.log_level, config.access_log, config.error_logfile, config.log_config)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_CONFIG)
     _warn(warnings)
     if config.reload and importlib.util.find_spec("watchfiles") is None:
         return _fail("--reload needs the watchfiles package: pip install 'propylon[reload]'", EXIT_CONFIG)

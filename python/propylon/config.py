@@ -35,6 +35,7 @@ __all__ = [
     "ENV_PREFIX",
     "LOG_LEVELS",
     "OPTIONS",
+    "Address",
     "Bind",
     "Binds",
     "Choice",
@@ -474,6 +475,62 @@ class Binds(Kind[list[Bind]]):
         return ", ".join(map(str, value)) or "none"
 
 
+class Address(Kind[Bind]):
+    """One address to listen on (:func:`parse_bind`)."""
+
+    metavar = "ADDR"
+    summary = "address"
+
+    def from_text(self, label: str, texts: Sequence[str]) -> Bind:
+        try:
+            return parse_bind(texts[-1])
+        except ConfigError as exc:
+            raise ConfigError(f"{label}: {exc}") from None
+
+    def from_toml(self, label: str, value: object) -> Bind:
+        if not isinstance(value, str):
+            raise ConfigError(f"{label} must be an address such as \"127.0.0.1:9100\", not {_describe(value)}")
+        return self.from_text(label, [value])
+
+    def check(self, label: str, value: object) -> None:
+        if not isinstance(value, Bind):
+            raise ConfigError(f"{label} must be a Bind object, got {value!r}")
+
+    def show(self, value: object) -> str:
+        return "none" if value is None else str(value)
+
+
+#: gunicorn's access-log atoms (docs/guide/logging.md): one letter, or a
+#: request (``i``) or response (``o``) header name in braces.
+_ACCESS_ATOM = re.compile(r"%\((?:[hlutrmUqHsBbfaTDMLp]|\{[!#$%&'*+.^_`|~0-9A-Za-z-]+\}[io])\)s|%%")
+
+
+class AccessLogFormat(Text):
+    """An access-log format: text with gunicorn's atoms (``%(h)s``, ``%({name}i)s``).
+
+    The compiled module parses the same format again; this check gives the
+    one-line error at start (``%({name}e)s`` is refused: the environ is built
+    in Python, after the line's fields are known to the runtime).
+    """
+
+    def __init__(self) -> None:
+        super().__init__("FORMAT", "text")
+
+    def check(self, label: str, value: object) -> None:
+        super().check(label, value)
+        assert isinstance(value, str)
+        rest = _ACCESS_ATOM.sub("", value)
+        if "%" in rest:
+            bad = rest[rest.index("%") :][:16]
+            hint = (
+                "environ variables (%({name}e)s) are not available"
+                if re.match(r"%\(\{[^}]*\}e\)s", bad)
+                else "the atoms are %(h)s %(l)s %(u)s %(t)s %(r)s %(m)s %(U)s %(q)s %(H)s %(s)s %(B)s %(b)s "
+                "%(f)s %(a)s %(T)s %(D)s %(M)s %(L)s %(p)s %({header}i)s %({header}o)s, and %% is a percent sign"
+            )
+            raise ConfigError(f"{label}: cannot use {bad!r}: {hint}")
+
+
 # ---------------------------------------------------------------------- options
 
 
@@ -566,10 +623,17 @@ WORKERS = "worker processes (docs/guide/workers.md)"
 BODIES = "request bodies (sizes: bytes, or with K, M, G = powers of 1024)"
 LIMITS = "limits and timeouts (seconds)"
 LOGGING = "logging and mounting"
+OBSERVE = "health, metrics and logs"
 
 # Linux's TCP_CA_NAME_MAX is 16 bytes with the terminating NUL.
 _CONGESTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,15}", re.ASCII)
 _ROOT_PATH = re.compile(r"(/.*[^/])?", re.DOTALL)
+_URL_PATH = re.compile(r"/[!$&'()*+,;=:@A-Za-z0-9._~%/-]*")
+_URL_PATH_RULE = "must be a URL path starting with '/', without a query (e.g. /healthz)"
+
+#: The access log's default format: gunicorn's default (Apache's "combined"),
+#: the bytes as a number, and the duration in seconds.
+DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(B)s "%(f)s" "%(a)s" %(L)s'
 
 
 def _default_binds() -> list[Bind]:
@@ -888,6 +952,48 @@ class Config:
         Text("PATH", pattern=_ROOT_PATH, rule="must be empty or start with '/' and not end with '/' (e.g. /api)"),
         "URL prefix the application is mounted at, e.g. /api; becomes SCRIPT_NAME",
         group=LOGGING,
+    )  # fmt: skip
+
+    health_path: str | None = _option(
+        None, Text("PATH", "URL path", _URL_PATH, _URL_PATH_RULE),
+        "answer this path with 200 while serving and 503 while draining, without Python "
+        "(before the application's routes); e.g. /healthz",
+        group=OBSERVE,
+    )  # fmt: skip
+    metrics_path: str | None = _option(
+        None, Text("PATH", "URL path", _URL_PATH, _URL_PATH_RULE),
+        "serve Prometheus metrics (every worker's, summed) at this path of the server's own addresses; "
+        "e.g. /metrics",
+        group=OBSERVE,
+    )  # fmt: skip
+    metrics_bind: Bind | None = _option(  # noqa: RUF009
+        None, Address(), "serve the Prometheus metrics at /metrics on this address of their own (plain HTTP)",
+        group=OBSERVE,
+    )  # fmt: skip
+    access_log_format: str = _option(
+        DEFAULT_ACCESS_LOG_FORMAT, AccessLogFormat(),
+        "access-log line, with gunicorn's atoms (%(h)s, %(r)s, %(s)s, %(D)s, %({header}i)s ...)",
+        group=OBSERVE,
+    )  # fmt: skip
+    access_log_json: bool = _option(
+        False, Switch(), "write each access-log line as one JSON object, a key per atom of --access-log-format",
+        group=OBSERVE,
+    )  # fmt: skip
+    access_logfile: str | None = _option(
+        None, Text("FILE", "path"),
+        "write the access log to this file ('-': stdout) from the server itself, not through Python "
+        "logging; turns the access log on",
+        group=OBSERVE,
+    )  # fmt: skip
+    error_logfile: str | None = _option(
+        None, Text("FILE", "path"), "where the propylon loggers other than the access log write ('-': stderr)",
+        group=OBSERVE, shown_default="-",
+    )  # fmt: skip
+    log_config: str | None = _option(
+        None, Text("FILE", "path"),
+        "a logging configuration applied after Propylon's own: a dictConfig in JSON or TOML (.json, .toml), "
+        "or an ini file for fileConfig (any other name)",
+        group=OBSERVE,
     )  # fmt: skip
 
     def __post_init__(self) -> None:

@@ -53,10 +53,14 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from propylon import worker as worker_process
 from propylon.config import Config
 from propylon.worker import AppSource, Loaded, WorkerContext
+
+if TYPE_CHECKING:
+    from propylon._core import Metrics
 
 __all__ = ["Listener", "Supervisor", "bind", "cpu_count"]
 
@@ -86,6 +90,8 @@ class Listener:
     description: str
     #: The Unix socket path to remove at exit, for sockets bound here.
     path: str | None = None
+    #: ``--metrics-bind``: the metrics only.
+    metrics: bool = False
 
 
 def cpu_count() -> int:
@@ -105,10 +111,10 @@ def bind(config: Config) -> list[Listener]:
         return [_describe_fd(fd, config.certfile is not None) for fd in activated]
     from propylon import _core
 
-    paths = [bind.path for bind in config.binds + config.insecure_binds]
+    binds = config.binds + config.insecure_binds + ([config.metrics_bind] if config.metrics_bind else [])
     return [
-        Listener(fd, tls, description, path)
-        for (fd, tls, description), path in zip(_core.bind_listeners(config), paths, strict=True)
+        Listener(fd, tls, description, bind.path, metrics)
+        for (fd, tls, metrics, description), bind in zip(_core.bind_listeners(config), binds, strict=True)
     ]
 
 
@@ -170,6 +176,8 @@ class Worker:
     replaced_by: Worker | None = None
     #: Started by SIGHUP or --reload: failing to start is not fatal.
     restart: bool = False
+    #: Its slot in the metrics region.
+    slot: int = 0
     #: When to SIGKILL it (while stopping).
     kill_at: float | None = None
     failure: tuple[int, str] | None = None
@@ -207,6 +215,16 @@ class Supervisor:
         self.watcher: subprocess.Popen[bytes] | None = None
         self._wake_r, self._wake_w = os.pipe()
         self._next_memory_check = 0.0
+        # One slot per live worker process (a replacement and the worker it
+        # replaces overlap): made before the first fork, inherited by all.
+        self.metrics: Metrics | None = None
+        self.free_slots: list[int] = []
+        if config.metrics_path is not None or config.metrics_bind is not None:
+            from propylon import _core
+
+            slots = min(4096, max(256, 4 * self.target))
+            self.metrics = _core.Metrics(slots)
+            self.free_slots = list(range(slots - 1, -1, -1))
 
     # -- running ---------------------------------------------------------------
 
@@ -278,15 +296,20 @@ class Supervisor:
         max_requests = self.config.max_requests
         if max_requests and self.config.max_requests_jitter:
             max_requests += random.randint(0, self.config.max_requests_jitter)
+        slot = self.free_slots.pop() if self.free_slots else None
         context = WorkerContext(
-            listeners=[(listener.fd, listener.tls) for listener in self.listeners],
+            listeners=[(listener.fd, listener.tls, listener.metrics) for listener in self.listeners],
             control=theirs.fileno(),
             max_requests=max_requests,
+            metrics=self.metrics if slot is not None else None,
+            slot=slot or 0,
         )
         try:
             pid = os.fork()
         except OSError as exc:
             # Out of processes or memory: try again after a pause.
+            if slot is not None:
+                self.free_slots.append(slot)
             ours.close()
             theirs.close()
             _log.error("cannot start worker %d: %s", index, exc)
@@ -312,9 +335,12 @@ class Supervisor:
                 os._exit(status)
         theirs.close()
         ours.setblocking(False)
-        worker = Worker(pid, index, ours, time.monotonic(), replaces=replaces, then=then, restart=restart)
+        worker = Worker(pid, index, ours, time.monotonic(), replaces=replaces, then=then, restart=restart,
+                        slot=-1 if slot is None else slot)  # fmt: skip
         if replaces is not None:
             replaces.replaced_by = worker
+        if self.announced and self.metrics is not None:
+            self.metrics.worker_restarted()
         self.workers[pid] = worker
         self.selector.register(ours, selectors.EVENT_READ, worker)
         _log.debug("worker %d: started, pid %d", index, pid)
@@ -388,7 +414,10 @@ class Supervisor:
         if not self.announced and all(w.state is State.SERVING for w in self.workers.values()):
             self.announced = True
             for listener in self.listeners:
-                _log.info("Listening on %s", listener.description)
+                if listener.metrics:
+                    _log.info("Metrics on %s/metrics", listener.description)
+                else:
+                    _log.info("Listening on %s", listener.description)
             _log.info("Serving with %d worker%s (pid %s)", self.target, "" if self.target == 1 else "s",
                       ", ".join(str(w.pid) for w in self.workers.values()))  # fmt: skip
 
@@ -445,6 +474,9 @@ class Supervisor:
         self._read_control(worker)
         self._forget(worker.control)
         worker.control.close()
+        if self.metrics is not None and worker.slot >= 0:
+            self.metrics.clear_gauges(worker.slot)
+            self.free_slots.append(worker.slot)
         how = _describe_exit(wait_status)
         if worker.replaces is not None:
             worker.replaces.replaced_by = None

@@ -24,7 +24,7 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from propylon.appconfig import GivenValue, resolve
 from propylon.config import Config, ConfigError
@@ -80,12 +80,16 @@ class Loaded:
 @dataclass(frozen=True)
 class WorkerContext:
     """What ``_core.serve`` reads from a supervisor: the listening sockets
-    ``(fd, tls)`` it hands over, the worker's end of the control pair, and
-    the number of requests after which it asks to be replaced (0: never)."""
+    ``(fd, tls, metrics only)`` it hands over, the worker's end of the
+    control pair, the number of requests after which it asks to be replaced
+    (0: never), and the metrics region (``_core.Metrics``, or None) with the
+    worker's slot in it."""
 
-    listeners: list[tuple[int, bool]]
+    listeners: list[tuple[int, bool, bool]]
     control: int
     max_requests: int
+    metrics: Any = None
+    slot: int = 0
 
 
 def load(source: AppSource, config: Config) -> Loaded:

@@ -24,6 +24,8 @@
 //!   validators and preconditions, ranges, precompressed siblings, types).
 //! - [`websocket`]: the WebSocket handshake, permessage-deflate
 //!   negotiation, messages from frames, close codes.
+//! - [`prometheus`]: the Prometheus text exposition format (the metrics
+//!   families as text).
 //!
 //! Callers name items by their module (`proto::wsgi::environ::build`,
 //! `proto::length::ResponseLength`); there are deliberately no re-exports, so
@@ -33,6 +35,7 @@ pub(crate) mod body;
 pub(crate) mod chunked;
 pub(crate) mod early_hints;
 pub(crate) mod h1;
+pub(crate) mod prometheus;
 // Read by the Python bridge, which `--no-default-features` leaves out.
 #[cfg_attr(not(feature = "python"), allow(dead_code))]
 pub(crate) mod length;

@@ -10,12 +10,15 @@
 //! It does not check what `Config` already checked (ranges, TLS file pairs).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::proto::body::BodyOptions;
+use crate::runtime::access_log::format::AccessFormat;
+use crate::runtime::access_log::sink::{AccessLog, Destination};
 use crate::runtime::config::{
     BindAddr, BufferConfig, Http2Config, MinRate, PrereadConfig, ServerConfig, WebSocketConfig,
 };
@@ -65,7 +68,13 @@ struct PyConfig {
     send_timeout: f64,
     graceful_timeout: f64,
     access_log: bool,
+    access_log_format: String,
+    access_log_json: bool,
+    access_logfile: Option<String>,
     root_path: String,
+    health_path: Option<String>,
+    metrics_path: Option<String>,
+    metrics_bind: Option<PyBind>,
     early_hints: bool,
     tcp_congestion: Option<String>,
     backlog: i32,
@@ -95,6 +104,13 @@ pub(crate) fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
             .collect()
     };
     let client_cert = client_cert(&c.client_cert)?;
+    let access_log = access_log(
+        c.access_log,
+        &c.access_log_format,
+        c.access_log_json,
+        c.access_logfile,
+    )?;
+    let metrics_bind = c.metrics_bind.map(|b| binds(vec![b]).remove(0));
     let tls = match (c.certfile, c.keyfile) {
         (Some(certfile), Some(keyfile)) => Some(TlsSettings {
             certfile: certfile.into(),
@@ -149,8 +165,11 @@ pub(crate) fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
         body_timeout: secs("body_timeout", c.body_timeout)?,
         send_timeout: secs("send_timeout", c.send_timeout)?,
         graceful_timeout: secs("graceful_timeout", c.graceful_timeout)?,
-        access_log: c.access_log,
+        access_log,
         root_path: c.root_path,
+        health_path: c.health_path,
+        metrics_path: c.metrics_path,
+        metrics_bind,
         early_hints: c.early_hints,
         tcp_congestion: c.tcp_congestion,
         backlog: c.backlog,
@@ -172,6 +191,28 @@ pub(crate) fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
             compression: c.websocket_compression,
         },
     })
+}
+
+/// The access log, when on: `--access-logfile` turns it on too (`-` is
+/// stdout); without a file, lines go to the `propylon.access` logger. The
+/// file is opened here: an error names it.
+fn access_log(
+    on: bool,
+    format: &str,
+    json: bool,
+    file: Option<String>,
+) -> PyResult<Option<Arc<AccessLog>>> {
+    let destination = match file.as_deref() {
+        None if !on => return Ok(None),
+        None => Destination::Logger,
+        Some("-") => Destination::Stdout,
+        Some(path) => Destination::File(PathBuf::from(path)),
+    };
+    let format = AccessFormat::parse(format)
+        .map_err(|e| PyValueError::new_err(format!("access_log_format: {e}")))?;
+    let log = AccessLog::open(format, json, destination)
+        .map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?;
+    Ok(Some(Arc::new(log)))
 }
 
 /// `client_cert` as `Config` spells it (`CLIENT_CERT_MODES`).

@@ -23,13 +23,18 @@ use http::HeaderValue;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
+use super::metrics::Metrics;
 use super::websocket::aio::LoopBridge;
 use super::{config, errors, logging, websocket, wsgi};
 use crate::proto::route::{RouteTable, Target};
 use crate::runtime::control::{Control, Notice};
 use crate::runtime::endpoint::{Endpoint, Endpoints};
+use crate::runtime::metrics::recorder::{PoolGauges, Recorder};
+use crate::runtime::metrics::region::Region;
+use crate::runtime::metrics::sampler::Sampler;
+use crate::runtime::observe::Observe;
 use crate::runtime::pool::{Pool, ThreadMain, Worker};
-use crate::runtime::server::{bind_all, BoundListener, Role, Server, Stopped};
+use crate::runtime::server::{bind_all, BoundListener, Role, Server, Serves, Stopped};
 use crate::runtime::static_files::endpoint::StaticEndpoint;
 use crate::runtime::static_files::mount::{MountSettings, StaticMount};
 use crate::runtime::watchdog::{Event, Report, Watch};
@@ -125,28 +130,36 @@ impl From<PyStaticMount> for MountSettings {
 
 /// `propylon.worker.WorkerContext`: what a supervisor gives a worker.
 #[derive(FromPyObject)]
-struct PyWorker {
-    /// Listening sockets, `(fd, tls)`, owned by the worker from now on.
-    listeners: Vec<(i32, bool)>,
+struct PyWorker<'py> {
+    /// Listening sockets, `(fd, tls, metrics only)`, owned by the worker
+    /// from now on.
+    listeners: Vec<(i32, bool, bool)>,
     /// The worker's end of its socket pair with the supervisor (the
     /// caller keeps it; the server uses a copy).
     control: i32,
     /// `--max-requests` with its jitter; 0: no limit.
     max_requests: u64,
+    /// The metrics region the supervisor made before forking, and this
+    /// worker's slot in it.
+    metrics: Option<PyRef<'py, Metrics>>,
+    slot: usize,
 }
 
-/// Bind every listener of `config` (`--bind`, then `--insecure-bind`) and
-/// return them as `(fd, tls, description)`: the caller owns the sockets.
+/// Bind every listener of `config` (`--bind`, then `--insecure-bind`,
+/// then `--metrics-bind`) and return them as `(fd, tls, metrics only,
+/// description)`: the caller owns the sockets.
 #[pyfunction]
-pub(crate) fn bind_listeners(config: &Bound<'_, PyAny>) -> PyResult<Vec<(i32, bool, String)>> {
+pub(crate) fn bind_listeners(
+    config: &Bound<'_, PyAny>,
+) -> PyResult<Vec<(i32, bool, bool, String)>> {
     let config = config::extract(config)?;
     let bound = bind_all(&config).map_err(|e| PyOSError::new_err(e.to_string()))?;
     Ok(bound
         .into_iter()
         .map(|b| {
             let description = b.describe();
-            let tls = b.tls;
-            (b.into_raw_fd(), tls, description)
+            let (tls, metrics) = (b.tls, b.serves == Serves::Metrics);
+            (b.into_raw_fd(), tls, metrics, description)
         })
         .collect())
 }
@@ -206,8 +219,10 @@ pub(crate) const STACK_SIGNAL: i32 = libc::SIGUSR2;
 /// expired with application code still running, or the server was told to
 /// quit (the caller should then exit without waiting for those threads).
 /// `event_loop` is the worker's asyncio loop, where async WebSocket
-/// handlers run. `worker`, from a supervisor: the listeners to serve on
-/// and the line back to the supervisor.
+/// handlers run. `worker`, from a supervisor: the listeners to serve on,
+/// the line back to the supervisor, and the metrics region (without one,
+/// a one-slot region of the server's own when a metrics path or bind is
+/// configured).
 #[pyfunction]
 #[pyo3(signature = (config, plan, event_loop=None, worker=None))]
 pub(crate) fn serve(
@@ -221,6 +236,28 @@ pub(crate) fn serve(
     let workers: usize = config.getattr("workers")?.extract()?;
     let config = config::extract(config)?;
     let worker: Option<PyWorker> = worker.map(|w| w.extract()).transpose()?;
+    let (metrics, slot) = match &worker {
+        Some(w) => (w.metrics.as_ref().map(|m| m.region.clone()), w.slot),
+        None => (None, 0),
+    };
+    let region = match metrics {
+        Some(region) => Some(region),
+        None if config.metrics_path.is_some() || config.metrics_bind.is_some() => Some(Arc::new(
+            Region::new(1).map_err(|e| PyOSError::new_err(e.to_string()))?,
+        )),
+        None => None,
+    };
+    let recorder = match region {
+        Some(region) => {
+            let slots = region.slot_count();
+            Some(Arc::new(Recorder::new(region, slot).ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "slot {slot} is not one of the {slots} slots of the metrics region"
+                ))
+            })?))
+        }
+        None => None,
+    };
     let plan: PyPlan = plan.extract()?;
     let declared = plan.routes.iter().map(|(protocol, prefix)| {
         let target = match protocol.as_str() {
@@ -293,7 +330,13 @@ pub(crate) fn serve(
             let bound = worker
                 .listeners
                 .iter()
-                .map(|&(fd, tls)| unsafe { BoundListener::from_raw_fd(fd, tls) })
+                .map(|&(fd, tls, metrics)| {
+                    let serves = match metrics {
+                        true => Serves::Metrics,
+                        false => Serves::Application,
+                    };
+                    unsafe { BoundListener::from_raw_fd(fd, tls, serves) }
+                })
                 .collect::<std::io::Result<Vec<_>>>();
             // A copy: the caller keeps its own, to report a failure to start.
             // SAFETY: dup of a descriptor the caller keeps open.
@@ -385,9 +428,34 @@ pub(crate) fn serve(
                 as Arc<dyn WebSocketEndpoint>)
         })
         .collect::<PyResult<Vec<_>>>()?;
+    let sampler = match &recorder {
+        Some(recorder) => {
+            let weak = Arc::downgrade(&pool);
+            recorder.read_pool_with(Box::new(move || match weak.upgrade() {
+                Some(pool) => {
+                    let (queued, busy) = pool.load();
+                    PoolGauges {
+                        queued,
+                        busy,
+                        threads: pool.threads(),
+                    }
+                }
+                None => PoolGauges::default(),
+            }));
+            Some(Sampler::start(recorder.clone()).map_err(|e| PyOSError::new_err(e.to_string()))?)
+        }
+        None => None,
+    };
+    let observe = Observe::new(
+        config.health_path.clone(),
+        config.metrics_path.clone(),
+        recorder,
+    );
     let endpoints = Endpoints::new(routes, wsgi, statics)
         .with_preload(preload)
-        .with_websockets(websockets);
+        .with_websockets(websockets)
+        .with_observe(observe);
+    let access_log = config.access_log.clone();
     let (stopped, pool_idle) = py.detach(move || {
         let stopped = server.run(endpoints, role);
         // Past the graceful timeout, or told to quit, the threads get no
@@ -397,6 +465,10 @@ pub(crate) fn serve(
             _ => Duration::ZERO,
         };
         let idle = pool.shutdown(grace);
+        drop(sampler);
+        if let Some(log) = access_log {
+            log.flush();
+        }
         (stopped, idle)
     });
     if let Some(bridge) = bridge {

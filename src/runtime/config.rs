@@ -4,9 +4,11 @@
 //! on the Python side, and arrive complete through the bridge (`crate::py::config`).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::proto::body::BodyOptions;
+use crate::runtime::access_log::sink::AccessLog;
 use crate::runtime::transport::tls::TlsSettings;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,8 +111,16 @@ pub(crate) struct ServerConfig {
     /// A response the client takes no data from for this long closes its connection.
     pub(crate) send_timeout: Duration,
     pub(crate) graceful_timeout: Duration,
-    pub(crate) access_log: bool,
+    /// One line per response (`--access-log`, `--access-logfile`): the
+    /// format and where lines go, the file opened. None: no access log.
+    pub(crate) access_log: Option<Arc<AccessLog>>,
     pub(crate) root_path: String,
+    /// `--health-path`: answered by the runtime (`observe`).
+    pub(crate) health_path: Option<String>,
+    /// `--metrics-path`: the metrics on the application's listeners.
+    pub(crate) metrics_path: Option<String>,
+    /// `--metrics-bind`: a listener of its own for the metrics.
+    pub(crate) metrics_bind: Option<BindAddr>,
     /// `--early-hints`: `103 Early Hints` go out (the application's
     /// preloads before its pages, and its own hints); off, none does.
     pub(crate) early_hints: bool,
@@ -176,8 +186,11 @@ impl ServerConfig {
             body_timeout: secs(60),
             send_timeout: secs(60),
             graceful_timeout: secs(5),
-            access_log: false,
+            access_log: None,
             root_path: String::new(),
+            health_path: None,
+            metrics_path: None,
+            metrics_bind: None,
             early_hints: true,
             tcp_congestion: None,
             backlog: 128,

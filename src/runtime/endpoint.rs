@@ -6,7 +6,8 @@
 //! sends its `Response` exactly once. `Endpoint` is what an endpoint
 //! implements: start a call (on the pool), or give it back when full.
 //! `Endpoints` holds the application's endpoints, its route table
-//! (`proto::route`) and its preloads (`request::interim::Preload`). A
+//! (`proto::route`), its preloads (`request::interim::Preload`) and the
+//! runtime's own paths, asked first (`observe`). A
 //! call's `pool::Queued` tells the runtime that the pool gave up on a call
 //! that waited `--queue-timeout` for a thread (it answers 503).
 //!
@@ -32,6 +33,7 @@ use super::transport::tls::TlsInfo;
 use crate::proto::early_hints::{gets_preload, preload_path};
 use crate::proto::request::HttpVersion;
 use crate::proto::route::{Decision, Exchange, RouteTable, Target};
+use crate::runtime::observe::Observe;
 use crate::runtime::websocket::WebSocketEndpoint;
 
 /// One request handed to an endpoint, with what it needs to answer.
@@ -160,6 +162,8 @@ pub(crate) struct Endpoints {
     websockets: Vec<Arc<dyn WebSocketEndpoint>>,
     /// None when the application declared none.
     preload: Option<Preload>,
+    /// The runtime's own paths (health, metrics), asked before the routes.
+    observe: Observe,
 }
 
 impl Endpoints {
@@ -174,7 +178,26 @@ impl Endpoints {
             statics,
             websockets: Vec::new(),
             preload: None,
+            observe: Observe::default(),
         }
+    }
+
+    /// The runtime's own paths, answered before any route, and the
+    /// worker's metrics.
+    pub(crate) fn with_observe(mut self, observe: Observe) -> Endpoints {
+        self.observe = observe;
+        self
+    }
+
+    pub(crate) fn observe(&self) -> &Observe {
+        &self.observe
+    }
+
+    /// The endpoints of the `--metrics-bind` listener: its metrics, and no
+    /// route (`Observe::scrape_only`).
+    pub(crate) fn scrape_only(&self) -> Endpoints {
+        let routes = RouteTable::new([]).expect("an empty table");
+        Endpoints::new(routes, None, Vec::new()).with_observe(self.observe.scrape_only())
     }
 
     /// The WebSocket handlers, by the index `Target::WebSocket` names.

@@ -4,13 +4,17 @@
 //! `conn` over a `transport`; each request goes through `request::service` to
 //! an `endpoint`, whose work runs on the `pool` (or, for `static_files`, on
 //! tokio's blocking pool); `access_log` writes one line
-//! per response, `timers` watch each connection, `config` holds the settings.
+//! per response, `metrics` counts requests and connections for every worker,
+//! `observe` answers the health and metrics paths, `timers` watch each
+//! connection, `config` holds the settings.
 
 pub(crate) mod access_log;
 pub(crate) mod config;
 pub(crate) mod conn;
 pub(crate) mod control;
 pub(crate) mod endpoint;
+pub(crate) mod metrics;
+pub(crate) mod observe;
 pub(crate) mod pool;
 pub(crate) mod request;
 pub(crate) mod scheduling;

@@ -483,6 +483,18 @@ impl Pool {
         Ok(())
     }
 
+    /// observe: the pool's load for the metrics (`metrics::recorder`):
+    /// new requests waiting for a thread, and threads running a job.
+    pub(crate) fn load(&self) -> (usize, usize) {
+        let q = self.shared.state.lock().unwrap();
+        (q.fresh.len(), q.busy)
+    }
+
+    /// The number of threads.
+    pub(crate) fn threads(&self) -> usize {
+        self.shared.threads
+    }
+
     /// Queue the continuation of work already admitted. Never refused.
     pub(crate) fn submit_resumed(&self, job: Job) {
         let mut q = self.shared.state.lock().unwrap();

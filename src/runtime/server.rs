@@ -33,6 +33,15 @@ pub(crate) struct BoundListener {
     socket: BoundSocket,
     /// Connections on this listener start with a TLS handshake.
     pub(crate) tls: bool,
+    pub(crate) serves: Serves,
+}
+
+/// What a listener's connections are served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Serves {
+    Application,
+    /// `--metrics-bind`: the metrics only (`Endpoints::scrape_only`).
+    Metrics,
 }
 
 enum BoundSocket {
@@ -47,7 +56,11 @@ impl BoundListener {
     /// # Safety
     /// `fd` must be an open listening stream socket that nothing else in
     /// this process owns.
-    pub(crate) unsafe fn from_raw_fd(fd: RawFd, tls: bool) -> io::Result<BoundListener> {
+    pub(crate) unsafe fn from_raw_fd(
+        fd: RawFd,
+        tls: bool,
+        serves: Serves,
+    ) -> io::Result<BoundListener> {
         // SAFETY: the caller gives up `fd`.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         let socket = socket2::Socket::from(owned);
@@ -57,7 +70,11 @@ impl BoundListener {
             true => BoundSocket::Unix(OwnedFd::from(socket).into()),
             false => BoundSocket::Tcp(OwnedFd::from(socket).into()),
         };
-        Ok(BoundListener { socket, tls })
+        Ok(BoundListener {
+            socket,
+            tls,
+            serves,
+        })
     }
 
     /// Give up the socket to the caller, open.
@@ -98,26 +115,50 @@ impl BoundListener {
         Ok(Listener {
             socket,
             tls: self.tls,
+            serves: self.serves,
         })
     }
 }
 
-/// Bind every address of `config`, `--bind` (TLS when configured) then
-/// `--insecure-bind`, in that order. Errors name the address.
+/// Bind every address of `config`, `--bind` (TLS when configured), then
+/// `--insecure-bind`, then `--metrics-bind`, in that order. Errors name the
+/// address.
 pub(crate) fn bind_all(config: &ServerConfig) -> io::Result<Vec<BoundListener>> {
-    let secure = config.binds.iter().map(|b| (b, config.tls.is_some()));
-    let insecure = config.insecure_binds.iter().map(|b| (b, false));
-    let congestion = config.tcp_congestion.as_deref();
+    let secure = config
+        .binds
+        .iter()
+        .map(|b| (b, config.tls.is_some(), Serves::Application));
+    let insecure = config
+        .insecure_binds
+        .iter()
+        .map(|b| (b, false, Serves::Application));
+    let metrics = config
+        .metrics_bind
+        .iter()
+        .map(|b| (b, false, Serves::Metrics));
     secure
         .chain(insecure)
-        .map(|(bind, tls)| {
+        .chain(metrics)
+        .map(|(bind, tls, serves)| {
+            let congestion = match serves {
+                Serves::Application => config.tcp_congestion.as_deref(),
+                Serves::Metrics => None,
+            };
             let socket = bind_one(bind, congestion, config.backlog).map_err(|e| {
+                let option = match serves {
+                    Serves::Application => "",
+                    Serves::Metrics => " (--metrics-bind)",
+                };
                 io::Error::new(
                     e.kind(),
-                    format!("cannot bind {}: {}", describe_bind(bind), e),
+                    format!("cannot bind {}{option}: {}", describe_bind(bind), e),
                 )
             })?;
-            Ok(BoundListener { socket, tls })
+            Ok(BoundListener {
+                socket,
+                tls,
+                serves,
+            })
         })
         .collect()
 }
@@ -126,6 +167,7 @@ struct Listener {
     socket: Socket,
     /// Connections on this listener start with a TLS handshake.
     tls: bool,
+    serves: Serves,
 }
 
 enum Socket {
@@ -233,6 +275,15 @@ impl Server {
             let (shutdown_tx, shutdown_rx) = watch::channel(false);
             // Every connection task holds a clone; when all are dropped, recv() is None.
             let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+            // The metrics listener's connections get the metrics only.
+            let scraping = Arc::new(Serving::new(
+                config.clone(),
+                Arc::new(endpoints.scrape_only()),
+                handle.clone(),
+                None,
+                shutdown_rx.clone(),
+                alive_tx.clone(),
+            ));
             let serving = Arc::new(Serving::new(
                 config.clone(),
                 Arc::new(endpoints),
@@ -243,12 +294,24 @@ impl Server {
             ));
             let limit = config.limit_concurrency.map(|n| Arc::new(Semaphore::new(n)));
             for (listener, description) in listeners {
-                match &role {
-                    Role::Alone => log::info!(target: "propylon.server", "Listening on {description}"),
-                    Role::Worker(_) => log::debug!(target: "propylon.server", "Accepting on {description}"),
-                }
-                tokio::spawn(accept_loop(listener, serving.clone(), limit.clone()));
+                let serving = match listener.serves {
+                    Serves::Application => {
+                        match &role {
+                            Role::Alone => log::info!(target: "propylon.server", "Listening on {description}"),
+                            Role::Worker(_) => log::debug!(target: "propylon.server", "Accepting on {description}"),
+                        }
+                        serving.clone()
+                    }
+                    Serves::Metrics => {
+                        if let Role::Alone = role {
+                            log::info!(target: "propylon.server", "Metrics on {description}{}", crate::runtime::observe::SCRAPE_PATH);
+                        }
+                        scraping.clone()
+                    }
+                };
+                tokio::spawn(accept_loop(listener, serving, limit.clone()));
             }
+            drop(scraping);
             let shutdown_serving = serving.clone();
             drop(serving);
             let control = match &role {

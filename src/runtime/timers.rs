@@ -74,7 +74,7 @@ struct State {
     responses: Vec<Arc<Progress>>,
 }
 
-/// One response body's progress, updated by `access_log::Tracked` on every
+/// One response body's progress, updated by `access_log::tracked::Tracked` on every
 /// poll of the body: no lock.
 pub(crate) struct Progress {
     /// When the body last handed the connection data, in nanoseconds after `base`,

@@ -47,7 +47,7 @@ use tokio::time::{Instant, Sleep};
 use super::context::ConnContext;
 use crate::proto::route;
 use crate::proto::websocket::handshake::check_h2;
-use crate::runtime::access_log::Tracked;
+use crate::runtime::access_log::tracked::Tracked;
 use crate::runtime::config::Http2Config;
 use crate::runtime::request::interim::{self, Interim, InterimReceiver, InterimSender};
 use crate::runtime::request::response::{ResponseBody, Trailers};
@@ -107,6 +107,36 @@ impl Settings {
                 }),
         }
     }
+}
+
+/// What a connection error says of an attack `h2` stopped, if it was
+/// one: the GOAWAY(ENHANCE_YOUR_CALM) it sent, named by that GOAWAY's
+/// debug data (`debug_data`: the error itself no longer carries it).
+pub(crate) fn abuse(e: &::h2::Error, debug_data: &[u8]) -> Option<&'static str> {
+    if !(e.is_go_away() && e.is_library() && e.reason() == Some(Reason::ENHANCE_YOUR_CALM)) {
+        return None;
+    }
+    let text = String::from_utf8_lossy(debug_data);
+    let what = [
+        (
+            "too_many_resets",
+            "rapid reset (streams reset before they were accepted: CVE-2023-44487)",
+        ),
+        ("too_many_continuations", "CONTINUATION flood"),
+        (
+            "header_list_way_too_large",
+            "header block past the abuse limit (HPACK bomb)",
+        ),
+        (
+            "too_many_internal_resets",
+            "too many streams reset for protocol errors",
+        ),
+        ("too_many_data_frames", "flood of empty DATA frames"),
+    ]
+    .iter()
+    .find(|(data, _)| text.contains(data))
+    .map_or("a limit against abuse", |(_, what)| what);
+    Some(what)
 }
 
 type Exchange = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -477,6 +507,11 @@ async fn open_websocket(
             match respond.send_response(head, false) {
                 Ok(send) => {
                     let io = H2Stream::new(body, send);
+                    let _open = ctx
+                        .endpoints
+                        .observe()
+                        .recorder()
+                        .map(|r| r.websocket_opened());
                     websocket::session::serve(
                         io,
                         agreed.as_deref(),

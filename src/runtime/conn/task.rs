@@ -235,6 +235,13 @@ pub(crate) fn connection(
     serving: Arc<Serving>,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     let alive = serving.alive.clone();
+    // Counted open until the task ends (in `alive`'s place: dropped with it).
+    let open = serving
+        .endpoints
+        .observe()
+        .recorder()
+        .map(|r| r.connection_opened());
+    let alive = (alive, open);
     match raw {
         Raw::Unix(stream) => Box::pin(async move {
             let ctx = serving.context(None, None, None, None, None);
@@ -355,7 +362,21 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let conn = h2::Connection::new(io, &serving.http2, ctx.clone());
-    drive!(conn, serving.shutdown.clone(), &ctx, head: false);
+    let ended = drive!(conn, serving.shutdown.clone(), &ctx, head: false);
+    // Once per connection: what the guard or h2 stopped.
+    let abuse = match &ended {
+        Some(Err(e)) => h2::abuse(e, &ctx.guard.goaway_data()),
+        _ => None,
+    };
+    if let Some(why) = ctx.guard.tripped().or(abuse) {
+        log::warn!(target: "propylon.server", "HTTP/2 connection from {} closed with GOAWAY(ENHANCE_YOUR_CALM): {why}", peer(&ctx));
+    }
+}
+
+/// The client's address as the log names it.
+fn peer(ctx: &ConnContext) -> String {
+    ctx.peer
+        .map_or_else(|| "a unix socket client".to_string(), |p| p.to_string())
 }
 
 /// HTTP/1.x (`h1`) to the connection's end, or to an h2c upgrade, after
@@ -371,6 +392,9 @@ where
     let io = Linger::new(io, ctx.unread_input.clone());
     let conn = h1::Connection::new(io, &prefix, ctx.clone());
     let outcome = drive!(conn, serving.shutdown.clone(), &ctx, head: true);
+    if let Some(why) = ctx.guard.tripped() {
+        log::warn!(target: "propylon.server", "connection from {} closed: {why}", peer(&ctx));
+    }
     if let Some(Ok(h1::Outcome::WebSocket(upgraded))) = outcome {
         // The WebSocket's own timers (pings, the close handshake) and
         // shutdown (1001 at the end of the drain period) apply from here;
@@ -382,6 +406,11 @@ where
             link,
         } = *upgraded;
         let io = Rewind::new(io, buffered);
+        let _open = ctx
+            .endpoints
+            .observe()
+            .recorder()
+            .map(|r| r.websocket_opened());
         websocket::session::serve(
             io,
             agreed.as_deref(),

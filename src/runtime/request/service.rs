@@ -33,7 +33,8 @@ use super::response::{ResponseBody, Trailers};
 use crate::proto::body::{plan, Coding, Framing};
 use crate::proto::request::{check_authority, check_framing, check_target, HttpVersion};
 use crate::proto::route::Exchange;
-use crate::runtime::access_log::{AccessRecord, OnEnd, Tracked};
+use crate::runtime::access_log::record::AccessRecord;
+use crate::runtime::access_log::tracked::{Counted, OnEnd, Tracked};
 use crate::runtime::conn::context::ConnContext;
 use crate::runtime::endpoint::{self, Call, ConnectionInfo, Reply, RequestHead};
 use crate::runtime::pool::Queued;
@@ -87,15 +88,22 @@ pub(crate) fn begin(
     let record = ctx
         .config
         .access_log
-        .then(|| Box::new(AccessRecord::start(&req, ctx.peer)));
+        .as_ref()
+        .map(|log| Box::new(AccessRecord::start(&req, ctx.peer, log.clone())));
+    let counted = ctx
+        .endpoints
+        .observe()
+        .recorder()
+        .map(|recorder| Counted::start(recorder.clone(), req.version()));
     let next = start(req, interim, &ctx);
-    finish(next, in_flight, record, ctx)
+    finish(next, in_flight, record, counted, ctx)
 }
 
 async fn finish(
     next: Next,
     in_flight: InFlight,
     record: Option<Box<AccessRecord>>,
+    counted: Option<Counted>,
     ctx: Arc<ConnContext>,
 ) -> Result<HttpResponse, std::convert::Infallible> {
     let response = match next {
@@ -106,11 +114,16 @@ async fn finish(
     };
     let (parts, body) = response.into_parts();
     let record = record.map(|mut r| {
-        r.set_status(parts.status.as_u16());
+        r.set_response(&parts);
         r
     });
+    let counted = counted.map(|c| c.with_status(parts.status.as_u16()));
     let progress = ctx.activity.watch();
-    let on_end = OnEnd { record, in_flight };
+    let on_end = OnEnd {
+        record,
+        counted,
+        in_flight,
+    };
     Ok(Response::from_parts(
         parts,
         Tracked::new(body, progress, on_end),
@@ -344,6 +357,31 @@ fn start(req: Request<RequestBody>, interim: InterimSender, ctx: &ConnContext) -
         RequestBody::Http1 { .. } => Exchange::of_http1(&parts.headers),
         RequestBody::Promised { .. } => Exchange::Plain,
     };
+    // A body nobody reads: the connection closes after the answer
+    // (lingering), as after any other refusal before the call.
+    let has_body = || match (&upgraded, &incoming) {
+        (Some(u), _) => !u.body.is_empty(),
+        (None, RequestBody::H2 { body, .. }) => !body.is_end_stream(),
+        (None, RequestBody::Http1 { framing, .. }) => {
+            !matches!(framing, Framing::Empty | Framing::Length(0))
+        }
+        (None, RequestBody::Promised { .. }) => false,
+    };
+    // The runtime's own paths (health, metrics) come before every route.
+    let draining = || *ctx.shutdown.borrow();
+    if let Some(mut response) =
+        ctx.endpoints
+            .observe()
+            .answer(&parts.method, parts.uri.path(), draining)
+    {
+        if has_body() {
+            ctx.unread_input.store(true, Ordering::Relaxed);
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        return Next::Respond(Box::new(response));
+    }
     let endpoint = match ctx.endpoints.route(exchange, parts.uri.path()) {
         Ok(endpoint) => endpoint.clone(),
         Err(refusal) => {
@@ -353,16 +391,7 @@ fn start(req: Request<RequestBody>, interim: InterimSender, ctx: &ConnContext) -
                 parts.method,
                 parts.uri.path()
             );
-            // A body nobody reads: the connection closes after the answer
-            // (lingering), as after any other refusal before the call.
-            let has_body = match (&upgraded, &incoming) {
-                (Some(u), _) => !u.body.is_empty(),
-                (None, RequestBody::H2 { body, .. }) => !body.is_end_stream(),
-                (None, RequestBody::Http1 { framing, .. }) => {
-                    !matches!(framing, Framing::Empty | Framing::Length(0))
-                }
-                (None, RequestBody::Promised { .. }) => false,
-            };
+            let has_body = has_body();
             if has_body {
                 ctx.unread_input.store(true, Ordering::Relaxed);
             }

@@ -51,7 +51,13 @@ pub(crate) const ENHANCE_YOUR_CALM: u32 = 0xb;
 struct Shared {
     tripped: Option<(u32, &'static str)>,
     reader: Option<Waker>,
+    /// The debug data of the last GOAWAY h2 wrote (its start), which names
+    /// the limit a client broke (`too_many_resets`, ...).
+    goaway_data: Vec<u8>,
 }
+
+/// The most of a GOAWAY's debug data kept.
+const GOAWAY_DATA: usize = 64;
 
 /// What the guard and the connection share. The guard looks at it on every
 /// read and write, so what it looks at there needs no lock: whether the
@@ -76,6 +82,7 @@ impl Default for Handle {
             shared: Mutex::new(Shared {
                 tripped: None,
                 reader: None,
+                goaway_data: Vec::new(),
             }),
         }
     }
@@ -90,6 +97,20 @@ impl GuardHandle {
     pub(crate) fn no_data_sent_for(&self, limit: Duration) -> bool {
         let at = Duration::from_nanos(self.0.sent_data_at.load(Ordering::Relaxed));
         (self.0.created + at).elapsed() >= limit
+    }
+
+    /// The debug data of the last GOAWAY the connection sent (empty: none,
+    /// or none with data).
+    pub(crate) fn goaway_data(&self) -> Vec<u8> {
+        self.0.shared.lock().unwrap().goaway_data.clone()
+    }
+
+    /// Why the connection was tripped, if it was.
+    pub(crate) fn tripped(&self) -> Option<&'static str> {
+        if !self.0.is_tripped.load(Ordering::Acquire) {
+            return None;
+        }
+        self.0.shared.lock().unwrap().tripped.map(|(_, why)| why)
     }
 
     /// Close the connection with GOAWAY(`code`) at the next frame boundary.
@@ -178,6 +199,8 @@ pub(crate) struct Guard<I> {
     outbound_header: ([u8; FRAME_HEADER], usize),
     /// The GOAWAY being written, and how much of it is out.
     goaway: Option<([u8; 17], usize)>,
+    /// The payload so far of a GOAWAY h2 is writing (for its debug data).
+    outbound_goaway: Option<Vec<u8>>,
     /// The waker last given to the handle (see `poll_read`).
     reader: Option<Waker>,
 }
@@ -195,6 +218,7 @@ impl<I> Guard<I> {
             outbound_data: false,
             outbound_header: ([0; FRAME_HEADER], 0),
             goaway: None,
+            outbound_goaway: None,
             reader: None,
         }
     }
@@ -265,9 +289,16 @@ impl<I> Guard<I> {
         while !data.is_empty() {
             if self.outbound_left > 0 {
                 let n = data.len().min(self.outbound_left);
+                if let Some(payload) = &mut self.outbound_goaway {
+                    let room = (8 + GOAWAY_DATA).saturating_sub(payload.len());
+                    payload.extend_from_slice(&data[..n.min(room)]);
+                }
                 self.outbound_left -= n;
                 data = &data[n..];
                 sent_data |= self.outbound_data;
+                if self.outbound_left == 0 {
+                    self.keep_goaway_data();
+                }
                 continue;
             }
             let (buf, have) = &mut self.outbound_header;
@@ -279,10 +310,21 @@ impl<I> Guard<I> {
                 self.outbound_left =
                     (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
                 self.outbound_data = buf[3] == 0x0;
+                // A GOAWAY (RFC 9113 §6.8): last stream, code, debug data.
+                self.outbound_goaway = (buf[3] == 0x7).then(Vec::new);
                 *have = 0;
             }
         }
         sent_data
+    }
+
+    /// A GOAWAY was written whole: keep its debug data for the log.
+    fn keep_goaway_data(&mut self) {
+        if let Some(payload) = self.outbound_goaway.take() {
+            if payload.len() > 8 {
+                self.handle.0.shared.lock().unwrap().goaway_data = payload[8..].to_vec();
+            }
+        }
     }
 
     /// Response bytes went out now (one clock read per write, not per frame).
@@ -308,16 +350,14 @@ impl<I: AsyncWrite + Unpin> Guard<I> {
         why: &'static str,
     ) -> Poll<io::Error> {
         let h2 = matches!(self.inbound, Inbound::Header(..) | Inbound::Payload(_));
+        // Logged once, by the connection task (`GuardHandle::tripped`).
         if self.goaway.is_none() && h2 && self.at_frame_boundary() {
-            log::warn!(target: "propylon.server", "HTTP/2 {why}: closing the connection with GOAWAY(ENHANCE_YOUR_CALM)");
             let mut frame = [0u8; 17];
             frame[2] = 8; // length
             frame[3] = 0x7; // GOAWAY
             frame[9..13].copy_from_slice(&self.last_stream.to_be_bytes());
             frame[13..17].copy_from_slice(&code.to_be_bytes());
             self.goaway = Some((frame, 0));
-        } else if self.goaway.is_none() {
-            log::warn!(target: "propylon.server", "{why}: closing the connection");
         }
         if let Some((frame, sent)) = &mut self.goaway {
             while *sent < frame.len() {
