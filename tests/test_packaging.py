@@ -7,15 +7,16 @@
   ``PATH``; each serves the showcase with the installed ``propylon`` script.
 - **propylon-wsgi11**, built here with its documented command (``pip wheel
   --no-deps -w DIR packaging/wsgi11``), is the package's own files and no
-  others; installed alone beside gunicorn, it serves the conformance probe
-  behind ``WSGI11Middleware`` on gunicorn, and its own conformance kit
-  (``python -m propylon.wsgi11.conformance``) finds every guarantee given.
+  others; installed alone beside gunicorn and waitress, it serves the
+  conformance probe behind ``WSGI11Middleware`` on each, and its own
+  conformance kit (``python -m propylon.wsgi11.conformance``) finds every
+  guarantee given.
 - Both installed in one venv: one ``propylon.wsgi11``, so the exception
   classes reached through either are the same objects.
 
 The venvs are made without pip (``venv --without-pip``) and filled by this
 environment's pip with ``--python``: a few seconds each. Dependencies (tomli
-on 3.10, gunicorn) come from PyPI as wheels.
+on 3.10, gunicorn, waitress) come from PyPI as wheels.
 """
 
 from __future__ import annotations
@@ -200,30 +201,33 @@ def test_the_middleware_defaults_are_propylons():
     assert Config.buffer_memory_limit == BUFFER_MEMORY_LIMIT
 
 
-class IsolatedGunicorn(ExternalServer):
-    """gunicorn from another venv serving ``probe_app:application`` from ``app_dir``, nothing of this repository."""
+class IsolatedServer(ExternalServer):
+    """gunicorn or waitress from another venv, serving ``probe_app:application`` from
+    ``app_dir`` and nothing of this repository, configured as tests/wsgi11/servers.py
+    configures them (8 threads each; waitress's body limit ``LIMIT``)."""
 
-    name = "gunicorn"
-
-    def __init__(self, python: Path, app_dir: Path) -> None:
-        self.python = python
+    def __init__(self, name: str, venv_bin: Path, app_dir: Path) -> None:
+        self.name = name
+        self.venv_bin = venv_bin
         self.app_dir = app_dir
         super().__init__()
 
     def command(self, port: int) -> list[str]:
-        # As tests/wsgi11/servers.py runs it: one gthread worker, 8 threads.
-        return [str(self.python), "-I", "-m", "gunicorn", "--chdir", str(self.app_dir),
-                "--bind", f"127.0.0.1:{port}", "--workers", "1", "--worker-class", "gthread", "--threads", "8",
-                "--graceful-timeout", "5", "--log-level", "warning", "probe_app:application"]  # fmt: skip
+        if self.name == "gunicorn":
+            return [str(self.venv_bin / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1",
+                    "--worker-class", "gthread", "--threads", "8", "--graceful-timeout", "5",
+                    "--log-level", "warning", "probe_app:application"]  # fmt: skip
+        return [str(self.venv_bin / "waitress-serve"), f"--listen=127.0.0.1:{port}", "--threads=8",
+                f"--max-request-body-size={LIMIT}", "probe_app:application"]  # fmt: skip
 
     def env(self) -> dict[str, str]:
-        return {**without_cargo(), "PYTHONUNBUFFERED": "1"}
+        return {**without_cargo(), "PYTHONPATH": str(self.app_dir), "PYTHONUNBUFFERED": "1"}
 
 
 @pytest.mark.timeout(300)
-def test_the_pure_distribution_alone_gives_every_guarantee_on_gunicorn(wsgi11_wheel, tmp_path):
+def test_the_pure_distribution_alone_gives_every_guarantee_on_gunicorn_and_waitress(wsgi11_wheel, tmp_path):
     venv_python = make_venv(pyenv_python("3.10"), tmp_path / "venv")
-    pip_install(venv_python, wsgi11_wheel, "gunicorn")
+    pip_install(venv_python, wsgi11_wheel, "gunicorn", "waitress")
     # Alone: the server, its configuration and its compiled module are not there.
     missing = run_python(venv_python, "import importlib.util as u; "
                                       "print([u.find_spec(m) for m in ('propylon.config', 'propylon._core')])")  # fmt: skip
@@ -231,29 +235,31 @@ def test_the_pure_distribution_alone_gives_every_guarantee_on_gunicorn(wsgi11_wh
     app_dir = tmp_path / "app"
     app_dir.mkdir()
     (app_dir / "probe_app.py").write_text(PROBE_APP)
-    server = IsolatedGunicorn(venv_python, app_dir)
-    try:
-        report = tmp_path / "results.json"
-        kit = subprocess.run(
-            [str(venv_python), "-I", "-m", "propylon.wsgi11.conformance", "--url", server.url("middleware"),
-             "--buffered-url", server.url("buffered"), "--max-body-size", "256K", "--json", str(report)],
-            env=without_cargo(), cwd=tmp_path, capture_output=True, text=True, timeout=240,
-        )  # fmt: skip
-    finally:
-        server.close()
-    assert kit.returncode == 0, f"{kit.stdout}{kit.stderr}\ngunicorn:\n{server.output()}"
-    assert "every applicable requirement is met" in kit.stdout
-    (run,) = json.loads(report.read_text())["runs"]
-    results = {cid: result["result"] for cid, result in run["results"].items()}
-    # Checked, not skipped: the body rules, the compatibility mode, and
-    # gunicorn's own file path kept behind the middleware.
-    for cid in ("version", "read-size", "truncated-length", "truncated-chunked", "buffered-length", "file-wrapper-fast-path"):
-        assert results.get(cid) == "pass", (cid, results.get(cid), kit.stdout)
-    # What does not apply, as in the suite's gunicorn run (docs/wsgi11-servers.md):
-    # gunicorn decodes no Content-Encoding and speaks no HTTP/2 (nor is h2 installed).
-    not_applicable = {cid for cid, result in results.items() if result == "n/a"}
-    http2 = {cid for cid in results if cid.startswith("http2-")}
-    assert not_applicable == {"decoded-body", "limit-decoded"} | http2, not_applicable
+    for name in ("gunicorn", "waitress"):
+        server = IsolatedServer(name, venv_python.parent, app_dir)
+        try:
+            report = tmp_path / f"{name}.json"
+            kit = subprocess.run(
+                [str(venv_python), "-I", "-m", "propylon.wsgi11.conformance", "--url", server.url("middleware"),
+                 "--buffered-url", server.url("buffered"), "--max-body-size", "256K", "--json", str(report)],
+                env=without_cargo(), cwd=tmp_path, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+        finally:
+            server.close()
+        assert kit.returncode == 0, f"{name}:\n{kit.stdout}{kit.stderr}\nserver output:\n{server.output()}"
+        assert "every applicable requirement is met" in kit.stdout
+        (run,) = json.loads(report.read_text())["runs"]
+        results = {cid: result["result"] for cid, result in run["results"].items()}
+        # Checked, not skipped: the body rules, the compatibility mode, and
+        # the server's own file path kept behind the middleware.
+        for cid in ("version", "read-size", "truncated-length", "truncated-chunked", "buffered-length",
+                    "file-wrapper-fast-path"):  # fmt: skip
+            assert results.get(cid) == "pass", (name, cid, results.get(cid), kit.stdout)
+        # What does not apply, as in the suite's runs (docs/wsgi11-servers.md): neither
+        # server decodes a Content-Encoding or speaks HTTP/2 (nor is h2 installed).
+        not_applicable = {cid for cid, result in results.items() if result == "n/a"}
+        http2 = {cid for cid in results if cid.startswith("http2-")}
+        assert not_applicable == {"decoded-body", "limit-decoded"} | http2, (name, not_applicable)
 
 
 @pytest.mark.timeout(180)
