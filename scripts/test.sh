@@ -4,6 +4,10 @@
 # rules and runtime, no interpreter), then the end-to-end pytest suite against
 # the installed package. The tests run even when a check failed; the exit
 # status is a failure if either did. Creates .venv in the repository on first use.
+#
+# The package is built once, as users build the wheel (README: `maturin build
+# --release`), into target/wheels, and that wheel is what .venv gets:
+# tests/test_packaging.py installs the same file into fresh venvs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,8 +15,14 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q ".[test]"
+.venv/bin/python -m pip install -q --upgrade pip "maturin>=1.9.4,<2"
+rm -f target/wheels/propylon-*.whl
+.venv/bin/maturin build --release --out target/wheels
+wheel=$(ls target/wheels/propylon-*.whl)
+# The test extra's dependencies, then the wheel itself even if .venv has this
+# version already (pip would keep an installed one of the same version).
+.venv/bin/python -m pip install -q "$wheel[test]"
+.venv/bin/python -m pip install -q --no-deps --force-reinstall "$wheel"
 
 checks=0
 bash scripts/check.sh || checks=$?

@@ -60,7 +60,9 @@ _LISTENING = re.compile(r"Listening on (?P<address>\S+)")
 
 class ServerProcess:
     """One ``python -m propylon APP --bind ... ARGS`` process (``launcher``
-    replaces ``-m propylon``: a script that takes the same arguments).
+    replaces ``-m propylon``: a script that takes the same arguments;
+    ``executable`` replaces this Python: another environment's interpreter,
+    or with ``launcher=()`` its ``propylon`` script).
 
     ``listeners`` are the addresses from the readiness lines, in order
     (``http://127.0.0.1:41234``, ``http://[::1]:41234``, ``unix:/path``, or
@@ -72,9 +74,9 @@ class ServerProcess:
     """
 
     def __init__(self, app_spec: str, args: Sequence[str], binds: Sequence[str],
-                 launcher: Sequence[str] = ("-m", "propylon")) -> None:
+                 launcher: Sequence[str] = ("-m", "propylon"), executable: str = sys.executable) -> None:
         self.app_spec = app_spec
-        self.command = [sys.executable, *launcher, app_spec]
+        self.command = [executable, *launcher, app_spec]
         for bind in binds:
             self.command += ["--bind", bind]
         self.command += list(args)

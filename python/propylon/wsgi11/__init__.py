@@ -2,6 +2,9 @@
 
 Pure Python, no dependencies, and no need for Propylon's compiled server:
 this package runs under gunicorn, waitress, mod_wsgi, wsgiref, or Propylon.
+It is also its own distribution, ``propylon-wsgi11`` (packaging/wsgi11),
+which installs it with the two modules it imports, :mod:`propylon.errors`
+and :mod:`propylon.filewrapper`, and nothing else of Propylon.
 The specification is docs/spec/wsgi-1.1.md.
 
 - :class:`WSGI11Middleware` gives an application the WSGI 1.1 guarantees on a

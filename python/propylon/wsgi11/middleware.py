@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from propylon.config import Config
 from propylon.errors import RequestBodyError, RequestBodyTooLarge
 from propylon.filewrapper import FileWrapper
 from propylon.wsgi11.input import ChunkedDecoder, TerminatedInput, spool_body
@@ -43,6 +42,13 @@ from propylon.wsgi11.response import CloseOnce, GuardedResponse, ResponseGate, S
 __all__ = ["ServerProfile", "WSGI11Middleware", "is_wsgi11"]
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+#: The defaults of ``max_body_size`` and ``buffer_memory_limit``: Propylon's
+#: ``--max-body-size`` and ``--buffer-memory-limit``. Stated here, not read
+#: from ``propylon.config``: this package is also installed without the
+#: server (the ``propylon-wsgi11`` distribution).
+MAX_BODY_SIZE = 1024**3
+BUFFER_MEMORY_LIMIT = 1024**2
 
 
 def is_wsgi11(environ: dict[str, Any]) -> bool:
@@ -101,8 +107,8 @@ class _Refused(Exception):
 class WSGI11Middleware:
     """Wrap a WSGI application so it sees a WSGI 1.1 server.
 
-    ``max_body_size``: largest request body in bytes (default: Propylon's
-    ``--max-body-size``). ``buffer_body``: the compatibility mode of section 6,
+    ``max_body_size``: largest request body in bytes (default 1 GiB,
+    Propylon's ``--max-body-size``). ``buffer_body``: the compatibility mode of section 6,
     for applications that trust ``CONTENT_LENGTH`` (Django); bodies are
     buffered in memory up to ``buffer_memory_limit`` bytes, then in a
     temporary file. ``dechunk``: whether ``wsgi.input`` still carries HTTP/1.1
@@ -112,8 +118,8 @@ class WSGI11Middleware:
     a server that de-chunks without saying so.
     """
 
-    def __init__(self, app: WSGIApp, *, max_body_size: int = Config.max_body_size,
-                 buffer_body: bool = False, buffer_memory_limit: int = Config.buffer_memory_limit,
+    def __init__(self, app: WSGIApp, *, max_body_size: int = MAX_BODY_SIZE,
+                 buffer_body: bool = False, buffer_memory_limit: int = BUFFER_MEMORY_LIMIT,
                  dechunk: bool | None = None) -> None:
         if max_body_size < 0 or buffer_memory_limit < 0:
             raise ValueError("max_body_size and buffer_memory_limit must be 0 or more")
