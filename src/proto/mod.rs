@@ -24,6 +24,8 @@
 //!   validators and preconditions, ranges, precompressed siblings, types).
 //! - [`websocket`]: the WebSocket handshake, permessage-deflate
 //!   negotiation, messages from frames, close codes.
+//! - [`proxy`]: trusted proxies: which peers are, what their `Forwarded`
+//!   and `X-Forwarded-*` fields say, the PROXY protocol header.
 //!
 //! Callers name items by their module (`proto::wsgi::environ::build`,
 //! `proto::length::ResponseLength`); there are deliberately no re-exports, so
@@ -36,6 +38,7 @@ pub(crate) mod h1;
 // Read by the Python bridge, which `--no-default-features` leaves out.
 #[cfg_attr(not(feature = "python"), allow(dead_code))]
 pub(crate) mod length;
+pub(crate) mod proxy;
 pub(crate) mod request;
 #[cfg_attr(not(feature = "python"), allow(dead_code))]
 pub(crate) mod response;

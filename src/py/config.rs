@@ -16,8 +16,10 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::proto::body::BodyOptions;
+use crate::proto::proxy::trust::TrustedPeers;
 use crate::runtime::config::{
-    BindAddr, BufferConfig, Http2Config, MinRate, PrereadConfig, ServerConfig, WebSocketConfig,
+    BindAddr, BufferConfig, Http2Config, MinRate, PrereadConfig, ProxyConfig, ServerConfig,
+    WebSocketConfig,
 };
 use crate::runtime::transport::tls::{ClientCert, TlsSettings};
 
@@ -68,6 +70,9 @@ struct PyConfig {
     root_path: String,
     early_hints: bool,
     tcp_congestion: Option<String>,
+    forwarded_allow_ips: String,
+    proxy_headers: bool,
+    proxy_protocol: bool,
     websocket_max_message: usize,
     websocket_ping_interval: f64,
     websocket_ping_timeout: f64,
@@ -150,6 +155,12 @@ pub(crate) fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
         root_path: c.root_path,
         early_hints: c.early_hints,
         tcp_congestion: c.tcp_congestion,
+        proxies: ProxyConfig {
+            trusted: TrustedPeers::parse(&c.forwarded_allow_ips)
+                .map_err(|e| PyValueError::new_err(format!("forwarded_allow_ips: {e}")))?,
+            headers: c.proxy_headers,
+            protocol: c.proxy_protocol,
+        },
         websocket: WebSocketConfig {
             max_message: c.websocket_max_message,
             ping_interval: match c.websocket_ping_interval {

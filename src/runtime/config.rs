@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::proto::body::BodyOptions;
+use crate::proto::proxy::trust::TrustedPeers;
 use crate::runtime::transport::tls::TlsSettings;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +83,18 @@ pub(crate) struct WebSocketConfig {
     pub(crate) compression: bool,
 }
 
+/// Trusted proxies (`--forwarded-allow-ips`, `--proxy-headers`,
+/// `--proxy-protocol`).
+#[derive(Debug, Clone)]
+pub(crate) struct ProxyConfig {
+    /// The peers believed; Unix-socket peers always are.
+    pub(crate) trusted: TrustedPeers,
+    /// A trusted peer's `Forwarded` / `X-Forwarded-*` fields are applied.
+    pub(crate) headers: bool,
+    /// Every TCP connection starts with a PROXY protocol header.
+    pub(crate) protocol: bool,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct ServerConfig {
     /// With `tls`, these listeners speak TLS; `insecure_binds` never do.
@@ -117,6 +130,7 @@ pub(crate) struct ServerConfig {
     /// TCP congestion control of every TCP listener (Linux's
     /// `TCP_CONGESTION`); None: the system's default.
     pub(crate) tcp_congestion: Option<String>,
+    pub(crate) proxies: ProxyConfig,
     pub(crate) websocket: WebSocketConfig,
 }
 
@@ -171,6 +185,11 @@ impl ServerConfig {
             root_path: String::new(),
             early_hints: true,
             tcp_congestion: None,
+            proxies: ProxyConfig {
+                trusted: TrustedPeers::Networks(Vec::new()),
+                headers: true,
+                protocol: false,
+            },
             websocket: WebSocketConfig {
                 max_message: 1 << 20,
                 ping_interval: None,
