@@ -545,5 +545,5 @@ def test_the_list_in_a_config_file_and_in_config() -> None:
 
     assert Networks().from_toml("propylon.toml:1: forwarded-allow-ips", ["10.0.0.0/8", "::1"]) == "10.0.0.0/8,::1"
     assert Config(forwarded_allow_ips=" 10.0.0.0/8 , * ").forwarded_allow_ips == " 10.0.0.0/8 , * "
-    with pytest.raises(ConfigError, match="forwarded_allow_ips: '10.0.0.300' is not an IP address"):
+    with pytest.raises(ConfigError, match=r"forwarded_allow_ips: '10\.0\.0\.300' is not an IP address"):
         Config(forwarded_allow_ips="10.0.0.300")
