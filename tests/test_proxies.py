@@ -397,6 +397,19 @@ def test_a_proxy_header_from_an_untrusted_peer_closes_the_connection(proxied) ->
     assert len(warned) == 1, warned
 
 
+def test_a_stopping_server_does_not_wait_for_an_unfinished_proxy_header(start_server) -> None:
+    srv = start_server(APP, "--proxy-protocol", "--header-timeout", "60")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(b"PROXY TCP4 ")
+        # Served meanwhile: the server is up and the unfinished header is being read.
+        assert raw_env(srv.port, b"PROXY UNKNOWN\r\n")["REMOTE_ADDR"] == "127.0.0.1"
+        started = time.monotonic()
+        assert srv.stop() == 0
+        # The connection did not hold the stop until the 30 s graceful timeout.
+        assert time.monotonic() - started < 20
+        assert "graceful timeout expired" not in srv.stderr_text()
+
+
 def test_proxy_protocol_before_tls(start_server, pki) -> None:
     srv = start_server(APP, *pki.ecdsa.args(), "--proxy-protocol")
     context = pki.ecdsa.client_context()

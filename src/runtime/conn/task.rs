@@ -2,9 +2,8 @@
 //!
 //! What it does: reads the PROXY protocol header first with
 //! `--proxy-protocol` (`transport::proxy_header`), runs the TLS handshake
-//! where the listener asks for one, tells
-//! HTTP/1.x from HTTP/2 prior knowledge by the first bytes (`detect`), and
-//! serves the connection: HTTP/1.0 and HTTP/1.1 with the server's own engine
+//! where the listener asks for one, tells HTTP/1.x from HTTP/2 prior
+//! knowledge by the first bytes (`detect`), and serves the connection: HTTP/1.0 and HTTP/1.1 with the server's own engine
 //! (`h1`); HTTP/2 (prior knowledge, ALPN `h2`, or an h2c upgrade, which `h1`
 //! answers with `101` before it hands the connection back) with the `h2`
 //! crate, its streams polled in this task (`h2`). Beside the connection it
@@ -240,8 +239,14 @@ pub(crate) fn connection(
         // The header's source is the client from here on.
         Raw::Tcp(mut stream, peer, local) if serving.config.proxies.protocol => {
             Box::pin(async move {
-                let read = proxy_header::read(&mut stream, peer, local, &serving.config);
-                if let Some((peer, local)) = read.await {
+                // Bounded by the header timeout; a stopping server does not
+                // wait for it.
+                let mut shutdown = serving.shutdown.clone();
+                let read = tokio::select! {
+                    read = proxy_header::read(&mut stream, peer, local, &serving.config) => read,
+                    _ = shutdown.changed() => None,
+                };
+                if let Some((peer, local)) = read {
                     match tls {
                         true => tls_connection(stream, peer, local, &serving).await,
                         false => plain_connection(stream, peer, local, &serving).await,
