@@ -43,6 +43,7 @@ __all__ = [
     "ConfigError",
     "Count",
     "Kind",
+    "Networks",
     "Option",
     "Seconds",
     "Size",
@@ -531,6 +532,48 @@ class AccessLogFormat(Text):
             raise ConfigError(f"{label}: cannot use {bad!r}: {hint}")
 
 
+class Networks(Kind[str]):
+    """A comma-separated list of IP addresses and CIDR networks (``10.0.0.0/8``,
+    ``::1``); ``*`` for every address; empty for none. Kept as the text given;
+    each item is checked here, and read again by the server."""
+
+    metavar = "IPS"
+    summary = "addresses"
+
+    def from_text(self, label: str, texts: Sequence[str]) -> str:
+        self.check(label, texts[-1])
+        return texts[-1]
+
+    def from_toml(self, label: str, value: object) -> str:
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            value = ",".join(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"{label} must be a string such as \"127.0.0.1,10.0.0.0/8\", not {_describe(value)}")
+        self.check(label, value)
+        return value
+
+    def check(self, label: str, value: object) -> None:
+        if not isinstance(value, str):
+            raise ConfigError(f"{label} must be a string of addresses, got {value!r}")
+        for item in (part.strip() for part in value.split(",")):
+            if item in ("", "*"):
+                continue
+            address, slash, prefix = item.partition("/")
+            try:
+                if "%" in address or (slash and not (prefix.isascii() and prefix.isdigit())):
+                    raise ValueError(item)
+                ipaddress.ip_network(item)
+            except ValueError as exc:
+                reason = "has host bits set" if "host bits" in str(exc) else "is not an IP address or network"
+                raise ConfigError(
+                    f"{label}: {item!r} {reason}; use addresses and networks such as "
+                    "127.0.0.1,::1,10.0.0.0/8, or * for every peer"
+                ) from None
+
+    def show(self, value: object) -> str:
+        return repr(value) if value == "" else str(value)
+
+
 # ---------------------------------------------------------------------- options
 
 
@@ -614,6 +657,7 @@ class Option:
 
 # Groups of options in ``--help``, in the order they come.
 LISTENING = "listening"
+PROXIES = "proxies (X-Forwarded-*, Forwarded, PROXY protocol)"
 TLS = "TLS (every --bind speaks TLS once --certfile is given)"
 HTTP2 = "HTTP/2 (RFC 9113 §6.5.2)"
 HINTS = "early hints and push (RFC 8297, RFC 9113 §8.4)"
@@ -674,6 +718,26 @@ class Config:
         "TCP congestion control of the TCP listeners, inherited by the connections they accept, "
         "e.g. cubic; Linux and FreeBSD",
         group=LISTENING, shown_default="the system's",
+    )  # fmt: skip
+
+    # uvicorn's and gunicorn's names and default: the local proxy is trusted.
+    forwarded_allow_ips: str = _option(
+        "127.0.0.1,::1", Networks(),
+        "peers whose Forwarded and X-Forwarded-* fields and PROXY headers are believed: IP "
+        "addresses and networks, comma-separated; * for every peer; Unix-socket peers too, unless it is empty",
+        group=PROXIES,
+    )  # fmt: skip
+    proxy_headers: bool = _option(
+        True, Switch(),
+        "apply a trusted peer's Forwarded or X-Forwarded-For/-Proto/-Host/-Port to the client "
+        "address, scheme and host the application sees",
+        group=PROXIES,
+    )  # fmt: skip
+    proxy_protocol: bool = _option(
+        False, Switch(),
+        "every TCP listener expects a PROXY protocol header (v1 or v2) from a peer in "
+        "--forwarded-allow-ips before TLS or HTTP; the header's source is then the client",
+        group=PROXIES,
     )  # fmt: skip
 
     # With ``certfile``, every address in ``binds`` speaks TLS (ALPN h2 and

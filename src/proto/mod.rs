@@ -26,6 +26,8 @@
 //!   negotiation, messages from frames, close codes.
 //! - [`prometheus`]: the Prometheus text exposition format (the metrics
 //!   families as text).
+//! - [`proxy`]: trusted proxies: which peers are, what their `Forwarded`
+//!   and `X-Forwarded-*` fields say, the PROXY protocol header.
 //!
 //! Callers name items by their module (`proto::wsgi::environ::build`,
 //! `proto::length::ResponseLength`); there are deliberately no re-exports, so
@@ -39,6 +41,7 @@ pub(crate) mod prometheus;
 // Read by the Python bridge, which `--no-default-features` leaves out.
 #[cfg_attr(not(feature = "python"), allow(dead_code))]
 pub(crate) mod length;
+pub(crate) mod proxy;
 pub(crate) mod request;
 #[cfg_attr(not(feature = "python"), allow(dead_code))]
 pub(crate) mod response;

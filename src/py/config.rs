@@ -17,10 +17,12 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::proto::body::BodyOptions;
+use crate::proto::proxy::trust::TrustedPeers;
 use crate::runtime::access_log::format::AccessFormat;
 use crate::runtime::access_log::sink::{AccessLog, Destination};
 use crate::runtime::config::{
-    BindAddr, BufferConfig, Http2Config, MinRate, PrereadConfig, ServerConfig, WebSocketConfig,
+    BindAddr, BufferConfig, Http2Config, MinRate, PrereadConfig, ProxyConfig, ServerConfig,
+    WebSocketConfig,
 };
 use crate::runtime::transport::tls::{ClientCert, TlsSettings};
 
@@ -80,6 +82,9 @@ struct PyConfig {
     backlog: i32,
     limit_concurrency: usize,
     timeout: f64,
+    forwarded_allow_ips: String,
+    proxy_headers: bool,
+    proxy_protocol: bool,
     websocket_max_message: usize,
     websocket_ping_interval: f64,
     websocket_ping_timeout: f64,
@@ -177,6 +182,12 @@ pub(crate) fn extract(config: &Bound<'_, PyAny>) -> PyResult<ServerConfig> {
         stuck_timeout: match c.timeout {
             0.0 => None,
             s => Some(secs("timeout", s)?),
+        },
+        proxies: ProxyConfig {
+            trusted: TrustedPeers::parse(&c.forwarded_allow_ips)
+                .map_err(|e| PyValueError::new_err(format!("forwarded_allow_ips: {e}")))?,
+            headers: c.proxy_headers,
+            protocol: c.proxy_protocol,
         },
         websocket: WebSocketConfig {
             max_message: c.websocket_max_message,

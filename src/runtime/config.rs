@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::proto::body::BodyOptions;
+use crate::proto::proxy::trust::TrustedPeers;
 use crate::runtime::access_log::sink::AccessLog;
 use crate::runtime::transport::tls::TlsSettings;
 
@@ -84,6 +85,18 @@ pub(crate) struct WebSocketConfig {
     pub(crate) compression: bool,
 }
 
+/// Trusted proxies (`--forwarded-allow-ips`, `--proxy-headers`,
+/// `--proxy-protocol`).
+#[derive(Debug, Clone)]
+pub(crate) struct ProxyConfig {
+    /// The peers believed; Unix-socket peers always are.
+    pub(crate) trusted: TrustedPeers,
+    /// A trusted peer's `Forwarded` / `X-Forwarded-*` fields are applied.
+    pub(crate) headers: bool,
+    /// Every TCP connection starts with a PROXY protocol header.
+    pub(crate) protocol: bool,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct ServerConfig {
     /// With `tls`, these listeners speak TLS; `insecure_binds` never do.
@@ -136,6 +149,7 @@ pub(crate) struct ServerConfig {
     /// `--timeout`: an application job running longer is reported; None:
     /// never.
     pub(crate) stuck_timeout: Option<Duration>,
+    pub(crate) proxies: ProxyConfig,
     pub(crate) websocket: WebSocketConfig,
 }
 
@@ -196,6 +210,11 @@ impl ServerConfig {
             backlog: 128,
             limit_concurrency: None,
             stuck_timeout: None,
+            proxies: ProxyConfig {
+                trusted: TrustedPeers::Networks(Vec::new()),
+                headers: true,
+                protocol: false,
+            },
             websocket: WebSocketConfig {
                 max_message: 1 << 20,
                 ping_interval: None,

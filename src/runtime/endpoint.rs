@@ -31,6 +31,7 @@ use super::request::response::ResponseBody;
 use super::transport::sendfile::SendQueue;
 use super::transport::tls::TlsInfo;
 use crate::proto::early_hints::{gets_preload, preload_path};
+use crate::proto::proxy::forwarded::Forwarded;
 use crate::proto::request::HttpVersion;
 use crate::proto::route::{Decision, Exchange, RouteTable, Target};
 use crate::runtime::observe::Observe;
@@ -89,6 +90,10 @@ pub(crate) struct ConnectionInfo {
     /// environ has no place for it.
     #[allow(dead_code)]
     pub(crate) stream_id: Option<u32>,
+    /// What a trusted proxy's forwarding fields say about the client, the
+    /// scheme and the host (`proto::proxy::forwarded`); the endpoint shows
+    /// them over `peer`, `tls` and the request's own host.
+    pub(crate) forwarded: Option<Box<Forwarded>>,
 }
 
 /// Per-connection state that belongs to the endpoint, carried by the runtime

@@ -4,7 +4,9 @@
 //! version, header fields, socket addresses) into the CGI-style values of a
 //! WSGI environ: `REQUEST_METHOD`, `SCRIPT_NAME`, `PATH_INFO`,
 //! `QUERY_STRING`, `SERVER_*`, `REMOTE_*`, `CONTENT_TYPE`, `CONTENT_LENGTH`,
-//! the `HTTP_*` variables and `wsgi.url_scheme`. Every value follows PEP 3333
+//! the `HTTP_*` variables and `wsgi.url_scheme`, with what a trusted proxy
+//! said about the client, scheme and host (`proto::proxy::forwarded`)
+//! shown over the connection's own facts. Every value follows PEP 3333
 //! §"Unicode Issues": bytes from the wire become a `str` whose code points are
 //! those bytes ("bytes as latin-1"). A value is a `Text`: the request's own
 //! bytes, shared with its header map or target (no copy: a hello-world
@@ -14,8 +16,8 @@
 //! What it does not do: no Python objects, no `wsgi.*` keys other than the
 //! scheme, no body handling (what `CONTENT_LENGTH` shows is decided by
 //! `body::plan` and passed in), no framing checks (`request::check_framing`
-//! runs first), and no trusted proxy headers (`Forwarded`, `X-Forwarded-*`):
-//! addresses are the socket's own.
+//! runs first), and no reading of forwarding fields or deciding whom to
+//! believe (the runtime passes in a trusted proxy's `Forwarded`).
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
@@ -25,6 +27,7 @@ use http::uri::{Authority, PathAndQuery};
 use http::HeaderMap;
 use percent_encoding::percent_decode_str;
 
+use crate::proto::proxy::forwarded::{Forwarded, Scheme};
 use crate::proto::request::{HttpVersion, HTTP2_CONNECTION_SPECIFIC};
 
 /// The `SERVER_PROTOCOL` string (PEP 3333 §"environ Variables"; "HTTP/2" is
@@ -61,6 +64,8 @@ pub(crate) struct EnvironInput<'a> {
     pub(crate) content_length: Option<u64>,
     /// Drop `HTTP_CONTENT_ENCODING`: the server decodes the body.
     pub(crate) strip_content_encoding: bool,
+    /// What a trusted proxy said about the client, scheme and host.
+    pub(crate) forwarded: Option<&'a Forwarded>,
 }
 
 /// An environ value as latin-1 bytes: each byte is the char with the same
@@ -193,9 +198,14 @@ pub(crate) fn tls_variables(
 //   SCRIPT_NAME     --root-path, without its trailing "/"
 //   PATH_INFO       the target path, percent-decoded, minus SCRIPT_NAME
 //   QUERY_STRING    the target query, as sent
-//   SERVER_NAME/    the request's host (authority, else Host), else the local
-//   SERVER_PORT     socket address, else "localhost" and the scheme's port
-//   REMOTE_*        the peer socket address ("" on unix sockets)
+//   SERVER_NAME/    the request's host (a trusted proxy's, else authority,
+//   SERVER_PORT     else Host), else the local socket address, else
+//                   "localhost" and the scheme's port; a trusted proxy's
+//                   port over any (HTTP_HOST then shows it, unless it is
+//                   the scheme's default)
+//   REMOTE_*        a trusted proxy's client (port "0" when it gave none),
+//                   else the peer socket address ("" on unix sockets)
+//   url_scheme      a trusted proxy's scheme, else the connection's
 //   CONTENT_TYPE    the Content-Type field
 //   CONTENT_LENGTH  the caller's decision (`body::plan`), never the raw field
 //   HTTP_*          every other field, except the ones `route` drops
@@ -204,18 +214,39 @@ pub(crate) fn tls_variables(
 /// Builds the environ values for one request.
 pub(crate) fn build(input: &EnvironInput<'_>) -> Environ {
     let (script_name, path_info) = script_name_and_path_info(input.root_path, input.target);
-    // The authority wins over Host: RFC 9112 §3.2.2 says a server receiving
-    // an absolute-form target MUST ignore Host, and RFC 9113 §8.3.1 says in
-    // HTTP/2 the two must name the same thing.
-    let authority = input.authority.map(authority_host);
-    let host = match &authority {
+    let forwarded = input.forwarded;
+    let https = forwarded
+        .and_then(|f| f.scheme)
+        .map_or(input.https, |s| s == Scheme::Https);
+    // A trusted proxy's host wins over the request's. The authority wins
+    // over Host: RFC 9112 §3.2.2 says a server receiving an absolute-form
+    // target MUST ignore Host, and RFC 9113 §8.3.1 says in HTTP/2 the two
+    // must name the same thing.
+    let mut authority = match forwarded.and_then(|f| f.host.as_ref()) {
+        Some(host) => Some(authority_host(host)),
+        None => input.authority.map(authority_host),
+    };
+    let mut host = match &authority {
         Some(authority) => Some(authority.clone()),
         None => input
             .headers
             .get(http::header::HOST)
             .map(|value| Text::whole(Shared::Field(value.clone()))),
     };
-    let default_port = if input.https { "443" } else { "80" };
+    let default_port = if https { "443" } else { "80" };
+    let forwarded_port = forwarded.and_then(|f| f.port);
+    if let (Some(port), Some(named)) = (forwarded_port, &host) {
+        // The proxy's port replaces the host's in HTTP_HOST, which URL
+        // reconstruction (PEP 3333) reads first; the scheme's default
+        // port is not written.
+        let mut made = host_without_port(named.as_bytes()).to_vec();
+        if number_text(port) != default_port {
+            made.push(b':');
+            made.extend_from_slice(number_text(port).as_bytes());
+        }
+        authority = Some(Text::Made(made));
+        host = authority.clone();
+    }
     let (server_name, server_port) = match host.filter(|h| !h.as_bytes().is_empty()) {
         Some(host) => {
             let (name, port) = split_host_port(host.as_bytes());
@@ -236,6 +267,10 @@ pub(crate) fn build(input: &EnvironInput<'_>) -> Environ {
             None => (Text::Static("localhost"), Text::Static(default_port)),
         },
     };
+    let server_port = match forwarded_port {
+        Some(port) => Text::Made(number_text(port).into_bytes()),
+        None => server_port,
+    };
     let (content_type, headers) = header_variables(input, authority);
     Environ {
         request_method: method_text(input.method),
@@ -245,13 +280,25 @@ pub(crate) fn build(input: &EnvironInput<'_>) -> Environ {
         server_name,
         server_port,
         server_protocol: server_protocol(input.version),
-        remote: input.peer_addr,
-        url_scheme: if input.https { "https" } else { "http" },
+        remote: forwarded.and_then(|f| f.client).or(input.peer_addr),
+        url_scheme: if https { "https" } else { "http" },
         content_type,
         content_length: input.content_length,
         headers,
         tls: Vec::new(),
     }
+}
+
+/// `host:port` without `:port`, `[v6]:port` without `:port` (the brackets
+/// kept).
+fn host_without_port(host: &[u8]) -> &[u8] {
+    if host.starts_with(b"[") {
+        return match host.iter().position(|&b| b == b']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    split_host_port(host).0
 }
 
 /// `part` (a slice of `text`'s bytes) as a `Text`, shared as `text` is.
@@ -646,6 +693,146 @@ mod tests {
             root_path: "",
             content_length: None,
             strip_content_encoding: false,
+            forwarded: None,
+        }
+    }
+
+    /// (Forwarded: scheme, host, port, client; the request's Host, TLS;
+    /// then HTTP_HOST, SERVER_NAME, SERVER_PORT, wsgi.url_scheme,
+    /// REMOTE_ADDR:REMOTE_PORT.)
+    type ForwardedCase<'a> = (
+        (
+            Option<Scheme>,
+            Option<&'a str>,
+            Option<u16>,
+            Option<&'a str>,
+        ),
+        (Option<&'a str>, bool),
+        (Option<&'a str>, &'a str, &'a str, &'a str, &'a str),
+    );
+
+    #[test]
+    fn a_trusted_proxy_s_word_over_the_connection_s() {
+        use Scheme::{Http, Https};
+        let cases: &[ForwardedCase<'_>] = &[
+            // Nothing forwarded: the connection's own facts.
+            (
+                (None, None, None, None),
+                (Some("app:8000"), false),
+                (Some("app:8000"), "app", "8000", "http", "127.0.0.1:50000"),
+            ),
+            (
+                (Some(Https), None, None, Some("203.0.113.7:0")),
+                (Some("example.com"), false),
+                (
+                    Some("example.com"),
+                    "example.com",
+                    "443",
+                    "https",
+                    "203.0.113.7:0",
+                ),
+            ),
+            (
+                (Some(Http), None, None, None),
+                (Some("example.com"), true),
+                (
+                    Some("example.com"),
+                    "example.com",
+                    "80",
+                    "http",
+                    "127.0.0.1:50000",
+                ),
+            ),
+            // nginx's X-Forwarded-Host $host and X-Forwarded-Port $server_port.
+            (
+                (
+                    Some(Https),
+                    Some("example.com"),
+                    Some(8443),
+                    Some("[2001:db8::1]:4711"),
+                ),
+                (Some("127.0.0.1:8000"), false),
+                (
+                    Some("example.com:8443"),
+                    "example.com",
+                    "8443",
+                    "https",
+                    "2001:db8::1:4711",
+                ),
+            ),
+            (
+                (Some(Https), Some("example.com"), Some(443), None),
+                (Some("127.0.0.1:8000"), false),
+                (
+                    Some("example.com"),
+                    "example.com",
+                    "443",
+                    "https",
+                    "127.0.0.1:50000",
+                ),
+            ),
+            (
+                (None, Some("example.com:81"), None, None),
+                (Some("127.0.0.1:8000"), false),
+                (
+                    Some("example.com:81"),
+                    "example.com",
+                    "81",
+                    "http",
+                    "127.0.0.1:50000",
+                ),
+            ),
+            (
+                (None, None, Some(9000), None),
+                (Some("[::1]:8000"), false),
+                (Some("[::1]:9000"), "::1", "9000", "http", "127.0.0.1:50000"),
+            ),
+            (
+                (None, Some("[2001:db8::5]:81"), Some(80), None),
+                (None, false),
+                (
+                    Some("[2001:db8::5]"),
+                    "2001:db8::5",
+                    "80",
+                    "http",
+                    "127.0.0.1:50000",
+                ),
+            ),
+            // No host at all: the local address, the proxy's port.
+            (
+                (None, None, Some(9000), None),
+                (None, false),
+                (None, "127.0.0.1", "9000", "http", "127.0.0.1:50000"),
+            ),
+        ];
+        for ((scheme, host, port, client), (request_host, tls), expected) in cases {
+            let forwarded = Forwarded {
+                client: client.map(|c| c.parse().unwrap()),
+                scheme: *scheme,
+                host: host.map(|h| Authority::try_from(h).unwrap()),
+                port: *port,
+            };
+            let fields: Vec<(&str, &str)> = request_host.iter().map(|h| ("host", *h)).collect();
+            let h = headers(&fields);
+            let env = build(&EnvironInput {
+                https: *tls,
+                forwarded: Some(&forwarded),
+                ..base(&h)
+            });
+            let http_host = env
+                .headers
+                .iter()
+                .find(|(k, _)| k.as_str() == "HTTP_HOST")
+                .map(|(_, v)| v.to_text().into_owned());
+            let remote = env.remote.unwrap();
+            let got = (
+                http_host.as_deref(),
+                &*env.server_name.to_text(),
+                &*env.server_port.to_text(),
+                env.url_scheme,
+                &*format!("{}:{}", remote_addr_text(remote), remote_port_text(remote)),
+            );
+            assert_eq!(got, *expected, "{forwarded:?} {request_host:?}");
         }
     }
 

@@ -112,6 +112,7 @@ fn environ_values(request: &Request, root_path: &str) -> Environ {
         root_path,
         content_length: request.content_length,
         strip_content_encoding: request.body_decoded,
+        forwarded: connection.forwarded.as_deref(),
     });
     if let Some(tls) = &connection.tls {
         environ.tls =

@@ -36,14 +36,20 @@ use crate::runtime::request::body::BodyReader;
 /// request (each `set_item` measured about 200 instructions), nor make
 /// those strings again. A value that differs from the template's (another
 /// `Host`, say) is set in the template, so every environ shows the request's
-/// own values. About 1 KiB per connection that has made a request.
+/// own values (a trusted proxy's client or scheme, say, which may change
+/// from one request to the next). About 1 KiB per connection that has
+/// made a request.
 #[derive(Default)]
 pub(crate) struct ConnStrings {
     template: Option<Py<PyDict>>,
-    /// The template's SERVER_NAME and SERVER_PORT, and its peer.
+    /// The template's SERVER_NAME and SERVER_PORT.
     server_name: Option<Py<PyString>>,
     server_port: Option<Py<PyString>>,
-    peer: Option<SocketAddr>,
+    /// The template's REMOTE_ADDR and REMOTE_PORT: of this client (`None`:
+    /// "" for a unix socket's peer); `None` before the template is made.
+    remote: Option<Option<SocketAddr>>,
+    /// The template's `wsgi.url_scheme` ("" before it is made).
+    url_scheme: &'static str,
     protocol: &'static str,
     /// Header values (see `CACHED_HEADERS`).
     headers: [Option<Py<PyString>>; CACHED_HEADERS.len()],
@@ -97,19 +103,9 @@ impl ConnStrings {
                     bytes => latin1_str(py, bytes)?,
                 };
                 template.set_item(intern!(py, "SCRIPT_NAME"), script_name)?;
-                let scheme = if e.url_scheme == "https" {
-                    intern!(py, "https")
-                } else {
-                    intern!(py, "http")
-                };
-                template.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
                 // TLS variables belong to the connection (its handshake).
                 for (key, value) in &e.tls {
                     template.set_item(*key, PyString::new(py, value))?;
-                }
-                if e.remote.is_none() {
-                    template.set_item(intern!(py, "REMOTE_ADDR"), empty)?;
-                    template.set_item(intern!(py, "REMOTE_PORT"), empty)?;
                 }
                 self.template = Some(template.clone().unbind());
                 template
@@ -123,12 +119,26 @@ impl ConnStrings {
         if new_port {
             template.set_item(intern!(py, "SERVER_PORT"), port)?;
         }
-        if let Some(peer) = e.remote.filter(|p| self.peer != Some(*p)) {
-            let addr = PyString::new(py, &environ::remote_addr_text(peer));
-            let port = PyString::new(py, &environ::remote_port_text(peer));
+        if self.url_scheme != e.url_scheme {
+            let scheme = if e.url_scheme == "https" {
+                intern!(py, "https")
+            } else {
+                intern!(py, "http")
+            };
+            template.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
+            self.url_scheme = e.url_scheme;
+        }
+        if self.remote != Some(e.remote) {
+            let (addr, port) = match e.remote {
+                Some(peer) => (
+                    PyString::new(py, &environ::remote_addr_text(peer)),
+                    PyString::new(py, &environ::remote_port_text(peer)),
+                ),
+                None => (intern!(py, "").clone(), intern!(py, "").clone()),
+            };
             template.set_item(intern!(py, "REMOTE_ADDR"), addr)?;
             template.set_item(intern!(py, "REMOTE_PORT"), port)?;
-            self.peer = Some(peer);
+            self.remote = Some(e.remote);
         }
         if self.protocol != e.server_protocol {
             let protocol = match e.server_protocol {

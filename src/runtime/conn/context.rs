@@ -12,9 +12,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use http::HeaderMap;
 use tokio::sync::watch;
 
 use super::h2c::PendingUpgrade;
+use crate::proto::proxy::forwarded::{self, Forwarded, Scheme};
 use crate::runtime::config::ServerConfig;
 use crate::runtime::endpoint::{ConnectionSlot, Endpoints};
 use crate::runtime::request::body::{DiskBudget, MemoryBudget};
@@ -28,8 +30,14 @@ pub(crate) struct ConnContext {
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) endpoints: Arc<Endpoints>,
     pub(crate) rt: tokio::runtime::Handle,
+    /// The address the client connected to (a PROXY header's destination);
+    /// `None` on unix sockets.
     pub(crate) local: Option<SocketAddr>,
+    /// The client (a PROXY header's source); `None` on unix sockets.
     pub(crate) peer: Option<SocketAddr>,
+    /// The peer is a trusted proxy and `--proxy-headers` is on: its
+    /// forwarding fields are applied to each request (`forwarded`).
+    pub(crate) applies_forwarding: bool,
     /// TLS connections: what the handshake established.
     pub(crate) tls: Option<Arc<TlsInfo>>,
     pub(crate) activity: Arc<Activity>,
@@ -53,6 +61,44 @@ pub(crate) struct ConnContext {
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
+impl ConnContext {
+    /// Whether the forwarding fields of `peer`'s requests are applied: it is
+    /// a trusted proxy (`--forwarded-allow-ips`; a Unix-socket peer, which
+    /// only a local process can be, is unless the list is empty) and
+    /// `--proxy-headers` is on.
+    pub(crate) fn applies_forwarding(config: &ServerConfig, peer: Option<SocketAddr>) -> bool {
+        let trusted = &config.proxies.trusted;
+        config.proxies.headers
+            && match peer {
+                Some(peer) => trusted.trusts(peer.ip()),
+                None => !trusted.is_empty(),
+            }
+    }
+
+    /// What a trusted proxy's forwarding fields change about a request with
+    /// `headers` (`proto::proxy::forwarded`); `None` when nothing, as for
+    /// every request whose peer is not trusted.
+    pub(crate) fn forwarded(&self, headers: &HeaderMap) -> Option<Forwarded> {
+        match self.applies_forwarding {
+            true => forwarded::resolve(headers, &self.config.proxies.trusted),
+            false => None,
+        }
+    }
+
+    /// The client and whether it used a secure scheme, as the application
+    /// is told: a trusted proxy's `forwarded` facts over the connection's.
+    pub(crate) fn client(&self, forwarded: Option<&Forwarded>) -> (Option<SocketAddr>, bool) {
+        let tls = self.tls.is_some();
+        match forwarded {
+            None => (self.peer, tls),
+            Some(f) => (
+                f.client.or(self.peer),
+                f.scheme.map_or(tls, |s| s == Scheme::Https),
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 impl ConnContext {
     /// A cleartext TCP-less connection's context for the runtime's own
@@ -72,6 +118,7 @@ impl ConnContext {
             rt: tokio::runtime::Handle::current(),
             local: None,
             peer: None,
+            applies_forwarding: false,
             tls: None,
             activity: Arc::new(Activity::new()),
             zero_copy: None,

@@ -525,14 +525,15 @@ where
             return Ok(Outcome::Closed);
         }
     };
+    let (client, secure) = ctx.client(ctx.forwarded(&request.headers).as_ref());
     let answered = websocket::answer(
         endpoint,
         offer,
         request.uri,
         request.headers,
         false,
-        ctx.tls.is_some(),
-        ctx.peer,
+        secure,
+        client,
         &ctx.config.websocket,
     )
     .await;

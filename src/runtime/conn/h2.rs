@@ -485,14 +485,15 @@ async fn open_websocket(
             return;
         }
     };
+    let (client, secure) = ctx.client(ctx.forwarded(&parts.headers).as_ref());
     let answered = websocket::answer(
         endpoint,
         offer,
         parts.uri,
         parts.headers,
         true,
-        ctx.tls.is_some(),
-        ctx.peer,
+        secure,
+        client,
         &ctx.config.websocket,
     )
     .await;

@@ -1,8 +1,9 @@
 //! The task of one connection, from the accepted socket to its close.
 //!
-//! What it does: runs the TLS handshake where the listener asks for one, tells
-//! HTTP/1.x from HTTP/2 prior knowledge by the first bytes (`detect`), and
-//! serves the connection: HTTP/1.0 and HTTP/1.1 with the server's own engine
+//! What it does: reads the PROXY protocol header first with
+//! `--proxy-protocol` (`transport::proxy_header`), runs the TLS handshake
+//! where the listener asks for one, tells HTTP/1.x from HTTP/2 prior
+//! knowledge by the first bytes (`detect`), and serves the connection: HTTP/1.0 and HTTP/1.1 with the server's own engine
 //! (`h1`); HTTP/2 (prior knowledge, ALPN `h2`, or an h2c upgrade, which `h1`
 //! answers with `101` before it hands the connection back) with the `h2`
 //! crate, its streams polled in this task (`h2`). Beside the connection it
@@ -36,6 +37,7 @@ use crate::runtime::timers::{Activity, Expired, Timeouts};
 use crate::runtime::transport::detect::{detect, Prefixed, Protocol, INVALID_PREFACE_ANSWER};
 use crate::runtime::transport::guard::{Guard, GuardHandle, ENHANCE_YOUR_CALM};
 use crate::runtime::transport::linger::Linger;
+use crate::runtime::transport::proxy_header;
 use crate::runtime::transport::rewind::Rewind;
 use crate::runtime::transport::sendfile::{SendQueue, SendfileStream};
 use crate::runtime::transport::tls::{TlsInfo, TlsState};
@@ -210,6 +212,7 @@ impl Serving {
             rt: self.rt.clone(),
             local,
             peer,
+            applies_forwarding: ConnContext::applies_forwarding(&self.config, peer),
             tls,
             activity: Arc::new(Activity::new()),
             zero_copy,
@@ -248,17 +251,45 @@ pub(crate) fn connection(
             serve(stream, &serving, ctx).await;
             drop(alive);
         }),
+        // The header's source is the client from here on.
+        Raw::Tcp(mut stream, peer, local) if serving.config.proxies.protocol => {
+            Box::pin(async move {
+                // Bounded by the header timeout; a stopping server does not
+                // wait for it.
+                let mut shutdown = serving.shutdown.clone();
+                let read = tokio::select! {
+                    read = proxy_header::read(&mut stream, peer, local, &serving.config) => read,
+                    _ = shutdown.changed() => None,
+                };
+                if let Some((peer, local)) = read {
+                    match tls {
+                        true => tls_connection(stream, peer, local, &serving).await,
+                        false => plain_connection(stream, peer, local, &serving).await,
+                    }
+                }
+                drop(alive);
+            })
+        }
         Raw::Tcp(stream, peer, local) if tls => Box::pin(async move {
             tls_connection(stream, peer, local, &serving).await;
             drop(alive);
         }),
         Raw::Tcp(stream, peer, local) => Box::pin(async move {
-            let queue = Arc::new(SendQueue::default());
-            let ctx = serving.context(local, Some(peer), None, Some(queue.clone()), None);
-            serve(SendfileStream::new(stream, queue), &serving, ctx).await;
+            plain_connection(stream, peer, local, &serving).await;
             drop(alive);
         }),
     }
+}
+
+async fn plain_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    serving: &Arc<Serving>,
+) {
+    let queue = Arc::new(SendQueue::default());
+    let ctx = serving.context(local, Some(peer), None, Some(queue.clone()), None);
+    serve(SendfileStream::new(stream, queue), serving, ctx).await;
 }
 
 async fn tls_connection(
@@ -439,6 +470,7 @@ where
             rt: ctx.rt.clone(),
             local: ctx.local,
             peer: ctx.peer,
+            applies_forwarding: ctx.applies_forwarding,
             tls: ctx.tls.clone(),
             activity: Arc::new(Activity::new()),
             zero_copy: None,

@@ -1,6 +1,8 @@
 //! One request, from an `http::Request` to an `http::Response`.
 //!
-//! What it does: applies the framing rules (`proto::request`), plans the body
+//! What it does: reads what a trusted proxy's forwarding fields say
+//! (`ConnContext::forwarded`; the endpoint and the access log apply it),
+//! applies the framing rules (`proto::request`), plans the body
 //! (`proto::body`: 413 before the application is called, decoding, the
 //! length the endpoint is told), optionally reads the whole body first
 //! (`--buffer-body`, `body::spool`; not for an endpoint that reads no body,
@@ -31,6 +33,7 @@ use super::body::{
 use super::interim::InterimSender;
 use super::response::{ResponseBody, Trailers};
 use crate::proto::body::{plan, Coding, Framing};
+use crate::proto::proxy::forwarded::Forwarded;
 use crate::proto::request::{check_authority, check_framing, check_target, HttpVersion};
 use crate::proto::route::Exchange;
 use crate::runtime::access_log::record::AccessRecord;
@@ -85,17 +88,19 @@ pub(crate) fn begin(
     // Dropped with the response body, or with this future if the request is
     // abandoned first (a reset HTTP/2 stream): either way the request ends.
     let in_flight = ctx.activity.begin();
-    let record = ctx
-        .config
-        .access_log
-        .as_ref()
-        .map(|log| Box::new(AccessRecord::start(&req, ctx.peer, log.clone())));
+    // A trusted proxy's word on the client (one pass over the field names
+    // when it sends no forwarding field; nothing for other peers).
+    let forwarded = ctx.forwarded(req.headers()).map(Box::new);
+    let record = ctx.config.access_log.as_ref().map(|log| {
+        let (client, _) = ctx.client(forwarded.as_deref());
+        Box::new(AccessRecord::start(&req, client, log.clone()))
+    });
     let counted = ctx
         .endpoints
         .observe()
         .recorder()
         .map(|recorder| Counted::start(recorder.clone(), req.version()));
-    let next = start(req, interim, &ctx);
+    let next = start(req, interim, &ctx, forwarded);
     finish(next, in_flight, record, counted, ctx)
 }
 
@@ -325,7 +330,12 @@ fn read_ahead(
 
 /// Everything about a request that needs no waiting: framing rules, the body
 /// plan, the route, and the dispatch to the endpoint.
-fn start(req: Request<RequestBody>, interim: InterimSender, ctx: &ConnContext) -> Next {
+fn start(
+    req: Request<RequestBody>,
+    interim: InterimSender,
+    ctx: &ConnContext,
+    forwarded: Option<Box<Forwarded>>,
+) -> Next {
     let version = HttpVersion::of(req.version());
     // An HTTP/1.x head was checked as it was parsed (`proto::h1`); an
     // HTTP/2 one is checked here.
@@ -475,6 +485,7 @@ fn start(req: Request<RequestBody>, interim: InterimSender, ctx: &ConnContext) -
         peer: ctx.peer,
         tls: ctx.tls.clone(),
         stream_id,
+        forwarded,
     };
     let slot = ctx.slot.clone();
     let zero_copy = match version {

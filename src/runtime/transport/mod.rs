@@ -3,7 +3,8 @@
 //!
 //! What it owns: telling HTTP/1.1 from HTTP/2 by the first bytes (`detect`),
 //! TLS configuration (`tls`), the abuse and stall guard (`guard`), lingering
-//! close (`linger`), `sendfile(2)` (`sendfile`), handing buffered bytes back
+//! close (`linger`), the PROXY protocol header before everything
+//! (`proxy_header`), `sendfile(2)` (`sendfile`), handing buffered bytes back
 //! after an h2c upgrade (`rewind`), and `RawSocket`, the question whether a request
 //! body can be read from the socket itself.
 //!
@@ -16,6 +17,7 @@ pub(crate) mod forward;
 pub(crate) mod detect;
 pub(crate) mod guard;
 pub(crate) mod linger;
+pub(crate) mod proxy_header;
 pub(crate) mod rewind;
 pub(crate) mod sendfile;
 pub(crate) mod tls;

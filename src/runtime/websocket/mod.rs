@@ -57,7 +57,9 @@ pub(crate) struct Opening {
     /// Names of the extensions offered (`Sec-WebSocket-Extensions`).
     pub(crate) extensions: Vec<String>,
     pub(crate) http2: bool,
+    /// TLS, or `https` by a trusted proxy's word (the scheme is `wss`).
     pub(crate) tls: bool,
+    /// The client: the socket's peer, or a trusted proxy's word.
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) handshake: Handshake,
     pub(crate) link: Link,
