@@ -145,12 +145,18 @@ def test_every_peer_trusted_with_a_star(start_server) -> None:
     assert env["REMOTE_ADDR"] == "6.6.6.6"
 
 
-def test_forwarded_wins_over_x_forwarded(server) -> None:
+def test_x_forwarded_for_wins_over_forwarded(server) -> None:
+    # A client's own Forwarded, passed on by a proxy that sets X-Forwarded-*, is not read.
+    env = environ(server.port, {**FORWARDED_FIELDS, "Forwarded": "for=6.6.6.6;proto=http;host=evil.example"})
+    assert seen(env) == ("203.0.113.7", "0", "https", "example.com:8443", "example.com", "8443")
+
+
+def test_forwarded_is_read_without_x_forwarded_for(server) -> None:
     env = environ(server.port, {
-        **FORWARDED_FIELDS,
+        "X-Forwarded-Port": "8443",
         "Forwarded": 'for="[2001:db8::1]:4711";proto=https;host=forwarded.example',
     })  # fmt: skip
-    # X-Forwarded-Port is not read once Forwarded is there.
+    # The other X-Forwarded-* fields are not read once Forwarded is.
     assert seen(env) == ("2001:db8::1", "4711", "https", "forwarded.example", "forwarded.example", "443")
     env = environ(server.port, {"Forwarded": "for=_hidden;proto=http", "Host": "h"})
     assert seen(env)[0] == "127.0.0.1"  # an obfuscated client: the peer stays
@@ -506,8 +512,8 @@ def test_behind_nginx_the_application_sees_the_client(server, nginx) -> None:
             env = get_env(conn)
             assert seen(env)[0] == STRANGER
             assert seen(env)[2:] == ("http", f"127.0.0.1:{port}", "127.0.0.1", str(port))
-            # The client's own fields: nginx appends to X-Forwarded-For, replaces the rest,
-            # and drops Forwarded; the right-most untrusted entry is the client.
+            # The client's own fields: nginx appends to X-Forwarded-For and replaces the
+            # rest; the right-most untrusted entry is the client, and Forwarded is not read.
             env = get_env(conn, {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https",
                                  "X-Forwarded-Host": "evil.example", "Forwarded": "for=6.6.6.6;proto=https"})
             assert env["HTTP_X_FORWARDED_FOR"] == f"6.6.6.6, {STRANGER}"

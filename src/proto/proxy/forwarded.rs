@@ -5,9 +5,14 @@
 //! (`trust`), and applies the answer (`proto::wsgi::environ`, the runtime's
 //! WebSocket opening and access log).
 //!
-//! Theory of operation. A request carries either `Forwarded` (RFC 7239),
-//! which wins when present (the `X-Forwarded-*` fields are then not read),
-//! or the de-facto `X-Forwarded-For`, `-Proto`, `-Host`, `-Port`.
+//! Theory of operation. A request carries the de-facto `X-Forwarded-For`,
+//! `-Proto`, `-Host`, `-Port`, or `Forwarded` (RFC 7239). With
+//! `X-Forwarded-For` present, the `X-Forwarded-*` fields are read and
+//! `Forwarded` is not; otherwise `Forwarded` is. A proxy passes on the
+//! fields it does not set itself, so whichever set a proxy does not write
+//! is the client's to forge: nginx, HAProxy, Traefik, Caddy and the cloud
+//! load balancers write `X-Forwarded-For`, and a `Forwarded` field a client
+//! sends through them must not outrank it.
 //!
 //! - The client: each proxy appends the address it received the request
 //!   from, so the list is read from the right, skipping trusted addresses
@@ -102,10 +107,11 @@ pub(crate) fn resolve(headers: &HeaderMap, trusted: &TrustedPeers) -> Option<For
     if !has_forwarding_fields(headers) {
         return None;
     }
-    let forwarded = match headers.contains_key(FORWARDED) {
-        true => from_forwarded(headers, trusted)?,
-        false => from_x_forwarded(headers, trusted),
-    };
+    let forwarded =
+        match headers.contains_key("x-forwarded-for") || !headers.contains_key(FORWARDED) {
+            true => from_x_forwarded(headers, trusted),
+            false => from_forwarded(headers, trusted)?,
+        };
     (!forwarded.is_empty()).then_some(forwarded)
 }
 
@@ -696,9 +702,18 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_wins_over_x_forwarded() {
+    fn x_forwarded_for_wins_over_forwarded() {
+        // nginx sets X-Forwarded-*, and passes on the client's own Forwarded.
         let fields = [
-            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=6.6.6.6;proto=http"),
+        ];
+        let f = resolved(&fields).unwrap();
+        assert_eq!(f.client, addr("203.0.113.7:0"));
+        assert_eq!(f.scheme, Some(Scheme::Https));
+        // Without X-Forwarded-For, Forwarded is read (and the other X- fields are not).
+        let fields = [
             ("x-forwarded-proto", "http"),
             ("x-forwarded-port", "8443"),
             ("forwarded", "for=203.0.113.7;proto=https"),
@@ -707,8 +722,8 @@ mod tests {
         assert_eq!(f.client, addr("203.0.113.7:0"));
         assert_eq!(f.scheme, Some(Scheme::Https));
         assert_eq!(f.port, None);
-        // Even when it says nothing usable.
-        let fields = [("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=\"bad")];
+        // A Forwarded that says nothing usable changes nothing.
+        let fields = [("x-forwarded-proto", "https"), ("forwarded", "for=\"bad")];
         assert_eq!(resolved(&fields), None);
         // Several Forwarded fields are one list.
         let fields = [
