@@ -248,7 +248,7 @@ def test_every_atom_against_a_real_request(start_server, tmp_path):
     assert 0 < micros < 60_000_000
     assert int(fields["M"]) == micros // 1000 and int(fields["T"]) == micros // 1_000_000
     assert fields["L"] == f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
-    assert fields["p"] == f"<{server.proc.pid}>"
+    assert fields["p"] == f"<{server.worker_pid}>"
     assert fields["id"] == "r-42"
     assert fields["ct"].startswith("text/plain")
 

@@ -39,6 +39,7 @@ It does not load the application (but with ``--preload``, through
 
 from __future__ import annotations
 
+import atexit
 import enum
 import errno
 import logging
@@ -329,6 +330,10 @@ class Supervisor:
             except BaseException:
                 logging.getLogger("propylon.error").exception("worker %d failed", index)
             finally:
+                # The process ends here, not through the supervisor's frames
+                # below (its clean-up is the supervisor's own); what a normal
+                # exit runs for the application still runs: atexit handlers.
+                atexit._run_exitfuncs()
                 logging.shutdown()
                 sys.stdout.flush()
                 sys.stderr.flush()
