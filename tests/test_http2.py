@@ -116,7 +116,7 @@ def test_curl_http2_prior_knowledge_and_http11_on_the_same_port(server):
         body, _, summary = result.stdout.rpartition(b"\n")
         versions[flag] = (summary.decode(), json.loads(body)["SERVER_PROTOCOL"])
     assert versions == {
-        "--http2-prior-knowledge": ("2 200", "HTTP/2"),
+        "--http2-prior-knowledge": ("2 200", "HTTP/2.0"),
         "--http1.1": ("1.1 200", "HTTP/1.1"),
     }
 
