@@ -137,7 +137,7 @@ def test_get_is_answered_on_stream_1(h2c_server):
         up.close()
     env = json.loads(body)
     assert status == 200
-    assert env["SERVER_PROTOCOL"] == "HTTP/2"
+    assert env["SERVER_PROTOCOL"] == "HTTP/2.0"
     assert env["REQUEST_METHOD"] == "GET"
     assert env["HTTP_HOST"] == f"127.0.0.1:{h2c_server.port}"
     assert env["HTTP_X_CUSTOM"] == "kept"
@@ -159,7 +159,7 @@ def test_post_body_is_answered_on_stream_1(h2c_server):
     assert status == 200
     assert result["sha256"] == hashlib.sha256(body).hexdigest()
     assert result["CONTENT_LENGTH"] == str(len(body))
-    assert result["SERVER_PROTOCOL"] == "HTTP/2"
+    assert result["SERVER_PROTOCOL"] == "HTTP/2.0"
     assert result["after_eof"] == ["", "", "", ""]
 
 
@@ -262,7 +262,7 @@ def test_curl_http2_upgrade_with_a_post_body(h2c_server, tmp_path):
     answer, _, version = result.stdout.rpartition(b"\n")
     result = json.loads(answer)
     assert version == b"2"
-    assert result["SERVER_PROTOCOL"] == "HTTP/2"
+    assert result["SERVER_PROTOCOL"] == "HTTP/2.0"
     assert result["sha256"] == hashlib.sha256(body).hexdigest()
 
 

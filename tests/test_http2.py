@@ -52,7 +52,7 @@ def test_get_over_http2(server):
     assert response.http_version == "HTTP/2"
     assert response.status_code == 200
     env = response.json()
-    assert env["SERVER_PROTOCOL"] == "HTTP/2"
+    assert env["SERVER_PROTOCOL"] == "HTTP/2.0"
     assert env["REQUEST_METHOD"] == "GET"
 
 
@@ -74,7 +74,7 @@ def test_streamed_body_without_content_length_over_http2(server):
     assert response.status_code == 200
     assert result["sha256"] == hashlib.sha256(body).hexdigest()
     assert result["CONTENT_LENGTH"] == "<absent>"
-    assert result["SERVER_PROTOCOL"] == "HTTP/2"
+    assert result["SERVER_PROTOCOL"] == "HTTP/2.0"
 
 
 def test_streamed_response_over_http2(server):
@@ -116,7 +116,7 @@ def test_curl_http2_prior_knowledge_and_http11_on_the_same_port(server):
         body, _, summary = result.stdout.rpartition(b"\n")
         versions[flag] = (summary.decode(), json.loads(body)["SERVER_PROTOCOL"])
     assert versions == {
-        "--http2-prior-knowledge": ("2 200", "HTTP/2"),
+        "--http2-prior-knowledge": ("2 200", "HTTP/2.0"),
         "--http1.1": ("1.1 200", "HTTP/1.1"),
     }
 

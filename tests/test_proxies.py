@@ -253,7 +253,7 @@ def test_http2_requests_show_the_forwarded_client(server) -> None:
     with httpx.Client(http1=False, http2=True, timeout=CLIENT_TIMEOUT) as client:
         url = f"http://127.0.0.1:{server.port}/env"
         env = client.get(url, headers=FORWARDED_FIELDS).json()
-        assert env["SERVER_PROTOCOL"] == "HTTP/2"
+        assert env["SERVER_PROTOCOL"] == "HTTP/2.0"
         assert seen(env) == ("203.0.113.7", "0", "https", "example.com:8443", "example.com", "8443")
         # Another stream of the same connection, without the fields.
         env = client.get(url).json()

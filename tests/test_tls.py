@@ -152,11 +152,11 @@ def test_tls_on_the_cleartext_port_is_not_served(tls_server, pki):
 
 @needs_curl
 @pytest.mark.parametrize("listener, flags, http_version, protocol", [
-    ("tls", [], "2", "HTTP/2"),                       # ALPN picks h2
+    ("tls", [], "2", "HTTP/2.0"),                       # ALPN picks h2
     ("tls", ["--http1.1"], "1.1", "HTTP/1.1"),        # ALPN picks http/1.1
-    ("tls", ["--http2"], "2", "HTTP/2"),
-    ("clear", ["--http2"], "2", "HTTP/2"),            # Upgrade: h2c
-    ("clear", ["--http2-prior-knowledge"], "2", "HTTP/2"),
+    ("tls", ["--http2"], "2", "HTTP/2.0"),
+    ("clear", ["--http2"], "2", "HTTP/2.0"),            # Upgrade: h2c
+    ("clear", ["--http2-prior-knowledge"], "2", "HTTP/2.0"),
     ("clear", ["--http1.1"], "1.1", "HTTP/1.1"),
 ], ids=["tls-alpn-h2", "tls-http1.1", "tls-http2", "h2c-upgrade", "h2c-prior-knowledge", "clear-http1.1"])
 def test_curl(tls_server, pki, listener, flags, http_version, protocol):
@@ -202,7 +202,7 @@ def test_httpx_http2_over_tls(tls_server, pki):
         env = client.get(f"{tls_server.tls_url}/env")
         echo = client.post(f"{tls_server.tls_url}/echo", content=body)
     assert env.http_version == "HTTP/2"
-    assert env.json()["SERVER_PROTOCOL"] == "HTTP/2"
+    assert env.json()["SERVER_PROTOCOL"] == "HTTP/2.0"
     assert env.json()["wsgi.url_scheme"] == "https"
     assert (echo.http_version, echo.content) == ("HTTP/2", body)
 
@@ -259,7 +259,7 @@ def test_nghttp_h2c_upgrade(tls_server):
                             capture_output=True, timeout=30, check=True)
     out = result.stdout.decode()
     assert "HTTP/1.1 101 Switching Protocols" in out and "HTTP Upgrade success" in out, out
-    assert '"SERVER_PROTOCOL": "HTTP/2"' in out
+    assert '"SERVER_PROTOCOL": "HTTP/2.0"' in out
 
 
 # ------------------------------------------------------------------ ALPN and versions

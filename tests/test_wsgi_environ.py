@@ -67,7 +67,7 @@ def test_server_protocol_http10(server):
 
 
 def test_server_protocol_http2(server):
-    assert env_over_http2(server.url)["SERVER_PROTOCOL"] == "HTTP/2"
+    assert env_over_http2(server.url)["SERVER_PROTOCOL"] == "HTTP/2.0"
 
 
 @pytest.mark.parametrize("protocol", ["http1", "http2"])

@@ -5,9 +5,15 @@ end of input (DESIGN.md §1): a read either returns the next bytes of a complete
 body, ``b""`` after its last byte, or raises one of these.
 
 They derive from :class:`OSError`, so code that already treats I/O failures on
-``wsgi.input`` as ``OSError`` (as frameworks do for socket errors) keeps working.
-The server raises them from Rust; this module only defines them.
+``wsgi.input`` as ``OSError`` (as frameworks do for socket errors) keeps working,
+and they say why in the built-in terms WSGI 1.1 gives (its section 4): a client
+gone is a :class:`ConnectionError`, a body over the server's bound has
+``errno == errno.EFBIG``, so that a framework can tell them apart on any 1.1
+server without importing these classes. The server raises them from Rust;
+this module only defines them.
 """
+
+import errno
 
 __all__ = [
     "ClientDisconnected",
@@ -24,7 +30,7 @@ class RequestBodyError(OSError):
     """
 
 
-class ClientDisconnected(RequestBodyError):
+class ClientDisconnected(RequestBodyError, ConnectionError):
     """The client went away before the request body was complete.
 
     Raised by a ``wsgi.input`` read when the connection (HTTP/1.1) or stream
@@ -54,8 +60,15 @@ class RequestBodyTooLarge(RequestBodyError):
     compressed "zip bomb" cannot expand without bound). A body whose declared
     ``Content-Length`` is already too large is answered with 413 before the
     application runs. If the application lets this exception propagate before
-    it has started a response, the server answers 413.
+    it has started a response, the server answers 413. Its ``errno`` is
+    ``errno.EFBIG``; ``str()`` is the message alone.
     """
+
+    def __init__(self, message: str = "the request body is too large") -> None:
+        super().__init__(errno.EFBIG, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class InvalidRequestBody(RequestBodyError):

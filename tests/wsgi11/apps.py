@@ -7,7 +7,7 @@ mount would do it):
 ===============  ==============================================================
 ``/native``      the probe application on its own: what the server gives
 ``/middleware``  the probe behind ``WSGI11Middleware(max_body_size=LIMIT)``
-``/buffered``    the probe behind the middleware in compatibility mode (§6)
+``/buffered``    the probe behind the middleware in compatibility mode (App. B)
 ``/flask``       tests/apps/flask_app.py behind the middleware
 ``/flask-validated``  the same, with ``propylon.wsgi11.validator`` between them
 ``/django``      tests/apps/django_project behind the middleware, ``buffer_body=True``
@@ -31,7 +31,7 @@ from propylon.wsgi11.conformance import ProbeApp
 from tests.wsgi11.breakers import BREAKERS, PARTIAL_BREAKERS
 
 #: The request body limit every server under test is configured with (and the
-#: conformance kit is told): small, so the §5 checks send little.
+#: conformance kit is told): small, so the App. A checks send little.
 LIMIT = 256 * 1024
 
 probe = ProbeApp()

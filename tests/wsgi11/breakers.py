@@ -183,6 +183,37 @@ def exact_type_test(app: App) -> App:
     return broken
 
 
+def reads_past_the_end(app: App) -> App:
+    """``wsgi.input_terminated`` is set, but ``readline()`` returns a line
+    after the body's end (``input-terminated-honest``)."""
+
+    class PastTheEnd:
+        def __init__(self, stream: Any) -> None:
+            self._stream, self._extra = stream, b"past the end\n"
+
+        def read(self, *args: Any) -> bytes:
+            return self._stream.read(*args)
+
+        def readline(self, *args: Any) -> bytes:
+            line = self._stream.readline(*args)
+            if not line:
+                line, self._extra = self._extra, b""
+            return line
+
+        def readlines(self, *args: Any) -> list[bytes]:
+            return self._stream.readlines(*args)
+
+        def __iter__(self) -> Any:
+            return iter(self._stream)
+
+    def broken(environ, start_response):
+        environ["wsgi.input"] = PastTheEnd(environ["wsgi.input"])
+        environ["wsgi.input_terminated"] = True
+        return app(environ, start_response)
+
+    return broken
+
+
 #: Check id -> the breaker that makes it fail.
 BREAKERS: dict[str, Callable[[App], App]] = {
     "write-callable": drops_write_data,
@@ -197,6 +228,7 @@ BREAKERS: dict[str, Callable[[App], App]] = {
     "decoded-body": keeps_content_encoding,
     "limit-decoded": hides_truncation,
     "path-info": quotes_path_info,
+    "input-terminated-honest": reads_past_the_end,
 }
 
 #: Checks that real servers already fail for one of their requirements, with a

@@ -9,7 +9,7 @@ every run so far to ``target/wsgi11/results.json``, from which
 ``python -m propylon.wsgi11.conformance --table`` renders docs/wsgi11-servers.md.
 
 Propylon runs twice: with ``--buffer-body`` for its compatibility-mode checks
-(section 6 is an option there), and without for the rest.
+(Appendix B is an option there), and without for the rest.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _run_propylon() -> list[dict[str, Any]]:
         problems = check_stopped_cleanly(plain, plain.stop()) + check_stopped_cleanly(buffered, buffered.stop())
     assert not problems, "\n".join(problems)
     software = (f"Propylon {propylon.__version__} (this repository), with `--decompress`; "
-                "its §6 rows are from `--buffer-body`")
+                "its App. B rows are from `--buffer-body`")
     return [make_run("Propylon", "Propylon", False, results[0], software),
             make_run("Propylon + middleware", "Propylon", True, results[1], software)]
 

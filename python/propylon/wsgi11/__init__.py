@@ -12,7 +12,7 @@ The specification is docs/spec/wsgi-1.1.md.
 - :func:`validator` checks both sides of the interface against WSGI 1.1;
 - :class:`FileWrapper` is the reference ``wsgi.file_wrapper`` (the same class
   as ``propylon.FileWrapper``);
-- :func:`is_wsgi11` is how a framework tells a 1.1 server apart (section 11);
+- :func:`is_wsgi11` is how a framework tells a 1.1 server apart (section 9);
 - :mod:`propylon.wsgi11.conformance` is the conformance kit: probe
   applications for a server, and a client that reports which guarantees the
   server gives (``python -m propylon.wsgi11.conformance --help``).

@@ -21,7 +21,7 @@ WSGI 1.1 rules (docs/spec/wsgi-1.1.md sections 1, 4 and 5) on top of either:
 
 What it does not do: decide which of those cases applies (the middleware
 does, from the environ), decode content codings, or buffer (``spool_body``
-below does, for the compatibility mode of section 6).
+below does, for the compatibility mode of Appendix B).
 """
 
 from __future__ import annotations
@@ -201,8 +201,10 @@ class TerminatedInput:
             self._fail(exc)
         except Exception as exc:  # noqa: BLE001 - the server's own error type (OSError, or not)
             # Servers report a client that went away, bad framing or their
-            # own limits in their own ways; all of them end this body.
-            self._fail(RequestBodyError(f"the server's wsgi.input failed: {type(exc).__name__}: {exc}"), exc)
+            # own limits in their own ways, and cannot be told apart: a read
+            # that failed for a cause unknown is a client gone (WSGI 1.1
+            # section 4).
+            self._fail(ClientDisconnected(f"the server's wsgi.input failed: {type(exc).__name__}: {exc}"), exc)
         if not isinstance(data, bytes):
             self._fail(RequestBodyError(
                 f"the server's wsgi.input returned {type(data).__name__}, not bytes (PEP 3333)"))
@@ -233,7 +235,7 @@ def spool_body(stream: TerminatedInput, memory_limit: int) -> tuple[int, IO[byte
     """Read ``stream`` to its end into memory, spilling to a temporary file past
     ``memory_limit`` bytes; return the length and the file, rewound.
 
-    The compatibility mode of section 6. Errors from ``stream`` propagate
+    The compatibility mode of Appendix B. Errors from ``stream`` propagate
     (and the file is closed): a truncated or oversized body is never returned.
     """
     spool = tempfile.SpooledTemporaryFile(max_size=memory_limit)  # noqa: SIM115 - returned open, to the caller

@@ -17,7 +17,7 @@ PEP 3333 server:
   fewer makes the server close the connection
   (:mod:`propylon.wsgi11.response`);
 - ``close()`` on the application's response is called exactly once;
-- optionally (``buffer_body=True``), the compatibility mode of section 6: a
+- optionally (``buffer_body=True``), the compatibility mode of Appendix B: a
   body of unknown length is read whole first and ``CONTENT_LENGTH`` set.
 
 What it cannot do (docs/spec/wsgi-1.1.md, "Reference implementation"): make a
@@ -52,7 +52,7 @@ BUFFER_MEMORY_LIMIT = 1024**2
 
 
 def is_wsgi11(environ: dict[str, Any]) -> bool:
-    """True when the server gives the WSGI 1.1 guarantees (section 11).
+    """True when the server gives the WSGI 1.1 guarantees (section 9).
 
     Both keys are needed: ``wsgi.version`` alone is not trusted, because
     servers have reported ``(1, 1)`` without these semantics.
@@ -108,7 +108,7 @@ class WSGI11Middleware:
     """Wrap a WSGI application so it sees a WSGI 1.1 server.
 
     ``max_body_size``: largest request body in bytes (default 1 GiB,
-    Propylon's ``--max-body-size``). ``buffer_body``: the compatibility mode of section 6,
+    Propylon's ``--max-body-size``). ``buffer_body``: the compatibility mode of Appendix B,
     for applications that trust ``CONTENT_LENGTH`` (Django); bodies are
     buffered in memory up to ``buffer_memory_limit`` bytes, then in a
     temporary file. ``dechunk``: whether ``wsgi.input`` still carries HTTP/1.1

@@ -6,12 +6,12 @@ gave until the first body byte (or the end of the body) is ready, the way a
 server does (PEP 3333, "Buffering and Streaming"), so that:
 
 - a request body error that ends the application before any byte was produced
-  can still become a ``413`` or ``400`` answer (docs/spec/wsgi-1.1.md §5);
+  can still become a ``413`` or ``400`` answer (docs/spec/wsgi-1.1.md §4);
 - a file wrapper handed to the server's own fast path gets its
-  ``Content-Length`` first (§8).
+  ``Content-Length`` first (§6).
 
 Every body byte, from the iterable or from ``write()``, goes through
-:meth:`ResponseGate.admit`, which enforces the declared ``Content-Length`` (§10):
+:meth:`ResponseGate.admit`, which enforces the declared ``Content-Length`` (§8):
 bytes past it are dropped and logged, and an iterable that ends short makes
 the response fail with :class:`ResponseTooShort`, which every PEP 3333 server
 answers by closing the connection once the headers are out.
@@ -173,14 +173,14 @@ class ResponseGate:
     def log_surplus(self, extra: int) -> None:
         if not self._surplus:
             self.log(f"the application produced more body bytes than its Content-Length ({self.declared}); "
-                     "the rest was not sent (WSGI 1.1 §10)")
+                     "the rest was not sent (WSGI 1.1 §8)")
         self._surplus += extra
 
     def check_finished(self) -> None:
         """At the end of the body: a short body is an error the server must see."""
         if self.enforced and self.declared is not None and self.sent < self.declared:
             message = (f"the application produced {self.sent} body bytes but declared Content-Length "
-                       f"{self.declared}; the response is incomplete (WSGI 1.1 §10)")
+                       f"{self.declared}; the response is incomplete (WSGI 1.1 §8)")
             self.log(message)
             # Every server tested but mod_wsgi closes the connection when the
             # iterable raises; mod_wsgi is asked to, where it can be.
@@ -314,7 +314,7 @@ class ServerFile:
     reads, seeks back, and reads again), so servers that read rather than
     send the descriptor stay within Content-Length. ``close()`` runs the
     application's wrapper ``close()``, once, so a subclass's close actions
-    happen when the server is done with the file (§7).
+    happen when the server is done with the file (§5).
     """
 
     def __init__(self, wrapper: Any, length: int, closer: Callable[[], None]) -> None:

@@ -97,7 +97,7 @@ def _check_environ(environ: Any) -> None:
         value = environ.get(key, "")
         _server(value == "" or value.startswith("/"), f"{key} {value!r} must be empty or start with '/'")
     _server(environ.get("wsgi.version") == (1, 1) and type(environ.get("wsgi.version")) is tuple,
-            f"wsgi.version is {environ.get('wsgi.version')!r}, expected the tuple (1, 1) (section 11)")
+            f"wsgi.version is {environ.get('wsgi.version')!r}, expected the tuple (1, 1) (section 9)")
     _server(environ.get("wsgi.input_terminated") is True,
             f"wsgi.input_terminated is {environ.get('wsgi.input_terminated', '<absent>')!r}, expected True (section 2)")
     _server(environ.get("wsgi.url_scheme") in ("http", "https"),
@@ -118,16 +118,16 @@ def _check_environ(environ: Any) -> None:
 def _check_file_wrapper_class(cls: Any) -> None:
     if _checked_wrapper_classes.get(id(cls)) is cls:
         return
-    _server(isinstance(cls, type), f"wsgi.file_wrapper is {cls!r}, not a class (section 7)")
+    _server(isinstance(cls, type), f"wsgi.file_wrapper is {cls!r}, not a class (section 5)")
     probe = io.BytesIO(b"x")
     wrapper = cls(probe, 4096)
     _server(getattr(wrapper, "filelike", None) is probe and getattr(wrapper, "blksize", None) == 4096,
-            f"{cls.__name__}(filelike, blksize) must keep its arguments as .filelike and .blksize (section 7)")
+            f"{cls.__name__}(filelike, blksize) must keep its arguments as .filelike and .blksize (section 5)")
     _server("close" not in getattr(wrapper, "__dict__", {}),
             f"{cls.__name__} assigns close on the instance; it must be a method so subclasses can extend it "
-            "(section 7)")
+            "(section 5)")
     wrapper.close()
-    _server(probe.closed, f"{cls.__name__}.close() did not close the file (section 7)")
+    _server(probe.closed, f"{cls.__name__}.close() did not close the file (section 5)")
     _checked_wrapper_classes[id(cls)] = cls
 
 
@@ -257,12 +257,12 @@ class _ResponseCheck:
         if self.enforced:
             assert self.declared is not None
             _app(self.produced <= self.declared,
-                 f"produced {self.produced} body bytes, more than its Content-Length {self.declared} (section 10)")
+                 f"produced {self.produced} body bytes, more than its Content-Length {self.declared} (section 8)")
 
     def finished(self) -> None:
         if self.enforced:
             _app(self.produced == self.declared,
-                 f"produced {self.produced} body bytes, fewer than its Content-Length {self.declared} (section 10)")
+                 f"produced {self.produced} body bytes, fewer than its Content-Length {self.declared} (section 8)")
 
     def check_file_wrapper(self, wrapper: Any) -> None:
         filelike = getattr(wrapper, "filelike", None)

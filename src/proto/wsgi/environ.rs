@@ -30,13 +30,14 @@ use percent_encoding::percent_decode_str;
 use crate::proto::proxy::forwarded::{Forwarded, Scheme};
 use crate::proto::request::{HttpVersion, HTTP2_CONNECTION_SPECIFIC};
 
-/// The `SERVER_PROTOCOL` string (PEP 3333 §"environ Variables"; "HTTP/2" is
-/// the version name RFC 9113 §3 uses, without a minor version).
+/// The `SERVER_PROTOCOL` string (PEP 3333 §"environ Variables"): CGI's
+/// grammar, `HTTP/<major>.<minor>` (RFC 3875 §4.1.16), so HTTP/2 is
+/// `HTTP/2.0`, as Apache's mod_http2 sets it.
 fn server_protocol(version: HttpVersion) -> &'static str {
     match version {
         HttpVersion::Http10 => "HTTP/1.0",
         HttpVersion::Http11 => "HTTP/1.1",
-        HttpVersion::Http2 => "HTTP/2",
+        HttpVersion::Http2 => "HTTP/2.0",
     }
 }
 
@@ -841,7 +842,7 @@ mod tests {
         for (version, expected) in [
             (Http10, "HTTP/1.0"),
             (Http11, "HTTP/1.1"),
-            (Http2, "HTTP/2"),
+            (Http2, "HTTP/2.0"),
         ] {
             assert_eq!(server_protocol(version), expected);
             let h = HeaderMap::new();

@@ -143,7 +143,7 @@ impl ConnStrings {
         if self.protocol != e.server_protocol {
             let protocol = match e.server_protocol {
                 "HTTP/1.1" => intern!(py, "HTTP/1.1"),
-                "HTTP/2" => intern!(py, "HTTP/2"),
+                "HTTP/2.0" => intern!(py, "HTTP/2.0"),
                 _ => intern!(py, "HTTP/1.0"),
             };
             template.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;

@@ -9,8 +9,8 @@ Run it against any server:
 2. ``python -m propylon.wsgi11.conformance --url http://127.0.0.1:8000``
    prints, point by point, which WSGI 1.1 guarantees the server gives, and
    exits 1 if one is missing. ``--max-body-size`` (the limit the server is
-   configured with) turns on the section 5 checks; ``--buffered-url`` (the
-   probe behind the compatibility mode of section 6) the section 6 checks;
+   configured with) turns on the Appendix A checks; ``--buffered-url`` (the
+   probe behind the compatibility mode of Appendix B) the Appendix B checks;
    ``--json FILE`` writes the results; ``--table FILE...`` renders results as
    the Markdown page docs/wsgi11-servers.md.
 

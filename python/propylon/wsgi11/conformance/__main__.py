@@ -32,8 +32,8 @@ def _parser() -> argparse.ArgumentParser:
                     "propylon.wsgi11.conformance.ProbeApp on the server, then point --url at it.",
     )
     parser.add_argument("--url", help="where the probe application is served: http://HOST:PORT[/PREFIX]")
-    parser.add_argument("--buffered-url", help="the probe behind the compatibility mode (section 6)")
-    parser.add_argument("--max-body-size", help="the request body limit the server is configured with (section 5)")
+    parser.add_argument("--buffered-url", help="the probe behind the compatibility mode (Appendix B)")
+    parser.add_argument("--max-body-size", help="the request body limit the server is configured with (Appendix A)")
     parser.add_argument("--only", help="comma-separated check ids to run")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--label", help="name of this run in the JSON (default: the URL)")

@@ -455,7 +455,7 @@ _SUBCLASSES: dict[Any, type] = {}
 
 
 def _recording_subclass(base: Any) -> type:
-    """A subclass of the server's wrapper that records close(), as middleware would (section 7)."""
+    """A subclass of the server's wrapper that records close(), as middleware would (section 5)."""
     if base not in _SUBCLASSES:
 
         def close(self: Any) -> None:
