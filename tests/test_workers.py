@@ -201,10 +201,8 @@ def test_a_worker_killed_under_load_is_replaced_and_only_its_requests_fail(start
         load.stop()
     # At most the requests the dead worker had in flight: one per client thread.
     assert len(load.failures) <= 4, load.failures
-    replacement = max(started(test_dir), key=lambda s: s[2] != victim and s[2] not in (0,))
     assert victim not in children(srv.proc.pid)
     assert len(children(srv.proc.pid)) == 2
-    assert replacement
 
 
 @pytest.mark.parametrize("path, how", [("/segv", "signal SIGSEGV"), ("/exit", "exit status 3")])
