@@ -114,7 +114,7 @@ class ExternalServer:
             threading.Thread(target=self._drain, args=(self.proc.stdout,), daemon=True).start()
             if self._wait_ready():
                 return
-            self.stop()
+            self._stop_process()
             if "in use" not in self.output():
                 break
         raise AssertionError(f"{self.name} did not become ready on port {self.port}; output:\n{self.output()}")
@@ -159,6 +159,9 @@ class ExternalServer:
         return self.proc.pid
 
     def stop(self) -> int | None:
+        return self._stop_process()
+
+    def _stop_process(self) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(signal.SIGTERM)

@@ -1,0 +1,162 @@
+"""Gateways behind Debian's nginx: a Python process on a Unix socket, nginx in front of it.
+
+How FastCGI, SCGI and uwsgi-protocol servers are deployed: the client talks
+HTTP to nginx, which owns the connection and passes each request to the
+gateway over its socket (``fastcgi_pass``, ``scgi_pass``, ``uwsgi_pass``).
+A subclass names the gateway's command and the ``location`` directives;
+this class starts both processes, the gateway first, and stops both.
+
+nginx runs in the foreground without a master process, from a configuration
+generated in the server's temporary directory, with every temporary path
+there too. Its defaults are kept, as a deployment would keep them, except:
+
+- ``client_max_body_size`` is the server's ``body_limit`` (nginx answers
+  413 past it, as App. A asks), and ``0`` (unbounded) under the mounts where
+  the middleware enforces its own limit, as tests/wsgi11/servers.py does for
+  Apache;
+- request buffering stays on (nginx's default): nginx reads a chunked body
+  whole and passes it with its length, which section 11 of the specification
+  describes as the front end's part.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from tests.support import READY_TIMEOUT
+from tests.wsgi11.servers import ExternalServer, free_port
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+NGINX_PARAMS = Path("/etc/nginx")
+#: The mounts where the middleware, not nginx, bounds the body (tests/wsgi11/apps.py).
+UNBOUNDED_MOUNTS = ("middleware", "buffered", "flask", "flask-validated", "django")
+
+
+def nginx_unavailable() -> str | None:
+    """Why nginx cannot be run here, or None."""
+    if NGINX is None:
+        return "nginx is not installed (apt-get install nginx; .ci/run installs it)"
+    return None
+
+
+class BehindNginx(ExternalServer):
+    """A gateway process on ``self.socket_path``, nginx on ``self.port`` in front of it."""
+
+    name = "fronted"
+
+    # -- to be defined by each gateway -------------------------------------------------
+
+    def backend_command(self, socket_path: Path) -> list[str]:
+        """The gateway's command line, serving ``APP`` on the Unix socket ``socket_path``."""
+        raise NotImplementedError
+
+    def pass_directives(self, socket_path: Path) -> str:
+        """The ``location`` directives that hand a request to the gateway."""
+        raise NotImplementedError
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @property
+    def socket_path(self) -> Path:
+        return self.tmp / "gateway.sock"
+
+    def _start(self) -> None:
+        self.backend = subprocess.Popen(self.backend_command(self.socket_path), cwd=self._cwd(), env=self.env(),
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT)
+        threading.Thread(target=self._drain, args=(self.backend.stdout,), daemon=True).start()
+        self._wait_for_socket()
+        try:
+            super()._start()  # nginx: command() below, ready when /ready answers through it
+        except BaseException:
+            self._stop_backend()
+            raise
+
+    def _cwd(self) -> Path:
+        from tests.support import REPO
+
+        return REPO
+
+    def _wait_for_socket(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.backend.poll() is not None:
+                break
+            if self.socket_path.exists():
+                with socket.socket(socket.AF_UNIX) as probe:
+                    try:
+                        probe.connect(str(self.socket_path))
+                        return
+                    except OSError:
+                        pass
+            time.sleep(0.05)
+        self._stop_backend()
+        raise AssertionError(f"{self.name} did not listen on {self.socket_path}; output:\n{self.output()}")
+
+    def command(self, port: int) -> list[str]:
+        assert NGINX is not None, nginx_unavailable()
+        prefix = self.tmp / "nginx"
+        prefix.mkdir(exist_ok=True)
+        conf = prefix / "nginx.conf"
+        conf.write_text(self.nginx_config(port, prefix))
+        return [NGINX, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf)]
+
+    def nginx_config(self, port: int, prefix: Path) -> str:
+        temp = "".join(f"    {kind}_temp_path {prefix / kind};\n"
+                       for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        passing = self.pass_directives(self.socket_path)
+        unbounded = "".join(f"        location /{mount} {{\n            client_max_body_size 0;\n"
+                            f"            {passing}\n        }}\n" for mount in UNBOUNDED_MOUNTS)
+        return f"""\
+# Generated by tests/wsgi11/fronted.py for one test run.
+daemon off;
+master_process off;
+worker_processes 1;
+pid {prefix / "nginx.pid"};
+error_log {prefix / "error.log"} warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+{temp}    server {{
+        listen 127.0.0.1:{port};
+        server_name 127.0.0.1;
+        client_max_body_size {self.body_limit};
+        location / {{
+            {passing}
+        }}
+{unbounded}    }}
+}}
+"""
+
+    def extra_output(self) -> str:
+        log = self.tmp / "nginx" / "error.log"
+        return "nginx error.log:\n" + log.read_text(errors="replace") if log.exists() else ""
+
+    def _stop_backend(self) -> None:
+        backend = getattr(self, "backend", None)
+        if backend is None or backend.poll() is not None:
+            return
+        backend.terminate()
+        try:
+            backend.wait(10)
+        except subprocess.TimeoutExpired:
+            backend.kill()
+            backend.wait()
+
+    def stop(self) -> int | None:
+        code = super().stop()
+        self._stop_backend()
+        return code
+
+    def nginx_version(self) -> str:
+        assert NGINX is not None
+        out = subprocess.run([NGINX, "-v"], capture_output=True, text=True)
+        return (out.stderr or out.stdout).strip().split(":", 1)[-1].strip()
+
+
+__all__ = ["NGINX_PARAMS", "BehindNginx", "free_port", "nginx_unavailable"]
