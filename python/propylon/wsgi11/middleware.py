@@ -1,8 +1,8 @@
 """WSGI 1.1 on any PEP 3333 server, as middleware.
 
 ``WSGI11Middleware(app)`` gives ``app`` the guarantees of
-docs/spec/wsgi-1.1.md on gunicorn, waitress, mod_wsgi, wsgiref or any other
-PEP 3333 server:
+docs/spec/wsgi-1.1.md on gunicorn, waitress, mod_wsgi, uWSGI, wsgiref or any
+other PEP 3333 server (what differs on uWSGI: :mod:`propylon.wsgi11.uwsgi_server`):
 
 - ``wsgi.input`` is terminated and bounded by ``CONTENT_LENGTH``
   (:mod:`propylon.wsgi11.input`); a body cut short raises
