@@ -33,6 +33,7 @@ Propylon itself is started with :class:`tests.support.ServerProcess`.
 from __future__ import annotations
 
 import http.client
+import importlib
 import os
 import pwd
 import shutil
@@ -347,9 +348,21 @@ def _world_readable(root: Path) -> None:
             os.chmod(os.path.join(dirpath, name), 0o644)
 
 
-SERVERS: dict[str, Callable[[], ExternalServer]] = {
+def _defined_in(module: str, cls: str) -> Callable[..., ExternalServer]:
+    """A server class from a module of tests/wsgi11 that imports this one, imported when first started."""
+
+    def start(body_limit: int = LIMIT) -> ExternalServer:
+        server: ExternalServer = getattr(importlib.import_module(f"tests.wsgi11.{module}"), cls)(body_limit)
+        return server
+
+    return start
+
+
+SERVERS: dict[str, Callable[..., ExternalServer]] = {
     "gunicorn": Gunicorn,
     "waitress": Waitress,
     "wsgiref": Wsgiref,
     "mod_wsgi": ModWsgi,
+    "uwsgi": _defined_in("uwsgi_hosts", "Uwsgi"),
+    "uwsgi-nginx": _defined_in("uwsgi_hosts", "UwsgiNginx"),
 }

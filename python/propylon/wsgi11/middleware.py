@@ -1,8 +1,8 @@
 """WSGI 1.1 on any PEP 3333 server, as middleware.
 
 ``WSGI11Middleware(app)`` gives ``app`` the guarantees of
-docs/spec/wsgi-1.1.md on gunicorn, waitress, mod_wsgi, wsgiref or any other
-PEP 3333 server:
+docs/spec/wsgi-1.1.md on gunicorn, waitress, mod_wsgi, uWSGI, wsgiref or any
+other PEP 3333 server (what differs on uWSGI: :mod:`propylon.wsgi11.uwsgi_server`):
 
 - ``wsgi.input`` is terminated and bounded by ``CONTENT_LENGTH``
   (:mod:`propylon.wsgi11.input`); a body cut short raises
@@ -36,6 +36,7 @@ from typing import Any
 
 from propylon.errors import RequestBodyError, RequestBodyTooLarge
 from propylon.filewrapper import FileWrapper
+from propylon.wsgi11 import uwsgi_server
 from propylon.wsgi11.input import ChunkedDecoder, TerminatedInput, spool_body
 from propylon.wsgi11.response import CloseOnce, GuardedResponse, ResponseGate, ServerFile, regular_file_remaining
 
@@ -78,6 +79,9 @@ class ServerProfile:
     #: mod_wsgi, which ends the response as if it were complete (Apache keeps
     #: the connection); there, only its own file path detects a short file.
     aborts_on_late_error: bool
+    #: The ``uwsgi`` module when uWSGI is the server (propylon/wsgi11/uwsgi_server.py):
+    #: its chunked-input API and ``sendfile()`` replace the generic paths.
+    uwsgi: Any = None
 
     @classmethod
     def read(cls, environ: dict[str, Any]) -> ServerProfile:
@@ -86,7 +90,14 @@ class ServerProfile:
             terminated=environ.get("wsgi.input_terminated") is True,
             file_wrapper=environ.get("wsgi.file_wrapper"),
             aborts_on_late_error="mod_wsgi.version" not in environ,
+            uwsgi=uwsgi_server.api(environ),
         )
+
+    @property
+    def answers_errors(self) -> bool:
+        """Whether the server answers an application that raised before the
+        head with a response of its own; uWSGI closes the connection instead."""
+        return self.uwsgi is None
 
     @property
     def file_wrapper_class(self) -> type:
@@ -131,8 +142,12 @@ class WSGI11Middleware:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         server = ServerProfile.read(environ)
-        gate = ResponseGate(environ, start_response)
+        gate = ResponseGate(environ, start_response, answer_errors=not server.answers_errors)
         cleanups: list[Callable[[], None]] = []
+        if server.uwsgi is not None:
+            drain = uwsgi_server.drain_after_response(server.uwsgi, environ["wsgi.input"], _declared_or_none(environ))
+            if drain is not None:
+                cleanups.append(drain)
         try:
             self._prepare_request(environ, server, cleanups)
         except _Refused as refused:
@@ -148,6 +163,14 @@ class WSGI11Middleware:
                 return [gate.answer_body_error(error)]
             finally:
                 _run(cleanups)
+        except Exception as error:
+            if gate.answers_errors and not gate.head_passed:
+                try:
+                    return [gate.answer_application_error(error)]
+                finally:
+                    _run(cleanups)
+            _run(cleanups)
+            raise
         except BaseException:
             _run(cleanups)
             raise
@@ -158,22 +181,32 @@ class WSGI11Middleware:
     def _prepare_request(self, environ: dict[str, Any], server: ServerProfile,
                          cleanups: list[Callable[[], None]]) -> None:
         declared = _content_length(environ)
+        # A front end may pass these header fields as well (nginx 1.22 does,
+        # on uwsgi_pass); RFC 3875 §4.1.18: they are CONTENT_LENGTH and
+        # CONTENT_TYPE, and a second copy could disagree.
+        environ.pop("HTTP_CONTENT_LENGTH", None)
+        environ.pop("HTTP_CONTENT_TYPE", None)
         if environ.get("CONTENT_LENGTH") == "":
             del environ["CONTENT_LENGTH"]  # PEP 3333 allows empty; section 3 wants it absent
         if declared is not None and declared > self.max_body_size:
             raise _Refused(RequestBodyTooLarge(
                 f"CONTENT_LENGTH {declared} is over the maximum of {self.max_body_size} bytes"))
         framed = self._still_chunked(environ, server, declared)
-        source = ChunkedDecoder(environ["wsgi.input"]) if framed else environ["wsgi.input"]
+        source: Any = environ["wsgi.input"]
+        if framed:
+            source = uwsgi_server.ChunkedBody(server.uwsgi) if server.uwsgi is not None else ChunkedDecoder(source)
         stream = TerminatedInput(source, length=declared, terminated=server.terminated or framed,
                                  limit=self.max_body_size)
-        if self.buffer_body and declared is None and (framed or server.terminated):
+        # uWSGI's chunked-input API answers only in the thread uWSGI called
+        # the application in; an application may read wsgi.input in another.
+        read_first = framed and server.uwsgi is not None
+        if (self.buffer_body or read_first) and declared is None and (framed or server.terminated):
             try:
                 length, spool = spool_body(stream, self.buffer_memory_limit)
             except RequestBodyError as error:
                 raise _Refused(error) from error
             cleanups.append(spool.close)
-            if length or "HTTP_TRANSFER_ENCODING" in environ:
+            if self.buffer_body and (length or "HTTP_TRANSFER_ENCODING" in environ):
                 environ["CONTENT_LENGTH"] = str(length)
             stream = TerminatedInput(spool, length=length, terminated=True, limit=self.max_body_size)
         environ["wsgi.input"] = stream
@@ -205,7 +238,12 @@ class WSGI11Middleware:
             if cleanups:
                 weakref.finalize(result, _run, cleanups)
             return result
-        if isinstance(result, FileWrapper) and server.file_wrapper not in (None, FileWrapper):
+        if isinstance(result, FileWrapper) and server.uwsgi is not None:
+            # uWSGI's own wrapper ignores tell() and Content-Length: never handed to it.
+            sent = uwsgi_server.send_file(server.uwsgi, gate, result, cleanups)
+            if sent is not None:
+                return sent
+        elif isinstance(result, FileWrapper) and server.file_wrapper not in (None, FileWrapper):
             native = self._hand_to_server(gate, server, result, cleanups)
             if native is not None:
                 return native
@@ -248,6 +286,13 @@ def _content_length(environ: dict[str, Any]) -> int | None:
     if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     raise _Refused(RequestBodyError(f"the server passed an invalid CONTENT_LENGTH {value!r}"))
+
+
+def _declared_or_none(environ: dict[str, Any]) -> int | None:
+    try:
+        return _content_length(environ)
+    except _Refused:
+        return None
 
 
 def _run(cleanups: list[Callable[[], None]]) -> None:

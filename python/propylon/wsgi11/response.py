@@ -36,6 +36,7 @@ from __future__ import annotations
 import enum
 import os
 import stat
+import traceback
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
@@ -82,8 +83,13 @@ class ResponseGate:
     """One response on its way from the application to the server: the head held until
     the first body byte, the declared length, and the body bytes let through so far."""
 
-    def __init__(self, environ: dict[str, Any], server_start_response: StartResponse) -> None:
+    def __init__(self, environ: dict[str, Any], server_start_response: StartResponse, *,
+                 answer_errors: bool = False) -> None:
         self.environ = environ
+        #: Whether an exception from the application before the head reached
+        #: the server is answered ``500`` here (for a server that would close
+        #: the connection without a response: uWSGI).
+        self.answers_errors = answer_errors
         self._server_start_response = server_start_response
         self._server_write: Callable[[bytes], Any] | None = None
         self._stage = _Stage.NO_HEAD
@@ -101,8 +107,16 @@ class ResponseGate:
             try:
                 if self._stage is _Stage.PASSED:
                     # The server decides: it re-raises if the head is already
-                    # on the wire, or replaces it (PEP 3333).
-                    self._server_write = self._server_start_response(status, headers, exc_info)
+                    # on the wire, or replaces it (PEP 3333). A server that
+                    # raises an error of its own instead (uWSGI: "headers
+                    # already sent") gets the application's re-raised, as
+                    # PEP 3333 asks.
+                    try:
+                        self._server_write = self._server_start_response(status, headers, exc_info)
+                    except Exception as error:
+                        if error is exc_info[1]:
+                            raise
+                        raise exc_info[1].with_traceback(exc_info[2]) from None
             finally:
                 exc_info = None  # PEP 3333: avoid a reference cycle through the traceback
         elif self._stage is not _Stage.NO_HEAD:
@@ -213,6 +227,20 @@ class ResponseGate:
         self.pass_head()
         return text
 
+    def answer_application_error(self, error: Exception) -> bytes:
+        """Replace the response with ``500``, for an application that raised
+        before anything reached the server; the traceback goes to ``wsgi.errors``."""
+        assert self._stage is not _Stage.PASSED
+        detail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        self.log(f"the application raised before its response started, answered 500:\n{detail}")
+        text = b"Internal Server Error\n"
+        self.status = "500 Internal Server Error"
+        self.headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(text)))]
+        self.declared = len(text)
+        self._stage = _Stage.HELD
+        self.pass_head()
+        return text
+
     def log(self, message: str) -> None:
         errors = self.environ.get("wsgi.errors")
         if errors is not None:
@@ -287,6 +315,11 @@ class GuardedResponse:
             # answer it (re-raised if the server already has a head).
             self._iter = iter(())
             return gate.admit(gate.answer_body_error(error))
+        except Exception as error:
+            if not gate.answers_errors or gate.head_passed:
+                raise
+            self._iter = iter(())
+            return gate.admit(gate.answer_application_error(error))
         if not isinstance(chunk, bytes):
             raise TypeError(f"the response iterable yielded {type(chunk).__name__}, not bytes (PEP 3333)")
         gate.pass_head()
