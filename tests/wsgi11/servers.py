@@ -33,6 +33,7 @@ Propylon itself is started with :class:`tests.support.ServerProcess`.
 from __future__ import annotations
 
 import http.client
+import importlib
 import os
 import pwd
 import shutil
@@ -347,9 +348,22 @@ def _world_readable(root: Path) -> None:
             os.chmod(os.path.join(dirpath, name), 0o644)
 
 
-SERVERS: dict[str, Callable[[], ExternalServer]] = {
+def _defined_in(module: str, cls: str) -> Callable[..., ExternalServer]:
+    """A server class from a module that imports this one (the gateways behind nginx,
+    tests/wsgi11/fronted.py), imported when the server is started."""
+
+    def start(body_limit: int = LIMIT) -> ExternalServer:
+        server: ExternalServer = getattr(importlib.import_module(module), cls)(body_limit)
+        return server
+
+    return start
+
+
+SERVERS: dict[str, Callable[..., ExternalServer]] = {
     "gunicorn": Gunicorn,
     "waitress": Waitress,
     "wsgiref": Wsgiref,
     "mod_wsgi": ModWsgi,
+    "fastcgi": _defined_in("tests.wsgi11.flup_hosts", "FlupFastCGI"),
+    "scgi": _defined_in("tests.wsgi11.flup_hosts", "FlupSCGI"),
 }
