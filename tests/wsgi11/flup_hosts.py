@@ -80,7 +80,8 @@ class FlupBehindNginx(BehindNginx):
     def software(self) -> str:
         return (f"flup {metadata.version('flup')} (`{self.module}.WSGIServer`, threaded, "
                 f"Unix socket) behind {self.nginx_version()} (Debian; `{self.directives.strip()}`, "
-                f"request buffering {'on' if self.request_buffering else 'off'}, `client_max_body_size {self.body_limit}`)")
+                f"request buffering {'on' if self.request_buffering else 'off'}, `client_max_body_size {self.body_limit}`, "
+                "0 under the middleware's mounts)")
 
 
 class FlupFastCGI(FlupBehindNginx):
