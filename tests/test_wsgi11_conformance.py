@@ -18,6 +18,7 @@ from __future__ import annotations
 import pytest
 
 from propylon.wsgi11.conformance import CHECKS
+from tests.wsgi11.flup_hosts import FLUP_HOSTS, flup_unavailable
 from tests.wsgi11.runs import ORDER, RUNS
 from tests.wsgi11.servers import apache_unavailable
 from tests.wsgi11.uwsgi_hosts import uwsgi_unavailable
@@ -30,9 +31,10 @@ REQUIRED = {c.id for c in CHECKS if c.group != "info"}
 #: fails. (mod_wsgi's short responses need ``WSGIPassApacheRequest On``, which
 #: tests/wsgi11/servers.py sets.)
 KNOWN_LIMITS: dict[tuple[str, str], str] = {
-    ("uwsgi-nginx", "repeated-headers"): "nginx before 1.23.0 (Debian 12 has 1.22.1) passes each repeated request "
-    "header field to a uwsgi backend as a variable of its own, and uWSGI keeps the last: the gateway never sees "
-    "the others. nginx 1.23.0 and later join them",
+    **{(host, "repeated-headers"): "nginx before 1.23.0 (Debian 12 has 1.22.1) passes each repeated request "
+       "header field to FastCGI, SCGI and uwsgi gateways as a parameter of its own, and the gateway (flup, "
+       "uWSGI) keeps the last, so the others are gone before the middleware runs (nginx 1.23.0 joins them)"
+       for host in (*FLUP_HOSTS, "uwsgi-nginx")},
 }
 
 
@@ -41,6 +43,8 @@ def _runs(server: str) -> tuple[dict, dict]:
         pytest.skip(apache_unavailable())
     if server.startswith("uwsgi") and uwsgi_unavailable(server):
         pytest.skip(uwsgi_unavailable(server))
+    if server in FLUP_HOSTS and flup_unavailable():
+        pytest.skip(flup_unavailable())
     native, middleware = RUNS.get(server)
     return native, middleware
 

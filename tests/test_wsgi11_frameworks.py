@@ -2,8 +2,8 @@
 
 The same applications, and the same upload and download tests, as
 tests/test_flask.py and tests/test_django.py run on Propylon: here on
-gunicorn, waitress, wsgiref, Apache mod_wsgi and uWSGI (alone and behind
-nginx), each started for real
+gunicorn, waitress, wsgiref, Apache mod_wsgi, uWSGI (alone and behind
+nginx), and flup's FastCGI and SCGI servers behind nginx, each started for real
 (tests/wsgi11/servers.py) and serving them behind the middleware
 (tests/wsgi11/apps.py mounts Flask at ``/flask`` and Django, in the
 compatibility mode, at ``/django``). ``/flask-validated`` adds
@@ -29,6 +29,7 @@ import httpx
 import pytest
 
 from tests.support import CLIENT_TIMEOUT, UPLOAD_MIB, chunks_of, upload_blocks
+from tests.wsgi11.flup_hosts import FLUP_HOSTS, flup_unavailable
 from tests.wsgi11.servers import SERVERS, apache_unavailable
 from tests.wsgi11.uwsgi_hosts import uwsgi_unavailable
 
@@ -39,6 +40,8 @@ def server(request):
         pytest.skip(apache_unavailable())
     if request.param.startswith("uwsgi") and uwsgi_unavailable(request.param):
         pytest.skip(uwsgi_unavailable(request.param))
+    if request.param in FLUP_HOSTS and flup_unavailable():
+        pytest.skip(flup_unavailable())
     started = SERVERS[request.param](body_limit=1 << 30)  # uploads here are not about limits
     yield started
     started.close()
@@ -78,9 +81,10 @@ def test_flask_chunked_upload_streamed_to_request_stream(server, path):
     digest = hashlib.sha256(b"".join(blocks)).hexdigest()
     status, result = _chunked_upload(server, path, blocks)
     assert status == 200
-    # Absent: the body is streamed. waitress, and nginx in front of uWSGI,
-    # read the whole body first and give its exact length, which §3 allows.
-    exact = str(UPLOAD_MIB * 1024 * 1024) if server.name in ("waitress", "uwsgi-nginx") else "<absent>"
+    # Absent: the body is streamed. waitress, and nginx in front of uWSGI and
+    # flup, read the whole body before calling the application and give its
+    # exact length, which §3 allows.
+    exact = str(UPLOAD_MIB * 1024 * 1024) if server.name in ("waitress", "uwsgi-nginx", *FLUP_HOSTS) else "<absent>"
     assert result == {"length": UPLOAD_MIB * 1024 * 1024, "sha256": digest, "content_length": exact}
 
 

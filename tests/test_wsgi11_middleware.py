@@ -29,7 +29,7 @@ import pytest
 
 from propylon.errors import ClientDisconnected, InvalidRequestBody, RequestBodyError, RequestBodyTooLarge
 from propylon.filewrapper import FileWrapper
-from propylon.wsgi11 import ResponseTooShort, WSGI11Middleware, apache, is_wsgi11
+from propylon.wsgi11 import ResponseTooShort, WSGI11Middleware, apache, is_wsgi11, validator
 from propylon.wsgi11.input import ChunkedDecoder, TerminatedInput
 from tests.support import REPO
 from tests.wsgi11.gateway import Gateway, open_fds
@@ -198,6 +198,27 @@ def test_environ_is_wsgi11():
     assert seen["wsgi.input_terminated"] is True
     assert seen["wsgi.file_wrapper"] is FileWrapper
     assert "CONTENT_LENGTH" not in seen  # wsgiref's "" becomes absent (section 3)
+
+
+def test_header_copies_of_content_type_and_length_are_removed():
+    # nginx passes every request header to FastCGI, SCGI and uwsgi gateways
+    # as HTTP_*, Content-Type and Content-Length included (RFC 3875 §4.1.18).
+    seen = {}
+
+    def app(environ, start_response):
+        seen.update(environ)
+        start_response("200 OK", [])
+        return []
+
+    gateway = Gateway(BODY, content_length=str(len(BODY)), CONTENT_TYPE="text/plain",
+                      HTTP_CONTENT_TYPE="text/plain", HTTP_CONTENT_LENGTH=str(len(BODY)))
+    gateway.run(WSGI11Middleware(validator(app)))
+    assert "HTTP_CONTENT_TYPE" not in seen and "HTTP_CONTENT_LENGTH" not in seen
+    assert (seen["CONTENT_TYPE"], seen["CONTENT_LENGTH"]) == ("text/plain", str(len(BODY)))
+    gateway = Gateway(b"", HTTP_CONTENT_TYPE="text/plain")
+    gateway.environ.pop("CONTENT_TYPE", None)
+    gateway.run(WSGI11Middleware(app))
+    assert seen["CONTENT_TYPE"] == "text/plain"  # the copy is the only one: kept, under its CGI name
 
 
 def test_pipelined_bytes_never_reach_the_application():
@@ -580,3 +601,30 @@ def test_spool_files_leave_nothing_behind():
     Gateway(framed, HTTP_TRANSFER_ENCODING="chunked").run(
         WSGI11Middleware(echo, buffer_body=True, buffer_memory_limit=10))
     assert not {name for name in set(os.listdir(tempfile.gettempdir())) - before if name.startswith("tmp")}
+
+
+def test_file_iterated_on_a_server_without_a_file_wrapper_gets_its_content_length(tmp_path):
+    # flup has no wsgi.file_wrapper: the middleware iterates the file, and
+    # declares its length as a server's file path would (nginx would
+    # otherwise send it chunked, and a short file would end cleanly).
+    path = data_file(tmp_path)
+    gateway = Gateway(method="GET")
+    body = gateway.run(WSGI11Middleware(file_app(path, skip=10)))
+    assert gateway.header("Content-Length") == str(100_000 - 10)
+    assert body == path.read_bytes()[10:]
+
+
+def test_file_iterated_keeps_a_declared_length_and_adds_none_to_a_304(tmp_path):
+    path = data_file(tmp_path, 3000)
+    gateway = Gateway(method="GET")
+    with pytest.raises(ResponseTooShort):
+        gateway.run(WSGI11Middleware(file_app(path, declared=5000)))
+    assert gateway.header("Content-Length") == "5000"
+
+    def not_modified(environ, start_response):
+        start_response("304 Not Modified", [])
+        return environ["wsgi.file_wrapper"](open(path, "rb"), 4096)
+
+    gateway = Gateway(method="GET")
+    gateway.run(WSGI11Middleware(not_modified))
+    assert gateway.header("Content-Length") is None

@@ -349,10 +349,11 @@ def _world_readable(root: Path) -> None:
 
 
 def _defined_in(module: str, cls: str) -> Callable[..., ExternalServer]:
-    """A server class from a module of tests/wsgi11 that imports this one, imported when first started."""
+    """A server class from a module that imports this one (the gateways behind nginx,
+    tests/wsgi11/fronted.py), imported when the server is started."""
 
     def start(body_limit: int = LIMIT) -> ExternalServer:
-        server: ExternalServer = getattr(importlib.import_module(f"tests.wsgi11.{module}"), cls)(body_limit)
+        server: ExternalServer = getattr(importlib.import_module(module), cls)(body_limit)
         return server
 
     return start
@@ -363,6 +364,6 @@ SERVERS: dict[str, Callable[..., ExternalServer]] = {
     "waitress": Waitress,
     "wsgiref": Wsgiref,
     "mod_wsgi": ModWsgi,
-    "uwsgi": _defined_in("uwsgi_hosts", "Uwsgi"),
-    "uwsgi-nginx": _defined_in("uwsgi_hosts", "UwsgiNginx"),
+    "fastcgi": _defined_in("tests.wsgi11.flup_hosts", "FlupFastCGI"),
+    "scgi": _defined_in("tests.wsgi11.flup_hosts", "FlupSCGI"),
 }

@@ -10,6 +10,8 @@ other PEP 3333 server (what differs on uWSGI: :mod:`propylon.wsgi11.uwsgi_server
   is de-chunked; a body over ``max_body_size`` is refused with ``413`` or
   ends the read with :class:`propylon.RequestBodyTooLarge`;
 - ``wsgi.version`` is ``(1, 1)`` and ``wsgi.input_terminated`` is ``True``;
+  ``HTTP_CONTENT_TYPE`` and ``HTTP_CONTENT_LENGTH``, which front ends such as
+  nginx pass to FastCGI, SCGI and uwsgi gateways, are removed;
 - ``wsgi.file_wrapper`` is a class (:class:`propylon.FileWrapper` unless the
   server is already a 1.1 server), and a wrapper over a regular file is handed
   to the server's own file wrapper, so its fast path is kept;
@@ -36,7 +38,7 @@ from typing import Any
 
 from propylon.errors import RequestBodyError, RequestBodyTooLarge
 from propylon.filewrapper import FileWrapper
-from propylon.wsgi11 import uwsgi_server
+from propylon.wsgi11 import flup, uwsgi_server
 from propylon.wsgi11.input import ChunkedDecoder, TerminatedInput, spool_body
 from propylon.wsgi11.response import CloseOnce, GuardedResponse, ResponseGate, ServerFile, regular_file_remaining
 
@@ -70,7 +72,9 @@ class ServerProfile:
     """What the server itself put in the environ, read before the middleware changes it."""
 
     wsgi11: bool
-    #: The server ends ``wsgi.input`` at the end of the body (``wsgi.input_terminated``).
+    #: The server ends ``wsgi.input`` at the end of the body: it says so
+    #: (``wsgi.input_terminated``), or it is flup's FastCGI server, whose
+    #: stream ends where the front end ends stdin (propylon/wsgi11/flup.py).
     terminated: bool
     #: The server's own ``wsgi.file_wrapper``, if any.
     file_wrapper: Any
@@ -87,7 +91,7 @@ class ServerProfile:
     def read(cls, environ: dict[str, Any]) -> ServerProfile:
         return cls(
             wsgi11=is_wsgi11(environ),
-            terminated=environ.get("wsgi.input_terminated") is True,
+            terminated=environ.get("wsgi.input_terminated") is True or flup.fastcgi_stdin(environ),
             file_wrapper=environ.get("wsgi.file_wrapper"),
             aborts_on_late_error="mod_wsgi.version" not in environ,
             uwsgi=uwsgi_server.api(environ),
@@ -181,13 +185,9 @@ class WSGI11Middleware:
     def _prepare_request(self, environ: dict[str, Any], server: ServerProfile,
                          cleanups: list[Callable[[], None]]) -> None:
         declared = _content_length(environ)
-        # A front end may pass these header fields as well (nginx 1.22 does,
-        # on uwsgi_pass); RFC 3875 §4.1.18: they are CONTENT_LENGTH and
-        # CONTENT_TYPE, and a second copy could disagree.
-        environ.pop("HTTP_CONTENT_LENGTH", None)
-        environ.pop("HTTP_CONTENT_TYPE", None)
         if environ.get("CONTENT_LENGTH") == "":
             del environ["CONTENT_LENGTH"]  # PEP 3333 allows empty; section 3 wants it absent
+        _drop_header_copies(environ)
         if declared is not None and declared > self.max_body_size:
             raise _Refused(RequestBodyTooLarge(
                 f"CONTENT_LENGTH {declared} is over the maximum of {self.max_body_size} bytes"))
@@ -247,6 +247,8 @@ class WSGI11Middleware:
             native = self._hand_to_server(gate, server, result, cleanups)
             if native is not None:
                 return native
+        if isinstance(result, FileWrapper):
+            _declare_file_length(gate, result)
         return GuardedResponse(gate, result, cleanups)
 
     @staticmethod
@@ -277,6 +279,36 @@ class WSGI11Middleware:
         except TypeError:
             pass  # a C type without weak references (mod_wsgi): the server's close() is relied on
         return native
+
+
+def _drop_header_copies(environ: dict[str, Any]) -> None:
+    """Remove ``HTTP_CONTENT_TYPE`` and ``HTTP_CONTENT_LENGTH``.
+
+    A gateway behind a front end may pass every request header as an
+    ``HTTP_*`` variable, these two included (RFC 3875 §4.1.18 allows it; nginx
+    does for FastCGI, SCGI and uwsgi), but a WSGI environ has them only as
+    ``CONTENT_TYPE`` and ``CONTENT_LENGTH`` (PEP 3333; ``wsgiref.validate``
+    rejects the copies). The length is the gateway's ``CONTENT_LENGTH`` alone:
+    the header's copy is not what the body is bounded by.
+    """
+    content_type = environ.pop("HTTP_CONTENT_TYPE", None)
+    if content_type is not None and not environ.get("CONTENT_TYPE"):
+        environ["CONTENT_TYPE"] = content_type
+    environ.pop("HTTP_CONTENT_LENGTH", None)
+
+
+def _declare_file_length(gate: ResponseGate, result: FileWrapper) -> None:
+    """Give a regular file iterated here the ``Content-Length`` a server's own
+    file path would give it (waitress's does), so that the client can tell the
+    response's end from the connection's and a short file is seen short (§8).
+    Servers without a ``wsgi.file_wrapper`` of their own (flup) need it most:
+    behind nginx, a response without a length is sent chunked, and ends
+    cleanly whatever happened to the file."""
+    if not gate.head_held or gate.declared is not None or gate.status[:3] in ("204", "304"):
+        return
+    remaining = regular_file_remaining(result)
+    if remaining is not None:
+        gate.set_header("Content-Length", str(remaining))
 
 
 def _content_length(environ: dict[str, Any]) -> int | None:

@@ -145,6 +145,11 @@ class ResponseGate:
         return self._stage is _Stage.PASSED
 
     @property
+    def head_held(self) -> bool:
+        """Whether the application's status and headers are here, still open to change."""
+        return self._stage is _Stage.HELD
+
+    @property
     def enforced(self) -> bool:
         """Whether this response's body must match its Content-Length (not HEAD, 1xx, 204, 304)."""
         if self.declared is None or self.environ.get("REQUEST_METHOD") == "HEAD":
