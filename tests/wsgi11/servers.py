@@ -364,6 +364,8 @@ SERVERS: dict[str, Callable[..., ExternalServer]] = {
     "waitress": Waitress,
     "wsgiref": Wsgiref,
     "mod_wsgi": ModWsgi,
+    "uwsgi": _defined_in("tests.wsgi11.uwsgi_hosts", "Uwsgi"),
+    "uwsgi-nginx": _defined_in("tests.wsgi11.uwsgi_hosts", "UwsgiNginx"),
     "fastcgi": _defined_in("tests.wsgi11.flup_hosts", "FlupFastCGI"),
     "scgi": _defined_in("tests.wsgi11.flup_hosts", "FlupSCGI"),
 }
