@@ -507,6 +507,24 @@ def test_an_application_that_fails_to_import_stops_the_server_with_one_line(tmp_
     assert "no database" in line
 
 
+def test_an_application_stuck_in_its_import_stops_the_server_after_the_timeout(tmp_path):
+    # gunicorn bounds a booting worker by --timeout too; without the bound the
+    # server would wait for ever, serving nothing. The stacks say where it hangs.
+    (tmp_path / "stuck_at_import.py").write_text(
+        "import threading\n\n\ndef connect_to_the_database():\n    threading.Event().wait()\n\n\n"
+        "connect_to_the_database()\n"
+    )
+    env_path = f"{tmp_path}{os.pathsep}{REPO}"
+    result = subprocess.run([sys.executable, "-m", "propylon", "stuck_at_import:app", "--workers", "2",
+                             "--timeout", "1", "--bind", "127.0.0.1:0"], cwd=REPO,
+                            env=dict(os.environ, PYTHONPATH=env_path), capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("propylon: error: ")]
+    assert len(errors) == 1 and "did not import the application within 1 s (--timeout)" in errors[0], result.stderr
+    assert "connect_to_the_database" in result.stderr, result.stderr
+
+
 def test_a_startup_hook_that_fails_stops_the_server_with_one_line():
     result = run_cli("tests.apps.application_app:startup_raises", "--workers", "2", "--bind", "127.0.0.1:0")
     assert result.returncode == 1, result.stderr

@@ -883,7 +883,8 @@ class Config:
     timeout: float = _option(
         30.0, Seconds(allow_zero=True),
         "a request that runs longer in the application is logged with every Python thread's "
-        "stack; a worker whose threads are all past it is replaced (the new one first); 0: never",
+        "stack; a worker whose threads are all past it is replaced (the new one first), and one "
+        "still importing the application after it is killed; 0: never",
         group=WORKERS,
     )  # fmt: skip
     max_requests: int = _option(

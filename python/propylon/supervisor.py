@@ -70,6 +70,8 @@ _log = logging.getLogger("propylon.server")
 #: How long a stopped worker may take to exit after SIGQUIT, or a stuck one
 #: after SIGKILL, before the supervisor stops waiting.
 QUICK_EXIT = 5.0
+#: How long a worker killed for an overdue import has to write its stacks.
+STACK_DUMP_GRACE = 1.0
 #: The worker's own deadline is --graceful-timeout plus --shutdown-timeout;
 #: this much later, the supervisor kills it.
 KILL_MARGIN = 5.0
@@ -181,6 +183,8 @@ class Worker:
     slot: int = 0
     #: When to SIGKILL it (while stopping).
     kill_at: float | None = None
+    #: Until it has imported the application: when it is overdue (--timeout).
+    load_deadline: float | None = None
     failure: tuple[int, str] | None = None
     buffer: bytes = b""
 
@@ -277,12 +281,14 @@ class Supervisor:
         self._reap()
         now = time.monotonic()
         self._kill_overdue(now)
+        self._end_overdue_imports(now)
         if not self.stopping:
             self._check_memory(now)
             self._keep_workers(now)
 
     def _next_deadline(self, now: float) -> float | None:
         deadlines = [w.kill_at for w in self.workers.values() if w.kill_at is not None]
+        deadlines += [w.load_deadline for w in self.workers.values() if w.load_deadline is not None]
         if not self.stopping:
             deadlines += [c.next_start for i, c in self.crashes.items() if c.next_start > now and self._missing(i)]
             if self.config.max_worker_memory:
@@ -342,6 +348,8 @@ class Supervisor:
         ours.setblocking(False)
         worker = Worker(pid, index, ours, time.monotonic(), replaces=replaces, then=then, restart=restart,
                         slot=-1 if slot is None else slot)  # fmt: skip
+        if self.config.timeout:
+            worker.load_deadline = worker.started + self.config.timeout
         if replaces is not None:
             replaces.replaced_by = worker
         if self.announced and self.metrics is not None:
@@ -398,7 +406,9 @@ class Supervisor:
 
     def _on_notice(self, worker: Worker, line: str) -> None:
         word, _, rest = line.partition(" ")
-        if word == "ready":
+        if word == "loaded":
+            worker.load_deadline = None
+        elif word == "ready":
             self._on_ready(worker)
         elif word == "fail":
             status, _, message = rest.partition(" ")
@@ -452,12 +462,35 @@ class Supervisor:
     def _kill_overdue(self, now: float) -> None:
         for worker in list(self.workers.values()):
             if worker.kill_at is not None and worker.kill_at <= now:
-                _log.warning("worker %d (pid %d) did not exit in time: killing it", worker.index, worker.pid)
+                if worker.state is State.STOPPING:
+                    _log.warning("worker %d (pid %d) did not exit in time: killing it", worker.index, worker.pid)
                 worker.kill_at = None
                 try:
                     os.kill(worker.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+    def _end_overdue_imports(self, now: float) -> None:
+        """A worker still importing the application after ``--timeout``
+        (gunicorn's bound on a booting worker) fails to start: its stacks are
+        logged (SIGUSR2, the worker's faulthandler), then it is killed."""
+        if self.stopping:
+            return
+        for worker in list(self.workers.values()):
+            if worker.load_deadline is None or worker.load_deadline > now:
+                continue
+            worker.load_deadline = None
+            if worker.state is not State.STARTING:
+                continue
+            worker.failure = (1, f"worker {worker.index} did not import the application within "
+                                 f"{self.config.timeout:g} s (--timeout); its Python stacks are in the log")  # fmt: skip
+            _log.error("worker %d (pid %d) is still importing the application after %gs (--timeout); "
+                       "its Python stacks follow", worker.index, worker.pid, self.config.timeout)  # fmt: skip
+            try:
+                os.kill(worker.pid, worker_process.STACK_SIGNAL)
+            except ProcessLookupError:
+                continue
+            worker.kill_at = now + STACK_DUMP_GRACE
 
     def _reap(self) -> None:
         while True:

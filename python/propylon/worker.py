@@ -137,6 +137,9 @@ def run(
         loaded = preloaded if preloaded is not None else load(source, config)
     except BootFailed as exc:
         return fail(str(exc), exc.status)
+    # The import is done: the supervisor stops timing it (--timeout); the
+    # start-up hook that follows has its own bound (--startup-timeout).
+    _tell(control, "loaded")
     try:
         from propylon import _core
     except ImportError as exc:
