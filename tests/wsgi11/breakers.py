@@ -11,9 +11,10 @@ serves several requests per connection without discarding unread bodies.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 App = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -214,6 +215,149 @@ def reads_past_the_end(app: App) -> App:
     return broken
 
 
+class _ReadsTheFile:
+    """A file wrapper's file read in Python by the server, in ``blksize`` blocks,
+    without the wrapper's ``__next__`` (PEP 3333's ``iter(lambda: ...)`` fallback)."""
+
+    def __init__(self, wrapper: Any) -> None:
+        self._wrapper = wrapper
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(lambda: self._wrapper.filelike.read(self._wrapper.blksize), b"")
+
+    def close(self) -> None:
+        self._wrapper.close()
+
+
+def exact_type_test_reading(app: App) -> App:
+    """File wrappers recognised with an exact type test (waitress before 3.0
+    tested ``app_iter.__class__ is ReadOnlyFileBasedBuffer``): a subclass
+    instance's file is read in Python with ``iter(lambda: filelike.read(n), b"")``
+    instead of being sent the server's way (``file-wrapper-subclass``; the old
+    probe saw only reads made inside a method named ``__next__``)."""
+
+    def broken(environ, start_response):
+        result = app(environ, start_response)
+        cls = environ.get("wsgi.file_wrapper")
+        if isinstance(cls, type) and isinstance(result, cls) and type(result) is not cls:
+            return _ReadsTheFile(result)
+        return result
+
+    return broken
+
+
+class _PlainErrors:
+    """A wsgi.input whose errors lose their kind: every ``OSError`` becomes a plain one."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def read(self, *args: Any) -> bytes:
+        try:
+            return self._stream.read(*args)
+        except OSError as exc:
+            raise OSError(str(exc)) from None
+
+
+def plain_oserror(app: App) -> App:
+    """A body cut short, or over the limit, raises a plain ``OSError``: neither a
+    ``ConnectionError`` nor ``errno.EFBIG`` (``truncated-connection-error``,
+    ``limit-efbig``; ``truncated-*`` and ``limit-streamed`` still pass)."""
+
+    def broken(environ, start_response):
+        environ["wsgi.input"] = _PlainErrors(environ["wsgi.input"])
+        return app(environ, start_response)
+
+    return broken
+
+
+class _StopsEarly:
+    """The response's iterable, whose ``close()`` is called (once) three quarters
+    into the file, where the response then ends."""
+
+    def __init__(self, result: Any, cut: int) -> None:
+        self._result, self._cut = result, cut
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        sent = 0
+        for chunk in self._result:
+            yield chunk
+            sent += len(chunk)
+            if sent >= self._cut:
+                self.close()
+                return
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._result.close()
+
+
+def closes_before_the_end(app: App) -> App:
+    """A file wrapper's ``close()`` runs while the file is being sent, and the
+    response stops there short of its Content-Length (``file-wrapper-close-after-send``;
+    the old check read whatever came until the close and did not count it)."""
+
+    def broken(environ, start_response):
+        size = int(parse_qs(environ.get("QUERY_STRING", "")).get("size", ["0"])[0])
+
+        def start(status, headers, exc_info=None):
+            if size and not any(k.lower() == "content-length" for k, _ in headers):
+                headers = [*headers, ("Content-Length", str(size))]
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        result = app(environ, start)
+        return _StopsEarly(result, size * 3 // 4) if size else result
+
+    return broken
+
+
+def drops_file_wrapper(app: App) -> App:
+    """No ``wsgi.file_wrapper``: the probe cannot send a file and answers 500
+    (``file-wrapper-short``; the old check took any non-200 answer for a server
+    refusing the short response)."""
+
+    def broken(environ, start_response):
+        environ.pop("wsgi.file_wrapper", None)
+        return app(environ, start_response)
+
+    return broken
+
+
+def streams_the_body(app: App) -> App:
+    """Mounted where the compatibility mode should be: the body is streamed, so a
+    body over the limit reaches the application, whose read raises, and only then
+    becomes a 413 (``buffered-limit``; the old check saw the 413 alone)."""
+    return app
+
+
+class _BlocksOnError:
+    """A wsgi.input whose read, when the body fails, blocks instead of raising."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def read(self, *args: Any) -> bytes:
+        try:
+            return self._stream.read(*args)
+        except OSError:
+            threading.Event().wait(30)
+            return b""
+
+
+def blocks_after_reset(app: App) -> App:
+    """A read after the client reset its stream blocks, neither returning nor
+    raising (``http2-truncated``; the old check took a record without an outcome
+    for an application never called)."""
+
+    def broken(environ, start_response):
+        environ["wsgi.input"] = _BlocksOnError(environ["wsgi.input"])
+        return app(environ, start_response)
+
+    return broken
+
+
 #: Check id -> the breaker that makes it fail.
 BREAKERS: dict[str, Callable[[App], App]] = {
     "write-callable": drops_write_data,
@@ -231,8 +375,23 @@ BREAKERS: dict[str, Callable[[App], App]] = {
     "input-terminated-honest": reads_past_the_end,
 }
 
-#: Checks that real servers already fail for one of their requirements, with a
-#: breaker for another requirement of the same check that none of them breaks.
+#: Breakers run whatever the real servers do: for checks that real servers
+#: already fail for one of their requirements, a breaker for another
+#: requirement of the same check that none of them breaks, and for each way a
+#: check used to pass a server that breaks its rule. Keyed by the mount name:
+#: the check id, or ``CHECK.VARIANT`` for a second breaker of one check.
 PARTIAL_BREAKERS: dict[str, Callable[[App], App]] = {
     "file-wrapper-subclass": exact_type_test,
+    "file-wrapper-subclass.reads-the-file": exact_type_test_reading,
+    "truncated-connection-error": plain_oserror,
+    "limit-efbig": plain_oserror,
+    "file-wrapper-close-after-send": closes_before_the_end,
+    "file-wrapper-short": drops_file_wrapper,
+    "buffered-limit": streams_the_body,
+    "http2-truncated.blocks": blocks_after_reset,
 }
+
+
+def breaker_check(name: str) -> str:
+    """The check a breaker mounted as ``break-NAME`` makes fail."""
+    return name.partition(".")[0]
