@@ -246,6 +246,30 @@ def exact_type_test_reading(app: App) -> App:
     return broken
 
 
+def _read_loop(wrapper: Any) -> Iterator[bytes]:
+    """A server's own loop over a wrapper's file, outside any method of the wrapper."""
+    try:
+        yield from iter(lambda: wrapper.filelike.read(wrapper.blksize), b"")
+    finally:
+        wrapper.close()
+
+
+def exact_type_test_looping(app: App) -> App:
+    """Like :func:`exact_type_test_reading`, with the server's read loop in a
+    function of its own rather than in an iterable's ``__iter__``
+    (``file-wrapper-subclass``: the file is read from another place than the
+    class's file is)."""
+
+    def broken(environ, start_response):
+        result = app(environ, start_response)
+        cls = environ.get("wsgi.file_wrapper")
+        if isinstance(cls, type) and isinstance(result, cls) and type(result) is not cls:
+            return _read_loop(result)
+        return result
+
+    return broken
+
+
 class _PlainErrors:
     """A wsgi.input whose errors lose their kind: every ``OSError`` becomes a plain one."""
 
@@ -383,6 +407,7 @@ BREAKERS: dict[str, Callable[[App], App]] = {
 PARTIAL_BREAKERS: dict[str, Callable[[App], App]] = {
     "file-wrapper-subclass": exact_type_test,
     "file-wrapper-subclass.reads-the-file": exact_type_test_reading,
+    "file-wrapper-subclass.server-loop": exact_type_test_looping,
     "truncated-connection-error": plain_oserror,
     "limit-efbig": plain_oserror,
     "file-wrapper-close-after-send": closes_before_the_end,

@@ -486,56 +486,66 @@ def _iterating_frame(frame: Any) -> str | None:
     return None
 
 
-class _RecordingFile(io.BufferedReader):
-    """A regular file that records (under its token) whether the server read it in
-    Python rather than sending it its own way.
+def _read_site(frame: Any) -> str:
+    """Where a read of the wrapped file comes from: the function that called it,
+    as ``module.qualified name`` (the probe's own frames skipped), or ``C code``
+    when no Python function did (a wrapper iterated in C)."""
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    if frame is None:
+        return "C code"
+    code = frame.f_code
+    return f"{frame.f_globals.get('__name__', '?')}.{getattr(code, 'co_qualname', code.co_name)}"
 
-    Once :meth:`arm` is called (when the probe returns the wrapper), a read
-    counts as *iterated* when it runs inside an iteration method of any object
-    (the wrapper's ``__next__`` under any name, a generator or lambda in its
-    ``__iter__``, ``__getitem__``, a middleware's iterable), or on the thread
-    that called the application: a server that loops over ``read()`` itself,
-    or iterates a wrapper written in C, does so there. Reads on another thread
-    outside any iteration method are the server's own path (waitress's I/O
-    thread reads the file its wrapper holds); ``sendfile()`` reads nothing.
+
+class _RecordingFile(io.BufferedReader):
+    """A regular file that records (under its token) how the server read it, if it did.
+
+    Once :meth:`arm` is called (when the probe returns the wrapper), every read
+    records its *site* (:func:`_read_site`: the function that called it), so
+    that the way an instance of a subclass is sent can be compared with the way
+    one of the server's own class is; ``sendfile()`` reads nothing. A read that
+    runs inside an iteration method of any object (the wrapper's ``__next__``
+    under any name, a generator or lambda in its ``__iter__``, ``__getitem__``,
+    a middleware's iterable) also records that the file was *iterated*.
     """
 
     def __init__(self, raw: io.FileIO, store: ProbeStore, token: str | None) -> None:
         super().__init__(raw)
         self._store, self._token = store, token
+        self._armed = False
         self._iterated = False
-        self._app_thread: int | None = None
+        self._sites: list[str] = []
 
     def arm(self) -> None:
         """From now on reads are the server's: record how they happen."""
-        self._app_thread = threading.get_ident()
+        self._armed = True
 
     def _note(self, frame: Any) -> None:
-        if self._token is None or self._iterated or self._app_thread is None:
+        if self._token is None or not self._armed:
             return
-        how = _iterating_frame(frame)
-        if how is not None:
-            how = f"read through {how}"
-        elif threading.get_ident() == self._app_thread:
-            how = "read in Python on the thread that called the application"
-        if how is not None:
+        site = _read_site(frame)
+        if site not in self._sites:
+            self._sites.append(site)
+            self._store.update(self._token, sites=sorted(self._sites))
+        if not self._iterated and (how := _iterating_frame(frame)) is not None:
             self._iterated = True
-            self._store.update(self._token, iterated=how)
+            self._store.update(self._token, iterated=f"read through {how}")
 
     def read(self, size: int | None = -1) -> bytes:
-        self._note(sys._getframe(1))
+        self._note(sys._getframe(0).f_back)
         return super().read(size)
 
     def read1(self, size: int = -1) -> bytes:
-        self._note(sys._getframe(1))
+        self._note(sys._getframe(0).f_back)
         return super().read1(size)
 
     def readinto(self, buffer: Any) -> int:
-        self._note(sys._getframe(1))
+        self._note(sys._getframe(0).f_back)
         return super().readinto(buffer)
 
     def readinto1(self, buffer: Any) -> int:
-        self._note(sys._getframe(1))
+        self._note(sys._getframe(0).f_back)
         return super().readinto1(buffer)
 
     def close(self) -> None:
@@ -549,8 +559,9 @@ _SUBCLASSES: dict[Any, type] = {}
 
 def _recording_subclass(base: Any) -> type:
     """A subclass of the server's wrapper that records close(), as middleware would
-    (section 5), and any use of the iteration protocol or of a ``read`` method of
-    the base class: a server that sends the file its own way calls none of them."""
+    (section 5), and the first call of the base's ``__next__``, ``__getitem__`` or
+    ``read`` (for the report: which of them a server that reads a subclass
+    instance's file calls)."""
     if base not in _SUBCLASSES:
 
         def close(self: Any) -> None:
@@ -565,7 +576,7 @@ def _recording_subclass(base: Any) -> type:
                 token = getattr(self, "probe_token", None)
                 if token and not getattr(self, "probe_iterated", False):
                     self.probe_iterated = True
-                    self.probe_store.update(token, iterated=f"its {name}() was called")
+                    self.probe_store.update(token, called=f"{name}()")
                 return inherited(self, *args)
 
             method.__name__ = name
