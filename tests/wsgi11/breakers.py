@@ -286,7 +286,8 @@ class _PlainErrors:
 def plain_oserror(app: App) -> App:
     """A body cut short, or over the limit, raises a plain ``OSError``: neither a
     ``ConnectionError`` nor ``errno.EFBIG`` (``truncated-connection-error``,
-    ``limit-efbig``; ``truncated-*`` and ``limit-streamed`` still pass)."""
+    ``limit-efbig``, ``http2-truncated``; the old ``truncated-*`` and
+    ``http2-truncated`` passed it)."""
 
     def broken(environ, start_response):
         environ["wsgi.input"] = _PlainErrors(environ["wsgi.input"])
@@ -356,6 +357,26 @@ def streams_the_body(app: App) -> App:
     return app
 
 
+def refuses_late(app: App) -> App:
+    """A declared length over the limit is not refused up front: the application
+    is called, and the 413 comes when its read crosses the limit (the
+    middleware, shown the body as one of unknown length). ``limit-declared``;
+    the old check saw the 413 alone. Needs a server without a limit of its own
+    (``UNBOUNDED``)."""
+    bounded: list[App] = []
+
+    def broken(environ, start_response):
+        if not bounded:  # here: tests.wsgi11.apps (the limit) imports this module
+            from propylon.wsgi11 import WSGI11Middleware
+            from tests.wsgi11.apps import LIMIT
+
+            bounded.append(WSGI11Middleware(app, max_body_size=LIMIT))
+        environ.pop("CONTENT_LENGTH", None)
+        return bounded[0](environ, start_response)
+
+    return broken
+
+
 class _BlocksOnError:
     """A wsgi.input whose read, when the body fails, blocks instead of raising."""
 
@@ -414,7 +435,13 @@ PARTIAL_BREAKERS: dict[str, Callable[[App], App]] = {
     "file-wrapper-short": drops_file_wrapper,
     "buffered-limit": streams_the_body,
     "http2-truncated.blocks": blocks_after_reset,
+    "http2-truncated.plain-oserror": plain_oserror,
+    "limit-declared": refuses_late,
 }
+
+#: Breakers that need a server without a body limit of its own (one with the
+#: limit refuses the body before the breaker sees it).
+UNBOUNDED = {"limit-declared"}
 
 
 def breaker_check(name: str) -> str:

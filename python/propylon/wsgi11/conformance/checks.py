@@ -606,11 +606,19 @@ def _judge_over_limit(ctx: Context, response: RawResponse | None, body: bytes, f
     return fail(f"answered {response.status}, expected 413")
 
 
-@check("limit-declared", "App. A", "a body declared over the limit is refused with 413", group="limit")
+@check("limit-declared", "App. A", "a body declared over the limit is refused with 413, the application not called",
+       group="limit")
 def check_limit_declared(ctx: Context) -> Outcome:
     if ctx.max_body_size is None:
         return na("not checked: give --max-body-size")
-    return _over_limit(ctx, "length")
+    response, body, token = _send_over_limit(ctx, "length")
+    outcome = _judge_over_limit(ctx, response, body, "length")
+    if outcome.result != PASS:
+        return outcome
+    if ctx.record(token):
+        return fail("answered 413, but only after the application was called and its read crossed the limit")
+    ctx.require_records()
+    return outcome
 
 
 @check("limit-streamed", "§4", "a streamed body crossing the limit ends in 413, never a truncated body", group="limit")
@@ -1138,6 +1146,8 @@ def _http2_truncated(ctx: Context, client: Any) -> Outcome:
     if "outcome" not in record:
         return fail("a stream reset mid-body: the application's read neither returned nor raised")
     if record["outcome"] == "error" and record.get("oserror"):
+        if not record.get("connection_error"):
+            return fail(f"a stream reset mid-body: the read raised {_classes(record)}, which is not a ConnectionError")
         return ok()
     return fail(f"a stream reset mid-body gave: {record['outcome']} after {record.get('bytes')} bytes")
 
@@ -1146,7 +1156,8 @@ _register_http2("http2-environ", "HTTP/2 requests get the same environ (`SERVER_
 _register_http2("http2-cookie", "HTTP/2 cookie fields are joined with `\"; \"`", _http2_cookie)
 _register_http2("http2-body", "an HTTP/2 body without `content-length` is streamed, `CONTENT_LENGTH` absent", _http2_body, "§3")
 _register_http2("http2-short", "an HTTP/2 response shorter than `Content-Length` is reset", _http2_short, "§8")
-_register_http2("http2-truncated", "an HTTP/2 stream reset mid-body raises `OSError`", _http2_truncated, "§4")
+_register_http2("http2-truncated", "an HTTP/2 stream reset mid-body raises `OSError`, a `ConnectionError`",
+                _http2_truncated, "§4")
 
 
 # ======================================================================== derived (§2)
