@@ -125,7 +125,7 @@ def _guarded(call: Callable[[], Any], deadline: float = READ_DEADLINE) -> dict[s
             outcome["value"] = call()
         except BaseException as exc:  # noqa: BLE001 - reported to the client
             outcome["error"] = f"{type(exc).__name__}: {exc}"
-            outcome.update(exception_kind(exc))
+            outcome.update(_exception_kind(exc))
             outcome["exception"] = exc
 
     thread = threading.Thread(target=run, name="wsgi11-probe-read", daemon=True)
@@ -136,7 +136,7 @@ def _guarded(call: Callable[[], Any], deadline: float = READ_DEADLINE) -> dict[s
     return outcome
 
 
-def exception_kind(exc: BaseException) -> dict[str, Any]:
+def _exception_kind(exc: BaseException) -> dict[str, Any]:
     """What section 4 says a framework may rely on, as the application sees it:
     ``isinstance(exc, OSError)``, ``isinstance(exc, ConnectionError)`` and
     ``exc.errno``, with the class and its bases for the report."""
