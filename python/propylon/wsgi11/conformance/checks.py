@@ -145,10 +145,8 @@ class Context:
             visible = True
             for _ in range(RECORD_PROBES):
                 token = self.token()
-                response = self.post(f"/record/{token}", b"0123456789",
-                                     [("Content-Type", "application/octet-stream")], target)
-                record = self.record(token, target) if response is not None else None
-                visible = visible and (record or {}).get("outcome") == "complete"
+                response = self.get(f"/mark/{token}", target=target)
+                visible = visible and response.status == 200 and bool((self.record(token, target) or {}).get("marked"))
             self._cache[key] = visible
         if not self._cache[key]:
             raise AssertionError("a record the probe wrote was not visible to the next request: a missing "

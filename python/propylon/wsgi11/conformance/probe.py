@@ -27,6 +27,8 @@ by then (``GET /result/TOKEN`` reads it back):
 ``/close/MODE/TOKEN``       an iterable whose ``close()`` is recorded
 ``/write``                  ``write(b"first-")``, then returns ``[b"second"]``
 ``/exc-info/WHEN``          ``start_response`` again with ``exc_info``
+``/mark/TOKEN``             records only that it was called (the client checks
+                            that records are visible to later requests)
 ``/result/TOKEN``           what a probe recorded under TOKEN (JSON), or 404
 ==========================  ===================================================
 
@@ -273,6 +275,11 @@ class ProbeApp:
         if "exception" in outcome and outcome["oserror"]:
             raise outcome["exception"]  # the server (or middleware) must answer 413
         return _respond(start_response, "200 OK", report)
+
+    def route_mark(self, environ: Environ, start_response: StartResponse, args: list[str],
+                  query: dict[str, str]) -> Iterable[bytes]:
+        self.store.update(args[0], marked=True)
+        return _respond(start_response, "200 OK", {"marked": True})
 
     def route_result(self, environ: Environ, start_response: StartResponse, args: list[str],
                   query: dict[str, str]) -> Iterable[bytes]:
