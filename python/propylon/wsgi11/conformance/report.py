@@ -117,16 +117,21 @@ def render_table(runs: list[dict[str, Any]], command: str) -> str:
             lines.append(f"- `{c.id}`: {outcome['detail']}")
         lines.append("")
     lines += ["## Not applicable, and passes with a remark", ""]
+    # Grouped: the checks with the same outcome, reason and servers on one line.
+    remarks: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
     for c in checks:
         if c.group == "info":
             continue
-        remarks: dict[tuple[str, str], list[str]] = {}
+        by_reason: dict[tuple[str, str], list[str]] = {}
         for run in runs:
             outcome = run["results"].get(c.id)
             if outcome and outcome["detail"] and outcome["result"] in (NA, PASS):
-                remarks.setdefault((outcome["result"], outcome["detail"]), []).append(run["label"])
-        for (result, detail), labels in remarks.items():
-            lines.append(f"- `{c.id}` {SYMBOLS[result]} on {', '.join(labels)}: {detail}")
+                by_reason.setdefault((outcome["result"], outcome["detail"]), []).append(run["label"])
+        for (result, detail), servers in by_reason.items():
+            remarks.setdefault((result, detail, tuple(servers)), []).append(c.id)
+    for (result, detail, on), ids in remarks.items():
+        named = ", ".join(f"`{cid}`" for cid in ids)
+        lines.append(f"- {named} {SYMBOLS[result]} on {', '.join(on)}: {detail}")
     return "\n".join(lines).rstrip() + "\n"
 
 
