@@ -230,8 +230,8 @@ class _ReadsTheFile:
 
 
 def exact_type_test_reading(app: App) -> App:
-    """File wrappers recognised with an exact type test (waitress before 3.0
-    tested ``app_iter.__class__ is ReadOnlyFileBasedBuffer``): a subclass
+    """File wrappers recognised with an exact type test (waitress 3.0.0 tests
+    ``app_iter.__class__ is ReadOnlyFileBasedBuffer``): a subclass
     instance's file is read in Python with ``iter(lambda: filelike.read(n), b"")``
     instead of being sent the server's way (``file-wrapper-subclass``; the old
     probe saw only reads made inside a method named ``__next__``)."""
@@ -241,6 +241,43 @@ def exact_type_test_reading(app: App) -> App:
         cls = environ.get("wsgi.file_wrapper")
         if isinstance(cls, type) and isinstance(result, cls) and type(result) is not cls:
             return _ReadsTheFile(result)
+        return result
+
+    return broken
+
+
+class _NextByAnotherName:
+    """A server's buffer iterated through a method named ``next``, assigned to
+    ``__next__``, as waitress's ReadOnlyFileBasedBuffer is."""
+
+    def __init__(self, wrapper: Any) -> None:
+        self._wrapper = wrapper
+
+    def __iter__(self) -> _NextByAnotherName:
+        return self
+
+    def next(self) -> bytes:
+        block = self._wrapper.filelike.read(self._wrapper.blksize)
+        if not block:
+            raise StopIteration
+        return block
+
+    __next__ = next
+
+    def close(self) -> None:
+        self._wrapper.close()
+
+
+def exact_type_test_aliased(app: App) -> App:
+    """What waitress 3.0.0 does: an exact type test, and the subclass
+    instance's file read by a ``next`` method assigned to ``__next__``
+    (``file-wrapper-subclass``: the old probe looked for a frame named ``__next__``)."""
+
+    def broken(environ, start_response):
+        result = app(environ, start_response)
+        cls = environ.get("wsgi.file_wrapper")
+        if isinstance(cls, type) and isinstance(result, cls) and type(result) is not cls:
+            return _NextByAnotherName(result)
         return result
 
     return broken
@@ -429,6 +466,7 @@ PARTIAL_BREAKERS: dict[str, Callable[[App], App]] = {
     "file-wrapper-subclass": exact_type_test,
     "file-wrapper-subclass.reads-the-file": exact_type_test_reading,
     "file-wrapper-subclass.server-loop": exact_type_test_looping,
+    "file-wrapper-subclass.aliased-next": exact_type_test_aliased,
     "truncated-connection-error": plain_oserror,
     "limit-efbig": plain_oserror,
     "file-wrapper-close-after-send": closes_before_the_end,
