@@ -20,8 +20,8 @@ over the limit before the application is called. Section 4 is then met by
 not calling the application, so ``truncated-length``, ``truncated-chunked``,
 ``http2-truncated`` and ``buffered-truncated`` pass, with a detail that says
 the application was never called and what the client got (which of server
-and front end refused it the client cannot tell); ``limit-*`` pass on the
-``413``. The checks on the exception's kind (``truncated-connection-error``,
+and front end refused it the client cannot tell); ``limit-declared``,
+``limit-streamed`` and ``buffered-limit`` pass on such a ``413``. The checks on the exception's kind (``truncated-connection-error``,
 ``limit-efbig``) have no exception to judge then: not applicable, with the
 same detail. A missing record counts as "never called" only once the probe's
 records are shown to be visible to later requests (a multi-process server
@@ -73,7 +73,7 @@ LINES = BODY.splitlines(keepends=True)
 RECORD_WAIT = 8.0
 #: How long to wait for close() to be recorded once the response has been read.
 CLOSE_WAIT = 15.0
-#: How many complete requests show that the probe's records are visible to the
+#: How many ``/mark`` requests show that the probe's records are visible to the
 #: next request (more than one: a multi-process server may hit the same process by chance).
 RECORD_PROBES = 3
 
