@@ -11,9 +11,10 @@ serves several requests per connection without discarding unread bodies.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 App = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -214,6 +215,231 @@ def reads_past_the_end(app: App) -> App:
     return broken
 
 
+class _ReadsTheFile:
+    """A file wrapper's file read in Python by the server, in ``blksize`` blocks,
+    without the wrapper's ``__next__`` (PEP 3333's ``iter(lambda: ...)`` fallback)."""
+
+    def __init__(self, wrapper: Any) -> None:
+        self._wrapper = wrapper
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(lambda: self._wrapper.filelike.read(self._wrapper.blksize), b"")
+
+    def close(self) -> None:
+        self._wrapper.close()
+
+
+def exact_type_test_reading(app: App) -> App:
+    """File wrappers recognised with an exact type test (waitress 3.0.0 tests
+    ``app_iter.__class__ is ReadOnlyFileBasedBuffer``): a subclass
+    instance's file is read in Python with ``iter(lambda: filelike.read(n), b"")``
+    instead of being sent the server's way (``file-wrapper-subclass``; the old
+    probe saw only reads made inside a method named ``__next__``)."""
+
+    def broken(environ, start_response):
+        result = app(environ, start_response)
+        cls = environ.get("wsgi.file_wrapper")
+        if isinstance(cls, type) and isinstance(result, cls) and type(result) is not cls:
+            return _ReadsTheFile(result)
+        return result
+
+    return broken
+
+
+class _NextByAnotherName:
+    """A server's buffer iterated through a method named ``next``, assigned to
+    ``__next__``, as waitress's ReadOnlyFileBasedBuffer is."""
+
+    def __init__(self, wrapper: Any) -> None:
+        self._wrapper = wrapper
+
+    def __iter__(self) -> _NextByAnotherName:
+        return self
+
+    def next(self) -> bytes:
+        block = self._wrapper.filelike.read(self._wrapper.blksize)
+        if not block:
+            raise StopIteration
+        return block
+
+    __next__ = next
+
+    def close(self) -> None:
+        self._wrapper.close()
+
+
+def exact_type_test_aliased(app: App) -> App:
+    """What waitress 3.0.0 does: an exact type test, and the subclass
+    instance's file read by a ``next`` method assigned to ``__next__``
+    (``file-wrapper-subclass``: the old probe looked for a frame named ``__next__``)."""
+
+    def broken(environ, start_response):
+        result = app(environ, start_response)
+        cls = environ.get("wsgi.file_wrapper")
+        if isinstance(cls, type) and isinstance(result, cls) and type(result) is not cls:
+            return _NextByAnotherName(result)
+        return result
+
+    return broken
+
+
+def _read_loop(wrapper: Any) -> Iterator[bytes]:
+    """A server's own loop over a wrapper's file, outside any method of the wrapper."""
+    try:
+        yield from iter(lambda: wrapper.filelike.read(wrapper.blksize), b"")
+    finally:
+        wrapper.close()
+
+
+def exact_type_test_looping(app: App) -> App:
+    """Like :func:`exact_type_test_reading`, with the server's read loop in a
+    function of its own rather than in an iterable's ``__iter__``
+    (``file-wrapper-subclass``: the file is read from another place than the
+    class's file is)."""
+
+    def broken(environ, start_response):
+        result = app(environ, start_response)
+        cls = environ.get("wsgi.file_wrapper")
+        if isinstance(cls, type) and isinstance(result, cls) and type(result) is not cls:
+            return _read_loop(result)
+        return result
+
+    return broken
+
+
+class _PlainErrors:
+    """A wsgi.input whose errors lose their kind: every ``OSError`` becomes a plain one."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def read(self, *args: Any) -> bytes:
+        try:
+            return self._stream.read(*args)
+        except OSError as exc:
+            raise OSError(str(exc)) from None
+
+
+def plain_oserror(app: App) -> App:
+    """A body cut short, or over the limit, raises a plain ``OSError``: neither a
+    ``ConnectionError`` nor ``errno.EFBIG`` (``truncated-connection-error``,
+    ``limit-efbig``, ``http2-truncated``; the old ``truncated-*`` and
+    ``http2-truncated`` passed it)."""
+
+    def broken(environ, start_response):
+        environ["wsgi.input"] = _PlainErrors(environ["wsgi.input"])
+        return app(environ, start_response)
+
+    return broken
+
+
+class _StopsEarly:
+    """The response's iterable, whose ``close()`` is called (once) three quarters
+    into the file, where the response then ends."""
+
+    def __init__(self, result: Any, cut: int) -> None:
+        self._result, self._cut = result, cut
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        sent = 0
+        for chunk in self._result:
+            yield chunk
+            sent += len(chunk)
+            if sent >= self._cut:
+                self.close()
+                return
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._result.close()
+
+
+def closes_before_the_end(app: App) -> App:
+    """A file wrapper's ``close()`` runs while the file is being sent, and the
+    response stops there short of its Content-Length (``file-wrapper-close-after-send``;
+    the old check read whatever came until the close and did not count it)."""
+
+    def broken(environ, start_response):
+        size = int(parse_qs(environ.get("QUERY_STRING", "")).get("size", ["0"])[0])
+
+        def start(status, headers, exc_info=None):
+            if size and not any(k.lower() == "content-length" for k, _ in headers):
+                headers = [*headers, ("Content-Length", str(size))]
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        result = app(environ, start)
+        return _StopsEarly(result, size * 3 // 4) if size else result
+
+    return broken
+
+
+def drops_file_wrapper(app: App) -> App:
+    """No ``wsgi.file_wrapper``: the probe cannot send a file and answers 500
+    (``file-wrapper-short``; the old check took any non-200 answer for a server
+    refusing the short response)."""
+
+    def broken(environ, start_response):
+        environ.pop("wsgi.file_wrapper", None)
+        return app(environ, start_response)
+
+    return broken
+
+
+def streams_the_body(app: App) -> App:
+    """Mounted where the compatibility mode should be: the body is streamed, so a
+    body over the limit reaches the application, whose read raises, and only then
+    becomes a 413 (``buffered-limit``; the old check saw the 413 alone)."""
+    return app
+
+
+def refuses_late(app: App) -> App:
+    """A declared length over the limit is not refused up front: the application
+    is called, and the 413 comes when its read crosses the limit (the
+    middleware, shown the body as one of unknown length). ``limit-declared``;
+    the old check saw the 413 alone. Needs a server without a limit of its own
+    (``UNBOUNDED``)."""
+    bounded: list[App] = []
+
+    def broken(environ, start_response):
+        if not bounded:  # here: tests.wsgi11.apps (the limit) imports this module
+            from propylon.wsgi11 import WSGI11Middleware
+            from tests.wsgi11.apps import LIMIT
+
+            bounded.append(WSGI11Middleware(app, max_body_size=LIMIT))
+        environ.pop("CONTENT_LENGTH", None)
+        return bounded[0](environ, start_response)
+
+    return broken
+
+
+class _BlocksOnError:
+    """A wsgi.input whose read, when the body fails, blocks instead of raising."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def read(self, *args: Any) -> bytes:
+        try:
+            return self._stream.read(*args)
+        except OSError:
+            threading.Event().wait(30)
+            return b""
+
+
+def blocks_after_reset(app: App) -> App:
+    """A read after the client reset its stream blocks, neither returning nor
+    raising (``http2-truncated``; the old check took a record without an outcome
+    for an application never called)."""
+
+    def broken(environ, start_response):
+        environ["wsgi.input"] = _BlocksOnError(environ["wsgi.input"])
+        return app(environ, start_response)
+
+    return broken
+
+
 #: Check id -> the breaker that makes it fail.
 BREAKERS: dict[str, Callable[[App], App]] = {
     "write-callable": drops_write_data,
@@ -231,8 +457,31 @@ BREAKERS: dict[str, Callable[[App], App]] = {
     "input-terminated-honest": reads_past_the_end,
 }
 
-#: Checks that real servers already fail for one of their requirements, with a
-#: breaker for another requirement of the same check that none of them breaks.
+#: Breakers run whatever the real servers do: for checks that real servers
+#: already fail for one of their requirements, a breaker for another
+#: requirement of the same check that none of them breaks, and for each way a
+#: check used to pass a server that breaks its rule. Keyed by the mount name:
+#: the check id, or ``CHECK.VARIANT`` for a second breaker of one check.
 PARTIAL_BREAKERS: dict[str, Callable[[App], App]] = {
     "file-wrapper-subclass": exact_type_test,
+    "file-wrapper-subclass.reads-the-file": exact_type_test_reading,
+    "file-wrapper-subclass.server-loop": exact_type_test_looping,
+    "file-wrapper-subclass.aliased-next": exact_type_test_aliased,
+    "truncated-connection-error": plain_oserror,
+    "limit-efbig": plain_oserror,
+    "file-wrapper-close-after-send": closes_before_the_end,
+    "file-wrapper-short": drops_file_wrapper,
+    "buffered-limit": streams_the_body,
+    "http2-truncated.blocks": blocks_after_reset,
+    "http2-truncated.plain-oserror": plain_oserror,
+    "limit-declared": refuses_late,
 }
+
+#: Breakers that need a server without a body limit of its own (one with the
+#: limit refuses the body before the breaker sees it).
+UNBOUNDED = {"limit-declared"}
+
+
+def breaker_check(name: str) -> str:
+    """The check a breaker mounted as ``break-NAME`` makes fail."""
+    return name.partition(".")[0]

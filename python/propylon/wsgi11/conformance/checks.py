@@ -13,6 +13,21 @@ speaks cleartext HTTP/2 with prior knowledge (and the ``h2`` package is
 installed); ``info`` checks report a property the specification does not
 require (they are never failures).
 
+Bodies that never reach the application: a server that reads whole bodies
+first, or a front end before a gateway (nginx before FastCGI, SCGI or uwsgi,
+Apache before CGI or mod_wsgi daemon mode), may refuse a body cut short or
+over the limit before the application is called. Section 4 is then met by
+not calling the application, so ``truncated-length``, ``truncated-chunked``,
+``http2-truncated`` and ``buffered-truncated`` pass, with a detail that says
+the application was never called and what the client got (which of server
+and front end refused it the client cannot tell); ``limit-declared``,
+``limit-streamed`` and ``buffered-limit`` pass on such a ``413``. The checks on the exception's kind (``truncated-connection-error``,
+``limit-efbig``) have no exception to judge then: not applicable, with the
+same detail. A missing record counts as "never called" only once the probe's
+records are shown to be visible to later requests (a multi-process server
+needs a shared ``ProbeStore(directory)``); otherwise the check cannot complete
+and fails.
+
 Checks that have to wait to see whether the application was ever called
 (bodies cut short by the client) are *deferred*: :func:`run` starts them
 first and collects them last, so their waiting overlaps the other checks.
@@ -23,6 +38,7 @@ What it does not do: start servers, or decide how results are published
 
 from __future__ import annotations
 
+import errno
 import functools
 import gzip
 import socket
@@ -57,6 +73,9 @@ LINES = BODY.splitlines(keepends=True)
 RECORD_WAIT = 8.0
 #: How long to wait for close() to be recorded once the response has been read.
 CLOSE_WAIT = 15.0
+#: How many ``/mark`` requests show that the probe's records are visible to the
+#: next request (more than one: a multi-process server may hit the same process by chance).
+RECORD_PROBES = 3
 
 
 @dataclass(frozen=True)
@@ -115,6 +134,24 @@ class Context:
     def record(self, token: str, target: Target | None = None) -> dict[str, Any] | None:
         response = self.get(f"/result/{token}", target=target)
         return response.json() if response.status == 200 else None
+
+    def require_records(self, target: Target | None = None) -> None:
+        """Make sure that what the probe records is visible to later requests, so
+        that a missing record means the application was never called (and not
+        that another process of the server keeps it). Raises if it is not."""
+        target = target or self.target
+        key = f"records {target.url}"
+        if key not in self._cache:
+            visible = True
+            for _ in range(RECORD_PROBES):
+                token = self.token()
+                response = self.get(f"/mark/{token}", target=target)
+                visible = visible and response.status == 200 and bool((self.record(token, target) or {}).get("marked"))
+            self._cache[key] = visible
+        if not self._cache[key]:
+            raise AssertionError("a record the probe wrote was not visible to the next request: a missing "
+                                 "record cannot show that the application was never called (give the probe a "
+                                 "ProbeStore(directory) shared by the server's processes)")
 
 
 @dataclass(frozen=True)
@@ -413,26 +450,43 @@ def _start_cut_short(ctx: Context, framing: str, target: Target | None = None) -
     return {"token": token, "target": target, "conn": conn, "deadline": time.monotonic() + RECORD_WAIT}
 
 
-def _cut_short_record(ctx: Context, state: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
-    """The probe's final record, and whether the server answered the client."""
+def _cut_short_record(ctx: Context, state: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The probe's final record (None: the application was never called), and
+    what the client got.
+
+    An answer does not make the record final: a front end (nginx before a
+    FastCGI gateway, Apache before a CGI script) answers the client while the
+    gateway's application may still be reading. So the record is awaited until
+    it has an outcome, or until the deadline the start set.
+    """
     token, target, conn = state["token"], state["target"], state["conn"]
     try:
-        answered = conn.read_response("POST") is not None
-    except (TimeoutError, ValueError, OSError):
-        answered = False
+        response = conn.read_response("POST")
+        answer = f"answered {response.status}" if response else "closed the connection without a response"
+    except TimeoutError:
+        answer = "neither answered nor closed the connection"
+    except (ValueError, OSError):
+        answer = "ended the connection inside its response"
     finally:
         conn.close()
-    if answered:  # the application (if it was called) has finished: its record is final
-        return ctx.record(token, target), True
     record = wait_for(lambda: (r := ctx.record(token, target)) and "outcome" in r and r,
-                      state["deadline"] - time.monotonic())
-    return (record or ctx.record(token, target)), False
+                      max(0.0, state["deadline"] - time.monotonic()))
+    if not record:
+        record = ctx.record(token, target)
+        if not record:
+            ctx.require_records(target)  # missing: never called, not kept by another process
+    return record, answer
+
+
+#: The detail of a pass where the body never reached the application.
+NEVER_CALLED = ("the application was never called with the incomplete body (the server, or a front end "
+                "before it, {answer})")
 
 
 def _finish_cut_short(ctx: Context, state: dict[str, Any], what: str) -> Outcome:
-    record, _ = _cut_short_record(ctx, state)
+    record, answer = _cut_short_record(ctx, state)
     if not record:
-        return ok("the application was never called with the incomplete body")
+        return ok(NEVER_CALLED.format(answer=answer))
     if "outcome" not in record:
         return fail(f"{what}: the application's read neither returned nor raised")
     if record["outcome"] == "error":
@@ -465,26 +519,74 @@ class CheckTruncatedChunked:
         return _finish_cut_short(ctx, state, "chunked body cut short")
 
 
+def _classes(record: dict[str, Any]) -> str:
+    classes = record.get("classes") or [record.get("error", "?").split(":")[0]]
+    return str(classes[0])
+
+
+@deferred("truncated-connection-error", "§4", "a body the client cut short raises a `ConnectionError`")
+class CheckTruncatedConnectionError:
+    @staticmethod
+    def start(ctx: Context) -> Any:
+        return [("Content-Length", _start_cut_short(ctx, "length")), ("chunked", _start_cut_short(ctx, "chunked"))]
+
+    @staticmethod
+    def finish(ctx: Context, state: Any) -> Outcome:
+        judged, refused = [], []
+        for framing, started in state:
+            record, answer = _cut_short_record(ctx, started)
+            if not record:
+                refused.append(f"{framing}: {answer}")
+                continue
+            if record.get("outcome") != "error":
+                how = {"blocked": "blocked", "complete": "ended like a complete body"}.get(record.get("outcome", ""),
+                                                                                         "neither returned nor raised")
+                return fail(f"{framing} body cut short: no exception, the read {how}")
+            if not record.get("connection_error"):
+                return fail(f"{framing} body cut short: the read raised {_classes(record)}, "
+                            "which is not a ConnectionError")
+            judged.append(framing)
+        if not judged:
+            return na("the application was never called with an incomplete body, no exception to judge ("
+                      + "; ".join(refused) + ")")
+        return ok()
+
+
 # ======================================================================== limits (App. A)
 
 
-def _over_limit(ctx: Context, framing: str, target: Target | None = None) -> Outcome:
+def _send_over_limit(ctx: Context, framing: str, target: Target | None = None,
+                     ) -> tuple[RawResponse | None, bytes, str]:
+    """POST a body over the limit to /limit/TOKEN: the response (None: closed
+    without one), the body sent, and the token the probe records under."""
     assert ctx.max_body_size is not None
     body = b"z" * (ctx.max_body_size + (1 if framing == "length" else 65536))
     target = target or ctx.target
+    token = ctx.token()
+    path = f"/limit/{token}"
     if framing == "gzip":
         body = gzip.compress(body)
-        raw = request_bytes(target, "POST", "/limit", [("Content-Type", "application/octet-stream"),
-                                                       ("Content-Encoding", "gzip")], body)
+        raw = request_bytes(target, "POST", path, [("Content-Type", "application/octet-stream"),
+                                                   ("Content-Encoding", "gzip")], body)
     elif framing == "length":
-        raw = request_bytes(target, "POST", "/limit", [("Content-Type", "application/octet-stream")], body)
+        raw = request_bytes(target, "POST", path, [("Content-Type", "application/octet-stream")], body)
     else:
-        raw = request_bytes(target, "POST", "/limit", [("Content-Type", "application/octet-stream"),
-                                                       ("Transfer-Encoding", "chunked")],
+        raw = request_bytes(target, "POST", path, [("Content-Type", "application/octet-stream"),
+                                                   ("Transfer-Encoding", "chunked")],
                             chunked(*(body[i : i + 65536] for i in range(0, len(body), 65536))))
     with target.connect() as conn:
         conn.try_send(raw)  # the server may answer and close before it has all of it
         response = conn.read_response("POST")
+    return response, body, token
+
+
+def _over_limit(ctx: Context, framing: str, target: Target | None = None) -> Outcome:
+    response, body, _ = _send_over_limit(ctx, framing, target)
+    return _judge_over_limit(ctx, response, body, framing)
+
+
+def _judge_over_limit(ctx: Context, response: RawResponse | None, body: bytes, framing: str) -> Outcome:
+    assert ctx.max_body_size is not None
     if response is None:
         return fail("the connection closed without a response")
     if response.status == 413:
@@ -502,11 +604,19 @@ def _over_limit(ctx: Context, framing: str, target: Target | None = None) -> Out
     return fail(f"answered {response.status}, expected 413")
 
 
-@check("limit-declared", "App. A", "a body declared over the limit is refused with 413", group="limit")
+@check("limit-declared", "App. A", "a body declared over the limit is refused with 413, the application not called",
+       group="limit")
 def check_limit_declared(ctx: Context) -> Outcome:
     if ctx.max_body_size is None:
         return na("not checked: give --max-body-size")
-    return _over_limit(ctx, "length")
+    response, body, token = _send_over_limit(ctx, "length")
+    outcome = _judge_over_limit(ctx, response, body, "length")
+    if outcome.result != PASS:
+        return outcome
+    if ctx.record(token):
+        return fail("answered 413, but only after the application was called and its read crossed the limit")
+    ctx.require_records()
+    return outcome
 
 
 @check("limit-streamed", "§4", "a streamed body crossing the limit ends in 413, never a truncated body", group="limit")
@@ -514,6 +624,35 @@ def check_limit_streamed(ctx: Context) -> Outcome:
     if ctx.max_body_size is None:
         return na("not checked: give --max-body-size")
     return _over_limit(ctx, "chunked")
+
+
+@check("limit-efbig", "§4", "a streamed body crossing the limit raises an `OSError` with `errno.EFBIG`, "
+       "not a `ConnectionError`", group="limit")
+def check_limit_efbig(ctx: Context) -> Outcome:
+    if ctx.max_body_size is None:
+        return na("not checked: give --max-body-size")
+    target = ctx.target
+    response, _, token = _send_over_limit(ctx, "chunked")
+    # The probe records before it re-raises, so the record is there once the
+    # server answered; a front end may answer first, hence the short wait.
+    record = wait_for(lambda: (r := ctx.record(token, target)) and "outcome" in r and r, RECORD_WAIT / 4)
+    if not record:
+        ctx.require_records(target)
+        answer = f"answered {response.status}" if response else "closed the connection without a response"
+        return na(f"the application was never called with the body over the limit, no exception to judge "
+                  f"(the server, or a front end before it, {answer})")
+    if record["outcome"] != "error":
+        return fail(f"no exception: the read {'blocked' if record['outcome'] == 'blocked' else 'returned'} "
+                    f"(see limit-streamed)")
+    if not record.get("oserror"):
+        return fail(f"the read raised {_classes(record)}, not an OSError")
+    if record.get("connection_error"):
+        return fail(f"the read raised {_classes(record)}, a ConnectionError (the sign of a client gone)")
+    if record.get("errno") != errno.EFBIG:
+        code = record.get("errno")
+        return fail(f"the read raised {_classes(record)} with errno "
+                    f"{errno.errorcode.get(code, code) if isinstance(code, int) else code!r}, not EFBIG")
+    return ok()
 
 
 @check("limit-decoded", "App. A", "a body the server decodes is bounded after decoding (413)", group="limit")
@@ -572,7 +711,15 @@ class CheckBufferedTruncated:
 def check_buffered_limit(ctx: Context) -> Outcome:
     if ctx.buffered is None or ctx.max_body_size is None:
         return na("not checked: give --buffered-url and --max-body-size")
-    return _over_limit(ctx, "chunked", ctx.buffered)
+    response, body, token = _send_over_limit(ctx, "chunked", ctx.buffered)
+    outcome = _judge_over_limit(ctx, response, body, "chunked")
+    if outcome.result != PASS:
+        return outcome
+    if ctx.record(token, ctx.buffered):
+        return fail("answered 413, but only after the application was called and its read crossed the limit "
+                    "(the body was streamed, not read whole first)")
+    ctx.require_records(ctx.buffered)
+    return outcome
 
 
 # ================================================================ file_wrapper (§5, §6)
@@ -617,7 +764,8 @@ def _file(ctx: Context, query: str, pipelined: bool = False,
     return first, second, rest
 
 
-@check("file-wrapper-subclass", "§5", "a subclass of `wsgi.file_wrapper` is sent, and its `close()` runs once")
+@check("file-wrapper-subclass", "§5", "a subclass of `wsgi.file_wrapper` is sent as the class's own instances are, "
+       "and its `close()` runs once")
 def check_file_wrapper_subclass(ctx: Context) -> Outcome:
     token = ctx.token()
     response, _, _ = _file(ctx, f"size=200000&mode=subclass&token={token}")
@@ -631,19 +779,38 @@ def check_file_wrapper_subclass(ctx: Context) -> Outcome:
     if not record or not record.get("closed"):
         closed = (record or {}).get("file_closed")
         return fail("the subclass's close() was never called" + (" (the file was closed directly)" if closed else ""))
-    # Recognised with isinstance(), not an exact type test: sent the same way
-    # as an instance of the server's own class (observable where the server
-    # has a path of its own for files).
+    # Recognised with isinstance(), not an exact type test: an instance of the
+    # subclass is sent the way an instance of the server's own class is, so
+    # where the server sends its own without reading them in Python (sendfile,
+    # an I/O thread of its own), it sends the subclass's that way too.
     plain = ctx.token()
     response, _, _ = _file(ctx, f"size=200000&token={plain}")
+    if response is None or response.status != 200 or response.body != pattern(200000):
+        return fail("an instance of the server's own class was not sent "
+                    f"({response.status if response else 'closed without a response'})")
     ctx.get("/")  # a later request: any second close() would have happened by now
     record = ctx.record(token) or {}
     if record.get("closed") != 1:
         return fail(f"the subclass's close() ran {record.get('closed')} times")
-    if record.get("iterated") and not (ctx.record(plain) or {}).get("iterated"):
-        return fail("a subclass instance was iterated in Python while the server's own class was not: "
-                    "an exact type test instead of isinstance()")
+    own = ctx.record(plain) or {}
+    if not own.get("returned"):
+        ctx.require_records()
+    sub_sites, own_sites = set(record.get("sites", [])), set(own.get("sites", []))
+    if ((sub_sites and not own_sites) or (record.get("iterated") and not own.get("iterated"))
+            or (not own.get("iterated") and sub_sites != own_sites)):
+        return fail(f"a subclass instance is not sent as the server's own class is: the class's file was "
+                    f"{_how_sent(own)}, the subclass's {_how_sent(record)} "
+                    "(an exact type test instead of isinstance())")
     return ok()
+
+
+def _how_sent(record: dict[str, Any]) -> str:
+    """How the server took the file out of a wrapper, from the probe's record of its reads."""
+    if record.get("iterated"):
+        return str(record["iterated"])
+    if record.get("sites"):
+        return "read by " + ", ".join(record["sites"])
+    return "not read in Python"
 
 
 def _closed_or_bypassed(ctx: Context, token: str) -> dict[str, Any] | None:
@@ -664,12 +831,16 @@ def check_file_wrapper_close_after_send(ctx: Context) -> Outcome:
         head = conn.read_head()
         if head is None or head.status != 200:
             return fail(f"answered {head.status if head else 'with a close'}")
-        conn.read_some(65536)
+        conn.receive(65536)
         # The client stops reading; the server cannot have sent 16 MiB yet.
         early = (ctx.record(token) or {}).get("closed", 0)
-        conn.read_until_close() if head.header("content-length") is None else conn.read_some(size - 65536)
+        response = conn.read_body(head)
     if early:
         return fail("close() ran before the response had been sent")
+    if response.incomplete or len(response.body) != size:
+        return fail(f"the response ended after {len(response.body)} of the file's {size} bytes "
+                    + ("(close() ran while it was being sent)" if (ctx.record(token) or {}).get("closed")
+                       else "(incomplete)"))
     record = wait_for(lambda: _closed_or_bypassed(ctx, token), CLOSE_WAIT)
     if not record or not record.get("closed"):
         return fail("close() was not called after the response was sent"
@@ -725,14 +896,25 @@ def check_file_wrapper_length(ctx: Context) -> Outcome:
 
 @check("file-wrapper-short", "§8", "a wrapped file shorter than `Content-Length` makes the server close the connection")
 def check_file_wrapper_short(ctx: Context) -> Outcome:
-    response, _, _ = _file(ctx, "size=3000&declared=5000", pipelined=True)
-    return _judge_short(response, declared=5000, produced=3000)
+    token = ctx.token()
+    response, _, _ = _file(ctx, f"size=3000&declared=5000&token={token}", pipelined=True)
+    return _judge_short(ctx, response, declared=5000, produced=3000, token=token)
 
 
-def _judge_short(response: RawResponse | None, declared: int, produced: int) -> Outcome:
-    if response is None:
-        return ok("closed before the response head")
-    if response.status != 200:
+def _judge_short(ctx: Context, response: RawResponse | None, declared: int, produced: int, token: str) -> Outcome:
+    if response is None or response.status != 200:
+        # Refusing before sending is not an incomplete body that looks whole,
+        # but only if it is the short response being refused: the probe must
+        # have returned it (a probe that failed answers 500 too).
+        if not (ctx.record(token) or {}).get("returned"):
+            ctx.require_records()
+            error = ""
+            if response is not None and response.header("content-type") == "application/json":
+                error = ": " + str(response.json().get("error", ""))[:100]
+            return fail(f"the probe application never returned its response "
+                        f"({response.status if response else 'closed without a response'}{error})")
+        if response is None:
+            return ok("closed before the response head")
         return ok(f"answered {response.status}")  # refused before sending: not an incomplete body
     if response.header("content-length") != str(declared):
         return fail(f"Content-Length was changed to {response.header('content-length')} "
@@ -751,24 +933,31 @@ def check_file_wrapper_fast_path(ctx: Context) -> Outcome:
     if response is None or response.status != 200 or response.body != pattern(200000):
         return fail("the file was not sent")
     ctx.get("/")
-    if (ctx.record(token) or {}).get("iterated"):
-        return fail("iterated in Python")
-    return ok("sent by the server's own path")
+    record = ctx.record(token) or {}
+    if not record.get("returned"):
+        ctx.require_records()
+        return fail("the probe never returned the file wrapper")
+    if record.get("iterated"):
+        return fail(f"the file was {record['iterated']}")
+    return ok(f"sent by the server's own path (the file was {_how_sent(record)})")
 
 
 # =============================================================== Content-Length (§8)
 
 
 def _response_check(ctx: Context, declared: int, produce: int,
-                    ) -> list[tuple[str, RawResponse | None, RawResponse | bool | None, bytes]]:
+                    ) -> list[tuple[str, RawResponse | None, RawResponse | bool | None, bytes, str]]:
     """GET /response through the iterable and through write(), each with a request pipelined
     behind it. The second item is the next response, None if the connection closed, or False
-    if what followed was not a response (bytes past Content-Length)."""
-    outcomes: list[tuple[str, RawResponse | None, RawResponse | bool | None, bytes]] = []
+    if what followed was not a response (bytes past Content-Length); the last is the token
+    under which the probe recorded that it returned its response."""
+    outcomes: list[tuple[str, RawResponse | None, RawResponse | bool | None, bytes, str]] = []
     for via in ("iter", "write"):
         target = ctx.target
+        token = ctx.token()
         with target.connect() as conn:
-            conn.try_send(request_bytes(target, "GET", f"/response?declared={declared}&produce={produce}&via={via}")
+            conn.try_send(request_bytes(target, "GET", f"/response?declared={declared}&produce={produce}&via={via}"
+                                                       f"&token={token}")
                       + request_bytes(target, "GET", "/"))
             first = conn.read_response()
             second: RawResponse | bool | None = None
@@ -778,13 +967,13 @@ def _response_check(ctx: Context, declared: int, produce: int,
                 except ValueError:
                     second = False
             rest = conn.buf
-        outcomes.append((via, first, second, rest))
+        outcomes.append((via, first, second, rest, token))
     return outcomes
 
 
 @check("response-surplus", "§8", "never more body bytes than `Content-Length` (iterable and `write()`)")
 def check_response_surplus(ctx: Context) -> Outcome:
-    for via, first, second, rest in _response_check(ctx, declared=10, produce=30):
+    for via, first, second, rest, _ in _response_check(ctx, declared=10, produce=30):
         where = "write()" if via == "write" else "the iterable"
         if first is None or first.status != 200:
             return fail(f"{where}: answered {first.status if first else 'with a close'}")
@@ -797,8 +986,8 @@ def check_response_surplus(ctx: Context) -> Outcome:
 
 @check("response-short", "§8", "fewer body bytes than `Content-Length` close the connection (iterable and `write()`)")
 def check_response_short(ctx: Context) -> Outcome:
-    for via, first, _, _ in _response_check(ctx, declared=30, produce=10):
-        outcome = _judge_short(first, declared=30, produced=10)
+    for via, first, _, _, token in _response_check(ctx, declared=30, produce=10):
+        outcome = _judge_short(ctx, first, declared=30, produced=10, token=token)
         if outcome.result != PASS:
             return fail(f"{'write()' if via == 'write' else 'the iterable'}: {outcome.detail}")
     return ok()
@@ -948,10 +1137,15 @@ def _http2_short(ctx: Context, client: Any) -> Outcome:
 def _http2_truncated(ctx: Context, client: Any) -> Outcome:
     token = ctx.token()
     client.cancel_mid_body(f"/record/{token}", declared=100000, sent=1000)
-    record = wait_for(lambda: (r := ctx.record(token)) and "outcome" in r and r, RECORD_WAIT)
+    record = wait_for(lambda: (r := ctx.record(token)) and "outcome" in r and r, RECORD_WAIT) or ctx.record(token)
     if not record:
+        ctx.require_records()
         return ok("the application was never called with the incomplete body")
+    if "outcome" not in record:
+        return fail("a stream reset mid-body: the application's read neither returned nor raised")
     if record["outcome"] == "error" and record.get("oserror"):
+        if not record.get("connection_error"):
+            return fail(f"a stream reset mid-body: the read raised {_classes(record)}, which is not a ConnectionError")
         return ok()
     return fail(f"a stream reset mid-body gave: {record['outcome']} after {record.get('bytes')} bytes")
 
@@ -960,7 +1154,8 @@ _register_http2("http2-environ", "HTTP/2 requests get the same environ (`SERVER_
 _register_http2("http2-cookie", "HTTP/2 cookie fields are joined with `\"; \"`", _http2_cookie)
 _register_http2("http2-body", "an HTTP/2 body without `content-length` is streamed, `CONTENT_LENGTH` absent", _http2_body, "§3")
 _register_http2("http2-short", "an HTTP/2 response shorter than `Content-Length` is reset", _http2_short, "§8")
-_register_http2("http2-truncated", "an HTTP/2 stream reset mid-body raises `OSError`", _http2_truncated, "§4")
+_register_http2("http2-truncated", "an HTTP/2 stream reset mid-body raises `OSError`, a `ConnectionError`",
+                _http2_truncated, "§4")
 
 
 # ======================================================================== derived (§2)
@@ -970,10 +1165,10 @@ def _derived_honest(results: dict[str, Outcome]) -> Outcome:
     """§2: a server that sets wsgi.input_terminated, to any value, keeps the
     key's promise: read(size), readline(), readlines() and iteration end at
     the body's end (nothing of read() without a size, nor of section 4)."""
-    flag = results.get("input-terminated-flag")
-    if flag is None or flag.detail == ABSENT:
+    flag = results["input-terminated-flag"]
+    if flag.detail == ABSENT:
         return ok("wsgi.input_terminated is not set")
-    broken = [cid for cid in INPUT_CHECKS if results.get(cid, Outcome(PASS)).result == FAIL]
+    broken = [cid for cid in INPUT_CHECKS if results[cid].result == FAIL]
     if broken:
         return fail(f"wsgi.input_terminated is set, but {', '.join(broken)} failed")
     return ok()
@@ -989,6 +1184,8 @@ def _derived(ctx: Context) -> Outcome:
 
 #: Checks judged from the outcomes of others, after them.
 DERIVED: dict[str, Callable[[dict[str, Outcome]], Outcome]] = {"input-terminated-honest": _derived_honest}
+#: The checks each derived check is judged from (run with it, whatever was selected).
+DERIVED_FROM: dict[str, tuple[str, ...]] = {"input-terminated-honest": ("input-terminated-flag", *INPUT_CHECKS)}
 CHECKS.append(Check("input-terminated-honest", "§2",
                     "`wsgi.input_terminated` is only set where the input is terminated", "core", _derived))
 
@@ -1006,6 +1203,8 @@ def run(ctx: Context, only: list[str] | None = None, parallel: int = 4,
     took (for tuning the kit; never part of a report).
     """
     selected = [c for c in CHECKS if only is None or c.id in only]
+    needed = {c.id for c in selected} | {dep for c in selected for dep in DERIVED_FROM.get(c.id, ())}
+    running = [c for c in CHECKS if c.id in needed]
 
     def attempt(check: Check, step: Callable[[], Any]) -> Any:
         start = time.monotonic()
@@ -1017,8 +1216,8 @@ def run(ctx: Context, only: list[str] | None = None, parallel: int = 4,
             if timings is not None:
                 timings[check.id] = timings.get(check.id, 0.0) + time.monotonic() - start
 
-    later = [c for c in selected if c.finish is not None]
-    plain = [c for c in selected if c.finish is None and c.id not in DERIVED]
+    later = [c for c in running if c.finish is not None]
+    plain = [c for c in running if c.finish is None and c.id not in DERIVED]
     with ThreadPoolExecutor(max_workers=max(1, parallel, len(later))) as pool:
         starting = {c.id: pool.submit(attempt, c, functools.partial(c.run, ctx)) for c in later}
         states = {cid: future.result() for cid, future in starting.items()}
@@ -1031,7 +1230,7 @@ def run(ctx: Context, only: list[str] | None = None, parallel: int = 4,
         assert c.finish is not None
         results[c.id] = state if isinstance(state, Outcome) else attempt(c, functools.partial(c.finish, ctx, state))
     for cid, derive in DERIVED.items():
-        if any(c.id == cid for c in selected):
+        if cid in needed:
             results[cid] = derive(results)
     return {c.id: results[c.id] for c in selected}
 

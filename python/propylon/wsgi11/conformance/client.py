@@ -231,6 +231,10 @@ class RawConnection:
         response = self.read_head()
         if response is None:
             return None
+        return self.read_body(response, method)
+
+    def read_body(self, response: RawResponse, method: str = "GET") -> RawResponse:
+        """The body of ``response``, whose head :meth:`read_head` returned (see :meth:`read_response`)."""
         if method == "HEAD" or response.status < 200 or response.status in (204, 304):
             return response
         if (response.header("transfer-encoding") or "").lower().endswith("chunked"):
@@ -264,6 +268,13 @@ class RawConnection:
                 response.incomplete = True
                 break
         response.body = b"".join(parts)
+
+    def receive(self, n: int) -> int:
+        """Receive until at least ``n`` bytes wait unparsed (fewer if the connection
+        ends) without consuming them; how many wait."""
+        while len(self.buf) < n and self._fill():
+            pass
+        return len(self.buf)
 
     def read_some(self, n: int) -> bytes:
         """Up to ``n`` bytes of whatever comes next (fewer if the connection ends)."""

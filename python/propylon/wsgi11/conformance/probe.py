@@ -13,15 +13,22 @@ by then (``GET /result/TOKEN`` reads it back):
                             reports the pieces, then three more reads at the end
 ``/ignore-body``            answers without reading the body
 ``/record/TOKEN``           reads the body to its end and records the outcome
-                            (for bodies cut short by the client)
-``/limit``                  reads the body to its end; a read error propagates
+                            and the exception's kind (for bodies cut short by
+                            the client)
+``/limit[/TOKEN]``          reads the body to its end; a read error propagates
+                            (recorded under TOKEN first, with its kind)
 ``/response``               ``produce`` body bytes against a declared length,
-                            through the iterable or ``write()``
+                            through the iterable or ``write()`` (``token``:
+                            recorded once the response is returned)
 ``/file``                   a file through ``wsgi.file_wrapper`` (or a subclass
-                            that records ``close()``)
+                            that records ``close()``); with ``token``, records
+                            that the wrapper was returned, whether the file was
+                            read in Python and how, and ``close()``
 ``/close/MODE/TOKEN``       an iterable whose ``close()`` is recorded
 ``/write``                  ``write(b"first-")``, then returns ``[b"second"]``
 ``/exc-info/WHEN``          ``start_response`` again with ``exc_info``
+``/mark/TOKEN``             records only that it was called (the client checks
+                            that records are visible to later requests)
 ``/result/TOKEN``           what a probe recorded under TOKEN (JSON), or 404
 ==========================  ===================================================
 
@@ -120,7 +127,7 @@ def _guarded(call: Callable[[], Any], deadline: float = READ_DEADLINE) -> dict[s
             outcome["value"] = call()
         except BaseException as exc:  # noqa: BLE001 - reported to the client
             outcome["error"] = f"{type(exc).__name__}: {exc}"
-            outcome["oserror"] = isinstance(exc, OSError)
+            outcome.update(_exception_kind(exc))
             outcome["exception"] = exc
 
     thread = threading.Thread(target=run, name="wsgi11-probe-read", daemon=True)
@@ -129,6 +136,19 @@ def _guarded(call: Callable[[], Any], deadline: float = READ_DEADLINE) -> dict[s
     if thread.is_alive():
         return {"blocked": True}
     return outcome
+
+
+def _exception_kind(exc: BaseException) -> dict[str, Any]:
+    """What section 4 says a framework may rely on, as the application sees it:
+    ``isinstance(exc, OSError)``, ``isinstance(exc, ConnectionError)`` and
+    ``exc.errno``, with the class and its bases for the report."""
+    return {"oserror": isinstance(exc, OSError), "connection_error": isinstance(exc, ConnectionError),
+            "errno": getattr(exc, "errno", None) if isinstance(exc, OSError) else None,
+            "classes": [f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__
+                        if c not in (BaseException, object)]}
+
+
+_KIND_FIELDS = ("oserror", "connection_error", "errno", "classes")
 
 
 def _text(data: Any) -> Any:
@@ -232,8 +252,8 @@ class ProbeApp:
         if outcome.get("blocked"):
             self.store.update(token, outcome="blocked", bytes=total)
         elif "error" in outcome:
-            self.store.update(token, outcome="error", oserror=outcome["oserror"], error=outcome["error"],
-                              bytes=total)
+            self.store.update(token, outcome="error", error=outcome["error"], bytes=total,
+                              **{k: outcome[k] for k in _KIND_FIELDS})
             if outcome["oserror"]:
                 raise outcome["exception"]  # let the server (or middleware) answer it
         else:
@@ -243,11 +263,23 @@ class ProbeApp:
 
     def route_limit(self, environ: Environ, start_response: StartResponse, args: list[str],
                   query: dict[str, str]) -> Iterable[bytes]:
+        token = args[0] if args else None
+        if token:
+            self.store.update(token, entered=True)
         stream = environ["wsgi.input"]
         outcome = _guarded(lambda: len(stream.read()))
+        report = {k: v for k, v in outcome.items() if k != "exception"}
+        if token:
+            self.store.update(token, outcome="error" if "error" in outcome else
+                              "blocked" if outcome.get("blocked") else "complete", **report)
         if "exception" in outcome and outcome["oserror"]:
             raise outcome["exception"]  # the server (or middleware) must answer 413
-        return _respond(start_response, "200 OK", {k: v for k, v in outcome.items() if k != "exception"})
+        return _respond(start_response, "200 OK", report)
+
+    def route_mark(self, environ: Environ, start_response: StartResponse, args: list[str],
+                  query: dict[str, str]) -> Iterable[bytes]:
+        self.store.update(args[0], marked=True)
+        return _respond(start_response, "200 OK", {"marked": True})
 
     def route_result(self, environ: Environ, start_response: StartResponse, args: list[str],
                   query: dict[str, str]) -> Iterable[bytes]:
@@ -266,6 +298,8 @@ class ProbeApp:
         if declared is not None:
             headers.append(("Content-Length", declared))
         body = pattern(produce)
+        if query.get("token"):
+            self.store.update(query["token"], returned=True)
         if query.get("via") == "write":
             write = start_response("200 OK", headers)
             for i in range(0, len(body), 10):
@@ -280,12 +314,14 @@ class ProbeApp:
         skip = int(query.get("skip", "0"))
         token = query.get("token")
         path = _pattern_file(size)
-        file_wrapper = environ["wsgi.file_wrapper"]
+        file_wrapper: Any = environ.get("wsgi.file_wrapper")
         filelike = _RecordingFile(io.FileIO(path, "rb"), self.store, token)
         os.unlink(path)  # the open descriptor keeps the data; nothing is left behind
         try:
             if skip:
                 filelike.read(skip)  # by reading, so the buffer runs ahead of tell()
+            if file_wrapper is None:
+                raise LookupError("the environ has no wsgi.file_wrapper")
             if query.get("mode") == "subclass":
                 wrapper = _recording_subclass(file_wrapper)(filelike, 8192)
                 wrapper.probe_store, wrapper.probe_token = self.store, token
@@ -299,6 +335,9 @@ class ProbeApp:
         if "declared" in query:
             headers.append(("Content-Length", query["declared"]))
         start_response("200 OK", headers)
+        if token:
+            self.store.update(token, returned=True)
+        filelike.arm()
         response: Iterable[bytes] = wrapper
         return response
 
@@ -423,27 +462,98 @@ def _pattern_file(size: int) -> str:
     return path
 
 
+#: The methods through which Python iterates an object (``__getitem__``: the
+#: old sequence protocol, which ``iter()`` falls back on).
+_ITERATION_METHODS = ("__iter__", "__next__", "__getitem__")
+
+
+def _within(code: Any, outer: Any) -> bool:
+    """Whether ``code`` is ``outer`` or a function, lambda or generator defined inside it."""
+    if code is outer:
+        return True
+    return any(_within(code, const) for const in outer.co_consts if hasattr(const, "co_consts"))
+
+
+def _iterating_frame(frame: Any) -> str | None:
+    """The iteration method on the stack above ``frame``, if any: a frame running
+    code of ``__iter__``, ``__next__`` or ``__getitem__`` (or of a lambda or
+    generator inside one) of the class of its ``self``, whatever the method's own
+    name is (waitress assigns ``__next__ = next``)."""
+    depth = 0
+    while frame is not None and depth < 64:
+        owner = frame.f_locals.get("self")
+        if owner is not None:
+            for cls in type(owner).__mro__:
+                for name in _ITERATION_METHODS:
+                    code = getattr(cls.__dict__.get(name), "__code__", None)
+                    if code is not None and _within(frame.f_code, code):
+                        return f"{type(owner).__qualname__}.{name}"
+        frame = frame.f_back
+        depth += 1
+    return None
+
+
+def _read_site(frame: Any) -> str:
+    """Where a read of the wrapped file comes from: the function that called it,
+    as ``module.qualified name`` (the probe's own frames skipped), or ``C code``
+    when no Python function did (a wrapper iterated in C)."""
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    if frame is None:
+        return "C code"
+    code = frame.f_code
+    return f"{frame.f_globals.get('__name__', '?')}.{getattr(code, 'co_qualname', code.co_name)}"
+
+
 class _RecordingFile(io.BufferedReader):
-    """A regular file that records whether the server read it through the
-    wrapper's iteration (``__next__``) rather than sending it its own way."""
+    """A regular file that records (under its token) how the server read it, if it did.
+
+    Once :meth:`arm` is called (when the probe returns the wrapper), every read
+    records its *site* (:func:`_read_site`: the function that called it), so
+    that the way an instance of a subclass is sent can be compared with the way
+    one of the server's own class is; ``sendfile()`` reads nothing. A read that
+    runs inside an iteration method of any object (the wrapper's ``__next__``
+    under any name, a generator or lambda in its ``__iter__``, ``__getitem__``,
+    a middleware's iterable) also records that the file was *iterated*.
+    """
 
     def __init__(self, raw: io.FileIO, store: ProbeStore, token: str | None) -> None:
         super().__init__(raw)
         self._store, self._token = store, token
+        self._armed = False
         self._iterated = False
+        self._sites: list[str] = []
+
+    def arm(self) -> None:
+        """From now on reads are the server's: record how they happen."""
+        self._armed = True
+
+    def _note(self, frame: Any) -> None:
+        if self._token is None or not self._armed:
+            return
+        site = _read_site(frame)
+        if site not in self._sites:
+            self._sites.append(site)
+            self._store.update(self._token, sites=sorted(self._sites))
+        if not self._iterated and (how := _iterating_frame(frame)) is not None:
+            self._iterated = True
+            self._store.update(self._token, iterated=f"read through {how}")
 
     def read(self, size: int | None = -1) -> bytes:
-        if self._token and not self._iterated:
-            frame: Any = sys._getframe(1)
-            for _ in range(4):
-                if frame is None:
-                    break
-                if frame.f_code.co_name == "__next__":
-                    self._iterated = True
-                    self._store.update(self._token, iterated=True)
-                    break
-                frame = frame.f_back
+        self._note(sys._getframe(0).f_back)
         return super().read(size)
+
+    def read1(self, size: int = -1) -> bytes:
+        self._note(sys._getframe(0).f_back)
+        return super().read1(size)
+
+    def readinto(self, buffer: Any) -> int:
+        self._note(sys._getframe(0).f_back)
+        return super().readinto(buffer)
+
+    def readinto1(self, buffer: Any) -> int:
+        self._note(sys._getframe(0).f_back)
+        return super().readinto1(buffer)
 
     def close(self) -> None:
         if self._token and not self.closed:
@@ -455,7 +565,10 @@ _SUBCLASSES: dict[Any, type] = {}
 
 
 def _recording_subclass(base: Any) -> type:
-    """A subclass of the server's wrapper that records close(), as middleware would (section 5)."""
+    """A subclass of the server's wrapper that records close(), as middleware would
+    (section 5), and the first call of the base's ``__next__``, ``__getitem__`` or
+    ``read`` (for the report: which of them a server that reads a subclass
+    instance's file calls)."""
     if base not in _SUBCLASSES:
 
         def close(self: Any) -> None:
@@ -463,5 +576,22 @@ def _recording_subclass(base: Any) -> type:
             base.close(self)
             self.probe_store.update(self.probe_token, **{"closed+": 1})
 
-        _SUBCLASSES[base] = type(f"Recording{base.__name__}", (base,), {"close": close})
+        def recorded(name: str) -> Callable[..., Any]:
+            inherited = getattr(base, name)
+
+            def method(self: Any, *args: Any) -> Any:
+                token = getattr(self, "probe_token", None)
+                if token and not getattr(self, "probe_iterated", False):
+                    self.probe_iterated = True
+                    self.probe_store.update(token, called=f"{name}()")
+                return inherited(self, *args)
+
+            method.__name__ = name
+            return method
+
+        namespace: dict[str, Any] = {"close": close}
+        for name in ("__next__", "__getitem__", "read"):
+            if callable(getattr(base, name, None)):
+                namespace[name] = recorded(name)
+        _SUBCLASSES[base] = type(f"Recording{base.__name__}", (base,), namespace)
     return _SUBCLASSES[base]

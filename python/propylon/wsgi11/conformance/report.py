@@ -6,9 +6,11 @@ JSON file holds a list of runs; :func:`render_table` turns it into the page
 published as docs/wsgi11-servers.md, so the table is always made from what a
 run observed, never typed by hand.
 
-The page has three parts: the servers and versions tested (the only part that
-may change without a change in behaviour), the table, and each failure's
-reason.
+The page has four parts: the servers and versions tested (the only part that
+may change without a change in behaviour), the table, each failure's reason,
+and the reason for each "not applicable" and for each pass that a check
+qualified (a body refused before the application was called, a connection
+closed instead of reused), grouped by check and reason.
 """
 
 from __future__ import annotations
@@ -71,11 +73,12 @@ def render_table(runs: list[dict[str, Any]], command: str) -> str:
         "(`tests/test_wsgi11_conformance.py`), which starts every server for real.",
         "How each server is configured is in `tests/wsgi11/servers.py`.",
         "",
-        "✓ passes, ✗ fails (the reasons are listed below the table), – not",
-        "applicable (the server does not speak HTTP/2, or passes encoded request",
-        "bodies through undecoded, which section 3 allows). Rows marked *info*",
-        "are not requirements. What the middleware cannot fix is explained in the",
-        "specification's [reference implementation](spec/wsgi-1.1.md#reference-implementation) section.",
+        "✓ passes, ✗ fails, – not applicable (e.g. the server does not speak",
+        "HTTP/2, or passes encoded request bodies through undecoded, which section",
+        "3 allows); the reasons, and the way some checks were passed, are listed",
+        "below the table. Rows marked *info* are not requirements. What the",
+        "middleware cannot fix is explained in the specification's",
+        "[reference implementation](spec/wsgi-1.1.md#reference-implementation) section.",
         "",
         "## Tested with",
         "",
@@ -113,6 +116,22 @@ def render_table(runs: list[dict[str, Any]], command: str) -> str:
         for c, outcome in failures:
             lines.append(f"- `{c.id}`: {outcome['detail']}")
         lines.append("")
+    lines += ["## Not applicable, and passes with a remark", ""]
+    # Grouped: the checks with the same outcome, reason and servers on one line.
+    remarks: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
+    for c in checks:
+        if c.group == "info":
+            continue
+        by_reason: dict[tuple[str, str], list[str]] = {}
+        for run in runs:
+            outcome = run["results"].get(c.id)
+            if outcome and outcome["detail"] and outcome["result"] in (NA, PASS):
+                by_reason.setdefault((outcome["result"], outcome["detail"]), []).append(run["label"])
+        for (result, detail), servers in by_reason.items():
+            remarks.setdefault((result, detail, tuple(servers)), []).append(c.id)
+    for (result, detail, on), ids in remarks.items():
+        named = ", ".join(f"`{cid}`" for cid in ids)
+        lines.append(f"- {named} {SYMBOLS[result]} on {', '.join(on)}: {detail}")
     return "\n".join(lines).rstrip() + "\n"
 
 
