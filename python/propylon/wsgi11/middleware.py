@@ -38,7 +38,7 @@ from typing import Any
 
 from propylon.errors import RequestBodyError, RequestBodyTooLarge
 from propylon.filewrapper import FileWrapper
-from propylon.wsgi11 import flup, uwsgi_server
+from propylon.wsgi11 import flup, frontend, uwsgi_server
 from propylon.wsgi11.input import ChunkedDecoder, TerminatedInput, spool_body
 from propylon.wsgi11.response import CloseOnce, GuardedResponse, ResponseGate, ServerFile, regular_file_remaining
 
@@ -152,6 +152,9 @@ class WSGI11Middleware:
             drain = uwsgi_server.drain_after_response(server.uwsgi, environ["wsgi.input"], _declared_or_none(environ))
             if drain is not None:
                 cleanups.append(drain)
+        elif frontend.behind_scgi(environ) and (declared := _declared_or_none(environ)):
+            counting = environ["wsgi.input"] = frontend.CountingInput(environ["wsgi.input"])
+            cleanups.append(frontend.drain_rest(counting, declared))
         try:
             self._prepare_request(environ, server, cleanups)
         except _Refused as refused:

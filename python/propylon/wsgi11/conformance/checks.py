@@ -725,11 +725,20 @@ def check_buffered_limit(ctx: Context) -> Outcome:
 # ================================================================ file_wrapper (§5, §6)
 
 
+def _without_file_wrapper(ctx: Context) -> Outcome | None:
+    """n/a for a server without ``wsgi.file_wrapper``, which stays optional
+    (§5, "when present"; PEP 3333): an application then returns the reference
+    class, which the server sends as any iterable (§8)."""
+    if not ctx.environ().get("file_wrapper", {}).get("present"):
+        return na("the server has no wsgi.file_wrapper (optional)")
+    return None
+
+
 @check("file-wrapper-class", "§5", "`wsgi.file_wrapper` is a subclassable class; `close()` is a method")
 def check_file_wrapper_class(ctx: Context) -> Outcome:
-    info = ctx.environ().get("file_wrapper", {})
-    if not info.get("present"):
-        return fail("wsgi.file_wrapper is absent")
+    if (absent := _without_file_wrapper(ctx)) is not None:
+        return absent
+    info = ctx.environ()["file_wrapper"]
     if not info.get("is_class"):
         return fail(f"wsgi.file_wrapper is not a class ({info.get('name')})")
     if not info.get("subclassable"):
@@ -767,6 +776,8 @@ def _file(ctx: Context, query: str, pipelined: bool = False,
 @check("file-wrapper-subclass", "§5", "a subclass of `wsgi.file_wrapper` is sent as the class's own instances are, "
        "and its `close()` runs once")
 def check_file_wrapper_subclass(ctx: Context) -> Outcome:
+    if (absent := _without_file_wrapper(ctx)) is not None:
+        return absent
     token = ctx.token()
     response, _, _ = _file(ctx, f"size=200000&mode=subclass&token={token}")
     if response is None:
@@ -823,6 +834,8 @@ def _closed_or_bypassed(ctx: Context, token: str) -> dict[str, Any] | None:
 
 @check("file-wrapper-close-after-send", "§5", "the file wrapper's `close()` runs after the response is sent, not before")
 def check_file_wrapper_close_after_send(ctx: Context) -> Outcome:
+    if (absent := _without_file_wrapper(ctx)) is not None:
+        return absent
     token = ctx.token()
     size = 16 * 1024 * 1024
     target = ctx.target
@@ -850,6 +863,8 @@ def check_file_wrapper_close_after_send(ctx: Context) -> Outcome:
 
 @check("file-wrapper-close-on-disconnect", "§5", "the file wrapper's `close()` runs when the client goes away mid-file")
 def check_file_wrapper_close_on_disconnect(ctx: Context) -> Outcome:
+    if (absent := _without_file_wrapper(ctx)) is not None:
+        return absent
     token = ctx.token()
     target = ctx.target
     with target.connect(rcvbuf=65536) as conn:
@@ -870,6 +885,8 @@ def check_file_wrapper_close_on_disconnect(ctx: Context) -> Outcome:
 
 @check("file-wrapper-position", "§6", "a wrapped file is sent from its current position (`tell()`)")
 def check_file_wrapper_position(ctx: Context) -> Outcome:
+    if (absent := _without_file_wrapper(ctx)) is not None:
+        return absent
     response, _, _ = _file(ctx, "size=300000&skip=1000")
     if response is None or response.status != 200:
         return fail(f"answered {response.status if response else 'with a close'}")
@@ -882,6 +899,8 @@ def check_file_wrapper_position(ctx: Context) -> Outcome:
 
 @check("file-wrapper-length", "§6", "a wrapped file is sent up to `Content-Length`, never more")
 def check_file_wrapper_length(ctx: Context) -> Outcome:
+    if (absent := _without_file_wrapper(ctx)) is not None:
+        return absent
     response, second, rest = _file(ctx, "size=300000&declared=5000", pipelined=True)
     if response is None or response.status != 200:
         return fail(f"answered {response.status if response else 'with a close'}")
@@ -896,6 +915,8 @@ def check_file_wrapper_length(ctx: Context) -> Outcome:
 
 @check("file-wrapper-short", "§8", "a wrapped file shorter than `Content-Length` makes the server close the connection")
 def check_file_wrapper_short(ctx: Context) -> Outcome:
+    if (absent := _without_file_wrapper(ctx)) is not None:
+        return absent
     token = ctx.token()
     response, _, _ = _file(ctx, f"size=3000&declared=5000&token={token}", pipelined=True)
     return _judge_short(ctx, response, declared=5000, produced=3000, token=token)
@@ -928,6 +949,8 @@ def _judge_short(ctx: Context, response: RawResponse | None, declared: int, prod
 
 @check("file-wrapper-fast-path", "—", "a file wrapper over a regular file is not iterated in Python", group="info")
 def check_file_wrapper_fast_path(ctx: Context) -> Outcome:
+    if (absent := _without_file_wrapper(ctx)) is not None:
+        return absent
     token = ctx.token()
     response, _, _ = _file(ctx, f"size=200000&token={token}")
     if response is None or response.status != 200 or response.body != pattern(200000):
