@@ -71,7 +71,7 @@ def render_table(runs: list[dict[str, Any]], command: str) -> str:
         "application, as observed by the conformance kit",
         "(`python -m propylon.wsgi11.conformance`) in the test suite",
         "(`tests/test_wsgi11_conformance.py`), which starts every server for real.",
-        "How each server is configured is in `tests/wsgi11/servers.py`.",
+        "How each server is configured is in `tests/wsgi11/` (`servers.py` and the modules it names).",
         "",
         "✓ passes, ✗ fails, – not applicable (e.g. the server does not speak",
         "HTTP/2, or passes encoded request bodies through undecoded, which section",
@@ -90,7 +90,9 @@ def render_table(runs: list[dict[str, Any]], command: str) -> str:
             seen.add(run["server"])
             lines.append(f"- **{run['server']}**: {run['software']}")
     lines += [TESTED_WITH_END, "", "## Results", ""]
-    lines.append("| Check | § | " + " | ".join(run["label"] for run in runs) + " |")
+    lines += ["Two columns per server: on its own, then with the middleware in front of",
+              "the application (*+ mw*).", ""]
+    lines.append("| Check | § | " + " | ".join("+ mw" if run["middleware"] else run["server"] for run in runs) + " |")
     lines.append("|---|---|" + "---|" * len(runs))
     checks = [c for c in CHECKS if any(c.id in run["results"] for run in runs)]
     for c in checks:
