@@ -28,13 +28,13 @@ import httpx
 import pytest
 
 from tests.support import CLIENT_TIMEOUT, UPLOAD_MIB, chunks_of, upload_blocks
-from tests.wsgi11.servers import SERVERS, apache_unavailable
+from tests.wsgi11.servers import SERVERS, unavailable
 
 
 @pytest.fixture(scope="module", params=list(SERVERS))
 def server(request):
-    if request.param == "mod_wsgi" and apache_unavailable():
-        pytest.skip(apache_unavailable())
+    if reason := unavailable(request.param):
+        pytest.skip(reason)
     started = SERVERS[request.param](body_limit=1 << 30)  # uploads here are not about limits
     yield started
     started.close()

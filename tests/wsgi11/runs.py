@@ -27,9 +27,10 @@ from tests.wsgi11.servers import APP, SERVERS
 RESULTS = REPO / "target" / "wsgi11" / "results.json"
 TABLE = REPO / "docs" / "wsgi11-servers.md"
 TABLE_COMMAND = f"python -m propylon.wsgi11.conformance --table {RESULTS.relative_to(REPO)} --output {TABLE.relative_to(REPO)}"
-ORDER = ("propylon", "gunicorn", "waitress", "wsgiref", "mod_wsgi")
+ORDER = ("propylon", "gunicorn", "waitress", "wsgiref", "mod_wsgi", "mod_wsgi-daemon", "cgi")
 LABELS = {"propylon": "Propylon", "gunicorn": "gunicorn", "waitress": "waitress", "wsgiref": "wsgiref",
-          "mod_wsgi": "mod_wsgi"}
+          "mod_wsgi": "mod_wsgi", "mod_wsgi-daemon": "mod_wsgi daemon mode",
+          "cgi": "CGI (Apache mod_cgid + wsgiref CGIHandler)"}
 #: Propylon's options for these runs: ``--decompress`` so the checks on decoded
 #: bodies apply; ``--graceful-timeout 5`` so that a connection still open at
 #: the end (the kit leaves some on purpose) cannot hold the stop for 30 s.

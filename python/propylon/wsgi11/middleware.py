@@ -36,7 +36,8 @@ from typing import Any
 
 from propylon.errors import RequestBodyError, RequestBodyTooLarge
 from propylon.filewrapper import FileWrapper
-from propylon.wsgi11.input import ChunkedDecoder, TerminatedInput, spool_body
+from propylon.wsgi11.cgi import CgiBody
+from propylon.wsgi11.input import ByteSource, ChunkedDecoder, TerminatedInput, spool_body
 from propylon.wsgi11.response import CloseOnce, GuardedResponse, ResponseGate, ServerFile, regular_file_remaining
 
 __all__ = ["ServerProfile", "WSGI11Middleware", "is_wsgi11"]
@@ -134,7 +135,7 @@ class WSGI11Middleware:
         gate = ResponseGate(environ, start_response)
         cleanups: list[Callable[[], None]] = []
         try:
-            self._prepare_request(environ, server, cleanups)
+            self._prepare_request(environ, server, gate, cleanups)
         except _Refused as refused:
             _run(cleanups)
             return [gate.answer_body_error(refused.error)]
@@ -155,19 +156,26 @@ class WSGI11Middleware:
 
     # -- request ---------------------------------------------------------------------
 
-    def _prepare_request(self, environ: dict[str, Any], server: ServerProfile,
+    def _prepare_request(self, environ: dict[str, Any], server: ServerProfile, gate: ResponseGate,
                          cleanups: list[Callable[[], None]]) -> None:
         declared = _content_length(environ)
         if environ.get("CONTENT_LENGTH") == "":
             del environ["CONTENT_LENGTH"]  # PEP 3333 allows empty; section 3 wants it absent
+        gateway = CgiBody.for_request(environ, declared)
+        if gateway is not None:
+            gate.before_head = gateway.discard_rest
         if declared is not None and declared > self.max_body_size:
             raise _Refused(RequestBodyTooLarge(
                 f"CONTENT_LENGTH {declared} is over the maximum of {self.max_body_size} bytes"))
-        framed = self._still_chunked(environ, server, declared)
-        source = ChunkedDecoder(environ["wsgi.input"]) if framed else environ["wsgi.input"]
-        stream = TerminatedInput(source, length=declared, terminated=server.terminated or framed,
-                                 limit=self.max_body_size)
-        if self.buffer_body and declared is None and (framed or server.terminated):
+        source: ByteSource
+        if gateway is not None:
+            source, ends = gateway, gateway.has_body
+        elif self._still_chunked(environ, server, declared):
+            source, ends = ChunkedDecoder(environ["wsgi.input"]), True
+        else:
+            source, ends = environ["wsgi.input"], server.terminated
+        stream = TerminatedInput(source, length=declared, terminated=ends, limit=self.max_body_size)
+        if self.buffer_body and declared is None and ends:
             try:
                 length, spool = spool_body(stream, self.buffer_memory_limit)
             except RequestBodyError as error:
