@@ -88,7 +88,8 @@ def test_flask_send_file(server, mount):
     path.chmod(0o644)
     response = httpx.get(server.url(f"{mount}/download"), params={"path": str(path)}, timeout=CLIENT_TIMEOUT)
     assert response.status_code == 200, response.text[:300]
-    assert response.headers["content-length"] == str(len(data))
+    # Apache frames a CGI response itself, without the script's Content-Length (CVE-2024-24795).
+    assert response.headers.get("content-length") == (None if server.name == "cgi" else str(len(data)))
     assert hashlib.sha256(response.content).hexdigest() == hashlib.sha256(data).hexdigest()
 
 

@@ -99,10 +99,11 @@ class CgiBody:
     """The request body on the script's stdin: a ``ByteSource`` for ``TerminatedInput``.
 
     ``length`` is ``CONTENT_LENGTH`` or ``None``; ``has_body`` tells a body of
-    unknown length (read to the end of stdin) from no body at all.
+    unknown length (read to the end of stdin) from no body at all;
+    ``stdout_fd`` is where the response goes (the script's standard output).
     """
 
-    def __init__(self, stdin: BinaryIO, length: int | None, has_body: bool) -> None:
+    def __init__(self, stdin: BinaryIO, length: int | None, has_body: bool, stdout_fd: int = 1) -> None:
         self._stdin = stdin
         self._length = length
         self.has_body = length is not None or has_body
@@ -115,7 +116,7 @@ class CgiBody:
             fd = -1
         #: stdin is the socket stdout writes to: the front end can end the
         #: input only by a half-close, so a full close is an abandoned request.
-        self._fd = fd if fd >= 0 and _same_socket(fd, 1) else -1
+        self._fd = fd if fd >= 0 and _same_socket(fd, stdout_fd) else -1
 
     @classmethod
     def for_request(cls, environ: dict[str, Any], length: int | None) -> CgiBody | None:
