@@ -263,6 +263,12 @@ class Apache(ExternalServer):
         return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
 
     def _python_path(self) -> list[str]:
+        """The application's Python path, for www-data (sources copied once, when it cannot read them)."""
+        if not hasattr(self, "_paths"):
+            self._paths = self._find_python_path()
+        return self._paths
+
+    def _find_python_path(self) -> list[str]:
         sources = [REPO / "python", REPO]
         site = Path(sysconfig.get_paths()["purelib"])
         same_minor = _system_python_minor() == str(sys.version_info[:2])
