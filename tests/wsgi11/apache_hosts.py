@@ -20,6 +20,10 @@ limit, none under the middleware's mounts, ``www-data`` as root), serving
   process per request. Probe records go to a directory
   (``WSGI11_PROBE_STORE``, set with ``SetEnv``), since no process outlives
   its request.
+
+tests/wsgi11/servers.py registers both in ``SERVERS``, importing this module
+at its end: import them from there (``from tests.wsgi11.servers import
+SERVERS``), as importing this module first would be a circular import.
 """
 
 from __future__ import annotations
