@@ -2,7 +2,8 @@
 
 The same applications, and the same upload and download tests, as
 tests/test_flask.py and tests/test_django.py run on Propylon: here on
-gunicorn, waitress, wsgiref and Apache mod_wsgi, each started for real
+gunicorn, waitress, wsgiref, Apache mod_wsgi (embedded and daemon mode) and CGI
+under Apache mod_cgid, each started for real
 (tests/wsgi11/servers.py) and serving them behind the middleware
 (tests/wsgi11/apps.py mounts Flask at ``/flask`` and Django, in the
 compatibility mode, at ``/django``). ``/flask-validated`` adds

@@ -25,7 +25,9 @@ one is configured, and why:
   Python minor version is required) on ``WSGIPythonPath``. Apache refuses to
   serve as root, so as root its process switches to ``www-data``; when that
   user cannot read the repository, the needed sources are copied into the
-  temporary directory first.
+  temporary directory first. What the Apache hosts share is the
+  :class:`Apache` base class; mod_wsgi's daemon mode and CGI under
+  ``mod_cgid`` build on it in tests/wsgi11/apache_hosts.py.
 
 Propylon itself is started with :class:`tests.support.ServerProcess`.
 """
