@@ -9,6 +9,8 @@ PEP 3333 server:
   :class:`propylon.ClientDisconnected`; a chunked body the server left framed
   is de-chunked; a body over ``max_body_size`` is refused with ``413`` or
   ends the read with :class:`propylon.RequestBodyTooLarge`;
+- on a CGI gateway, the body is read as the front end passes it, and read
+  to its end before the response starts (:mod:`propylon.wsgi11.cgi`);
 - ``wsgi.version`` is ``(1, 1)`` and ``wsgi.input_terminated`` is ``True``;
 - ``wsgi.file_wrapper`` is a class (:class:`propylon.FileWrapper` unless the
   server is already a 1.1 server), and a wrapper over a regular file is handed
@@ -24,7 +26,9 @@ What it cannot do (docs/spec/wsgi-1.1.md, "Reference implementation"): make a
 server accept a request it refuses before the application runs (mod_wsgi
 without ``WSGIChunkedRequest On`` answers chunked requests with ``411``),
 detect a server that ends its stream early *and* hides the length (no
-``CONTENT_LENGTH`` but ``wsgi.input_terminated``), or speak HTTP/2.
+``CONTENT_LENGTH`` but ``wsgi.input_terminated``), make a short response
+visible where the process does not hold the connection (CGI, mod_wsgi
+daemon mode), or speak HTTP/2.
 """
 
 from __future__ import annotations
