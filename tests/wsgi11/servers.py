@@ -351,6 +351,36 @@ LimitRequestBody {self.body_limit}
         log = self.tmp / "error.log"
         return log.read_text(errors="replace") if log.exists() else ""
 
+    def stop(self) -> int | None:
+        # mod_cgid's daemon (a child of the Apache process) sometimes outlives
+        # `apache2 -X` stopped by SIGTERM: end what is left of this run's processes.
+        children = self._own_processes()
+        code = super().stop()
+        for pid in children:
+            if pid in self._own_processes(among=children):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        return code
+
+    def _own_processes(self, among: list[int] | None = None) -> list[int]:
+        """Children of the Apache process (or the given ones still alive) started from this run's configuration."""
+        if among is None:
+            try:
+                among = [int(p) for p in Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()]
+            except (OSError, AssertionError):
+                return []
+        conf = str(self.tmp / "httpd.conf").encode()
+        alive = []
+        for pid in among:
+            try:
+                if conf in Path(f"/proc/{pid}/cmdline").read_bytes() and "Z" not in _proc_state(pid):
+                    alive.append(pid)
+            except OSError:
+                pass
+        return alive
+
     @staticmethod
     def system_python_version() -> str:
         return _system_python_minor().strip("()").replace(", ", ".")
@@ -396,6 +426,10 @@ WSGIApplicationGroup %{{GLOBAL}}
         return (f"{self.apache_version()}, mod_wsgi {self.mod_wsgi_version()} (Debian packages; embedded mode, "
                 f"`apache2 -X`, mpm_event, `WSGIChunkedRequest On`, `WSGIPassApacheRequest On`), "
                 f"system Python {self.system_python_version()}")
+
+
+def _proc_state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 def _world_readable(root: Path) -> None:
