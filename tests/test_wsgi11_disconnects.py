@@ -25,15 +25,15 @@ import pytest
 
 from propylon.wsgi11.conformance.client import Target, request_bytes, wait_for
 from tests.support import CLIENT_TIMEOUT, EVENT_TIMEOUT
-from tests.wsgi11.servers import SERVERS, apache_unavailable
+from tests.wsgi11.servers import SERVERS, unavailable
 
 ROUNDS = 20
 
 
 @pytest.fixture(scope="module", params=list(SERVERS))
 def server(request):
-    if request.param == "mod_wsgi" and apache_unavailable():
-        pytest.skip(apache_unavailable())
+    if reason := unavailable(request.param):
+        pytest.skip(reason)
     started = SERVERS[request.param]()
     yield started
     started.close()
@@ -42,7 +42,7 @@ def server(request):
 def worker_pid(server) -> int:
     """The process that runs the application (gunicorn's worker, not its master)."""
     if server.name != "gunicorn":
-        return server.pid
+        return server.application_pid()
     children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
     assert len(children) == 1, children
     return int(children[0])

@@ -30,8 +30,8 @@ from propylon.wsgi11 import WSGI11Middleware
 from propylon.wsgi11.conformance import Context, Target, run
 from propylon.wsgi11.conformance.checks import BODY, RECORD_WAIT
 from propylon.wsgi11.conformance.client import chunked, request_bytes, wait_for
-from tests.wsgi11.apps import LIMIT
 from tests.support import CLIENT_TIMEOUT
+from tests.wsgi11.apps import LIMIT
 from tests.wsgi11.flup_hosts import FlupFastCGIStreaming, FlupSCGI, flup_unavailable
 from tests.wsgi11.gateway import Gateway
 

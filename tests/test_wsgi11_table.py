@@ -20,16 +20,14 @@ from propylon.wsgi11.conformance import CHECKS, Context, Target, run
 from propylon.wsgi11.conformance.report import load_runs, render_table, without_tested_with
 from tests.wsgi11.apps import LIMIT
 from tests.wsgi11.breakers import BREAKERS, PARTIAL_BREAKERS, UNBOUNDED, breaker_check
-from tests.wsgi11.flup_hosts import flup_unavailable
 from tests.wsgi11.runs import ORDER, RESULTS, RUNS, TABLE, TABLE_COMMAND
-from tests.wsgi11.servers import Wsgiref, apache_unavailable
+from tests.wsgi11.servers import Wsgiref, unavailable
 
 
 def _all_runs() -> list[dict]:
-    if apache_unavailable():
-        pytest.skip(f"the table covers mod_wsgi: {apache_unavailable()}")
-    if flup_unavailable():
-        pytest.skip(f"the table covers flup behind nginx: {flup_unavailable()}")
+    for name in ORDER:
+        if name != "propylon" and (reason := unavailable(name)):
+            pytest.skip(f"the table covers {name}: {reason}")
     for name in ORDER:
         RUNS.get(name)
     RUNS.save()

@@ -24,17 +24,18 @@ the standard library at import time.
 
 from __future__ import annotations
 
+import os
 import threading
 
 from propylon.wsgi11 import WSGI11Middleware, validator
-from propylon.wsgi11.conformance import ProbeApp
+from propylon.wsgi11.conformance import ProbeApp, ProbeStore
 from tests.wsgi11.breakers import BREAKERS, PARTIAL_BREAKERS
 
 #: The request body limit every server under test is configured with (and the
 #: conformance kit is told): small, so the App. A checks send little.
 LIMIT = 256 * 1024
 
-probe = ProbeApp()
+probe = ProbeApp(ProbeStore(os.environ.get("WSGI11_PROBE_STORE")))
 _lock = threading.Lock()
 
 

@@ -70,6 +70,10 @@ class FlupBehindNginx(BehindNginx):
     #: ``*_request_buffering``: nginx's default (on), or off.
     request_buffering = True
 
+    @staticmethod
+    def unavailable() -> str | None:
+        return flup_unavailable()
+
     def backend_command(self, socket_path: Path) -> list[str]:
         return [sys.executable, "-m", "tests.wsgi11.flup_hosts", self.protocol, str(socket_path)]
 

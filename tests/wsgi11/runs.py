@@ -27,9 +27,11 @@ from tests.wsgi11.servers import APP, SERVERS
 RESULTS = REPO / "target" / "wsgi11" / "results.json"
 TABLE = REPO / "docs" / "wsgi11-servers.md"
 TABLE_COMMAND = f"python -m propylon.wsgi11.conformance --table {RESULTS.relative_to(REPO)} --output {TABLE.relative_to(REPO)}"
-ORDER = ("propylon", "gunicorn", "waitress", "wsgiref", "mod_wsgi", "uwsgi", "uwsgi-nginx", "fastcgi", "scgi")
+ORDER = ("propylon", "gunicorn", "waitress", "wsgiref", "mod_wsgi", "mod_wsgi-daemon", "cgi", "uwsgi", "uwsgi-nginx",
+         "fastcgi", "scgi")
 LABELS = {"propylon": "Propylon", "gunicorn": "gunicorn", "waitress": "waitress", "wsgiref": "wsgiref",
-          "mod_wsgi": "mod_wsgi", "uwsgi": "uWSGI", "uwsgi-nginx": "uWSGI behind nginx",
+          "mod_wsgi": "mod_wsgi", "mod_wsgi-daemon": "mod_wsgi daemon mode",
+          "cgi": "CGI (Apache mod_cgid + wsgiref CGIHandler)", "uwsgi": "uWSGI", "uwsgi-nginx": "uWSGI behind nginx",
           "fastcgi": "flup FastCGI behind nginx", "scgi": "flup SCGI behind nginx"}
 #: Propylon's options for these runs: ``--decompress`` so the checks on decoded
 #: bodies apply; ``--graceful-timeout 5`` so that a connection still open at

@@ -69,6 +69,10 @@ def _uwsgi_version() -> str:
 class Uwsgi(ExternalServer):
     name = "uwsgi"
 
+    @staticmethod
+    def unavailable() -> str | None:
+        return uwsgi_unavailable("uwsgi")
+
     def command(self, port: int) -> list[str]:
         return _uwsgi_command("--http-socket", f"127.0.0.1:{port}", "--chunked-input-limit", str(CHUNK_LIMIT))
 
@@ -80,6 +84,10 @@ class Uwsgi(ExternalServer):
 
 class UwsgiNginx(BehindNginx):
     name = "uwsgi-nginx"
+
+    @staticmethod
+    def unavailable() -> str | None:
+        return uwsgi_unavailable("uwsgi-nginx")
 
     def backend_command(self, socket_path: Path) -> list[str]:
         return _uwsgi_command("--uwsgi-socket", str(socket_path))

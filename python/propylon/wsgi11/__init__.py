@@ -1,7 +1,8 @@
 """WSGI 1.1 for any PEP 3333 server: middleware, validator, reference FileWrapper.
 
 Pure Python, no dependencies, and no need for Propylon's compiled server:
-this package runs under gunicorn, waitress, mod_wsgi, uWSGI, wsgiref, or Propylon.
+this package runs under gunicorn, waitress, mod_wsgi, uWSGI, flup, wsgiref, a
+CGI script, or Propylon.
 It is also its own distribution, ``propylon-wsgi11`` (packaging/wsgi11),
 which installs it with the two modules it imports, :mod:`propylon.errors`
 and :mod:`propylon.filewrapper`, and nothing else of Propylon.

@@ -9,6 +9,8 @@ other PEP 3333 server (what differs on uWSGI: :mod:`propylon.wsgi11.uwsgi_server
   :class:`propylon.ClientDisconnected`; a chunked body the server left framed
   is de-chunked; a body over ``max_body_size`` is refused with ``413`` or
   ends the read with :class:`propylon.RequestBodyTooLarge`;
+- on a CGI gateway, the body is read as the front end passes it, and read
+  to its end before the response starts (:mod:`propylon.wsgi11.cgi`);
 - ``wsgi.version`` is ``(1, 1)`` and ``wsgi.input_terminated`` is ``True``;
   ``HTTP_CONTENT_TYPE`` and ``HTTP_CONTENT_LENGTH``, which front ends such as
   nginx pass to FastCGI, SCGI and uwsgi gateways, are removed;
@@ -26,7 +28,9 @@ What it cannot do (docs/spec/wsgi-1.1.md, "Reference implementation"): make a
 server accept a request it refuses before the application runs (mod_wsgi
 without ``WSGIChunkedRequest On`` answers chunked requests with ``411``),
 detect a server that ends its stream early *and* hides the length (no
-``CONTENT_LENGTH`` but ``wsgi.input_terminated``), or speak HTTP/2.
+``CONTENT_LENGTH`` but ``wsgi.input_terminated``), make a short response
+visible where the process does not hold the connection (CGI, mod_wsgi
+daemon mode), or speak HTTP/2.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ from typing import Any
 from propylon.errors import RequestBodyError, RequestBodyTooLarge
 from propylon.filewrapper import FileWrapper
 from propylon.wsgi11 import flup, frontend, uwsgi_server
-from propylon.wsgi11.input import ChunkedDecoder, TerminatedInput, spool_body
+from propylon.wsgi11.cgi import CgiBody
+from propylon.wsgi11.input import ByteSource, ChunkedDecoder, TerminatedInput, spool_body
 from propylon.wsgi11.response import CloseOnce, GuardedResponse, ResponseGate, ServerFile, regular_file_remaining
 
 __all__ = ["ServerProfile", "WSGI11Middleware", "is_wsgi11"]
@@ -156,7 +161,7 @@ class WSGI11Middleware:
             counting = environ["wsgi.input"] = frontend.CountingInput(environ["wsgi.input"])
             cleanups.append(frontend.drain_rest(counting, declared))
         try:
-            self._prepare_request(environ, server, cleanups)
+            self._prepare_request(environ, server, gate, cleanups)
         except _Refused as refused:
             _run(cleanups)
             return [gate.answer_body_error(refused.error)]
@@ -185,25 +190,34 @@ class WSGI11Middleware:
 
     # -- request ---------------------------------------------------------------------
 
-    def _prepare_request(self, environ: dict[str, Any], server: ServerProfile,
+    def _prepare_request(self, environ: dict[str, Any], server: ServerProfile, gate: ResponseGate,
                          cleanups: list[Callable[[], None]]) -> None:
         declared = _content_length(environ)
         if environ.get("CONTENT_LENGTH") == "":
             del environ["CONTENT_LENGTH"]  # PEP 3333 allows empty; section 3 wants it absent
         _drop_header_copies(environ)
+        gateway = CgiBody.for_request(environ, declared)
+        if gateway is not None:
+            gate.before_head = gateway.discard_rest
         if declared is not None and declared > self.max_body_size:
             raise _Refused(RequestBodyTooLarge(
                 f"CONTENT_LENGTH {declared} is over the maximum of {self.max_body_size} bytes"))
-        framed = self._still_chunked(environ, server, declared)
-        source: Any = environ["wsgi.input"]
-        if framed:
-            source = uwsgi_server.ChunkedBody(server.uwsgi) if server.uwsgi is not None else ChunkedDecoder(source)
-        stream = TerminatedInput(source, length=declared, terminated=server.terminated or framed,
-                                 limit=self.max_body_size)
+        source: ByteSource
+        framed = False
+        if gateway is not None:
+            source, ends = gateway, gateway.has_body
+        elif self._still_chunked(environ, server, declared):
+            framed = True
+            source = (uwsgi_server.ChunkedBody(server.uwsgi) if server.uwsgi is not None
+                      else ChunkedDecoder(environ["wsgi.input"]))
+            ends = True
+        else:
+            source, ends = environ["wsgi.input"], server.terminated
+        stream = TerminatedInput(source, length=declared, terminated=ends, limit=self.max_body_size)
         # uWSGI's chunked-input API answers only in the thread uWSGI called
         # the application in; an application may read wsgi.input in another.
         read_first = framed and server.uwsgi is not None
-        if (self.buffer_body or read_first) and declared is None and (framed or server.terminated):
+        if (self.buffer_body or read_first) and declared is None and ends:
             try:
                 length, spool = spool_body(stream, self.buffer_memory_limit)
             except RequestBodyError as error:

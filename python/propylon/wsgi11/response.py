@@ -98,6 +98,9 @@ class ResponseGate:
         self.declared: int | None = None
         self.sent = 0
         self._surplus = 0
+        #: Called once, just before the head goes to the server (a CGI gateway
+        #: reads what is left of the request body there: propylon/wsgi11/cgi.py).
+        self.before_head: Callable[[], None] | None = None
 
     # -- what the application calls -------------------------------------------------
 
@@ -169,6 +172,9 @@ class ResponseGate:
             return
         if self._stage is _Stage.NO_HEAD:
             raise AssertionError("the application produced body bytes before calling start_response() (PEP 3333)")
+        if self.before_head is not None:
+            before, self.before_head = self.before_head, None
+            before()
         self._server_write = self._server_start_response(self.status, self.headers)
         self._stage = _Stage.PASSED
 
