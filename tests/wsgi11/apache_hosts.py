@@ -22,8 +22,7 @@ limit, none under the middleware's mounts, ``www-data`` as root), serving
   its request.
 
 tests/wsgi11/servers.py registers both in ``SERVERS``, importing this module
-at its end: import them from there (``from tests.wsgi11.servers import
-SERVERS``), as importing this module first would be a circular import.
+when one of them is first started.
 """
 
 from __future__ import annotations
