@@ -18,34 +18,11 @@ from __future__ import annotations
 import pytest
 
 from propylon.wsgi11.conformance import CHECKS
-from tests.wsgi11.flup_hosts import FLUP_HOSTS
-from tests.wsgi11.runs import ORDER, RUNS
+from tests.wsgi11.runs import KNOWN_LIMITS, ORDER, RUNS
 from tests.wsgi11.servers import unavailable
 
 REQUIRED = {c.id for c in CHECKS if c.group != "info"}
 
-#: What the middleware cannot fix, per server (docs/spec/wsgi-1.1.md,
-#: "What the middleware cannot do"), as ``(server, check id): reason``. The
-#: test fails if one of these starts passing (then remove it) or another check
-#: fails. (mod_wsgi's short responses need ``WSGIPassApacheRequest On``, which
-#: tests/wsgi11/servers.py sets.)
-KNOWN_LIMITS: dict[tuple[str, str], str] = {
-    **{(host, "repeated-headers"): "nginx before 1.23.0 (Debian 12 has 1.22.1) passes each repeated request "
-       "header field to FastCGI, SCGI and uwsgi gateways as a parameter of its own, and the gateway (flup, "
-       "uWSGI) keeps the last, so the others are gone before the middleware runs (nginx 1.23.0 joins them)"
-       for host in (*FLUP_HOSTS, "uwsgi-nginx")},
-    ("mod_wsgi-daemon", "response-short"):
-        "the daemon process does not own the client connection: mod_wsgi passes no request_rec to it "
-        "(WSGIPassApacheRequest applies to embedded mode only), and the Apache child ends the response as "
-        "complete when the daemon's stream ends, however it ends; the client reads the next response as the rest",
-    ("cgi", "response-short"):
-        "Apache (2.4.59 and later, CVE-2024-24795) drops a CGI script's Content-Length and frames the response "
-        "itself (chunked, or a length it counts), and nothing a script does when it ends (exit status, a signal) "
-        "reaches the client: the client gets a complete, shorter response",
-    ("cgi", "file-wrapper-short"):
-        "as response-short: Apache frames a CGI response by the bytes the script wrote, so a file shorter than "
-        "its Content-Length arrives as a complete, shorter response",
-}
 
 
 def _runs(server: str) -> tuple[dict, dict]:

@@ -376,12 +376,13 @@ def closes_before_the_end(app: App) -> App:
 
 
 def drops_file_wrapper(app: App) -> App:
-    """No ``wsgi.file_wrapper``: the probe cannot send a file and answers 500
-    (``file-wrapper-short``; the old check took any non-200 answer for a server
-    refusing the short response)."""
+    """``wsgi.file_wrapper`` is offered, but gone when the probe sends a file,
+    which it then cannot do: it answers 500 (``file-wrapper-short``; the old
+    check took any non-200 answer for a server refusing the short response)."""
 
     def broken(environ, start_response):
-        environ.pop("wsgi.file_wrapper", None)
+        if environ.get("PATH_INFO", "").startswith("/file"):
+            environ.pop("wsgi.file_wrapper", None)
         return app(environ, start_response)
 
     return broken

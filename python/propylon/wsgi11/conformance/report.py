@@ -77,8 +77,9 @@ def render_table(runs: list[dict[str, Any]], command: str) -> str:
         "HTTP/2, or passes encoded request bodies through undecoded, which section",
         "3 allows); the reasons, and the way some checks were passed, are listed",
         "below the table. Rows marked *info* are not requirements. What the",
-        "middleware cannot fix is explained in the specification's",
-        "[reference implementation](spec/wsgi-1.1.md#reference-implementation) section.",
+        "middleware cannot fix on a host is a limit of its front end, named with",
+        "its reason below and in the specification's section on",
+        "[gateways](spec/wsgi-1.1.md#11-gateways-that-do-not-own-the-client-connection).",
         "",
         "## Tested with",
         "",
@@ -116,7 +117,8 @@ def render_table(runs: list[dict[str, Any]], command: str) -> str:
         lines.append(f"### {run['label']}")
         lines.append("")
         for c, outcome in failures:
-            lines.append(f"- `{c.id}`: {outcome['detail']}")
+            limit = f" (a known limit: {outcome['limit']})" if outcome.get("limit") else ""
+            lines.append(f"- `{c.id}`: {outcome['detail']}{limit}")
         lines.append("")
     lines += ["## Not applicable, and passes with a remark", ""]
     # Grouped: the checks with the same outcome, reason and servers on one line.
