@@ -159,4 +159,25 @@ http {{
         return (out.stderr or out.stdout).strip().split(":", 1)[-1].strip()
 
 
-__all__ = ["NGINX_PARAMS", "BehindNginx", "free_port", "nginx_unavailable"]
+def assert_unread_bodies_keep_their_answers(server: ExternalServer, rounds: int = 10) -> None:
+    """POST bodies the application answers without reading (a 413 from the
+    middleware's limit, and ``/ignore-body``) through the front end, one after
+    another: each must get the application's answer. nginx writes the whole
+    request before it reads the response, and answers ``502`` instead when the
+    gateway stopped reading; a race, so some of these fail without the drain,
+    not all."""
+    import os
+
+    import httpx
+
+    from tests.support import CLIENT_TIMEOUT
+    from tests.wsgi11.apps import LIMIT
+
+    with httpx.Client(timeout=CLIENT_TIMEOUT) as client:
+        for mount, size, status in [("middleware/limit", LIMIT + 1, 413), ("middleware/ignore-body", LIMIT, 200)] * rounds:
+            response = client.post(server.url(mount), content=os.urandom(size),
+                                   headers={"Content-Type": "application/octet-stream"})
+            assert response.status_code == status, f"{mount}: {response.status_code} {response.text[:300]}"
+
+
+__all__ = ["NGINX_PARAMS", "BehindNginx", "assert_unread_bodies_keep_their_answers", "free_port", "nginx_unavailable"]
