@@ -478,6 +478,11 @@ def _cut_short_record(ctx: Context, state: dict[str, Any]) -> tuple[dict[str, An
     return record, answer
 
 
+#: The detail of a read of a body cut short that did not raise: it ended as
+#: if the body were complete, or had not returned when the check looked (a
+#: CGI front end may end the process first, and which comes first is timing).
+NO_ERROR = "the read did not raise: it ended like a complete body, or never returned"
+
 #: The detail of a pass where the body never reached the application.
 NEVER_CALLED = ("the application was never called with the incomplete body (the server, or a front end "
                 "before it, {answer})")
@@ -488,13 +493,13 @@ def _finish_cut_short(ctx: Context, state: dict[str, Any], what: str) -> Outcome
     if not record:
         return ok(NEVER_CALLED.format(answer=answer))
     if "outcome" not in record:
-        return fail(f"{what}: the application's read neither returned nor raised")
+        return fail(f"{what}: {NO_ERROR}")
     if record["outcome"] == "error":
         return ok() if record.get("oserror") else fail(f"{what}: the read raised {record['error'].split(':')[0]}, "
                                                        "not an OSError")
     if record["outcome"] == "blocked":
         return fail(f"{what}: the read blocked after the client ended the request")
-    return fail(f"{what}: the read ended after {record['bytes']} bytes without an error, like a complete body")
+    return fail(f"{what}: {NO_ERROR}")
 
 
 @deferred("truncated-length", "§4", "a `Content-Length` body cut short raises `OSError`, never a short `b\"\"`")
@@ -539,9 +544,8 @@ class CheckTruncatedConnectionError:
                 refused.append(f"{framing}: {answer}")
                 continue
             if record.get("outcome") != "error":
-                how = {"blocked": "blocked", "complete": "ended like a complete body"}.get(record.get("outcome", ""),
-                                                                                         "neither returned nor raised")
-                return fail(f"{framing} body cut short: no exception, the read {how}")
+                how = "no exception, the read blocked" if record.get("outcome") == "blocked" else NO_ERROR
+                return fail(f"{framing} body cut short: {how}")
             if not record.get("connection_error"):
                 return fail(f"{framing} body cut short: the read raised {_classes(record)}, "
                             "which is not a ConnectionError")
