@@ -129,5 +129,5 @@ def test_exception_before_start_response_is_answered_500(uwsgi_http):
 
 def test_unread_body_behind_nginx_leaves_the_answer_intact(uwsgi_nginx):
     # uWSGI closes the socket with the body's rest unread unless the
-    # middleware reads it after answering (uwsgi_server.drain_after_response).
+    # middleware reads it after answering (propylon/wsgi11/frontend.py).
     assert_unread_bodies_keep_their_answers(uwsgi_nginx)

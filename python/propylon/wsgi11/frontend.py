@@ -4,14 +4,14 @@ A front end such as nginx writes the whole request to the gateway before it
 reads the response. A gateway that closes the connection with body bytes
 still unread makes that write fail, and nginx then answers ``502`` in place
 of the response the application gave (seen with flup's SCGI server when the
-middleware answers ``413`` without reading the body, and with uWSGI, whose
-own drain is in propylon/wsgi11/uwsgi_server.py). So behind a front end the
+middleware answers ``413`` without reading the body, and with uWSGI). So behind a front end the
 middleware reads and drops what is left of a body of known length once the
 response is done.
 
-Only SCGI is recognised here (the protocol puts ``SCGI: 1`` in every
-request's headers, so ``environ["SCGI"] == "1"``): on an SCGI connection
-``wsgi.input`` is the socket, which nothing ends but the length. A FastCGI
+Used over SCGI (the protocol puts ``SCGI: 1`` in every request's headers,
+so ``environ["SCGI"] == "1"``), where ``wsgi.input`` is the socket, which
+nothing ends but the length, and for uWSGI behind a front end
+(propylon/wsgi11/uwsgi_server.py says how it is recognised). A FastCGI
 server reads its stdin records itself, and a server that owns the client
 connection discards an unread body its own way (specification, section 1).
 """

@@ -153,11 +153,8 @@ class WSGI11Middleware:
         server = ServerProfile.read(environ)
         gate = ResponseGate(environ, start_response, answer_errors=not server.answers_errors)
         cleanups: list[Callable[[], None]] = []
-        if server.uwsgi is not None:
-            drain = uwsgi_server.drain_after_response(server.uwsgi, environ["wsgi.input"], _declared_or_none(environ))
-            if drain is not None:
-                cleanups.append(drain)
-        elif frontend.behind_scgi(environ) and (declared := _declared_or_none(environ)):
+        behind_uwsgi_front_end = server.uwsgi is not None and uwsgi_server.behind_front_end(server.uwsgi)
+        if (behind_uwsgi_front_end or frontend.behind_scgi(environ)) and (declared := _declared_or_none(environ)):
             counting = environ["wsgi.input"] = frontend.CountingInput(environ["wsgi.input"])
             cleanups.append(frontend.drain_rest(counting, declared))
         try:

@@ -35,7 +35,7 @@ uWSGI reads a body the application left unread; once uWSGI closes the socket
 with unread bytes in it, nginx's write fails and it answers ``502`` in place
 of the response. uWSGI's documentation asks applications to read the body,
 or ``--post-buffering``; the middleware reads what is left of it
-(:func:`drain_after_response`) when no socket of the instance speaks HTTP
+(propylon/wsgi11/frontend.py, as over SCGI) when no socket of the instance speaks HTTP
 itself (``uwsgi.opt``), so never from a client directly.
 
 What it does not do: anything unless the request is served by uWSGI (the
@@ -54,15 +54,13 @@ from propylon.errors import ClientDisconnected
 from propylon.filewrapper import FileWrapper
 from propylon.wsgi11.response import CloseOnce, ResponseGate, regular_file_remaining
 
-__all__ = ["ChunkedBody", "SentFile", "api", "drain_after_response", "send_file"]
+__all__ = ["ChunkedBody", "SentFile", "api", "behind_front_end", "send_file"]
 
 #: ``uwsgi.sendfile()`` parses its position and length as C ``int``s.
 SENDFILE_MAX = 2**31 - 1
 #: uWSGI options that make an instance speak HTTP to clients itself.
 HTTP_SOCKET_OPTIONS = ("http-socket", "http11-socket", "https-socket", "http", "https", "https2",
                        "http-socket-modifier1")
-#: Read size when draining an unread body.
-DRAIN_BLOCK = 64 * 1024
 
 
 def api(environ: dict[str, Any]) -> Any | None:
@@ -168,20 +166,3 @@ def behind_front_end(uwsgi: Any) -> bool:
     """Whether no socket of this uWSGI instance speaks HTTP to clients itself."""
     options = getattr(uwsgi, "opt", None) or {}
     return not any(name in options for name in HTTP_SOCKET_OPTIONS)
-
-
-def drain_after_response(uwsgi: Any, raw_input: Any, declared: int | None) -> Callable[[], None] | None:
-    """A clean-up that reads and drops what is left of a ``declared``-length
-    body from uWSGI's own ``wsgi.input``, behind a front end; ``None`` where
-    nothing is to be drained (no length, or clients connect to uWSGI itself)."""
-    if not declared or not behind_front_end(uwsgi):
-        return None
-
-    def drain() -> None:
-        try:
-            while raw_input.read(DRAIN_BLOCK):
-                pass
-        except OSError:
-            pass  # the front end went away: nothing left to protect
-
-    return drain
